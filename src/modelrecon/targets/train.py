@@ -1,0 +1,112 @@
+"""Small targets trained on bundled data, seeded and cached on disk.
+
+The cache lives in ``$MODELRECON_CACHE`` (default ``~/.cache/modelrecon``); a model is
+trained once per (architecture, seed) in a few seconds and loaded afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelrecon import data
+from modelrecon.targets.base import Target, sequential_truth
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MODELRECON_CACHE", str(Path.home() / ".cache" / "modelrecon")))
+
+
+def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60, lr: float = 3e-3,
+        batch: int = 64) -> nn.Module:
+    """Adam on cross-entropy, float64, seeded: the same seed gives the same weights."""
+    g = torch.Generator().manual_seed(seed)
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(Xt), generator=g).split(batch):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+def accuracy(model: nn.Module, X: np.ndarray, y: np.ndarray) -> float:
+    with torch.no_grad():
+        return float((model(torch.as_tensor(X)).argmax(1).numpy() == y).mean())
+
+
+def _cached(key: dict, make: Callable[[], nn.Module], train: Callable[[nn.Module], nn.Module]) -> tuple[nn.Module, dict]:
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{key['name']}-{name}.pt"
+    model = make()
+    if path.exists():
+        saved = torch.load(path, weights_only=True)
+        model.load_state_dict(saved["state"])
+        return model.eval(), saved["info"]
+    model = train(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    info = {"key": key}
+    torch.save({"state": model.state_dict(), "info": info}, tmp)
+    tmp.replace(path)
+    return model.eval(), info
+
+
+def digits_mlp(spec: str, widths: list[int], act: str, seed: int) -> Target:
+    from modelrecon.targets.zoo import ACTIVATIONS
+
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; known: {', '.join(ACTIVATIONS)}")
+    ds = data.digits()
+
+    def make() -> nn.Module:
+        torch.manual_seed(seed)
+        sizes = [64] + widths + [10]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(ACTIVATIONS[act]())
+        return nn.Sequential(*layers).double()
+
+    model, _ = _cached({"name": "digits-mlp", "widths": widths, "act": act, "seed": seed}, make,
+                       lambda m: fit(m, ds.X_train, ds.y_train, seed))
+    acc = accuracy(model, ds.X_test, ds.y_test)
+    return Target(spec, model, (64,), 10, "multiclass", input_box=(0.0, 1.0),
+                  truth={**sequential_truth(model), "test_accuracy": acc, "dataset": "digits"},
+                  description=f"digits MLP 64 -> {' -> '.join(map(str, widths))} -> 10 ({act}), "
+                              f"test accuracy {acc:.3f}")
+
+
+class DigitsCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1),
+                                      nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def digits_cnn(spec: str, seed: int) -> Target:
+    ds = data.digits(image=True)
+
+    def make() -> nn.Module:
+        torch.manual_seed(seed)
+        return DigitsCNN().double()
+
+    model, _ = _cached({"name": "digits-cnn", "seed": seed}, make,
+                       lambda m: fit(m, ds.X_train, ds.y_train, seed, epochs=30))
+    acc = accuracy(model, ds.X_test, ds.y_test)
+    return Target(spec, model, (1, 8, 8), 10, "multiclass", input_box=(0.0, 1.0),
+                  truth={"family": "cnn", "test_accuracy": acc, "dataset": "digits"},
+                  description=f"digits CNN 1x8x8 -> conv16 -> conv32 -> pool -> 64 -> 10, test accuracy {acc:.3f}")

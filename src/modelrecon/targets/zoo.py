@@ -1,0 +1,128 @@
+"""The built-in zoo: random models of the families the attacks assume, and small models
+trained on bundled data.  ``builtin:NAME?key=value&...`` selects one; every parameter
+has a default, so ``builtin:relu2`` alone is a target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelrecon.targets.base import Target, sequential_truth
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "softplus": nn.Softplus,
+}
+
+
+@dataclass
+class ZooEntry:
+    name: str
+    description: str
+    params: dict[str, tuple[Any, str]]  # name -> (default, help)
+    build: Callable[[dict[str, Any], str], Target]
+
+
+def _rng(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def _linear(p: dict[str, Any], spec: str, task: str) -> Target:
+    g = _rng(p["seed"])
+    d = int(p["d"])
+    layer = nn.Linear(d, 1, bias=bool(p["bias"])).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(1, d, generator=g, dtype=torch.float64) / np.sqrt(d))
+        if layer.bias is not None:
+            layer.bias.copy_(torch.randn(1, generator=g, dtype=torch.float64))
+    b = layer.bias.detach().numpy().copy() if layer.bias is not None else np.zeros(1)
+    truth = {"family": "linear", "w": layer.weight.detach().numpy()[0].copy(), "b": float(b[0]), "link":
+             "logistic" if task == "binary" else "identity"}
+    return Target(spec, layer.eval(), (d,), 1, task, truth=truth,
+                  description=f"{'logistic' if task == 'binary' else 'linear'} model on R^{d}")
+
+
+def _relu2(p: dict[str, Any], spec: str) -> Target:
+    g = _rng(p["seed"])
+    d, h, k = int(p["d"]), int(p["h"]), int(p["k"])
+    bias = bool(p["bias"])
+    model = nn.Sequential(nn.Linear(d, h, bias=bias), nn.ReLU(), nn.Linear(h, k, bias=bias)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.randn(h, d, generator=g, dtype=torch.float64) / np.sqrt(d))
+        model[2].weight.copy_(torch.randn(k, h, generator=g, dtype=torch.float64) / np.sqrt(h))
+        if bias:
+            model[0].bias.copy_(torch.randn(h, generator=g, dtype=torch.float64) * float(p["bias_scale"]))
+            model[2].bias.copy_(torch.randn(k, generator=g, dtype=torch.float64))
+    t = sequential_truth(model)
+    (W, b), (V, c) = t["layers"]
+    truth = {"family": "relu2", "W": W, "b": b, "V": V, "c": c, **t}
+    return Target(spec, model.eval(), (d,), k, "regression" if k == 1 else "multiclass", truth=truth,
+                  description=f"two-layer ReLU network {d} -> {h} -> {k}")
+
+
+def _widths(value: Any) -> list[int]:
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    return [int(v) for v in str(value).replace(" ", "").split(",") if v]
+
+
+def build_mlp(d: int, widths: list[int], k: int, act: str, seed: int) -> nn.Sequential:
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; known: {', '.join(ACTIVATIONS)}")
+    g = _rng(seed)
+    sizes = [d] + widths + [k]
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        lin = nn.Linear(fan_in, fan_out).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(fan_out, fan_in, generator=g, dtype=torch.float64) / np.sqrt(fan_in))
+            lin.bias.copy_(torch.randn(fan_out, generator=g, dtype=torch.float64) * 0.1)
+        layers.append(lin)
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[act]())
+    return nn.Sequential(*layers).eval()
+
+
+def _mlp(p: dict[str, Any], spec: str) -> Target:
+    d, k = int(p["d"]), int(p["k"])
+    widths = _widths(p["widths"])
+    model = build_mlp(d, widths, k, str(p["act"]), int(p["seed"]))
+    return Target(spec, model, (d,), k, "regression" if k == 1 else "multiclass", truth=sequential_truth(model),
+                  description=f"{len(widths) + 1}-layer {p['act']} MLP {d} -> {' -> '.join(map(str, widths))} -> {k}")
+
+
+def _digits_mlp(p: dict[str, Any], spec: str) -> Target:
+    from modelrecon.targets.train import digits_mlp
+
+    return digits_mlp(spec, _widths(p["widths"]), str(p["act"]), int(p["seed"]))
+
+
+def _digits_cnn(p: dict[str, Any], spec: str) -> Target:
+    from modelrecon.targets.train import digits_cnn
+
+    return digits_cnn(spec, int(p["seed"]))
+
+
+ZOO: dict[str, ZooEntry] = {e.name: e for e in [
+    ZooEntry("linear", "linear regression f(x) = w.x + b, w ~ N(0, 1/d)",
+             {"d": (20, "input dimension"), "bias": (1, "1: with bias"), "seed": (0, "random seed")},
+             lambda p, s: _linear(p, s, "regression")),
+    ZooEntry("logistic", "logistic regression: logit w.x + b, probability sigmoid(logit)",
+             {"d": (20, "input dimension"), "bias": (1, "1: with bias"), "seed": (0, "random seed")},
+             lambda p, s: _linear(p, s, "binary")),
+    ZooEntry("relu2", "random two-layer ReLU network V relu(W x + b) + c (k=1: scalar output)",
+             {"d": (20, "input dimension"), "h": (10, "hidden units"), "k": (1, "outputs"),
+              "bias": (1, "1: with biases"), "bias_scale": (0.5, "std of first-layer biases"),
+              "seed": (0, "random seed")}, _relu2),
+    ZooEntry("mlp", "random deep MLP (widths of hidden layers, activation relu/tanh/sigmoid/gelu/softplus)",
+             {"d": (100, "input dimension"), "widths": ("20,40", "hidden widths, first is k of the span attack"),
+              "k": (1, "outputs"), "act": ("relu", "activation"), "seed": (0, "random seed")}, _mlp),
+    ZooEntry("digits-mlp", "MLP trained on scikit-learn digits (64 -> widths -> 10), cached on disk",
+             {"widths": ("32,32", "hidden widths (first layer k < 64)"), "act": ("relu", "activation"),
+              "seed": (0, "random seed")}, _digits_mlp),
+    ZooEntry("digits-cnn", "small CNN trained on scikit-learn digits (1x8x8 -> 10), cached on disk",
+             {"seed": (0, "random seed")}, _digits_cnn),
+]}
