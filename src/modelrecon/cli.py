@@ -1,0 +1,116 @@
+"""The command line: a thin typer app over the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from modelrecon import report
+
+app = typer.Typer(help="Reconstruct ML models through their query interface.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+attack_app = typer.Typer(help="Run one attack against a target.", no_args_is_help=True)
+app.add_typer(attack_app, name="attack")
+
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="target spec: builtin:NAME?k=v, file.pt, file.onnx, module:callable")]
+OracleOpt = Annotated[Optional[str], typer.Option("--oracle", help="query kinds offered, comma-separated (default: all the target answers)")]
+BudgetOpt = Annotated[Optional[int], typer.Option("--budget", help="total query budget")]
+BudgetsOpt = Annotated[Optional[str], typer.Option("--budget-per-kind", help="e.g. gradient=100,value=50")]
+JournalOpt = Annotated[Optional[Path], typer.Option("--journal", help="SQLite journal: audit, replay, resume")]
+JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here")]
+RoundOpt = Annotated[Optional[int], typer.Option("--round", help="oracle rounds answers to this many decimals")]
+SpaceOpt = Annotated[str, typer.Option("--explain-space", help="explanations of the logit or of the probability")]
+
+
+class CliError(Exception):
+    pass
+
+
+def make_oracle(target_spec: str, oracle: str | None, budget: int | None, budget_per_kind: str | None,
+                journal: Path | None, round_decimals: int | None = None, explain_space: str = "logit", **options):
+    from modelrecon.oracle import local_oracle
+    from modelrecon.targets import load
+
+    target = load(target_spec)
+    kinds = [k.strip() for k in oracle.split(",")] if oracle else None
+    budgets = {}
+    for item in (budget_per_kind or "").split(","):
+        if item.strip():
+            kind, _, n = item.partition("=")
+            if not n.strip().isdigit():
+                raise CliError(f"--budget-per-kind wants KIND=N items, got {item!r}")
+            budgets[kind.strip()] = int(n)
+    return target, local_oracle(target, kinds, budget=budget, budgets=budgets, journal=journal,
+                                round_decimals=round_decimals, explain_space=explain_space, **options)
+
+
+def finish(result, target, json_path: Path | None, data=None) -> None:
+    from modelrecon.evaluate import evaluate
+
+    evaluate(result, target, data)
+    report.show(result)
+    if json_path:
+        result.save_json(json_path)
+        report.console.print(f"result written to {json_path}")
+    if result.status == "failed":
+        raise typer.Exit(2)
+
+
+@attack_app.command("linear")
+def attack_linear(
+    target: TargetOpt = "builtin:logistic?d=784",
+    oracle: OracleOpt = None,
+    method: Annotated[str, typer.Option(help="auto | gradient | explanation | equations")] = "auto",
+    explanation: Annotated[Optional[str], typer.Option(help="explanation method to use (e.g. input-x-gradient)")] = None,
+    verify: Annotated[int, typer.Option(help="fresh queries spent verifying the recovered model")] = 2,
+    budget: BudgetOpt = None,
+    budget_per_kind: BudgetsOpt = None,
+    journal: JournalOpt = None,
+    round_decimals: RoundOpt = None,
+    explain_space: SpaceOpt = "logit",
+    json: JsonOpt = None,
+) -> None:
+    """Exact recovery of a linear or logistic model (Milli et al. 2019; Tramer et al. 2016 baseline)."""
+    from modelrecon.attacks.linear import LinearAttack
+
+    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals, explain_space)
+    finish(LinearAttack(method=method, explanation=explanation, verify=verify).run(o), t, json)
+
+
+@app.command()
+def targets() -> None:
+    """List the built-in targets and their parameters."""
+    from modelrecon.targets.zoo import ZOO
+
+    t = report.comparison_table("built-in targets (builtin:NAME?key=value&...)", ["name", "what", "parameters (default)"],
+                                [(e.name, e.description, "\n".join(f"{k}={v[0]!r}: {v[1]}" for k, v in e.params.items()))
+                                 for e in ZOO.values()])
+    report.console.print(t)
+    report.console.print("Also: path/to/model.pt (TorchScript), path/to/model.onnx (values only), package.module:callable")
+
+
+@app.command()
+def demo(out: Annotated[Path, typer.Option(help="folder for the result JSON files")] = Path("out/demo")) -> None:
+    """The main job on built-in targets: every attack, its queries and its errors, side by side."""
+    from modelrecon.demo import run_demo
+
+    run_demo(out)
+
+
+def main() -> None:
+    from modelrecon.data import DatasetMissing
+    from modelrecon.oracle import OracleError
+    from modelrecon.targets import TargetSpecError
+
+    try:
+        app()
+    except (CliError, OracleError, TargetSpecError, DatasetMissing, ValueError) as e:
+        report.console.print(f"[bold red]error:[/] {e}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
