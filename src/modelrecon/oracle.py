@@ -116,7 +116,7 @@ class Ledger:
 
 def _encode(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    np.save(buf, np.asarray(a), allow_pickle=False)
     return buf.getvalue()
 
 
