@@ -288,6 +288,7 @@ class Oracle:
                 missing[tuple(todo)].append(i)
 
         exhausted = None
+        remote: QueryBudgetExceeded | None = None
         for group_kinds, idx in missing.items():
             allowed = self.ledger.remaining(group_kinds)
             if allowed is not None and allowed < len(idx):
@@ -295,7 +296,15 @@ class Oracle:
                 idx = idx[:allowed]
             if not idx:
                 continue
-            got, evaluations = self._backend(x[idx], group_kinds, output)
+            try:
+                got, evaluations = self._backend(x[idx], group_kinds, output)
+            except QueryBudgetExceeded as e:
+                # a remote quota ran out: the backend answered (and was charged for) a prefix of
+                # the batch; count and journal that prefix like any answer, then stop
+                remote = e
+                idx = idx[:e.answered]
+                got, evaluations = e.answers, int(getattr(e, "evaluations", 0))
+                exhausted = (group_kinds, None)
             self.ledger.record(group_kinds, len(idx), evaluations)
             rows = []
             for k in group_kinds:
@@ -311,9 +320,11 @@ class Oracle:
         if exhausted:
             first_missing = min(i for i in range(n) if any(answers[k][i] is None for k in kinds))
             partial = {k: np.stack(v[:first_missing]) if first_missing else np.empty((0,)) for k, v in answers.items()}
+            where = (f"remote quota: {remote}" if remote is not None else
+                     f"budget total={self.ledger.budget}, per kind={self.ledger.budgets}")
             raise QueryBudgetExceeded(
                 f"query budget exhausted after {first_missing} of {n} inputs asking {', '.join(kinds)} "
-                f"(spent {self.ledger.by_kind()}, budget total={self.ledger.budget}, per kind={self.ledger.budgets})",
+                f"(spent {self.ledger.by_kind()}, {where})",
                 partial, first_missing)
         out = {k: np.stack(v) for k, v in answers.items()}
         return {k: v[0] for k, v in out.items()} if single else out

@@ -1,0 +1,708 @@
+"""The explanation service: a target's predictions and explanations over HTTP.
+
+``create_app(Service(...))`` returns a FastAPI application (OpenAPI schema at
+``/openapi.json``, docs at ``/docs``) with
+
+``GET  /v1/metadata``  what the service publishes: input shape and box, outputs, task,
+                       predictions and explanations offered, output options, limits
+``POST /v1/predict``   predictions (value / probabilities / label) for a batch
+``POST /v1/explain``   explanations (gradient, saliency, smoothgrad, ...) for a batch, the
+                       requested predictions returned with them
+``GET  /v1/usage``     the calling key's spent queries, by kind, and its quota
+``GET  /admin``        admin key: every key's usage, refusals and extraction warnings
+``PUT  /admin/keys/{name}``  admin key: change a key's quota or rate limit
+
+Counting is the oracle's: a batch of N inputs asking for kinds K costs N x |K| queries, the
+same number :class:`modelrecon.oracle.Ledger` counts on the client.  A request carries an
+optional ``request_id``; a retried request with the same id is answered from the log and
+not charged again, so a client that retries on time-outs never pays twice.
+
+Answers are computed by :func:`modelrecon.oracle.local_oracle` over the loaded target, with
+the operator's output options (rounding, top-k, label only) applied there, and two more
+applied here to explanations: absolute values, and Gaussian noise of a given size relative
+to each explanation's root-mean-square.
+
+Every request (answered or refused) is logged to SQLite: who (key name, client address),
+when, what (endpoint, kinds, output, batch size, the inputs themselves for answered ones),
+the queries charged and the HTTP status.  Usage and quotas are rebuilt from the log on
+start, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import numpy as np
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelrecon.oracle import KINDS, PREDICTION_KINDS, OracleError, _decode, _encode, local_oracle
+from modelrecon.serve.detect import Detector
+
+API_VERSION = "1"
+
+
+# -- configuration -----------------------------------------------------------------------------
+@dataclass
+class OutputOptions:
+    """Post-processing of answers, as operators use it to defend a model."""
+
+    round_decimals: int | None = None
+    top_k: int | None = None
+    label_only: bool = False
+    abs_explanations: bool = False
+    explanation_noise: float = 0.0  # std of Gaussian noise, relative to each explanation's RMS
+    explain_space: str = "logit"
+
+    def __post_init__(self) -> None:
+        if self.round_decimals is not None and not 0 <= self.round_decimals <= 15:
+            raise ValueError("round_decimals must be in [0, 15]")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        if not (np.isfinite(self.explanation_noise) and self.explanation_noise >= 0):
+            raise ValueError("explanation_noise must be a finite number >= 0")
+
+
+@dataclass
+class Limits:
+    max_batch: int = 256
+    max_body_bytes: int = 4_000_000
+    default_quota: int | None = None  # queries per key; None: unlimited
+    default_rate: float = 50.0  # requests per second per key (token bucket)
+    default_burst: int = 100
+
+
+@dataclass
+class ApiKey:
+    name: str
+    key: str
+    quota: int | None = None
+    rate: float | None = None
+    burst: int | None = None
+    admin: bool = False
+
+
+def read_keys(path: str | Path) -> list[ApiKey]:
+    """A keys file: JSON ``{"NAME": {"key": "...", "quota": 1000, "rate": 20, "burst": 40, "admin": false}}``."""
+    raw = json.loads(Path(path).read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a keys file is a JSON object name -> {{key, quota, rate, burst, admin}}")
+    out = []
+    for name, v in raw.items():
+        if not isinstance(v, dict) or not isinstance(v.get("key"), str) or len(v["key"]) < 8:
+            raise ValueError(f"{path}: key {name!r} needs a 'key' string of at least 8 characters")
+        unknown = set(v) - {"key", "quota", "rate", "burst", "admin"}
+        if unknown:
+            raise ValueError(f"{path}: key {name!r} has unknown fields {sorted(unknown)}")
+        out.append(ApiKey(name, v["key"], v.get("quota"), v.get("rate"), v.get("burst"), bool(v.get("admin", False))))
+    return out
+
+
+def _sha(s: str) -> str:
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+class ServiceError(Exception):
+    """A refusal: HTTP status, machine-readable code, human message, extra fields."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+
+def wire_name(kind: str) -> str:
+    return kind.split(":", 1)[1] if kind.startswith("explanation:") else kind
+
+
+def kind_of(name: str) -> str:
+    return name if name in PREDICTION_KINDS or name == "gradient" else f"explanation:{name}"
+
+
+# -- the service (no HTTP in here) ---------------------------------------------------------------
+class Service:
+    """A target behind keys, quotas, rate limits, output options, a query log and a detector."""
+
+    def __init__(self, target: Any, *, explanations: list[str] | tuple[str, ...] | None = None,
+                 predictions: list[str] | tuple[str, ...] | None = None, options: OutputOptions | None = None,
+                 limits: Limits | None = None, keys: list[ApiKey] | None = None, db: str | Path = ":memory:",
+                 detector: Detector | None = None, name: str | None = None, seed: int = 0,
+                 enforce_box: bool = False):
+        self.target = target
+        self.options = options or OutputOptions()
+        self.limits = limits or Limits()
+        self.name = name or "modelrecon explanation service"
+        self.enforce_box = enforce_box
+        o = self.options
+        pred_ok = [k for k in PREDICTION_KINDS if not (k == "probabilities" and target.task == "regression")]
+        predictions = list(predictions) if predictions is not None else pred_ok
+        explanations = list(explanations) if explanations is not None else (["gradient"] if target.differentiable else [])
+        for p in predictions:
+            if p not in pred_ok:
+                raise ValueError(f"cannot offer prediction {p!r}; this target offers {', '.join(pred_ok)}")
+        exp_kinds = [kind_of(e.strip()) for e in explanations if e.strip()]
+        for k in exp_kinds:
+            if k not in KINDS or k in PREDICTION_KINDS:
+                raise ValueError(f"unknown explanation {wire_name(k)!r}; known: gradient, "
+                                 + ", ".join(wire_name(x) for x in KINDS if x.startswith("explanation:")))
+            if not target.differentiable:
+                raise ValueError(f"target {target.spec} is not differentiable: it can offer predictions only")
+        kinds = ["label"] if o.label_only else predictions + exp_kinds
+        if not kinds:
+            raise ValueError("the service must offer at least one prediction or explanation")
+        self.oracle = local_oracle(target, kinds, round_decimals=o.round_decimals, top_k=o.top_k,
+                                   label_only=o.label_only, explain_space=o.explain_space)
+        self.kinds = tuple(self.oracle.kinds)
+        self.input_shape = tuple(target.input_shape)
+        self.input_dim = int(np.prod(self.input_shape))
+        self.detector = detector or Detector(self.input_dim, target.input_box)
+        self.rng = np.random.default_rng(seed)
+        self.started = time.time()
+        self._lock = threading.RLock()  # log, usage, quotas, buckets
+        self._compute = threading.Lock()  # the model (Captum hooks are not re-entrant)
+        self._inflight: set[tuple[str, str]] = set()
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self.db = sqlite3.connect(str(db), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL") if str(db) != ":memory:" else None
+        self.db.executescript("""
+            CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, key_sha TEXT UNIQUE, quota INTEGER,
+                rate REAL, burst INTEGER, admin INTEGER);
+            CREATE TABLE IF NOT EXISTS queries (id INTEGER PRIMARY KEY, time REAL, key_name TEXT, client TEXT,
+                endpoint TEXT, request_id TEXT, status INTEGER, code TEXT, n_inputs INTEGER, kinds TEXT,
+                output TEXT, charged INTEGER, charged_by_kind TEXT, evaluations INTEGER, inputs BLOB,
+                message TEXT);
+            CREATE INDEX IF NOT EXISTS queries_key ON queries (key_name);
+            CREATE TABLE IF NOT EXISTS responses (key_name TEXT, request_id TEXT, body_sha TEXT, response BLOB,
+                PRIMARY KEY (key_name, request_id));
+            CREATE TABLE IF NOT EXISTS warnings (id INTEGER PRIMARY KEY, time REAL, key_name TEXT, signal TEXT,
+                at_query INTEGER, detail TEXT);
+        """)
+        for k in keys or []:
+            self.db.execute("INSERT INTO keys VALUES (?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                            "key_sha=excluded.key_sha, quota=excluded.quota, rate=excluded.rate, "
+                            "burst=excluded.burst, admin=excluded.admin",
+                            (k.name, _sha(k.key), k.quota, k.rate, k.burst, int(k.admin)))
+        self.spent: dict[str, int] = {}
+        self.spent_by_kind: dict[str, dict[str, int]] = {}
+        for name, charged, by_kind in self.db.execute(
+                "SELECT key_name, charged, charged_by_kind FROM queries WHERE charged > 0"):
+            self.spent[name] = self.spent.get(name, 0) + charged
+            d = self.spent_by_kind.setdefault(name, {})
+            for kind, n in json.loads(by_kind).items():
+                d[kind] = d.get(kind, 0) + n
+
+    # -- metadata ---------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        t = self.target
+        public_options = {**self.oracle.options, "abs_explanations": self.options.abs_explanations,
+                          "explanation_noise": self.options.explanation_noise}
+        public_options.pop("seed", None)
+        return {
+            "service": self.name, "api_version": API_VERSION, "input_shape": list(self.input_shape),
+            "input_dim": self.input_dim, "input_box": list(t.input_box) if t.input_box else None,
+            "n_outputs": t.n_outputs, "classes": list(range(t.n_outputs)) if t.task != "regression" else None,
+            "task": t.task,
+            "predictions": [k for k in self.kinds if k in PREDICTION_KINDS],
+            "explanations": [wire_name(k) for k in self.kinds if k not in PREDICTION_KINDS],
+            "kinds": list(self.kinds), "options": public_options,
+            "limits": {"max_batch": self.limits.max_batch, "max_body_bytes": self.limits.max_body_bytes,
+                       "enforce_input_box": self.enforce_box},
+            "counting": "a batch of N inputs asking for K kinds costs N*K queries; a retried request_id is free",
+        }
+
+    # -- keys, quotas, rate limits ----------------------------------------------------------
+    def authenticate(self, key: str | None) -> dict[str, Any]:
+        if not key:
+            raise ServiceError(401, "missing_key", "send your API key in the X-API-Key header")
+        row = self.db.execute("SELECT name, quota, rate, burst, admin FROM keys WHERE key_sha=?",
+                              (_sha(key),)).fetchone()
+        if row is None:
+            raise ServiceError(401, "bad_key", "this API key is not known to the service")
+        name, quota, rate, burst, admin = row
+        return {"name": name, "quota": quota if quota is not None else self.limits.default_quota,
+                "rate": rate if rate is not None else self.limits.default_rate,
+                "burst": burst if burst is not None else self.limits.default_burst, "admin": bool(admin)}
+
+    def _take_token(self, key: dict[str, Any]) -> None:
+        rate, burst = float(key["rate"]), float(key["burst"])
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key["name"], (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self._buckets[key["name"]] = (tokens, now)
+            wait = (1.0 - tokens) / rate if rate > 0 else 60.0
+            raise ServiceError(429, "rate_limited", f"rate limit of {rate:g} requests/s exceeded; retry later",
+                               retry_after=round(wait, 3))
+        self._buckets[key["name"]] = (tokens - 1.0, now)
+
+    def remaining(self, key: dict[str, Any]) -> int | None:
+        return None if key["quota"] is None else max(int(key["quota"]) - self.spent.get(key["name"], 0), 0)
+
+    def set_key(self, name: str, quota: Any = "keep", rate: Any = "keep", burst: Any = "keep") -> dict[str, Any]:
+        with self._lock:
+            row = self.db.execute("SELECT quota, rate, burst FROM keys WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise ServiceError(404, "no_such_key", f"no key named {name!r}")
+            q, r, b = row
+            q = q if quota == "keep" else quota
+            r = r if rate == "keep" else rate
+            b = b if burst == "keep" else burst
+            self.db.execute("UPDATE keys SET quota=?, rate=?, burst=? WHERE name=?", (q, r, b, name))
+            return {"name": name, "quota": q, "rate": r, "burst": b}
+
+    # -- validation ---------------------------------------------------------------------------
+    def parse_inputs(self, inputs: Any) -> np.ndarray:
+        if not isinstance(inputs, list) or not inputs:
+            raise ServiceError(422, "bad_inputs", "'inputs' must be a non-empty list of inputs (a batch)")
+        if len(inputs) > self.limits.max_batch:
+            raise ServiceError(413, "batch_too_large",
+                               f"batch of {len(inputs)} inputs exceeds the limit of {self.limits.max_batch}; split it")
+        try:
+            x = np.asarray(inputs)
+        except (ValueError, TypeError):
+            x = None
+        if x is None or x.dtype.kind not in "iuf":
+            raise ServiceError(422, "bad_dtype", "inputs must be a rectangular array of numbers "
+                                                 "(no strings, booleans, nulls or ragged rows)")
+        x = x.astype(np.float64)
+        n = len(x)
+        if x.shape[1:] == self.input_shape:
+            pass
+        elif x.shape[1:] == (self.input_dim,):
+            x = x.reshape(n, *self.input_shape)
+        else:
+            raise ServiceError(422, "bad_shape", f"inputs of shape {list(x.shape)}: this model takes a batch of "
+                                                 f"shape [N, {', '.join(map(str, self.input_shape))}] "
+                                                 f"(or [N, {self.input_dim}] flattened)")
+        bad = ~np.isfinite(x.reshape(n, -1)).all(axis=1)
+        if bad.any():
+            raise ServiceError(422, "non_finite", f"inputs contain NaN or Infinity (rows {np.flatnonzero(bad)[:10].tolist()})")
+        if self.enforce_box and self.target.input_box is not None:
+            lo, hi = self.target.input_box
+            out = ((x < lo) | (x > hi)).reshape(n, -1).any(axis=1)
+            if out.any():
+                raise ServiceError(422, "outside_box", f"inputs outside the input box [{lo}, {hi}] "
+                                                       f"(rows {np.flatnonzero(out)[:10].tolist()})")
+        return x
+
+    def parse_kinds(self, names: list[str] | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+        offered = [k for k in self.kinds if k in allowed]
+        if names is None:
+            return tuple(offered)
+        kinds = []
+        for n in names:
+            k = kind_of(n) if isinstance(n, str) else None
+            if k not in offered:
+                raise ServiceError(422, "not_offered", f"{what} {n!r} is not offered; this service offers: "
+                                   + (", ".join(wire_name(x) for x in offered) or "none"))
+            if k not in kinds:
+                kinds.append(k)
+        return tuple(kinds)
+
+    # -- answering ------------------------------------------------------------------------------
+    def _postprocess(self, got: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        o = self.options
+        for k in list(got):
+            if k in PREDICTION_KINDS:
+                continue
+            e = np.asarray(got[k], dtype=np.float64)
+            if o.abs_explanations:
+                e = np.abs(e)
+            if o.explanation_noise > 0:
+                flat = e.reshape(len(e), -1)
+                rms = np.sqrt(np.mean(flat ** 2, axis=1)).reshape((len(e),) + (1,) * (e.ndim - 1))
+                with self._lock:
+                    noise = self.rng.standard_normal(e.shape)
+                e = e + o.explanation_noise * rms * noise
+                if o.round_decimals is not None:
+                    e = np.round(e, o.round_decimals)
+            got[k] = e
+        return got
+
+    def answer(self, key: dict[str, Any], endpoint: str, body: dict[str, Any], client: str = "") -> dict[str, Any]:
+        """Validate, charge, compute, log.  Raises :class:`ServiceError` on a refusal (logged too)."""
+        name = key["name"]
+        request_id = body.get("request_id")
+        body_sha = hashlib.sha256(json.dumps({k: v for k, v in body.items() if k != "request_id"},
+                                             sort_keys=True).encode()).hexdigest()
+        reserved = 0
+        x = None
+        kinds: tuple[str, ...] = ()
+        output: Any = None
+        try:
+            with self._lock:
+                if request_id is not None:
+                    row = self.db.execute("SELECT body_sha, response FROM responses WHERE key_name=? AND request_id=?",
+                                          (name, request_id)).fetchone()
+                    if row is not None:
+                        if row[0] != body_sha:
+                            raise ServiceError(409, "request_id_reused",
+                                               f"request_id {request_id!r} was used for a different request")
+                        resp = json.loads(zlib.decompress(row[1]))
+                        resp["replayed"] = True
+                        resp["charged"] = 0
+                        self._log(name, client, endpoint, request_id, 200, "replayed", resp["n"], (), None, 0, {}, 0,
+                                  None, "answered again from the log (retried request_id), not charged")
+                        return resp
+                    if (name, request_id) in self._inflight:
+                        raise ServiceError(409, "in_progress", f"request_id {request_id!r} is being answered; retry",
+                                           retry_after=0.05)
+                self._take_token(key)
+            x = self.parse_inputs(body.get("inputs"))
+            if endpoint == "predict":
+                kinds = self.parse_kinds(body.get("outputs"), PREDICTION_KINDS, "prediction")
+            else:
+                methods = body.get("methods")
+                exp = self.parse_kinds(methods, tuple(k for k in KINDS if k not in PREDICTION_KINDS), "explanation")
+                pred = self.parse_kinds(body.get("predictions"), PREDICTION_KINDS, "prediction")
+                kinds = exp + pred
+                output = body.get("output", "predicted")
+                if not (output == "predicted" or (isinstance(output, int) and not isinstance(output, bool)
+                                                  and 0 <= output < self.target.n_outputs)):
+                    raise ServiceError(422, "bad_output", f"'output' must be \"predicted\" or a class index in "
+                                                          f"[0, {self.target.n_outputs})")
+                if not exp:
+                    raise ServiceError(422, "no_explanation", "an explain request needs at least one method; "
+                                                              "use /v1/predict for predictions only")
+            if not kinds:
+                raise ServiceError(422, "no_kinds", "nothing asked: name at least one output")
+            n = len(x)
+            cost = n * len(kinds)
+            with self._lock:
+                rem = self.remaining(key)
+                if rem is not None and cost > rem:
+                    raise ServiceError(403, "quota_exhausted",
+                                       f"this request costs {cost} queries ({n} inputs x {len(kinds)} kinds); "
+                                       f"the key has {rem} left of its quota of {key['quota']}",
+                                       quota_remaining=rem, cost=cost)
+                self.spent[name] = self.spent.get(name, 0) + cost
+                reserved = cost
+                if request_id is not None:
+                    self._inflight.add((name, request_id))
+            with self._compute:
+                evaluations = self.oracle.ledger.evaluations
+                try:
+                    got = self.oracle.query(x, kinds, output if output is not None else "predicted")
+                except OracleError as e:
+                    raise ServiceError(422, "bad_request", str(e)) from None
+                evaluations = self.oracle.ledger.evaluations - evaluations
+            got = self._postprocess(got)
+            for k, v in got.items():
+                if not np.all(np.isfinite(v)):
+                    raise ServiceError(422, "non_finite_output", f"the model's {wire_name(k)} overflow at these "
+                                       "inputs (too large); nothing was charged")
+            resp = {"request_id": request_id or str(uuid.uuid4()), "n": n, "charged": cost,
+                    "charged_by_kind": {wire_name(k): n for k in kinds},
+                    "predictions": {k: got[k].tolist() for k in kinds if k in PREDICTION_KINDS},
+                    "explanations": {wire_name(k): got[k].tolist() for k in kinds if k not in PREDICTION_KINDS},
+                    "output": output, "evaluations": int(evaluations)}
+            with self._lock:
+                by_kind = self.spent_by_kind.setdefault(name, {})
+                for k in kinds:
+                    by_kind[k] = by_kind.get(k, 0) + n
+                before = self.spent[name] - cost
+                reserved = 0
+                resp["quota_remaining"] = self.remaining(key)
+                self._log(name, client, endpoint, request_id, 200, "ok", n, kinds, output, cost,
+                          {k: n for k in kinds}, evaluations, x, "")
+                if request_id is not None:
+                    self.db.execute("INSERT INTO responses VALUES (?,?,?,?)", (name, request_id, body_sha,
+                                    zlib.compress(json.dumps(resp).encode())))
+                    self._inflight.discard((name, request_id))
+                for flag in self.detector.observe(name, x.reshape(n, -1), before, len(kinds)):
+                    self.db.execute("INSERT INTO warnings (time, key_name, signal, at_query, detail) VALUES (?,?,?,?,?)",
+                                    (flag.time, name, flag.signal, flag.at_query, flag.detail))
+            return resp
+        except ServiceError as e:
+            with self._lock:
+                if reserved:
+                    self.spent[name] -= reserved
+                if request_id is not None:
+                    self._inflight.discard((name, request_id)) if e.code != "in_progress" else None
+                self._log(name, client, endpoint, request_id, e.status, e.code, len(x) if x is not None else 0, kinds,
+                          output, 0, {}, 0, None, e.message)
+            raise
+        except Exception as e:  # a bug or a model failure: refund, log, answer 500
+            with self._lock:
+                if reserved:
+                    self.spent[name] -= reserved
+                if request_id is not None:
+                    self._inflight.discard((name, request_id))
+                self._log(name, client, endpoint, request_id, 500, "internal", len(x) if x is not None else 0, kinds,
+                          output, 0, {}, 0, None, repr(e))
+            raise ServiceError(500, "internal", "the service failed to answer; nothing was charged") from e
+
+    def _log(self, name, client, endpoint, request_id, status, code, n, kinds, output, charged, by_kind,
+             evaluations, x, message) -> None:
+        self.db.execute(
+            "INSERT INTO queries (time, key_name, client, endpoint, request_id, status, code, n_inputs, kinds, output,"
+            " charged, charged_by_kind, evaluations, inputs, message) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (time.time(), name, client, endpoint, request_id, status, code, n, json.dumps(list(kinds)),
+             None if output is None else str(output), charged, json.dumps(by_kind), evaluations,
+             None if x is None else _encode(x), message))
+
+    def log_refusal(self, name: str, client: str, endpoint: str, status: int, code: str, message: str) -> None:
+        with self._lock:
+            self._log(name, client, endpoint, None, status, code, 0, (), None, 0, {}, 0, None, message)
+
+    # -- usage and admin -------------------------------------------------------------------------
+    def usage(self, key: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            name = key["name"]
+            return {"key": name, "spent": self.spent.get(name, 0),
+                    "by_kind": {wire_name(k): v for k, v in self.spent_by_kind.get(name, {}).items()},
+                    "quota": key["quota"], "quota_remaining": self.remaining(key)}
+
+    def logged_total(self, name: str) -> int:
+        return int(self.db.execute("SELECT COALESCE(SUM(charged), 0) FROM queries WHERE key_name=?",
+                                   (name,)).fetchone()[0])
+
+    def logged_inputs(self, name: str) -> np.ndarray:
+        """Every input answered for key ``name``, in order (what the log says was asked)."""
+        rows = self.db.execute("SELECT inputs FROM queries WHERE key_name=? AND inputs IS NOT NULL ORDER BY id",
+                               (name,)).fetchall()
+        return np.concatenate([_decode(r[0]).reshape(-1, self.input_dim) for r in rows]) if rows else \
+            np.empty((0, self.input_dim))
+
+    def admin_summary(self) -> dict[str, Any]:
+        with self._lock:
+            keys = {}
+            for name, quota, rate, burst, admin in self.db.execute("SELECT name, quota, rate, burst, admin FROM keys"):
+                keys[name] = {"quota": quota if quota is not None else self.limits.default_quota,
+                              "rate": rate if rate is not None else self.limits.default_rate, "admin": bool(admin),
+                              "requests": 0, "refused": {}, "queries": self.spent.get(name, 0),
+                              "by_kind": {wire_name(k): v for k, v in self.spent_by_kind.get(name, {}).items()},
+                              "warnings": [], "first_warning_at_query": None}
+            for name, status, code, n in self.db.execute(
+                    "SELECT key_name, status, code, COUNT(*) FROM queries GROUP BY key_name, status, code"):
+                k = keys.setdefault(name, {"requests": 0, "refused": {}, "queries": 0, "warnings": [],
+                                           "first_warning_at_query": None, "unknown_key": True})
+                k["requests"] += n
+                if status >= 400:
+                    k["refused"][code] = k["refused"].get(code, 0) + n
+            for name, signal, at, detail, t in self.db.execute(
+                    "SELECT key_name, signal, at_query, detail, time FROM warnings ORDER BY id"):
+                if name in keys:
+                    keys[name]["warnings"].append({"signal": signal, "at_query": at, "detail": detail, "time": t})
+                    if keys[name]["first_warning_at_query"] is None:
+                        keys[name]["first_warning_at_query"] = at
+            total = self.db.execute("SELECT COUNT(*), COALESCE(SUM(charged), 0), "
+                                    "COALESCE(SUM(status >= 400), 0) FROM queries").fetchone()
+            return {"service": self.name, "uptime_s": time.time() - self.started,
+                    "requests": total[0], "queries_charged": total[1], "refused": total[2],
+                    "flagged_keys": sorted(n for n, k in keys.items() if k.get("warnings")),
+                    "detector": self.detector.settings(), "keys": keys, "metadata": self.metadata()}
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# -- HTTP ---
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[Any] = Field(..., description="a batch: N inputs of the input shape, or flattened to input_dim")
+    outputs: list[str] | None = Field(None, description="value, probabilities, label (default: all offered)")
+    request_id: str | None = Field(None, max_length=128, description="idempotency key: a retry is not charged")
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[Any] = Field(..., description="a batch: N inputs of the input shape, or flattened")
+    methods: list[str] | None = Field(None, description="explanations, e.g. gradient, smoothgrad, "
+                                                        "integrated-gradients (default: all offered)")
+    output: Union[int, Literal["predicted"]] = Field("predicted", description="class explained")
+    predictions: list[str] | None = Field(None, description="predictions returned with the explanation "
+                                                            "(default: all offered; [] for none)")
+    request_id: str | None = Field(None, max_length=128)
+
+class KeyUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    quota: int | None = Field(None, ge=0)
+    rate: float | None = Field(None, gt=0)
+    burst: int | None = Field(None, ge=1)
+
+
+# the app ----------------------------------------------------------------------------------------
+def create_app(service: Service):
+    """The FastAPI application around a :class:`Service`."""
+
+    app = FastAPI(title=service.name, version=API_VERSION,
+                  description="Predictions and explanations of a model, counted per API key. "
+                              "A batch of N inputs asking K kinds costs N*K queries.")
+    app.state.service = service
+    header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+    def refuse(e: ServiceError) -> JSONResponse:
+        headers = {"Retry-After": str(max(1, int(np.ceil(e.extra["retry_after"]))))} if "retry_after" in e.extra else None
+        return JSONResponse(e.body(), status_code=e.status, headers=headers)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, e: ServiceError):
+        return refuse(e)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, e: RequestValidationError):
+        errors = e.errors()
+        malformed = any(err.get("type") == "json_invalid" for err in errors)
+        msg = "; ".join(f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in errors[:5])
+        err = ServiceError(400 if malformed else 422, "malformed_json" if malformed else "bad_request", msg)
+        service.log_refusal("?", request.client.host if request.client else "", request.url.path, err.status,
+                            err.code, msg)
+        return refuse(err)
+
+    app.add_middleware(BodyLimit, service=service)
+
+    def caller(request: Request, key: str | None = Depends(header)) -> dict[str, Any]:
+        try:
+            return service.authenticate(key)
+        except ServiceError as e:
+            service.log_refusal("?", request.client.host if request.client else "", request.url.path, e.status,
+                                e.code, e.message)
+            raise
+
+    def admin(request: Request, key: dict[str, Any] = Depends(caller)) -> dict[str, Any]:
+        if not key["admin"]:
+            service.log_refusal(key["name"], request.client.host if request.client else "", request.url.path, 403,
+                                "not_admin", "admin endpoint")
+            raise ServiceError(403, "not_admin", "this key is not an admin key")
+        return key
+
+    def dumps(obj: Any) -> Response:
+        return Response(json.dumps(obj, allow_nan=False), media_type="application/json")
+
+    @app.get("/v1/metadata", summary="What the service offers: shapes, outputs, explanations, options, limits")
+    def metadata() -> dict[str, Any]:
+        return service.metadata()
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.post("/v1/predict", summary="Predictions for a batch")
+    def predict(request: Request, body: PredictRequest = Body(...), key: dict = Depends(caller)):
+        return dumps(service.answer(key, "predict", body.model_dump(), request.client.host if request.client else ""))
+
+    @app.post("/v1/explain", summary="Explanations for a batch, with the requested predictions")
+    def explain(request: Request, body: ExplainRequest = Body(...), key: dict = Depends(caller)):
+        return dumps(service.answer(key, "explain", body.model_dump(), request.client.host if request.client else ""))
+
+    @app.get("/v1/usage", summary="The calling key's spent queries and quota")
+    def usage(key: dict = Depends(caller)) -> dict[str, Any]:
+        return service.usage(key)
+
+    @app.get("/admin", summary="Every key's usage, refusals and extraction warnings (admin key)")
+    def admin_summary(key: dict = Depends(admin)):
+        return dumps(service.admin_summary())
+
+    @app.put("/admin/keys/{name}", summary="Change a key's quota or rate limit (admin key)")
+    def admin_key(name: str, update: KeyUpdate, key: dict = Depends(admin)) -> dict[str, Any]:
+        changes = {k: v for k, v in update.model_dump(exclude_unset=True).items()}
+        return service.set_key(name, **changes)
+
+    return app
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over ``limits.max_body_bytes`` with 413, by Content-Length
+    up front or, for a chunked body, as soon as the bytes read pass the limit."""
+
+    def __init__(self, app: Any, service: Service):
+        self.app, self.service = app, service
+
+    async def _refuse(self, scope: dict, send: Any, what: str) -> None:
+        limit = self.service.limits.max_body_bytes
+        client = (scope.get("client") or ("", 0))[0]
+        self.service.log_refusal("?", client, scope.get("path", ""), 413, "body_too_large", what)
+        body = json.dumps(ServiceError(413, "body_too_large", f"request body over the limit of {limit} bytes; "
+                                       "send smaller batches").body()).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.service.limits.max_body_bytes
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await self._refuse(scope, send, f"content-length {length.decode(errors='replace')}")
+        state = {"received": 0, "refused": False}
+
+        async def limited_receive() -> dict:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > limit and not state["refused"]:
+                    state["refused"] = True
+                    await self._refuse(scope, send, f"chunked body over {limit} bytes")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            if not state["refused"]:
+                await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not state["refused"]:
+                raise
+
+
+# -- running ---------------------------------------------------------------------------------------
+def new_keys(path: str | Path, names: tuple[str, ...] = ("admin", "user")) -> list[ApiKey]:
+    """Write a keys file with fresh random keys (the first one admin) and return them."""
+    keys = [ApiKey(n, secrets.token_urlsafe(24), admin=(i == 0)) for i, n in enumerate(names)]
+    Path(path).write_text(json.dumps({k.name: {"key": k.key, "quota": k.quota, "admin": k.admin} for k in keys},
+                                     indent=2) + "\n")
+    return keys
+
+
+class ServerThread:
+    """uvicorn on loopback in a background thread (tests, benchmarks, the audit's self-check)."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+        import socket
+
+        import uvicorn
+
+        if port == 0:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+        self.host, self.port = host, port
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                                    access_log=False, limit_concurrency=256))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the service did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
