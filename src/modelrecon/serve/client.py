@@ -28,11 +28,11 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from modelrecon.oracle import PREDICTION_KINDS, Oracle, OracleError, QueryBudgetExceeded
+from modelrecon.oracle import PREDICTION_KINDS, Journal, Oracle, OracleError, QueryBudgetExceeded
 
 
 def _wire(kind: str) -> str:
@@ -103,12 +103,18 @@ class Connection:
 def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[str, int] | None = None,
                 journal: str | Path | None = None, kinds: list[str] | None = None, batch_size: int | None = None,
                 concurrency: int = 4, timeout: float = 60.0, retries: int = 8, backoff: float = 0.1,
-                transport: Any = None) -> Oracle:
+                transport: Any = None, cache: Journal | None = None,
+                transform: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+                options: dict[str, Any] | None = None) -> Oracle:
     """An :class:`Oracle` over the explanation service at ``url`` with API key ``key``.
 
     ``kinds`` narrows the kinds the attack may use (default: all the service offers);
     ``budget``/``budgets`` and ``journal`` are the oracle's own.  The connection is at
-    ``oracle.connection`` (its ``retried`` counter, ``usage()``)."""
+    ``oracle.connection`` (its ``retried`` counter, ``usage()``).
+
+    For what-if studies (the audit): ``cache`` is a journal of the service's raw answers
+    consulted before asking and filled after; ``transform`` post-processes every answer
+    (a simulated service option) and ``options`` are merged into the published options."""
     conn = Connection(url, key, timeout=timeout, retries=retries, backoff=backoff, transport=transport)
     meta = conn.request("GET", "/v1/metadata")
     offered = list(meta["kinds"])
@@ -146,7 +152,7 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
             out[k] = a.reshape(len(x), *input_shape) if k not in PREDICTION_KINDS else a
         return out, int(r.get("evaluations", 0) or 0)
 
-    def backend(x: np.ndarray, kinds: tuple[str, ...], output: Any) -> tuple[dict[str, np.ndarray], int]:
+    def fetch(x: np.ndarray, kinds: tuple[str, ...], output: Any) -> tuple[dict[str, np.ndarray], int]:
         chunks = [x[i:i + size] for i in range(0, len(x), size)]
         rem = state["quota_remaining"]
         parallel = concurrency > 1 and len(chunks) > 1 and (rem is None or rem >= len(x) * len(kinds))
@@ -193,8 +199,48 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
             raise e
         return answers, evaluations
 
+    def cached(x: np.ndarray, kinds: tuple[str, ...], output: Any) -> tuple[dict[str, np.ndarray], int]:
+        out_key = lambda k: output if k not in PREDICTION_KINDS else None  # noqa: E731
+        found: dict[int, dict[str, np.ndarray]] = {}
+        for i in range(len(x)):
+            got = {k: cache.lookup(Journal.key(k, out_key(k), x[i])) for k in kinds}
+            if all(v is not None for v in got.values()):
+                found[i] = got
+        missing = [i for i in range(len(x)) if i not in found]
+        fresh: dict[str, np.ndarray] = {}
+        evaluations, stop = 0, None
+        if missing:
+            try:
+                fresh, evaluations = fetch(x[missing], kinds, output)
+            except QueryBudgetExceeded as e:
+                fresh, evaluations, stop = e.answers, int(getattr(e, "evaluations", 0)), e
+            n_fresh = len(fresh[kinds[0]]) if fresh else 0
+            cache.append([(Journal.key(k, out_key(k), x[i]), k, out_key(k), "raw", x[i], fresh[k][j])
+                          for k in kinds for j, i in enumerate(missing[:n_fresh])])
+            for j, i in enumerate(missing[:n_fresh]):
+                found[i] = {k: fresh[k][j] for k in kinds}
+        upto = next((i for i in range(len(x)) if i not in found), len(x))
+        answers = {k: np.stack([found[i][k] for i in range(upto)]) if upto else np.empty((0,)) for k in kinds}
+        if stop is not None:
+            e = QueryBudgetExceeded(str(stop), answers, upto)
+            e.evaluations = evaluations
+            raise e
+        return answers, evaluations
+
+    raw = cached if cache is not None else fetch
+
+    def backend(x: np.ndarray, kinds: tuple[str, ...], output: Any) -> tuple[dict[str, np.ndarray], int]:
+        if transform is None:
+            return raw(x, kinds, output)
+        try:
+            answers, evaluations = raw(x, kinds, output)
+        except QueryBudgetExceeded as e:
+            e.answers = transform(e.answers) if e.answered else e.answers
+            raise
+        return transform(answers), evaluations
+
     oracle = Oracle(backend, spec=conn.url, input_shape=input_shape, n_outputs=int(meta["n_outputs"]),
-                    task=meta["task"], kinds=offered, options=dict(meta["options"]),
+                    task=meta["task"], kinds=offered, options={**meta["options"], **(options or {})},
                     input_box=tuple(meta["input_box"]) if meta.get("input_box") else None,
                     budget=budget, budgets=budgets, journal=journal)
     oracle.connection = conn

@@ -1,0 +1,496 @@
+"""``modelrecon audit URL``: attack a running explanation service and report what leaked.
+
+Steps:
+1. read ``/v1/metadata``; pick the attacks that apply (:data:`AUDIT_ATTACKS`: each says from
+   the metadata whether it applies and why not);
+2. ask the service for labels (and values, when offered) on ``probes`` honest inputs (a
+   data set's test inputs when ``data`` names one of the right shape, else uniform in the
+   input box): the yardstick for agreement; and for explanations on a few of them: the
+   yardstick for what defences cost honest users;
+3. run each attack through :func:`modelrecon.serve.client.http_oracle` with a share of the
+   budget and one journal (an interrupted audit resumes without paying twice); measure
+   the clone's agreement with the service and its value error on the probes; an exact
+   attack whose verification passed and agrees everywhere is an *exact copy*;
+4. for each service option an operator could turn on (rounding, top-1, label only,
+   absolute explanations, noise on explanations), re-run each attack against the same
+   service with the option simulated on the client side (every option is a function of
+   the undefended answer; raw answers already paid for are reused from the journal) and
+   record whether the attack still reaches 95% agreement; the option's cost to honest
+   users is measured on the probes (largest change of a returned number, probability
+   mass hidden, cosine between the defended and the true explanation);
+5. write ``audit.json`` and ``audit.html`` (figures as embedded PNG) to ``out``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from modelrecon.oracle import PREDICTION_KINDS, Journal, OracleError
+from modelrecon.result import Result, jsonable
+
+AGREEMENT_GOAL = 0.95
+
+
+# -- which attacks ------------------------------------------------------------------------------
+@dataclass
+class AuditAttack:
+    name: str
+    module: str
+    cls: str
+    exact: bool
+    applies: Callable[[dict[str, Any]], str | None]  # None, or why it does not apply
+    kwargs: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda meta: {})
+
+    def load(self) -> type | None:
+        try:
+            return getattr(importlib.import_module(self.module), self.cls)
+        except (ImportError, AttributeError):
+            return None
+
+
+def _has(meta: dict[str, Any], *kinds: str) -> bool:
+    return any(k in meta["kinds"] for k in kinds)
+
+
+def _linear_applies(meta: dict[str, Any]) -> str | None:
+    if meta["n_outputs"] != 1:
+        return f"needs a scalar-output model (this one has {meta['n_outputs']} outputs)"
+    if not _has(meta, "value", "probabilities", "gradient", "explanation:saliency-signed", "explanation:smoothgrad",
+                "explanation:input-x-gradient", "explanation:integrated-gradients"):
+        return "needs values, probabilities or a signed explanation"
+    return None
+
+
+AUDIT_ATTACKS: list[AuditAttack] = [
+    AuditAttack("linear", "modelrecon.attacks.linear", "LinearAttack", True, _linear_applies),
+]
+
+
+def plan(meta: dict[str, Any]) -> list[tuple[AuditAttack, str | None]]:
+    """Every known attack with None (it applies) or the reason it does not."""
+    out = []
+    for a in AUDIT_ATTACKS:
+        why = a.applies(meta)
+        if why is None and a.load() is None:
+            why = f"the {a.name} attack is not in this build of modelrecon"
+        out.append((a, why))
+    return out
+
+
+# -- defences (simulated service options) -----------------------------------------------------------
+@dataclass
+class Defence:
+    name: str
+    option: dict[str, Any]  # as the service's metadata would publish it
+    kinds: Callable[[list[str]], list[str]]  # kinds still offered
+    transform: Callable[[np.random.Generator], Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] | None
+
+
+def _round(d: int):
+    return lambda rng: (lambda a: {k: v if k == "label" else np.round(v, d) for k, v in a.items()})
+
+
+def _top1(rng):
+    def t(a):
+        a = dict(a)
+        if "probabilities" in a and np.ndim(a["probabilities"]) == 2:
+            p = np.asarray(a["probabilities"], dtype=np.float64)
+            keep = p == p.max(axis=1, keepdims=True)
+            a["probabilities"] = np.where(keep, p, 0.0)
+        return a
+    return t
+
+
+def _abs(rng):
+    return lambda a: {k: v if k in PREDICTION_KINDS else np.abs(v) for k, v in a.items()}
+
+
+def _noise(sigma: float):
+    def make(rng):
+        def t(a):
+            out = {}
+            for k, v in a.items():
+                if k in PREDICTION_KINDS:
+                    out[k] = v
+                    continue
+                v = np.asarray(v, dtype=np.float64)
+                rms = np.sqrt(np.mean(v.reshape(len(v), -1) ** 2, axis=1)).reshape((len(v),) + (1,) * (v.ndim - 1))
+                out[k] = v + sigma * rms * rng.standard_normal(v.shape)
+            return out
+        return t
+    return make
+
+
+DEFENCES = [
+    Defence("round to 2 decimals", {"round_decimals": 2}, lambda ks: ks, _round(2)),
+    Defence("top-1 probability only", {"top_k": 1}, lambda ks: ks, _top1),
+    Defence("label only", {"label_only": True}, lambda ks: [k for k in ks if k == "label"], None),
+    Defence("absolute-value explanations", {"abs_explanations": True}, lambda ks: ks, _abs),
+    Defence("10% noise on explanations", {"explanation_noise": 0.1}, lambda ks: ks, _noise(0.1)),
+]
+
+
+# -- measuring ------------------------------------------------------------------------------------
+def _probe_inputs(meta: dict[str, Any], n: int, data: str | None, seed: int) -> tuple[np.ndarray, str]:
+    shape = tuple(meta["input_shape"])
+    if data:
+        from modelrecon import data as datasets
+
+        ds = getattr(datasets, data)() if data in ("digits",) else None
+        if ds is None:
+            raise OracleError(f"unknown data {data!r} for honest probes; known: digits")
+        X = ds.X_test.reshape(len(ds.X_test), -1)
+        if X.shape[1] != int(np.prod(shape)):
+            raise OracleError(f"{data} inputs have {X.shape[1]} features; the service takes {shape}")
+        return X[:n].reshape(-1, *shape), f"{min(n, len(X))} test inputs of {data}"
+    rng = np.random.default_rng(seed)
+    box = meta.get("input_box")
+    if box:
+        return rng.uniform(box[0], box[1], size=(n, *shape)), f"{n} uniform inputs in the box {box}"
+    return rng.normal(size=(n, *shape)), f"{n} standard Gaussian inputs"
+
+
+def _labels_from(meta: dict[str, Any], answers: dict[str, np.ndarray]) -> np.ndarray:
+    if "label" in answers:
+        return np.asarray(answers["label"])
+    thr = float(meta["options"].get("threshold", 0.0))
+    if "value" in answers:
+        v = np.asarray(answers["value"], dtype=np.float64)
+        return (v > thr).astype(np.int64) if v.ndim == 1 else v.argmax(axis=1)
+    p = np.asarray(answers["probabilities"], dtype=np.float64)
+    return (p > 1.0 / (1.0 + np.exp(-thr))).astype(np.int64) if p.ndim == 1 else p.argmax(axis=1)
+
+
+def _clone_outputs(model: torch.nn.Module, X: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        out = model(torch.as_tensor(X, dtype=torch.float64).reshape(len(X), -1)
+                    if _wants_flat(model) else torch.as_tensor(X, dtype=torch.float64))
+    return out.reshape(len(X), -1).numpy()
+
+
+def _wants_flat(model: torch.nn.Module) -> bool:
+    first = next((m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))), None)
+    return isinstance(first, torch.nn.Linear)
+
+
+def _clone_labels(meta: dict[str, Any], out: np.ndarray) -> np.ndarray:
+    if out.shape[1] == 1:
+        return (out[:, 0] > float(meta["options"].get("threshold", 0.0))).astype(np.int64)
+    return out.argmax(axis=1)
+
+
+def _score(meta: dict[str, Any], result: Result, X: np.ndarray, truth: dict[str, np.ndarray]) -> dict[str, Any]:
+    if result.model is None:
+        return {"agreement": None, "value_max_abs_error": None}
+    try:
+        out = _clone_outputs(result.model, X)
+    except Exception as e:  # a clone that cannot take the service's inputs
+        return {"agreement": None, "value_max_abs_error": None, "clone_error": repr(e)}
+    score: dict[str, Any] = {"agreement": float(np.mean(_clone_labels(meta, out) == truth["labels"]))}
+    if "value" in truth:
+        v = np.asarray(truth["value"], dtype=np.float64).reshape(len(X), -1)
+        score["value_max_abs_error"] = float(np.abs(out - v).max()) if out.shape == v.shape else None
+        score["value_relative_error"] = (float(np.linalg.norm(out - v) / max(np.linalg.norm(v), 1e-300))
+                                         if out.shape == v.shape else None)
+    else:
+        score["value_max_abs_error"] = None
+    return score
+
+
+def _succeeded(entry: AuditAttack, result: Result, score: dict[str, Any]) -> bool:
+    """The clone agrees with the service on at least 95% of the probes (exact or not)."""
+    agree = score.get("agreement")
+    return agree is not None and agree >= AGREEMENT_GOAL
+
+
+def _honest_cost(defence: Defence, meta: dict[str, Any], truth: dict[str, np.ndarray],
+                 expl: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, Any]:
+    """What the option takes from honest users, measured on the probes."""
+    kinds = defence.kinds(list(meta["kinds"]))
+    lost = [k for k in meta["kinds"] if k not in kinds]
+    cost: dict[str, Any] = {"kinds_withdrawn": lost}
+    if defence.transform is not None:
+        t = defence.transform(rng)
+        preds = {k: truth[k] for k in ("value", "probabilities") if k in truth}
+        if preds:
+            after = t(preds)
+            cost["max_change_of_a_prediction"] = max(float(np.abs(np.asarray(after[k]) - np.asarray(preds[k])).max())
+                                                     for k in preds)
+            if "probabilities" in preds and np.ndim(preds["probabilities"]) == 2:
+                p, q = np.asarray(preds["probabilities"]), np.asarray(after["probabilities"])
+                cost["probability_mass_hidden"] = float(np.mean(p.sum(1) - q.sum(1)))
+        if expl:
+            after = t(dict(expl))
+            cos = []
+            for k, e in expl.items():
+                a, b = np.asarray(e).reshape(len(e), -1), np.asarray(after[k]).reshape(len(e), -1)
+                na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+                ok = (na > 0) & (nb > 0)
+                cos.extend((np.sum(a * b, axis=1)[ok] / (na[ok] * nb[ok])).tolist())
+            cost["explanation_cosine_to_true"] = float(np.mean(cos)) if cos else None
+    if lost:
+        cost["summary"] = f"honest users lose {', '.join(lost)}"
+    else:
+        parts = []
+        if "max_change_of_a_prediction" in cost:
+            parts.append(f"predictions change by up to {cost['max_change_of_a_prediction']:.2g}")
+        if cost.get("probability_mass_hidden"):
+            parts.append(f"{cost['probability_mass_hidden']:.1%} of probability mass hidden")
+        if cost.get("explanation_cosine_to_true") is not None:
+            parts.append(f"explanations keep cosine {cost['explanation_cosine_to_true']:.3f} to the true ones")
+        cost["summary"] = "; ".join(parts) or "no measurable change on the probes"
+    return cost
+
+
+# -- the audit -------------------------------------------------------------------------------------
+def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None = None, probes: int = 200,
+          seed: int = 0, defences: list[Defence] | None = None, what_if: bool = True,
+          **client: Any) -> dict[str, Any]:
+    """Attack the service at ``url`` with at most ``budget`` queries; write audit.json/.html to ``out``."""
+    from modelrecon.serve.client import http_oracle
+
+    start = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    journal = out / "journal.sqlite"
+    defences = DEFENCES if defences is None else defences
+    base = http_oracle(url, key, journal=journal, **client)
+    meta = base.metadata
+    rng = np.random.default_rng(seed)
+    spent_before = base.usage()["spent"]
+
+    # 2. honest probes: labels (and values), a few explanations
+    probes = int(min(probes, max(budget // 10, 10)))
+    X, probe_what = _probe_inputs(meta, probes, data, seed)
+    pred_kinds = tuple(k for k in ("label", "value", "probabilities") if k in meta["kinds"])
+    with base.ledger.phase("probe"):
+        truth = base.query(X, pred_kinds)
+    truth["labels"] = _labels_from(meta, truth)
+    expl_kinds = tuple(k for k in meta["kinds"] if k not in PREDICTION_KINDS)
+    n_expl = min(20, len(X))
+    expl: dict[str, np.ndarray] = {}
+    if expl_kinds:
+        with base.ledger.phase("probe"):
+            expl = base.query(X[:n_expl], expl_kinds)
+
+    chosen = plan(meta)
+    runnable = [a for a, why in chosen if why is None]
+    probe_cost = base.ledger.total()
+    share = max((budget - probe_cost) // max(len(runnable), 1), 0)
+    raw_cache = Journal(journal, base.describe())
+
+    def run_one(entry: AuditAttack, defence: Defence | None) -> dict[str, Any]:
+        kinds = list(meta["kinds"]) if defence is None else defence.kinds(list(meta["kinds"]))
+        if not kinds:
+            return {"status": "not run", "message": "the option withdraws every kind this service offers"}
+        if defence is None:
+            oracle = http_oracle(url, key, journal=journal, budget=share, **client)
+        else:
+            oracle = http_oracle(url, key, kinds=kinds, budget=share, cache=raw_cache,
+                                 transform=defence.transform(np.random.default_rng(seed)) if defence.transform else None,
+                                 options=defence.option, **client)
+        attack = entry.load()(**entry.kwargs(meta))
+        try:
+            result = attack.run(oracle)
+        except OracleError as e:  # the attack cannot even plan against this interface
+            return {"status": "not applicable", "message": str(e), "queries": 0, "succeeded": False}
+        score = _score(meta, result, X, truth)
+        ok = _succeeded(entry, result, score)
+        row = {"status": result.status, "message": result.message, "queries": result.queries.get("total", 0),
+               "queries_all_phases": result.queries.get("all_phases_total", 0), **score, "succeeded": ok,
+               "exact_copy": bool(entry.exact and ok and result.status == "complete" and score.get("agreement") == 1.0),
+               "queries_to_95": result.queries.get("total") if ok else None, "details": result.details}
+        if defence is None:
+            row["result"] = result.to_dict()
+        return row
+
+    attacks: dict[str, Any] = {}
+    for entry, why in chosen:
+        if why is not None:
+            attacks[entry.name] = {"applies": False, "reason": why}
+            continue
+        attacks[entry.name] = {"applies": True, "exact_attack": entry.exact, **run_one(entry, None)}
+    span = next((a.get("details", {}).get("recovered_dim") for a in attacks.values() if a.get("applies")
+                 and a.get("details", {}).get("recovered_dim") is not None), None)
+
+    defence_rows = []
+    for d in defences if what_if else []:
+        if d.name == "top-1 probability only" and not (meta["task"] == "multiclass" and "probabilities" in meta["kinds"]):
+            continue
+        if d.name.endswith("explanations") and not expl_kinds:
+            continue
+        row = {"option": d.name, "setting": d.option,
+               "honest_cost": _honest_cost(d, meta, truth, expl, np.random.default_rng(seed)), "attacks": {}}
+        for entry in runnable:
+            r = run_one(entry, d)
+            row["attacks"][entry.name] = {k: r.get(k) for k in ("status", "message", "queries", "agreement",
+                                                                 "succeeded", "exact_copy")}
+            row["attacks"][entry.name]["exact_prevented"] = (attacks[entry.name].get("exact_copy", False)
+                                                             and not r.get("exact_copy"))
+            row["attacks"][entry.name]["stopped"] = attacks[entry.name].get("succeeded", False) and not r.get("succeeded")
+        defence_rows.append(row)
+
+    usage = base.usage()
+    report = {
+        "service": url, "metadata": meta, "budget": budget, "probes": probe_what, "probe_queries": probe_cost,
+        "attacks": attacks,
+        "verdict": {
+            "exact_copy": any(a.get("exact_copy") for a in attacks.values()),
+            "exact_copy_by": [n for n, a in attacks.items() if a.get("exact_copy")],
+            "queries_to_95_agreement": min((a["queries_to_95"] for a in attacks.values() if a.get("queries_to_95")),
+                                           default=None),
+            "best_agreement": max((a["agreement"] for a in attacks.values() if a.get("agreement") is not None),
+                                  default=None),
+            "span_recovered": span,
+        },
+        "defences": defence_rows,
+        "server_queries_spent": usage["spent"] - spent_before,
+        "wall_time_s": time.time() - start,
+    }
+    (out / "audit.json").write_text(json.dumps(jsonable(report), indent=2) + "\n")
+    (out / "audit.html").write_text(render_html(report))
+    return report
+
+
+# -- HTML ---------------------------------------------------------------------------------------
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _figures(report: dict[str, Any]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = []
+    ran = {n: a for n, a in report["attacks"].items() if a.get("applies") and a.get("status") not in (None, "not applicable")}
+    if ran:
+        fig, ax = plt.subplots(figsize=(6, 2.6))
+        names = list(ran)
+        q = [ran[n]["queries"] for n in names]
+        colors = ["#c0392b" if ran[n].get("succeeded") else "#7f8c8d" for n in names]
+        ax.barh(names, q, color=colors)
+        for i, n in enumerate(names):
+            ag = ran[n].get("agreement")
+            ax.text(q[i], i, f"  {ran[n]['status']}, agreement {ag:.1%}" if ag is not None else f"  {ran[n]['status']}",
+                    va="center", fontsize=8)
+        ax.set_xlabel("queries the attack spent (red: reached 95% agreement)")
+        ax.set_xlim(0, max(max(q), 1) * 1.8)
+        ax.set_title("What each attack took")
+        figs.append(("Queries per attack", _png(fig)))
+    if report["defences"] and ran:
+        names = [n for n in ran]
+        opts = [d["option"] for d in report["defences"]]
+        M = np.full((len(opts), len(names)), np.nan)
+        for i, d in enumerate(report["defences"]):
+            for j, n in enumerate(names):
+                r = d["attacks"].get(n)
+                if r is not None:
+                    M[i, j] = 2.0 if r.get("exact_copy") or (r.get("succeeded") and not r.get("exact_prevented")) \
+                        else (1.0 if r.get("succeeded") else 0.0)
+        fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(names), 0.5 + 0.45 * len(opts)))
+        ax.imshow(M, cmap=matplotlib.colors.ListedColormap(["#27ae60", "#d68910", "#c0392b"]), vmin=0, vmax=2,
+                  aspect="auto")
+        words = {0.0: "stopped", 1.0: "95%+ clone", 2.0: "still works"}
+        for i in range(len(opts)):
+            for j in range(len(names)):
+                ax.text(j, i, "n/a" if np.isnan(M[i, j]) else words[M[i, j]],
+                        ha="center", va="center", color="white", fontsize=8)
+        ax.set_xticks(range(len(names)), names)
+        ax.set_yticks(range(len(opts)), opts)
+        ax.set_title("Attack under each service option")
+        figs.append(("Service options against attacks", _png(fig)))
+    return figs
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    if r.get("stopped"):
+        return "stopped"
+    if r.get("exact_copy"):
+        return "still works: exact copy"
+    if r.get("succeeded"):
+        return "no exact copy, but still 95%+ agreement" if r.get("exact_prevented") else "still works"
+    return "did not work before either"
+
+
+def render_html(report: dict[str, Any]) -> str:
+    e = html.escape
+    v = report["verdict"]
+    meta = report["metadata"]
+    fmt = lambda x, f="{}": "—" if x is None else f.format(x)  # noqa: E731
+    rows = []
+    for name, a in report["attacks"].items():
+        if not a.get("applies"):
+            rows.append(f"<tr><td>{e(name)}</td><td colspan=6>does not apply: {e(a['reason'])}</td></tr>")
+            continue
+        rows.append(
+            f"<tr data-attack='{e(name)}'><td>{e(name)}</td><td class='status-{e(a['status'])}'>{e(a['status'])}</td>"
+            f"<td>{a['queries']}</td><td>{fmt(a.get('agreement'), '{:.1%}')}</td>"
+            f"<td>{fmt(a.get('value_max_abs_error'), '{:.3g}')}</td><td>{'yes' if a.get('exact_copy') else 'no'}</td>"
+            f"<td>{e(a.get('message', ''))}</td></tr>")
+    drows = []
+    for d in report["defences"]:
+        cells = []
+        for name, r in d["attacks"].items():
+            verdict = _verdict(r)
+            cells.append(f"<b>{e(name)}</b>: {verdict} ({e(str(r.get('status')))}, {r.get('queries')} queries"
+                         f"{', agreement ' + format(r['agreement'], '.1%') if r.get('agreement') is not None else ''})")
+        drows.append(f"<tr><td>{e(d['option'])}</td><td>{'<br>'.join(cells)}</td><td>{e(d['honest_cost']['summary'])}</td></tr>")
+    figs = "".join(f"<figure><img alt='{e(t)}' src='data:image/png;base64,{b}'><figcaption>{e(t)}</figcaption></figure>"
+                   for t, b in _figures(report))
+    exact = "YES" if v["exact_copy"] else "no"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>modelrecon audit of {e(report['service'])}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 70em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: .35em .6em; vertical-align: top; }}
+th {{ background: #f3f3f3; text-align: left; }} .big {{ font-size: 1.6em; font-weight: bold; }}
+.cards {{ display: flex; gap: 1em; flex-wrap: wrap; }} .card {{ border: 1px solid #ccc; border-radius: 6px; padding: .8em 1.2em; min-width: 12em; }}
+.status-complete {{ color: #c0392b; font-weight: bold; }} .status-failed {{ color: #27ae60; }} .status-partial {{ color: #d68910; }}
+figure {{ display: inline-block; margin: 1em 1em 1em 0; }} img {{ max-width: 100%; }}
+</style></head><body>
+<h1>What the service at {e(report['service'])} gives away</h1>
+<p>{e(meta['task'])} model, input shape {e(str(meta['input_shape']))}, {meta['n_outputs']} output(s);
+offers {e(', '.join(meta['kinds']))}. Audit budget {report['budget']} queries; the service counted
+<span id="server-queries">{report['server_queries_spent']}</span> queries for this audit. Agreement measured on {e(report['probes'])}.</p>
+<div class="cards">
+<div class="card">Exact copy of the model<div class="big" id="exact-copy">{exact}</div>{e(', '.join(v['exact_copy_by']))}</div>
+<div class="card">Queries to {AGREEMENT_GOAL:.0%} agreement<div class="big" id="queries-to-95">{fmt(v['queries_to_95_agreement'])}</div></div>
+<div class="card">Best agreement of a clone<div class="big" id="best-agreement">{fmt(v['best_agreement'], '{:.1%}')}</div></div>
+<div class="card">Span of the first layer recovered<div class="big" id="span-recovered">{fmt(v['span_recovered'])}</div></div>
+</div>
+<h2>Attacks</h2>
+<table id="attacks"><tr><th>attack</th><th>status</th><th>queries</th><th>agreement</th><th>max value error</th><th>exact copy</th><th>message</th></tr>
+{''.join(rows)}</table>
+<h2>Which service option would have stopped which attack</h2>
+<table id="defences"><tr><th>option</th><th>effect on the attacks</th><th>cost to honest users (measured on the probes)</th></tr>
+{''.join(drows)}</table>
+{figs}
+<p id="images-decoded"></p>
+<script>
+window.addEventListener('load', () => {{
+  const imgs = Array.from(document.images);
+  document.getElementById('images-decoded').textContent =
+    'figures decoded: ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length + ' of ' + imgs.length;
+}});
+</script>
+<p><small>modelrecon audit, {report['wall_time_s']:.1f} s. JSON: audit.json.</small></p>
+</body></html>
+"""
