@@ -80,6 +80,77 @@ def attack_linear(
     finish(LinearAttack(method=method, explanation=explanation, verify=verify).run(o), t, json)
 
 
+@app.command("serve")
+def serve(
+    target: Annotated[str, typer.Argument(help="target spec: builtin:NAME?k=v, file.pt, module:callable")],
+    explanations: Annotated[str, typer.Option(help="explanations offered, comma-separated: gradient, saliency, "
+                                              "saliency-signed, smoothgrad, integrated-gradients, ...")] = "gradient",
+    predictions: Annotated[Optional[str], typer.Option(help="predictions offered (default: value,probabilities,label)")] = None,
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    keys: Annotated[Optional[Path], typer.Option(help="JSON keys file {name: {key, quota, rate, burst, admin}}; "
+                                                 "default: a new one with an admin and a user key")] = None,
+    db: Annotated[Path, typer.Option(help="SQLite query log (kept across restarts)")] = Path("modelrecon-service.sqlite"),
+    round_decimals: RoundOpt = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="return only the k largest probabilities")] = None,
+    label_only: Annotated[bool, typer.Option(help="answer labels only")] = False,
+    abs_explanations: Annotated[bool, typer.Option(help="return absolute values of explanations")] = False,
+    explanation_noise: Annotated[float, typer.Option(help="Gaussian noise on explanations, relative to their RMS")] = 0.0,
+    explain_space: SpaceOpt = "logit",
+    quota: Annotated[Optional[int], typer.Option(help="default query quota per key")] = None,
+    rate: Annotated[float, typer.Option(help="default requests per second per key")] = 50.0,
+    max_batch: Annotated[int, typer.Option(help="largest batch per request")] = 256,
+    max_body_bytes: Annotated[int, typer.Option(help="largest request body")] = 4_000_000,
+    enforce_box: Annotated[bool, typer.Option(help="refuse inputs outside the model's input box")] = False,
+) -> None:
+    """Serve a target's predictions and explanations over HTTP (API keys, quotas, query log, /admin)."""
+    import uvicorn
+
+    from modelrecon.serve.app import Limits, OutputOptions, Service, create_app, new_keys, read_keys
+    from modelrecon.targets import load
+
+    if keys is None:
+        keys = Path(str(db) + ".keys.json")
+        key_list = read_keys(keys) if keys.exists() else new_keys(keys)
+        report.console.print(f"API keys in {keys}: " + ", ".join(f"{k.name}={k.key}" for k in key_list))
+    else:
+        key_list = read_keys(keys)
+    service = Service(load(target), explanations=[e for e in explanations.split(",") if e.strip()],
+                      predictions=[p.strip() for p in predictions.split(",")] if predictions else None,
+                      options=OutputOptions(round_decimals, top_k, label_only, abs_explanations, explanation_noise,
+                                            explain_space),
+                      limits=Limits(max_batch=max_batch, max_body_bytes=max_body_bytes, default_quota=quota,
+                                    default_rate=rate),
+                      keys=key_list, db=db, enforce_box=enforce_box, name=f"modelrecon service: {target}")
+    report.console.print(f"serving {target} on http://{host}:{port} (OpenAPI: /docs, log: {db})")
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+
+
+@app.command("audit")
+def audit_cmd(
+    url: Annotated[str, typer.Argument(help="the service, e.g. http://127.0.0.1:8000")],
+    key: Annotated[str, typer.Option(envvar="MODELRECON_API_KEY", help="API key (or $MODELRECON_API_KEY)")],
+    budget: Annotated[int, typer.Option(help="queries the audit may spend in all")] = 5000,
+    out: Annotated[Path, typer.Option(help="folder for audit.html, audit.json and the journal")] = Path("out/audit"),
+    data: Annotated[Optional[str], typer.Option(help="honest probe inputs from this data set (digits)")] = None,
+    probes: Annotated[int, typer.Option(help="honest inputs on which agreement is measured")] = 200,
+    what_if: Annotated[bool, typer.Option(help="re-run the attacks under simulated service options")] = True,
+) -> None:
+    """Attack a running explanation service and report what leaked (HTML + JSON)."""
+    from modelrecon.serve.audit import audit
+
+    rep = audit(url, key, budget, out, data=data, probes=probes, what_if=what_if)
+    v = rep["verdict"]
+    rows = [(n, a.get("status", "does not apply"), a.get("queries", ""), a.get("agreement"),
+             "yes" if a.get("exact_copy") else "no", a.get("message") or a.get("reason", ""))
+            for n, a in rep["attacks"].items()]
+    report.console.print(report.comparison_table(f"audit of {url}", ["attack", "status", "queries", "agreement",
+                                                                     "exact copy", "message"], rows))
+    report.console.print(f"exact copy: {v['exact_copy']}; queries to 95% agreement: {v['queries_to_95_agreement']}; "
+                         f"service counted {rep['server_queries_spent']} queries")
+    report.console.print(f"report: {out / 'audit.html'} and {out / 'audit.json'}")
+
+
 @app.command()
 def targets() -> None:
     """List the built-in targets and their parameters."""

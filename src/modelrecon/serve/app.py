@@ -215,7 +215,7 @@ class Service:
         return {
             "service": self.name, "api_version": API_VERSION, "input_shape": list(self.input_shape),
             "input_dim": self.input_dim, "input_box": list(t.input_box) if t.input_box else None,
-            "n_outputs": t.n_outputs, "classes": list(range(t.n_outputs)) if t.task != "regression" else None,
+            "n_outputs": t.n_outputs, "classes": None if t.task == "regression" else ([0, 1] if t.task == "binary" else list(range(t.n_outputs))),
             "task": t.task,
             "predictions": [k for k in self.kinds if k in PREDICTION_KINDS],
             "explanations": [wire_name(k) for k in self.kinds if k not in PREDICTION_KINDS],
@@ -321,8 +321,6 @@ class Service:
             if k in PREDICTION_KINDS:
                 continue
             e = np.asarray(got[k], dtype=np.float64)
-            if o.abs_explanations:
-                e = np.abs(e)
             if o.explanation_noise > 0:
                 flat = e.reshape(len(e), -1)
                 rms = np.sqrt(np.mean(flat ** 2, axis=1)).reshape((len(e),) + (1,) * (e.ndim - 1))
@@ -331,6 +329,8 @@ class Service:
                 e = e + o.explanation_noise * rms * noise
                 if o.round_decimals is not None:
                     e = np.round(e, o.round_decimals)
+            if o.abs_explanations:
+                e = np.abs(e)
             got[k] = e
         return got
 
