@@ -488,11 +488,12 @@ class Service:
                               "requests": 0, "refused": {}, "queries": self.spent.get(name, 0),
                               "by_kind": {wire_name(k): v for k, v in self.spent_by_kind.get(name, {}).items()},
                               "warnings": [], "first_warning_at_query": None}
-            for name, status, code, n in self.db.execute(
-                    "SELECT key_name, status, code, COUNT(*) FROM queries GROUP BY key_name, status, code"):
+            for name, status, code, n, charged in self.db.execute(
+                    "SELECT key_name, status, code, COUNT(*), SUM(charged) FROM queries GROUP BY key_name, status, code"):
                 k = keys.setdefault(name, {"requests": 0, "refused": {}, "queries": 0, "warnings": [],
                                            "first_warning_at_query": None, "unknown_key": True})
                 k["requests"] += n
+                k["queries_logged"] = k.get("queries_logged", 0) + int(charged or 0)
                 if status >= 400:
                     k["refused"][code] = k["refused"].get(code, 0) + n
             for name, signal, at, detail, t in self.db.execute(
