@@ -262,3 +262,20 @@ def test_audit_report_renders_in_headless_chromium(target, tmp_path):
     assert f'id="queries-to-95">{q95}<' in dom
     assert "figures decoded: 2 of 2" in dom  # the embedded PNGs decoded in the browser
     assert "absolute-value explanations" in dom and "stopped" in dom
+
+
+def test_cli_attack_and_audit_a_service_url(served, tmp_path):
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    service, server = served
+    env = {"MODELRECON_API_KEY": "alice-secret-1"}
+    r = CliRunner().invoke(app, ["attack", "linear", "--target", server.url, "--json", str(tmp_path / "r.json")], env=env)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "complete"
+    r = CliRunner().invoke(app, ["audit", server.url, "--budget", "300", "--out", str(tmp_path / "a"), "--probes", "20",
+                                 "--no-what-if"], env=env)
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert rep["verdict"]["exact_copy"] and rep["defences"] == []

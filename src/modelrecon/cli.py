@@ -15,7 +15,7 @@ app = typer.Typer(help="Reconstruct ML models through their query interface.", n
 attack_app = typer.Typer(help="Run one attack against a target.", no_args_is_help=True)
 app.add_typer(attack_app, name="attack")
 
-TargetOpt = Annotated[str, typer.Option("--target", "-t", help="target spec: builtin:NAME?k=v, file.pt, file.onnx, module:callable")]
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="target spec: builtin:NAME?k=v, file.pt, file.onnx, module:callable, or http://HOST:PORT (a service; key in $MODELRECON_API_KEY)")]
 OracleOpt = Annotated[Optional[str], typer.Option("--oracle", help="query kinds offered, comma-separated (default: all the target answers)")]
 BudgetOpt = Annotated[Optional[int], typer.Option("--budget", help="total query budget")]
 BudgetsOpt = Annotated[Optional[str], typer.Option("--budget-per-kind", help="e.g. gradient=100,value=50")]
@@ -34,7 +34,6 @@ def make_oracle(target_spec: str, oracle: str | None, budget: int | None, budget
     from modelrecon.oracle import local_oracle
     from modelrecon.targets import load
 
-    target = load(target_spec)
     kinds = [k.strip() for k in oracle.split(",")] if oracle else None
     budgets = {}
     for item in (budget_per_kind or "").split(","):
@@ -43,6 +42,18 @@ def make_oracle(target_spec: str, oracle: str | None, budget: int | None, budget
             if not n.strip().isdigit():
                 raise CliError(f"--budget-per-kind wants KIND=N items, got {item!r}")
             budgets[kind.strip()] = int(n)
+    if target_spec.startswith(("http://", "https://")):  # a running service: no local target, no truth
+        import os
+
+        from modelrecon.serve.client import http_oracle
+
+        key = os.environ.get("MODELRECON_API_KEY")
+        if not key:
+            raise CliError("attacking a service needs its API key in $MODELRECON_API_KEY")
+        if round_decimals is not None or explain_space != "logit" or options:
+            raise CliError("output options of a service are set by the service (see its /v1/metadata)")
+        return None, http_oracle(target_spec, key, kinds=kinds, budget=budget, budgets=budgets, journal=journal)
+    target = load(target_spec)
     return target, local_oracle(target, kinds, budget=budget, budgets=budgets, journal=journal,
                                 round_decimals=round_decimals, explain_space=explain_space, **options)
 
@@ -50,7 +61,8 @@ def make_oracle(target_spec: str, oracle: str | None, budget: int | None, budget
 def finish(result, target, json_path: Path | None, data=None) -> None:
     from modelrecon.evaluate import evaluate
 
-    evaluate(result, target, data)
+    if target is not None:  # a remote service has no truth to evaluate against
+        evaluate(result, target, data)
     report.show(result)
     if json_path:
         result.save_json(json_path)
