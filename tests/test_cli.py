@@ -31,7 +31,8 @@ def test_oracle_budget_and_journal_options(tmp_path):
     assert again.exit_code == 0
     doc = json.loads((tmp_path / "b.json").read_text())
     assert doc["queries"]["total"] == 0  # every attack query was answered from the journal
-    assert doc["queries"]["replayed"]["value"] == 31
+    assert doc["queries"]["replayed"]["value"] == 31 + 2  # and the 2 seeded verification points
+    assert doc["queries"]["all_phases_total"] == 0
 
 
 def test_bad_spec_and_unknown_kind_exit_with_a_message():
