@@ -31,7 +31,12 @@ def test_oracle_budget_and_journal_options(tmp_path):
     assert again.exit_code == 0
     doc = json.loads((tmp_path / "b.json").read_text())
     assert doc["queries"]["total"] == 0  # every attack query was answered from the journal
-    assert doc["queries"]["replayed"]["value"] == 31
+    assert doc["queries"]["replayed"]["value"] == 31 + 2  # and the 2 seeded verification points
+    assert doc["queries"]["all_phases_total"] == 0
+    audit = runner.invoke(app, ["journal", str(journal)])
+    assert audit.exit_code == 0, audit.output
+    assert "builtin:linear?d=30" in audit.output
+    assert "31" in audit.output and "verify" in audit.output
 
 
 def test_bad_spec_and_unknown_kind_exit_with_a_message():

@@ -176,6 +176,22 @@ def targets() -> None:
 
 
 @app.command()
+def journal(path: Annotated[Path, typer.Argument(help="a journal written with --journal")]) -> None:
+    """Audit a query journal: which oracle it was recorded against, and the answers per phase and kind."""
+    import datetime
+    import json as _json
+
+    from modelrecon.oracle import replay_oracle
+
+    summary = replay_oracle(path).journal.summary()
+    report.console.print(f"oracle: {_json.dumps(summary['fingerprint'])}")
+    when = lambda t: datetime.datetime.fromtimestamp(t).isoformat(timespec="seconds") if t else "-"  # noqa: E731
+    report.console.print(f"recorded from {when(summary['first'])} to {when(summary['last'])}")
+    report.console.print(report.comparison_table(f"answers in {path}", ["phase", "kind", "answers"],
+                         [(ph, k, n) for ph, kinds in summary["answers"].items() for k, n in kinds.items()]))
+
+
+@app.command()
 def demo(out: Annotated[Path, typer.Option(help="folder for the result JSON files")] = Path("out/demo")) -> None:
     """The main job on built-in targets: every attack, its queries and its errors, side by side."""
     from modelrecon.demo import run_demo
