@@ -42,10 +42,10 @@ class RunSpec:
     strategy: str
     budget: int
     seed: int
+    label: str = ""  # as the user named it: NAME or NAME@STRATEGY
 
-    @property
-    def label(self) -> str:
-        return self.interface if self.strategy == "pool" else f"{self.interface}@{self.strategy}"
+    def __post_init__(self) -> None:
+        self.label = self.label or self.interface
 
     @property
     def key(self) -> str:
@@ -71,7 +71,7 @@ class StudyConfig:
             name, _, strat = itf.partition("@")
             for b in self.budgets:
                 for s in range(self.seeds):
-                    out.append(RunSpec(name, strat or self.strategy, int(b), s))
+                    out.append(RunSpec(name, strat or self.strategy, int(b), s, itf))
         return out
 
 
