@@ -238,8 +238,8 @@ class SurrogateAttack(Attack):
 
     def __init__(self, budget: int = 100, interface: str = "auto", strategy: str = "pool",
                  pool: np.ndarray | None = None, arch: str | Callable[..., nn.Module] | None = None,
-                 lam: float = 1.0, steps: int = 600, batch: int = 64, lr: float = 3e-3, weight_decay: float = 0.0,
-                 ig_steps: int = 8, sg_samples: int = 4, sg_mode: str = "noise", jbda_seed: int = 10,
+                 lam: float = 1.0, steps: int = 400, batch: int = 64, lr: float = 3e-3, weight_decay: float = 0.0,
+                 ig_steps: int = 4, sg_samples: int = 2, sg_mode: str = "noise", jbda_seed: int = 30,
                  jbda_step: float = 0.1, jbda_round_steps: int = 200, seed: int = 0):
         if budget < 1:
             raise ValueError("budget must be >= 1 query point")

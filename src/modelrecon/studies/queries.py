@@ -59,7 +59,7 @@ class StudyConfig:
     interfaces: tuple[str, ...] = DEFAULT_INTERFACES
     seeds: int = 3
     strategy: str = "pool"
-    steps: int = 600
+    steps: int = 400
     lam: float = 1.0
     arch: str | None = None
     pool: str | None = None  # dataset name for the attacker's pool; default: the target's domain
@@ -175,12 +175,27 @@ def queries_to_reach(curve: dict[int, list[float]], threshold: float) -> int | N
     return None
 
 
+def interpolated_to_reach(curve: dict[int, list[float]], threshold: float) -> float | None:
+    """Where the seed-mean curve crosses threshold, interpolated linearly in log(budget)
+    between the grid budget found by :func:`queries_to_reach` and the one before it."""
+    b = queries_to_reach(curve, threshold)
+    budgets = sorted(curve)
+    if b is None or b == budgets[0]:
+        return None if b is None else float(b)
+    i = budgets.index(b)
+    b0, b1 = budgets[i - 1], b
+    m0, m1 = float(np.mean(curve[b0])), float(np.mean(curve[b1]))
+    frac = (threshold - m0) / (m1 - m0) if m1 > m0 else 1.0
+    return float(np.exp(np.log(b0) + frac * (np.log(b1) - np.log(b0))))
+
+
 def headline(records: list[dict[str, Any]]) -> dict[str, Any]:
     curves = _curves(records)
     max_budget = max(int(r["budget"]) for r in records)
     rows = {}
     for label, curve in curves.items():
         rows[label] = {f"q{int(t * 100)}": queries_to_reach(curve, t) for t in THRESHOLDS}
+        rows[label].update({f"q{int(t * 100)}_interp": interpolated_to_reach(curve, t) for t in THRESHOLDS})
         rows[label]["best_agreement"] = max(float(np.mean(v)) for v in curve.values())
         rows[label]["prediction_only"] = label.split("@")[0] in PREDICTION_ONLY
     out: dict[str, Any] = {"interfaces": rows, "max_budget": max_budget, "ratios": {}}
@@ -193,7 +208,9 @@ def headline(records: list[dict[str, Any]]) -> dict[str, Any]:
             if v["prediction_only"] or v[key] is None:
                 continue
             if best_base is not None:
-                out["ratios"].setdefault(label, {})[key] = {"ratio": best_base / v[key], "bound": "="}
+                base_i = min(w[key + "_interp"] for w in rows.values() if w["prediction_only"] and w[key] is not None)
+                out["ratios"].setdefault(label, {})[key] = {"ratio": best_base / v[key], "bound": "=",
+                                                            "ratio_interp": base_i / v[key + "_interp"]}
             else:  # no prediction-only interface reached it within the grid: a lower bound
                 out["ratios"].setdefault(label, {})[key] = {"ratio": max_budget / v[key], "bound": ">"}
     return out
@@ -211,14 +228,20 @@ def headline_rows(h: dict[str, Any]) -> list[tuple]:
                 return "(baseline)"
             if r is None:
                 return "n/a"
-            return f"{'>= ' if r['bound'] == '>' else ''}{r['ratio']:.1f}x"
+            if r["bound"] == ">":
+                return f">= {r['ratio']:.1f}x"
+            return f"{r['ratio']:.1f}x (~{r['ratio_interp']:.1f}x)"
 
-        rows.append((label, q("q90"), q("q95"), f"{v['best_agreement']:.3f}", ratio("q90"), ratio("q95")))
+        def qi(key: str) -> str:
+            return f"{v[key]:.0f}" if v[key] is not None else "-"
+
+        rows.append((label, q("q90"), q("q95"), qi("q95_interp"), f"{v['best_agreement']:.3f}", ratio("q90"),
+                     ratio("q95")))
     return rows
 
 
-HEADLINE_COLUMNS = ["interface", "points to 90%", "points to 95%", "best mean agreement",
-                    "ratio @90%", "ratio @95%"]
+HEADLINE_COLUMNS = ["interface", "points to 90%", "points to 95%", "~95% (log-interp.)", "best mean agreement",
+                    "ratio @90% (interp.)", "ratio @95% (interp.)"]
 
 
 def plot(records: list[dict[str, Any]], path: Path, title: str) -> Path:
@@ -269,7 +292,8 @@ def summarize(cfg: StudyConfig, records: list[dict[str, Any]], out: Path) -> dic
     rows = headline_rows(h)
     md = [f"Target `{cfg.target}`, {cfg.seeds} seeds, budgets {', '.join(map(str, cfg.budgets))} query points; "
           "a budget is reached when the seed-mean agreement is at or above the threshold there and at every "
-          "larger budget. Ratio: best prediction-only interface / this interface.", "",
+          "larger budget (grid value; in brackets interpolated in log budget). Ratio: best prediction-only "
+          "interface / this interface.", "",
           "| " + " | ".join(HEADLINE_COLUMNS) + " |", "|" + "---|" * len(HEADLINE_COLUMNS)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     (out / "headline.md").write_text("\n".join(md) + "\n")
