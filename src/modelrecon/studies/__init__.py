@@ -1,1 +1,1 @@
-"""Studies: many attack runs, tables and plots."""
+"""Studies: grids of attack runs behind the figures (``modelrecon study ...``, ``benchmarks/*.py``)."""
