@@ -246,7 +246,7 @@ def test_audit_report_renders_in_headless_chromium(target, tmp_path):
 
     service = Service(target, explanations=["gradient", "smoothgrad"], keys=KEYS)
     with ServerThread(create_app(service)) as server:
-        rep = audit(server.url, "alice-secret-1", 600, tmp_path / "audit", probes=50)
+        rep = audit(server.url, "alice-secret-1", 600, tmp_path / "audit", probes=50, attacks=["linear", "span"])
         assert rep["server_queries_spent"] == service.logged_total("alice")
     assert rep["verdict"]["exact_copy"] and rep["attacks"]["linear"]["agreement"] == 1.0
     q95 = rep["verdict"]["queries_to_95_agreement"]
@@ -261,6 +261,7 @@ def test_audit_report_renders_in_headless_chromium(target, tmp_path):
     assert 'id="exact-copy">YES<' in dom
     assert f'id="queries-to-95">{q95}<' in dom
     assert "figures decoded: 2 of 2" in dom  # the embedded PNGs decoded in the browser
+    assert 'id="span-recovered">1 of 20 dimensions' in dom  # a logistic model's span is its weight vector
     assert "absolute-value explanations" in dom and "stopped" in dom
 
 
@@ -275,7 +276,7 @@ def test_cli_attack_and_audit_a_service_url(served, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "r.json").read_text())["status"] == "complete"
     r = CliRunner().invoke(app, ["audit", server.url, "--budget", "300", "--out", str(tmp_path / "a"), "--probes", "20",
-                                 "--no-what-if"], env=env)
+                                 "--no-what-if", "--attacks", "linear"], env=env)
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "a" / "audit.json").read_text())
     assert rep["verdict"]["exact_copy"] and rep["defences"] == []

@@ -147,11 +147,14 @@ def audit_cmd(
     data: Annotated[Optional[str], typer.Option(help="honest probe inputs from this data set (digits)")] = None,
     probes: Annotated[int, typer.Option(help="honest inputs on which agreement is measured")] = 200,
     what_if: Annotated[bool, typer.Option(help="re-run the attacks under simulated service options")] = True,
+    attacks: Annotated[Optional[str], typer.Option(help="only these attacks, comma-separated "
+                                                   "(default: every one that applies)")] = None,
 ) -> None:
     """Attack a running explanation service and report what leaked (HTML + JSON)."""
     from modelrecon.serve.audit import audit
 
-    rep = audit(url, key, budget, out, data=data, probes=probes, what_if=what_if)
+    rep = audit(url, key, budget, out, data=data, probes=probes, what_if=what_if,
+                attacks=[a.strip() for a in attacks.split(",")] if attacks else None)
     v = rep["verdict"]
     rows = [(n, a.get("status", "does not apply"), a.get("queries", ""), a.get("agreement"),
              "yes" if a.get("exact_copy") else "no", a.get("message") or a.get("reason", ""))

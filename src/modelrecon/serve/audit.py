@@ -18,7 +18,13 @@ Steps:
    record whether the attack still reaches 95% agreement; the option's cost to honest
    users is measured on the probes (largest change of a returned number, probability
    mass hidden, cosine between the defended and the true explanation);
-5. write ``audit.json`` and ``audit.html`` (figures as embedded PNG) to ``out``.
+5. write ``audit.json`` and ``audit.html`` (figures as embedded PNG) to ``out``; the
+   journals (one per attack, one for the probes) are kept in ``out/journals``.
+
+Limits: the audit has no access to the true model, so it scores clones by agreement with
+the service on the probes, and the span attack only by the dimension it recovers (a
+defence that makes every answer lie in a wrong 1-dimensional space, like absolute values
+on a linear model, is not caught).
 """
 
 from __future__ import annotations
@@ -45,12 +51,22 @@ AGREEMENT_GOAL = 0.95
 # -- which attacks ------------------------------------------------------------------------------
 @dataclass
 class AuditAttack:
+    """An attack the audit can run: whether it applies (from the metadata), how to build it.
+
+    ``kwargs(meta, ctx)`` gives the constructor's arguments; ``ctx`` holds ``pool`` (the
+    attacker's unlabeled data, or None) and ``points`` (query points for attacks that take a
+    budget).  ``grows`` attacks are re-run on a doubling schedule of ``points`` until the
+    clone reaches 95% agreement (earlier points are replayed from the journal, not paid
+    twice), which measures the queries needed to get there."""
+
     name: str
     module: str
     cls: str
     exact: bool
     applies: Callable[[dict[str, Any]], str | None]  # None, or why it does not apply
-    kwargs: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda meta: {})
+    kwargs: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] = field(default=lambda meta, ctx: {})
+    grows: bool = False
+    yields_model: bool = True
 
     def load(self) -> type | None:
         try:
@@ -72,8 +88,41 @@ def _linear_applies(meta: dict[str, Any]) -> str | None:
     return None
 
 
+GRADIENT_LIKE = ("gradient", "explanation:saliency-signed", "explanation:guided-backprop", "explanation:smoothgrad",
+                 "explanation:integrated-gradients", "explanation:deeplift", "explanation:input-x-gradient")
+
+
+def _span_applies(meta: dict[str, Any]) -> str | None:
+    if meta["input_dim"] < 2:
+        return "a one-dimensional input has no subspace to recover"
+    if not _has(meta, "value", "label", *GRADIENT_LIKE):
+        return "needs values, labels or a signed explanation"
+    return None
+
+
+def _span_kwargs(meta: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    setting = "relu-value" if _has(meta, "value", *GRADIENT_LIKE) else "threshold"
+    return {"setting": setting, "output": 0 if meta["n_outputs"] > 1 else None}
+
+
+def _surrogate_applies(meta: dict[str, Any]) -> str | None:
+    if not _has(meta, "value", "probabilities", "label"):
+        return "needs a prediction (value, probabilities or label)"
+    return None
+
+
+def _surrogate_kwargs(meta: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    pool = ctx.get("pool")
+    return {"budget": int(ctx["points"]), "strategy": "pool" if pool is not None else "uniform", "pool": pool,
+            "seed": 0}
+
+
 AUDIT_ATTACKS: list[AuditAttack] = [
     AuditAttack("linear", "modelrecon.attacks.linear", "LinearAttack", True, _linear_applies),
+    AuditAttack("span", "modelrecon.attacks.span", "SpanRecovery", False, _span_applies, _span_kwargs,
+                yields_model=False),
+    AuditAttack("surrogate", "modelrecon.attacks.surrogate", "SurrogateAttack", False, _surrogate_applies,
+                _surrogate_kwargs, grows=True),
 ]
 
 
@@ -142,7 +191,9 @@ DEFENCES = [
 
 
 # -- measuring ------------------------------------------------------------------------------------
-def _probe_inputs(meta: dict[str, Any], n: int, data: str | None, seed: int) -> tuple[np.ndarray, str]:
+def _probe_inputs(meta: dict[str, Any], n: int, data: str | None, seed: int
+                  ) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """Honest probe inputs, their description, and the attacker's pool (same data set, disjoint)."""
     shape = tuple(meta["input_shape"])
     if data:
         from modelrecon import data as datasets
@@ -153,12 +204,13 @@ def _probe_inputs(meta: dict[str, Any], n: int, data: str | None, seed: int) -> 
         X = ds.X_test.reshape(len(ds.X_test), -1)
         if X.shape[1] != int(np.prod(shape)):
             raise OracleError(f"{data} inputs have {X.shape[1]} features; the service takes {shape}")
-        return X[:n].reshape(-1, *shape), f"{min(n, len(X))} test inputs of {data}"
+        pool = ds.X_pool.reshape(len(ds.X_pool), *shape)
+        return X[:n].reshape(-1, *shape), f"{min(n, len(X))} test inputs of {data}", pool
     rng = np.random.default_rng(seed)
     box = meta.get("input_box")
     if box:
-        return rng.uniform(box[0], box[1], size=(n, *shape)), f"{n} uniform inputs in the box {box}"
-    return rng.normal(size=(n, *shape)), f"{n} standard Gaussian inputs"
+        return rng.uniform(box[0], box[1], size=(n, *shape)), f"{n} uniform inputs in the box {box}", None
+    return rng.normal(size=(n, *shape)), f"{n} standard Gaussian inputs", None
 
 
 def _labels_from(meta: dict[str, Any], answers: dict[str, np.ndarray]) -> np.ndarray:
@@ -256,23 +308,24 @@ def _honest_cost(defence: Defence, meta: dict[str, Any], truth: dict[str, np.nda
 # -- the audit -------------------------------------------------------------------------------------
 def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None = None, probes: int = 200,
           seed: int = 0, defences: list[Defence] | None = None, what_if: bool = True,
-          **client: Any) -> dict[str, Any]:
+          attacks: list[str] | tuple[str, ...] | None = None, **client: Any) -> dict[str, Any]:
     """Attack the service at ``url`` with at most ``budget`` queries; write audit.json/.html to ``out``."""
     from modelrecon.serve.client import http_oracle
 
     start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    journal = out / "journal.sqlite"
+    journals = out / "journals"  # one per attack (and one for the probes): an attack never replays another's
+    journals.mkdir(exist_ok=True)
     defences = DEFENCES if defences is None else defences
-    base = http_oracle(url, key, journal=journal, **client)
+    base = http_oracle(url, key, journal=journals / "probes.sqlite", **client)
     meta = base.metadata
     rng = np.random.default_rng(seed)
     spent_before = base.usage()["spent"]
 
     # 2. honest probes: labels (and values), a few explanations
     probes = int(min(probes, max(budget // 10, 10)))
-    X, probe_what = _probe_inputs(meta, probes, data, seed)
+    X, probe_what, pool = _probe_inputs(meta, probes, data, seed + 7919)  # not the attacks' seeded draws
     pred_kinds = tuple(k for k in ("label", "value", "probabilities") if k in meta["kinds"])
     with base.ledger.phase("probe"):
         truth = base.query(X, pred_kinds)
@@ -284,45 +337,63 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
         with base.ledger.phase("probe"):
             expl = base.query(X[:n_expl], expl_kinds)
 
-    chosen = plan(meta)
+    chosen = [(a, why) for a, why in plan(meta) if attacks is None or a.name in attacks]
     runnable = [a for a, why in chosen if why is None]
     probe_cost = base.ledger.total()
     share = max((budget - probe_cost) // max(len(runnable), 1), 0)
-    raw_cache = Journal(journal, base.describe())
 
-    def run_one(entry: AuditAttack, defence: Defence | None) -> dict[str, Any]:
+    def run_one(entry: AuditAttack, defence: Defence | None, points: int | None = None,
+                need_dim: int | None = None) -> dict[str, Any]:
         kinds = list(meta["kinds"]) if defence is None else defence.kinds(list(meta["kinds"]))
         if not kinds:
             return {"status": "not run", "message": "the option withdraws every kind this service offers"}
+        journal = journals / f"{entry.name}.sqlite"
         if defence is None:
             oracle = http_oracle(url, key, journal=journal, budget=share, **client)
-        else:
-            oracle = http_oracle(url, key, kinds=kinds, budget=share, cache=raw_cache,
+        else:  # the service's raw answers already paid for by this attack are reused, then transformed
+            oracle = http_oracle(url, key, kinds=kinds, budget=share, cache=Journal(journal, base.describe()),
                                  transform=defence.transform(np.random.default_rng(seed)) if defence.transform else None,
                                  options=defence.option, **client)
-        attack = entry.load()(**entry.kwargs(meta))
-        try:
-            result = attack.run(oracle)
-        except OracleError as e:  # the attack cannot even plan against this interface
-            return {"status": "not applicable", "message": str(e), "queries": 0, "succeeded": False}
-        score = _score(meta, result, X, truth)
-        ok = _succeeded(entry, result, score)
+        cls = entry.load()
+        if entry.grows and points is None:  # double the points until 95% agreement or the budget
+            per_point = max(1, len(kinds))
+            schedule = [n for n in (2 ** i for i in range(4, 30)) if n * per_point <= share] or [max(share // per_point, 1)]
+        else:
+            schedule = [points or max(share // max(len(kinds), 1), 1)]
+        curve = []
+        for n in schedule:
+            try:
+                result = cls(**entry.kwargs({**meta, "kinds": kinds}, {"pool": pool, "points": n})).run(oracle)
+            except (OracleError, ValueError) as e:  # the attack cannot even plan against this interface
+                return {"status": "not applicable", "message": str(e), "queries": 0, "succeeded": False}
+            score = _score(meta, result, X, truth)
+            if entry.yields_model:
+                ok = _succeeded(entry, result, score)
+            else:  # span: complete, and (under an option) the same dimension as without it
+                dim = result.details.get("recovered_dim") or 0
+                ok = result.status == "complete" and dim > 0 and (need_dim is None or dim == need_dim)
+            curve.append({"points": n, "queries": result.queries.get("total", 0), "agreement": score.get("agreement")})
+            if ok or result.status == "partial":
+                break
         row = {"status": result.status, "message": result.message, "queries": result.queries.get("total", 0),
                "queries_all_phases": result.queries.get("all_phases_total", 0), **score, "succeeded": ok,
                "exact_copy": bool(entry.exact and ok and result.status == "complete" and score.get("agreement") == 1.0),
-               "queries_to_95": result.queries.get("total") if ok else None, "details": result.details}
+               "queries_to_95": result.queries.get("total") if ok else None, "details": result.details,
+               "points": schedule[len(curve) - 1] if entry.grows else None, "curve": curve if entry.grows else None}
         if defence is None:
             row["result"] = result.to_dict()
         return row
 
-    attacks: dict[str, Any] = {}
+    attacks_out: dict[str, Any] = {}
     for entry, why in chosen:
         if why is not None:
-            attacks[entry.name] = {"applies": False, "reason": why}
+            attacks_out[entry.name] = {"applies": False, "reason": why}
             continue
-        attacks[entry.name] = {"applies": True, "exact_attack": entry.exact, **run_one(entry, None)}
-    span = next((a.get("details", {}).get("recovered_dim") for a in attacks.values() if a.get("applies")
-                 and a.get("details", {}).get("recovered_dim") is not None), None)
+        attacks_out[entry.name] = {"applies": True, "exact_attack": entry.exact, **run_one(entry, None)}
+    attacks = attacks_out
+    span_row = attacks.get("span", {})
+    span = (f"{span_row['details']['recovered_dim']} of {meta['input_dim']} dimensions ({span_row['status']})"
+            if span_row.get("details", {}).get("recovered_dim") is not None else None)
 
     defence_rows = []
     for d in defences if what_if else []:
@@ -333,7 +404,8 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
         row = {"option": d.name, "setting": d.option,
                "honest_cost": _honest_cost(d, meta, truth, expl, np.random.default_rng(seed)), "attacks": {}}
         for entry in runnable:
-            r = run_one(entry, d)
+            r = run_one(entry, d, attacks[entry.name].get("points"),
+                        need_dim=attacks[entry.name].get("details", {}).get("recovered_dim"))
             row["attacks"][entry.name] = {k: r.get(k) for k in ("status", "message", "queries", "agreement",
                                                                  "succeeded", "exact_copy")}
             row["attacks"][entry.name]["exact_prevented"] = (attacks[entry.name].get("exact_copy", False)
@@ -395,6 +467,21 @@ def _figures(report: dict[str, Any]) -> list[tuple[str, str]]:
         ax.set_xlim(0, max(max(q), 1) * 1.8)
         ax.set_title("What each attack took")
         figs.append(("Queries per attack", _png(fig)))
+    curves = {n: a["curve"] for n, a in ran.items() if a.get("curve")}
+    if curves:
+        fig, ax = plt.subplots(figsize=(5, 2.8))
+        for n, c in curves.items():
+            q = [p["queries"] for p in c]
+            ag = [p["agreement"] if p["agreement"] is not None else np.nan for p in c]
+            ax.plot(q, ag, "o-", label=n)
+        ax.axhline(AGREEMENT_GOAL, color="#c0392b", ls="--", lw=1, label=f"{AGREEMENT_GOAL:.0%}")
+        ax.set_xscale("log")
+        ax.set_xlabel("queries paid (cumulative, journal replays free)")
+        ax.set_ylabel("agreement on probes")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=8)
+        ax.set_title("Clone agreement as the budget doubles")
+        figs.append(("Agreement vs queries", _png(fig)))
     if report["defences"] and ran:
         names = [n for n in ran]
         opts = [d["option"] for d in report["defences"]]
