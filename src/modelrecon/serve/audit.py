@@ -378,7 +378,8 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
         row = {"status": result.status, "message": result.message, "queries": result.queries.get("total", 0),
                "queries_all_phases": result.queries.get("all_phases_total", 0), **score, "succeeded": ok,
                "exact_copy": bool(entry.exact and ok and result.status == "complete" and score.get("agreement") == 1.0),
-               "queries_to_95": result.queries.get("total") if ok else None, "details": result.details,
+               "queries_to_95": result.queries.get("total") if ok and entry.yields_model else None,
+               "details": result.details,
                "points": schedule[len(curve) - 1] if entry.grows else None, "curve": curve if entry.grows else None}
         if defence is None:
             row["result"] = result.to_dict()
