@@ -67,11 +67,12 @@ class Relu2Model(nn.Module):
         super().__init__()
         self.shape = tuple(shape)
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
-        self.register_buffer("W", t(W).reshape(len(b), -1))
+        d = int(np.prod(self.shape))
+        self.register_buffer("W", t(W).reshape(len(b), d))
         self.register_buffer("b", t(b))
         self.register_buffer("V", t(V).reshape(len(c), len(b)))
         self.register_buffer("c", t(c))
-        self.register_buffer("A", t(A) if A is not None else torch.zeros(len(c), self.W.shape[1], dtype=torch.float64))
+        self.register_buffer("A", t(A).reshape(len(c), d) if A is not None else torch.zeros(len(c), d, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(len(x), -1).to(torch.float64)
@@ -224,17 +225,20 @@ class Relu2Attack(Attack):
         return Z, G
 
     # ---------------------------------------------------------------- line search
-    def _line_fn(self, ts, value: bool, grad: bool):
+    def _line_fn(self, ts, value: bool, grad: bool, deltas=None):
         """(f, F) at points x(ts): f the line output (value mode: r.z) and F its 'gradient'
         (the d-vector; in value mode the slope along the line from a pair of values)."""
         X = self._x(ts)
         if self.mode == "value":
-            delta = self._delta
+            delta = self._delta if deltas is None else np.asarray(deltas, dtype=np.float64)
             Z2, _ = self._ask(np.vstack([X, self._x(np.asarray(ts) + delta)]), True, False)
             z = Z2 @ self._r
             n = len(X)
             f, slope = z[:n], (z[n:] - z[:n]) / delta
-            err = 8 * EPS * (np.abs(z[:n]) + np.abs(z[n:]) + self._fscale) / delta + self._round_slope
+            # each value carries float64 error ~ (d + 8) eps times the size of the sums behind it,
+            # at least |f| + |slope t| (an affine function of t evaluated at t)
+            mag = np.abs(z[:n]) + np.abs(z[n:]) + 2 * np.abs(slope) * (np.abs(np.asarray(ts)) + 1) + self._fscale
+            err = (self._d + 8) * EPS * mag / np.abs(delta) + 2 * self._round_value / np.abs(delta)
             self._store_values(X, Z2[:n])
             return f, slope[:, None], err
         Z, G = self._ask(X, value, grad)
@@ -347,7 +351,11 @@ class Relu2Attack(Attack):
             delta = min(t - a, b - t) * 2.0 ** -10
             tl.append(t - delta)
             tr.append(t + delta)
-        _, FL, eL = self._line_fn(tl, False, True) if self.mode != "value" else self._line_fn(tl, True, True)
+        if self.mode == "value":  # the slope from a pair of values reaching left, away from t*
+            _, FL, eL = self._line_fn(tl, True, True, deltas=[-min(self._delta, (t - x) / 2)
+                                                               for (_, _, t), x in zip(checks, tl)])
+        else:
+            _, FL, eL = self._line_fn(tl, False, True)
         fR = self._values_at(tr)
         need_value = []
         for (a, b, t), xl, Fl, el, xr, fr in zip(checks, tl, FL, eL, tr, fR):
@@ -443,29 +451,50 @@ class Relu2Attack(Attack):
             reps.append(max(inside, key=lambda t: min(t - lo, hi - t)))
         reps = np.array(reps)
         X = self._x(reps)
-        # step: a quarter of the distance to the nearest kink along the line, in input units
+        # first step: a quarter of the distance to the nearest kink along the line, scaled to the typical
+        # angle between the line and a hyperplane; stencils that still cross a recovered hyperplane are redone
         gap = np.minimum(np.abs(reps - edges[:-1]), np.abs(edges[1:] - reps))
         gap = np.where(np.isfinite(gap), gap, np.abs(reps) + 1.0)
-        eps_step = 0.25 * gap * np.linalg.norm(self._v) / math.sqrt(d)
+        steps = 0.25 * gap * np.linalg.norm(self._v) / math.sqrt(d)
         Jacs = np.empty((len(reps), K, d))
-        for p in range(len(reps)):
-            P = np.vstack([X[p], X[p] + eps_step[p] * np.eye(d)])
-            Z, _ = self._ask(P, True, False)
-            self._store_values(P[:1], Z[:1])
-            Jacs[p] = ((Z[1:] - Z[0]) / eps_step[p]).T
-        f0 = None
+        vals = np.empty((len(reps), K))
+        rel = np.zeros(len(reps))
+        todo = np.arange(len(reps))
+        self._fd_rounds = 0
+        while len(todo):
+            self._fd_rounds += 1
+            for p in todo:
+                P = np.vstack([X[p], X[p] + steps[p] * np.eye(d)])
+                Z, _ = self._ask(P, True, False)
+                self._store_values(P[:1], Z[:1])
+                vals[p] = Z[0]
+                Jacs[p] = ((Z[1:] - Z[0]) / steps[p]).T
+                # relative error of a forward difference: rounding of the two values over the step
+                mag = np.abs(Z).max() + np.abs(P).max() * np.abs(Jacs[p]).sum(axis=1).max()
+                rel[p] = (d + 8) * EPS * mag / steps[p] / max(np.abs(Jacs[p]).max(), EPS)
+            N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs)
+            if self._fd_rounds >= 6 or not len(N):
+                break
+            Z = X @ N.T + dv  # (pieces, units)
+            reach = np.maximum(-np.sign(Z)[:, :, None] * N[None], 0).max(axis=2)  # worst coordinate step
+            with np.errstate(divide="ignore"):
+                safe = np.where(reach > 0, np.abs(Z) / np.where(reach > 0, reach, 1), np.inf).min(axis=1)
+            todo = np.flatnonzero(steps >= safe)
+            steps[todo] = 0.25 * safe[todo]
+        self._rel_err = max(self._rel_err, float(rel.max()))
+        A = Jacs[0].copy()
+        c = vals[0] - A @ X[0]
+        self._net.add(N, dv, Gc.T, A, c)
+        return len(kinks), found["clusters"]
+
+    def _units_from_jacobians(self, kinks, reps, X, vals, Jacs):
         N, dv, Gc = [], [], []
-        vals = []
-        for p in range(len(reps)):
-            Z, _ = self._ask(X[p:p + 1], True, False)
-            vals.append(Z[0])
-        vals = np.array(vals)
+        d = self._d
         for i in range(len(kinks)):
-            Jk = Jacs[i + 1] - Jacs[i]  # (K, d): sigma V[:, i] w_i
+            Jk = Jacs[i + 1] - Jacs[i]  # (K, d): sigma_i V[:, i] w_i
             Jl = self._r @ Jk
             s = float(Jl @ self._v)
             n = Jl * (np.sign(s) if s != 0 else 1.0)
-            # exact kink: where the pieces p and p+1 of the line output meet
             a, b = reps[i], reps[i + 1]
             fa, fb = vals[i] @ self._r, vals[i + 1] @ self._r
             sa, sb = (self._r @ Jacs[i]) @ self._v, (self._r @ Jacs[i + 1]) @ self._v
@@ -475,13 +504,7 @@ class Relu2Attack(Attack):
             N.append(n)
             dv.append(-float(n @ self._x(t)[0]))
             Gc.append(Jk @ n / float(n @ n))
-        A = Jacs[0].copy()
-        xl = X[0]
-        c = vals[0] - A @ xl
-        del f0
-        self._net.add(np.array(N).reshape(-1, d), np.array(dv), np.array(Gc).reshape(-1, K).T, A, c)
-        self._fd_queries = getattr(self, "_fd_queries", 0) + len(reps) * (d + 2)
-        return len(kinks), found["clusters"]
+        return np.array(N).reshape(-1, d), np.array(dv), np.array(Gc).reshape(-1, self._K)
 
     # ---------------------------------------------------------------- orientation and outputs
     def _resolve_orientation(self) -> str:
@@ -497,7 +520,7 @@ class Relu2Attack(Attack):
             M = np.vstack([(net.G[j][:, None] * net.N).T for j in range(self._K)])
             target = -net.A.reshape(-1)
         scale = np.abs(M).sum(axis=1).max() + np.abs(target).max() + EPS
-        tol = (net.h + self._d + 8) * EPS * scale * 64 + 4 * self._round_grad * net.h
+        tol = ((net.h + self._d + 8) * EPS * 64 + 8 * self._rel_err) * scale + 4 * self._round_grad * net.h
         alpha = None
         if net.h <= M.shape[0]:
             sol, *_ = np.linalg.lstsq(M, target, rcond=None)
@@ -630,7 +653,7 @@ class Relu2Attack(Attack):
             scale = np.abs(np.maximum(net.pre(X), 0)) @ np.abs(net.G.T) + np.abs(X) @ np.abs(net.A.T) \
                 + np.abs(net.c) + np.abs(Z)
             scale = scale + (np.abs(X) @ np.abs(net.N.T) + np.abs(net.dv)) @ np.abs(net.G.T)
-            tol = 4 * (self._d + net.h + 8) * EPS * scale + self._round_value * (2 + net.h)
+            tol = (4 * (self._d + net.h + 8) * EPS + 8 * self._rel_err) * scale + self._round_value * (2 + net.h)
             r = np.abs(Zh - Z)
             if self.mode == "gradient":  # c is a free constant without values
                 pass
@@ -646,12 +669,10 @@ class Relu2Attack(Attack):
         X = self._random_points(n, far=True)
         o = self._oracle
         kinds = []
-        if self._value_kind and self.mode != "gradient":
+        if self._value_kind and (self.mode != "gradient" or phase == "verify"):
             kinds.append("value")
         if self._grad_kind:
             kinds.append(self._grad_kind)
-        if self.mode == "gradient" and self._value_kind and self._net_bias_known:
-            kinds.append("value")
         with o.ledger.phase(phase):
             got = o.query(X.reshape(n, *o.input_shape), tuple(kinds), self.output)
         Z = np.asarray(got["value"], dtype=np.float64).reshape(n, -1) if "value" in got else None
@@ -660,12 +681,30 @@ class Relu2Attack(Attack):
             G = np.asarray(got[self._grad_kind], dtype=np.float64).reshape(n, -1)
             if GRADIENT_KINDS[self._grad_kind] == "xg":
                 G = np.where(X != 0, G / np.where(X != 0, X, 1.0), 0.0)
+        if Z is not None and phase == "attack" and self.mode != "value":
+            Z = Z[:, [self.output]]  # the other outputs are fitted after the search
+        if Z is not None and self.mode == "gradient" and not self._value_kind:
+            Z = None
+        return self._check_arrays(X, Z, G)
+
+    def _check_arrays(self, X, Z, G) -> tuple[float, float]:
+        net = self._net
+        if Z is not None and Z.shape[1] != net.G.shape[0]:
+            k = self.output
+            sub = _Net(self._d, 1)
+            sub.N, sub.dv, sub.G, sub.A, sub.c = net.N, net.dv, net.G[[k]], net.A[[k]], net.c[[k]]
+            self._net, saved, out_k = sub, net, self.output
+            self.output = 0
+            try:
+                return self._check_arrays(X, Z, G)
+            finally:
+                self._net, self.output = saved, out_k
         ratio = self._discrepancy(X, Z, G)
         resid = 0.0
         if Z is not None:
-            resid = float(np.max(np.abs(self._net.value(X) - Z)))
+            resid = float(np.max(np.abs(net.value(X) - Z)))
         if G is not None:
-            resid = max(resid, float(np.max(np.abs(self._net.grad(X, self.output) - G))))
+            resid = max(resid, float(np.max(np.abs(net.grad(X, self.output) - G))))
         return ratio, resid
 
     # ---------------------------------------------------------------- main
@@ -683,6 +722,8 @@ class Relu2Attack(Attack):
         self._round_grad = unit if self._grad_kind == "gradient" or self._grad_kind == "explanation:saliency-signed" \
             else self._round_grad
         self._fscale = 0.0
+        self._round_slope = 0.0
+        self._rel_err = 0.0  # relative error of finite-difference Jacobians (value mode)
         self._net = _Net(self._d, self._K)
         self._vals_X, self._vals_Z = [], []
         self._net_bias_known = True
@@ -701,6 +742,7 @@ class Relu2Attack(Attack):
                 v = self._rng.normal(size=self._d)
                 self._v = v / np.linalg.norm(v) * (hi - lo) / 2.0 * math.sqrt(self._d)
                 self._delta = 2.0 ** -20
+                self._round_slope = 2 * self._round_value / self._delta
                 if self.mode == "value":
                     probe = self._oracle.query(self._x([0.0]).reshape(1, *oracle.input_shape), ("value",))["value"]
                     self._fscale = float(np.abs(np.asarray(probe, dtype=np.float64)).max())
