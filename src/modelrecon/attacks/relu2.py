@@ -1,0 +1,819 @@
+"""Exact reconstruction of two-layer ReLU networks z(x) = V relu(W x + b) + c.
+
+Milli, Schmidt, Dragan, Hardt, "Model Reconstruction from Model Explanations" (FAT* 2019,
+arXiv 1807.05185), section on two-layer ReLU networks; the value-only setting is that of
+Jagielski et al. (USENIX Security 2020) and Carlini, Jagielski, Mironov (CRYPTO 2020),
+the one IBM ART's ``FunctionallyEquivalentExtraction`` implements.
+
+Along a line x(t) = x0 + t v every hidden unit i switches exactly once, at
+t_i = -(w_i.x0 + b_i) / (w_i.v); between switches the network is affine, so the gradient
+is piecewise constant and the value piecewise linear in t.  Crossing t_i from left to right
+changes the gradient of output k by J = sigma_i V_ki w_i (sigma_i = sign(w_i.v)).  Writing
+n_i = J sign(J.v) (the unit's normal, oriented to be active on the right) the network is,
+exactly, sum_i gamma_i relu(n_i.x + d_i) + A.x + c with d_i = -n_i.x(t_i), gamma_i = J.n_i/|n_i|^2
+and A, c the affine map on the far-left piece.  A unit whose true orientation is the other one
+is absorbed into A, since relu(-z) = relu(z) - z; the orientations are resolved by asking for
+the flip set F with A + sum_{i in F} gamma_i n_i = 0 (a least-squares problem when the n_i are
+independent, h <= d; a 0/1 program otherwise, tried with a time limit).  When it cannot be
+resolved the recovered model keeps the affine term: the function is still exact.
+
+Modes (``mode``):
+
+1. ``gradient`` (the paper): gradient queries only.  Grow the search interval by doubling
+   until the end gradients stop changing, then bisect every interval whose end gradients
+   differ until it is shorter than ``resolution`` times its position; each remaining change
+   is one unit (J and t_i).  One value query, if offered, gives c (else c is reported as not
+   identifiable).  O(h log(1/resolution)) queries, independent of d.
+2. ``value+gradient`` (beyond the paper): a value and a gradient at t fix the whole affine
+   piece through t, so the kink between two sampled pieces is the intersection of their two
+   lines.  One value query at that intersection confirms a single kink (it must lie on both
+   lines); otherwise the point is in a piece not yet seen and its gradient is asked.  About
+   3 queries per hidden unit (a value and a gradient per piece plus one check per kink).
+3. ``value``: values only.  The same search with the slope along the line taken from a pair
+   of values (t, t + delta); then one finite-difference Jacobian per piece (d + 1 value
+   queries, all outputs at once) gives the jumps J; the kinks are re-intersected from the
+   exact pieces.  About (h + 1)(d + 1) + 5h queries.
+
+Every mode: a few fresh check queries (attack phase) compare the recovered model with the
+target; units missed (kinks beyond the searched interval) or merged (kinks closer than the
+resolution) leave a residual, which is searched along a new random line (``max_lines``).
+Finally the model is verified on fresh queries in the ``verify`` ledger phase; a target
+outside the family gets status ``failed`` with the measured residual.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelrecon.attacks import Attack
+from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
+from modelrecon.result import Result
+
+EPS = np.finfo(np.float64).eps
+MODES = ("gradient", "value+gradient", "value")
+# explanation kinds equal to the signed gradient of a ReLU network (input x gradient divided by x)
+GRADIENT_KINDS = {"gradient": "g", "explanation:saliency-signed": "g", "explanation:input-x-gradient": "xg"}
+
+
+class Relu2Model(nn.Module):
+    """z(x) = V relu(W x + b) + A x + c in float64 (A = 0 once orientations are resolved)."""
+
+    def __init__(self, W: np.ndarray, b: np.ndarray, V: np.ndarray, c: np.ndarray, A: np.ndarray | None, shape):
+        super().__init__()
+        self.shape = tuple(shape)
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
+        d = int(np.prod(self.shape))
+        self.register_buffer("W", t(W).reshape(len(b), d))
+        self.register_buffer("b", t(b))
+        self.register_buffer("V", t(V).reshape(len(c), len(b)))
+        self.register_buffer("c", t(c))
+        self.register_buffer("A", t(A).reshape(len(c), d) if A is not None else torch.zeros(len(c), d, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), -1).to(torch.float64)
+        z = torch.relu(x @ self.W.T + self.b) @ self.V.T + x @ self.A.T + self.c
+        return z[:, 0] if z.shape[1] == 1 else z
+
+
+class _Net:
+    """The recovered network in numpy, in the 'right-active' form used during the search."""
+
+    def __init__(self, d: int, k: int):
+        self.N = np.zeros((0, d))
+        self.dv = np.zeros(0)
+        self.G = np.zeros((k, 0))  # output coefficients per unit
+        self.A = np.zeros((k, d))
+        self.c = np.zeros(k)
+
+    @property
+    def h(self) -> int:
+        return len(self.dv)
+
+    def pre(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.N.T + self.dv
+
+    def value(self, X: np.ndarray) -> np.ndarray:
+        return np.maximum(self.pre(X), 0.0) @ self.G.T + X @ self.A.T + self.c
+
+    def grad(self, X: np.ndarray, k: int) -> np.ndarray:
+        return ((self.pre(X) > 0) * self.G[k]) @ self.N + self.A[k]
+
+    def add(self, N, dv, G, A, c) -> None:
+        self.N = np.vstack([self.N, N])
+        self.dv = np.concatenate([self.dv, dv])
+        self.G = np.hstack([self.G, G])
+        self.A = self.A + A
+        self.c = self.c + c
+
+    def flip(self, idx: np.ndarray) -> None:
+        """relu(z) = relu(-z) + z: move units idx to the other orientation, same function."""
+        for i in np.flatnonzero(idx):
+            self.A += np.outer(self.G[:, i], self.N[i])
+            self.c += self.G[:, i] * self.dv[i]
+            self.N[i], self.dv[i] = -self.N[i], -self.dv[i]
+
+    def merge(self, tol: float) -> int:
+        """Units on the same hyperplane (found twice, or a merged pair and its parts) combine."""
+        if self.h < 2:
+            return 0
+        norms = np.linalg.norm(self.N, axis=1)
+        keep = np.ones(self.h, bool)
+        merged = 0
+        U = self.N / norms[:, None]
+        off = self.dv / norms
+        for i in range(self.h):
+            if not keep[i]:
+                continue
+            for j in range(i + 1, self.h):
+                if not keep[j]:
+                    continue
+                cos = U[i] @ U[j]
+                if abs(abs(cos) - 1) < tol and abs(off[i] - np.sign(cos) * off[j]) < tol * (1 + abs(off[i])):
+                    lam = norms[j] / norms[i]
+                    if cos > 0:
+                        self.G[:, i] += self.G[:, j] * lam
+                    else:  # relu(-z) = relu(z) - z
+                        self.G[:, i] += self.G[:, j] * lam
+                        self.A -= np.outer(self.G[:, j] * lam, self.N[i])
+                        self.c -= self.G[:, j] * lam * self.dv[i]
+                    keep[j] = False
+                    merged += 1
+        live = keep & (np.abs(self.G).max(axis=0) * norms > tol * max(np.abs(self.G).max() * norms.max(), EPS))
+        self.N, self.dv, self.G = self.N[live], self.dv[live], self.G[:, live]
+        return merged + int((keep & ~live).sum())
+
+
+class Relu2Attack(Attack):
+    """Recover V relu(W x + b) + c exactly (up to permutation and positive rescaling of units)."""
+
+    name = "relu2"
+
+    def __init__(self, mode: str = "value+gradient", output: int = 0, explanation: str | None = None,
+                 max_lines: int = 4, checks: int = 6, patience: int = 4, verify: int = 16, resolution: float = 2.0 ** -44,
+                 max_pieces: int = 20000, sign_time_limit: float = 20.0, seed: int = 0):
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+        if max_lines < 1 or checks < 1 or verify < 0 or max_pieces < 2:
+            raise ValueError("max_lines, checks >= 1, verify >= 0, max_pieces >= 2")
+        if not 0 < resolution < 1:
+            raise ValueError("resolution must be in (0, 1)")
+        self.mode = mode
+        self.output = output
+        self.explanation = explanation
+        self.max_lines = max_lines
+        self.checks = checks
+        self.patience = patience
+        self.verify = verify
+        self.resolution = resolution
+        self.max_pieces = max_pieces
+        self.sign_time_limit = sign_time_limit
+        self.seed = seed
+
+    # ---------------------------------------------------------------- planning
+    def _plan(self, oracle: Oracle) -> None:
+        kinds = oracle.kinds
+        self._value_kind = "value" if "value" in kinds else None
+        if oracle.explain_space != "logit":
+            raise OracleError("the relu2 attack needs explanations of the logits (explain_space='logit')")
+        if self.mode == "value":
+            if not self._value_kind:
+                raise OracleError(f"mode 'value' needs value queries; the oracle offers {', '.join(kinds)}")
+            self._grad_kind = None
+            return
+        if self.explanation:
+            kind = self.explanation if self.explanation == "gradient" else f"explanation:{self.explanation}"
+            if kind not in kinds:
+                raise OracleError(f"the oracle does not offer {kind!r}; it offers {', '.join(kinds)}")
+            candidates = [kind]
+        else:
+            candidates = [k for k in GRADIENT_KINDS if k in kinds]
+        usable = [k for k in candidates if k in GRADIENT_KINDS]
+        if not usable:
+            why = (f"{candidates[0]} does not give the signed gradient of a ReLU network exactly "
+                   "(absolute saliency loses signs; integrated gradients and SmoothGrad average gradients over "
+                   "a path or noise)" if candidates else f"the oracle offers no gradient-like kind ({', '.join(kinds)})")
+            raise OracleError(f"mode {self.mode!r}: {why}; use mode 'value' when value queries are offered")
+        if self.mode == "value+gradient" and not self._value_kind:
+            raise OracleError("mode 'value+gradient' needs value queries too; use mode 'gradient'")
+        self._grad_kind = usable[0]
+        if not 0 <= self.output < oracle.n_outputs:
+            raise OracleError(f"output {self.output} out of range: the target has {oracle.n_outputs} outputs")
+
+    # ---------------------------------------------------------------- queries
+    def _x(self, ts) -> np.ndarray:
+        return self._x0 + np.outer(np.atleast_1d(np.asarray(ts, dtype=np.float64)), self._v)
+
+    def _ask(self, X: np.ndarray, value: bool, grad: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Values (N, K) and gradients of the chosen output (N, d) of the target minus the model so far."""
+        kinds = ((self._value_kind,) if value else ()) + ((self._grad_kind,) if grad else ())
+        o = self._oracle
+        got = o.query(X.reshape(len(X), *o.input_shape), kinds, self.output)
+        Z = G = None
+        if value:
+            Z = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1) - self._net.value(X)
+        if grad:
+            G = np.asarray(got[self._grad_kind], dtype=np.float64).reshape(len(X), -1)
+            if GRADIENT_KINDS[self._grad_kind] == "xg":
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    G = np.where(X != 0, G / np.where(X != 0, X, 1.0), 0.0)
+            G = G - self._net.grad(X, self.output)
+        return Z, G
+
+    # ---------------------------------------------------------------- line search
+    def _line_fn(self, ts, value: bool, grad: bool, deltas=None):
+        """(f, F) at points x(ts): f the line output (value mode: r.z) and F its 'gradient'
+        (the d-vector; in value mode the slope along the line from a pair of values)."""
+        X = self._x(ts)
+        if self.mode == "value":
+            delta = self._delta if deltas is None else np.asarray(deltas, dtype=np.float64)
+            Z2, _ = self._ask(np.vstack([X, self._x(np.asarray(ts) + delta)]), True, False)
+            z = Z2 @ self._r
+            n = len(X)
+            f, slope = z[:n], (z[n:] - z[:n]) / delta
+            # each value carries float64 error ~ (d + 8) eps times the size of the sums behind it,
+            # at least |f| + |slope t| (an affine function of t evaluated at t)
+            mag = np.abs(z[:n]) + np.abs(z[n:]) + 2 * np.abs(slope) * (np.abs(np.asarray(ts)) + 1) + self._fscale
+            err = (self._d + 8) * EPS * mag / np.abs(delta) + 2 * self._round_value / np.abs(delta)
+            self._store_values(X, Z2[:n])
+            return f, slope[:, None], err
+        Z, G = self._ask(X, value, grad)
+        f = Z[:, self.output] if value else None
+        if value:
+            self._store_values(X, Z)
+        err = None if G is None else (self._d + 4) * EPS * np.abs(G).sum(axis=1) + self._round_grad
+        return f, G, err
+
+    def _store_values(self, X: np.ndarray, Z: np.ndarray) -> None:
+        self._vals_X.append(X)
+        self._vals_Z.append(Z + self._net.value(X))  # raw target values, for the output fit
+
+    def _search(self) -> dict[str, Any]:
+        """Find every kink of the (residual) line output; returns kinks and samples."""
+        has_value = self.mode != "gradient"
+        T0 = 1.0
+        samples: dict[float, tuple] = {}
+
+        def add(ts, f, F, e):
+            for i, t in enumerate(ts):
+                samples[float(t)] = (None if f is None else float(f[i]), F[i], float(e[i]))
+
+        f, F, e = self._line_fn([-T0, T0], has_value, True)
+        add([-T0, T0], f, F, e)
+        # grow the interval by doubling until the end 'gradient' stops changing
+        for side in (-1.0, 1.0):
+            t_end, quiet = side * T0, 0
+            while abs(t_end) < 2.0 ** 40 and quiet < self.patience:
+                t_new = 2 * t_end
+                if self.mode == "value":
+                    fn, Fn, en = self._line_fn([t_new], True, True)
+                else:
+                    fn, Fn, en = self._line_fn([t_new], False, True)
+                _, Fe, ee = samples[t_end]
+                if np.max(np.abs(Fn[0] - Fe)) <= en[0] + ee:
+                    quiet += 1  # no kink in (t_end, t_new): look once more, twice as far
+                    t_probe = t_new
+                    while quiet < self.patience and abs(t_probe) < 2.0 ** 40:
+                        t_probe = 2 * t_probe
+                        _, Fp, ep = self._line_fn([t_probe], self.mode == "value", True)
+                        if np.max(np.abs(Fp[0] - Fe)) > ep[0] + ee:
+                            t_new, Fn, en = t_probe, Fp, ep
+                            fn = self._line_fn([t_new], True, False)[0] if has_value else None
+                            quiet = 0
+                            break
+                        quiet += 1
+                    if quiet >= self.patience:
+                        break
+                if has_value and (fn is None or len(np.atleast_1d(fn)) == 0):
+                    fn, _, _ = self._line_fn([t_new], True, False)
+                add([t_new], fn, Fn, en)
+                t_end = t_new
+        kinks: list[tuple[float, np.ndarray, float, float]] = []  # (t, J, left sample, right sample)
+        resolved: set[tuple[float, float]] = set()
+        clusters = 0
+        self._found = (kinks, samples)
+        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
+        while True:
+            ts = sorted(samples)
+            gaps = [(a, b) for a, b in zip(ts[:-1], ts[1:]) if (a, b) not in resolved
+                    and not same(samples[a][1], samples[a][2], samples[b][1], samples[b][2])]
+            if not gaps:
+                break
+            if len(samples) > self.max_pieces:
+                raise _TooManyPieces(len(samples))
+            if self.mode == "gradient":
+                mids = []
+                for a, b in gaps:
+                    if b - a <= self.resolution * max(abs(a), abs(b), T0):
+                        kinks.append(((a + b) / 2, samples[b][1] - samples[a][1], a, b))
+                        resolved.add((a, b))
+                    else:
+                        mids.append((a + b) / 2)
+                if mids:
+                    _, F, e = self._line_fn(mids, False, True)
+                    add(mids, None, F, e)
+                continue
+            # value+gradient and value: intersect the two pieces around each gap
+            checks, mids = [], []
+            for a, b in gaps:
+                fa, Fa, ea = samples[a]
+                fb, Fb, eb = samples[b]
+                sa, sb = self._slope(Fa), self._slope(Fb)
+                denom = sa - sb
+                t_star = (fb - fa + sa * a - sb * b) / denom if denom != 0 else math.nan
+                if b - a <= 8 * EPS * max(abs(a), abs(b), T0):
+                    clusters += 1  # kinks closer than float64 can tell apart on this line
+                    kinks.append(((a + b) / 2, Fb - Fa, a, b))
+                    resolved.add((a, b))
+                elif math.isfinite(t_star) and a < t_star < b:
+                    checks.append((a, b, t_star))
+                else:
+                    mids.append((a + b) / 2)
+            if checks:
+                self._check_gaps(checks, samples, kinks, resolved, add)
+            if mids:
+                fm, Fm, em = self._line_fn(mids, True, True)
+                add(mids, fm, Fm, em)
+        ts = sorted(samples)
+        return {"kinks": kinks, "samples": samples, "t_left": ts[0], "t_right": ts[-1], "clusters": clusters}
+
+    def _check_gaps(self, checks, samples, kinks, resolved, add) -> None:
+        """Confirm a single kink at each intersection t*: the piece on the left must reach t* - delta
+        (its 'gradient' there is the left one) and the right line must hold at t* + delta.  A value
+        at t* alone is fooled when every kink of the gap lies on one side of t*."""
+        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
+        tl, tr = [], []
+        for a, b, t in checks:
+            delta = min(t - a, b - t) * 2.0 ** -10
+            tl.append(t - delta)
+            tr.append(t + delta)
+        if self.mode == "value":  # the slope from a pair of values reaching left, away from t*
+            _, FL, eL = self._line_fn(tl, True, True, deltas=[-min(self._delta, (t - x) / 2)
+                                                               for (_, _, t), x in zip(checks, tl)])
+        else:
+            _, FL, eL = self._line_fn(tl, False, True)
+        fR = self._values_at(tr)
+        need_value = []
+        for (a, b, t), xl, Fl, el, xr, fr in zip(checks, tl, FL, eL, tr, fR):
+            fa, Fa, ea = samples[a]
+            fb, Fb, eb = samples[b]
+            la = lambda u: fa + self._slope(Fa) * (u - a)  # noqa: E731
+            lb = lambda u: fb + self._slope(Fb) * (u - b)  # noqa: E731
+            tol_r = self._value_tol(fr, fa, fb, la(xr), lb(xr), xr, a, b, ea, eb)
+            left_a = same(Fl, el, Fa, ea)
+            left_b = same(Fl, el, Fb, eb)
+            right_b = abs(fr - lb(xr)) <= tol_r
+            right_a = abs(fr - la(xr)) <= tol_r and not right_b
+            if left_a and right_b:
+                kinks.append((t, Fb - Fa, a, b))
+                resolved.add((a, b))
+                continue
+            if left_a:
+                add([xl], [la(xl)], Fl[None], [el])
+            elif left_b:
+                add([xl], [lb(xl)], Fl[None], [el])
+            else:
+                need_value.append((xl, Fl, el))
+            if right_a:
+                add([xr], [fr], Fa[None], [ea])
+            elif right_b and not left_b:
+                add([xr], [fr], Fb[None], [eb])
+        if need_value:
+            ts = [x for x, _, _ in need_value]
+            fv = self._values_at(ts)
+            add(ts, fv, np.array([F for _, F, _ in need_value]), [e for _, _, e in need_value])
+
+    def _slope(self, F: np.ndarray) -> float:
+        return float(F[0]) if self.mode == "value" else float(F @ self._v)
+
+    def _values_at(self, ts) -> np.ndarray:
+        X = self._x(ts)
+        Z, _ = self._ask(X, True, False)
+        self._store_values(X, Z)
+        return Z @ self._r if self.mode == "value" else Z[:, self.output]
+
+    def _value_tol(self, fv, fa, fb, la, lb, t, a, b, ea, eb) -> float:
+        """float64 rounding of the values and of the two lines at t (plus the oracle's rounding)."""
+        vs = np.abs(self._v).sum()
+        scale = abs(fv) + abs(fa) + abs(fb) + abs(la - fa) + abs(lb - fb) + self._fscale
+        slope_err = (ea * abs(t - a) + eb * abs(t - b)) * (1.0 if self.mode == "value" else vs)
+        return (self._d + 16) * EPS * scale + slope_err + 3 * self._round_value
+
+    # ---------------------------------------------------------------- units from kinks
+    def _units_from_kinks(self, found: dict[str, Any]) -> tuple[int, int]:
+        kinks = sorted(found["kinks"], key=lambda k: k[0])
+        samples = found["samples"]
+        K, d = self._K, self._d
+        if self.mode == "value":
+            return self._units_value_mode(found)
+        k = self.output
+        if not kinks:
+            tl = found["t_left"]
+            F_left = samples[tl][1]
+        N, dv, Gc = [], [], []
+        for t, J, a, b in kinks:
+            s = float(J @ self._v)
+            n = J * (np.sign(s) if s != 0 else 1.0)
+            N.append(n)
+            dv.append(-float(n @ self._x(t)[0]))
+            g = np.zeros(K)
+            g[k] = float(J @ n) / float(n @ n)
+            Gc.append(g)
+        tl = found["t_left"]
+        fl, Fl, _ = samples[tl]
+        xl = self._x(tl)[0]
+        A = np.zeros((K, d))
+        A[k] = Fl
+        c = np.zeros(K)
+        if fl is not None:
+            c[k] = fl - Fl @ xl
+        self._net.add(np.array(N).reshape(-1, d), np.array(dv), np.array(Gc).reshape(-1, K).T, A, c)
+        return len(kinks), found["clusters"]
+
+    def _units_value_mode(self, found: dict[str, Any]) -> tuple[int, int]:
+        """One finite-difference Jacobian per piece (all outputs at once), exact pieces, kinks re-intersected."""
+        kinks = sorted(found["kinks"], key=lambda k: k[0])
+        samples = found["samples"]
+        d, K = self._d, self._K
+        kt = np.array([t for t, *_ in kinks])
+        edges = np.concatenate([[-np.inf], kt, [np.inf]])
+        # a representative point per piece: the sample inside it farthest from both kinks
+        reps = []
+        for p in range(len(edges) - 1):
+            inside = [t for t in samples if edges[p] < t < edges[p + 1]]
+            if not inside:
+                raise _TooManyPieces(-1)
+            lo, hi = edges[p], edges[p + 1]
+            reps.append(max(inside, key=lambda t: min(t - lo, hi - t)))
+        reps = np.array(reps)
+        X = self._x(reps)
+        # first step: a quarter of the distance to the nearest kink along the line, scaled to the typical
+        # angle between the line and a hyperplane; stencils that still cross a recovered hyperplane are redone
+        gap = np.minimum(np.abs(reps - edges[:-1]), np.abs(edges[1:] - reps))
+        gap = np.where(np.isfinite(gap), gap, np.abs(reps) + 1.0)
+        steps = 0.25 * gap * np.linalg.norm(self._v) / math.sqrt(d)
+        Jacs = np.empty((len(reps), K, d))
+        vals = np.empty((len(reps), K))
+        rel = np.zeros(len(reps))
+        todo = np.arange(len(reps))
+        self._fd_rounds = 0
+        while len(todo):
+            self._fd_rounds += 1
+            for p in todo:
+                P = np.vstack([X[p], X[p] + steps[p] * np.eye(d)])
+                Z, _ = self._ask(P, True, False)
+                self._store_values(P[:1], Z[:1])
+                vals[p] = Z[0]
+                Jacs[p] = ((Z[1:] - Z[0]) / steps[p]).T
+                # relative error of a forward difference: rounding of the two values over the step
+                mag = np.abs(Z).max() + np.abs(P).max() * np.abs(Jacs[p]).sum(axis=1).max()
+                rel[p] = (d + 8) * EPS * mag / steps[p] / max(np.abs(Jacs[p]).max(), EPS)
+            N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs)
+            if self._fd_rounds >= 6 or not len(N):
+                break
+            Z = X @ N.T + dv  # (pieces, units)
+            reach = np.maximum(-np.sign(Z)[:, :, None] * N[None], 0).max(axis=2)  # worst coordinate step
+            with np.errstate(divide="ignore"):
+                safe = np.where(reach > 0, np.abs(Z) / np.where(reach > 0, reach, 1), np.inf).min(axis=1)
+            todo = np.flatnonzero(steps >= safe)
+            steps[todo] = 0.25 * safe[todo]
+        self._rel_err = max(self._rel_err, float(rel.max()))
+        A = Jacs[0].copy()
+        c = vals[0] - A @ X[0]
+        self._net.add(N, dv, Gc.T, A, c)
+        return len(kinks), found["clusters"]
+
+    def _units_from_jacobians(self, kinks, reps, X, vals, Jacs):
+        N, dv, Gc = [], [], []
+        d = self._d
+        for i in range(len(kinks)):
+            Jk = Jacs[i + 1] - Jacs[i]  # (K, d): sigma_i V[:, i] w_i
+            Jl = self._r @ Jk
+            s = float(Jl @ self._v)
+            n = Jl * (np.sign(s) if s != 0 else 1.0)
+            a, b = reps[i], reps[i + 1]
+            fa, fb = vals[i] @ self._r, vals[i + 1] @ self._r
+            sa, sb = (self._r @ Jacs[i]) @ self._v, (self._r @ Jacs[i + 1]) @ self._v
+            t = (fb - fa + sa * a - sb * b) / (sa - sb) if sa != sb else kinks[i][0]
+            if not (a < t < b):
+                t = kinks[i][0]
+            N.append(n)
+            dv.append(-float(n @ self._x(t)[0]))
+            Gc.append(Jk @ n / float(n @ n))
+        return np.array(N).reshape(-1, d), np.array(dv), np.array(Gc).reshape(-1, self._K)
+
+    # ---------------------------------------------------------------- orientation and outputs
+    def _resolve_orientation(self) -> str:
+        """Find the units whose true orientation is 'active on the left' so that A vanishes."""
+        net = self._net
+        k = self.output if self.mode != "value" else None
+        if net.h == 0:
+            return "no units"
+        if k is not None:
+            M = (net.G[k][:, None] * net.N).T  # d x h
+            target = -net.A[k]
+        else:
+            M = np.vstack([(net.G[j][:, None] * net.N).T for j in range(self._K)])
+            target = -net.A.reshape(-1)
+        scale = np.abs(M).sum(axis=1).max() + np.abs(target).max() + EPS
+        tol = ((net.h + self._d + 8) * EPS * 64 + 8 * self._rel_err) * scale + 4 * self._round_grad * net.h
+        alpha = None
+        if net.h <= M.shape[0]:
+            sol, *_ = np.linalg.lstsq(M, target, rcond=None)
+            cand = np.round(sol)
+            if np.all((cand == 0) | (cand == 1)) and np.max(np.abs(M @ cand - target)) <= tol:
+                alpha = cand
+        if alpha is None:
+            alpha = self._milp_orientation(M, target, tol)
+        if alpha is None:
+            return "unresolved"
+        net.flip(alpha.astype(bool))
+        if k is not None:
+            net.A[k] = 0.0
+        else:
+            net.A[:] = 0.0
+        return "resolved"
+
+    def _milp_orientation(self, M, target, tol):
+        try:
+            from scipy.optimize import Bounds, LinearConstraint, milp
+        except ImportError:  # pragma: no cover
+            return None
+        h = M.shape[1]
+        res = milp(np.zeros(h), constraints=LinearConstraint(M, target - tol, target + tol),
+                   integrality=np.ones(h), bounds=Bounds(0, 1),
+                   options={"time_limit": self.sign_time_limit, "disp": False})
+        if res.x is None:
+            return None
+        cand = np.round(res.x)
+        if np.max(np.abs(M @ cand - target)) <= tol:
+            return cand
+        return None
+
+    def _fit_outputs(self, resolved: bool) -> dict[str, Any]:
+        """Rows of V and c of the outputs the search did not explain, from the values asked so far
+        (plus fresh random points when they do not determine them)."""
+        net, K = self._net, self._K
+        info: dict[str, Any] = {}
+        if self.mode == "value":
+            return info
+        others = [j for j in range(K) if j != self.output]
+        if self.mode == "gradient":
+            return self._fit_outputs_gradient(others, resolved)
+        X = np.vstack(self._vals_X)
+        Z = np.vstack(self._vals_Z)
+        net.G[:, :] = np.where(np.arange(K)[:, None] == self.output, net.G, 0.0)
+        for j in others:
+            net.A[j] = 0.0
+            net.c[j] = 0.0
+
+        def design(X):
+            cols = [np.maximum(net.pre(X), 0.0), np.ones((len(X), 1))]
+            if not resolved:
+                cols.append(X)
+            return np.hstack(cols)
+
+        need_cols = net.h + 1 + (0 if resolved else self._d)
+        Phi = design(X)
+        rank = np.linalg.matrix_rank(Phi) if others else need_cols
+        extra = 0
+        if others and rank < need_cols:
+            extra = need_cols - rank + 8
+            Xr = self._random_points(extra)
+            Zr = np.asarray(self._oracle.query(Xr.reshape(extra, *self._oracle.input_shape), ("value",))["value"],
+                            dtype=np.float64).reshape(extra, -1)
+            X, Z = np.vstack([X, Xr]), np.vstack([Z, Zr])
+            Phi = design(X)
+        if others:
+            sol, *_ = np.linalg.lstsq(Phi, Z[:, others], rcond=None)
+            net.G[others] = sol[:net.h].T
+            net.c[others] = sol[net.h]
+            if not resolved:
+                net.A[others] = sol[net.h + 1:].T
+        info["output_fit_points"] = len(X)
+        info["output_fit_extra_queries"] = extra
+        return info
+
+    def _fit_outputs_gradient(self, others, resolved) -> dict[str, Any]:
+        net = self._net
+        info: dict[str, Any] = {}
+        if others:
+            # gradients of the other outputs at the two ends of the line: every unit is active at one end
+            pts = [self._x(self._ends[0])[0], self._x(self._ends[1])[0]]
+            if not resolved:
+                pts += list(self._random_points(max(2, math.ceil((net.h + self._d) / self._d))))
+            P = np.array(pts)
+            for j in others:
+                Gj = np.asarray(self._oracle.query(P.reshape(len(P), *self._oracle.input_shape), (self._grad_kind,), j)
+                                [self._grad_kind], dtype=np.float64).reshape(len(P), -1)
+                if GRADIENT_KINDS[self._grad_kind] == "xg":
+                    Gj = np.where(P != 0, Gj / np.where(P != 0, P, 1.0), 0.0)
+                mask = net.pre(P) > 0
+                rows = [(mask[p][:, None] * net.N).T for p in range(len(P))]
+                Mx = np.vstack(rows)
+                if not resolved:
+                    Mx = np.hstack([Mx, np.tile(np.eye(self._d), (len(P), 1))])
+                sol, *_ = np.linalg.lstsq(Mx, Gj.reshape(-1), rcond=None)
+                net.G[j] = sol[:net.h]
+                net.A[j] = sol[net.h:] if not resolved else 0.0
+        if self._value_kind:
+            x = self._x(self._ends[1])
+            z = np.asarray(self._oracle.query(x.reshape(1, *self._oracle.input_shape), ("value",))["value"],
+                           dtype=np.float64).reshape(-1)
+            net.c = np.zeros(self._K)
+            net.c = z - net.value(x)[0]
+            info["bias_identified"] = True
+        else:
+            net.c = np.zeros(self._K)
+            info["bias_identified"] = False
+        return info
+
+    def _random_points(self, n: int, far: bool = False) -> np.ndarray:
+        """Uniform in the input box (or [-1, 1]^d); with ``far``, every other point on a random ray from
+        the box centre at a radius up to 2^20 box widths (a unit missed far out shows there half the time)."""
+        lo, hi = self._box
+        X = self._rng.uniform(lo, hi, size=(n, self._d))
+        if far and self._oracle.input_box is None:
+            for i in range(1, n, 2):
+                u = self._rng.normal(size=self._d)
+                X[i] = (lo + hi) / 2 + u / np.linalg.norm(u) * (hi - lo) * math.sqrt(self._d) * 2.0 ** self._rng.uniform(0, 20)
+        return X
+
+    # ---------------------------------------------------------------- checks
+    def _discrepancy(self, X: np.ndarray, Z: np.ndarray | None, G: np.ndarray | None) -> float:
+        """Largest residual of the model over the tolerance (<= 1: consistent)."""
+        worst = 0.0
+        net = self._net
+        if Z is not None:
+            Zh = net.value(X)
+            scale = np.abs(np.maximum(net.pre(X), 0)) @ np.abs(net.G.T) + np.abs(X) @ np.abs(net.A.T) \
+                + np.abs(net.c) + np.abs(Z)
+            scale = scale + (np.abs(X) @ np.abs(net.N.T) + np.abs(net.dv)) @ np.abs(net.G.T)
+            tol = (4 * (self._d + net.h + 8) * EPS + 8 * self._rel_err) * scale + self._round_value * (2 + net.h)
+            r = np.abs(Zh - Z)
+            if self.mode == "gradient":  # c is a free constant without values
+                pass
+            worst = max(worst, float(np.max(r / tol)))
+        if G is not None:
+            Gh = net.grad(X, self.output)
+            tol = 4 * (net.h + 8) * EPS * (np.abs(net.G[self.output]) @ np.abs(net.N) + np.abs(net.A[self.output])) \
+                + self._round_grad * (2 + net.h) + (self._d + 4) * EPS * np.abs(G)
+            worst = max(worst, float(np.max(np.abs(Gh - G) / tol)))
+        return worst
+
+    def _check_points(self, n: int, phase: str) -> tuple[float, float]:
+        X = self._random_points(n, far=True)
+        o = self._oracle
+        kinds = []
+        if self._value_kind and (self.mode != "gradient" or phase == "verify"):
+            kinds.append("value")
+        if self._grad_kind:
+            kinds.append(self._grad_kind)
+        with o.ledger.phase(phase):
+            got = o.query(X.reshape(n, *o.input_shape), tuple(kinds), self.output)
+        Z = np.asarray(got["value"], dtype=np.float64).reshape(n, -1) if "value" in got else None
+        G = None
+        if self._grad_kind:
+            G = np.asarray(got[self._grad_kind], dtype=np.float64).reshape(n, -1)
+            if GRADIENT_KINDS[self._grad_kind] == "xg":
+                G = np.where(X != 0, G / np.where(X != 0, X, 1.0), 0.0)
+        if Z is not None and phase == "attack" and self.mode != "value":
+            Z = Z[:, [self.output]]  # the other outputs are fitted after the search
+        if Z is not None and self.mode == "gradient" and not self._value_kind:
+            Z = None
+        return self._check_arrays(X, Z, G)
+
+    def _check_arrays(self, X, Z, G) -> tuple[float, float]:
+        net = self._net
+        if Z is not None and Z.shape[1] != net.G.shape[0]:
+            k = self.output
+            sub = _Net(self._d, 1)
+            sub.N, sub.dv, sub.G, sub.A, sub.c = net.N, net.dv, net.G[[k]], net.A[[k]], net.c[[k]]
+            self._net, saved, out_k = sub, net, self.output
+            self.output = 0
+            try:
+                return self._check_arrays(X, Z, G)
+            finally:
+                self._net, self.output = saved, out_k
+        ratio = self._discrepancy(X, Z, G)
+        resid = 0.0
+        if Z is not None:
+            resid = float(np.max(np.abs(net.value(X) - Z)))
+        if G is not None:
+            resid = max(resid, float(np.max(np.abs(net.grad(X, self.output) - G))))
+        return ratio, resid
+
+    # ---------------------------------------------------------------- main
+    def execute(self, oracle: Oracle) -> Result:
+        self._plan(oracle)
+        self._oracle = oracle
+        self._d, self._K = oracle.input_dim, oracle.n_outputs
+        self._rng = np.random.default_rng(self.seed)
+        self._box = oracle.input_box or (-1.0, 1.0)
+        rounding = oracle.options.get("round_decimals")
+        unit = 0.5 * 10.0 ** (-rounding) if rounding is not None else 0.0
+        self._round_value = unit
+        self._round_grad = unit / (1.0 if self._grad_kind != "explanation:input-x-gradient" else
+                                   max(abs(self._box[0]), abs(self._box[1]), 1.0) * 1e-3) if self._grad_kind else 0.0
+        self._round_grad = unit if self._grad_kind == "gradient" or self._grad_kind == "explanation:saliency-signed" \
+            else self._round_grad
+        self._fscale = 0.0
+        self._round_slope = 0.0
+        self._rel_err = 0.0  # relative error of finite-difference Jacobians (value mode)
+        self._net = _Net(self._d, self._K)
+        self._vals_X, self._vals_Z = [], []
+        self._net_bias_known = True
+        self._r = np.zeros(self._K)
+        if self.mode == "value":
+            self._r = self._rng.normal(size=self._K) if self._K > 1 else np.ones(1)
+        else:
+            self._r[self.output] = 1.0
+        details: dict[str, Any] = {"mode": self.mode, "explanation_kind": self._grad_kind, "lines": []}
+        status, messages = "complete", []
+        lo, hi = self._box
+        try:
+            for line in range(self.max_lines):
+                self._x0 = np.full(self._d, (lo + hi) / 2.0) + (self._rng.uniform(-0.05, 0.05, self._d) * (hi - lo)
+                                                               if line else 0.0)
+                v = self._rng.normal(size=self._d)
+                self._v = v / np.linalg.norm(v) * (hi - lo) / 2.0 * math.sqrt(self._d)
+                self._delta = 2.0 ** -20
+                self._round_slope = 2 * self._round_value / self._delta
+                if self.mode == "value":
+                    probe = self._oracle.query(self._x([0.0]).reshape(1, *oracle.input_shape), ("value",))["value"]
+                    self._fscale = float(np.abs(np.asarray(probe, dtype=np.float64)).max())
+                found = self._search()
+                self._ends = (found["t_left"], found["t_right"])
+                n_kinks, clusters = self._units_from_kinks(found)
+                merged = self._net.merge(1e3 * (self._d + 8) * EPS ** 0.5 * 1e-4)
+                details["lines"].append({"kinks": n_kinks, "near_coincident_clusters": clusters, "merged": merged,
+                                         "samples": len(found["samples"]), "interval": [found["t_left"], found["t_right"]]})
+                if self.mode == "gradient" and not self._value_kind:
+                    self._net_bias_known = False
+                ratio, resid = self._check_points(self.checks, "attack")
+                details["lines"][-1]["check_residual_over_tolerance"] = ratio
+                if ratio <= 1.0:
+                    break
+                if self.mode == "value":
+                    break  # a further line would need another round of finite differences: stop here
+        except _TooManyPieces as e:
+            status = "failed"
+            messages.append(f"the line search found more than {self.max_pieces} linear pieces on one line"
+                            if e.n > 0 else "a linear piece of the line was not sampled")
+        except QueryBudgetExceeded as e:
+            status = "partial"
+            messages.append(f"budget exhausted: {e}; the units found so far form the model")
+        orient = "not attempted"
+        fit_info: dict[str, Any] = {}
+        if self._net.h and status != "failed":
+            orient = self._resolve_orientation()
+            try:
+                fit_info = self._fit_outputs(orient == "resolved")
+            except QueryBudgetExceeded as e:
+                status = "partial"
+                messages.append(f"budget exhausted while fitting the other outputs: {e}")
+        net = self._net
+        details.update(fit_info)
+        details["orientation"] = orient
+        details["hidden_units_found"] = net.h
+        params = {"W": net.N, "b": net.dv, "V": net.G, "c": net.c, "A": None if orient == "resolved" else net.A}
+        model = Relu2Model(net.N, net.dv, net.G, net.c, None if orient == "resolved" else net.A, oracle.input_shape)
+        result = Result(self.name, status, "", params=params, model=model, details=details)
+        if orient == "unresolved":
+            messages.append(f"orientation of units not resolved ({net.h} units for d={self._d}): the model keeps an "
+                            "affine term A x, exact as a function but not in pure two-layer form")
+        if self.mode == "gradient" and not self._value_kind:
+            messages.append("c is not identifiable from gradients alone (set to 0)")
+        if self.verify and status != "failed" or (status == "failed" and self._net.h and self.verify):
+            try:
+                ratio, resid = self._check_points(self.verify, "verify")
+                details["verification"] = {"points": self.verify, "max_abs_residual": resid,
+                                           "residual_over_tolerance": ratio}
+                if ratio > 1.0 and status == "complete":
+                    status = "failed"
+                    messages.insert(0, f"the target is not a two-layer ReLU network (or a unit was missed): on "
+                                       f"{self.verify} fresh queries the recovered model is off by up to {resid:.3g} "
+                                       f"({ratio:.3g} x the float64 tolerance)")
+                elif status == "failed":
+                    messages.append(f"residual on {self.verify} fresh queries: {resid:.3g} ({ratio:.3g} x tolerance)")
+            except QueryBudgetExceeded:
+                messages.append("no budget left to verify")
+        if status == "complete":
+            messages.insert(0, f"recovered {net.h} hidden units exactly from {len(details['lines'])} line(s)"
+                            + (f"; verified on {self.verify} fresh queries (max residual "
+                               f"{details['verification']['max_abs_residual']:.2g})" if "verification" in details else ""))
+        elif status == "partial":
+            messages.insert(0, f"partial network: {net.h} hidden units found so far")
+        result.status = status
+        result.message = "; ".join(messages)
+        return result
+
+
+class _TooManyPieces(RuntimeError):
+    def __init__(self, n: int):
+        super().__init__(str(n))
+        self.n = n
