@@ -280,3 +280,21 @@ def test_cli_attack_and_audit_a_service_url(served, tmp_path):
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "a" / "audit.json").read_text())
     assert rep["verdict"]["exact_copy"] and rep["defences"] == []
+
+
+def test_exact_relu2_extraction_over_http(tmp_path):
+    from modelrecon.attacks.relu2 import Relu2Attack
+    from modelrecon.evaluate import evaluate
+
+    target = load("builtin:relu2?d=20&h=8&seed=1")
+    service = Service(target, explanations=["gradient"], keys=KEYS, db=tmp_path / "log.sqlite")
+    with ServerThread(create_app(service)) as server:
+        oracle = http_oracle(server.url, "alice-secret-1", batch_size=8, concurrency=4)
+        result = Relu2Attack(mode="gradient").run(oracle)
+        assert result.status == "complete", result.message
+        evaluate(result, target)
+        assert result.metrics["fidelity_relative_error"] < 1e-9
+        assert oracle.ledger.total() == service.logged_total("alice") == oracle.usage()["spent"] > 0
+        flagged = {w["signal"] for w in httpx.get(server.url + "/admin", headers={"X-API-Key": "root-secret-1"}
+                                                  ).json()["keys"]["alice"]["warnings"]}
+        assert "line" in flagged  # the line search is what the detector looks for

@@ -117,8 +117,26 @@ def _surrogate_kwargs(meta: dict[str, Any], ctx: dict[str, Any]) -> dict[str, An
             "seed": 0}
 
 
+RELU2_GRADIENTS = ("gradient", "explanation:saliency-signed", "explanation:input-x-gradient")
+
+
+def _relu2_applies(meta: dict[str, Any]) -> str | None:
+    if meta["options"].get("explain_space", "logit") != "logit" and not _has(meta, "value"):
+        return "needs explanations of the logits, or values"
+    if not _has(meta, "value", *RELU2_GRADIENTS):
+        return "needs values or signed gradients (gradient, saliency-signed, input-x-gradient)"
+    return None
+
+
+def _relu2_kwargs(meta: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    grads = _has(meta, *RELU2_GRADIENTS) and meta["options"].get("explain_space", "logit") == "logit"
+    mode = ("value+gradient" if _has(meta, "value") else "gradient") if grads else "value"
+    return {"mode": mode, "output": 0}
+
+
 AUDIT_ATTACKS: list[AuditAttack] = [
     AuditAttack("linear", "modelrecon.attacks.linear", "LinearAttack", True, _linear_applies),
+    AuditAttack("relu2", "modelrecon.attacks.relu2", "Relu2Attack", True, _relu2_applies, _relu2_kwargs),
     AuditAttack("span", "modelrecon.attacks.span", "SpanRecovery", False, _span_applies, _span_kwargs,
                 yields_model=False),
     AuditAttack("surrogate", "modelrecon.attacks.surrogate", "SurrogateAttack", False, _surrogate_applies,
