@@ -28,9 +28,22 @@ def attack_runs() -> list[tuple[str, str, list[str], object]]:
     """(label, target spec, explanations offered, attack factory) for the attacks in this build."""
     from modelrecon.attacks.linear import LinearAttack
 
+    from modelrecon.attacks.relu2 import Relu2Attack
+    from modelrecon.attacks.span import SpanRecovery
+    from modelrecon.attacks.surrogate import SurrogateAttack
+
+    pool = digits().X_pool
     runs = [("linear (1 gradient)", "builtin:logistic?d=64", ["gradient"], lambda: LinearAttack(method="gradient")),
             ("linear (d+1 values, Tramer)", "builtin:logistic?d=64", ["gradient"],
-             lambda: LinearAttack(method="equations"))]
+             lambda: LinearAttack(method="equations")),
+            ("relu2 (gradients, Milli)", "builtin:relu2?d=64&h=16", ["gradient"], lambda: Relu2Attack(mode="gradient")),
+            ("relu2 (values + gradients)", "builtin:relu2?d=64&h=16", ["gradient"],
+             lambda: Relu2Attack(mode="value+gradient")),
+            ("span (gradient source)", "builtin:digits-mlp", ["gradient"], lambda: SpanRecovery(output=0)),
+            ("surrogate (128 pool points + gradients)", "builtin:digits-mlp", ["gradient"],
+             lambda: SurrogateAttack(budget=128, strategy="pool", pool=pool)),
+            ("surrogate (128 uniform points + gradients)", "builtin:digits-mlp", ["gradient"],
+             lambda: SurrogateAttack(budget=128, strategy="uniform"))]
     return runs
 
 
