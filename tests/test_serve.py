@@ -142,6 +142,15 @@ def test_retries_are_never_charged_twice(served):
     assert a.json()["charged"] == 1 and b.json()["charged"] == 0 and b.json()["replayed"]
     assert a.json()["predictions"] == b.json()["predictions"]
     assert post(server, "/v1/predict", {**body, "inputs": [[0.3] * 20]}).status_code == 409
+    # the same request_id sent 6 times at once is charged once (the others wait: 409 in_progress, or replay)
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = service.logged_total("alice")
+    same = {"inputs": [[0.4] * 20] * 8, "outputs": ["value"], "request_id": "fixed-id-2"}
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(r.status_code for r in pool.map(lambda _: post(server, "/v1/predict", same), range(6)))
+    assert 200 in codes and set(codes) <= {200, 409}
+    assert service.logged_total("alice") - before == 8
     # a rate-limited key: concurrent batches get 429s, the client backs off and retries
     before = service.logged_total("slow")
     oracle = http_oracle(server.url, "slow-secret-1", batch_size=2, concurrency=4, backoff=0.02)

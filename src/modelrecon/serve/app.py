@@ -362,6 +362,7 @@ class Service:
                     if (name, request_id) in self._inflight:
                         raise ServiceError(409, "in_progress", f"request_id {request_id!r} is being answered; retry",
                                            retry_after=0.05)
+                    self._inflight.add((name, request_id))  # from here on, a retry waits for this answer
                 self._take_token(key)
             x = self.parse_inputs(body.get("inputs"))
             if endpoint == "predict":
@@ -392,8 +393,6 @@ class Service:
                                        quota_remaining=rem, cost=cost)
                 self.spent[name] = self.spent.get(name, 0) + cost
                 reserved = cost
-                if request_id is not None:
-                    self._inflight.add((name, request_id))
             with self._compute:
                 evaluations = self.oracle.ledger.evaluations
                 try:
