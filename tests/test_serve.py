@@ -256,7 +256,7 @@ def test_audit_report_renders_in_headless_chromium(target, tmp_path):
     service = Service(target, explanations=["gradient", "smoothgrad"], keys=KEYS)
     with ServerThread(create_app(service)) as server:
         rep = audit(server.url, "alice-secret-1", 600, tmp_path / "audit", probes=50, attacks=["linear", "span"])
-        assert rep["server_queries_spent"] == service.logged_total("alice")
+        assert rep["server_queries_spent"] == service.logged_total("alice") <= 600
     assert rep["verdict"]["exact_copy"] and rep["attacks"]["linear"]["agreement"] == 1.0
     q95 = rep["verdict"]["queries_to_95_agreement"]
     stopped = {d["option"]: d["attacks"]["linear"]["stopped"] for d in rep["defences"]}

@@ -342,9 +342,9 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
     spent_before = base.usage()["spent"]
 
     # 2. honest probes: labels (and values), a few explanations
-    probes = int(min(probes, max(budget // 10, 10)))
-    X, probe_what, pool = _probe_inputs(meta, probes, data, seed + 7919)  # not the attacks' seeded draws
     pred_kinds = tuple(k for k in ("label", "value", "probabilities") if k in meta["kinds"])
+    probes = int(min(probes, max(budget // (10 * max(len(pred_kinds), 1)), 10)))  # about a tenth of the budget
+    X, probe_what, pool = _probe_inputs(meta, probes, data, seed + 7919)  # not the attacks' seeded draws
     with base.ledger.phase("probe"):
         truth = base.query(X, pred_kinds)
     truth["labels"] = _labels_from(meta, truth)
@@ -358,7 +358,9 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
     chosen = [(a, why) for a, why in plan(meta) if attacks is None or a.name in attacks]
     runnable = [a for a, why in chosen if why is None]
     probe_cost = base.ledger.total()
-    share = max((budget - probe_cost) // max(len(runnable), 1), 0)
+    cap = {"left": max(budget - probe_cost, 0)}  # what the service may still charge the audit, all oracles together
+    runs = len(runnable) * (2 if what_if and defences else 1)  # half for the attacks, half for the what-ifs
+    share = max(cap["left"] // max(runs, 1), 0)
 
     def run_one(entry: AuditAttack, defence: Defence | None, points: int | None = None,
                 need_dim: int | None = None) -> dict[str, Any]:
@@ -367,9 +369,10 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
             return {"status": "not run", "message": "the option withdraws every kind this service offers"}
         journal = journals / f"{entry.name}.sqlite"
         if defence is None:
-            oracle = http_oracle(url, key, journal=journal, budget=share, **client)
+            oracle = http_oracle(url, key, journal=journal, budget=share, spend_cap=cap, **client)
         else:  # the service's raw answers already paid for by this attack are reused, then transformed
             oracle = http_oracle(url, key, kinds=kinds, budget=share, cache=Journal(journal, base.describe()),
+                                 spend_cap=cap,
                                  transform=defence.transform(np.random.default_rng(seed)) if defence.transform else None,
                                  options=defence.option, **client)
         cls = entry.load()

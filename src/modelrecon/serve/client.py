@@ -24,6 +24,7 @@ backend closure talks to a modelrecon explanation service:
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -105,7 +106,7 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
                 concurrency: int = 4, timeout: float = 60.0, retries: int = 8, backoff: float = 0.1,
                 transport: Any = None, cache: Journal | None = None,
                 transform: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
-                options: dict[str, Any] | None = None) -> Oracle:
+                options: dict[str, Any] | None = None, spend_cap: dict[str, int] | None = None) -> Oracle:
     """An :class:`Oracle` over the explanation service at ``url`` with API key ``key``.
 
     ``kinds`` narrows the kinds the attack may use (default: all the service offers);
@@ -114,7 +115,9 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
 
     For what-if studies (the audit): ``cache`` is a journal of the service's raw answers
     consulted before asking and filled after; ``transform`` post-processes every answer
-    (a simulated service option) and ``options`` are merged into the published options."""
+    (a simulated service option) and ``options`` are merged into the published options.
+    ``spend_cap`` (``{"left": N}``, shared between oracles) caps what the service may charge
+    them together; running into it behaves like an exhausted quota."""
     conn = Connection(url, key, timeout=timeout, retries=retries, backoff=backoff, transport=transport)
     meta = conn.request("GET", "/v1/metadata")
     offered = list(meta["kinds"])
@@ -131,7 +134,24 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
     state = {"quota_remaining": None}
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
 
+    cap_lock = threading.Lock()
+
     def one(x: np.ndarray, kinds: tuple[str, ...], output: Any) -> tuple[dict[str, np.ndarray], int]:
+        cost = len(x) * len(kinds)
+        if spend_cap is not None:
+            with cap_lock:
+                if cost > spend_cap["left"]:
+                    raise _Quota(spend_cap["left"], f"the spending cap leaves {spend_cap['left']} queries")
+                spend_cap["left"] -= cost  # reserved; the unspent part is given back below
+        try:
+            return _one(x, kinds, output)
+        except BaseException:
+            if spend_cap is not None:
+                with cap_lock:
+                    spend_cap["left"] += cost
+            raise
+
+    def _one(x: np.ndarray, kinds: tuple[str, ...], output: Any) -> tuple[dict[str, np.ndarray], int]:
         preds = [_wire(k) for k in kinds if k in PREDICTION_KINDS]
         expl = [_wire(k) for k in kinds if k not in PREDICTION_KINDS]
         body: dict[str, Any] = {"inputs": x.reshape(len(x), -1).tolist(), "request_id": uuid.uuid4().hex}
@@ -144,6 +164,9 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
             r = conn.request("POST", "/v1/predict", body)
         if r.get("quota_remaining") is not None:
             state["quota_remaining"] = r["quota_remaining"]
+        if spend_cap is not None and r.get("charged", 0) < len(x) * len(kinds):  # a replayed request_id
+            with cap_lock:
+                spend_cap["left"] += len(x) * len(kinds) - r.get("charged", 0)
         out = {}
         for k in kinds:
             src = r["predictions"] if k in PREDICTION_KINDS else r["explanations"]
@@ -155,7 +178,9 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
     def fetch(x: np.ndarray, kinds: tuple[str, ...], output: Any) -> tuple[dict[str, np.ndarray], int]:
         chunks = [x[i:i + size] for i in range(0, len(x), size)]
         rem = state["quota_remaining"]
-        parallel = concurrency > 1 and len(chunks) > 1 and (rem is None or rem >= len(x) * len(kinds))
+        need = len(x) * len(kinds)
+        parallel = (concurrency > 1 and len(chunks) > 1 and (rem is None or rem >= need)
+                    and (spend_cap is None or spend_cap["left"] >= need))
         results: list[Any] = []
         quota: _Quota | None = None
         if parallel:  # the quota covers every chunk: no gap can open in the answered prefix
