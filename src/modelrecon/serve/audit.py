@@ -430,6 +430,7 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
                         need_dim=attacks[entry.name].get("details", {}).get("recovered_dim"))
             row["attacks"][entry.name] = {k: r.get(k) for k in ("status", "message", "queries", "agreement",
                                                                  "succeeded", "exact_copy")}
+            row["attacks"][entry.name]["recovered_dim"] = (r.get("details") or {}).get("recovered_dim")
             row["attacks"][entry.name]["exact_prevented"] = (attacks[entry.name].get("exact_copy", False)
                                                              and not r.get("exact_copy"))
             row["attacks"][entry.name]["stopped"] = attacks[entry.name].get("succeeded", False) and not r.get("succeeded")
@@ -529,6 +530,10 @@ def _figures(report: dict[str, Any]) -> list[tuple[str, str]]:
     return figs
 
 
+def _short(text: str, n: int = 240) -> str:
+    return text if len(text) <= n else text[:n].rstrip() + " ... (full message in audit.json)"
+
+
 def _verdict(r: dict[str, Any]) -> str:
     if r.get("stopped"):
         return "stopped"
@@ -553,14 +558,15 @@ def render_html(report: dict[str, Any]) -> str:
             f"<tr data-attack='{e(name)}'><td>{e(name)}</td><td class='status-{e(a['status'])}'>{e(a['status'])}</td>"
             f"<td>{a['queries']}</td><td>{fmt(a.get('agreement'), '{:.1%}')}</td>"
             f"<td>{fmt(a.get('value_max_abs_error'), '{:.3g}')}</td><td>{'yes' if a.get('exact_copy') else 'no'}</td>"
-            f"<td>{e(a.get('message', ''))}</td></tr>")
+            f"<td>{e(_short(a.get('message', '')))}</td></tr>")
     drows = []
     for d in report["defences"]:
         cells = []
         for name, r in d["attacks"].items():
             verdict = _verdict(r)
             cells.append(f"<b>{e(name)}</b>: {verdict} ({e(str(r.get('status')))}, {r.get('queries')} queries"
-                         f"{', agreement ' + format(r['agreement'], '.1%') if r.get('agreement') is not None else ''})")
+                         f"{', agreement ' + format(r['agreement'], '.1%') if r.get('agreement') is not None else ''}"
+                         f"{', span dimension ' + str(r['recovered_dim']) if r.get('recovered_dim') is not None else ''})")
         drows.append(f"<tr><td>{e(d['option'])}</td><td>{'<br>'.join(cells)}</td><td>{e(d['honest_cost']['summary'])}</td></tr>")
     figs = "".join(f"<figure><img alt='{e(t)}' src='data:image/png;base64,{b}'><figcaption>{e(t)}</figcaption></figure>"
                    for t, b in _figures(report))
