@@ -187,7 +187,9 @@ def test_log_and_usage_survive_a_restart(target, tmp_path):
     db = tmp_path / "log.sqlite"
     s1 = Service(target, keys=KEYS, db=db)
     with ServerThread(create_app(s1)) as server:
-        http_oracle(server.url, "bob-secret-12").query(np.zeros((5, 20)), ("value", "label"))
+        v = np.linspace(-1, 1, 20)
+        http_oracle(server.url, "bob-secret-12").query(np.arange(5.0)[:, None] * v, ("value", "label"))
+    assert s1.admin_summary()["keys"]["bob"]["warnings"] == []  # 5 points on a line: not yet
     s1.close()
     s2 = Service(target, keys=KEYS, db=db)
     assert s2.logged_total("bob") == 10 and s2.spent["bob"] == 10
@@ -195,6 +197,10 @@ def test_log_and_usage_survive_a_restart(target, tmp_path):
         r = post(server, "/v1/predict", {"inputs": [[0.0] * 20] * 3}, key="bob-secret-12")
         assert r.status_code == 403 and r.json()["error"]["quota_remaining"] == 2
         assert http_oracle(server.url, "bob-secret-12").usage()["spent"] == 10
+        r = post(server, "/v1/predict", {"inputs": [(7.0 * v).tolist()], "outputs": ["label"]}, key="bob-secret-12")
+        assert r.status_code == 200
+    # the detector's window was refilled from the log: the 6th point on the line, after the restart, is flagged
+    assert [w["signal"] for w in s2.admin_summary()["keys"]["bob"]["warnings"]] == ["line"]
 
 
 def test_detector_flags_attacks_not_ordinary_digits():

@@ -206,6 +206,23 @@ class Service:
             for kind, n in json.loads(by_kind).items():
                 d[kind] = d.get(kind, 0) + n
 
+        self._restore_detector()
+
+    def _restore_detector(self) -> None:
+        """After a restart: refill each key's detector window from the log (its last inputs), and
+        mark the warnings already raised so they are not raised again."""
+        window = getattr(self.detector, "window", 0)
+        for (name,) in self.db.execute("SELECT DISTINCT key_name FROM queries WHERE inputs IS NOT NULL").fetchall():
+            rows = self.db.execute("SELECT inputs, kinds FROM queries WHERE key_name=? AND inputs IS NOT NULL "
+                                   "ORDER BY id DESC LIMIT ?", (name, max(window, 1))).fetchall()
+            X = [_decode(r[0]).reshape(-1, self.input_dim) for r in reversed(rows)]
+            if X:
+                self.detector.observe(name, np.concatenate(X)[-window:] if window else np.concatenate(X))
+            st = self.detector.states.get(name)
+            if st is not None:
+                st.flagged = {r[0] for r in self.db.execute("SELECT DISTINCT signal FROM warnings WHERE key_name=?",
+                                                            (name,))}
+
     # -- metadata ---------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
         t = self.target

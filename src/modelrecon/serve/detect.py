@@ -18,8 +18,8 @@ and raises a warning (once per signal and key, then counts) when
 
 Every warning records the key's query count at which it fired, so a benchmark can say
 how early an attack is flagged; the same detector run over ordinary traffic gives the
-false-alarm rate (``benchmarks/serve_detect.py``).  The state is in memory: after a
-restart the windows start empty (warnings already raised stay in the service's log).
+false-alarm rate (``benchmarks/serve_detect.py``).  The state is in memory; after a
+restart the service refills each key's window from its query log.
 """
 
 from __future__ import annotations
