@@ -313,3 +313,28 @@ def test_exact_relu2_extraction_over_http(tmp_path):
         flagged = {w["signal"] for w in httpx.get(server.url + "/admin", headers={"X-API-Key": "root-secret-1"}
                                                   ).json()["keys"]["alice"]["warnings"]}
         assert "line" in flagged  # the line search is what the detector looks for
+
+
+def test_lost_responses_are_retried_and_charged_once(served):
+    """A response lost after the service charged it (a time-out): the retry carries the same
+    request_id, the service answers from its log, and the ledger still equals the log."""
+    service, server = served
+
+    class Lossy(httpx.HTTPTransport):
+        lost = 0
+
+        def handle_request(self, request):
+            response = super().handle_request(request)
+            if request.method == "POST" and Lossy.lost < 3:
+                response.read()
+                Lossy.lost += 1
+                raise httpx.ReadTimeout("response lost", request=request)
+            return response
+
+    before = service.logged_total("alice")
+    oracle = http_oracle(server.url, "alice-secret-1", transport=Lossy(), batch_size=5, concurrency=1, backoff=0.01)
+    X = np.random.default_rng(3).normal(size=(12, 20))
+    got = oracle.query(X, ("value", "label"))
+    assert Lossy.lost == 3 and oracle.connection.retried == 3
+    assert got["value"].shape == (12,)
+    assert oracle.ledger.total() == service.logged_total("alice") - before == 24
