@@ -439,6 +439,7 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
     usage = base.usage()
     report = {
         "service": url, "metadata": meta, "budget": budget, "probes": probe_what, "probe_queries": probe_cost,
+        "constant_guess_agreement": float(np.max(np.unique(truth["labels"], return_counts=True)[1]) / len(X)),
         "attacks": attacks,
         "verdict": {
             "exact_copy": any(a.get("exact_copy") for a in attacks.values()),
@@ -584,7 +585,9 @@ figure {{ display: inline-block; margin: 1em 1em 1em 0; }} img {{ max-width: 100
 <h1>What the service at {e(report['service'])} gives away</h1>
 <p>{e(meta['task'])} model, input shape {e(str(meta['input_shape']))}, {meta['n_outputs']} output(s);
 offers {e(', '.join(meta['kinds']))}. Audit budget {report['budget']} queries; the service counted
-<span id="server-queries">{report['server_queries_spent']}</span> queries for this audit. Agreement measured on {e(report['probes'])}.</p>
+<span id="server-queries">{report['server_queries_spent']}</span> queries for this audit. Agreement measured on {e(report['probes'])}
+(always answering the most frequent label would agree on {report['constant_guess_agreement']:.1%} of them{
+'; agreement says little here: compare the value errors, or audit with --data' if report['constant_guess_agreement'] >= AGREEMENT_GOAL else ''}).</p>
 <div class="cards">
 <div class="card">Exact copy of the model<div class="big" id="exact-copy">{exact}</div>{e(', '.join(v['exact_copy_by']))}</div>
 <div class="card">Queries to {AGREEMENT_GOAL:.0%} agreement<div class="big" id="queries-to-95">{fmt(v['queries_to_95_agreement'])}</div></div>
