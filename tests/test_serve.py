@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from modelrecon.attacks.linear import LinearAttack
-from modelrecon.oracle import OracleError
+from modelrecon.oracle import OracleError, QueryBudgetExceeded
 from modelrecon.serve.app import ApiKey, Limits, OutputOptions, ServerThread, Service, create_app
 from modelrecon.serve.client import http_oracle
 from modelrecon.serve.detect import Detector
@@ -338,3 +338,17 @@ def test_lost_responses_are_retried_and_charged_once(served):
     assert Lossy.lost == 3 and oracle.connection.retried == 3
     assert got["value"].shape == (12,)
     assert oracle.ledger.total() == service.logged_total("alice") - before == 24
+
+
+def test_concurrent_batches_near_the_quota_keep_the_prefix(target, tmp_path):
+    """A key with a quota: the client knows what is left before its first batch, so batches that
+    would not all fit are sent one by one and the answered prefix has no gap."""
+    service = Service(target, keys=[ApiKey("q", "quota-secret-1", quota=50)], db=tmp_path / "log.sqlite")
+    with ServerThread(create_app(service)) as server:
+        oracle = http_oracle(server.url, "quota-secret-1", journal=tmp_path / "j.sqlite", batch_size=4, concurrency=4)
+        X = np.random.default_rng(5).normal(size=(30, 20))
+        with pytest.raises(QueryBudgetExceeded, match="quota") as info:
+            oracle.query(X, ("value", "label"))
+        assert info.value.answered == 25
+        assert oracle.ledger.total() == service.logged_total("q") == 50
+        assert len(oracle.journal) == 50

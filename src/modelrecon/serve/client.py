@@ -131,7 +131,7 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
     # ~25 bytes per float in JSON: keep a request well under the body limit
     by_body = max(1, int(meta["limits"]["max_body_bytes"] * 0.8) // (25 * d + 16))
     size = min(batch_size or meta["limits"]["max_batch"], meta["limits"]["max_batch"], by_body)
-    state = {"quota_remaining": None}
+    state = {"quota_remaining": conn.request("GET", "/v1/usage").get("quota_remaining")}  # None: no quota
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
 
     cap_lock = threading.Lock()
