@@ -67,8 +67,8 @@ import random
 import re
 import socket
 import sqlite3
+import sys
 import time
-import tomllib
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -76,6 +76,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from modelrecon.result import jsonable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 # Short attack names -> "module:attribute".  The attribute is an Attack subclass (built with
 # the [attack] table as keyword arguments, then ``.run(oracle)``) or a function
@@ -537,7 +542,9 @@ def _run_dask(todo: list[tuple[str, dict]], scheduler: Any, on_dispatch: Callabl
             # the run's hash as the task key: the cluster never computes the same run twice at once
             futures[client.submit(execute_run, run, key=f"modelrecon-run-{key}", pure=False)] = (key, run)
         try:
-            for f in as_completed(list(futures)):
+            with client.as_current():
+                completed = as_completed(list(futures))
+            for f in completed:
                 key, run = futures.pop(f)
                 try:
                     on_result(f.result())
