@@ -316,6 +316,19 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _worker_name() -> str:
+    """host:pid, and the Dask worker's address when the run is a Dask task."""
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    if "distributed" in sys.modules:
+        try:
+            from distributed import get_worker
+
+            name += f" dask {get_worker().address}"
+        except ValueError:  # not inside a Dask task
+            pass
+    return name
+
+
 def execute_run(run: dict[str, Any]) -> dict[str, Any]:
     """Load the target, build its local oracle, run the attack, evaluate; a JSON-able record.
 
@@ -329,7 +342,7 @@ def execute_run(run: dict[str, Any]) -> dict[str, Any]:
 
     key = run_key(run)
     started, t0 = _now(), time.perf_counter()
-    record: dict[str, Any] = {"key": key, "started_at": started, "worker": f"{socket.gethostname()}:{os.getpid()}",
+    record: dict[str, Any] = {"key": key, "started_at": started, "worker": _worker_name(),
                               "error": None, "metrics": {}, "ledger": {}, "details": {}, "message": ""}
     try:
         torch.set_num_threads(int(run.get("threads", 1)))
