@@ -119,11 +119,11 @@ def sweep(
     except KeyboardInterrupt:
         report.console.print("[bold yellow]interrupted[/]: finished runs are saved; run the same command to resume")
         raise typer.Exit(130)
-    report.console.print(report.comparison_table(
-        f"sweep {summary.study} on {summary.backend}",
-        ["runs", "already done", "ran now", "complete", "partial", "failed", "of which raised", "wall time (s)", "database"],
-        [(summary.total, summary.already_done, summary.ran, summary.complete, summary.partial, summary.failed,
-          summary.errors, summary.wall_time_s, summary.db)]))
+    report.console.print(
+        f"sweep [bold]{summary.study}[/] on {summary.backend}: {summary.total} runs, {summary.already_done} already done, "
+        f"{summary.ran} ran now ([green]{summary.complete} complete[/], [yellow]{summary.partial} partial[/], "
+        f"[red]{summary.failed} failed[/], {summary.errors} of them raised) in {summary.wall_time_s:.1f} s; "
+        f"results in {summary.db}")
     if summary.errors:
         report.console.print(f"{summary.errors} run(s) raised: see `modelrecon results {summary.db} --failures`")
 
@@ -173,12 +173,15 @@ def results(
     metrics = _csv(metric) or list(defaults.get("metric", [])) or metric_names(rows)
     table = group_rows(rows, groups, metrics)
 
+    def num(v: float) -> str:
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.3g}"
+
     def cell(m: dict) -> str:
         if not m["n"]:
             return "-"
         if m["min"] == m["max"]:
-            return f"{m['mean']:.3g}"
-        return f"{m['mean']:.3g} \\[{m['min']:.3g}, {m['max']:.3g}]"
+            return num(m["mean"])
+        return f"{num(m['mean'])} \\[{num(m['min'])}, {num(m['max'])}]"
 
     done = sum(r["status"] != "pending" for r in rows)
     report.console.print(report.comparison_table(

@@ -493,7 +493,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if "forkserver" in methods:
         ctx.set_forkserver_preload(["modelrecon.sweep", "modelrecon.oracle", "modelrecon.explain",
-                                    "modelrecon.evaluate", "modelrecon.targets", "modelrecon.attacks"])
+                                    "modelrecon.evaluate", "modelrecon.targets", "modelrecon.attacks", "captum.attr"])
     return ctx
 
 
@@ -697,12 +697,13 @@ def plot_groups(rows: list[dict[str, Any]], x: str, y: str, path: str | Path, hu
     lines: dict[tuple, list[dict]] = {}
     for e in table:
         lines.setdefault(tuple(e[h] for h in hue), []).append(e)
-    for label, es in lines.items():
+    for i, (label, es) in enumerate(lines.items()):
         pts = [(e[x], e[y]) for e in es if e[y]["n"] and isinstance(e[x], (int, float))]
         if not pts:
             continue
         xs = [p[0] for p in pts]
-        ax.plot(xs, [p[1]["mean"] for p in pts], marker="o", label=", ".join(map(str, label)) or y)
+        ax.plot(xs, [p[1]["mean"] for p in pts], marker="os^Dv<>p"[i % 8], linestyle=("-", "--", ":", "-.")[i % 4],
+                label=", ".join(map(str, label)) or y)
         if any(p[1]["n"] > 1 for p in pts):
             ax.fill_between(xs, [p[1]["min"] for p in pts], [p[1]["max"] for p in pts], alpha=0.2)
     ax.set_xlabel(x)
