@@ -65,6 +65,14 @@ def test_grid_expansion_and_validation():
     assert runs[-1]["oracle"] == {"kinds": ["probabilities"]} and runs[-1]["hyperparameters"]["method"] == "equations"
     keys = [run_key(r) for r in runs]
     assert len(set(keys)) == len(keys) and keys == [run_key(r) for r in study.runs()]  # stable
+    # data references: the attacker's pool as a hyperparameter, held-out data for the evaluator
+    from modelrecon.sweep import _data_ref, execute_run
+
+    pool = _data_ref({"pool": {"data": "digits", "split": "pool"}}, type("T", (), {"input_shape": (1, 8, 8)}))["pool"]
+    assert pool.shape[1:] == (1, 8, 8) and len(pool) > 100 and 0 <= pool.min() and pool.max() <= 1
+    rec = execute_run({**runs[0], "target": "builtin:logistic?d=64&seed=0",
+                       "evaluate": {"data": {"data": "digits", "split": "test"}}})
+    assert rec["status"] == "complete" and rec["metrics"]["data_fidelity_agreement"] == 1.0
     with pytest.raises(StudyError, match="placeholder {h}"):
         Study.from_dict({**SMALL, "study": {**SMALL["study"], "target": "builtin:relu2?d={d}&h={h}"}})
     with pytest.raises(StudyError, match="unknown attack"):

@@ -109,6 +109,8 @@ def sweep(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="also re-run runs that raised an error")] = False,
 ) -> None:
     """Run a study's grid; resumes: only runs with no result in the database are run."""
+    from concurrent.futures.process import BrokenProcessPool
+
     from modelrecon.sweep import StudyError, load_study, run_sweep
 
     try:
@@ -119,6 +121,10 @@ def sweep(
     except KeyboardInterrupt:
         report.console.print("[bold yellow]interrupted[/]: finished runs are saved; run the same command to resume")
         raise typer.Exit(130)
+    except BrokenProcessPool as e:
+        report.console.print(f"[bold red]a worker process died[/] ({e}); finished runs are saved; "
+                             "run the same command to resume")
+        raise typer.Exit(1)
     report.console.print(
         f"sweep [bold]{summary.study}[/] on {summary.backend}: {summary.total} runs, {summary.already_done} already done, "
         f"{summary.ran} ran now ([green]{summary.complete} complete[/], [yellow]{summary.partial} partial[/], "

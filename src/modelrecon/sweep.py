@@ -92,6 +92,15 @@ ATTACKS: dict[str, str] = {
     "surrogate": "modelrecon.attacks.surrogate:SurrogateAttack",
 }
 
+
+
+def register_attack(name: str, path: str) -> None:
+    """Make ``attack = NAME`` in a study mean ``path`` ("package.module:Class")."""
+    if ":" not in path:
+        raise StudyError(f"an attack path is 'package.module:Class', got {path!r}")
+    ATTACKS[name] = path
+
+
 SECTIONS = {"study", "oracle", "attack", "evaluate", "grid", "metrics", "results"}
 STUDY_KEYS = {"name", "attack", "target", "description", "db", "threads"}
 AXIS_TABLE_KEYS = {"name", "attack", "oracle", "target", "evaluate"}
