@@ -177,6 +177,13 @@ def results(
         return
     groups = _csv(group_by) or list(defaults.get("group_by", []))
     metrics = _csv(metric) or list(defaults.get("metric", [])) or metric_names(rows)
+    from modelrecon.sweep import field_value
+
+    for name in groups + metrics:
+        if rows and all(field_value(r, name) is None for r in rows):
+            keys = sorted({k for r in rows for k in r["point"]})
+            raise CliError(f"{name!r} is neither a grid key ({', '.join(keys)}), a run column nor a metric of {study}; "
+                           f"metrics: {', '.join(metric_names(rows))}")
     table = group_rows(rows, groups, metrics)
 
     def num(v: float) -> str:

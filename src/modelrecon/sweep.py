@@ -642,7 +642,7 @@ def run_sweep(study: Study | str | Path, db: str | Path | None = None, workers: 
 
 
 # --------------------------------------------------------------------------- results
-def _value(row: dict[str, Any], name: str) -> Any:
+def field_value(row: dict[str, Any], name: str) -> Any:
     """A grid label, a run column or a metric of one row, by name."""
     point = row["point"]
     if name in point:
@@ -668,7 +668,7 @@ def group_rows(rows: list[dict[str, Any]], group_by: list[str], metrics: list[st
     mean, min, max and n over the runs where it is a finite number."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault(tuple(_value(r, g) for g in group_by), []).append(r)
+        groups.setdefault(tuple(field_value(r, g) for g in group_by), []).append(r)
     out = []
     for gkey in sorted(groups, key=lambda t: tuple(_sort_key(v) for v in t)):
         rs = groups[gkey]
@@ -677,7 +677,7 @@ def group_rows(rows: list[dict[str, Any]], group_by: list[str], metrics: list[st
         for st in ("complete", "partial", "failed", "pending"):
             entry[st] = sum(r["status"] == st for r in rs)
         for m in metrics:
-            vals = [v for v in (_value(r, m) for r in rs if r["status"] != "pending")
+            vals = [v for v in (field_value(r, m) for r in rs if r["status"] != "pending")
                     if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
             entry[m] = {"n": len(vals), "mean": sum(vals) / len(vals) if vals else None,
                         "min": min(vals) if vals else None, "max": max(vals) if vals else None}
