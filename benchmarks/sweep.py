@@ -1,12 +1,13 @@
 """Wall time of one fixed grid on 1 local worker process, 2 local worker processes and a
 2-worker Dask LocalCluster (processes, one thread each), and the overhead per run of each.
 
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/sweep.py [--skip-inprocess]
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/sweep.py
 
 The grid: exact recovery of logistic models (the linear attack), d in {300, 1000, 3000},
 method gradient (2 queries) or equations (d+1 queries), 6 seeds: 36 runs from a few
 milliseconds to about a second each.  "in-process" runs the same grid in this process,
-one run after another, for reference.
+one run after another, for reference.  Each backend is timed in a fresh interpreter
+(a cold start, as `modelrecon sweep` has), from the call once the library is imported.
 
 start-up = from the call until the first run starts (starting worker processes or the
 Dask cluster, importing torch and captum in them); running = first run start to last run
@@ -18,7 +19,10 @@ the database, idling), per run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import sqlite3
 import tempfile
 import time
@@ -48,40 +52,53 @@ def measured(db: Path) -> tuple[int, float, float, float]:
     return n, total, ts(first), ts(last)
 
 
+SETUPS = {  # name -> (label, workers, kind)
+    "inline": ("in-process, serial (reference)", 1, "inline"),
+    "local1": ("1 local process", 1, "local"),
+    "local2": ("2 local processes", 2, "local"),
+    "dask2": ("Dask LocalCluster, 2 workers", 2, "dask"),
+}
+
+
+def one(name: str, db: Path) -> tuple:
+    """One backend, timed from the call (this interpreter has imported the library already)."""
+    label, workers, kind = SETUPS[name]
+    study = Study.from_dict(GRID)
+    t0 = time.time()
+    if kind == "dask":
+        from distributed import LocalCluster
+
+        # the workers import the library (torch, captum) while the cluster starts, as the
+        # local pool's forkserver does before its first run
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                               worker_dashboard_address=None, silence_logs=40, preload=PRELOAD)
+        try:
+            s = run_sweep(study, db=db, scheduler=cluster, progress=False)
+        finally:
+            cluster.close()
+    else:
+        s = run_sweep(study, db=db, workers=0 if kind == "inline" else workers, progress=False)
+    n, busy, first, last = measured(db)
+    assert n == s.total == s.complete, (n, s)
+    span = last - first
+    return (label, n, first - t0, span, last - t0, busy, (span * workers - busy) / n * 1e3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-inprocess", action="store_true")
+    parser.add_argument("--one", choices=list(SETUPS), help="(internal) time one backend in this process")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    study = Study.from_dict(GRID)
+    if args.one:
+        args.out.write_text(json.dumps(one(args.one, args.out.with_suffix(".sqlite"))))
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        setups = [("1 local process", 1, None), ("2 local processes", 2, None), ("Dask LocalCluster, 2 workers", 2, "dask")]
-        if not args.skip_inprocess:
-            setups.insert(0, ("in-process, serial (reference)", 1, "inline"))
-        for label, workers, kind in setups:
-            db = tmp / f"{len(rows)}.sqlite"
-            t0 = time.time()
-            if kind == "dask":
-                from distributed import LocalCluster
-
-                # workers import the library (torch, captum) while the cluster starts, as the local
-                # pool's forkserver does before its first run
-                cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       worker_dashboard_address=None, silence_logs=40, preload=PRELOAD)
-                try:
-                    s = run_sweep(study, db=db, scheduler=cluster, progress=False)
-                finally:
-                    cluster.close()
-            else:
-                s = run_sweep(study, db=db, workers=0 if kind == "inline" else workers, progress=False)
-            n, busy, first, last = measured(db)
-            assert n == s.total == s.complete, (n, s)
-            total = last - t0
-            span = last - first
-            overhead = (span * workers - busy) / n
-            rows.append((label, n, first - t0, span, total, busy, overhead * 1e3))
-            report.console.print(f"{label}: {total:.2f} s")
+        for name in SETUPS:  # each backend in a fresh interpreter: a cold start, as `modelrecon sweep` has
+            out = Path(tmp) / f"{name}.json"
+            subprocess.run([sys.executable, __file__, "--one", name, "--out", str(out)], check=True)
+            rows.append(tuple(json.loads(out.read_text())))
+            report.console.print(f"{rows[-1][0]}: {rows[-1][4]:.2f} s")
     base = next(r[4] for r in rows if r[0] == "1 local process")
     report.console.print(report.comparison_table(
         f"sweep of {rows[0][1]} linear-attack runs on {os.cpu_count()} cores (machine shared with other jobs)",
