@@ -94,8 +94,15 @@ def test_local_processes_and_dask_localcluster_give_identical_results(tmp_path):
     # two single-thread workers in this process (quick to start); the benchmark uses worker processes
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         remote = run_sweep(study, db=tmp_path / "dask.sqlite", scheduler=cluster, progress=False)
+        # the same through the scheduler's address, as `--scheduler tcp://HOST:PORT` does; half done already
+        half = Study.from_dict({**SMALL, "grid": {**SMALL["grid"], "seed": [0]}})
+        run_sweep(half, db=tmp_path / "tcp.sqlite", workers=0, progress=False)
+        by_address = run_sweep(study, db=tmp_path / "tcp.sqlite", scheduler=cluster.scheduler_address, progress=False)
     assert (remote.ran, remote.complete) == (8, 8)
+    assert (by_address.already_done, by_address.ran) == (4, 4)
     a, b = table(tmp_path / "local.sqlite"), table(tmp_path / "dask.sqlite")
+    c = table(tmp_path / "tcp.sqlite")
+    assert {k: (r["metrics"], r["ledger"]) for k, r in c.items()} == {k: (r["metrics"], r["ledger"]) for k, r in a.items()}
     assert a.keys() == b.keys() and len(a) == 8
     for key in a:
         for col in ("status", "metrics", "ledger", "queries", "config", "point"):
