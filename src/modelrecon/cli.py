@@ -103,7 +103,7 @@ def demo(out: Annotated[Path, typer.Option(help="folder for the result JSON file
 @app.command()
 def sweep(
     config: Annotated[Path, typer.Argument(help="study config (TOML): attack, target template, grid, metrics")],
-    db: Annotated[Optional[Path], typer.Option("--db", help="SQLite results file (default: [study] db, else out/sweeps/NAME.sqlite)")] = None,
+    db: Annotated[Optional[Path], typer.Option("--db", help="SQLite results file (default: the study's db, else out/sweeps/NAME.sqlite)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="local worker processes (default: cores; 0 = in this process)")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="run on a Dask cluster: tcp://HOST:PORT")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="also re-run runs that raised an error")] = False,
@@ -142,7 +142,7 @@ def _csv(value: Optional[str]) -> list[str] | None:
 def results(
     db: Annotated[Path, typer.Argument(help="SQLite results file written by `modelrecon sweep`")],
     study: Annotated[Optional[str], typer.Option("--study", help="which study in the file (default: the only one)")] = None,
-    group_by: Annotated[Optional[str], typer.Option("--group-by", help="grid keys, comma-separated (default: the study's [results])")] = None,
+    group_by: Annotated[Optional[str], typer.Option("--group-by", help="grid keys, comma-separated (default: group_by in the study's results table)")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="metrics, comma-separated; also queries, wall_time_s, run_time_s")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="write a PNG plot here")] = None,
     x: Annotated[Optional[str], typer.Option("--x", help="plot: grid key on the x axis")] = None,
@@ -152,7 +152,7 @@ def results(
     logy: Annotated[Optional[bool], typer.Option("--logy/--no-logy")] = None,
     failures: Annotated[bool, typer.Option("--failures", help="list the runs that failed, with their errors")] = False,
 ) -> None:
-    """Tables (mean [min, max] over the runs of each group) and plots from a sweep's database."""
+    """Tables (mean, min and max over the runs of each group) and plots from a sweep's database."""
     from modelrecon.sweep import ResultsDB, group_rows, metric_names, plot_groups
 
     if not db.exists():
