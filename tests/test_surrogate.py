@@ -142,6 +142,9 @@ def test_study_resumes_after_interruption(tmp_path, monkeypatch):
     calls.clear()
     study.run_study(cfg, tmp_path, show_progress=False)
     assert calls == []  # everything done: nothing is re-run
+    other = study.StudyConfig(target=TINY, budgets=(5,), interfaces=("label",), seeds=1, strategy="uniform", steps=7)
+    with pytest.raises(ValueError, match="another study setup"):
+        study.run_study(other, tmp_path, show_progress=False)  # runs trained differently are not reused
 
 
 def test_headline_counts_queries_to_threshold():
