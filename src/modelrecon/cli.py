@@ -80,6 +80,67 @@ def attack_linear(
     finish(LinearAttack(method=method, explanation=explanation, verify=verify).run(o), t, json)
 
 
+@attack_app.command("surrogate")
+def attack_surrogate(
+    target: TargetOpt = "builtin:digits-mlp",
+    oracle: OracleOpt = None,
+    interface: Annotated[str, typer.Option(help="label | probabilities | value | gradient | smoothgrad | "
+                                                "integrated-gradients | input-x-gradient | saliency | auto")] = "gradient",
+    strategy: Annotated[str, typer.Option(help="query selection: pool | uniform | gaussian | jbda")] = "pool",
+    points: Annotated[int, typer.Option("--budget", "--points", help="query points (each asked once per kind)")] = 100,
+    pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data: digits | mnist | cifar10 | file.npy "
+                                                     "(default: the dataset of the target's domain)")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="surrogate: mlp:W1,W2 | cnn | builtin:NAME (default by input shape)")] = None,
+    lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
+    steps: Annotated[int, typer.Option(help="training steps (Adam, minibatch)")] = 400,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    oracle_budget: Annotated[Optional[int], typer.Option("--oracle-budget", help="total budget enforced by the oracle")] = None,
+    journal: JournalOpt = None,
+    round_decimals: RoundOpt = None,
+    explain_space: SpaceOpt = "logit",
+    json: JsonOpt = None,
+) -> None:
+    """Train a surrogate on predictions and explanations by double backprop (Milli et al. 2019);
+    label / probabilities interfaces and --strategy jbda are the prediction-only baselines."""
+    from modelrecon.attacks.surrogate import SurrogateAttack
+    from modelrecon.studies.queries import load_pool
+
+    t, o = make_oracle(target, oracle, oracle_budget, None, journal, round_decimals, explain_space)
+    X = load_pool(t, pool) if strategy in ("pool", "jbda") else None
+    if strategy == "pool" and X is None:
+        raise CliError(f"strategy 'pool' needs the attacker's data: pass --pool (the target {target} names no dataset)")
+    attack = SurrogateAttack(budget=points, interface=interface, strategy=strategy, pool=X, arch=arch, lam=lam,
+                             steps=steps, seed=seed)
+    finish(attack.run(o), t, json)
+
+
+study_app = typer.Typer(help="Studies: many runs, tables and plots.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("queries")
+def study_queries(
+    target: TargetOpt = "builtin:digits-cnn",
+    budgets: Annotated[str, typer.Option(help="query-point budgets, comma-separated")] = "10,30,100,300,1000,3000",
+    interfaces: Annotated[str, typer.Option(help="interfaces, comma-separated; NAME@STRATEGY overrides --strategy "
+                                                 "(label@jbda: Papernot's JbDA with labels)")] =
+    "label,probabilities,label@jbda,gradient,smoothgrad,integrated-gradients",
+    seeds: Annotated[int, typer.Option(help="seeds per (interface, budget)")] = 3,
+    strategy: Annotated[str, typer.Option(help="default query selection: pool | uniform | gaussian | jbda")] = "pool",
+    steps: Annotated[int, typer.Option(help="training steps of every surrogate (the same training budget)")] = 400,
+    lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
+    arch: Annotated[Optional[str], typer.Option(help="surrogate architecture (default by input shape)")] = None,
+    pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data (default: the target's domain)")] = None,
+    out: Annotated[Path, typer.Option(help="output folder (resumes the runs it already holds)")] = Path("out/study-queries"),
+) -> None:
+    """Agreement vs queries per interface: JSON/CSV, a PNG plot, and the queries-to-90%/95% headline."""
+    from modelrecon.studies.queries import StudyConfig, parse_list, run_study
+
+    cfg = StudyConfig(target=target, budgets=parse_list(budgets, int), interfaces=parse_list(interfaces),
+                      seeds=seeds, strategy=strategy, steps=steps, lam=lam, arch=arch, pool=pool)
+    run_study(cfg, out)
+
+
 @app.command()
 def targets() -> None:
     """List the built-in targets and their parameters."""
@@ -90,6 +151,22 @@ def targets() -> None:
                                  for e in ZOO.values()])
     report.console.print(t)
     report.console.print("Also: path/to/model.pt (TorchScript), path/to/model.onnx (values only), package.module:callable")
+
+
+@app.command()
+def journal(path: Annotated[Path, typer.Argument(help="a journal written with --journal")]) -> None:
+    """Audit a query journal: which oracle it was recorded against, and the answers per phase and kind."""
+    import datetime
+    import json as _json
+
+    from modelrecon.oracle import replay_oracle
+
+    summary = replay_oracle(path).journal.summary()
+    report.console.print(f"oracle: {_json.dumps(summary['fingerprint'])}")
+    when = lambda t: datetime.datetime.fromtimestamp(t).isoformat(timespec="seconds") if t else "-"  # noqa: E731
+    report.console.print(f"recorded from {when(summary['first'])} to {when(summary['last'])}")
+    report.console.print(report.comparison_table(f"answers in {path}", ["phase", "kind", "answers"],
+                         [(ph, k, n) for ph, kinds in summary["answers"].items() for k, n in kinds.items()]))
 
 
 @app.command()

@@ -18,6 +18,13 @@ class Step:
     headline: str = "parameter_relative_error"
 
 
+def _surrogate(interface: str, budget: int):
+    from modelrecon import data
+    from modelrecon.attacks.surrogate import SurrogateAttack
+
+    return lambda: SurrogateAttack(budget=budget, interface=interface, pool=data.digits().X_pool, steps=300)
+
+
 def steps() -> list[Step]:
     from modelrecon.attacks.linear import LinearAttack
 
@@ -27,6 +34,10 @@ def steps() -> list[Step]:
              lambda: LinearAttack(method="equations"), {"kinds": ["probabilities"]}),
         Step("linear: input x gradient", "builtin:linear?d=10000",
              lambda: LinearAttack(explanation="input-x-gradient"), {"kinds": ["explanation:input-x-gradient", "value"]}),
+        Step("surrogate: 50 gradient + probability queries", "builtin:digits-mlp", _surrogate("gradient", 50),
+             headline="agreement"),
+        Step("surrogate: 50 probability queries (baseline)", "builtin:digits-mlp", _surrogate("probabilities", 50),
+             headline="agreement"),
     ]
 
 

@@ -1,0 +1,1 @@
+"""Studies: many attack runs, tables and plots."""
