@@ -90,6 +90,7 @@ ATTACKS: dict[str, str] = {
     "relu2": "modelrecon.attacks.relu2:Relu2Attack",
     "span": "modelrecon.attacks.span:SpanRecovery",
     "surrogate": "modelrecon.attacks.surrogate:SurrogateAttack",
+    "obfuscate": "modelrecon.attacks.obfuscate:Obfuscation",
 }
 
 
