@@ -313,6 +313,119 @@ def demo(out: Annotated[Path, typer.Option(help="folder for the result JSON file
     run_demo(out)
 
 
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="study config (TOML): attack, target template, grid, metrics")],
+    db: Annotated[Optional[Path], typer.Option("--db", help="SQLite results file (default: the study's db, else out/sweeps/NAME.sqlite)")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="local worker processes (default: cores; 0 = in this process)")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="run on a Dask cluster: tcp://HOST:PORT")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="also re-run runs that raised an error")] = False,
+) -> None:
+    """Run a study's grid; resumes: only runs with no result in the database are run."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from modelrecon.sweep import StudyError, load_study, run_sweep
+
+    try:
+        study = load_study(config)
+        summary = run_sweep(study, db=db, workers=workers, scheduler=scheduler, retry_failed=retry_failed)
+    except StudyError as e:
+        raise CliError(str(e)) from None
+    except KeyboardInterrupt:
+        report.console.print("[bold yellow]interrupted[/]: finished runs are saved; run the same command to resume")
+        raise typer.Exit(130)
+    except BrokenProcessPool as e:
+        report.console.print(f"[bold red]a worker process died[/] ({e}); finished runs are saved; "
+                             "run the same command to resume")
+        raise typer.Exit(1)
+    report.console.print(
+        f"sweep [bold]{summary.study}[/] on {summary.backend}: {summary.total} runs, {summary.already_done} already done, "
+        f"{summary.ran} ran now ([green]{summary.complete} complete[/], [yellow]{summary.partial} partial[/], "
+        f"[red]{summary.failed} failed[/], {summary.errors} of them raised) in {summary.wall_time_s:.1f} s; "
+        f"results in {summary.db}")
+    if summary.errors:
+        report.console.print(f"{summary.errors} run(s) raised: see `modelrecon results {summary.db} --failures`")
+
+
+def _csv(value: Optional[str]) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command()
+def results(
+    db: Annotated[Path, typer.Argument(help="SQLite results file written by `modelrecon sweep`")],
+    study: Annotated[Optional[str], typer.Option("--study", help="which study in the file (default: the only one)")] = None,
+    group_by: Annotated[Optional[str], typer.Option("--group-by", help="grid keys, comma-separated (default: group_by in the study's results table)")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="metrics, comma-separated; also queries, wall_time_s, run_time_s")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="write a PNG plot here")] = None,
+    x: Annotated[Optional[str], typer.Option("--x", help="plot: grid key on the x axis")] = None,
+    y: Annotated[Optional[str], typer.Option("--y", help="plot: metric on the y axis")] = None,
+    hue: Annotated[Optional[str], typer.Option("--hue", help="plot: one line per value of these keys (default: the other group-by keys)")] = None,
+    logx: Annotated[Optional[bool], typer.Option("--logx/--no-logx")] = None,
+    logy: Annotated[Optional[bool], typer.Option("--logy/--no-logy")] = None,
+    failures: Annotated[bool, typer.Option("--failures", help="list the runs that failed, with their errors")] = False,
+) -> None:
+    """Tables (mean, min and max over the runs of each group) and plots from a sweep's database."""
+    from modelrecon.sweep import ResultsDB, group_rows, metric_names, plot_groups
+
+    if not db.exists():
+        raise CliError(f"no results database at {db}")
+    store = ResultsDB(db)
+    studies = store.studies()
+    if study is None:
+        if len(studies) != 1:
+            raise CliError(f"{db} holds studies {', '.join(sorted(studies)) or '(none)'}: pick one with --study")
+        study = next(iter(studies))
+    if study not in studies:
+        raise CliError(f"no study {study!r} in {db}; it holds {', '.join(sorted(studies))}")
+    defaults = studies[study].get("results", {})
+    rows = store.rows(study)
+    store.close()
+    if failures:
+        bad = [r for r in rows if r["status"] == "failed"]
+        report.console.print(report.comparison_table(
+            f"{study}: {len(bad)} failed run(s)", ["point", "message", "error (last line)"],
+            [(r["point"], r["message"], (r["error"] or "").strip().splitlines()[-1] if r["error"] else "(verdict)")
+             for r in bad]))
+        return
+    groups = _csv(group_by) or list(defaults.get("group_by", []))
+    metrics = _csv(metric) or list(defaults.get("metric", [])) or metric_names(rows)
+    from modelrecon.sweep import field_value
+
+    for name in groups + metrics:
+        if rows and all(field_value(r, name) is None for r in rows):
+            keys = sorted({k for r in rows for k in r["point"]})
+            raise CliError(f"{name!r} is neither a grid key ({', '.join(keys)}), a run column nor a metric of {study}; "
+                           f"metrics: {', '.join(metric_names(rows))}")
+    table = group_rows(rows, groups, metrics)
+
+    def num(v: float) -> str:
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.3g}"
+
+    def cell(m: dict) -> str:
+        if not m["n"]:
+            return "-"
+        if m["min"] == m["max"]:
+            return num(m["mean"])
+        return f"{num(m['mean'])} \\[{num(m['min'])}, {num(m['max'])}]"
+
+    done = sum(r["status"] != "pending" for r in rows)
+    report.console.print(report.comparison_table(
+        f"{study}: {done}/{len(rows)} runs done (mean \\[min, max] over each group)",
+        groups + ["runs", "ok/partial/failed"] + metrics,
+        [[e[g] for g in groups] + [e["runs"], f"{e['complete']}/{e['partial']}/{e['failed']}"]
+         + [cell(e[m]) for m in metrics] for e in table]))
+    if plot:
+        spec = dict(defaults.get("plot", {}))
+        px, py = x or spec.get("x"), y or spec.get("y")
+        if not px or not py:
+            raise CliError("--plot needs --x KEY and --y METRIC (or a [results] plot table in the study config)")
+        hues = _csv(hue) or spec.get("hue") or [g for g in groups if g != px]
+        path = plot_groups(rows, px, py, plot, hue=hues, logx=spec.get("logx", False) if logx is None else logx,
+                           logy=spec.get("logy", False) if logy is None else logy, title=f"{study}: {py} vs {px}")
+        report.console.print(f"plot written to {path}")
+
+
 def main() -> None:
     from modelrecon.data import DatasetMissing
     from modelrecon.oracle import OracleError

@@ -126,8 +126,16 @@ def run_study(cfg: StudyConfig, out: str | Path, show_progress: bool = True,
     out = Path(out)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({**cfg.__dict__, "budgets": list(cfg.budgets),
-                                                 "interfaces": list(cfg.interfaces)}, indent=2) + "\n")
+    # the runs on disk are reused only for the same training setup (the grid itself may grow)
+    setup = {k: v for k, v in cfg.__dict__.items() if k not in ("budgets", "interfaces", "seeds")}
+    saved = out / "config.json"
+    if saved.exists():
+        before = {k: v for k, v in json.loads(saved.read_text()).items() if k in setup}
+        if before != json.loads(json.dumps(setup)):
+            raise ValueError(f"{out} holds runs of another study setup {before}; this one is {setup}: "
+                             "choose another --out (or delete that folder)")
+    saved.write_text(json.dumps({**cfg.__dict__, "budgets": list(cfg.budgets), "interfaces": list(cfg.interfaces)},
+                                indent=2) + "\n")
     target = load(cfg.target)
     pool = load_pool(target, cfg.pool)
     plan = cfg.runs()

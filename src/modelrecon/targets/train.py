@@ -53,7 +53,7 @@ def _cached(key: dict, make: Callable[[], nn.Module], train: Callable[[nn.Module
         return model.eval(), saved["info"]
     model = train(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes training the same model at once (a sweep) each write their own
     info = {"key": key}
     torch.save({"state": model.state_dict(), "info": info}, tmp)
     tmp.replace(path)
