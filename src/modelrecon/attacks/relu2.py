@@ -461,6 +461,7 @@ class Relu2Attack(Attack):
         rel = np.zeros(len(reps))
         todo = np.arange(len(reps))
         self._fd_rounds = 0
+        refined = False
         while len(todo):
             self._fd_rounds += 1
             for p in todo:
@@ -473,14 +474,26 @@ class Relu2Attack(Attack):
                 mag = np.abs(Z).max() + np.abs(P).max() * np.abs(Jacs[p]).sum(axis=1).max()
                 rel[p] = (d + 8) * EPS * mag / steps[p] / max(np.abs(Jacs[p]).max(), EPS)
             N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs)
-            if self._fd_rounds >= 6 or not len(N):
+            if self._fd_rounds >= 8 or not len(N):
                 break
             Z = X @ N.T + dv  # (pieces, units)
             reach = np.maximum(-np.sign(Z)[:, :, None] * N[None], 0).max(axis=2)  # worst coordinate step
             with np.errstate(divide="ignore"):
                 safe = np.where(reach > 0, np.abs(Z) / np.where(reach > 0, reach, 1), np.inf).min(axis=1)
-            todo = np.flatnonzero(steps >= safe)
-            steps[todo] = 0.25 * safe[todo]
+            # the Jacobian must also reproduce the slope measured along the line (free check of a stencil
+            # that crossed a hyperplane the recovered units do not show yet)
+            line_slope = np.array([samples[t][1][0] for t in reps])
+            line_err = np.array([samples[t][2] for t in reps])
+            jac_slope = np.einsum("k,pkd,d->p", self._r, Jacs, self._v)
+            off = np.abs(jac_slope - line_slope) > line_err + 4 * rel * np.abs(Jacs).max(axis=(1, 2)) * np.abs(self._v).sum()
+            steps = np.where(off & (steps < safe), steps / 16, steps)
+            todo = np.flatnonzero((steps >= safe) | off)
+            steps = np.where(steps >= safe, 0.25 * safe, steps)
+            if not len(todo) and not refined:
+                # all stencils valid: redo once the ones far smaller than the cell allows (precision ~ 1/step)
+                refined = True
+                todo = np.flatnonzero(steps < safe / 64)
+                steps[todo] = 0.25 * safe[todo]
         self._rel_err = max(self._rel_err, float(rel.max()))
         A = Jacs[0].copy()
         c = vals[0] - A @ X[0]
@@ -589,7 +602,9 @@ class Relu2Attack(Attack):
             X, Z = np.vstack([X, Xr]), np.vstack([Z, Zr])
             Phi = design(X)
         if others:
-            sol, *_ = np.linalg.lstsq(Phi, Z[:, others], rcond=None)
+            sol, _, _, sv = np.linalg.lstsq(Phi, Z[:, others], rcond=None)
+            # relative error of a least-squares fit: condition number times the relative error of the data
+            self._rel_err = max(self._rel_err, float(sv[0] / sv[-1]) * (net.h + 8) * EPS if sv[-1] > 0 else 1.0)
             net.G[others] = sol[:net.h].T
             net.c[others] = sol[net.h]
             if not resolved:
