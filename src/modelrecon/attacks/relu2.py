@@ -387,6 +387,53 @@ class Relu2Attack(Attack):
             fv = self._values_at(ts)
             add(ts, fv, np.array([F for _, F, _ in need_value]), [e for _, _, e in need_value])
 
+    def _refine_kinks(self, found: dict[str, Any]) -> int:
+        """A kink found as the intersection of two nearly parallel pieces (a tiny |a_i w_i.v|) is only
+        known to eps |f| / |slope change|; bisect on the gradient (exact) down to ``resolution``."""
+        samples, kinks = found["samples"], found["kinks"]
+        todo = []
+        for i, (t, J, a, b) in enumerate(kinks):
+            fa, Fa, ea = samples[a]
+            fb, Fb, eb = samples[b]
+            ds = abs(self._slope(Fb) - self._slope(Fa))
+            la = fa + self._slope(Fa) * (t - a)
+            # rounding of the two lines where they meet, over the angle between them
+            mag = abs(fa) + abs(fb) + abs(self._slope(Fa) * (t - a)) + abs(self._slope(Fb) * (t - b))
+            sigma = (4 * EPS * mag + 3 * self._round_value) / max(ds, np.finfo(float).tiny)
+            res = self.resolution * max(abs(t), 1.0)
+            vn = np.linalg.norm(self._v)
+            # refine when the unit's offset would carry a relative error above resolution * 2^4
+            if sigma * vn > 16 * self.resolution * (np.linalg.norm(self._x(t)) + vn):
+                todo.append([i, max(a, t - 8 * sigma), min(b, t + 8 * sigma), res])
+        if not todo:
+            return 0
+        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
+        # the bracket must hold the change: widen to the gap where it does not
+        ends = [x for _, lo, hi, _ in todo for x in (lo, hi)]
+        _, F, e = self._line_fn(ends, False, True)
+        for j, item in enumerate(todo):
+            i, lo, hi, res = item
+            t, J, a, b = kinks[i]
+            if not same(F[2 * j], e[2 * j], samples[a][1], samples[a][2]):
+                item[1] = a
+            if not same(F[2 * j + 1], e[2 * j + 1], samples[b][1], samples[b][2]):
+                item[2] = b
+        active = [item for item in todo if item[2] - item[1] > item[3]]
+        while active:
+            mids = [(lo + hi) / 2 for _, lo, hi, _ in active]
+            _, F, e = self._line_fn(mids, False, True)
+            for item, m, Fm, em in zip(active, mids, F, e):
+                a = kinks[item[0]][2]
+                if same(Fm, em, samples[a][1], samples[a][2]):
+                    item[1] = m
+                else:
+                    item[2] = m
+            active = [item for item in active if item[2] - item[1] > item[3]]
+        for i, lo, hi, _ in todo:
+            t, J, a, b = kinks[i]
+            kinks[i] = ((lo + hi) / 2, J, a, b)
+        return len(todo)
+
     def _slope(self, F: np.ndarray) -> float:
         return float(F[0]) if self.mode == "value" else float(F @ self._v)
 
@@ -762,10 +809,13 @@ class Relu2Attack(Attack):
                     probe = self._oracle.query(self._x([0.0]).reshape(1, *oracle.input_shape), ("value",))["value"]
                     self._fscale = float(np.abs(np.asarray(probe, dtype=np.float64)).max())
                 found = self._search()
+                refined = self._refine_kinks(found) if self.mode == "value+gradient" else 0
                 self._ends = (found["t_left"], found["t_right"])
                 n_kinks, clusters = self._units_from_kinks(found)
+                self._found = ([], {})
                 merged = self._net.merge(1e3 * (self._d + 8) * EPS ** 0.5 * 1e-4)
                 details["lines"].append({"kinks": n_kinks, "near_coincident_clusters": clusters, "merged": merged,
+                                         "refined_by_bisection": refined,
                                          "samples": len(found["samples"]), "interval": [found["t_left"], found["t_right"]]})
                 if self.mode == "gradient" and not self._value_kind:
                     self._net_bias_known = False
@@ -782,6 +832,12 @@ class Relu2Attack(Attack):
         except QueryBudgetExceeded as e:
             status = "partial"
             messages.append(f"budget exhausted: {e}; the units found so far form the model")
+            kinks, samples = getattr(self, "_found", ([], {}))
+            if kinks and self.mode != "value":
+                ts = sorted(samples)
+                self._units_from_kinks({"kinks": list(kinks), "samples": samples, "t_left": ts[0],
+                                        "t_right": ts[-1], "clusters": 0})
+                self._found = ([], {})
         orient = "not attempted"
         fit_info: dict[str, Any] = {}
         if self._net.h and status != "failed":
