@@ -20,6 +20,7 @@ class Step:
 
 def steps() -> list[Step]:
     from modelrecon.attacks.linear import LinearAttack
+    from modelrecon.attacks.relu2 import Relu2Attack
 
     return [
         Step("linear: gradient + value", "builtin:logistic?d=784", LinearAttack, {"kinds": ["gradient", "value"]}),
@@ -27,6 +28,8 @@ def steps() -> list[Step]:
              lambda: LinearAttack(method="equations"), {"kinds": ["probabilities"]}),
         Step("linear: input x gradient", "builtin:linear?d=10000",
              lambda: LinearAttack(explanation="input-x-gradient"), {"kinds": ["explanation:input-x-gradient", "value"]}),
+        Step("relu2: value + gradient (exact two-layer net)", "builtin:relu2?d=784&h=128",
+             lambda: Relu2Attack(mode="value+gradient"), {"kinds": ["value", "gradient"]}),
     ]
 
 
