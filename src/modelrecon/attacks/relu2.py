@@ -215,13 +215,19 @@ class Relu2Attack(Attack):
         got = o.query(X.reshape(len(X), *o.input_shape), kinds, self.output)
         Z = G = None
         if value:
-            Z = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1) - self._net.value(X)
+            raw, model = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1), self._net.value(X)
+            Z = raw - model
+            # residuals carry the rounding of the full answers: remember their size for the tolerances
+            if self.mode != "value":
+                self._fscale = max(self._fscale, float(np.max(np.abs(raw[:, self.output]) + np.abs(model[:, self.output]))))
         if grad:
             G = np.asarray(got[self._grad_kind], dtype=np.float64).reshape(len(X), -1)
             if GRADIENT_KINDS[self._grad_kind] == "xg":
                 with np.errstate(divide="ignore", invalid="ignore"):
                     G = np.where(X != 0, G / np.where(X != 0, X, 1.0), 0.0)
-            G = G - self._net.grad(X, self.output)
+            model = self._net.grad(X, self.output)
+            self._gmag = np.abs(G).sum(axis=1) + np.abs(model).sum(axis=1)
+            G = G - model
         return Z, G
 
     # ---------------------------------------------------------------- line search
@@ -245,7 +251,7 @@ class Relu2Attack(Attack):
         f = Z[:, self.output] if value else None
         if value:
             self._store_values(X, Z)
-        err = None if G is None else (self._d + 4) * EPS * np.abs(G).sum(axis=1) + self._round_grad
+        err = None if G is None else (self._d + 4) * EPS * self._gmag + self._round_grad
         return f, G, err
 
     def _store_values(self, X: np.ndarray, Z: np.ndarray) -> None:
