@@ -809,7 +809,7 @@ class Relu2Attack(Attack):
                                                                if line else 0.0)
                 v = self._rng.normal(size=self._d)
                 self._v = v / np.linalg.norm(v) * (hi - lo) / 2.0 * math.sqrt(self._d)
-                self._delta = 2.0 ** -20
+                self._delta = 2.0 ** -20  # value mode: slope from values at t and t + delta
                 self._round_slope = 2 * self._round_value / self._delta
                 if self.mode == "value":
                     probe = self._oracle.query(self._x([0.0]).reshape(1, *oracle.input_shape), ("value",))["value"]
@@ -829,8 +829,6 @@ class Relu2Attack(Attack):
                 details["lines"][-1]["check_residual_over_tolerance"] = ratio
                 if ratio <= 1.0:
                     break
-                if self.mode == "value":
-                    break  # a further line would need another round of finite differences: stop here
         except _TooManyPieces as e:
             status = "failed"
             messages.append(f"the line search found more than {self.max_pieces} linear pieces on one line"
