@@ -205,6 +205,11 @@ class Relu2Attack(Attack):
             raise OracleError(f"output {self.output} out of range: the target has {oracle.n_outputs} outputs")
 
     # ---------------------------------------------------------------- queries
+    def _t_of(self, X: np.ndarray) -> list[float]:
+        """Line positions of points asked (points off the line map to nan and are not remembered)."""
+        vv = float(self._v @ self._v)
+        return [float(t) for t in (X - self._x0) @ self._v / vv]
+
     def _x(self, ts) -> np.ndarray:
         return self._x0 + np.outer(np.atleast_1d(np.asarray(ts, dtype=np.float64)), self._v)
 
@@ -218,8 +223,9 @@ class Relu2Attack(Attack):
             raw, model = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1), self._net.value(X)
             Z = raw - model
             # residuals carry the rounding of the full answers: remember their size for the tolerances
-            if self.mode != "value":
-                self._fscale = max(self._fscale, float(np.max(np.abs(raw[:, self.output]) + np.abs(model[:, self.output]))))
+            mags = (np.abs(raw) + np.abs(model)) @ np.abs(self._r)
+            for t, m in zip(self._t_of(X), mags):
+                self._fmag[t] = float(m)
         if grad:
             G = np.asarray(got[self._grad_kind], dtype=np.float64).reshape(len(X), -1)
             if GRADIENT_KINDS[self._grad_kind] == "xg":
@@ -273,7 +279,9 @@ class Relu2Attack(Attack):
         # grow the interval by doubling until the end 'gradient' stops changing
         for side in (-1.0, 1.0):
             t_end, quiet = side * T0, 0
-            while abs(t_end) < 2.0 ** 40 and quiet < self.patience:
+            # a residual line looks for what the first missed: far-out kinks, so it looks much farther
+            patience = self.patience if not self._net.h else 40
+            while abs(t_end) < 2.0 ** 40 and quiet < patience:
                 t_new = 2 * t_end
                 if self.mode == "value":
                     fn, Fn, en = self._line_fn([t_new], True, True)
@@ -283,7 +291,7 @@ class Relu2Attack(Attack):
                 if np.max(np.abs(Fn[0] - Fe)) <= en[0] + ee:
                     quiet += 1  # no kink in (t_end, t_new): look once more, twice as far
                     t_probe = t_new
-                    while quiet < self.patience and abs(t_probe) < 2.0 ** 40:
+                    while quiet < patience and abs(t_probe) < 2.0 ** 40:
                         t_probe = 2 * t_probe
                         _, Fp, ep = self._line_fn([t_probe], self.mode == "value", True)
                         if np.max(np.abs(Fp[0] - Fe)) > ep[0] + ee:
@@ -292,7 +300,7 @@ class Relu2Attack(Attack):
                             quiet = 0
                             break
                         quiet += 1
-                    if quiet >= self.patience:
+                    if quiet >= patience:
                         break
                 if has_value and (fn is None or len(np.atleast_1d(fn)) == 0):
                     fn, _, _ = self._line_fn([t_new], True, False)
@@ -440,6 +448,15 @@ class Relu2Attack(Attack):
             kinks[i] = ((lo + hi) / 2, J, a, b)
         return len(todo)
 
+    def _mag_near(self, t: float) -> float:
+        """Size of the full (not residual) answer at the asked line point nearest to t."""
+        if not self._fmag:
+            return 0.0
+        if t in self._fmag:
+            return self._fmag[t]
+        keys = np.fromiter(self._fmag.keys(), float)
+        return self._fmag[float(keys[np.argmin(np.abs(keys - t))])]
+
     def _slope(self, F: np.ndarray) -> float:
         return float(F[0]) if self.mode == "value" else float(F @ self._v)
 
@@ -452,7 +469,8 @@ class Relu2Attack(Attack):
     def _value_tol(self, fv, fa, fb, la, lb, t, a, b, ea, eb) -> float:
         """float64 rounding of the values and of the two lines at t (plus the oracle's rounding)."""
         vs = np.abs(self._v).sum()
-        scale = abs(fv) + abs(fa) + abs(fb) + abs(la - fa) + abs(lb - fb) + self._fscale
+        local = max(self._mag_near(a), self._mag_near(b), self._mag_near(t))
+        scale = abs(fv) + abs(fa) + abs(fb) + abs(la - fa) + abs(lb - fb) + local + (self._fscale if self.mode == "value" else 0)
         slope_err = (ea * abs(t - a) + eb * abs(t - b)) * (1.0 if self.mode == "value" else vs)
         return (self._d + 16) * EPS * scale + slope_err + 3 * self._round_value
 
@@ -814,6 +832,7 @@ class Relu2Attack(Attack):
                 if self.mode == "value":
                     probe = self._oracle.query(self._x([0.0]).reshape(1, *oracle.input_shape), ("value",))["value"]
                     self._fscale = float(np.abs(np.asarray(probe, dtype=np.float64)).max())
+                self._fmag = {}
                 found = self._search()
                 refined = self._refine_kinks(found) if self.mode == "value+gradient" else 0
                 self._ends = (found["t_left"], found["t_right"])
