@@ -35,6 +35,8 @@ def ours(target, h: int, mode: str) -> tuple[str, str, str, str]:
     q = result.queries["total"] / h
     err = result.metrics.get("parameter_relative_error", float("nan"))
     status = "" if result.status == "complete" else f" [{result.status}]"
+    if result.details.get("orientation") == "unresolved":
+        status += " [orientation unresolved: exact function with an affine term]"
     return f"{q:.3g}", f"{err:.1e}{status}", f"{result.wall_time_s:.2f}", result.status
 
 

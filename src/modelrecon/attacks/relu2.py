@@ -155,7 +155,7 @@ class Relu2Attack(Attack):
 
     def __init__(self, mode: str = "value+gradient", output: int = 0, explanation: str | None = None,
                  max_lines: int = 4, checks: int = 6, patience: int = 4, verify: int = 16, resolution: float = 2.0 ** -44,
-                 max_pieces: int = 20000, sign_time_limit: float = 20.0, seed: int = 0):
+                 max_pieces: int = 200_000, sign_time_limit: float = 20.0, seed: int = 0):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
         if max_lines < 1 or checks < 1 or verify < 0 or max_pieces < 2:
