@@ -390,6 +390,12 @@ class Relu2Attack(Attack):
                 add([xl], [la(xl)], Fl[None], [el])
             elif left_b:
                 add([xl], [lb(xl)], Fl[None], [el])
+            elif not right_a and not right_b:
+                # both check points landed in pieces not seen yet; 2^-9 of the gap apart they are, but
+                # for an unlikely kink between them, in the same piece: the right value and the left
+                # gradient make one sample (a wrong pairing fails every later check, it is not accepted)
+                add([xr], [fr], Fl[None], [el])
+                continue
             else:
                 need_value.append((xl, Fl, el))
             if right_a:
@@ -416,8 +422,8 @@ class Relu2Attack(Attack):
             sigma = (4 * EPS * mag + 3 * self._round_value) / max(ds, np.finfo(float).tiny)
             res = self.resolution * max(abs(t), 1.0)
             vn = np.linalg.norm(self._v)
-            # refine when the unit's offset would carry a relative error above resolution * 2^4
-            if sigma * vn > 16 * self.resolution * (np.linalg.norm(self._x(t)) + vn):
+            # refine when the unit's offset would carry a relative error above 2^8 resolution (~1.5e-11)
+            if sigma * vn > 256 * self.resolution * (np.linalg.norm(self._x(t)) + vn):
                 todo.append([i, max(a, t - 8 * sigma), min(b, t + 8 * sigma), res])
         if not todo:
             return 0
