@@ -277,6 +277,34 @@ def study_span(
     report.console.print(f"JSON and plot in {out}/")
 
 
+@attack_app.command("relu2")
+def attack_relu2(
+    target: TargetOpt = "builtin:relu2?d=784&h=128",
+    mode: Annotated[str, typer.Option(help="gradient | value+gradient | value")] = "value+gradient",
+    oracle: OracleOpt = None,
+    output: Annotated[int, typer.Option(help="the logit whose gradient is asked (k-class targets)")] = 0,
+    explanation: Annotated[Optional[str], typer.Option(help="explanation used as the gradient: gradient, saliency-signed, input-x-gradient")] = None,
+    max_lines: Annotated[int, typer.Option(help="random lines searched at most (more when a unit is missed)")] = 4,
+    verify: Annotated[int, typer.Option(help="fresh queries spent verifying the recovered model")] = 16,
+    seed: Annotated[int, typer.Option(help="seed of the random lines and check points")] = 0,
+    budget: BudgetOpt = None,
+    budget_per_kind: BudgetsOpt = None,
+    journal: JournalOpt = None,
+    round_decimals: RoundOpt = None,
+    json: JsonOpt = None,
+) -> None:
+    """Exact recovery of a two-layer ReLU network (Milli et al. 2019; value-only as Jagielski et al. 2020)."""
+    from modelrecon.attacks.relu2 import Relu2Attack
+
+    if oracle is None:
+        oracle = {"gradient": "gradient", "value+gradient": "value,gradient", "value": "value"}.get(mode)
+        if oracle and explanation and explanation != "gradient":
+            oracle = oracle.replace("gradient", f"explanation:{explanation}")
+    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals)
+    attack = Relu2Attack(mode=mode, output=output, explanation=explanation, max_lines=max_lines, verify=verify, seed=seed)
+    finish(attack.run(o), t, json)
+
+
 @app.command()
 def targets() -> None:
     """List the built-in targets and their parameters."""

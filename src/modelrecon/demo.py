@@ -27,6 +27,7 @@ def _surrogate(interface: str, budget: int):
 
 def steps() -> list[Step]:
     from modelrecon.attacks.linear import LinearAttack
+    from modelrecon.attacks.relu2 import Relu2Attack
 
     return [
         Step("linear: gradient + value", "builtin:logistic?d=784", LinearAttack, {"kinds": ["gradient", "value"]}),
@@ -38,6 +39,8 @@ def steps() -> list[Step]:
              headline="agreement"),
         Step("surrogate: 50 probability queries (baseline)", "builtin:digits-mlp", _surrogate("probabilities", 50),
              headline="agreement"),
+        Step("relu2: value + gradient (exact two-layer net)", "builtin:relu2?d=784&h=128",
+             lambda: Relu2Attack(mode="value+gradient"), {"kinds": ["value", "gradient"]}),
     ]
 
 

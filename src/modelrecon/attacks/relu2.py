@@ -155,7 +155,7 @@ class Relu2Attack(Attack):
 
     def __init__(self, mode: str = "value+gradient", output: int = 0, explanation: str | None = None,
                  max_lines: int = 4, checks: int = 6, patience: int = 4, verify: int = 16, resolution: float = 2.0 ** -44,
-                 max_pieces: int = 20000, sign_time_limit: float = 20.0, seed: int = 0):
+                 max_pieces: int = 200_000, sign_time_limit: float = 20.0, seed: int = 0):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
         if max_lines < 1 or checks < 1 or verify < 0 or max_pieces < 2:
@@ -205,6 +205,11 @@ class Relu2Attack(Attack):
             raise OracleError(f"output {self.output} out of range: the target has {oracle.n_outputs} outputs")
 
     # ---------------------------------------------------------------- queries
+    def _t_of(self, X: np.ndarray) -> list[float]:
+        """Line positions of points asked (points off the line map to nan and are not remembered)."""
+        vv = float(self._v @ self._v)
+        return [float(t) for t in (X - self._x0) @ self._v / vv]
+
     def _x(self, ts) -> np.ndarray:
         return self._x0 + np.outer(np.atleast_1d(np.asarray(ts, dtype=np.float64)), self._v)
 
@@ -215,13 +220,20 @@ class Relu2Attack(Attack):
         got = o.query(X.reshape(len(X), *o.input_shape), kinds, self.output)
         Z = G = None
         if value:
-            Z = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1) - self._net.value(X)
+            raw, model = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1), self._net.value(X)
+            Z = raw - model
+            # residuals carry the rounding of the full answers: remember their size for the tolerances
+            mags = (np.abs(raw) + np.abs(model)) @ np.abs(self._r)
+            for t, m in zip(self._t_of(X), mags):
+                self._fmag[t] = float(m)
         if grad:
             G = np.asarray(got[self._grad_kind], dtype=np.float64).reshape(len(X), -1)
             if GRADIENT_KINDS[self._grad_kind] == "xg":
                 with np.errstate(divide="ignore", invalid="ignore"):
                     G = np.where(X != 0, G / np.where(X != 0, X, 1.0), 0.0)
-            G = G - self._net.grad(X, self.output)
+            model = self._net.grad(X, self.output)
+            self._gmag = np.abs(G).sum(axis=1) + np.abs(model).sum(axis=1)
+            G = G - model
         return Z, G
 
     # ---------------------------------------------------------------- line search
@@ -245,7 +257,7 @@ class Relu2Attack(Attack):
         f = Z[:, self.output] if value else None
         if value:
             self._store_values(X, Z)
-        err = None if G is None else (self._d + 4) * EPS * np.abs(G).sum(axis=1) + self._round_grad
+        err = None if G is None else (self._d + 4) * EPS * self._gmag + self._round_grad
         return f, G, err
 
     def _store_values(self, X: np.ndarray, Z: np.ndarray) -> None:
@@ -267,7 +279,9 @@ class Relu2Attack(Attack):
         # grow the interval by doubling until the end 'gradient' stops changing
         for side in (-1.0, 1.0):
             t_end, quiet = side * T0, 0
-            while abs(t_end) < 2.0 ** 40 and quiet < self.patience:
+            # a residual line looks for what the first missed: far-out kinks, so it looks much farther
+            patience = self.patience if not self._net.h else 40
+            while abs(t_end) < 2.0 ** 40 and quiet < patience:
                 t_new = 2 * t_end
                 if self.mode == "value":
                     fn, Fn, en = self._line_fn([t_new], True, True)
@@ -277,7 +291,7 @@ class Relu2Attack(Attack):
                 if np.max(np.abs(Fn[0] - Fe)) <= en[0] + ee:
                     quiet += 1  # no kink in (t_end, t_new): look once more, twice as far
                     t_probe = t_new
-                    while quiet < self.patience and abs(t_probe) < 2.0 ** 40:
+                    while quiet < patience and abs(t_probe) < 2.0 ** 40:
                         t_probe = 2 * t_probe
                         _, Fp, ep = self._line_fn([t_probe], self.mode == "value", True)
                         if np.max(np.abs(Fp[0] - Fe)) > ep[0] + ee:
@@ -286,7 +300,7 @@ class Relu2Attack(Attack):
                             quiet = 0
                             break
                         quiet += 1
-                    if quiet >= self.patience:
+                    if quiet >= patience:
                         break
                 if has_value and (fn is None or len(np.atleast_1d(fn)) == 0):
                     fn, _, _ = self._line_fn([t_new], True, False)
@@ -376,6 +390,12 @@ class Relu2Attack(Attack):
                 add([xl], [la(xl)], Fl[None], [el])
             elif left_b:
                 add([xl], [lb(xl)], Fl[None], [el])
+            elif not right_a and not right_b:
+                # both check points landed in pieces not seen yet; 2^-9 of the gap apart they are, but
+                # for an unlikely kink between them, in the same piece: the right value and the left
+                # gradient make one sample (a wrong pairing fails every later check, it is not accepted)
+                add([xr], [fr], Fl[None], [el])
+                continue
             else:
                 need_value.append((xl, Fl, el))
             if right_a:
@@ -386,6 +406,62 @@ class Relu2Attack(Attack):
             ts = [x for x, _, _ in need_value]
             fv = self._values_at(ts)
             add(ts, fv, np.array([F for _, F, _ in need_value]), [e for _, _, e in need_value])
+
+    def _refine_kinks(self, found: dict[str, Any]) -> int:
+        """A kink found as the intersection of two nearly parallel pieces (a tiny |a_i w_i.v|) is only
+        known to eps |f| / |slope change|; bisect on the gradient (exact) down to ``resolution``."""
+        samples, kinks = found["samples"], found["kinks"]
+        todo = []
+        for i, (t, J, a, b) in enumerate(kinks):
+            fa, Fa, ea = samples[a]
+            fb, Fb, eb = samples[b]
+            ds = abs(self._slope(Fb) - self._slope(Fa))
+            la = fa + self._slope(Fa) * (t - a)
+            # rounding of the two lines where they meet, over the angle between them
+            mag = abs(fa) + abs(fb) + abs(self._slope(Fa) * (t - a)) + abs(self._slope(Fb) * (t - b))
+            sigma = (4 * EPS * mag + 3 * self._round_value) / max(ds, np.finfo(float).tiny)
+            res = self.resolution * max(abs(t), 1.0)
+            vn = np.linalg.norm(self._v)
+            # refine when the unit's offset would carry a relative error above 2^8 resolution (~1.5e-11)
+            if sigma * vn > 256 * self.resolution * (np.linalg.norm(self._x(t)) + vn):
+                todo.append([i, max(a, t - 8 * sigma), min(b, t + 8 * sigma), res])
+        if not todo:
+            return 0
+        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
+        # the bracket must hold the change: widen to the gap where it does not
+        ends = [x for _, lo, hi, _ in todo for x in (lo, hi)]
+        _, F, e = self._line_fn(ends, False, True)
+        for j, item in enumerate(todo):
+            i, lo, hi, res = item
+            t, J, a, b = kinks[i]
+            if not same(F[2 * j], e[2 * j], samples[a][1], samples[a][2]):
+                item[1] = a
+            if not same(F[2 * j + 1], e[2 * j + 1], samples[b][1], samples[b][2]):
+                item[2] = b
+        active = [item for item in todo if item[2] - item[1] > item[3]]
+        while active:
+            mids = [(lo + hi) / 2 for _, lo, hi, _ in active]
+            _, F, e = self._line_fn(mids, False, True)
+            for item, m, Fm, em in zip(active, mids, F, e):
+                a = kinks[item[0]][2]
+                if same(Fm, em, samples[a][1], samples[a][2]):
+                    item[1] = m
+                else:
+                    item[2] = m
+            active = [item for item in active if item[2] - item[1] > item[3]]
+        for i, lo, hi, _ in todo:
+            t, J, a, b = kinks[i]
+            kinks[i] = ((lo + hi) / 2, J, a, b)
+        return len(todo)
+
+    def _mag_near(self, t: float) -> float:
+        """Size of the full (not residual) answer at the asked line point nearest to t."""
+        if not self._fmag:
+            return 0.0
+        if t in self._fmag:
+            return self._fmag[t]
+        keys = np.fromiter(self._fmag.keys(), float)
+        return self._fmag[float(keys[np.argmin(np.abs(keys - t))])]
 
     def _slope(self, F: np.ndarray) -> float:
         return float(F[0]) if self.mode == "value" else float(F @ self._v)
@@ -399,7 +475,8 @@ class Relu2Attack(Attack):
     def _value_tol(self, fv, fa, fb, la, lb, t, a, b, ea, eb) -> float:
         """float64 rounding of the values and of the two lines at t (plus the oracle's rounding)."""
         vs = np.abs(self._v).sum()
-        scale = abs(fv) + abs(fa) + abs(fb) + abs(la - fa) + abs(lb - fb) + self._fscale
+        local = max(self._mag_near(a), self._mag_near(b), self._mag_near(t))
+        scale = abs(fv) + abs(fa) + abs(fb) + abs(la - fa) + abs(lb - fb) + local + (self._fscale if self.mode == "value" else 0)
         slope_err = (ea * abs(t - a) + eb * abs(t - b)) * (1.0 if self.mode == "value" else vs)
         return (self._d + 16) * EPS * scale + slope_err + 3 * self._round_value
 
@@ -461,6 +538,7 @@ class Relu2Attack(Attack):
         rel = np.zeros(len(reps))
         todo = np.arange(len(reps))
         self._fd_rounds = 0
+        refined = False
         while len(todo):
             self._fd_rounds += 1
             for p in todo:
@@ -473,14 +551,26 @@ class Relu2Attack(Attack):
                 mag = np.abs(Z).max() + np.abs(P).max() * np.abs(Jacs[p]).sum(axis=1).max()
                 rel[p] = (d + 8) * EPS * mag / steps[p] / max(np.abs(Jacs[p]).max(), EPS)
             N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs)
-            if self._fd_rounds >= 6 or not len(N):
+            if self._fd_rounds >= 8 or not len(N):
                 break
             Z = X @ N.T + dv  # (pieces, units)
             reach = np.maximum(-np.sign(Z)[:, :, None] * N[None], 0).max(axis=2)  # worst coordinate step
             with np.errstate(divide="ignore"):
                 safe = np.where(reach > 0, np.abs(Z) / np.where(reach > 0, reach, 1), np.inf).min(axis=1)
-            todo = np.flatnonzero(steps >= safe)
-            steps[todo] = 0.25 * safe[todo]
+            # the Jacobian must also reproduce the slope measured along the line (free check of a stencil
+            # that crossed a hyperplane the recovered units do not show yet)
+            line_slope = np.array([samples[t][1][0] for t in reps])
+            line_err = np.array([samples[t][2] for t in reps])
+            jac_slope = np.einsum("k,pkd,d->p", self._r, Jacs, self._v)
+            off = np.abs(jac_slope - line_slope) > line_err + 4 * rel * np.abs(Jacs).max(axis=(1, 2)) * np.abs(self._v).sum()
+            steps = np.where(off & (steps < safe), steps / 16, steps)
+            todo = np.flatnonzero((steps >= safe) | off)
+            steps = np.where(steps >= safe, 0.25 * safe, steps)
+            if not len(todo) and not refined:
+                # all stencils valid: redo once the ones far smaller than the cell allows (precision ~ 1/step)
+                refined = True
+                todo = np.flatnonzero(steps < safe / 64)
+                steps[todo] = 0.25 * safe[todo]
         self._rel_err = max(self._rel_err, float(rel.max()))
         A = Jacs[0].copy()
         c = vals[0] - A @ X[0]
@@ -589,7 +679,9 @@ class Relu2Attack(Attack):
             X, Z = np.vstack([X, Xr]), np.vstack([Z, Zr])
             Phi = design(X)
         if others:
-            sol, *_ = np.linalg.lstsq(Phi, Z[:, others], rcond=None)
+            sol, _, _, sv = np.linalg.lstsq(Phi, Z[:, others], rcond=None)
+            # relative error of a least-squares fit: condition number times the relative error of the data
+            self._rel_err = max(self._rel_err, float(sv[0] / sv[-1]) * (net.h + 8) * EPS if sv[-1] > 0 else 1.0)
             net.G[others] = sol[:net.h].T
             net.c[others] = sol[net.h]
             if not resolved:
@@ -741,16 +833,20 @@ class Relu2Attack(Attack):
                                                                if line else 0.0)
                 v = self._rng.normal(size=self._d)
                 self._v = v / np.linalg.norm(v) * (hi - lo) / 2.0 * math.sqrt(self._d)
-                self._delta = 2.0 ** -20
+                self._delta = 2.0 ** -20  # value mode: slope from values at t and t + delta
                 self._round_slope = 2 * self._round_value / self._delta
                 if self.mode == "value":
                     probe = self._oracle.query(self._x([0.0]).reshape(1, *oracle.input_shape), ("value",))["value"]
                     self._fscale = float(np.abs(np.asarray(probe, dtype=np.float64)).max())
+                self._fmag = {}
                 found = self._search()
+                refined = self._refine_kinks(found) if self.mode == "value+gradient" else 0
                 self._ends = (found["t_left"], found["t_right"])
                 n_kinks, clusters = self._units_from_kinks(found)
+                self._found = ([], {})
                 merged = self._net.merge(1e3 * (self._d + 8) * EPS ** 0.5 * 1e-4)
                 details["lines"].append({"kinks": n_kinks, "near_coincident_clusters": clusters, "merged": merged,
+                                         "refined_by_bisection": refined,
                                          "samples": len(found["samples"]), "interval": [found["t_left"], found["t_right"]]})
                 if self.mode == "gradient" and not self._value_kind:
                     self._net_bias_known = False
@@ -758,8 +854,6 @@ class Relu2Attack(Attack):
                 details["lines"][-1]["check_residual_over_tolerance"] = ratio
                 if ratio <= 1.0:
                     break
-                if self.mode == "value":
-                    break  # a further line would need another round of finite differences: stop here
         except _TooManyPieces as e:
             status = "failed"
             messages.append(f"the line search found more than {self.max_pieces} linear pieces on one line"
@@ -767,6 +861,12 @@ class Relu2Attack(Attack):
         except QueryBudgetExceeded as e:
             status = "partial"
             messages.append(f"budget exhausted: {e}; the units found so far form the model")
+            kinks, samples = getattr(self, "_found", ([], {}))
+            if kinks and self.mode != "value":
+                ts = sorted(samples)
+                self._units_from_kinks({"kinks": list(kinks), "samples": samples, "t_left": ts[0],
+                                        "t_right": ts[-1], "clusters": 0})
+                self._found = ([], {})
         orient = "not attempted"
         fit_info: dict[str, Any] = {}
         if self._net.h and status != "failed":

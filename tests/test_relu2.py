@@ -1,0 +1,190 @@
+"""Exact reconstruction of two-layer ReLU networks: the three modes and the robustness cases of issue 3."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modelrecon.attacks.relu2 import Relu2Attack
+from modelrecon.evaluate import evaluate
+from modelrecon.oracle import OracleError, local_oracle
+from modelrecon.targets import Target, load
+from modelrecon.targets.base import sequential_truth
+
+KINDS = {"gradient": ["gradient", "value"], "value+gradient": ["value", "gradient"], "value": ["value"]}
+EXACT = 1e-9
+
+
+def net_target(W, b, V, c, name="custom") -> Target:
+    W, b, V, c = (np.asarray(a, dtype=np.float64) for a in (W, b, V, c))
+    V = V.reshape(len(c), len(b))
+    model = nn.Sequential(nn.Linear(W.shape[1], W.shape[0]), nn.ReLU(), nn.Linear(W.shape[0], len(c))).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.as_tensor(W))
+        model[0].bias.copy_(torch.as_tensor(b))
+        model[2].weight.copy_(torch.as_tensor(V))
+        model[2].bias.copy_(torch.as_tensor(c))
+    k = len(c)
+    return Target(name, model.eval(), (W.shape[1],), k, "regression" if k == 1 else "multiclass",
+                  truth={"family": "relu2", "W": W, "b": b, "V": V, "c": c, **sequential_truth(model)})
+
+
+def attack(target, mode, kinds=None, **kw):
+    oracle = local_oracle(target, kinds or KINDS[mode], **{k: kw.pop(k) for k in list(kw) if k in ("round_decimals", "budget")})
+    result = Relu2Attack(mode=mode, **kw).run(oracle)
+    evaluate(result, target)
+    return result
+
+
+@pytest.mark.parametrize("mode", ["gradient", "value+gradient", "value"])
+def test_random_network_exact(mode):
+    t = load("builtin:relu2?d=12&h=6&seed=1")
+    r = attack(t, mode)
+    assert r.status == "complete", r.message
+    assert r.metrics["hidden_units_recovered"] == 6
+    assert r.metrics["parameter_relative_error"] <= EXACT
+    assert r.metrics["fidelity_max_abs_error"] <= EXACT
+    assert r.queries["verify"]["total"] > 0  # verification is counted apart
+
+
+def test_gradient_only_without_values_reports_c_unidentifiable():
+    r = attack(load("builtin:relu2?d=10&h=5&seed=2"), "gradient", kinds=["gradient"])
+    assert r.status == "complete"
+    assert r.details["bias_identified"] is False and "not identifiable" in r.message
+    assert r.metrics["parameter_relative_error"] <= EXACT
+
+
+@pytest.mark.parametrize("mode", ["gradient", "value+gradient", "value"])
+def test_multiclass_exact(mode):
+    t = load("builtin:relu2?d=10&h=6&k=3&seed=3")
+    r = attack(t, mode, output=1)
+    assert r.status == "complete", r.message
+    assert r.metrics["parameter_relative_error"] <= EXACT
+
+
+def test_value_gradient_query_count_small():
+    t = load("builtin:relu2?d=50&h=40&seed=4")
+    r = attack(t, "value+gradient")
+    assert r.metrics["parameter_relative_error"] <= EXACT
+    # two queries per piece plus two per kink plus the interval search, independent of d
+    assert r.queries["total"] <= 8 * 40  # measured 274 (6.9 per unit; the interval search dominates at small h)
+
+
+def test_kinks_far_out():
+    t = load("builtin:relu2?d=8&h=6&bias_scale=50&seed=5")
+    r = attack(t, "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["parameter_relative_error"] <= EXACT
+
+
+def test_near_coincident_kinks_and_nearly_parallel_units():
+    rng = np.random.default_rng(6)
+    d, h = 8, 6
+    W = rng.normal(size=(h, d))
+    W[1] = W[0] + 1e-6 * rng.normal(size=d)  # nearly parallel to unit 0
+    b = rng.normal(size=h)
+    b[1] = b[0] + 1e-7
+    W[3] = W[2] * 1.0000001  # parallel direction, kink 1e-8 away on every line
+    b[3] = b[2] + 1e-8
+    V = rng.normal(size=(1, h))
+    t = net_target(W, b, V, [0.3])
+    r = attack(t, "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["fidelity_max_abs_error"] <= EXACT
+
+
+def test_dead_units_are_reported():
+    rng = np.random.default_rng(7)
+    W = rng.normal(size=(5, 6))
+    V = rng.normal(size=(1, 5))
+    W[4] = 0.0  # never switches: a constant relu(b_4), absorbed in c
+    V[0, 3] = 0.0  # switches but is never seen
+    t = net_target(W, rng.normal(size=5), V, [0.1])
+    r = attack(t, "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["hidden_units_dead"] == 2
+    assert r.metrics["hidden_units_recovered"] == 3
+    assert r.metrics["parameter_relative_error"] <= EXACT
+    assert r.metrics["fidelity_max_abs_error"] <= EXACT
+
+
+def test_more_hidden_units_than_inputs():
+    t = load("builtin:relu2?d=3&h=9&seed=8")
+    r = attack(t, "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["hidden_units_recovered"] == 9
+    assert r.metrics["fidelity_max_abs_error"] <= EXACT  # the function is exact either way
+    if r.details["orientation"] == "resolved":
+        assert r.metrics["parameter_relative_error"] <= EXACT
+    else:
+        assert "affine term" in r.message
+
+
+def test_tiny_output_weight():
+    rng = np.random.default_rng(9)
+    W, b, V = rng.normal(size=(5, 7)), rng.normal(size=5), rng.normal(size=(1, 5))
+    V[0, 2] = 1e-5
+    r = attack(net_target(W, b, V, [0.0]), "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["hidden_units_recovered"] == 5
+    # the jump of a unit is known to eps |gradient| / |a_i|: 1e-5 costs five digits, still within 1e-9
+    assert r.metrics["parameter_relative_error"] <= EXACT
+
+
+def test_rounded_answers_reach_the_rounding_precision():
+    t = load("builtin:relu2?d=8&h=5&seed=10")
+    r = attack(t, "value+gradient", round_decimals=8)
+    assert r.metrics["hidden_units_matched"] == 5  # every true unit found (a rounding artefact may add one)
+    assert r.metrics["fidelity_relative_error"] <= 1e-5
+    assert r.status in ("complete", "failed")
+
+
+def test_input_x_gradient_is_exact():
+    t = load("builtin:relu2?d=8&h=5&seed=11")
+    r = attack(t, "value+gradient", kinds=["value", "explanation:input-x-gradient"])
+    assert r.status == "complete", r.message
+    assert r.details["explanation_kind"] == "explanation:input-x-gradient"
+    assert r.metrics["parameter_relative_error"] <= EXACT
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated-gradients"])
+def test_explanations_that_are_not_the_gradient_are_refused_and_value_mode_recovers(method):
+    t = load("builtin:relu2?d=8&h=5&seed=12")
+    oracle = local_oracle(t, ["value", f"explanation:{method}"])
+    with pytest.raises(OracleError, match="mode 'value'"):
+        Relu2Attack(mode="value+gradient").run(oracle)
+    r = attack(t, "value", kinds=["value", f"explanation:{method}"])
+    assert r.status == "complete" and r.metrics["parameter_relative_error"] <= EXACT
+
+
+def test_budget_exhausted_gives_a_usable_partial_network():
+    t = load("builtin:relu2?d=10&h=12&seed=13")
+    r = attack(t, "value+gradient", budget=40)
+    assert r.status == "partial"
+    assert 0 < r.details["hidden_units_found"] < 12
+    x = torch.zeros(2, 10, dtype=torch.float64)
+    assert torch.isfinite(r.model(x)).all()
+
+
+@pytest.mark.parametrize("spec", ["builtin:mlp?d=6&widths=5,5&seed=14", "builtin:mlp?d=6&widths=6&act=tanh&seed=15"])
+def test_not_a_two_layer_relu_network_fails_with_residual(spec):
+    r = attack(load(spec), "value+gradient", max_pieces=400, max_lines=2)
+    assert r.status == "failed"
+    assert "residual" in r.message or "off by" in r.message or "pieces" in r.message
+
+
+def test_cli_done_criterion(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    out = tmp_path / "out.json"
+    res = CliRunner().invoke(app, ["attack", "relu2", "--target", "builtin:relu2?d=30&h=12", "--mode",
+                                   "value+gradient", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["status"] == "complete" and data["metrics"]["parameter_relative_error"] <= EXACT
