@@ -100,6 +100,7 @@ def run_study(out: Path, quick: bool = False, progress: bool = True,
             if task is not None:
                 bar.advance(task)
     (out / "span_study.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (out / "span_study.md").write_text(markdown(rows))
     plot(rows, out / "span_recovered_dim.png")
     return rows
 
@@ -112,6 +113,20 @@ def table(rows: list[dict[str, Any]]):
         [(r["group"], f"{r['setting']}/{r['source']}", r["n"], r["k"], r["depth"], r["width"], r["status"],
           r["recovered_dim"], r["true_dim"], r["max_principal_angle_rad"], r["captured_fraction"], r["false_dims"],
           r["queries"], r["reference_queries"], r["wall_time_s"]) for r in rows])
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The study as a Markdown table (for docs/span.md)."""
+    head = ("| group | setting / source | n | k | depth | width | status | dim | true | max angle (rad) | captured "
+            "| queries | (n+1)k | time (s) |\n" + "|" + "---|" * 14)
+    lines = [head]
+    for r in rows:
+        angle = r["max_principal_angle_rad"]
+        lines.append(f"| {r['group']} | {r['setting']} / {r['source']} | {r['n']} | {r['k']} | {r['depth']} | "
+                     f"{r['width']} | {r['status']} | {r['recovered_dim']} | {r['true_dim']} | "
+                     f"{'-' if angle is None else f'{angle:.1e}'} | {r['captured_fraction']:.3f} | {r['queries']} | "
+                     f"{r['reference_queries']} | {r['wall_time_s']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
