@@ -140,3 +140,13 @@ def test_cli_attack_span(tmp_path):
     data = json.loads(out.read_text())
     assert data["metrics"]["recovered_dim"] == 4 and data["status"] == "complete"
     assert np.load(tmp_path / "b.npz")["basis"].shape == (4, 20)
+
+
+def test_queries_centred_on_attacker_data():
+    target = load("builtin:mlp?d=20&widths=4,8&k=1&act=relu&seed=0")
+    X = np.random.default_rng(5).normal(size=(50, 20))
+    r = SpanRecovery(data=X).run(local_oracle(target, ["value"]))
+    evaluate(r, target)
+    assert r.metrics["recovered_dim"] == 4 and r.details["hyperparameters"]["data_points"] == 50
+    with pytest.raises(OracleError, match="features"):
+        SpanRecovery(data=X[:, :10]).run(local_oracle(target, ["value"]))

@@ -99,6 +99,7 @@ def attack_span(
     budget_per_kind: BudgetsOpt = None,
     journal: JournalOpt = None,
     round_decimals: RoundOpt = None,
+    data: Annotated[Optional[str], typer.Option(help="centre queries on the attacker's unlabeled inputs: digits, or a .npy file")] = None,
     basis_out: Annotated[Optional[Path], typer.Option("--basis", help="write the recovered basis (.npz)")] = None,
     json: JsonOpt = None,
 ) -> None:
@@ -109,8 +110,19 @@ def attack_span(
         oracle = "value" if setting == "relu-value" else "label"
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals, threshold=threshold,
                        label_format=label_format)
+    points = None
+    if data == "digits":
+        from modelrecon.data import digits
+
+        points = digits().X_pool
+    elif data:
+        import numpy as np
+
+        if not Path(data).exists():
+            raise CliError(f"--data wants 'digits' or a .npy file of inputs; {data} does not exist")
+        points = np.load(data)
     attack = SpanRecovery(setting=setting, source=source, output=output, k=k, design=design, step=step,
-                          precision=precision, patience=patience, seed=seed)
+                          precision=precision, patience=patience, seed=seed, data=points)
     result = attack.run(o)
     if basis_out:
         result.save_params(basis_out)

@@ -87,7 +87,7 @@ class SpanRecovery(Attack):
     def __init__(self, setting: str = "relu-value", source: str = "auto", output: int | None = None,
                  k: int | None = None, design: str = "complement", step: float | None = None,
                  precision: float = 1e-7, test_directions: int = 3, patience: int = 6,
-                 max_points: int | None = None, seed: int = 0):
+                 max_points: int | None = None, seed: int = 0, data: np.ndarray | None = None):
         if setting not in SETTINGS:
             raise ValueError(f"unknown setting {setting!r}; known: {', '.join(SETTINGS)}")
         if design not in DESIGNS:
@@ -111,6 +111,9 @@ class SpanRecovery(Attack):
         self.patience = patience
         self.max_points = max_points
         self.seed = seed
+        # the attacker's own unlabeled inputs to centre queries on (default: random inputs)
+        self._data = None if data is None else np.asarray(data, dtype=np.float64).reshape(len(data), -1)
+        self.data_points = 0 if data is None else len(self._data)
 
     # -- planning --------------------------------------------------------------------------
     def _plan(self, oracle: Oracle) -> str:
@@ -149,6 +152,7 @@ class SpanRecovery(Attack):
         n = oracle.input_dim
         self._oracle = oracle
         self._rng = np.random.default_rng(self.seed)
+        self._order: list[int] = []
         self._n = n
         self._F = 0.0
         self._G = 0.0
@@ -199,6 +203,15 @@ class SpanRecovery(Attack):
 
     # -- common pieces ---------------------------------------------------------------------
     def _points(self, m: int) -> np.ndarray:
+        if self._data is not None:  # the attacker's inputs, in a random order, then again in another
+            if self._data.shape[1] != self._n:
+                raise OracleError(f"data points have {self._data.shape[1]} features; the target takes {self._n}")
+            out = []
+            for _ in range(m):
+                if not getattr(self, "_order", None):
+                    self._order = list(self._rng.permutation(len(self._data)))
+                out.append(self._data[self._order.pop()])
+            return np.array(out)
         lo, hi = self._box
         if lo is None:
             X = self._rng.normal(size=(m, self._n))

@@ -1,5 +1,6 @@
 """The span-recovery study: recovered dimension vs hidden width per depth on random networks,
-trained digits networks, queries and wall time per setting (``modelrecon study span``).
+trained digits networks (queried at random inputs, and at the attacker's own unlabeled digit
+images: group digits-data), queries and wall time per setting (``modelrecon study span``).
 
 Random networks are ``builtin:mlp?d=n&widths=k,w,...,w`` (depth D = number of hidden layers,
 the first of width k = the rank of A, then D - 1 layers of width w, from narrower than k to 4k).
@@ -56,6 +57,8 @@ def grid(quick: bool = False) -> list[Case]:
     # networks trained on digits (64 -> 32 -> 32 -> 10): one output followed
     cases.append(Case("digits", "relu-value", "builtin:digits-mlp?widths=32,32", ["value"], 64, 32, 2, 32, "relu",
                       {"output": 1}))
+    cases.append(Case("digits-data", "relu-value", "builtin:digits-mlp?widths=32,32", ["value"], 64, 32, 2, 32,
+                      "relu", {"output": 1, "data": "digits"}))
     cases.append(Case("digits", "relu-value", "builtin:digits-mlp?widths=32,32", ["gradient"], 64, 32, 2, 32, "relu",
                       {"output": 1}))
     if not quick:
@@ -63,6 +66,10 @@ def grid(quick: bool = False) -> list[Case]:
                           "tanh", {"output": 1}))
         cases.append(Case("digits", "relu-value", "builtin:digits-mlp?widths=16,16", ["value"], 64, 16, 2, 16, "relu",
                           {"output": 1}))
+        cases.append(Case("digits-data", "relu-value", "builtin:digits-mlp?widths=16,16", ["value"], 64, 16, 2, 16,
+                          "relu", {"output": 1, "data": "digits"}))
+        cases.append(Case("digits-data", "threshold", "builtin:digits-mlp?widths=32,32&act=tanh", ["label"], 64, 32, 2,
+                          32, "tanh", {"output": 1, "data": "digits"}))
     return cases
 
 
@@ -73,7 +80,12 @@ def run_case(case: Case) -> dict[str, Any]:
     from modelrecon.targets import load
 
     target = load(case.target)
-    result = SpanRecovery(setting=case.setting, **case.attack).run(local_oracle(target, case.kinds))
+    attack = dict(case.attack)
+    if attack.get("data") == "digits":  # the attacker's unlabeled pool of digit images
+        from modelrecon.data import digits
+
+        attack["data"] = digits().X_pool
+    result = SpanRecovery(setting=case.setting, **attack).run(local_oracle(target, case.kinds))
     evaluate(result, target)
     m = result.metrics
     return {"group": case.group, "setting": case.setting, "source": result.details.get("source"),
