@@ -142,6 +142,7 @@ def study_span(
     from modelrecon.studies.span import run_study, table
 
     rows = run_study(out, quick=quick)
+    report.console.width = max(report.console.width, 180)  # 15 columns
     report.console.print(table(rows))
     report.console.print(f"JSON and plot in {out}/")
 
