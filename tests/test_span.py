@@ -150,3 +150,14 @@ def test_queries_centred_on_attacker_data():
     assert r.metrics["recovered_dim"] == 4 and r.details["hyperparameters"]["data_points"] == 50
     with pytest.raises(OracleError, match="features"):
         SpanRecovery(data=X[:, :10]).run(local_oracle(target, ["value"]))
+
+
+def test_rounding_oracle_measures_in_span_part_and_claims_nothing_false():
+    # a rounding oracle makes the basis error large enough to leave a reproducible residue in
+    # later gradients; measuring their in-span part bounds it (Wedin) and nothing false is claimed
+    target = load("builtin:mlp?d=100&widths=10,40&k=1&act=relu")
+    r = SpanRecovery(step=1e-2).run(local_oracle(target, ["value"], round_decimals=6))
+    evaluate(r, target)
+    assert r.details["measure_in_span"] is True
+    assert 1 <= r.metrics["recovered_dim"] <= 10 and r.metrics["false_dims"] < 1e-3
+    assert r.metrics["max_principal_angle_rad"] < 0.05

@@ -87,7 +87,8 @@ class SpanRecovery(Attack):
     def __init__(self, setting: str = "relu-value", source: str = "auto", output: int | None = None,
                  k: int | None = None, design: str = "complement", step: float | None = None,
                  precision: float = 1e-7, test_directions: int = 3, patience: int = 6,
-                 max_points: int | None = None, seed: int = 0, data: np.ndarray | None = None):
+                 max_points: int | None = None, seed: int = 0, data: np.ndarray | None = None,
+                 measure_in_span: bool | None = None):
         if setting not in SETTINGS:
             raise ValueError(f"unknown setting {setting!r}; known: {', '.join(SETTINGS)}")
         if design not in DESIGNS:
@@ -111,6 +112,7 @@ class SpanRecovery(Attack):
         self.patience = patience
         self.max_points = max_points
         self.seed = seed
+        self.measure_in_span = measure_in_span
         # the attacker's own unlabeled inputs to centre queries on (default: random inputs)
         self._data = None if data is None else np.asarray(data, dtype=np.float64).reshape(len(data), -1)
         self.data_points = 0 if data is None else len(self._data)
@@ -301,6 +303,13 @@ class SpanRecovery(Attack):
         log["step"] = h
         failures_in_a_row = 0
         worst_residual = 0.0
+        in_span = self.measure_in_span
+        if in_span is None:  # at float64 precision the margin of the noise bound covers it (see docs/span.md)
+            in_span = self._oracle.options.get("round_decimals") is not None
+        log["measure_in_span"] = in_span
+        eps_q = 0.0
+        grads: list[np.ndarray] = []
+        noises: list[float] = []
         while not self._done(misses):
             x = self._points(1)[0]
             log["points"] += 1
@@ -316,9 +325,11 @@ class SpanRecovery(Attack):
                 log["rejected_max_ratio"] = max(log["rejected_max_ratio"], float(np.max(np.abs(d_p)) / (2 * delta / h)))
                 continue
             rest = self._complement_after(Up) if m_all > len(Up) else np.zeros((0, self._n))
+            m = len(Up) + len(rest)
+            if in_span:  # the basis directions too: the full gradient, to bound what the basis error leaves
+                rest = np.vstack([rest, self._basis])
             U = np.vstack([Up, rest])
-            m = len(U)
-            signs = self._rng.choice([-1.0, 1.0], size=m) / np.sqrt(m)
+            signs = self._rng.choice([-1.0, 1.0], size=len(U)) / np.sqrt(len(U))
             z = x + h * (signs @ U)
             y2 = self._values(np.vstack([x + h * rest, z])) if len(rest) else self._values(z[None])
             d = np.concatenate([d_p, (y2[:-1] - y[0]) / h])
@@ -339,15 +350,23 @@ class SpanRecovery(Attack):
             failures_in_a_row = 0
             log["max_check_residual_over_tolerance"] = max(log.get("max_check_residual_over_tolerance", 0.0),
                                                           residual / tolerance)
-            w = d @ U
-            if np.linalg.norm(w) > 2 * m * delta / h:  # confirm along the candidate with a fresh half step
+            w = d[:m] @ U[:m]
+            threshold = 2 * m * delta / h
+            if in_span:
+                threshold += eps_q * float(np.linalg.norm(d[m:]))
+            if np.linalg.norm(w) > threshold:  # confirm along the candidate with a fresh half step
                 q = w / np.linalg.norm(w)
                 d_q = (self._values((x + 0.5 * h * q)[None])[0] - y[0]) / (0.5 * h)
                 if not self._confirmed(w, d_q):
                     misses += 1
                     log["misses"] += 1
                     continue
-            if self._accept(w, 2 * m * delta / h):
+            basis_before = self._basis
+            if self._accept(w, threshold):
+                if in_span:  # Wedin: sin(largest angle) <= ||noise|| / sigma_min(measured gradients)
+                    grads.append(d[m:] @ basis_before + w if len(basis_before) else w)
+                    noises.append(2 * len(U) * delta / h)
+                    eps_q = float(np.linalg.norm(noises) / np.linalg.svd(np.array(grads), compute_uv=False)[-1])
                 misses = 0
             else:
                 misses += 1
