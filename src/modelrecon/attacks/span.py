@@ -29,8 +29,14 @@ Settings (hyperparameter ``setting``):
        scale; half a unit of the last digit more when the oracle rounds): the bound on
        an error that passes the check (one undetected crossing or the rounding of m
        differences);
-    4. stop after ``patience`` consecutive misses (the span stopped growing), at the
+    4. a candidate is confirmed by one fresh difference along its own direction (a real
+       component reads ||w|| again, noise of m coordinates about ||w||/sqrt(m));
+    5. stop after ``patience`` consecutive misses (the span stopped growing), at the
        dimension ``k`` when given, or when the budget runs out (partial result).
+    When the oracle rounds (or ``measure_in_span=True``) the in-span part Qg is measured too
+    and the threshold gains eps_Q ||Qg||, eps_Q = ||noise|| / sigma_min(gradients) (Wedin):
+    what a slightly tilted basis leaves over in later gradients.  At float64 precision the
+    margin of the bound covers it and those r queries per direction are saved.
     ``design="full"`` is the paper's non-adaptive variant for comparison: full gradients
     (n + 2 queries each) stacked, numerical rank by the singular values.
 
@@ -43,9 +49,12 @@ Settings (hyperparameter ``setting``):
        t_+- = -+h (g.u)/(g.v) - h^2 q, so (t_- - t_+)/(2h) = (g.u)/(g.v) + O(h^2)
        (central difference) and |t_+ + t_-|/(2h) = h|q| estimates the first-order
        error, a conservative noise level for the rank decision;
-    3. as above: a membership test on p directions, then the whole complement, accept
-       w = sum_i c_i u_i when ||w|| exceeds the norm of the noise levels; stop after
-       ``patience`` misses.
+    3. as above: a membership test on p directions, then the whole complement and the
+       basis directions; accept w = sum_i c_i u_i when ||w|| exceeds the norm of the noise
+       levels plus eps_Q ||Qg|| (Wedin, as above), confirm it; stop after ``patience`` misses.
+
+``data``: the attacker's own unlabeled inputs to centre the queries on (default: random
+inputs in the input box, or standard normal without one).
 
 ``source``: a gradient or explanation oracle, when offered ("auto" prefers it), turns
 every query into a vector of the span directly (explanations of the form
