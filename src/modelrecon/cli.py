@@ -99,7 +99,7 @@ def attack_span(
     budget_per_kind: BudgetsOpt = None,
     journal: JournalOpt = None,
     round_decimals: RoundOpt = None,
-    data: Annotated[Optional[str], typer.Option(help="centre queries on the attacker's unlabeled inputs: digits, or a .npy file")] = None,
+    data: Annotated[Optional[str], typer.Option(help="centre queries on the attacker's unlabeled inputs: digits | mnist | cifar10 | file.npy")] = None,
     basis_out: Annotated[Optional[Path], typer.Option("--basis", help="write the recovered basis (.npz)")] = None,
     json: JsonOpt = None,
 ) -> None:
@@ -111,16 +111,10 @@ def attack_span(
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals, threshold=threshold,
                        label_format=label_format)
     points = None
-    if data == "digits":
-        from modelrecon.data import digits
+    if data:
+        from modelrecon.studies.queries import load_pool
 
-        points = digits().X_pool
-    elif data:
-        import numpy as np
-
-        if not Path(data).exists():
-            raise CliError(f"--data wants 'digits' or a .npy file of inputs; {data} does not exist")
-        points = np.load(data)
+        points = load_pool(t, data)
     attack = SpanRecovery(setting=setting, source=source, output=output, k=k, design=design, step=step,
                           precision=precision, patience=patience, seed=seed, data=points)
     result = attack.run(o)
@@ -129,8 +123,65 @@ def attack_span(
     finish(result, t, json)
 
 
-study_app = typer.Typer(help="Grids of attack runs: tables, plots and JSON.", no_args_is_help=True)
+@attack_app.command("surrogate")
+def attack_surrogate(
+    target: TargetOpt = "builtin:digits-mlp",
+    oracle: OracleOpt = None,
+    interface: Annotated[str, typer.Option(help="label | probabilities | value | gradient | smoothgrad | "
+                                                "integrated-gradients | input-x-gradient | saliency | auto")] = "gradient",
+    strategy: Annotated[str, typer.Option(help="query selection: pool | uniform | gaussian | jbda")] = "pool",
+    points: Annotated[int, typer.Option("--budget", "--points", help="query points (each asked once per kind)")] = 100,
+    pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data: digits | mnist | cifar10 | file.npy "
+                                                     "(default: the dataset of the target's domain)")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="surrogate: mlp:W1,W2 | cnn | builtin:NAME (default by input shape)")] = None,
+    lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
+    steps: Annotated[int, typer.Option(help="training steps (Adam, minibatch)")] = 400,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    oracle_budget: Annotated[Optional[int], typer.Option("--oracle-budget", help="total budget enforced by the oracle")] = None,
+    journal: JournalOpt = None,
+    round_decimals: RoundOpt = None,
+    explain_space: SpaceOpt = "logit",
+    json: JsonOpt = None,
+) -> None:
+    """Train a surrogate on predictions and explanations by double backprop (Milli et al. 2019);
+    label / probabilities interfaces and --strategy jbda are the prediction-only baselines."""
+    from modelrecon.attacks.surrogate import SurrogateAttack
+    from modelrecon.studies.queries import load_pool
+
+    t, o = make_oracle(target, oracle, oracle_budget, None, journal, round_decimals, explain_space)
+    X = load_pool(t, pool) if strategy in ("pool", "jbda") else None
+    if strategy == "pool" and X is None:
+        raise CliError(f"strategy 'pool' needs the attacker's data: pass --pool (the target {target} names no dataset)")
+    attack = SurrogateAttack(budget=points, interface=interface, strategy=strategy, pool=X, arch=arch, lam=lam,
+                             steps=steps, seed=seed)
+    finish(attack.run(o), t, json)
+
+
+study_app = typer.Typer(help="Studies: many runs, tables and plots.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
+
+
+@study_app.command("queries")
+def study_queries(
+    target: TargetOpt = "builtin:digits-cnn",
+    budgets: Annotated[str, typer.Option(help="query-point budgets, comma-separated")] = "10,30,100,300,1000,3000",
+    interfaces: Annotated[str, typer.Option(help="interfaces, comma-separated; NAME@STRATEGY overrides --strategy "
+                                                 "(label@jbda: Papernot's JbDA with labels)")] =
+    "label,probabilities,label@jbda,gradient,smoothgrad,integrated-gradients",
+    seeds: Annotated[int, typer.Option(help="seeds per (interface, budget)")] = 3,
+    strategy: Annotated[str, typer.Option(help="default query selection: pool | uniform | gaussian | jbda")] = "pool",
+    steps: Annotated[int, typer.Option(help="training steps of every surrogate (the same training budget)")] = 400,
+    lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
+    arch: Annotated[Optional[str], typer.Option(help="surrogate architecture (default by input shape)")] = None,
+    pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data (default: the target's domain)")] = None,
+    out: Annotated[Path, typer.Option(help="output folder (resumes the runs it already holds)")] = Path("out/study-queries"),
+) -> None:
+    """Agreement vs queries per interface: JSON/CSV, a PNG plot, and the queries-to-90%/95% headline."""
+    from modelrecon.studies.queries import StudyConfig, parse_list, run_study
+
+    cfg = StudyConfig(target=target, budgets=parse_list(budgets, int), interfaces=parse_list(interfaces),
+                      seeds=seeds, strategy=strategy, steps=steps, lam=lam, arch=arch, pool=pool)
+    run_study(cfg, out)
 
 
 @study_app.command("span")
@@ -160,11 +211,140 @@ def targets() -> None:
 
 
 @app.command()
+def journal(path: Annotated[Path, typer.Argument(help="a journal written with --journal")]) -> None:
+    """Audit a query journal: which oracle it was recorded against, and the answers per phase and kind."""
+    import datetime
+    import json as _json
+
+    from modelrecon.oracle import replay_oracle
+
+    summary = replay_oracle(path).journal.summary()
+    report.console.print(f"oracle: {_json.dumps(summary['fingerprint'])}")
+    when = lambda t: datetime.datetime.fromtimestamp(t).isoformat(timespec="seconds") if t else "-"  # noqa: E731
+    report.console.print(f"recorded from {when(summary['first'])} to {when(summary['last'])}")
+    report.console.print(report.comparison_table(f"answers in {path}", ["phase", "kind", "answers"],
+                         [(ph, k, n) for ph, kinds in summary["answers"].items() for k, n in kinds.items()]))
+
+
+@app.command()
 def demo(out: Annotated[Path, typer.Option(help="folder for the result JSON files")] = Path("out/demo")) -> None:
     """The main job on built-in targets: every attack, its queries and its errors, side by side."""
     from modelrecon.demo import run_demo
 
     run_demo(out)
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="study config (TOML): attack, target template, grid, metrics")],
+    db: Annotated[Optional[Path], typer.Option("--db", help="SQLite results file (default: the study's db, else out/sweeps/NAME.sqlite)")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="local worker processes (default: cores; 0 = in this process)")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="run on a Dask cluster: tcp://HOST:PORT")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="also re-run runs that raised an error")] = False,
+) -> None:
+    """Run a study's grid; resumes: only runs with no result in the database are run."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from modelrecon.sweep import StudyError, load_study, run_sweep
+
+    try:
+        study = load_study(config)
+        summary = run_sweep(study, db=db, workers=workers, scheduler=scheduler, retry_failed=retry_failed)
+    except StudyError as e:
+        raise CliError(str(e)) from None
+    except KeyboardInterrupt:
+        report.console.print("[bold yellow]interrupted[/]: finished runs are saved; run the same command to resume")
+        raise typer.Exit(130)
+    except BrokenProcessPool as e:
+        report.console.print(f"[bold red]a worker process died[/] ({e}); finished runs are saved; "
+                             "run the same command to resume")
+        raise typer.Exit(1)
+    report.console.print(
+        f"sweep [bold]{summary.study}[/] on {summary.backend}: {summary.total} runs, {summary.already_done} already done, "
+        f"{summary.ran} ran now ([green]{summary.complete} complete[/], [yellow]{summary.partial} partial[/], "
+        f"[red]{summary.failed} failed[/], {summary.errors} of them raised) in {summary.wall_time_s:.1f} s; "
+        f"results in {summary.db}")
+    if summary.errors:
+        report.console.print(f"{summary.errors} run(s) raised: see `modelrecon results {summary.db} --failures`")
+
+
+def _csv(value: Optional[str]) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command()
+def results(
+    db: Annotated[Path, typer.Argument(help="SQLite results file written by `modelrecon sweep`")],
+    study: Annotated[Optional[str], typer.Option("--study", help="which study in the file (default: the only one)")] = None,
+    group_by: Annotated[Optional[str], typer.Option("--group-by", help="grid keys, comma-separated (default: group_by in the study's results table)")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="metrics, comma-separated; also queries, wall_time_s, run_time_s")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="write a PNG plot here")] = None,
+    x: Annotated[Optional[str], typer.Option("--x", help="plot: grid key on the x axis")] = None,
+    y: Annotated[Optional[str], typer.Option("--y", help="plot: metric on the y axis")] = None,
+    hue: Annotated[Optional[str], typer.Option("--hue", help="plot: one line per value of these keys (default: the other group-by keys)")] = None,
+    logx: Annotated[Optional[bool], typer.Option("--logx/--no-logx")] = None,
+    logy: Annotated[Optional[bool], typer.Option("--logy/--no-logy")] = None,
+    failures: Annotated[bool, typer.Option("--failures", help="list the runs that failed, with their errors")] = False,
+) -> None:
+    """Tables (mean, min and max over the runs of each group) and plots from a sweep's database."""
+    from modelrecon.sweep import ResultsDB, group_rows, metric_names, plot_groups
+
+    if not db.exists():
+        raise CliError(f"no results database at {db}")
+    store = ResultsDB(db)
+    studies = store.studies()
+    if study is None:
+        if len(studies) != 1:
+            raise CliError(f"{db} holds studies {', '.join(sorted(studies)) or '(none)'}: pick one with --study")
+        study = next(iter(studies))
+    if study not in studies:
+        raise CliError(f"no study {study!r} in {db}; it holds {', '.join(sorted(studies))}")
+    defaults = studies[study].get("results", {})
+    rows = store.rows(study)
+    store.close()
+    if failures:
+        bad = [r for r in rows if r["status"] == "failed"]
+        report.console.print(report.comparison_table(
+            f"{study}: {len(bad)} failed run(s)", ["point", "message", "error (last line)"],
+            [(r["point"], r["message"], (r["error"] or "").strip().splitlines()[-1] if r["error"] else "(verdict)")
+             for r in bad]))
+        return
+    groups = _csv(group_by) or list(defaults.get("group_by", []))
+    metrics = _csv(metric) or list(defaults.get("metric", [])) or metric_names(rows)
+    from modelrecon.sweep import field_value
+
+    for name in groups + metrics:
+        if rows and all(field_value(r, name) is None for r in rows):
+            keys = sorted({k for r in rows for k in r["point"]})
+            raise CliError(f"{name!r} is neither a grid key ({', '.join(keys)}), a run column nor a metric of {study}; "
+                           f"metrics: {', '.join(metric_names(rows))}")
+    table = group_rows(rows, groups, metrics)
+
+    def num(v: float) -> str:
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.3g}"
+
+    def cell(m: dict) -> str:
+        if not m["n"]:
+            return "-"
+        if m["min"] == m["max"]:
+            return num(m["mean"])
+        return f"{num(m['mean'])} \\[{num(m['min'])}, {num(m['max'])}]"
+
+    done = sum(r["status"] != "pending" for r in rows)
+    report.console.print(report.comparison_table(
+        f"{study}: {done}/{len(rows)} runs done (mean \\[min, max] over each group)",
+        groups + ["runs", "ok/partial/failed"] + metrics,
+        [[e[g] for g in groups] + [e["runs"], f"{e['complete']}/{e['partial']}/{e['failed']}"]
+         + [cell(e[m]) for m in metrics] for e in table]))
+    if plot:
+        spec = dict(defaults.get("plot", {}))
+        px, py = x or spec.get("x"), y or spec.get("y")
+        if not px or not py:
+            raise CliError("--plot needs --x KEY and --y METRIC (or a [results] plot table in the study config)")
+        hues = _csv(hue) or spec.get("hue") or [g for g in groups if g != px]
+        path = plot_groups(rows, px, py, plot, hue=hues, logx=spec.get("logx", False) if logx is None else logx,
+                           logy=spec.get("logy", False) if logy is None else logy, title=f"{study}: {py} vs {px}")
+        report.console.print(f"plot written to {path}")
 
 
 def main() -> None:

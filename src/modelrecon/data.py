@@ -135,9 +135,10 @@ def cifar10(root: str | Path | None = None) -> Dataset:
         ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
     X = np.concatenate(Xs).astype(np.float64) / 255.0
     y = np.concatenate(ys)
-    n_train = 50000
+    n_train = len(X) - len(ys[-1])
     rest = np.random.default_rng(0).permutation(n_train)
-    tr, po = rest[:40000], rest[40000:]
+    cut = int(0.8 * n_train)
+    tr, po = rest[:cut], rest[cut:]
     return Dataset("cifar10", X[tr], y[tr], X[po], y[po], X[n_train:], y[n_train:], 10)
 
 

@@ -18,6 +18,13 @@ class Step:
     headline: str = "parameter_relative_error"
 
 
+def _surrogate(interface: str, budget: int):
+    from modelrecon import data
+    from modelrecon.attacks.surrogate import SurrogateAttack
+
+    return lambda: SurrogateAttack(budget=budget, interface=interface, pool=data.digits().X_pool, steps=300)
+
+
 def steps() -> list[Step]:
     from modelrecon.attacks.linear import LinearAttack
     from modelrecon.attacks.span import SpanRecovery
@@ -32,6 +39,10 @@ def steps() -> list[Step]:
              lambda: SpanRecovery(setting="relu-value"), {"kinds": ["value"]}, "max_principal_angle_rad"),
         Step("span: tanh, 0/1 labels", "builtin:mlp?d=30&widths=5,10&k=1&act=tanh",
              lambda: SpanRecovery(setting="threshold"), {"kinds": ["label"]}, "max_principal_angle_rad"),
+        Step("surrogate: 50 gradient + probability queries", "builtin:digits-mlp", _surrogate("gradient", 50),
+             headline="agreement"),
+        Step("surrogate: 50 probability queries (baseline)", "builtin:digits-mlp", _surrogate("probabilities", 50),
+             headline="agreement"),
     ]
 
 

@@ -116,7 +116,7 @@ class Ledger:
 
 def _encode(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    np.save(buf, np.asarray(a), allow_pickle=False)
     return buf.getvalue()
 
 
@@ -170,6 +170,16 @@ class Journal:
              for i, (key, kind, output, phase, x, a) in enumerate(rows)],
         )
         self.db.commit()
+
+    def summary(self) -> dict[str, Any]:
+        """What the journal holds, for an audit: answers per phase and kind, and the time span."""
+        rows = self.db.execute("SELECT phase, kind, COUNT(*), MIN(time), MAX(time) FROM answers GROUP BY phase, kind")
+        out: dict[str, Any] = {"fingerprint": self.fingerprint, "answers": {}, "first": None, "last": None}
+        for phase, kind, n, first, last in rows:
+            out["answers"].setdefault(phase, {})[kind] = n
+            out["first"] = first if out["first"] is None else min(out["first"], first)
+            out["last"] = last if out["last"] is None else max(out["last"], last)
+        return out
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterable
 
 from rich.console import Console
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from modelrecon.result import Result
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 STATUS_STYLE = {"complete": "bold green", "partial": "bold yellow", "failed": "bold red"}
 

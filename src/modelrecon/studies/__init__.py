@@ -1,1 +1,1 @@
-"""Studies: grids of attack runs behind the figures (``modelrecon study ...``, ``benchmarks/*.py``)."""
+"""Studies: many attack runs, tables and plots."""

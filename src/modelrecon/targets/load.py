@@ -41,10 +41,12 @@ def _probe_shape(model: nn.Module, hint: dict) -> tuple[tuple[int, ...], int]:
     elif "d" in hint:
         shape = (int(hint["d"]),)
     else:
-        first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
-        if not isinstance(first, nn.Linear):
+        # the first weighted layer tells; TorchScript modules carry their class name in original_name
+        layers = [(getattr(m, "original_name", type(m).__name__), m) for m in model.modules()]
+        first = next(((kind, m) for kind, m in layers if kind in ("Linear", "Conv1d", "Conv2d", "Conv3d")), None)
+        if first is None or first[0] != "Linear":
             raise TargetSpecError("cannot tell this model's input shape: add ?d=N or ?shape=CxHxW to the spec")
-        shape = (first.in_features,)
+        shape = (int(first[1].weight.shape[1]),)
     with torch.no_grad():
         out = model(torch.zeros((1, *shape), dtype=torch.float64))
     return shape, int(np.prod(out.shape[1:])) if out.dim() > 1 else 1

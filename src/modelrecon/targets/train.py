@@ -23,8 +23,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MODELRECON_CACHE", str(Path.home() / ".cache" / "modelrecon")))
 
 
-def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, seed: int, epochs: int = 60, lr: float = 3e-3,
-        batch: int = 64) -> nn.Module:
+def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, seed: int, epochs: int = 40, lr: float = 1e-2,
+        batch: int = 128) -> nn.Module:
     """Adam on cross-entropy, float64, seeded: the same seed gives the same weights."""
     g = torch.Generator().manual_seed(seed)
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
@@ -53,7 +53,7 @@ def _cached(key: dict, make: Callable[[], nn.Module], train: Callable[[nn.Module
         return model.eval(), saved["info"]
     model = train(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes training the same model at once (a sweep) each write their own
     info = {"key": key}
     torch.save({"state": model.state_dict(), "info": info}, tmp)
     tmp.replace(path)
@@ -105,8 +105,41 @@ def digits_cnn(spec: str, seed: int) -> Target:
         return DigitsCNN().double()
 
     model, _ = _cached({"name": "digits-cnn", "seed": seed}, make,
-                       lambda m: fit(m, ds.X_train, ds.y_train, seed, epochs=30))
+                       lambda m: fit(m, ds.X_train, ds.y_train, seed, epochs=25, lr=3e-3))
     acc = accuracy(model, ds.X_test, ds.y_test)
     return Target(spec, model, (1, 8, 8), 10, "multiclass", input_box=(0.0, 1.0),
                   truth={"family": "cnn", "test_accuracy": acc, "dataset": "digits"},
                   description=f"digits CNN 1x8x8 -> conv16 -> conv32 -> pool -> 64 -> 10, test accuracy {acc:.3f}")
+
+
+class ImageCNN(nn.Module):
+    """A small CNN for 28x28 or 32x32 images: two conv/pool blocks and a hidden layer."""
+
+    def __init__(self, channels: int, side: int, n_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * (side // 4) ** 2, 128), nn.ReLU(),
+                                  nn.Linear(128, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def image_cnn(spec: str, dataset: str, seed: int, epochs: int, root: str | None = None) -> Target:
+    """``mnist-cnn`` / ``cifar-cnn``: trained once on the local files (DatasetMissing when absent), cached."""
+    ds = data.load(dataset, root)  # raises DatasetMissing with the expected path; nothing is downloaded
+    c, side = ds.input_shape[0], ds.input_shape[1]
+
+    def make() -> nn.Module:
+        torch.manual_seed(seed)
+        return ImageCNN(c, side).double()
+
+    model, _ = _cached({"name": f"{dataset}-cnn", "seed": seed, "epochs": epochs}, make,
+                       lambda m: fit(m, ds.X_train, ds.y_train, seed, epochs=epochs, lr=1e-3, batch=128))
+    n = min(len(ds.X_test), 2000)
+    acc = accuracy(model, ds.X_test[:n], ds.y_test[:n])
+    return Target(spec, model, tuple(ds.input_shape), 10, "multiclass", input_box=(0.0, 1.0),
+                  truth={"family": "cnn", "test_accuracy": acc, "dataset": dataset},
+                  description=f"{dataset} CNN {c}x{side}x{side} -> conv32 -> conv64 -> 128 -> 10, "
+                              f"test accuracy {acc:.3f} (first {n} test images)")

@@ -106,6 +106,12 @@ def _digits_cnn(p: dict[str, Any], spec: str) -> Target:
     return digits_cnn(spec, int(p["seed"]))
 
 
+def _image_cnn(dataset: str, p: dict[str, Any], spec: str) -> Target:
+    from modelrecon.targets.train import image_cnn
+
+    return image_cnn(spec, dataset, int(p["seed"]), int(p["epochs"]), p.get("root") or None)
+
+
 ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("linear", "linear regression f(x) = w.x + b, w ~ N(0, 1/d)",
              {"d": (20, "input dimension"), "bias": (1, "1: with bias"), "seed": (0, "random seed")},
@@ -125,4 +131,10 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
               "seed": (0, "random seed")}, _digits_mlp),
     ZooEntry("digits-cnn", "small CNN trained on scikit-learn digits (1x8x8 -> 10), cached on disk",
              {"seed": (0, "random seed")}, _digits_cnn),
+    ZooEntry("mnist-cnn", "CNN trained once on local MNIST files ($MODELRECON_MNIST), cached; nothing downloaded",
+             {"seed": (0, "random seed"), "epochs": (3, "training epochs"), "root": ("", "folder of the IDX files")},
+             lambda p, s: _image_cnn("mnist", p, s)),
+    ZooEntry("cifar-cnn", "CNN trained once on local CIFAR-10 pickles ($MODELRECON_CIFAR10), cached; nothing downloaded",
+             {"seed": (0, "random seed"), "epochs": (10, "training epochs"), "root": ("", "folder of the pickles")},
+             lambda p, s: _image_cnn("cifar10", p, s)),
 ]}

@@ -1,0 +1,34 @@
+"""Attacks for the sweep tests: the real linear attack, plus a log of finished executions
+and scripted interruptions, errors and delays (what a killed or crashing sweep looks like)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from modelrecon.attacks.linear import LinearAttack
+
+
+class Scripted(LinearAttack):
+    name = "linear"  # evaluated as the linear attack it is
+
+    def __init__(self, log: str, tag: str, interrupt_at: int = -1, marker: str = "", fail_at: int = -1,
+                 sleep: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.log, self.tag, self.interrupt_at, self.marker = log, tag, interrupt_at, marker
+        self.fail_at, self.sleep = fail_at, sleep
+
+    def execute(self, oracle):
+        if self.seed == self.interrupt_at and not Path(self.marker).exists():
+            Path(self.marker).touch()  # interrupt only the first time: the restart gets through
+            raise KeyboardInterrupt
+        if self.seed == self.fail_at:
+            raise RuntimeError(f"scripted failure at seed {self.seed}")
+        time.sleep(self.sleep)
+        result = super().execute(oracle)
+        with open(self.log, "a") as f:  # one line per finished execution, appended atomically
+            f.write(f"{self.tag}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return result

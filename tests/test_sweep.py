@@ -1,0 +1,233 @@
+"""The sweep runner: grid expansion, local processes vs a Dask LocalCluster (same numbers),
+interruption and resume (each run finished exactly once), failing runs recorded, results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from modelrecon.sweep import ResultsDB, Study, StudyError, group_rows, run_key, run_sweep
+
+HERE = Path(__file__).parent
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+SMALL = {
+    "study": {"name": "small", "attack": "linear", "target": "builtin:logistic?d={d}&seed={seed}"},
+    "attack": {"seed": "{seed}", "verify": 2},
+    "grid": {"d": [3, 12], "seed": [0, 1], "attack": {"method": ["gradient", "equations"]}},
+    "metrics": {"keep": ["parameter_relative_error", "agreement", "fidelity_max_abs_error"]},
+}
+
+
+def scripted(tmp_path: Path, seeds: int, **hp) -> Study:
+    return Study.from_dict({
+        "study": {"name": "scripted", "attack": "sweep_helpers:Scripted", "target": "builtin:linear?d=4&seed={seed}"},
+        "attack": {"seed": "{seed}", "tag": "{seed}", "log": str(tmp_path / "executions.log"),
+                   "marker": str(tmp_path / "interrupted"), **hp},
+        "grid": {"seed": list(range(seeds))},
+    })
+
+
+def executions(tmp_path: Path) -> list[str]:
+    p = tmp_path / "executions.log"
+    return p.read_text().split() if p.exists() else []
+
+
+def table(db: Path) -> dict[str, dict]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    out = {r["key"]: dict(r) for r in con.execute("SELECT * FROM runs")}
+    con.close()
+    return out
+
+
+def test_grid_expansion_and_validation():
+    study = Study.from_dict({
+        **SMALL, "grid": {"d": [3, 12], "seed": [0, 1], "attack": {"method": ["gradient", "equations"]},
+                          "interface": [{"name": "grad", "oracle": {"kinds": ["gradient", "probabilities"]}},
+                                        {"name": "probs", "oracle": {"kinds": ["probabilities"]}}]}})
+    runs = study.runs()
+    assert len(runs) == 2 * 2 * 2 * 2
+    first = runs[0]
+    assert first["target"] == "builtin:logistic?d=3&seed=0"
+    assert first["hyperparameters"] == {"seed": 0, "verify": 2, "method": "gradient"}  # "{seed}" kept its type
+    assert first["oracle"] == {"kinds": ["gradient", "probabilities"]}
+    assert first["point"] == {"d": 3, "seed": 0, "attack.method": "gradient", "interface": "grad"}
+    assert runs[-1]["oracle"] == {"kinds": ["probabilities"]} and runs[-1]["hyperparameters"]["method"] == "equations"
+    keys = [run_key(r) for r in runs]
+    assert len(set(keys)) == len(keys) and keys == [run_key(r) for r in study.runs()]  # stable
+    # data references: the attacker's pool as a hyperparameter, held-out data for the evaluator
+    from modelrecon.sweep import _data_ref, execute_run
+
+    pool = _data_ref({"pool": {"data": "digits", "split": "pool"}}, type("T", (), {"input_shape": (1, 8, 8)}))["pool"]
+    assert pool.shape[1:] == (1, 8, 8) and len(pool) > 100 and 0 <= pool.min() and pool.max() <= 1
+    rec = execute_run({**runs[0], "target": "builtin:logistic?d=64&seed=0",
+                       "evaluate": {"data": {"data": "digits", "split": "test"}}})
+    assert rec["status"] == "complete" and rec["metrics"]["data_fidelity_agreement"] == 1.0
+    with pytest.raises(StudyError, match="placeholder {h}"):
+        Study.from_dict({**SMALL, "study": {**SMALL["study"], "target": "builtin:relu2?d={d}&h={h}"}})
+    with pytest.raises(StudyError, match="unknown attack"):
+        Study.from_dict({**SMALL, "study": {**SMALL["study"], "attack": "no-such-attack"}})
+    with pytest.raises(StudyError, match="cannot be imported"):
+        Study.from_dict({**SMALL, "study": {**SMALL["study"], "attack": "modelrecon.attacks.nope:Nope"}})
+    with pytest.raises(StudyError, match="unknown sections"):
+        Study.from_dict({**SMALL, "grids": {}})
+    with pytest.raises(StudyError, match="same run"):
+        Study.from_dict({**SMALL, "grid": {"d": [3, 3], "seed": [0]}})
+
+
+def test_local_processes_and_dask_localcluster_give_identical_results(tmp_path):
+    from distributed import LocalCluster
+
+    study = Study.from_dict(SMALL)
+    local = run_sweep(study, db=tmp_path / "local.sqlite", workers=2, progress=False)
+    assert (local.ran, local.complete) == (8, 8)
+    # two single-thread workers in this process (quick to start); the benchmark uses worker processes
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        remote = run_sweep(study, db=tmp_path / "dask.sqlite", scheduler=cluster, progress=False)
+        # the same through the scheduler's address, as `--scheduler tcp://HOST:PORT` does; half done already
+        half = Study.from_dict({**SMALL, "grid": {**SMALL["grid"], "seed": [0]}})
+        run_sweep(half, db=tmp_path / "tcp.sqlite", workers=0, progress=False)
+        by_address = run_sweep(study, db=tmp_path / "tcp.sqlite", scheduler=cluster.scheduler_address, progress=False)
+    assert (remote.ran, remote.complete) == (8, 8)
+    assert (by_address.already_done, by_address.ran) == (4, 4)
+    a, b = table(tmp_path / "local.sqlite"), table(tmp_path / "dask.sqlite")
+    c = table(tmp_path / "tcp.sqlite")
+    assert {k: (r["metrics"], r["ledger"]) for k, r in c.items()} == {k: (r["metrics"], r["ledger"]) for k, r in a.items()}
+    assert a.keys() == b.keys() and len(a) == 8
+    for key in a:
+        for col in ("status", "metrics", "ledger", "queries", "config", "point"):
+            assert a[key][col] == b[key][col], (key, col)
+        metrics = json.loads(a[key]["metrics"])
+        assert set(metrics) == set(SMALL["metrics"]["keep"])  # only the kept metrics
+        assert metrics["parameter_relative_error"] < 1e-12 and metrics["agreement"] == 1.0
+    workers = {r["worker"] for r in b.values()}
+    assert len(workers) == 2, workers  # both Dask workers took runs
+    queries = {json.loads(r["point"])["attack.method"]: r["queries"] for r in a.values() if json.loads(r["point"])["d"] == 12}
+    assert queries == {"gradient": 2, "equations": 13}  # one gradient + one probability vs d+1 equations
+
+
+def test_interrupted_sweep_resumes_each_run_finished_once(tmp_path):
+    study = scripted(tmp_path, seeds=5, interrupt_at=2)
+    db = tmp_path / "r.sqlite"
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C arriving while run 2 executes on a worker
+        run_sweep(study, db=db, workers=1, progress=False)
+    rows = table(db)
+    assert sorted(r["status"] for r in rows.values()) == ["complete", "complete", "pending", "pending", "pending"]
+    assert executions(tmp_path) == ["0", "1"]
+    again = run_sweep(study, db=db, workers=1, progress=False)
+    assert (again.already_done, again.ran, again.complete) == (2, 3, 3)
+    rows = table(db)
+    assert all(r["status"] == "complete" for r in rows.values())
+    assert sorted(executions(tmp_path)) == ["0", "1", "2", "3", "4"]  # each run finished exactly once
+    attempts = {json.loads(r["point"])["seed"]: r["attempts"] for r in rows.values()}
+    assert attempts == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1}  # only the interrupted run was handed out twice
+    third = run_sweep(study, db=db, workers=1, progress=False)
+    assert (third.already_done, third.ran) == (5, 0)
+
+
+def test_killed_sweep_process_resumes(tmp_path):
+    """kill -9 a `modelrecon sweep` process (runs in-process: --workers 0) after two results;
+    the restart runs only the rest and never re-runs a recorded one."""
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(f"""
+[study]
+name = "slow"
+attack = "sweep_helpers:Scripted"
+target = "builtin:linear?d=4&seed={{seed}}"
+[attack]
+seed = "{{seed}}"
+tag = "{{seed}}"
+log = "{tmp_path / 'executions.log'}"
+sleep = 0.3
+[grid]
+seed = [0, 1, 2, 3, 4, 5, 6, 7]
+""")
+    db = tmp_path / "k.sqlite"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "modelrecon.cli", "sweep", str(cfg), "--db", str(db), "--workers", "0"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 40
+    done_before: set[str] = set()
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if db.exists():
+                try:
+                    done_before = {k for k, r in table(db).items() if r["status"] == "complete"}
+                except sqlite3.OperationalError:
+                    done_before = set()
+                if len(done_before) >= 2:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the sweep ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    rows = table(db)
+    done_before = {k for k, r in rows.items() if r["status"] == "complete"}
+    assert 2 <= len(done_before) < 8
+    finished_before = {k: rows[k]["finished_at"] for k in done_before}
+    sys.path.insert(0, str(HERE))
+    try:
+        from modelrecon.sweep import load_study
+
+        again = run_sweep(load_study(cfg), db=db, workers=1, progress=False)
+    finally:
+        sys.path.remove(str(HERE))
+    assert again.already_done == len(done_before) and again.ran == 8 - len(done_before)
+    rows = table(db)
+    assert all(r["status"] == "complete" for r in rows.values())
+    assert {k: rows[k]["finished_at"] for k in done_before} == finished_before  # not re-run
+    log = executions(tmp_path)
+    seeds_before = {json.loads(rows[k]["point"])["seed"] for k in done_before}
+    for s in seeds_before:
+        assert log.count(str(s)) == 1
+    assert set(log) == {str(s) for s in range(8)}
+
+
+def test_failing_run_is_recorded_not_fatal(tmp_path):
+    study = scripted(tmp_path, seeds=4, fail_at=1)
+    db = tmp_path / "f.sqlite"
+    s = run_sweep(study, db=db, workers=0, progress=False)
+    assert (s.ran, s.complete, s.failed, s.errors) == (4, 3, 1, 1)
+    rows = {json.loads(r["point"])["seed"]: r for r in table(db).values()}
+    assert rows[1]["status"] == "failed" and "RuntimeError: scripted failure at seed 1" in rows[1]["error"]
+    assert all(rows[i]["status"] == "complete" and rows[i]["error"] is None for i in (0, 2, 3))
+    assert run_sweep(study, db=db, workers=0, progress=False).ran == 0  # a failure is a result
+    retry = run_sweep(study, db=db, workers=0, retry_failed=True, progress=False)
+    assert (retry.ran, retry.failed) == (1, 1)  # --retry-failed re-runs only what raised
+    # an attack's own verdict is a failure without an error: a ReLU net is not linear
+    verdict = Study.from_dict({"study": {"name": "verdict", "attack": "linear", "target": "builtin:relu2?d=4&h=3&seed=0"},
+                               "attack": {"method": "equations"}})
+    v = run_sweep(verdict, db=db, workers=0, progress=False)
+    assert (v.failed, v.errors) == (1, 0)
+    row = ResultsDB(db).rows("verdict")[0]
+    assert row["status"] == "failed" and row["error"] is None and "not a linear model" in row["message"]
+
+
+def test_results_table_and_plot(tmp_path):
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    db = tmp_path / "small.sqlite"
+    run_sweep(Study.from_dict(SMALL), db=db, workers=0, progress=False)
+    rows = ResultsDB(db).rows("small")
+    groups = group_rows(rows, ["method", "d"], ["queries", "parameter_relative_error"])
+    assert [(g["method"], g["d"], g["runs"], g["queries"]["mean"]) for g in groups] == [
+        ("equations", 3, 2, 4), ("equations", 12, 2, 13), ("gradient", 3, 2, 2), ("gradient", 12, 2, 2)]
+    png = tmp_path / "q.png"
+    res = CliRunner().invoke(app, ["results", str(db), "--group-by", "method,d", "--metric", "queries,agreement",
+                                   "--plot", str(png), "--x", "d", "--y", "queries", "--logy"])
+    assert res.exit_code == 0, res.output
+    assert "equations" in res.output and "gradient" in res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
