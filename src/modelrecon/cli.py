@@ -114,6 +114,8 @@ def attack_span(
     if data:
         from modelrecon.studies.queries import load_pool
 
+        if data.endswith(".npy") and not Path(data).exists():
+            raise CliError(f"--data: no file {data}")
         points = load_pool(t, data)
     attack = SpanRecovery(setting=setting, source=source, output=output, k=k, design=design, step=step,
                           precision=precision, patience=patience, seed=seed, data=points)
