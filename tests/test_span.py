@@ -87,6 +87,13 @@ def test_gradient_and_explanation_sources_need_fewer_queries():
     assert r.details["source"] == "gradient" and r.metrics["recovered_dim"] == 4
 
 
+def test_gradient_source_accounts_for_basis_error():
+    # without the basis-error term a rank-50 first layer was read as 51-dimensional here
+    r = run("builtin:mlp?d=100&widths=50,100&k=1&act=relu&seed=2", ["gradient"], setting="relu-value")
+    assert r.metrics["recovered_dim"] == 50 and r.metrics["max_principal_angle_rad"] <= 1e-6
+    assert np.sin(r.metrics["max_principal_angle_rad"]) <= r.details["basis_error_estimate"] < 1e-6  # a true bound
+
+
 def test_multi_output_needs_an_output():
     target = load("builtin:mlp?d=20&widths=4,8&k=3&act=relu")
     with pytest.raises(OracleError, match="output=INDEX"):
@@ -133,3 +140,24 @@ def test_cli_attack_span(tmp_path):
     data = json.loads(out.read_text())
     assert data["metrics"]["recovered_dim"] == 4 and data["status"] == "complete"
     assert np.load(tmp_path / "b.npz")["basis"].shape == (4, 20)
+
+
+def test_queries_centred_on_attacker_data():
+    target = load("builtin:mlp?d=20&widths=4,8&k=1&act=relu&seed=0")
+    X = np.random.default_rng(5).normal(size=(50, 20))
+    r = SpanRecovery(data=X).run(local_oracle(target, ["value"]))
+    evaluate(r, target)
+    assert r.metrics["recovered_dim"] == 4 and r.details["hyperparameters"]["data_points"] == 50
+    with pytest.raises(OracleError, match="features"):
+        SpanRecovery(data=X[:, :10]).run(local_oracle(target, ["value"]))
+
+
+def test_rounding_oracle_measures_in_span_part_and_claims_nothing_false():
+    # a rounding oracle makes the basis error large enough to leave a reproducible residue in
+    # later gradients; measuring their in-span part bounds it (Wedin) and nothing false is claimed
+    target = load("builtin:mlp?d=100&widths=10,40&k=1&act=relu")
+    r = SpanRecovery(step=1e-2).run(local_oracle(target, ["value"], round_decimals=6))
+    evaluate(r, target)
+    assert r.details["measure_in_span"] is True
+    assert 1 <= r.metrics["recovered_dim"] <= 10 and r.metrics["false_dims"] < 1e-3
+    assert r.metrics["max_principal_angle_rad"] < 0.05

@@ -246,6 +246,7 @@ def attack_span(
     budget_per_kind: BudgetsOpt = None,
     journal: JournalOpt = None,
     round_decimals: RoundOpt = None,
+    data: Annotated[Optional[str], typer.Option(help="centre queries on the attacker's unlabeled inputs: digits | mnist | cifar10 | file.npy")] = None,
     basis_out: Annotated[Optional[Path], typer.Option("--basis", help="write the recovered basis (.npz)")] = None,
     json: JsonOpt = None,
 ) -> None:
@@ -256,8 +257,15 @@ def attack_span(
         oracle = "value" if setting == "relu-value" else "label"
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals, threshold=threshold,
                        label_format=label_format)
+    points = None
+    if data:
+        from modelrecon.studies.queries import load_pool
+
+        if data.endswith(".npy") and not Path(data).exists():
+            raise CliError(f"--data: no file {data}")
+        points = load_pool(t, data)
     attack = SpanRecovery(setting=setting, source=source, output=output, k=k, design=design, step=step,
-                          precision=precision, patience=patience, seed=seed)
+                          precision=precision, patience=patience, seed=seed, data=points)
     result = attack.run(o)
     if basis_out:
         result.save_params(basis_out)

@@ -29,8 +29,14 @@ Settings (hyperparameter ``setting``):
        scale; half a unit of the last digit more when the oracle rounds): the bound on
        an error that passes the check (one undetected crossing or the rounding of m
        differences);
-    4. stop after ``patience`` consecutive misses (the span stopped growing), at the
+    4. a candidate is confirmed by one fresh difference along its own direction (a real
+       component reads ||w|| again, noise of m coordinates about ||w||/sqrt(m));
+    5. stop after ``patience`` consecutive misses (the span stopped growing), at the
        dimension ``k`` when given, or when the budget runs out (partial result).
+    When the oracle rounds (or ``measure_in_span=True``) the in-span part Qg is measured too
+    and the threshold gains eps_Q ||Qg||, eps_Q = ||noise|| / sigma_min(gradients) (Wedin):
+    what a slightly tilted basis leaves over in later gradients.  At float64 precision the
+    margin of the bound covers it and those r queries per direction are saved.
     ``design="full"`` is the paper's non-adaptive variant for comparison: full gradients
     (n + 2 queries each) stacked, numerical rank by the singular values.
 
@@ -43,9 +49,12 @@ Settings (hyperparameter ``setting``):
        t_+- = -+h (g.u)/(g.v) - h^2 q, so (t_- - t_+)/(2h) = (g.u)/(g.v) + O(h^2)
        (central difference) and |t_+ + t_-|/(2h) = h|q| estimates the first-order
        error, a conservative noise level for the rank decision;
-    3. as above: a membership test on p directions, then the whole complement, accept
-       w = sum_i c_i u_i when ||w|| exceeds the norm of the noise levels; stop after
-       ``patience`` misses.
+    3. as above: a membership test on p directions, then the whole complement and the
+       basis directions; accept w = sum_i c_i u_i when ||w|| exceeds the norm of the noise
+       levels plus eps_Q ||Qg|| (Wedin, as above), confirm it; stop after ``patience`` misses.
+
+``data``: the attacker's own unlabeled inputs to centre the queries on (default: random
+inputs in the input box, or standard normal without one).
 
 ``source``: a gradient or explanation oracle, when offered ("auto" prefers it), turns
 every query into a vector of the span directly (explanations of the form
@@ -87,7 +96,8 @@ class SpanRecovery(Attack):
     def __init__(self, setting: str = "relu-value", source: str = "auto", output: int | None = None,
                  k: int | None = None, design: str = "complement", step: float | None = None,
                  precision: float = 1e-7, test_directions: int = 3, patience: int = 6,
-                 max_points: int | None = None, seed: int = 0):
+                 max_points: int | None = None, seed: int = 0, data: np.ndarray | None = None,
+                 measure_in_span: bool | None = None):
         if setting not in SETTINGS:
             raise ValueError(f"unknown setting {setting!r}; known: {', '.join(SETTINGS)}")
         if design not in DESIGNS:
@@ -111,6 +121,10 @@ class SpanRecovery(Attack):
         self.patience = patience
         self.max_points = max_points
         self.seed = seed
+        self.measure_in_span = measure_in_span
+        # the attacker's own unlabeled inputs to centre queries on (default: random inputs)
+        self._data = None if data is None else np.asarray(data, dtype=np.float64).reshape(len(data), -1)
+        self.data_points = 0 if data is None else len(self._data)
 
     # -- planning --------------------------------------------------------------------------
     def _plan(self, oracle: Oracle) -> str:
@@ -149,6 +163,7 @@ class SpanRecovery(Attack):
         n = oracle.input_dim
         self._oracle = oracle
         self._rng = np.random.default_rng(self.seed)
+        self._order: list[int] = []
         self._n = n
         self._F = 0.0
         self._G = 0.0
@@ -199,6 +214,15 @@ class SpanRecovery(Attack):
 
     # -- common pieces ---------------------------------------------------------------------
     def _points(self, m: int) -> np.ndarray:
+        if self._data is not None:  # the attacker's inputs, in a random order, then again in another
+            if self._data.shape[1] != self._n:
+                raise OracleError(f"data points have {self._data.shape[1]} features; the target takes {self._n}")
+            out = []
+            for _ in range(m):
+                if not getattr(self, "_order", None):
+                    self._order = list(self._rng.permutation(len(self._data)))
+                out.append(self._data[self._order.pop()])
+            return np.array(out)
         lo, hi = self._box
         if lo is None:
             X = self._rng.normal(size=(m, self._n))
@@ -288,6 +312,13 @@ class SpanRecovery(Attack):
         log["step"] = h
         failures_in_a_row = 0
         worst_residual = 0.0
+        in_span = self.measure_in_span
+        if in_span is None:  # at float64 precision the margin of the noise bound covers it (see docs/span.md)
+            in_span = self._oracle.options.get("round_decimals") is not None
+        log["measure_in_span"] = in_span
+        eps_q = 0.0
+        grads: list[np.ndarray] = []
+        noises: list[float] = []
         while not self._done(misses):
             x = self._points(1)[0]
             log["points"] += 1
@@ -303,9 +334,11 @@ class SpanRecovery(Attack):
                 log["rejected_max_ratio"] = max(log["rejected_max_ratio"], float(np.max(np.abs(d_p)) / (2 * delta / h)))
                 continue
             rest = self._complement_after(Up) if m_all > len(Up) else np.zeros((0, self._n))
+            m = len(Up) + len(rest)
+            if in_span:  # the basis directions too: the full gradient, to bound what the basis error leaves
+                rest = np.vstack([rest, self._basis])
             U = np.vstack([Up, rest])
-            m = len(U)
-            signs = self._rng.choice([-1.0, 1.0], size=m) / np.sqrt(m)
+            signs = self._rng.choice([-1.0, 1.0], size=len(U)) / np.sqrt(len(U))
             z = x + h * (signs @ U)
             y2 = self._values(np.vstack([x + h * rest, z])) if len(rest) else self._values(z[None])
             d = np.concatenate([d_p, (y2[:-1] - y[0]) / h])
@@ -326,15 +359,23 @@ class SpanRecovery(Attack):
             failures_in_a_row = 0
             log["max_check_residual_over_tolerance"] = max(log.get("max_check_residual_over_tolerance", 0.0),
                                                           residual / tolerance)
-            w = d @ U
-            if np.linalg.norm(w) > 2 * m * delta / h:  # confirm along the candidate with a fresh half step
+            w = d[:m] @ U[:m]
+            threshold = 2 * m * delta / h
+            if in_span:
+                threshold += eps_q * float(np.linalg.norm(d[m:]))
+            if np.linalg.norm(w) > threshold:  # confirm along the candidate with a fresh half step
                 q = w / np.linalg.norm(w)
                 d_q = (self._values((x + 0.5 * h * q)[None])[0] - y[0]) / (0.5 * h)
                 if not self._confirmed(w, d_q):
                     misses += 1
                     log["misses"] += 1
                     continue
-            if self._accept(w, 2 * m * delta / h):
+            basis_before = self._basis
+            if self._accept(w, threshold):
+                if in_span:  # Wedin: sin(largest angle) <= ||noise|| / sigma_min(measured gradients)
+                    grads.append(d[m:] @ basis_before + w if len(basis_before) else w)
+                    noises.append(2 * len(U) * delta / h)
+                    eps_q = float(np.linalg.norm(noises) / np.linalg.svd(np.array(grads), compute_uv=False)[-1])
                 misses = 0
             else:
                 misses += 1
@@ -397,6 +438,9 @@ class SpanRecovery(Attack):
         baseline = float(oracle.options[base]) if isinstance(base, str) else base
         out = self._out if oracle.n_outputs > 1 else "predicted"
         misses = 0
+        eps_q = 0.0
+        grads: list[np.ndarray] = []
+        noises: list[float] = []
         log = self._log
         while not self._done(misses):
             x = self._points(1)[0]
@@ -413,16 +457,24 @@ class SpanRecovery(Attack):
             for _ in range(2):
                 w -= (w @ self._basis.T) @ self._basis
             rounding = oracle.options.get("round_decimals")
-            threshold = self._n * EPS * self._G
+            noise = self._n * EPS * self._G  # float64 rounding of one answer
             if rounding is not None:
-                threshold += 0.5 * 10.0 ** (-rounding) * np.sqrt(self._n) / (
+                noise += 0.5 * 10.0 ** (-rounding) * np.sqrt(self._n) / (
                     1.0 if baseline is None else float(np.min(np.abs(x - baseline))))
+            # plus what the basis' own error leaves over of the in-span part (Wedin bound, as for labels)
+            threshold = noise + eps_q * float(np.linalg.norm(self._basis @ g))
             if self._accept(w, threshold):
+                grads.append(g)
+                noises.append(noise)
+                eps_q = float(np.linalg.norm(noises) / np.linalg.svd(np.array(grads), compute_uv=False)[-1])
                 misses = 0
             else:
                 misses += 1
                 log["misses"] += 1
-        log["threshold_rule"] = "n * eps * max gradient norm"
+        log["threshold_rule"] = "n eps max||g|| + basis error (||noise|| / sigma_min(G)) x ||Q g||"
+        log["basis_error_estimate"] = eps_q
+        if grads:
+            log["singular_values"] = np.linalg.svd(np.array(grads), compute_uv=False).tolist()
 
     # -- label queries (thresholded output) -----------------------------------------------------
     def _labels(self, X: np.ndarray) -> np.ndarray:
