@@ -102,7 +102,10 @@ def _span_applies(meta: dict[str, Any]) -> str | None:
 
 def _span_kwargs(meta: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     setting = "relu-value" if _has(meta, "value", *GRADIENT_LIKE) else "threshold"
-    return {"setting": setting, "output": 0 if meta["n_outputs"] > 1 else None}
+    out = {"setting": setting, "output": 0 if meta["n_outputs"] > 1 else None}
+    if ctx.get("pool") is not None:  # centre the queries on the attacker's own data (a ReLU net's active units)
+        out["data"] = ctx["pool"]
+    return out
 
 
 def _surrogate_applies(meta: dict[str, Any]) -> str | None:
