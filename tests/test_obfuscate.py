@@ -62,7 +62,7 @@ def test_attack_with_gradient_span_and_controls(target, inputs):
     result = Obfuscation(B, inputs, noise=5.0, seed=2).run(oracle)
     assert result.status == "complete"
     assert result.details["oracle_check"]["label_preserved_rate"] == 1.0
-    assert result.queries["verify"]["by_kind"]["label"] == 2 * len(inputs)
+    assert result.queries["verify"]["by_kind"] == {"probabilities": 2 * len(inputs), "value": 2 * len(inputs)}
     m = evaluate(result, target)
     assert m["label_preserved_rate"] == 1.0
     assert m["max_principal_angle_rad"] < 1e-6

@@ -279,7 +279,13 @@ class Obfuscation(Attack):
 
     def _ask(self, oracle: Oracle, X: np.ndarray) -> dict[str, np.ndarray]:
         """Top-1 label (and its probability and the raw values, when offered)."""
-        kinds = [k for k in ("label", "probabilities", "value") if k in oracle.kinds]
+        kinds = []  # the fewest kinds that give label, confidence and output change
+        if "probabilities" in oracle.kinds and oracle.task == "multiclass":
+            kinds.append("probabilities")
+        elif "label" in oracle.kinds:
+            kinds.append("label")
+        if "value" in oracle.kinds:
+            kinds.append("value")
         if not kinds:
             raise OracleError(f"checking obfuscated inputs needs label, probability or value queries; "
                               f"the oracle offers {', '.join(oracle.kinds)}")
