@@ -115,6 +115,60 @@ def obfuscate_cmd(
     report.console.print(f"pictures and obfuscated inputs in {out}/")
 
 
+@attack_app.command("span")
+def attack_span(
+    target: TargetOpt = "builtin:mlp?d=100&widths=10,40&k=1&act=relu",
+    setting: Annotated[str, typer.Option(help="relu-value (value queries, ReLU) | threshold (labels, smooth activations)")] = "relu-value",
+    oracle: OracleOpt = None,
+    source: Annotated[str, typer.Option(help="auto | value | label | gradient | an explanation method")] = "auto",
+    output: Annotated[Optional[int], typer.Option(help="class index to follow on a multi-output target")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="expected span dimension (stop there); default: until it stops growing")] = None,
+    design: Annotated[str, typer.Option(help="complement (adaptive, fewer queries) | full (non-adaptive gradients)")] = "complement",
+    step: Annotated[Optional[float], typer.Option(help="finite-difference step (default 1e-4 x input scale)")] = None,
+    precision: Annotated[float, typer.Option(help="threshold setting: bisection width / step")] = 1e-7,
+    patience: Annotated[int, typer.Option(help="stop after this many fresh points add no direction")] = 6,
+    threshold: Annotated[float, typer.Option(help="oracle: label threshold on a scalar output")] = 0.0,
+    label_format: Annotated[str, typer.Option(help="oracle: 01 or sign labels")] = "01",
+    seed: Annotated[int, typer.Option(help="random seed of the query points")] = 0,
+    budget: BudgetOpt = None,
+    budget_per_kind: BudgetsOpt = None,
+    journal: JournalOpt = None,
+    round_decimals: RoundOpt = None,
+    basis_out: Annotated[Optional[Path], typer.Option("--basis", help="write the recovered basis (.npz)")] = None,
+    json: JsonOpt = None,
+) -> None:
+    """Recover the row span of the first layer (Jayaram, Woodruff, Zhang, ICLR 2020)."""
+    from modelrecon.attacks.span import SpanRecovery
+
+    if oracle is None and source == "auto":
+        oracle = "value" if setting == "relu-value" else "label"
+    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals, threshold=threshold,
+                       label_format=label_format)
+    attack = SpanRecovery(setting=setting, source=source, output=output, k=k, design=design, step=step,
+                          precision=precision, patience=patience, seed=seed)
+    result = attack.run(o)
+    if basis_out:
+        result.save_params(basis_out)
+    finish(result, t, json)
+
+
+study_app = typer.Typer(help="Grids of attack runs: tables, plots and JSON.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("span")
+def study_span(
+    out: Annotated[Path, typer.Option(help="folder for span_study.json and span_recovered_dim.png")] = Path("out/span"),
+    quick: Annotated[bool, typer.Option("--quick", help="a CI-sized grid (n=100, k=10)")] = False,
+) -> None:
+    """Span recovery on random ReLU/tanh networks (n, k, depth, width) and trained digits networks."""
+    from modelrecon.studies.span import run_study, table
+
+    rows = run_study(out, quick=quick)
+    report.console.print(table(rows))
+    report.console.print(f"JSON and plot in {out}/")
+
+
 @app.command()
 def targets() -> None:
     """List the built-in targets and their parameters."""

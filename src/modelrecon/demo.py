@@ -20,6 +20,7 @@ class Step:
 
 def steps() -> list[Step]:
     from modelrecon.attacks.linear import LinearAttack
+    from modelrecon.attacks.span import SpanRecovery
 
     return [
         Step("linear: gradient + value", "builtin:logistic?d=784", LinearAttack, {"kinds": ["gradient", "value"]}),
@@ -27,6 +28,10 @@ def steps() -> list[Step]:
              lambda: LinearAttack(method="equations"), {"kinds": ["probabilities"]}),
         Step("linear: input x gradient", "builtin:linear?d=10000",
              lambda: LinearAttack(explanation="input-x-gradient"), {"kinds": ["explanation:input-x-gradient", "value"]}),
+        Step("span: ReLU values (Jayaram et al.)", "builtin:mlp?d=100&widths=10,40&k=1&act=relu",
+             lambda: SpanRecovery(setting="relu-value"), {"kinds": ["value"]}, "max_principal_angle_rad"),
+        Step("span: tanh, 0/1 labels", "builtin:mlp?d=30&widths=5,10&k=1&act=tanh",
+             lambda: SpanRecovery(setting="threshold"), {"kinds": ["label"]}, "max_principal_angle_rad"),
     ]
 
 

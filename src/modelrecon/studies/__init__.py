@@ -1,0 +1,1 @@
+"""Studies: grids of attack runs behind the figures (``modelrecon study ...``, ``benchmarks/*.py``)."""

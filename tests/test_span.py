@@ -1,0 +1,135 @@
+"""Span recovery (Jayaram, Woodruff, Zhang 2020) on small seeded networks."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from modelrecon.attacks.span import SpanRecovery
+from modelrecon.evaluate import evaluate
+from modelrecon.evaluate.span import span_metrics
+from modelrecon.oracle import OracleError, local_oracle
+from modelrecon.targets import load
+
+
+def run(spec, kinds, **kw):
+    target = load(spec)
+    oracle = local_oracle(target, kinds)
+    result = SpanRecovery(**kw).run(oracle)
+    evaluate(result, target)
+    return result
+
+
+def test_metrics_on_known_subspaces():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(3, 8))
+    Q = np.linalg.qr(A.T)[0].T
+    m = span_metrics(Q, A)
+    assert m["recovered_dim"] == m["true_dim"] == 3 and m["max_principal_angle_rad"] < 1e-12
+    assert m["captured_fraction"] == pytest.approx(1.0) and abs(m["false_dims"]) < 1e-12
+    extra = rng.normal(size=8)
+    extra -= Q.T @ (Q @ extra)
+    m = span_metrics(np.vstack([Q[:2], extra / np.linalg.norm(extra)]), A)
+    assert m["max_principal_angle_rad"] == pytest.approx(np.pi / 2)
+    assert m["captured_fraction"] == pytest.approx(2 / 3) and m["false_dims"] == pytest.approx(1.0)
+
+
+def test_relu_value_full_recovery_within_query_bound():
+    n, k = 40, 6
+    r = run(f"builtin:mlp?d={n}&widths={k},12,12&k=1&act=relu&seed=3", ["value"], setting="relu-value")
+    m = r.metrics
+    assert r.status == "complete"
+    assert m["recovered_dim"] == k and m["max_principal_angle_rad"] <= 1e-6
+    assert r.queries["total"] <= 1.5 * (n + 1) * k
+    basis = r.params["basis"]
+    assert basis.shape == (k, n) and np.allclose(basis @ basis.T, np.eye(k), atol=1e-12)
+    assert r.details["accepted_norms"] and r.details["accepted_thresholds"]
+
+
+def test_full_design_uses_singular_values():
+    r = run("builtin:mlp?d=30&widths=5,10&k=1&act=relu&seed=1", ["value"], setting="relu-value", design="full")
+    assert r.metrics["recovered_dim"] == 5 and r.metrics["max_principal_angle_rad"] <= 1e-6
+    assert len(r.details["singular_values"]) >= 5 and r.details["threshold"] > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_thin_layers_never_claim_false_dimensions(seed):
+    r = run(f"builtin:mlp?d=30&widths=8,2,1&k=1&act=relu&seed={seed}", ["value"], setting="relu-value")
+    m = r.metrics
+    assert r.status == "complete"
+    assert m["false_dims"] <= 1e-6  # seed 1: the width-1 unit is dead almost everywhere, nothing is claimed
+    assert m["recovered_dim"] == 0 or m["max_principal_angle_rad"] <= 1e-6
+    assert m["recovered_dim"] == pytest.approx(m["captured_fraction"] * m["true_dim"], abs=1e-6)
+
+
+def test_threshold_labels_on_tanh_network():
+    r = run("builtin:mlp?d=20&widths=4,8&k=1&act=tanh&seed=0", ["label"], setting="threshold")
+    assert r.status == "complete"
+    assert r.metrics["recovered_dim"] == 4 and r.metrics["max_principal_angle_rad"] <= 1e-3
+    assert r.queries["by_kind"] == {"label": r.queries["total"]}
+
+
+def test_threshold_sign_labels_and_nonzero_threshold():
+    target = load("builtin:mlp?d=20&widths=3,6&k=1&act=softplus&seed=1")
+    oracle = local_oracle(target, ["label"], threshold=-0.5, label_format="sign")
+    r = SpanRecovery(setting="threshold").run(oracle)
+    evaluate(r, target)
+    assert r.metrics["recovered_dim"] == 3 and r.metrics["max_principal_angle_rad"] <= 1e-3
+
+
+def test_gradient_and_explanation_sources_need_fewer_queries():
+    spec = "builtin:mlp?d=40&widths=6,12&k=1&act=relu&seed=2"
+    by_value = run(spec, ["value"], setting="relu-value")
+    for kinds in (["gradient"], ["explanation:input-x-gradient"], ["explanation:integrated-gradients"]):
+        r = run(spec, kinds, setting="relu-value")
+        assert r.metrics["recovered_dim"] == 6 and r.metrics["max_principal_angle_rad"] <= 1e-6, kinds
+        assert r.queries["total"] < by_value.queries["total"] / 5
+    r = run("builtin:mlp?d=20&widths=4,8&k=1&act=tanh&seed=0", ["gradient", "label"], setting="threshold")
+    assert r.details["source"] == "gradient" and r.metrics["recovered_dim"] == 4
+
+
+def test_multi_output_needs_an_output():
+    target = load("builtin:mlp?d=20&widths=4,8&k=3&act=relu")
+    with pytest.raises(OracleError, match="output=INDEX"):
+        SpanRecovery().run(local_oracle(target, ["value"]))
+    r = SpanRecovery(output=2).run(local_oracle(target, ["value"]))
+    evaluate(r, target)
+    assert r.metrics["recovered_dim"] == 4 and r.metrics["max_principal_angle_rad"] <= 1e-6
+
+
+def test_bad_inputs():
+    target = load("builtin:mlp?d=20&widths=4,8&k=1&act=relu")
+    with pytest.raises(ValueError, match="k=20 >= n=20"):
+        SpanRecovery(k=20).run(local_oracle(target, ["value"]))
+    with pytest.raises(ValueError, match="unknown setting"):
+        SpanRecovery(setting="magic")
+    with pytest.raises(OracleError, match="does not offer"):
+        SpanRecovery(setting="threshold").run(local_oracle(target, ["value"]))
+
+
+def test_small_budget_gives_partial_basis():
+    n = 30
+    target = load(f"builtin:mlp?d={n}&widths=6,12&k=1&act=relu&seed=0")
+    r = SpanRecovery().run(local_oracle(target, ["value"], budget=3 * (n + 2)))
+    evaluate(r, target)
+    assert r.status == "partial" and "budget" in r.message
+    assert 1 <= r.metrics["recovered_dim"] < 6 and r.metrics["max_principal_angle_rad"] <= 1e-6
+    assert r.queries["total"] <= 3 * (n + 2)
+
+
+def test_value_setting_fails_honestly_on_a_smooth_network():
+    r = run("builtin:mlp?d=20&widths=4,8&k=1&act=tanh", ["value"], setting="relu-value")
+    assert r.status == "failed" and "not a piecewise-linear" in r.message
+
+
+def test_cli_attack_span(tmp_path):
+    from modelrecon.cli import app
+
+    out = tmp_path / "span.json"
+    res = CliRunner().invoke(app, ["attack", "span", "--target", "builtin:mlp?d=20&widths=4,8&k=1&act=relu",
+                                   "--json", str(out), "--basis", str(tmp_path / "b.npz")])
+    assert res.exit_code == 0, res.output
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["metrics"]["recovered_dim"] == 4 and data["status"] == "complete"
+    assert np.load(tmp_path / "b.npz")["basis"].shape == (4, 20)
