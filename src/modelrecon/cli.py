@@ -84,6 +84,10 @@ def attack_linear(
 def obfuscate_cmd(
     target: TargetOpt = "builtin:digits-mlp",
     span: Annotated[Optional[Path], typer.Option("--span", help="basis of the first layer's row span: .npz (key basis) or .npy, (r x n) rows")] = None,
+    recover: Annotated[bool, typer.Option("--recover", help="recover the span first with the span attack (instead of --span)")] = False,
+    setting: Annotated[str, typer.Option("--setting", help="--recover: relu-value (value queries) | threshold (label queries)")] = "relu-value",
+    span_output: Annotated[int, typer.Option("--span-output", help="--recover: the class whose logit (relu-value) or 'top class is C' label (threshold) the span attack follows")] = 0,
+    span_points: Annotated[str, typer.Option("--span-points", help="--recover: region (query where obfuscated inputs live) | box (the span attack's own points)")] = "region",
     inputs: Annotated[str, typer.Option("--inputs", help="digits (the test split) or a .npy/.npz file of inputs (key X)")] = "digits",
     n_inputs: Annotated[Optional[int], typer.Option("--n-inputs", help="use only the first N inputs")] = None,
     noise: Annotated[float, typer.Option("--noise", help="noise-to-signal ratio ||z|| / ||x||")] = 10.0,
@@ -105,10 +109,13 @@ def obfuscate_cmd(
 
     if clip and project:
         raise CliError("--clip and --project are alternatives: pick one")
-    if span is None:
-        raise CliError("give the span: --span FILE (.npz with key 'basis', or .npy)")
+    if (span is None) == (not recover):
+        raise CliError("give the span: --span FILE (.npz with key 'basis', or .npy) or --recover, not both")
+    if recover and oracle is None:
+        oracle = "value" if setting == "relu-value" else "label"
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal)
-    result = run_cli(t, o, span=span, inputs=inputs, n_inputs=n_inputs, noise=noise,
+    recovery = {"setting": setting, "output": span_output, "points": span_points} if recover else None
+    result = run_cli(t, o, span=span, recover=recovery, inputs=inputs, n_inputs=n_inputs, noise=noise,
                      clip="clip" if clip else "project" if project else "none", target_class=target_class,
                      count=count, curve=curve, seed=seed, out=out)
     finish(result, t, json)

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from modelrecon import obfuscate_plots
-from modelrecon.attacks.obfuscate import Obfuscation, ObfuscationError, load_basis, obfuscate, random_basis
+from modelrecon import obfuscate_plots, report
+from modelrecon.attacks.obfuscate import (Obfuscation, ObfuscationError, load_basis, obfuscate, random_basis,
+                                          recover_span)
 from modelrecon.result import Result
 from modelrecon.targets import Target
 
@@ -79,15 +80,36 @@ def picture_rows(result: Result, target: Target, k: int = 10) -> list[dict[str, 
     return rows
 
 
-def run_cli(target: Target, oracle, *, span: Path, inputs: str, n_inputs: int | None, noise: float, clip: str,
-            target_class: int | None, count: int, curve: str | None, seed: int, out: Path) -> Result:
-    B = load_basis(span)
+def run_cli(target: Target, oracle, *, span: Path | None, recover: dict[str, Any] | None, inputs: str,
+            n_inputs: int | None, noise: float, clip: str, target_class: int | None, count: int, curve: str | None,
+            seed: int, out: Path) -> Result:
     X, candidates = load_inputs(inputs, oracle.input_shape)
     if n_inputs is not None:
         X = X[:n_inputs]
+    span_summary = None
+    if recover is not None:
+        from modelrecon.evaluate import evaluate
+
+        span_result = recover_span(oracle, recover["setting"], recover["output"], recover["points"],
+                                   centres=candidates, ratio=noise, seed=seed)
+        evaluate(span_result, target)  # evaluator side: how good the span is, for the record
+        B = span_result.params["basis"]
+        source = f"recovered ({recover['setting']}, output {recover['output']}, points {recover['points']})"
+        span_summary = {"status": span_result.status, "message": span_result.message, "dim": int(len(B)),
+                        "queries": span_result.queries, "metrics": span_result.metrics}
+        report.console.print(f"span recovery: {span_result.status}: {span_result.message}")
+        if len(B) == 0:
+            return Result("obfuscate", "failed", f"span recovery found no direction: {span_result.message}",
+                          details={"span_recovery": span_summary})
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(out / "span.npz", basis=B)
+    else:
+        B, source = load_basis(span), str(span)
     attack_inputs = candidates if target_class is not None else X
     result = Obfuscation(B, attack_inputs, noise=noise, clip=clip, target_class=target_class, count=count,
-                         seed=seed, span_source=str(span)).run(oracle)
+                         seed=seed, span_source=source).run(oracle)
+    if span_summary is not None:
+        result.details["span_recovery"] = span_summary
     out.mkdir(parents=True, exist_ok=True)
     if "obfuscated" in result.params:
         np.savez(out / "obfuscated.npz", **{k: np.asarray(v) for k, v in result.params.items() if v is not None})
