@@ -24,7 +24,7 @@ def target():
 
 @pytest.fixture(scope="module")
 def inputs():
-    return np.random.default_rng(0).normal(size=(200, 30))
+    return np.random.default_rng(100).normal(size=(200, 30))
 
 
 def gradient_span(oracle, points: np.ndarray) -> np.ndarray:
@@ -113,6 +113,14 @@ def test_noise_as_class(target, inputs):
     assert m["cosine_to_original"] < 0.25
 
 
+def test_noise_drawn_again_when_it_vanishes(target):
+    # the noise generator draws exactly the inputs themselves: removing the component along
+    # each input's complement part leaves nothing, so it must draw again
+    X = np.random.default_rng(0).normal(size=(5, 30))
+    Xp, info = obfuscate(X, true_span(target), ratio=5.0, seed=0)
+    assert info["noise_to_signal_min"] == pytest.approx(5.0, rel=1e-12)
+
+
 def test_bad_inputs(target, inputs):
     oracle = local_oracle(target, ["label"])
     with pytest.raises(ObfuscationError, match="dimension 20"):
@@ -149,3 +157,48 @@ def test_basis_files(tmp_path, target):
     assert info["reorthonormalised"]
     assert np.allclose(C @ C.T, np.eye(2), atol=1e-14)
     assert np.allclose((B[:2] @ C.T) @ C, B[:2], atol=1e-14)
+
+
+def test_recovered_span_from_values(target, inputs):
+    from modelrecon.attacks.obfuscate import recover_span
+
+    oracle = local_oracle(target, ["value"])
+    span = recover_span(oracle, "relu-value", output=0, points="region", centres=inputs[:50], ratio=5.0)
+    assert span.status == "complete"
+    B = span.params["basis"]
+    result = Obfuscation(B, inputs, noise=5.0).run(oracle)
+    m = evaluate(result, target)
+    assert m["recovered_dim"] == m["true_dim"] == 8
+    assert m["label_preserved_rate"] == 1.0
+    assert m["random_subspace_label_preserved_rate"] < 0.6
+    # the span queries and the check queries are both on the ledger
+    assert result.queries["total"] == span.queries["total"] > 0
+    assert result.queries["verify"]["by_kind"] == {"value": 2 * len(inputs)}
+    with pytest.raises(ObfuscationError, match="points must be"):
+        recover_span(oracle, points="anywhere", centres=inputs)
+    with pytest.raises(ObfuscationError, match="centres"):
+        recover_span(oracle, points="region", centres=None)
+
+
+def test_cli(tmp_path, target, inputs):
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    np.savez(tmp_path / "span.npz", basis=true_span(target))
+    np.save(tmp_path / "x.npy", inputs[:20])
+    args = ["obfuscate", "--target", SPEC, "--span", str(tmp_path / "span.npz"), "--inputs", str(tmp_path / "x.npy"),
+            "--noise", "5", "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")]
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["attack"] == "obfuscate" and r["status"] == "complete"
+    assert r["metrics"]["label_preserved_rate"] == 1.0
+    assert (tmp_path / "out" / "grid.png").stat().st_size > 0
+    # a basis for 64-dimensional inputs against a 30-dimensional target: a clear error
+    np.savez(tmp_path / "wrong.npz", basis=np.eye(64)[:10])
+    run = CliRunner().invoke(app, args[:4] + [str(tmp_path / "wrong.npz")] + args[5:])
+    assert run.exit_code != 0
+    assert "dimension 64" in str(run.exception)

@@ -129,15 +129,26 @@ def complement_noise(X: np.ndarray, B: np.ndarray, ratio: float, rng: np.random.
     if np.any(norms == 0) and ratio > 0:
         raise ObfuscationError(f"inputs {np.flatnonzero(norms == 0)[:10].tolist()} are all zero: a noise-to-signal "
                                "ratio is undefined for them")
-    G = rng.normal(size=F.shape)
-    Z = G - (G @ B.T) @ B
-    if orthogonal_to_input:
-        U = F - (F @ B.T) @ B  # complement parts of the inputs
-        u2 = np.einsum("ij,ij->i", U, U)
-        ok = u2 > F.shape[1] * EPS * norms ** 2  # x has a complement part above rounding level
-        coef = np.where(ok, np.einsum("ij,ij->i", Z, U) / np.where(ok, u2, 1.0), 0.0)
-        Z = Z - coef[:, None] * U
+    n = F.shape[1]
+    U = F - (F @ B.T) @ B  # complement parts of the inputs
+    u2 = np.einsum("ij,ij->i", U, U)
+    has_u = orthogonal_to_input & (u2 > n * EPS * norms ** 2)  # x has a complement part above rounding level
+
+    def draw(rows: np.ndarray) -> np.ndarray:
+        G = rng.normal(size=(len(rows), n))
+        Z = G - (G @ B.T) @ B
+        coef = np.where(has_u[rows], np.einsum("ij,ij->i", Z, U[rows]) / np.where(has_u[rows], u2[rows], 1.0), 0.0)
+        return Z - coef[:, None] * U[rows]
+
+    Z = draw(np.arange(len(F)))
+    for _ in range(8):  # a draw (almost) inside span(B) + x has nothing left: draw again
+        bad = np.flatnonzero(np.linalg.norm(Z, axis=1) <= n * EPS * np.sqrt(n))
+        if len(bad) == 0:
+            break
+        Z[bad] = draw(bad)
     zn = np.linalg.norm(Z, axis=1)
+    if ratio > 0 and np.any(zn == 0):
+        raise ObfuscationError("no room for noise: the complement of span(B) (and of the input) is empty")
     Z = Z * (ratio * norms / np.where(zn > 0, zn, 1.0))[:, None]
     return Z.reshape(X.shape)
 
