@@ -37,24 +37,25 @@ IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 RATIOS = [0, 0.5, 1, 2, 3, 5, 7, 10, 20]
 
 
-def recover(target, setting: str, output: int, seed: int):
-    """The span from the span-recovery attack (attack side: it sees only the oracle)."""
-    from modelrecon.attacks.span import SpanRecovery
+def recover(target, setting: str, output: int, points: str, centres: np.ndarray, seed: int):
+    """The span from the span-recovery attack (attack side: it sees only the oracle), its
+    query points in the box or where the obfuscated inputs will live (ratio 5)."""
+    from modelrecon.attacks.obfuscate import recover_span
 
     kinds = ["value"] if setting == "relu-value" else ["label"]
-    oracle = local_oracle(target, kinds)
-    r = SpanRecovery(setting=setting, output=output, seed=seed).run(oracle)
+    r = recover_span(local_oracle(target, kinds), setting, output, points, centres=centres, ratio=5.0, seed=seed)
     return r.params["basis"], r
 
 
-def span_table(title, target, B, span_result, source):
+def span_table(title, target, spans):
     from scipy.linalg import subspace_angles
 
     Bt = true_span(target)
-    q = span_result.queries.get("total", 0) if span_result is not None else 0
-    rows = [(source, B.shape[0], Bt.shape[0], float(np.max(subspace_angles(B.T, Bt.T))),
-             first_layer_leak(target, B), q, span_result.wall_time_s if span_result is not None else 0.0,
-             span_result.status if span_result is not None else "given")]
+    rows = []
+    for source, (B, r) in spans.items():
+        rows.append((source, B.shape[0], Bt.shape[0], float(np.max(subspace_angles(B.T, Bt.T))) if len(B) else None,
+                     first_layer_leak(target, B), r.queries.get("total", 0) if r is not None else 0,
+                     r.wall_time_s if r is not None else 0.0, r.status if r is not None else "given"))
     report.console.print(report.comparison_table(
         title, ["span source", "dim", "true dim", "max angle (rad)", "first-layer leak", "queries", "time (s)", "status"],
         rows))
@@ -120,25 +121,33 @@ def study(name, spec, setting, output, span_file, quick, seed=0):
     X = ds.X_test[:120] if quick else ds.X_test
     report.console.print(f"\n[bold]{name}[/]: {target.description}")
     if span_file:
-        B, span_result, source = load_basis(span_file), None, f"file {span_file}"
+        spans = {f"file {span_file}": (load_basis(span_file), None)}
     else:
-        B, span_result = recover(target, setting, output, seed)
-        source = f"recovered ({setting}, output {output})"
-        report.console.print(f"span recovery: {span_result.status}: {span_result.message}")
-    span_table(f"{name}: the span", target, B, span_result, source)
-    bases = {"recovered span": B, "true span": true_span(target),
-             "random subspace": random_basis(B.shape[0], B.shape[1], seed=seed + 7919)}
+        kind = "value" if setting == "relu-value" else "label"
+        spans = {f"recovered: {kind} queries, points where obfuscated inputs live":
+                 recover(target, setting, output, "region", ds.X_pool, seed),
+                 f"recovered: {kind} queries, points in the box":
+                 recover(target, setting, output, "box", ds.X_pool, seed)}
+    span_table(f"{name}: the span (span attack {setting}, following output {output})", target, spans)
+    labels = list(spans)
+    B = spans[labels[0]][0]
+    short = {labels[0]: "recovered span" if len(labels) == 1 else "recovered span (region points)"}
+    if len(labels) > 1:
+        short[labels[1]] = "recovered span (box points)"
+    bases = {short[k]: v[0] for k, v in spans.items() if len(v[0])}
+    bases["true span"] = true_span(target)
+    bases["random subspace"] = random_basis(B.shape[0], B.shape[1], seed=seed + 7919)
     hide_table(f"{name}: hiding test inputs in complement noise (true network; {len(X)} test digits)", target, X, bases)
     clip_table(f"{name}: keeping inputs in [0, 1] at ratio 5", target, X[:60] if quick else X,
-               {"recovered span": B})
+               {short[labels[0]]: B})
     rows = curve(target, X, bases, RATIOS, seed)
     obfuscate_plots.curve(rows, IMG / f"obfuscate-curve-{name}.png", chance=0.1,
-                          title=f"{spec}: span dim {B.shape[0]} ({source.split(' (')[0]})")
+                          title=f"{spec}: span attack {setting}, output {output}")
     # the picture grid: attack-side labels and confidences from the oracle
     oracle = local_oracle(target, ["probabilities", "value"])
-    res = Obfuscation(B, X[:10], noise=5.0, seed=seed, span_source=source).run(oracle)
+    res = Obfuscation(B, X[:10], noise=5.0, seed=seed, span_source=labels[0]).run(oracle)
     obfuscate_plots.grid(picture_rows(res, target), IMG / f"obfuscate-grid-{name}.png", image_shape=(8, 8),
-                         title=f"{spec}: noise 5x the image norm in the complement of the {source.split(' (')[0]} span")
+                         title=f"{spec}: noise 5x the image norm in the complement of the recovered span")
     classes = class_table(f"{name}: noise-looking inputs classified as a chosen class (ratio 5, 100 each)", target, B,
                           ds.X_pool, count=20 if quick else 100)
     if 3 in classes:

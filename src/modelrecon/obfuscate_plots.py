@@ -60,7 +60,8 @@ def _square(size: int) -> tuple[int, int]:
     return (side, size // side) if side * (size // side) == size else (1, size)
 
 
-STYLE = {"recovered span": ("tab:blue", "o-"), "true span": ("tab:green", "s--"), "random subspace": ("tab:red", "^-")}
+STYLE = {"recovered span": ("tab:blue", "o-"), "recovered span (box points)": ("tab:orange", "d-."),
+         "true span": ("tab:green", "s--"), "random subspace": ("tab:red", "^-")}
 
 
 def curve(rows: Sequence[dict[str, Any]], path: str | Path, chance: float | None = None, title: str = "") -> Path:
@@ -69,7 +70,7 @@ def curve(rows: Sequence[dict[str, Any]], path: str | Path, chance: float | None
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in dict.fromkeys(r["span"] for r in rows):
         pts = sorted((r["ratio"], r["label_preserved_rate"]) for r in rows if r["span"] == name)
-        color, style = STYLE.get(name.split(" (")[0], (None, "o-"))
+        color, style = STYLE.get(name, STYLE.get(name.split(" (")[0], (None, "o-")))
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color, label=name)
     if chance is not None:
         ax.axhline(chance, color="grey", lw=0.8, ls=":", label=f"chance ({chance:.2f})")

@@ -96,7 +96,8 @@ def run_cli(target: Target, oracle, *, span: Path | None, recover: dict[str, Any
         B = span_result.params["basis"]
         source = f"recovered ({recover['setting']}, output {recover['output']}, points {recover['points']})"
         span_summary = {"status": span_result.status, "message": span_result.message, "dim": int(len(B)),
-                        "queries": span_result.queries, "metrics": span_result.metrics}
+                        "queries": span_result.queries, "wall_time_s": span_result.wall_time_s,
+                        "metrics": span_result.metrics}
         report.console.print(f"span recovery: {span_result.status}: {span_result.message}")
         if len(B) == 0:
             return Result("obfuscate", "failed", f"span recovery found no direction: {span_result.message}",
