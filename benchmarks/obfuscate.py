@@ -123,17 +123,19 @@ def study(name, spec, setting, output, span_file, quick, seed=0):
     if span_file:
         spans = {f"file {span_file}": (load_basis(span_file), None)}
     else:
-        kind = "value" if setting == "relu-value" else "label"
-        spans = {f"recovered: {kind} queries, points where obfuscated inputs live":
-                 recover(target, setting, output, "region", ds.X_pool, seed),
-                 f"recovered: {kind} queries, points in the box":
-                 recover(target, setting, output, "box", ds.X_pool, seed)}
-    span_table(f"{name}: the span (span attack {setting}, following output {output})", target, spans)
+        other = 1 if output == 0 else 0
+        spans = {"recovered span (region points)": recover(target, setting, output, "region", ds.X_pool, seed),
+                 f"recovered span (box points, output {output})": recover(target, setting, output, "box", ds.X_pool,
+                                                                          seed),
+                 f"recovered span (box points, output {other})": recover(target, setting, other, "box", ds.X_pool,
+                                                                         seed)}
+        for label, (_, r) in spans.items():
+            report.console.print(f"{label}: {r.status}: {r.message}")
+    span_table(f"{name}: the span (span attack {setting}: {'value' if setting == 'relu-value' else 'label'} queries; "
+               f"region = query points where obfuscated inputs live, box = uniform in the input box)", target, spans)
     labels = list(spans)
     B = spans[labels[0]][0]
-    short = {labels[0]: "recovered span" if len(labels) == 1 else "recovered span (region points)"}
-    if len(labels) > 1:
-        short[labels[1]] = "recovered span (box points)"
+    short = {k: k for k in labels}
     bases = {short[k]: v[0] for k, v in spans.items() if len(v[0])}
     bases["true span"] = true_span(target)
     bases["random subspace"] = random_basis(B.shape[0], B.shape[1], seed=seed + 7919)

@@ -168,6 +168,13 @@ def test_recovered_span_from_values(target, inputs):
     B = span.params["basis"]
     result = Obfuscation(B, inputs, noise=5.0).run(oracle)
     m = evaluate(result, target)
+    # the same from inside the attack, on a fresh oracle
+    inside = Obfuscation(None, inputs, noise=5.0, recover={"setting": "relu-value", "output": 0,
+                                                            "centres": inputs[:50]}).run(local_oracle(target, ["value"]))
+    assert inside.details["span_recovery"]["dim"] == 8
+    assert evaluate(inside, target)["label_preserved_rate"] == 1.0
+    with pytest.raises(ObfuscationError, match="either a basis or recover"):
+        Obfuscation(B, inputs, recover={"setting": "relu-value"})
     assert m["recovered_dim"] == m["true_dim"] == 8
     assert m["label_preserved_rate"] == 1.0
     assert m["random_subspace_label_preserved_rate"] < 0.6

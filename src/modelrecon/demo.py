@@ -32,7 +32,18 @@ def steps() -> list[Step]:
              lambda: SpanRecovery(setting="relu-value"), {"kinds": ["value"]}, "max_principal_angle_rad"),
         Step("span: tanh, 0/1 labels", "builtin:mlp?d=30&widths=5,10&k=1&act=tanh",
              lambda: SpanRecovery(setting="threshold"), {"kinds": ["label"]}, "max_principal_angle_rad"),
+        Step("obfuscate: span from values, noise 5x", "builtin:digits-mlp", _obfuscation, {"kinds": ["value"]},
+             "label_preserved_rate"),
     ]
+
+
+def _obfuscation():
+    from modelrecon.attacks.obfuscate import Obfuscation
+    from modelrecon.data import digits
+
+    ds = digits()
+    return Obfuscation(None, ds.X_test[:100], noise=5.0,
+                       recover={"setting": "relu-value", "output": 0, "points": "region", "centres": ds.X_pool})
 
 
 def run_demo(out: Path) -> None:

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 
 from modelrecon import obfuscate_plots, report
-from modelrecon.attacks.obfuscate import (Obfuscation, ObfuscationError, load_basis, obfuscate, random_basis,
-                                          recover_span)
+from modelrecon.attacks.obfuscate import Obfuscation, ObfuscationError, load_basis, obfuscate, random_basis
 from modelrecon.result import Result
 from modelrecon.targets import Target
 
@@ -86,50 +85,37 @@ def run_cli(target: Target, oracle, *, span: Path | None, recover: dict[str, Any
     X, candidates = load_inputs(inputs, oracle.input_shape)
     if n_inputs is not None:
         X = X[:n_inputs]
-    span_summary = None
-    if recover is not None:
-        from modelrecon.evaluate import evaluate
-
-        span_result = recover_span(oracle, recover["setting"], recover["output"], recover["points"],
-                                   centres=candidates, ratio=noise, seed=seed)
-        evaluate(span_result, target)  # evaluator side: how good the span is, for the record
-        B = span_result.params["basis"]
-        source = f"recovered ({recover['setting']}, output {recover['output']}, points {recover['points']})"
-        span_summary = {"status": span_result.status, "message": span_result.message, "dim": int(len(B)),
-                        "queries": span_result.queries, "wall_time_s": span_result.wall_time_s,
-                        "metrics": span_result.metrics}
-        report.console.print(f"span recovery: {span_result.status}: {span_result.message}")
-        if len(B) == 0:
-            return Result("obfuscate", "failed", f"span recovery found no direction: {span_result.message}",
-                          details={"span_recovery": span_summary})
-        out.mkdir(parents=True, exist_ok=True)
-        np.savez(out / "span.npz", basis=B)
-    else:
-        B, source = load_basis(span), str(span)
+    B = load_basis(span) if recover is None else None
     attack_inputs = candidates if target_class is not None else X
+    if recover is not None:
+        recover = {**recover, "centres": candidates}  # the attacker's own inputs, noised, as query points
     result = Obfuscation(B, attack_inputs, noise=noise, clip=clip, target_class=target_class, count=count,
-                         seed=seed, span_source=source).run(oracle)
-    if span_summary is not None:
-        result.details["span_recovery"] = span_summary
+                         seed=seed, span_source=str(span), recover=recover).run(oracle)
+    if "span_recovery" in result.details:
+        report.console.print(f"span recovery: {result.details['span_recovery']['status']}: "
+                             f"{result.details['span_recovery']['message']}")
     out.mkdir(parents=True, exist_ok=True)
+    if "basis" in result.params:
+        np.savez(out / "span.npz", basis=result.params["basis"])
     if "obfuscated" in result.params:
         np.savez(out / "obfuscated.npz", **{k: np.asarray(v) for k, v in result.params.items() if v is not None})
         shape = tuple(oracle.input_shape[-2:]) if len(oracle.input_shape) >= 2 else None
         obfuscate_plots.grid(picture_rows(result, target), out / "grid.png", image_shape=shape,
                              title=f"{target.spec}: {result.message.split(';')[0]}")
         result.details["pictures"] = [str(out / "grid.png")]
-    if curve:
+    if curve and "basis" in result.params:
         from modelrecon.evaluate.obfuscate import curve as curve_rows, true_span
 
         ratios = [float(r) for r in curve.split(",") if r.strip()]
-        bases = {"given span": result.params["basis"]}
+        bases = {"recovered span" if recover is not None else "given span": result.params["basis"]}
         Bt = true_span(target)
         if Bt is not None:
             bases["true span"] = Bt
-        bases["random subspace"] = random_basis(B.shape[0], B.shape[1], seed=seed + 7919)
+        Bg = result.params["basis"]
+        bases["random subspace"] = random_basis(Bg.shape[0], Bg.shape[1], seed=seed + 7919)
         rows = curve_rows(target, X, bases, ratios, seed, clip)
         obfuscate_plots.curve(rows, out / "curve.png", chance=1.0 / max(oracle.n_outputs, 2),
-                              title=f"{target.spec}, span dim {B.shape[0]}, clip={clip}")
+                              title=f"{target.spec}, span dim {Bg.shape[0]}, clip={clip}")
         result.details["curve"] = [{k: r[k] for k in ("span", "ratio", "label_preserved_rate", "cosine_to_original")}
                                    for r in rows]
         result.details.setdefault("pictures", []).append(str(out / "curve.png"))

@@ -261,12 +261,18 @@ class Obfuscation(Attack):
 
     def __init__(self, basis: Any, inputs: Any, noise: float = 5.0, clip: str = "none",
                  target_class: int | None = None, count: int | None = None, orthogonal_to_input: bool = True,
-                 check: bool = True, seed: int = 0, span_source: str = "given"):
+                 check: bool = True, seed: int = 0, span_source: str = "given",
+                 recover: dict[str, Any] | None = None):
         if clip not in CLIP_MODES:
             raise ObfuscationError(f"clip must be one of {', '.join(CLIP_MODES)}, got {clip!r}")
         if not np.isfinite(noise) or noise < 0:
             raise ObfuscationError(f"noise (the noise-to-signal ratio) must be >= 0, got {noise}")
-        self._basis = np.asarray(basis, dtype=np.float64)
+        if (basis is None) == (recover is None):
+            raise ObfuscationError("give either a basis or recover=dict(setting=..., output=..., points=...), "
+                                   "not both")
+        self._basis = None if basis is None else np.asarray(basis, dtype=np.float64)
+        # recover the span first on the same oracle (recover_span options; centres default to the inputs)
+        self.recover = dict(recover) if recover is not None else None
         self._inputs = np.asarray(inputs, dtype=np.float64)
         if self._inputs.ndim < 2 or len(self._inputs) == 0:
             raise ObfuscationError(f"inputs must be a non-empty batch (N, ...), got shape {self._inputs.shape}")
@@ -278,7 +284,7 @@ class Obfuscation(Attack):
         self.check = check
         self.seed = seed
         self.span_source = span_source
-        self.basis_shape = list(self._basis.shape)
+        self.basis_shape = list(self._basis.shape) if self._basis is not None else None
         self.inputs_shape = list(self._inputs.shape)
 
     def _check_inputs(self, oracle: Oracle) -> None:
@@ -324,11 +330,27 @@ class Obfuscation(Attack):
         return out
 
     def execute(self, oracle: Oracle) -> Result:
-        B, basis_info = check_basis(self._basis, oracle.input_dim)
         self._check_inputs(oracle)
+        span_summary = None
+        basis = self._basis
+        if self.recover is not None:
+            opts = {"ratio": self.noise, "seed": self.seed, **self.recover}
+            opts.setdefault("centres", self._inputs)
+            span = recover_span(oracle, **opts)
+            basis = span.params["basis"]
+            span_summary = {"status": span.status, "message": span.message, "dim": int(len(basis)),
+                            "queries": span.queries.get("total", 0),
+                            "wall_time_s": span.wall_time_s, "details": {k: v for k, v in span.details.items()
+                                                                         if k != "hyperparameters"}}
+            if len(basis) == 0 or span.status == "failed":
+                return Result(self.name, "failed", f"span recovery gave no usable span: {span.message}",
+                              details={"span_recovery": span_summary})
+        B, basis_info = check_basis(basis, oracle.input_dim)
         X = self._inputs
-        details: dict[str, Any] = {"basis": basis_info, "span_source": self.span_source,
-                                   "mode": "class" if self.target_class is not None else "hide"}
+        details: dict[str, Any] = {"basis": basis_info, "span_source": self.span_source if span_summary is None
+                                   else "recovered", "mode": "class" if self.target_class is not None else "hide"}
+        if span_summary is not None:
+            details["span_recovery"] = span_summary
         params: dict[str, Any] = {"basis": B}
         if self.target_class is None:
             Xp, info = obfuscate(X, B, self.noise, self.seed, self.clip, oracle.input_box, self.orthogonal_to_input)
