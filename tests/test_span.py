@@ -87,6 +87,13 @@ def test_gradient_and_explanation_sources_need_fewer_queries():
     assert r.details["source"] == "gradient" and r.metrics["recovered_dim"] == 4
 
 
+def test_gradient_source_accounts_for_basis_error():
+    # without the basis-error term a rank-50 first layer was read as 51-dimensional here
+    r = run("builtin:mlp?d=100&widths=50,100&k=1&act=relu&seed=2", ["gradient"], setting="relu-value")
+    assert r.metrics["recovered_dim"] == 50 and r.metrics["max_principal_angle_rad"] <= 1e-6
+    assert r.details["basis_error_estimate"] < 1e-10
+
+
 def test_multi_output_needs_an_output():
     target = load("builtin:mlp?d=20&widths=4,8&k=3&act=relu")
     with pytest.raises(OracleError, match="output=INDEX"):

@@ -397,6 +397,9 @@ class SpanRecovery(Attack):
         baseline = float(oracle.options[base]) if isinstance(base, str) else base
         out = self._out if oracle.n_outputs > 1 else "predicted"
         misses = 0
+        eps_q = 0.0
+        grads: list[np.ndarray] = []
+        noises: list[float] = []
         log = self._log
         while not self._done(misses):
             x = self._points(1)[0]
@@ -413,16 +416,24 @@ class SpanRecovery(Attack):
             for _ in range(2):
                 w -= (w @ self._basis.T) @ self._basis
             rounding = oracle.options.get("round_decimals")
-            threshold = self._n * EPS * self._G
+            noise = self._n * EPS * self._G  # float64 rounding of one answer
             if rounding is not None:
-                threshold += 0.5 * 10.0 ** (-rounding) * np.sqrt(self._n) / (
+                noise += 0.5 * 10.0 ** (-rounding) * np.sqrt(self._n) / (
                     1.0 if baseline is None else float(np.min(np.abs(x - baseline))))
+            # plus what the basis' own error leaves over of the in-span part (Wedin bound, as for labels)
+            threshold = noise + eps_q * float(np.linalg.norm(self._basis @ g))
             if self._accept(w, threshold):
+                grads.append(g)
+                noises.append(noise)
+                eps_q = float(np.linalg.norm(noises) / np.linalg.svd(np.array(grads), compute_uv=False)[-1])
                 misses = 0
             else:
                 misses += 1
                 log["misses"] += 1
-        log["threshold_rule"] = "n * eps * max gradient norm"
+        log["threshold_rule"] = "n eps max||g|| + basis error (||noise|| / sigma_min(G)) x ||Q g||"
+        log["basis_error_estimate"] = eps_q
+        if grads:
+            log["singular_values"] = np.linalg.svd(np.array(grads), compute_uv=False).tolist()
 
     # -- label queries (thresholded output) -----------------------------------------------------
     def _labels(self, X: np.ndarray) -> np.ndarray:
