@@ -85,7 +85,7 @@ def test_clip_and_project_stay_in_box():
     t = load("builtin:digits-mlp")
     from modelrecon.data import digits
 
-    X = digits().X_test[:30]
+    X = digits().X_test[:15]
     B = true_span(t)
     clipped, _ = obfuscate(X, B, 5.0, seed=0, clip="clip", box=(0.0, 1.0))
     projected, info = obfuscate(X, B, 5.0, seed=0, clip="project", box=(0.0, 1.0))

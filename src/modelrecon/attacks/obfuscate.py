@@ -272,7 +272,11 @@ class Obfuscation(Attack):
                                    "not both")
         self._basis = None if basis is None else np.asarray(basis, dtype=np.float64)
         # recover the span first on the same oracle (recover_span options; centres default to the inputs)
-        self.recover = dict(recover) if recover is not None else None
+        recover = dict(recover) if recover is not None else None
+        self._centres = None if recover is None else recover.pop("centres", None)
+        self.recover = recover
+        if self._centres is not None and self.recover is not None:
+            self.recover["centres_shape"] = list(np.shape(self._centres))
         self._inputs = np.asarray(inputs, dtype=np.float64)
         if self._inputs.ndim < 2 or len(self._inputs) == 0:
             raise ObfuscationError(f"inputs must be a non-empty batch (N, ...), got shape {self._inputs.shape}")
@@ -335,7 +339,8 @@ class Obfuscation(Attack):
         basis = self._basis
         if self.recover is not None:
             opts = {"ratio": self.noise, "seed": self.seed, **self.recover}
-            opts.setdefault("centres", self._inputs)
+            opts.pop("centres_shape", None)
+            opts["centres"] = self._inputs if self._centres is None else self._centres
             span = recover_span(oracle, **opts)
             basis = span.params["basis"]
             span_summary = {"status": span.status, "message": span.message, "dim": int(len(basis)),
