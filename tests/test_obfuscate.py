@@ -52,7 +52,6 @@ def test_true_span_is_exactly_invisible(target, inputs):
     n = inputs.shape[1]
     tol = 4 * n * EPS * lipschitz_scale(target, Xp)  # float64 rounding of the projection and the forward pass
     assert diff <= tol, (diff, tol)
-    assert diff > 0 or tol > 0
 
 
 def test_attack_with_gradient_span_and_controls(target, inputs):
