@@ -91,7 +91,7 @@ def test_gradient_source_accounts_for_basis_error():
     # without the basis-error term a rank-50 first layer was read as 51-dimensional here
     r = run("builtin:mlp?d=100&widths=50,100&k=1&act=relu&seed=2", ["gradient"], setting="relu-value")
     assert r.metrics["recovered_dim"] == 50 and r.metrics["max_principal_angle_rad"] <= 1e-6
-    assert r.details["basis_error_estimate"] < 1e-10
+    assert np.sin(r.metrics["max_principal_angle_rad"]) <= r.details["basis_error_estimate"] < 1e-6  # a true bound
 
 
 def test_multi_output_needs_an_output():

@@ -100,7 +100,7 @@ def run_study(out: Path, quick: bool = False, progress: bool = True,
             if task is not None:
                 bar.advance(task)
     (out / "span_study.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (out / "span_study.md").write_text(markdown(rows))
+    (out / "span_study.md").write_text(summary(rows) + "\n" + markdown(rows))
     plot(rows, out / "span_recovered_dim.png")
     return rows
 
@@ -129,6 +129,29 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(rows: list[dict[str, Any]]) -> str:
+    """One Markdown line per (group, setting/source, n, k): how often the span was fully recovered
+    with every hidden layer at least k wide, and with a narrower one; worst angle and false
+    dimensions; queries against the (n+1)k reference; wall time."""
+    keys = sorted({(r["group"], r["setting"], r["source"], r["n"], r["k"]) for r in rows},
+                  key=lambda t: (t[0], t[1], t[2], t[3], t[4]))
+    lines = ["| group | setting / source | n | k | full recovery, widths >= k | full recovery, a width < k "
+             "| max angle (rad), full recoveries | max false dims | queries / (n+1)k | time (s) |",
+             "|" + "---|" * 10]
+    for key in keys:
+        sel = [r for r in rows if (r["group"], r["setting"], r["source"], r["n"], r["k"]) == key]
+        wide = [r for r in sel if (r["width"] or 0) >= r["k"]]
+        thin = [r for r in sel if (r["width"] or 0) < r["k"]]
+        full = [r for r in sel if r["recovered_dim"] == r["true_dim"]]
+        angle = max((r["max_principal_angle_rad"] for r in full), default=None)
+        ratio = [r["queries"] / r["reference_queries"] for r in sel if r["reference_queries"]]
+        frac = lambda group: f"{sum(r['recovered_dim'] == r['true_dim'] for r in group)}/{len(group)}" if group else "-"
+        lines.append(f"| {key[0]} | {key[1]} / {key[2]} | {key[3]} | {key[4]} | {frac(wide)} | {frac(thin)} | "
+                     f"{'-' if angle is None else f'{angle:.1e}'} | {max(r['false_dims'] or 0 for r in sel):.1e} | "
+                     f"{min(ratio):.3f}-{max(ratio):.3f} | {sum(r['wall_time_s'] for r in sel):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -139,7 +162,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     panels = sorted({(r["n"], r["k"]) for r in sel})
     if not panels:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
     for ax, (n, k) in zip(axes[0], panels):
         for depth in sorted({r["depth"] for r in sel}):
             pts = sorted((r["width"], r["recovered_dim"] or 0) for r in sel if (r["n"], r["k"], r["depth"]) == (n, k, depth))
@@ -148,6 +171,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.axhline(k, color="grey", ls="--", lw=1)
         ax.axvline(k, color="grey", ls=":", lw=1)
         ax.set_xscale("log")
+        ticks = sorted({r["width"] for r in sel if (r["n"], r["k"]) == (n, k)})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_ylim(-0.05 * k, 1.1 * k)
         ax.set_title(f"n={n}, k={k}")
         ax.set_xlabel("hidden width after the first layer")
         ax.set_ylabel("recovered dimension")
