@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from modelrecon import obfuscate_plots, report
+from modelrecon import report
+from modelrecon.studies import obfuscate_plots
 from modelrecon.attacks.obfuscate import Obfuscation, load_basis, obfuscate, random_basis
 from modelrecon.data import digits
 from modelrecon.evaluate import evaluate
 from modelrecon.evaluate.obfuscate import compare, curve, first_layer_leak, true_span
-from modelrecon.obfuscate_study import picture_rows
+from modelrecon.studies.obfuscate import picture_rows
 from modelrecon.oracle import local_oracle
 from modelrecon.targets import load
 

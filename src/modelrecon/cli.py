@@ -105,7 +105,7 @@ def obfuscate_cmd(
     json: JsonOpt = None,
 ) -> None:
     """Hide inputs in noise the network cannot see (Jayaram, Woodruff, Zhang 2020), given its first layer's span."""
-    from modelrecon.obfuscate_study import run_cli
+    from modelrecon.studies.obfuscate import run_cli
 
     if clip and project:
         raise CliError("--clip and --project are alternatives: pick one")

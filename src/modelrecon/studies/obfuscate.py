@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from modelrecon import obfuscate_plots, report
+from modelrecon import report
+from modelrecon.studies import obfuscate_plots
 from modelrecon.attacks.obfuscate import Obfuscation, ObfuscationError, load_basis, obfuscate, random_basis
 from modelrecon.result import Result
 from modelrecon.targets import Target
