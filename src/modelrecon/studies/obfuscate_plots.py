@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from modelrecon.report import save_figure
+
 
 def _plt():
     import matplotlib
@@ -47,12 +49,7 @@ def grid(rows: Sequence[dict[str, Any]], path: str | Path, image_shape: tuple[in
         axes[i, 0].set_ylabel(row["title"], fontsize=8, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _square(size: int) -> tuple[int, int]:
@@ -82,9 +79,4 @@ def curve(rows: Sequence[dict[str, Any]], path: str | Path, chance: float | None
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
