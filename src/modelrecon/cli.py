@@ -227,6 +227,48 @@ def study_queries(
     run_study(cfg, out)
 
 
+@app.command("obfuscate")
+def obfuscate_cmd(
+    target: TargetOpt = "builtin:digits-mlp",
+    span: Annotated[Optional[Path], typer.Option("--span", help="basis of the first layer's row span: .npz (key basis) or .npy, (r x n) rows")] = None,
+    recover: Annotated[bool, typer.Option("--recover", help="recover the span first with the span attack (instead of --span)")] = False,
+    setting: Annotated[str, typer.Option("--setting", help="--recover: relu-value (value queries) | threshold (label queries)")] = "relu-value",
+    span_output: Annotated[int, typer.Option("--span-output", help="--recover: the class whose logit (relu-value) or 'top class is C' label (threshold) the span attack follows")] = 0,
+    span_points: Annotated[str, typer.Option("--span-points", help="--recover: region (query where obfuscated inputs live) | box (the span attack's own points)")] = "region",
+    inputs: Annotated[str, typer.Option("--inputs", help="digits (the test split) or a .npy/.npz file of inputs (key X)")] = "digits",
+    n_inputs: Annotated[Optional[int], typer.Option("--n-inputs", help="use only the first N inputs")] = None,
+    noise: Annotated[float, typer.Option("--noise", help="noise-to-signal ratio ||z|| / ||x||")] = 10.0,
+    clip: Annotated[bool, typer.Option("--clip", help="clip obfuscated inputs to the input box (breaks the invariance)")] = False,
+    project: Annotated[bool, typer.Option("--project", help="nearest in-box input that keeps the invariance (exact QP)")] = False,
+    target_class: Annotated[Optional[int], typer.Option("--target-class", help="reverse direction: noise-looking inputs of this class")] = None,
+    count: Annotated[int, typer.Option("--count", help="how many inputs --target-class builds")] = 10,
+    curve: Annotated[Optional[str], typer.Option("--curve", help="ratios for the label-preserved curve, e.g. 0,1,2,5,10 (evaluator side)")] = None,
+    seed: Annotated[int, typer.Option(help="noise seed")] = 0,
+    oracle: OracleOpt = None,
+    budget: BudgetOpt = None,
+    budget_per_kind: BudgetsOpt = None,
+    journal: JournalOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="folder for the pictures and the obfuscated inputs")] = Path("out/obfuscate"),
+    json: JsonOpt = None,
+) -> None:
+    """Hide inputs in noise the network cannot see (Jayaram, Woodruff, Zhang 2020), given its first layer's span."""
+    from modelrecon.studies.obfuscate import run_cli
+
+    if clip and project:
+        raise CliError("--clip and --project are alternatives: pick one")
+    if (span is None) == (not recover):
+        raise CliError("give the span: --span FILE (.npz with key 'basis', or .npy) or --recover, not both")
+    if recover and oracle is None:
+        oracle = "value" if setting == "relu-value" else "label"
+    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal)
+    recovery = {"setting": setting, "output": span_output, "points": span_points} if recover else None
+    result = run_cli(t, o, span=span, recover=recovery, inputs=inputs, n_inputs=n_inputs, noise=noise,
+                     clip="clip" if clip else "project" if project else "none", target_class=target_class,
+                     count=count, curve=curve, seed=seed, out=out)
+    finish(result, t, json)
+    report.console.print(f"pictures and obfuscated inputs in {out}/")
+
+
 @attack_app.command("span")
 def attack_span(
     target: TargetOpt = "builtin:mlp?d=100&widths=10,40&k=1&act=relu",
@@ -281,6 +323,7 @@ def study_span(
     from modelrecon.studies.span import run_study, table
 
     rows = run_study(out, quick=quick)
+    report.console.width = max(report.console.width, 180)  # 15 columns
     report.console.print(table(rows))
     report.console.print(f"JSON and plot in {out}/")
 

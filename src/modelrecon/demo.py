@@ -25,6 +25,15 @@ def _surrogate(interface: str, budget: int):
     return lambda: SurrogateAttack(budget=budget, interface=interface, pool=data.digits().X_pool, steps=300)
 
 
+def _obfuscation():
+    from modelrecon.attacks.obfuscate import Obfuscation
+    from modelrecon.data import digits
+
+    ds = digits()
+    return Obfuscation(None, ds.X_test[:100], noise=5.0,
+                       recover={"setting": "relu-value", "output": 0, "points": "region", "centres": ds.X_pool})
+
+
 def steps() -> list[Step]:
     from modelrecon.attacks.linear import LinearAttack
     from modelrecon.attacks.relu2 import Relu2Attack
@@ -46,6 +55,8 @@ def steps() -> list[Step]:
              headline="agreement"),
         Step("relu2: value + gradient (exact two-layer net)", "builtin:relu2?d=784&h=128",
              lambda: Relu2Attack(mode="value+gradient"), {"kinds": ["value", "gradient"]}),
+        Step("obfuscate: span from values, noise 5x", "builtin:digits-mlp", _obfuscation, {"kinds": ["value"]},
+             "label_preserved_rate"),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Iterable
 
 from rich.console import Console
@@ -56,6 +57,18 @@ def comparison_table(title: str, columns: list[str], rows: Iterable[Iterable[Any
     for r in rows:
         t.add_row(*[_fmt(x) for x in r])
     return t
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def progress(transient: bool = False) -> Progress:

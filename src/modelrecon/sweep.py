@@ -75,6 +75,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from modelrecon.report import save_figure
 from modelrecon.result import jsonable
 
 if sys.version_info >= (3, 11):
@@ -726,9 +727,4 @@ def plot_groups(rows: list[dict[str, Any]], x: str, y: str, path: str | Path, hu
         ax.legend(title=", ".join(hue))
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title or f"{y} vs {x}")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from modelrecon.report import save_figure
+
 DEFAULT_BUDGETS = (10, 30, 100, 300, 1000, 3000)
 DEFAULT_INTERFACES = ("label", "probabilities", "label@jbda", "gradient", "smoothgrad", "integrated-gradients")
 PREDICTION_ONLY = ("label", "probabilities", "value")
@@ -276,10 +278,7 @@ def plot(records: list[dict[str, Any]], path: Path, title: str) -> Path:
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def summarize(cfg: StudyConfig, records: list[dict[str, Any]], out: Path) -> dict[str, Any]:

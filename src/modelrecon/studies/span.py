@@ -192,6 +192,4 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("recovered dimension")
         ax.legend(fontsize=7)
     fig.suptitle("ReLU value queries: recovered span dimension vs width")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    report.save_figure(fig, path, dpi=120)
