@@ -408,12 +408,6 @@ class Relu2Attack(Attack):
                 add([xl], [la(xl)], Fl[None], [el])
             elif left_b:
                 add([xl], [lb(xl)], Fl[None], [el])
-            elif not right_a and not right_b:
-                # both check points landed in pieces not seen yet; 2^-9 of the gap apart they are, but
-                # for an unlikely kink between them, in the same piece: the right value and the left
-                # gradient make one sample (a wrong pairing fails every later check, it is not accepted)
-                add([xr], [fr], Fl[None], [el])
-                continue
             else:
                 need_value.append((xl, Fl, el))
             if right_a:
