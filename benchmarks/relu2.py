@@ -79,9 +79,15 @@ def main() -> None:
     ap.add_argument("--max-value-queries", type=int, default=400_000, help="skip value-only runs above this cost")
     ap.add_argument("--art-limit", type=int, default=120, help="seconds given to ART per target")
     ap.add_argument("--no-art", action="store_true")
+    ap.add_argument("--hs", default=None, help="comma-separated hidden widths (overrides the grid)")
+    ap.add_argument("--no-digits", action="store_true")
     args = ap.parse_args()
     hs, ds = ((16, 128), (64, 784)) if args.quick else ((16, 128, 1024), (64, 784, 3072))
-    specs = [(f"builtin:relu2?d={d}&h={h}", h, d) for h in hs for d in ds] + [("builtin:digits-mlp?widths=32", 32, 64)]
+    if args.hs:
+        hs = tuple(int(h) for h in args.hs.split(","))
+    specs = [(f"builtin:relu2?d={d}&h={h}", h, d) for h in hs for d in ds]
+    if not args.no_digits:
+        specs.append(("builtin:digits-mlp?widths=32", 32, 64))
     rows = []
     for spec, h, d in specs:
         target = load(spec)

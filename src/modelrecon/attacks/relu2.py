@@ -155,9 +155,11 @@ class Relu2Attack(Attack):
 
     def __init__(self, mode: str = "value+gradient", output: int = 0, explanation: str | None = None,
                  max_lines: int = 4, checks: int = 6, patience: int = 4, verify: int = 16, resolution: float = 2.0 ** -44,
-                 max_pieces: int = 200_000, sign_time_limit: float = 20.0, seed: int = 0):
+                 max_pieces: int | None = None, sign_time_limit: float = 20.0, seed: int = 0):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+        if max_pieces is None:  # a safety cap for targets that are not piecewise linear; bisection needs more
+            max_pieces = 200_000 if mode == "gradient" else 20_000
         if max_lines < 1 or checks < 1 or verify < 0 or max_pieces < 2:
             raise ValueError("max_lines, checks >= 1, verify >= 0, max_pieces >= 2")
         if not 0 < resolution < 1:
@@ -365,6 +367,22 @@ class Relu2Attack(Attack):
             delta = min(t - a, b - t) * 2.0 ** -10
             tl.append(t - delta)
             tr.append(t + delta)
+        keep = [i for i, (a, b, t) in enumerate(checks) if tl[i] < t < tr[i]]
+        if len(keep) < len(checks):  # t* within rounding of a sample: bisect those gaps instead
+            for i in set(range(len(checks))) - set(keep):
+                a, b, _ = checks[i]
+                m = (a + b) / 2
+                if a < m < b:
+                    fm, Fm, em = self._line_fn([m], True, True)
+                    add([m], fm, Fm, em)
+                else:
+                    kinks.append((m, samples[b][1] - samples[a][1], a, b))
+                    resolved.add((a, b))
+            checks = [checks[i] for i in keep]
+            tl = [tl[i] for i in keep]
+            tr = [tr[i] for i in keep]
+            if not checks:
+                return
         if self.mode == "value":  # the slope from a pair of values reaching left, away from t*
             _, FL, eL = self._line_fn(tl, True, True, deltas=[-min(self._delta, (t - x) / 2)
                                                                for (_, _, t), x in zip(checks, tl)])
@@ -390,12 +408,6 @@ class Relu2Attack(Attack):
                 add([xl], [la(xl)], Fl[None], [el])
             elif left_b:
                 add([xl], [lb(xl)], Fl[None], [el])
-            elif not right_a and not right_b:
-                # both check points landed in pieces not seen yet; 2^-9 of the gap apart they are, but
-                # for an unlikely kink between them, in the same piece: the right value and the left
-                # gradient make one sample (a wrong pairing fails every later check, it is not accepted)
-                add([xr], [fr], Fl[None], [el])
-                continue
             else:
                 need_value.append((xl, Fl, el))
             if right_a:
