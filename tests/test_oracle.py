@@ -177,3 +177,41 @@ def test_every_kind_is_answered(relu2):
     out = o.query(x, KINDS, output=0)
     assert set(out) == set(KINDS)
     assert o.ledger.total() == 2 * len(KINDS)
+
+
+# -- properties of the ledger (hypothesis) ------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+CHEAP = ("value", "probabilities", "label", "gradient", "explanation:saliency", "explanation:input-x-gradient")
+RELU2 = load("builtin:relu2?d=6&h=4&k=3&seed=1")
+
+
+@settings(max_examples=30, deadline=None)
+@given(batches=st.lists(st.tuples(st.integers(1, 5), st.sets(st.sampled_from(CHEAP), min_size=1)),
+                        min_size=1, max_size=6))
+def test_ledger_counts_inputs_times_kinds(batches):
+    o = local_oracle(RELU2)
+    expected: dict[str, int] = {}
+    for n, kinds in batches:
+        o.query(np.zeros((n, 6)), tuple(sorted(kinds)))
+        for k in kinds:
+            expected[k] = expected.get(k, 0) + n
+    assert o.ledger.by_kind() == expected
+    assert o.ledger.total() == sum(n * len(k) for n, k in batches)
+
+
+@settings(max_examples=30, deadline=None)
+@given(budget=st.integers(0, 30), sizes=st.lists(st.integers(1, 8), min_size=1, max_size=8),
+       kinds=st.sets(st.sampled_from(CHEAP), min_size=1, max_size=3))
+def test_budget_is_never_exceeded_and_answers_what_fits(budget, sizes, kinds):
+    o = local_oracle(RELU2, budget=budget)
+    kinds = tuple(sorted(kinds))
+    for n in sizes:
+        before = o.ledger.total()
+        try:
+            o.query(np.ones((n, 6)), kinds)
+        except QueryBudgetExceeded as e:
+            assert e.answered == (budget - before) // len(kinds)
+            assert all(len(v) == e.answered for v in e.answers.values() if e.answered)
+        assert o.ledger.total() <= budget
