@@ -92,6 +92,196 @@ def attack_linear(
     finish(LinearAttack(method=method, explanation=explanation, verify=verify).run(o), t, json)
 
 
+@attack_app.command("relu2")
+def attack_relu2(
+    target: TargetOpt = "builtin:relu2?d=784&h=128",
+    mode: Annotated[str, typer.Option(help="gradient | value+gradient | value")] = "value+gradient",
+    oracle: OracleOpt = None,
+    output: Annotated[int, typer.Option(help="the logit whose gradient is asked (k-class targets)")] = 0,
+    explanation: Annotated[Optional[str], typer.Option(help="explanation used as the gradient: gradient, saliency-signed, input-x-gradient")] = None,
+    max_lines: Annotated[int, typer.Option(help="random lines searched at most (more when a unit is missed)")] = 4,
+    verify: Annotated[int, typer.Option(help="fresh queries spent verifying the recovered model")] = 16,
+    seed: Annotated[int, typer.Option(help="seed of the random lines and check points")] = 0,
+    budget: BudgetOpt = None,
+    budget_per_kind: BudgetsOpt = None,
+    journal: JournalOpt = None,
+    round_decimals: RoundOpt = None,
+    json: JsonOpt = None,
+) -> None:
+    """Exact recovery of a two-layer ReLU network (Milli et al. 2019; value-only as Jagielski et al. 2020)."""
+    from modelrecon.attacks.relu2 import Relu2Attack
+
+    if oracle is None:
+        oracle = {"gradient": "gradient", "value+gradient": "value,gradient", "value": "value"}.get(mode)
+        if oracle and explanation and explanation != "gradient":
+            oracle = oracle.replace("gradient", f"explanation:{explanation}")
+    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals)
+    attack = Relu2Attack(mode=mode, output=output, explanation=explanation, max_lines=max_lines, verify=verify, seed=seed)
+    finish(attack.run(o), t, json)
+
+
+@attack_app.command("span")
+def attack_span(
+    target: TargetOpt = "builtin:mlp?d=100&widths=10,40&k=1&act=relu",
+    setting: Annotated[str, typer.Option(help="relu-value (value queries, ReLU) | threshold (labels, smooth activations)")] = "relu-value",
+    oracle: OracleOpt = None,
+    source: Annotated[str, typer.Option(help="auto | value | label | gradient | an explanation method")] = "auto",
+    output: Annotated[Optional[int], typer.Option(help="class index to follow on a multi-output target")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="expected span dimension (stop there); default: until it stops growing")] = None,
+    design: Annotated[str, typer.Option(help="complement (adaptive, fewer queries) | full (non-adaptive gradients)")] = "complement",
+    step: Annotated[Optional[float], typer.Option(help="finite-difference step (default 1e-4 x input scale)")] = None,
+    precision: Annotated[float, typer.Option(help="threshold setting: bisection width / step")] = 1e-7,
+    patience: Annotated[int, typer.Option(help="stop after this many fresh points add no direction")] = 6,
+    threshold: Annotated[float, typer.Option(help="oracle: label threshold on a scalar output")] = 0.0,
+    label_format: Annotated[str, typer.Option(help="oracle: 01 or sign labels")] = "01",
+    seed: Annotated[int, typer.Option(help="random seed of the query points")] = 0,
+    budget: BudgetOpt = None,
+    budget_per_kind: BudgetsOpt = None,
+    journal: JournalOpt = None,
+    round_decimals: RoundOpt = None,
+    data: Annotated[Optional[str], typer.Option(help="centre queries on the attacker's unlabeled inputs: digits | mnist | cifar10 | file.npy")] = None,
+    basis_out: Annotated[Optional[Path], typer.Option("--basis", help="write the recovered basis (.npz)")] = None,
+    json: JsonOpt = None,
+) -> None:
+    """Recover the row span of the first layer (Jayaram, Woodruff, Zhang, ICLR 2020)."""
+    from modelrecon.attacks.span import SpanRecovery
+
+    if oracle is None and source == "auto":
+        oracle = "value" if setting == "relu-value" else "label"
+    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals, threshold=threshold,
+                       label_format=label_format)
+    points = None
+    if data:
+        from modelrecon.studies.queries import load_pool
+
+        if data.endswith(".npy") and not Path(data).exists():
+            raise CliError(f"--data: no file {data}")
+        points = load_pool(t, data)
+    attack = SpanRecovery(setting=setting, source=source, output=output, k=k, design=design, step=step,
+                          precision=precision, patience=patience, seed=seed, data=points)
+    result = attack.run(o)
+    if basis_out:
+        result.save_params(basis_out)
+    finish(result, t, json)
+
+
+@attack_app.command("surrogate")
+def attack_surrogate(
+    target: TargetOpt = "builtin:digits-mlp",
+    oracle: OracleOpt = None,
+    interface: Annotated[str, typer.Option(help="label | probabilities | value | gradient | smoothgrad | "
+                                                "integrated-gradients | input-x-gradient | saliency | auto")] = "gradient",
+    strategy: Annotated[str, typer.Option(help="query selection: pool | uniform | gaussian | jbda")] = "pool",
+    points: Annotated[int, typer.Option("--budget", "--points", help="query points (each asked once per kind)")] = 100,
+    pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data: digits | mnist | cifar10 | file.npy "
+                                                     "(default: the dataset of the target's domain)")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="surrogate: mlp:W1,W2 | cnn | builtin:NAME (default by input shape)")] = None,
+    lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
+    steps: Annotated[int, typer.Option(help="training steps (Adam, minibatch)")] = 400,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    oracle_budget: Annotated[Optional[int], typer.Option("--oracle-budget", help="total budget enforced by the oracle")] = None,
+    journal: JournalOpt = None,
+    round_decimals: RoundOpt = None,
+    explain_space: SpaceOpt = "logit",
+    json: JsonOpt = None,
+) -> None:
+    """Train a surrogate on predictions and explanations by double backprop (Milli et al. 2019);
+    label / probabilities interfaces and --strategy jbda are the prediction-only baselines."""
+    from modelrecon.attacks.surrogate import SurrogateAttack
+    from modelrecon.studies.queries import load_pool
+
+    t, o = make_oracle(target, oracle, oracle_budget, None, journal, round_decimals, explain_space)
+    X = load_pool(t, pool) if strategy in ("pool", "jbda") else None
+    if strategy == "pool" and X is None:
+        raise CliError(f"strategy 'pool' needs the attacker's data: pass --pool (the target {target} names no dataset)")
+    attack = SurrogateAttack(budget=points, interface=interface, strategy=strategy, pool=X, arch=arch, lam=lam,
+                             steps=steps, seed=seed)
+    finish(attack.run(o), t, json)
+
+
+study_app = typer.Typer(help="Studies: many runs, tables and plots.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@app.command("obfuscate")
+def obfuscate_cmd(
+    target: TargetOpt = "builtin:digits-mlp",
+    span: Annotated[Optional[Path], typer.Option("--span", help="basis of the first layer's row span: .npz (key basis) or .npy, (r x n) rows")] = None,
+    recover: Annotated[bool, typer.Option("--recover", help="recover the span first with the span attack (instead of --span)")] = False,
+    setting: Annotated[str, typer.Option("--setting", help="--recover: relu-value (value queries) | threshold (label queries)")] = "relu-value",
+    span_output: Annotated[int, typer.Option("--span-output", help="--recover: the class whose logit (relu-value) or 'top class is C' label (threshold) the span attack follows")] = 0,
+    span_points: Annotated[str, typer.Option("--span-points", help="--recover: region (query where obfuscated inputs live) | box (the span attack's own points)")] = "region",
+    inputs: Annotated[str, typer.Option("--inputs", help="digits (the test split) or a .npy/.npz file of inputs (key X)")] = "digits",
+    n_inputs: Annotated[Optional[int], typer.Option("--n-inputs", help="use only the first N inputs")] = None,
+    noise: Annotated[float, typer.Option("--noise", help="noise-to-signal ratio ||z|| / ||x||")] = 10.0,
+    clip: Annotated[bool, typer.Option("--clip", help="clip obfuscated inputs to the input box (breaks the invariance)")] = False,
+    project: Annotated[bool, typer.Option("--project", help="nearest in-box input that keeps the invariance (exact QP)")] = False,
+    target_class: Annotated[Optional[int], typer.Option("--target-class", help="reverse direction: noise-looking inputs of this class")] = None,
+    count: Annotated[int, typer.Option("--count", help="how many inputs --target-class builds")] = 10,
+    curve: Annotated[Optional[str], typer.Option("--curve", help="ratios for the label-preserved curve, e.g. 0,1,2,5,10 (evaluator side)")] = None,
+    seed: Annotated[int, typer.Option(help="noise seed")] = 0,
+    oracle: OracleOpt = None,
+    budget: BudgetOpt = None,
+    budget_per_kind: BudgetsOpt = None,
+    journal: JournalOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="folder for the pictures and the obfuscated inputs")] = Path("out/obfuscate"),
+    json: JsonOpt = None,
+) -> None:
+    """Hide inputs in noise the network cannot see (Jayaram, Woodruff, Zhang 2020), given its first layer's span."""
+    from modelrecon.studies.obfuscate import run_cli
+
+    if clip and project:
+        raise CliError("--clip and --project are alternatives: pick one")
+    if (span is None) == (not recover):
+        raise CliError("give the span: --span FILE (.npz with key 'basis', or .npy) or --recover, not both")
+    if recover and oracle is None:
+        oracle = "value" if setting == "relu-value" else "label"
+    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal)
+    recovery = {"setting": setting, "output": span_output, "points": span_points} if recover else None
+    result = run_cli(t, o, span=span, recover=recovery, inputs=inputs, n_inputs=n_inputs, noise=noise,
+                     clip="clip" if clip else "project" if project else "none", target_class=target_class,
+                     count=count, curve=curve, seed=seed, out=out)
+    finish(result, t, json)
+    report.console.print(f"pictures and obfuscated inputs in {out}/")
+
+
+@study_app.command("queries")
+def study_queries(
+    target: TargetOpt = "builtin:digits-cnn",
+    budgets: Annotated[str, typer.Option(help="query-point budgets, comma-separated")] = "10,30,100,300,1000,3000",
+    interfaces: Annotated[str, typer.Option(help="interfaces, comma-separated; NAME@STRATEGY overrides --strategy "
+                                                 "(label@jbda: Papernot's JbDA with labels)")] =
+    "label,probabilities,label@jbda,gradient,smoothgrad,integrated-gradients",
+    seeds: Annotated[int, typer.Option(help="seeds per (interface, budget)")] = 3,
+    strategy: Annotated[str, typer.Option(help="default query selection: pool | uniform | gaussian | jbda")] = "pool",
+    steps: Annotated[int, typer.Option(help="training steps of every surrogate (the same training budget)")] = 400,
+    lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
+    arch: Annotated[Optional[str], typer.Option(help="surrogate architecture (default by input shape)")] = None,
+    pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data (default: the target's domain)")] = None,
+    out: Annotated[Path, typer.Option(help="output folder (resumes the runs it already holds)")] = Path("out/study-queries"),
+) -> None:
+    """Agreement vs queries per interface: JSON/CSV, a PNG plot, and the queries-to-90%/95% headline."""
+    from modelrecon.studies.queries import StudyConfig, parse_list, run_study
+
+    cfg = StudyConfig(target=target, budgets=parse_list(budgets, int), interfaces=parse_list(interfaces),
+                      seeds=seeds, strategy=strategy, steps=steps, lam=lam, arch=arch, pool=pool)
+    run_study(cfg, out)
+
+
+@study_app.command("span")
+def study_span(
+    out: Annotated[Path, typer.Option(help="folder for span_study.json and span_recovered_dim.png")] = Path("out/span"),
+    quick: Annotated[bool, typer.Option("--quick", help="a CI-sized grid (n=100, k=10)")] = False,
+) -> None:
+    """Span recovery on random ReLU/tanh networks (n, k, depth, width) and trained digits networks."""
+    from modelrecon.studies.span import run_study, table
+
+    rows = run_study(out, quick=quick)
+    report.console.width = max(report.console.width, 180)  # 15 columns
+    report.console.print(table(rows))
+    report.console.print(f"JSON and plot in {out}/")
+
+
 @app.command("serve")
 def serve(
     target: Annotated[str, typer.Argument(help="target spec: builtin:NAME?k=v, file.pt, module:callable")],
@@ -166,230 +356,8 @@ def audit_cmd(
     report.console.print(f"report: {out / 'audit.html'} and {out / 'audit.json'}")
 
 
-@attack_app.command("surrogate")
-def attack_surrogate(
-    target: TargetOpt = "builtin:digits-mlp",
-    oracle: OracleOpt = None,
-    interface: Annotated[str, typer.Option(help="label | probabilities | value | gradient | smoothgrad | "
-                                                "integrated-gradients | input-x-gradient | saliency | auto")] = "gradient",
-    strategy: Annotated[str, typer.Option(help="query selection: pool | uniform | gaussian | jbda")] = "pool",
-    points: Annotated[int, typer.Option("--budget", "--points", help="query points (each asked once per kind)")] = 100,
-    pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data: digits | mnist | cifar10 | file.npy "
-                                                     "(default: the dataset of the target's domain)")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="surrogate: mlp:W1,W2 | cnn | builtin:NAME (default by input shape)")] = None,
-    lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
-    steps: Annotated[int, typer.Option(help="training steps (Adam, minibatch)")] = 400,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    oracle_budget: Annotated[Optional[int], typer.Option("--oracle-budget", help="total budget enforced by the oracle")] = None,
-    journal: JournalOpt = None,
-    round_decimals: RoundOpt = None,
-    explain_space: SpaceOpt = "logit",
-    json: JsonOpt = None,
-) -> None:
-    """Train a surrogate on predictions and explanations by double backprop (Milli et al. 2019);
-    label / probabilities interfaces and --strategy jbda are the prediction-only baselines."""
-    from modelrecon.attacks.surrogate import SurrogateAttack
-    from modelrecon.studies.queries import load_pool
-
-    t, o = make_oracle(target, oracle, oracle_budget, None, journal, round_decimals, explain_space)
-    X = load_pool(t, pool) if strategy in ("pool", "jbda") else None
-    if strategy == "pool" and X is None:
-        raise CliError(f"strategy 'pool' needs the attacker's data: pass --pool (the target {target} names no dataset)")
-    attack = SurrogateAttack(budget=points, interface=interface, strategy=strategy, pool=X, arch=arch, lam=lam,
-                             steps=steps, seed=seed)
-    finish(attack.run(o), t, json)
-
-
-study_app = typer.Typer(help="Studies: many runs, tables and plots.", no_args_is_help=True)
-app.add_typer(study_app, name="study")
-
-
-@study_app.command("queries")
-def study_queries(
-    target: TargetOpt = "builtin:digits-cnn",
-    budgets: Annotated[str, typer.Option(help="query-point budgets, comma-separated")] = "10,30,100,300,1000,3000",
-    interfaces: Annotated[str, typer.Option(help="interfaces, comma-separated; NAME@STRATEGY overrides --strategy "
-                                                 "(label@jbda: Papernot's JbDA with labels)")] =
-    "label,probabilities,label@jbda,gradient,smoothgrad,integrated-gradients",
-    seeds: Annotated[int, typer.Option(help="seeds per (interface, budget)")] = 3,
-    strategy: Annotated[str, typer.Option(help="default query selection: pool | uniform | gaussian | jbda")] = "pool",
-    steps: Annotated[int, typer.Option(help="training steps of every surrogate (the same training budget)")] = 400,
-    lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
-    arch: Annotated[Optional[str], typer.Option(help="surrogate architecture (default by input shape)")] = None,
-    pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data (default: the target's domain)")] = None,
-    out: Annotated[Path, typer.Option(help="output folder (resumes the runs it already holds)")] = Path("out/study-queries"),
-) -> None:
-    """Agreement vs queries per interface: JSON/CSV, a PNG plot, and the queries-to-90%/95% headline."""
-    from modelrecon.studies.queries import StudyConfig, parse_list, run_study
-
-    cfg = StudyConfig(target=target, budgets=parse_list(budgets, int), interfaces=parse_list(interfaces),
-                      seeds=seeds, strategy=strategy, steps=steps, lam=lam, arch=arch, pool=pool)
-    run_study(cfg, out)
-
-
-@app.command("obfuscate")
-def obfuscate_cmd(
-    target: TargetOpt = "builtin:digits-mlp",
-    span: Annotated[Optional[Path], typer.Option("--span", help="basis of the first layer's row span: .npz (key basis) or .npy, (r x n) rows")] = None,
-    recover: Annotated[bool, typer.Option("--recover", help="recover the span first with the span attack (instead of --span)")] = False,
-    setting: Annotated[str, typer.Option("--setting", help="--recover: relu-value (value queries) | threshold (label queries)")] = "relu-value",
-    span_output: Annotated[int, typer.Option("--span-output", help="--recover: the class whose logit (relu-value) or 'top class is C' label (threshold) the span attack follows")] = 0,
-    span_points: Annotated[str, typer.Option("--span-points", help="--recover: region (query where obfuscated inputs live) | box (the span attack's own points)")] = "region",
-    inputs: Annotated[str, typer.Option("--inputs", help="digits (the test split) or a .npy/.npz file of inputs (key X)")] = "digits",
-    n_inputs: Annotated[Optional[int], typer.Option("--n-inputs", help="use only the first N inputs")] = None,
-    noise: Annotated[float, typer.Option("--noise", help="noise-to-signal ratio ||z|| / ||x||")] = 10.0,
-    clip: Annotated[bool, typer.Option("--clip", help="clip obfuscated inputs to the input box (breaks the invariance)")] = False,
-    project: Annotated[bool, typer.Option("--project", help="nearest in-box input that keeps the invariance (exact QP)")] = False,
-    target_class: Annotated[Optional[int], typer.Option("--target-class", help="reverse direction: noise-looking inputs of this class")] = None,
-    count: Annotated[int, typer.Option("--count", help="how many inputs --target-class builds")] = 10,
-    curve: Annotated[Optional[str], typer.Option("--curve", help="ratios for the label-preserved curve, e.g. 0,1,2,5,10 (evaluator side)")] = None,
-    seed: Annotated[int, typer.Option(help="noise seed")] = 0,
-    oracle: OracleOpt = None,
-    budget: BudgetOpt = None,
-    budget_per_kind: BudgetsOpt = None,
-    journal: JournalOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="folder for the pictures and the obfuscated inputs")] = Path("out/obfuscate"),
-    json: JsonOpt = None,
-) -> None:
-    """Hide inputs in noise the network cannot see (Jayaram, Woodruff, Zhang 2020), given its first layer's span."""
-    from modelrecon.studies.obfuscate import run_cli
-
-    if clip and project:
-        raise CliError("--clip and --project are alternatives: pick one")
-    if (span is None) == (not recover):
-        raise CliError("give the span: --span FILE (.npz with key 'basis', or .npy) or --recover, not both")
-    if recover and oracle is None:
-        oracle = "value" if setting == "relu-value" else "label"
-    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal)
-    recovery = {"setting": setting, "output": span_output, "points": span_points} if recover else None
-    result = run_cli(t, o, span=span, recover=recovery, inputs=inputs, n_inputs=n_inputs, noise=noise,
-                     clip="clip" if clip else "project" if project else "none", target_class=target_class,
-                     count=count, curve=curve, seed=seed, out=out)
-    finish(result, t, json)
-    report.console.print(f"pictures and obfuscated inputs in {out}/")
-
-
-@attack_app.command("span")
-def attack_span(
-    target: TargetOpt = "builtin:mlp?d=100&widths=10,40&k=1&act=relu",
-    setting: Annotated[str, typer.Option(help="relu-value (value queries, ReLU) | threshold (labels, smooth activations)")] = "relu-value",
-    oracle: OracleOpt = None,
-    source: Annotated[str, typer.Option(help="auto | value | label | gradient | an explanation method")] = "auto",
-    output: Annotated[Optional[int], typer.Option(help="class index to follow on a multi-output target")] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="expected span dimension (stop there); default: until it stops growing")] = None,
-    design: Annotated[str, typer.Option(help="complement (adaptive, fewer queries) | full (non-adaptive gradients)")] = "complement",
-    step: Annotated[Optional[float], typer.Option(help="finite-difference step (default 1e-4 x input scale)")] = None,
-    precision: Annotated[float, typer.Option(help="threshold setting: bisection width / step")] = 1e-7,
-    patience: Annotated[int, typer.Option(help="stop after this many fresh points add no direction")] = 6,
-    threshold: Annotated[float, typer.Option(help="oracle: label threshold on a scalar output")] = 0.0,
-    label_format: Annotated[str, typer.Option(help="oracle: 01 or sign labels")] = "01",
-    seed: Annotated[int, typer.Option(help="random seed of the query points")] = 0,
-    budget: BudgetOpt = None,
-    budget_per_kind: BudgetsOpt = None,
-    journal: JournalOpt = None,
-    round_decimals: RoundOpt = None,
-    data: Annotated[Optional[str], typer.Option(help="centre queries on the attacker's unlabeled inputs: digits | mnist | cifar10 | file.npy")] = None,
-    basis_out: Annotated[Optional[Path], typer.Option("--basis", help="write the recovered basis (.npz)")] = None,
-    json: JsonOpt = None,
-) -> None:
-    """Recover the row span of the first layer (Jayaram, Woodruff, Zhang, ICLR 2020)."""
-    from modelrecon.attacks.span import SpanRecovery
-
-    if oracle is None and source == "auto":
-        oracle = "value" if setting == "relu-value" else "label"
-    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals, threshold=threshold,
-                       label_format=label_format)
-    points = None
-    if data:
-        from modelrecon.studies.queries import load_pool
-
-        if data.endswith(".npy") and not Path(data).exists():
-            raise CliError(f"--data: no file {data}")
-        points = load_pool(t, data)
-    attack = SpanRecovery(setting=setting, source=source, output=output, k=k, design=design, step=step,
-                          precision=precision, patience=patience, seed=seed, data=points)
-    result = attack.run(o)
-    if basis_out:
-        result.save_params(basis_out)
-    finish(result, t, json)
-
-
-@study_app.command("span")
-def study_span(
-    out: Annotated[Path, typer.Option(help="folder for span_study.json and span_recovered_dim.png")] = Path("out/span"),
-    quick: Annotated[bool, typer.Option("--quick", help="a CI-sized grid (n=100, k=10)")] = False,
-) -> None:
-    """Span recovery on random ReLU/tanh networks (n, k, depth, width) and trained digits networks."""
-    from modelrecon.studies.span import run_study, table
-
-    rows = run_study(out, quick=quick)
-    report.console.width = max(report.console.width, 180)  # 15 columns
-    report.console.print(table(rows))
-    report.console.print(f"JSON and plot in {out}/")
-
-
-@attack_app.command("relu2")
-def attack_relu2(
-    target: TargetOpt = "builtin:relu2?d=784&h=128",
-    mode: Annotated[str, typer.Option(help="gradient | value+gradient | value")] = "value+gradient",
-    oracle: OracleOpt = None,
-    output: Annotated[int, typer.Option(help="the logit whose gradient is asked (k-class targets)")] = 0,
-    explanation: Annotated[Optional[str], typer.Option(help="explanation used as the gradient: gradient, saliency-signed, input-x-gradient")] = None,
-    max_lines: Annotated[int, typer.Option(help="random lines searched at most (more when a unit is missed)")] = 4,
-    verify: Annotated[int, typer.Option(help="fresh queries spent verifying the recovered model")] = 16,
-    seed: Annotated[int, typer.Option(help="seed of the random lines and check points")] = 0,
-    budget: BudgetOpt = None,
-    budget_per_kind: BudgetsOpt = None,
-    journal: JournalOpt = None,
-    round_decimals: RoundOpt = None,
-    json: JsonOpt = None,
-) -> None:
-    """Exact recovery of a two-layer ReLU network (Milli et al. 2019; value-only as Jagielski et al. 2020)."""
-    from modelrecon.attacks.relu2 import Relu2Attack
-
-    if oracle is None:
-        oracle = {"gradient": "gradient", "value+gradient": "value,gradient", "value": "value"}.get(mode)
-        if oracle and explanation and explanation != "gradient":
-            oracle = oracle.replace("gradient", f"explanation:{explanation}")
-    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals)
-    attack = Relu2Attack(mode=mode, output=output, explanation=explanation, max_lines=max_lines, verify=verify, seed=seed)
-    finish(attack.run(o), t, json)
-
-
-@app.command()
-def targets() -> None:
-    """List the built-in targets and their parameters."""
-    from modelrecon.targets.zoo import ZOO
-
-    t = report.comparison_table("built-in targets (builtin:NAME?key=value&...)", ["name", "what", "parameters (default)"],
-                                [(e.name, e.description, "\n".join(f"{k}={v[0]!r}: {v[1]}" for k, v in e.params.items()))
-                                 for e in ZOO.values()])
-    report.console.print(t)
-    report.console.print("Also: path/to/model.pt (TorchScript), path/to/model.onnx (values only), package.module:callable")
-
-
-@app.command()
-def journal(path: Annotated[Path, typer.Argument(help="a journal written with --journal")]) -> None:
-    """Audit a query journal: which oracle it was recorded against, and the answers per phase and kind."""
-    import datetime
-    import json as _json
-
-    from modelrecon.oracle import replay_oracle
-
-    summary = replay_oracle(path).journal.summary()
-    report.console.print(f"oracle: {_json.dumps(summary['fingerprint'])}")
-    when = lambda t: datetime.datetime.fromtimestamp(t).isoformat(timespec="seconds") if t else "-"  # noqa: E731
-    report.console.print(f"recorded from {when(summary['first'])} to {when(summary['last'])}")
-    report.console.print(report.comparison_table(f"answers in {path}", ["phase", "kind", "answers"],
-                         [(ph, k, n) for ph, kinds in summary["answers"].items() for k, n in kinds.items()]))
-
-
-@app.command()
-def demo(out: Annotated[Path, typer.Option(help="folder for the result JSON files")] = Path("out/demo")) -> None:
-    """The main job on built-in targets: every attack, its queries and its errors, side by side."""
-    from modelrecon.demo import run_demo
-
-    run_demo(out)
+def _csv(value: Optional[str]) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 @app.command()
@@ -424,10 +392,6 @@ def sweep(
         f"results in {summary.db}")
     if summary.errors:
         report.console.print(f"{summary.errors} run(s) raised: see `modelrecon results {summary.db} --failures`")
-
-
-def _csv(value: Optional[str]) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 @app.command()
@@ -503,6 +467,42 @@ def results(
         path = plot_groups(rows, px, py, plot, hue=hues, logx=spec.get("logx", False) if logx is None else logx,
                            logy=spec.get("logy", False) if logy is None else logy, title=f"{study}: {py} vs {px}")
         report.console.print(f"plot written to {path}")
+
+
+@app.command()
+def targets() -> None:
+    """List the built-in targets and their parameters."""
+    from modelrecon.targets.zoo import ZOO
+
+    t = report.comparison_table("built-in targets (builtin:NAME?key=value&...)", ["name", "what", "parameters (default)"],
+                                [(e.name, e.description, "\n".join(f"{k}={v[0]!r}: {v[1]}" for k, v in e.params.items()))
+                                 for e in ZOO.values()])
+    report.console.print(t)
+    report.console.print("Also: path/to/model.pt (TorchScript), path/to/model.onnx (values only), package.module:callable")
+
+
+@app.command()
+def journal(path: Annotated[Path, typer.Argument(help="a journal written with --journal")]) -> None:
+    """Audit a query journal: which oracle it was recorded against, and the answers per phase and kind."""
+    import datetime
+    import json as _json
+
+    from modelrecon.oracle import replay_oracle
+
+    summary = replay_oracle(path).journal.summary()
+    report.console.print(f"oracle: {_json.dumps(summary['fingerprint'])}")
+    when = lambda t: datetime.datetime.fromtimestamp(t).isoformat(timespec="seconds") if t else "-"  # noqa: E731
+    report.console.print(f"recorded from {when(summary['first'])} to {when(summary['last'])}")
+    report.console.print(report.comparison_table(f"answers in {path}", ["phase", "kind", "answers"],
+                         [(ph, k, n) for ph, kinds in summary["answers"].items() for k, n in kinds.items()]))
+
+
+@app.command()
+def demo(out: Annotated[Path, typer.Option(help="folder for the result JSON files")] = Path("out/demo")) -> None:
+    """The main job on built-in targets: every attack, its queries and its errors, side by side."""
+    from modelrecon.demo import run_demo
+
+    run_demo(out)
 
 
 def main() -> None:
