@@ -291,7 +291,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     keys: Annotated[Optional[Path], typer.Option(help="JSON keys file {name: {key, quota, rate, burst, admin}}; "
-                                                 "default: a new one with an admin and a user key")] = None,
+                                                 "created with an admin and a user key when absent")] = None,
     db: Annotated[Path, typer.Option(help="SQLite query log (kept across restarts)")] = Path("modelrecon-service.sqlite"),
     round_decimals: RoundOpt = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="return only the k largest probabilities")] = None,
@@ -311,12 +311,12 @@ def serve(
     from modelrecon.serve.app import Limits, OutputOptions, Service, create_app, new_keys, read_keys
     from modelrecon.targets import load
 
-    if keys is None:
-        keys = Path(str(db) + ".keys.json")
-        key_list = read_keys(keys) if keys.exists() else new_keys(keys)
-        report.console.print(f"API keys in {keys}: " + ", ".join(f"{k.name}={k.key}" for k in key_list))
-    else:
+    keys = keys or Path(str(db) + ".keys.json")
+    if keys.exists():
         key_list = read_keys(keys)
+    else:
+        key_list = new_keys(keys)
+        report.console.print(f"new API keys written to {keys}: " + ", ".join(f"{k.name}={k.key}" for k in key_list))
     service = Service(load(target), explanations=[e for e in explanations.split(",") if e.strip()],
                       predictions=[p.strip() for p in predictions.split(",")] if predictions else None,
                       options=OutputOptions(round_decimals, top_k, label_only, abs_explanations, explanation_noise,
@@ -506,13 +506,12 @@ def demo(out: Annotated[Path, typer.Option(help="folder for the result JSON file
 
 
 def main() -> None:
-    from modelrecon.data import DatasetMissing
     from modelrecon.oracle import OracleError
     from modelrecon.targets import TargetSpecError
 
     try:
         app()
-    except (CliError, OracleError, TargetSpecError, DatasetMissing, ValueError) as e:
+    except (CliError, OracleError, TargetSpecError, ValueError, OSError) as e:  # OSError: missing files, ports
         report.console.print(f"[bold red]error:[/] {e}")
         sys.exit(2)
 
