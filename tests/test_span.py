@@ -61,6 +61,18 @@ def test_thin_layers_never_claim_false_dimensions(seed):
     assert m["recovered_dim"] == pytest.approx(m["captured_fraction"] * m["true_dim"], abs=1e-6)
 
 
+@pytest.mark.parametrize("widths", ["6,2", "8,3,2"])
+@pytest.mark.parametrize("seed", range(5))
+def test_threshold_labels_never_claim_false_dimensions_on_thin_networks(widths, seed):
+    r = run(f"builtin:mlp?d=20&widths={widths}&k=1&act=tanh&seed={seed}", ["label"], setting="threshold")
+    m = r.metrics
+    if r.status == "failed":  # no input on either side of the threshold was found: nothing claimed
+        assert m["recovered_dim"] == 0 and "boundary" in r.message
+    else:
+        assert m["false_dims"] <= 1e-6
+        assert m["recovered_dim"] == pytest.approx(m["captured_dim"], abs=1e-6)
+
+
 def test_threshold_labels_on_tanh_network():
     r = run("builtin:mlp?d=20&widths=4,8&k=1&act=tanh&seed=0", ["label"], setting="threshold")
     assert r.status == "complete"
