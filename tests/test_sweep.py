@@ -231,3 +231,9 @@ def test_results_table_and_plot(tmp_path):
     assert res.exit_code == 0, res.output
     assert "equations" in res.output and "gradient" in res.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_grid_key_that_changes_nothing_is_refused():
+    cfg = {"study": {"name": "x", "attack": "linear", "target": "builtin:linear?d=3"}, "grid": {"noise": [1, 2]}}
+    with pytest.raises(StudyError, match="changes nothing.*attack.noise"):
+        Study.from_dict(cfg)

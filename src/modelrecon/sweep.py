@@ -233,6 +233,12 @@ class Study:
                     hyperparameters=dict(cfg.get("attack", {})), evaluate=dict(cfg.get("evaluate", {})),
                     grid=_flatten_grid(cfg.get("grid", {})), keep=keep, results=dict(cfg.get("results", {})),
                     description=s.get("description", ""), db=s.get("db"), threads=threads, source=source)
+        used = set(_PLACEHOLDER.findall(json.dumps([s["target"], cfg.get("oracle", {}), cfg.get("attack", {}),
+                                                    cfg.get("evaluate", {}), cfg.get("grid", {})], default=str)))
+        for name, values in study.grid.items():
+            if "." not in name and not any(isinstance(v, dict) for v in values) and name not in used:
+                raise StudyError(f"grid key {name!r} changes nothing: write {{{name}}} in the target or a "
+                                 f"hyperparameter, or use attack.{name} / oracle.{name}")
         study.runs()  # placeholders, axes and the attack are checked now, not on a worker
         resolve_attack(study.attack)
         return study

@@ -259,7 +259,7 @@ class Obfuscation(Attack):
 
     name = "obfuscate"
 
-    def __init__(self, basis: Any, inputs: Any, noise: float = 5.0, clip: str = "none",
+    def __init__(self, basis: Any = None, inputs: Any = None, noise: float = 5.0, clip: str = "none",
                  target_class: int | None = None, count: int | None = None, orthogonal_to_input: bool = True,
                  check: bool = True, seed: int = 0, span_source: str = "given",
                  recover: dict[str, Any] | None = None):
@@ -277,6 +277,8 @@ class Obfuscation(Attack):
         self.recover = recover
         if self._centres is not None and self.recover is not None:
             self.recover["centres_shape"] = list(np.shape(self._centres))
+        if inputs is None:
+            raise ObfuscationError("inputs to obfuscate are required: a batch (N, ...) of the target's inputs")
         self._inputs = np.asarray(inputs, dtype=np.float64)
         if self._inputs.ndim < 2 or len(self._inputs) == 0:
             raise ObfuscationError(f"inputs must be a non-empty batch (N, ...), got shape {self._inputs.shape}")
