@@ -295,7 +295,7 @@ class Relu2Attack(Attack):
             # a residual line looks for what the first missed: far-out kinks, so it looks much farther
             patience = self.patience if not self._net.h else 40
             grow = 2.0
-            if self._net.h and self.mode == "value+gradient" and self.confirm != "pair":
+            if self._net.h and self._optimistic():
                 # the residual holds only the few missed or composite units: the same reach (2^40) in
                 # steps of 2^4; a wide gap costs nothing extra, its kinks follow from the two pieces
                 patience, grow = 10, 16.0
@@ -370,7 +370,7 @@ class Relu2Attack(Attack):
                     mids.append((a + b) / 2)
             # the optimistic one-query checks on the first line only; a residual line holds a few kinks
             # (missed units and composites to cancel) and confirms each soundly, so it cannot be fooled again
-            if checks and self.mode == "value+gradient" and self.confirm in ("value", "side") and not self._net.h:
+            if checks and self._optimistic() and not self._net.h:
                 self._check_gaps_value(checks, samples, kinks, resolved, add)
             elif checks:
                 self._check_gaps(checks, samples, kinks, resolved, add)
@@ -383,8 +383,13 @@ class Relu2Attack(Attack):
         return {"kinks": kinks, "samples": samples, "t_left": ts[0], "t_right": ts[-1], "clusters": clusters}
 
     def _residual_line_through_check(self) -> bool:
-        return bool(self.mode == "value+gradient" and self.confirm != "pair" and self._net.h
-                    and getattr(self, "_worst_x", None) is not None)
+        return bool(self._optimistic() and self._net.h and getattr(self, "_worst_x", None) is not None)
+
+    def _optimistic(self) -> bool:
+        """One-query kink checks: value+gradient on exact answers (a composite unit accepted on the first
+        line is cancelled exactly on a residual line; with rounded answers the residual is too coarse for
+        that, and the two-query check is used)."""
+        return self.mode == "value+gradient" and self.confirm != "pair" and self._round_value == 0
 
     def _off_line(self, samples, a, b) -> bool:
         """Equal gradients at a and b but b's value off a's line: the gap holds at least two kinks."""
@@ -861,8 +866,8 @@ class Relu2Attack(Attack):
         kinds = []
         if self._value_kind and (self.mode != "gradient" or phase == "verify"):
             kinds.append("value")
-        if self._grad_kind and not (phase == "attack" and self.mode == "value+gradient" and self.confirm == "valuecheck"):
-            kinds.append(self._grad_kind)  # value+gradient: a value check sees a missed unit as well
+        if self._grad_kind:
+            kinds.append(self._grad_kind)
         with o.ledger.phase(phase):
             got = o.query(X.reshape(n, *o.input_shape), tuple(kinds), self.output)
         Z = np.asarray(got["value"], dtype=np.float64).reshape(n, -1) if "value" in got else None
