@@ -159,7 +159,7 @@ class Relu2Attack(Attack):
     def __init__(self, mode: str = "value+gradient", output: int = 0, explanation: str | None = None,
                  max_lines: int = 4, checks: int = 6, patience: int = 4, verify: int = 16, resolution: float = 2.0 ** -44,
                  max_pieces: int | None = None, sign_time_limit: float = 20.0, seed: int = 0,
-                 confirm: str = "side"):
+                 confirm: str = "pair"):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
         if max_pieces is None:  # a safety cap for targets that are not piecewise linear; bisection needs more
@@ -374,7 +374,7 @@ class Relu2Attack(Attack):
                 self._check_gaps_value(checks, samples, kinks, resolved, add)
             elif checks:
                 self._check_gaps(checks, samples, kinks, resolved, add)
-            if mids and self.mode == "value+gradient" and self.confirm != "pair":
+            if mids and self.mode == "value+gradient":
                 self._sample_mids(mids, samples, add)
             elif mids:
                 fm, Fm, em = self._line_fn(mids, True, True)
