@@ -69,7 +69,7 @@ def test_value_gradient_query_count_small():
     r = attack(t, "value+gradient")
     assert r.metrics["parameter_relative_error"] <= EXACT
     # two queries per piece plus two per kink plus the interval search, independent of d
-    assert r.queries["total"] <= 8 * 40  # measured 274 (6.9 per unit; the interval search dominates at small h)
+    assert r.queries["total"] <= 8 * 40  # measured 231 (5.8 per unit; the interval search dominates at small h)
 
 
 def test_kinks_far_out():
