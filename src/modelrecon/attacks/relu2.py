@@ -26,9 +26,15 @@ Modes (``mode``):
    identifiable).  O(h log(1/resolution)) queries, independent of d.
 2. ``value+gradient`` (beyond the paper): a value and a gradient at t fix the whole affine
    piece through t, so the kink between two sampled pieces is the intersection of their two
-   lines.  One value query at that intersection confirms a single kink (it must lie on both
-   lines); otherwise the point is in a piece not yet seen and its gradient is asked.  About
-   3 queries per hidden unit (a value and a gradient per piece plus one check per kink).
+   lines.  The kink is confirmed (``confirm='pair'``, the default) by a gradient at t* - delta (the
+   left piece's) and a value at t* + delta (on the right line); a failed check is a new sample
+   (a midpoint is asked its gradient first: a neighbouring piece's gradient gives its value for
+   free).  About 5-6 queries per hidden unit.  ``confirm='side'`` asks one value just beyond t*
+   on the longer side of the gap and accepts the kink when it lies on the expected line
+   (``'value'``: at t* itself); fooled when every kink of the gap lies on the other side, the
+   composite unit is cancelled on a residual line through the check point with the largest
+   residual (confirmed soundly there).  About 4 queries per unit, but it ends 'failed' or above
+   1e-9 on some seeds (docs/relu2.md), so it is an option, used only on unrounded answers.
 3. ``value``: values only.  The same search with the slope along the line taken from a pair
    of values (t, t + delta); then one finite-difference Jacobian per piece (d + 1 value
    queries, all outputs at once) gives the jumps J; the kinks are re-intersected from the
@@ -56,8 +62,9 @@ from modelrecon.result import Result
 
 EPS = np.finfo(np.float64).eps
 MODES = ("gradient", "value+gradient", "value")
-# value+gradient: how a candidate kink t* is confirmed ('value': one value at t*, optimistic;
-# 'pair': a gradient at t* - delta and a value at t* + delta, never fooled)
+# value+gradient: how a candidate kink t* is confirmed ('pair': a gradient at t* - delta and a value at
+# t* + delta, not fooled; 'side': one value just beyond t* on the gap's longer side; 'value': one at t*;
+# the one-query checks are optimistic and rely on residual lines to cancel composite units)
 CONFIRMS = ("value", "side", "pair")
 # explanation kinds equal to the signed gradient of a ReLU network (input x gradient divided by x)
 GRADIENT_KINDS = {"gradient": "g", "explanation:saliency-signed": "g", "explanation:input-x-gradient": "xg"}
