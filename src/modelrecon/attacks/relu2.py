@@ -486,6 +486,7 @@ class Relu2Attack(Attack):
                                                                for (_, _, t), x in zip(checks, tl)])
         else:
             _, FL, eL = self._line_fn(tl, False, True)
+            return self._check_gaps_right(checks, tl, tr, FL, eL, samples, kinks, resolved, add)
         fR = self._values_at(tr)
         need_value = []
         for (a, b, t), xl, Fl, el, xr, fr in zip(checks, tl, FL, eL, tr, fR):
@@ -516,6 +517,47 @@ class Relu2Attack(Attack):
             ts = [x for x, _, _ in need_value]
             fv = self._values_at(ts)
             add(ts, fv, np.array([F for _, F, _ in need_value]), [e for _, _, e in need_value])
+
+    def _check_gaps_right(self, checks, tl, tr, FL, eL, samples, kinks, resolved, add) -> None:
+        """value+gradient, second half of the two-query check, asked only where the first half passed:
+        a gradient at t* - delta that is not the left piece's already shows more kinks (a new piece
+        there costs its value; the right piece's gives its value from the line)."""
+        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
+        ask_r, need_value = [], []
+        for i, ((a, b, t), xl, Fl, el) in enumerate(zip(checks, tl, FL, eL)):
+            fa, Fa, ea = samples[a]
+            fb, Fb, eb = samples[b]
+            if same(Fl, el, Fa, ea):
+                ask_r.append(i)
+            elif same(Fl, el, Fb, eb):
+                add([xl], [fb + self._slope(Fb) * (xl - b)], Fl[None], [el])
+            else:
+                need_value.append(i)
+        fv = self._values_at([tr[i] for i in ask_r] + [tl[i] for i in need_value])
+        fR, fL = fv[:len(ask_r)], fv[len(ask_r):]
+        if need_value:
+            add([tl[i] for i in need_value], fL, np.array([FL[i] for i in need_value]), [eL[i] for i in need_value])
+        need_grad = []
+        for i, fr in zip(ask_r, fR):
+            a, b, t = checks[i]
+            xl, xr = tl[i], tr[i]
+            fa, Fa, ea = samples[a]
+            fb, Fb, eb = samples[b]
+            la = lambda u: fa + self._slope(Fa) * (u - a)  # noqa: E731
+            lb = lambda u: fb + self._slope(Fb) * (u - b)  # noqa: E731
+            tol_r = self._value_tol(fr, fa, fb, la(xr), lb(xr), xr, a, b, ea, eb)
+            if abs(fr - lb(xr)) <= tol_r:
+                kinks.append((t, Fb - Fa, a, b))
+                resolved.add((a, b))
+                continue
+            add([xl], [la(xl)], FL[i][None], [eL[i]])  # the left piece reaches t* - delta
+            if abs(fr - la(xr)) <= tol_r:
+                add([xr], [fr], Fa[None], [ea])
+            else:
+                need_grad.append((xr, fr))
+        if need_grad:
+            _, G, e = self._line_fn([x for x, _ in need_grad], False, True)
+            add([x for x, _ in need_grad], [f for _, f in need_grad], G, e)
 
     def _refine_kinks(self, found: dict[str, Any]) -> int:
         """A kink found as the intersection of two nearly parallel pieces (a tiny |a_i w_i.v|) is only
