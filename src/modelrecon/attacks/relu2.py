@@ -533,7 +533,8 @@ class Relu2Attack(Attack):
                 add([xl], [fb + self._slope(Fb) * (xl - b)], Fl[None], [el])
             else:
                 need_value.append(i)
-        fv = self._values_at([tr[i] for i in ask_r] + [tl[i] for i in need_value])
+        pts = [tr[i] for i in ask_r] + [tl[i] for i in need_value]
+        fv = self._values_at(pts) if pts else np.zeros(0)
         fR, fL = fv[:len(ask_r)], fv[len(ask_r):]
         if need_value:
             add([tl[i] for i in need_value], fL, np.array([FL[i] for i in need_value]), [eL[i] for i in need_value])
