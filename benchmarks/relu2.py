@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/relu2.py            # h in {16,128,1024} x d in {64,784,3072} + digits
     OMP_NUM_THREADS=1 python benchmarks/relu2.py --quick    # a small grid
+    OMP_NUM_THREADS=1 python benchmarks/relu2.py --confirm  # value+gradient only: kink check 'pair' vs 'side'
 
 Prints one table: queries per hidden unit (attack phase; verification counted apart),
 parameter_relative_error, wall time, for each mode, and ART's FunctionallyEquivalentExtraction
@@ -29,8 +30,8 @@ from modelrecon.targets import load  # noqa: E402
 KINDS = {"gradient": ["gradient", "value"], "value+gradient": ["value", "gradient"], "value": ["value"]}
 
 
-def ours(target, h: int, mode: str) -> tuple[str, str, str, str]:
-    result = Relu2Attack(mode=mode).run(local_oracle(target, KINDS[mode]))
+def ours(target, h: int, mode: str, **kw) -> tuple[str, str, str, str]:
+    result = Relu2Attack(mode=mode, **kw).run(local_oracle(target, KINDS[mode]))
     evaluate(result, target)
     q = result.queries["total"] / h
     err = result.metrics.get("parameter_relative_error", float("nan"))
@@ -73,6 +74,24 @@ def art(target, limit_s: int) -> tuple[str, str, str]:
         signal.signal(signal.SIGALRM, old)
 
 
+def confirm_table(specs) -> None:
+    """value+gradient with the two-query kink check (default) and the optimistic one-query check."""
+    rows = []
+    for spec, h, d in specs:
+        target = load(spec)
+        row = [spec.removeprefix("builtin:"), h, d]
+        for confirm in ("pair", "side"):
+            q, err, s, _ = ours(target, h, "value+gradient", confirm=confirm)
+            row += [q, err, s]
+        rows.append(row)
+        print(" | ".join(map(str, row)), flush=True)
+    cols = ["target", "h", "d"]
+    for c in ("pair", "side"):
+        cols += [f"{c} q/unit", f"{c} param err", f"{c} s"]
+    report.console.print(report.comparison_table("relu2 value+gradient: kink check 'pair' (2 queries) vs 'side' (1)",
+                                                 cols, rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="h in {16, 128} x d in {64, 784}, digits")
@@ -81,6 +100,7 @@ def main() -> None:
     ap.add_argument("--no-art", action="store_true")
     ap.add_argument("--hs", default=None, help="comma-separated hidden widths (overrides the grid)")
     ap.add_argument("--no-digits", action="store_true")
+    ap.add_argument("--confirm", action="store_true", help="value+gradient only: confirm='pair' vs 'side'")
     args = ap.parse_args()
     hs, ds = ((16, 128), (64, 784)) if args.quick else ((16, 128, 1024), (64, 784, 3072))
     if args.hs:
@@ -88,6 +108,9 @@ def main() -> None:
     specs = [(f"builtin:relu2?d={d}&h={h}", h, d) for h in hs for d in ds]
     if not args.no_digits:
         specs.append(("builtin:digits-mlp?widths=32", 32, 64))
+    if args.confirm:
+        confirm_table(specs)
+        return
     rows = []
     for spec, h, d in specs:
         target = load(spec)
