@@ -100,6 +100,8 @@ def attack_relu2(
     output: Annotated[int, typer.Option(help="the logit whose gradient is asked (k-class targets)")] = 0,
     explanation: Annotated[Optional[str], typer.Option(help="explanation used as the gradient: gradient, saliency-signed, input-x-gradient")] = None,
     max_lines: Annotated[int, typer.Option(help="random lines searched at most (more when a unit is missed)")] = 4,
+    confirm: Annotated[str, typer.Option(help="value+gradient kink check: pair (2 queries, never fooled) | "
+                                              "side (1 query, fooled gaps repaired on residual lines)")] = "pair",
     verify: Annotated[int, typer.Option(help="fresh queries spent verifying the recovered model")] = 16,
     seed: Annotated[int, typer.Option(help="seed of the random lines and check points")] = 0,
     budget: BudgetOpt = None,
@@ -116,7 +118,8 @@ def attack_relu2(
         if oracle and explanation and explanation != "gradient":
             oracle = oracle.replace("gradient", f"explanation:{explanation}")
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals)
-    attack = Relu2Attack(mode=mode, output=output, explanation=explanation, max_lines=max_lines, verify=verify, seed=seed)
+    attack = Relu2Attack(mode=mode, output=output, explanation=explanation, max_lines=max_lines, confirm=confirm,
+                         verify=verify, seed=seed)
     finish(attack.run(o), t, json)
 
 
