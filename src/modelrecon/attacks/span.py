@@ -310,11 +310,8 @@ class SpanRecovery(Attack):
     def _run_values(self) -> None:
         h = self._h()
         p = self.test_directions
-        misses = 0
         log = self._log
         log["step"] = h
-        failures_in_a_row = 0
-        worst_residual = 0.0
         # Measure the in-span part Qg too (r more queries per measured point): the Wedin term
         # eps_Q ||Qg|| is what a tilted basis leaves over in the complement of every later gradient.
         # It is not covered by the noise bound: a weak direction (a rare activation pattern of a thin
@@ -323,9 +320,37 @@ class SpanRecovery(Attack):
         # measure_in_span=False skips it (the old, cheaper variant, for comparison).
         in_span = self.measure_in_span is not False
         log["measure_in_span"] = in_span
+        measured: list[np.ndarray] = []  # every full gradient that passed the linearity check
+        try:
+            self._grow_values(h, p, in_span, measured)
+        finally:  # also for a partial result: the refit keeps the dimension, it only re-fits the directions
+            self._refit(measured)
+
+    def _refit(self, measured: list[np.ndarray]) -> None:
+        """Least-squares refit of the r accepted directions to every full gradient measured.
+
+        The incremental basis is exactly the span of the r gradients that added a direction; a
+        weak one (||w|| small next to ||Qg||) also carries the residue of the earlier directions'
+        tilt, so its own tilt is noise / ||w|| plus that residue / ||w||.  The gradients measured
+        at the points that added nothing lie in rowspan(A) just as well: the top-r right singular
+        vectors of all of them (Eckart-Young: the r-dimensional subspace closest to every measured
+        gradient) average that error down.  r is kept, so no direction is added or dropped here."""
+        r = len(self._basis)
+        if r == 0 or len(measured) <= r:  # nothing beyond the gradients the basis already spans
+            return
+        _, s, Vt = np.linalg.svd(np.array(measured), full_matrices=False)
+        self._basis = Vt[:r]
+        self._log["refit_gradients"] = len(measured)
+        self._log["refit_singular_values"] = s.tolist()
+
+    def _grow_values(self, h: float, p: int, in_span: bool, measured: list[np.ndarray]) -> None:
+        log = self._log
         eps_q = 0.0
         grads: list[np.ndarray] = []
         noises: list[float] = []
+        misses = 0
+        failures_in_a_row = 0
+        worst_residual = 0.0
         while not self._done(misses):
             x = self._points(1)[0]
             log["points"] += 1
@@ -367,6 +392,8 @@ class SpanRecovery(Attack):
             log["max_check_residual_over_tolerance"] = max(log.get("max_check_residual_over_tolerance", 0.0),
                                                           residual / tolerance)
             w = d[:m] @ U[:m]
+            if in_span:  # U = complement + basis: d @ U is the whole measured gradient
+                measured.append(d @ U)
             threshold = 2 * m * delta / h
             if in_span:
                 threshold += eps_q * float(np.linalg.norm(d[m:]))
