@@ -12,7 +12,10 @@ at each fresh point, only the component of the gradient *outside* span(Q): a gra
 g = Q^T(Qg) + w adds a direction iff w != 0, and w lives in the (n - r)-dimensional
 complement, so the j-th direction costs n - j + 2 value queries instead of n + 1.
 Mathematically span(Q) is the span of the noisy gradients themselves (w and g differ by
-a vector of span(Q)), so the savings cost no accuracy.
+a vector of span(Q)).  The rank decision, though, needs a bound on what the basis' own
+error leaves over in w, and that needs ||Qg||: the value setting measures the in-span part
+too (about n + 2 queries per direction in all, see below); the label and gradient settings
+do the same.
 
 Settings (hyperparameter ``setting``):
 
@@ -32,7 +35,10 @@ Settings (hyperparameter ``setting``):
     4. a candidate is confirmed by one fresh difference along its own direction (a real
        component reads ||w|| again, noise of m coordinates about ||w||/sqrt(m));
     5. stop after ``patience`` consecutive misses (the span stopped growing), at the
-       dimension ``k`` when given, or when the budget runs out (partial result).
+       dimension ``k`` when given, or when the budget runs out (partial result);
+    6. refit: the r directions are replaced by the top-r right singular vectors of every full
+       gradient measured (the accepted ones and those that added nothing): the same dimension,
+       the weak directions' tilt averaged down (least squares, Eckart-Young).
     The in-span part Qg is measured too (r more queries per measured point) and the threshold
     gains eps_Q ||Qg||, eps_Q = ||noise|| / sigma_min(gradients) (Wedin): what a slightly
     tilted basis leaves over in later gradients.  It matters at float64 precision too: on thin
