@@ -409,6 +409,8 @@ class SpanRecovery(Attack):
                 if not self._confirmed(w, d_q):
                     misses += 1
                     log["misses"] += 1
+                    if in_span:  # a stencil that did not reproduce itself: keep it out of the refit
+                        measured.pop()
                     continue
             basis_before = self._basis
             if self._accept(w, threshold):
