@@ -12,7 +12,10 @@ at each fresh point, only the component of the gradient *outside* span(Q): a gra
 g = Q^T(Qg) + w adds a direction iff w != 0, and w lives in the (n - r)-dimensional
 complement, so the j-th direction costs n - j + 2 value queries instead of n + 1.
 Mathematically span(Q) is the span of the noisy gradients themselves (w and g differ by
-a vector of span(Q)), so the savings cost no accuracy.
+a vector of span(Q)).  The rank decision, though, needs a bound on what the basis' own
+error leaves over in w, and that needs ||Qg||: the value setting measures the in-span part
+too (about n + 2 queries per direction in all, see below); the label and gradient settings
+do the same.
 
 Settings (hyperparameter ``setting``):
 
@@ -32,11 +35,17 @@ Settings (hyperparameter ``setting``):
     4. a candidate is confirmed by one fresh difference along its own direction (a real
        component reads ||w|| again, noise of m coordinates about ||w||/sqrt(m));
     5. stop after ``patience`` consecutive misses (the span stopped growing), at the
-       dimension ``k`` when given, or when the budget runs out (partial result).
-    When the oracle rounds (or ``measure_in_span=True``) the in-span part Qg is measured too
-    and the threshold gains eps_Q ||Qg||, eps_Q = ||noise|| / sigma_min(gradients) (Wedin):
-    what a slightly tilted basis leaves over in later gradients.  At float64 precision the
-    margin of the bound covers it and those r queries per direction are saved.
+       dimension ``k`` when given, or when the budget runs out (partial result);
+    6. refit: the r directions are replaced by the top-r right singular vectors of every full
+       gradient measured (the accepted ones and those that added nothing): the same dimension,
+       the weak directions' tilt averaged down (least squares, Eckart-Young).
+    The in-span part Qg is measured too (r more queries per measured point) and the threshold
+    gains eps_Q ||Qg||, eps_Q = ||noise|| / sigma_min(gradients) (Wedin): what a slightly
+    tilted basis leaves over in later gradients.  It matters at float64 precision too: on thin
+    networks (a layer narrower than k) some directions are weak (||w|| ~ 1e-5 of the gradient),
+    each is tilted by noise / ||w||, and without the term the residue of that tilt was accepted
+    as a false direction (k = 10, width 2: 11 of 10).  ``measure_in_span=False`` skips it
+    (cheaper by about k^2/2 queries, unsafe on thin networks).
     ``design="full"`` is the paper's non-adaptive variant for comparison: full gradients
     (n + 2 queries each) stacked, numerical rank by the singular values.
 
@@ -307,18 +316,47 @@ class SpanRecovery(Attack):
     def _run_values(self) -> None:
         h = self._h()
         p = self.test_directions
-        misses = 0
         log = self._log
         log["step"] = h
-        failures_in_a_row = 0
-        worst_residual = 0.0
-        in_span = self.measure_in_span
-        if in_span is None:  # at float64 precision the margin of the noise bound covers it (see docs/span.md)
-            in_span = self._oracle.options.get("round_decimals") is not None
+        # Measure the in-span part Qg too (r more queries per measured point): the Wedin term
+        # eps_Q ||Qg|| is what a tilted basis leaves over in the complement of every later gradient.
+        # It is not covered by the noise bound: a weak direction (a rare activation pattern of a thin
+        # layer, ||w|| ~ 1e-5) is tilted by noise / ||w||, and the residue of that tilt in the next
+        # gradient, tilt x ||Qg||, reads as a new direction (issue 5).  Only an explicit
+        # measure_in_span=False skips it (the old, cheaper variant, for comparison).
+        in_span = self.measure_in_span is not False
         log["measure_in_span"] = in_span
+        measured: list[np.ndarray] = []  # every full gradient that passed the linearity check
+        try:
+            self._grow_values(h, p, in_span, measured)
+        finally:  # also for a partial result: the refit keeps the dimension, it only re-fits the directions
+            self._refit(measured)
+
+    def _refit(self, measured: list[np.ndarray]) -> None:
+        """Least-squares refit of the r accepted directions to every full gradient measured.
+
+        The incremental basis is exactly the span of the r gradients that added a direction; a
+        weak one (||w|| small next to ||Qg||) also carries the residue of the earlier directions'
+        tilt, so its own tilt is noise / ||w|| plus that residue / ||w||.  The gradients measured
+        at the points that added nothing lie in rowspan(A) just as well: the top-r right singular
+        vectors of all of them (Eckart-Young: the r-dimensional subspace closest to every measured
+        gradient) average that error down.  r is kept, so no direction is added or dropped here."""
+        r = len(self._basis)
+        if r == 0 or len(measured) <= r:  # nothing beyond the gradients the basis already spans
+            return
+        _, s, Vt = np.linalg.svd(np.array(measured), full_matrices=False)
+        self._basis = Vt[:r]
+        self._log["refit_gradients"] = len(measured)
+        self._log["refit_singular_values"] = s.tolist()
+
+    def _grow_values(self, h: float, p: int, in_span: bool, measured: list[np.ndarray]) -> None:
+        log = self._log
         eps_q = 0.0
         grads: list[np.ndarray] = []
         noises: list[float] = []
+        misses = 0
+        failures_in_a_row = 0
+        worst_residual = 0.0
         while not self._done(misses):
             x = self._points(1)[0]
             log["points"] += 1
@@ -360,6 +398,8 @@ class SpanRecovery(Attack):
             log["max_check_residual_over_tolerance"] = max(log.get("max_check_residual_over_tolerance", 0.0),
                                                           residual / tolerance)
             w = d[:m] @ U[:m]
+            if in_span:  # U = complement + basis: d @ U is the whole measured gradient
+                measured.append(d @ U)
             threshold = 2 * m * delta / h
             if in_span:
                 threshold += eps_q * float(np.linalg.norm(d[m:]))
@@ -369,6 +409,8 @@ class SpanRecovery(Attack):
                 if not self._confirmed(w, d_q):
                     misses += 1
                     log["misses"] += 1
+                    if in_span:  # a stencil that did not reproduce itself: keep it out of the refit
+                        measured.pop()
                     continue
             basis_before = self._basis
             if self._accept(w, threshold):
