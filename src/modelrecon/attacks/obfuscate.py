@@ -57,19 +57,24 @@ class ObfuscationError(ValueError):
 
 
 # -- the basis ---------------------------------------------------------------------------
-def load_basis(path: str | Path) -> np.ndarray:
-    """A basis from ``.npz`` (key ``basis``) or ``.npy``."""
+def load_array(path: str | Path, key: str, what: str) -> np.ndarray:
+    """A float64 array from ``.npz`` (under ``key``) or ``.npy``; a clear error otherwise."""
     path = Path(path)
     if not path.exists():
-        raise ObfuscationError(f"no span file at {path}")
+        raise ObfuscationError(f"no {what} file at {path}")
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as f:
-            if "basis" not in f.files:
-                raise ObfuscationError(f"{path} has no array 'basis' (it holds: {', '.join(f.files) or 'nothing'})")
-            return np.asarray(f["basis"], dtype=np.float64)
+            if key not in f.files:
+                raise ObfuscationError(f"{path} has no array {key!r} (it holds: {', '.join(f.files) or 'nothing'})")
+            return np.asarray(f[key], dtype=np.float64)
     if path.suffix == ".npy":
         return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
-    raise ObfuscationError(f"span file {path} must be .npz (key 'basis') or .npy")
+    raise ObfuscationError(f"{what} file {path} must be .npz (key {key!r}) or .npy")
+
+
+def load_basis(path: str | Path) -> np.ndarray:
+    """A basis from ``.npz`` (key ``basis``) or ``.npy``."""
+    return load_array(path, "basis", "span")
 
 
 def check_basis(basis: Any, n: int) -> tuple[np.ndarray, dict[str, Any]]:

@@ -11,7 +11,8 @@ import numpy as np
 
 from modelrecon import report
 from modelrecon.studies import obfuscate_plots
-from modelrecon.attacks.obfuscate import Obfuscation, ObfuscationError, load_basis, obfuscate, random_basis
+from modelrecon.attacks.obfuscate import (Obfuscation, ObfuscationError, load_array, load_basis, obfuscate,
+                                         random_basis)
 from modelrecon.result import Result
 from modelrecon.targets import Target
 
@@ -26,17 +27,9 @@ def load_inputs(spec: str, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np
 
         ds = digits(image=len(input_shape) == 3)
         return ds.X_test, ds.X_pool
-    path = Path(spec)
-    if not path.exists():
+    if not Path(spec).exists():
         raise ObfuscationError(f"--inputs must be 'digits' or an existing .npy/.npz file; {spec!r} is neither")
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            if "X" not in f.files:
-                raise ObfuscationError(f"{path} has no array 'X' (it holds: {', '.join(f.files)})")
-            X = f["X"]
-    else:
-        X = np.load(path, allow_pickle=False)
-    X = np.asarray(X, dtype=np.float64)
+    X = load_array(spec, "X", "inputs")
     return X, X
 
 
