@@ -258,7 +258,10 @@ class Relu2Attack(Attack):
         (the d-vector; in value mode the slope along the line from a pair of values)."""
         X = self._x(ts)
         if self.mode == "value":
-            delta = self._delta if deltas is None else np.asarray(deltas, dtype=np.float64)
+            # the pair's step grows with |t|: the values' rounding grows with |t| too (|slope t| terms), and a
+            # step fixed in t would leave far-out slopes (and the small slope changes of far kinks) unresolved
+            delta = (self._delta * np.maximum(np.abs(np.asarray(ts, dtype=np.float64)), 1.0) if deltas is None
+                     else np.asarray(deltas, dtype=np.float64))
             Z2, _ = self._ask(np.vstack([X, self._x(np.asarray(ts) + delta)]), True, False)
             z = Z2 @ self._r
             n = len(X)
@@ -301,6 +304,8 @@ class Relu2Attack(Attack):
             t_end, quiet = side * T0, 0
             # a residual line looks for what the first missed: far-out kinks, so it looks much farther
             patience = self.patience if not self._net.h else 40
+            if self.mode == "value":  # two values per probe, next to (d + 1) per piece: look as far at once
+                patience = 40
             grow = 2.0
             if self._net.h and self._optimistic():
                 # the residual holds only the few missed or composite units: the same reach (2^40) in
@@ -463,6 +468,8 @@ class Relu2Attack(Attack):
         tl, tr = [], []
         for a, b, t in checks:
             delta = min(t - a, b - t) * 2.0 ** -10
+            if self.mode == "value":
+                delta = self._value_check_margin(samples, a, b, t, delta)
             tl.append(t - delta)
             tr.append(t + delta)
         keep = [i for i, (a, b, t) in enumerate(checks) if tl[i] < t < tr[i]]
@@ -482,14 +489,13 @@ class Relu2Attack(Attack):
             if not checks:
                 return
         if self.mode == "value":  # the slope from a pair of values reaching left, away from t*
-            _, FL, eL = self._line_fn(tl, True, True, deltas=[-min(self._delta, (t - x) / 2)
-                                                               for (_, _, t), x in zip(checks, tl)])
+            fL, FL, eL = self._line_fn(tl, True, True, deltas=[-min(self._delta * max(abs(x), 1.0), (t - x) / 2)
+                                                                for (_, _, t), x in zip(checks, tl)])
         else:
             _, FL, eL = self._line_fn(tl, False, True)
             return self._check_gaps_right(checks, tl, tr, FL, eL, samples, kinks, resolved, add)
         fR = self._values_at(tr)
-        need_value = []
-        for (a, b, t), xl, Fl, el, xr, fr in zip(checks, tl, FL, eL, tr, fR):
+        for (a, b, t), xl, fl, Fl, el, xr, fr in zip(checks, tl, fL, FL, eL, tr, fR):
             fa, Fa, ea = samples[a]
             fb, Fb, eb = samples[b]
             la = lambda u: fa + self._slope(Fa) * (u - a)  # noqa: E731
@@ -497,26 +503,32 @@ class Relu2Attack(Attack):
             tol_r = self._value_tol(fr, fa, fb, la(xr), lb(xr), xr, a, b, ea, eb)
             left_a = same(Fl, el, Fa, ea)
             left_b = same(Fl, el, Fb, eb)
+            # the value at t* - delta is known too: it must be on the left line
+            left_a = left_a and abs(fl - la(xl)) <= self._value_tol(fl, fa, fb, la(xl), lb(xl), xl, a, b, ea, eb)
             right_b = abs(fr - lb(xr)) <= tol_r
             right_a = abs(fr - la(xr)) <= tol_r and not right_b
             if left_a and right_b:
                 kinks.append((t, Fb - Fa, a, b))
                 resolved.add((a, b))
                 continue
-            if left_a:
-                add([xl], [la(xl)], Fl[None], [el])
-            elif left_b:
-                add([xl], [lb(xl)], Fl[None], [el])
-            else:
-                need_value.append((xl, Fl, el))
+            add([xl], [fl], Fl[None], [el])  # a measured value and slope: a sample like any other
             if right_a:
                 add([xr], [fr], Fa[None], [ea])
             elif right_b and not left_b:
                 add([xr], [fr], Fb[None], [eb])
-        if need_value:
-            ts = [x for x, _, _ in need_value]
-            fv = self._values_at(ts)
-            add(ts, fv, np.array([F for _, F, _ in need_value]), [e for _, _, e in need_value])
+
+    def _value_check_margin(self, samples, a, b, t, delta) -> float:
+        """value mode: the check points t* -/+ delta must lie far enough from t* that the two lines differ
+        there by more than their rounding (else a gap whose kinks all lie beyond t* + delta passes the
+        check); nan (bisect the gap instead) when the gap is too narrow for that."""
+        fa, Fa, ea = samples[a]
+        fb, Fb, eb = samples[b]
+        sa, sb = self._slope(Fa), self._slope(Fb)
+        la, lb = fa + sa * (t - a), fb + sb * (t - b)
+        # the tolerance at t* -/+ delta (delta <= half the gap: the slope terms grow by at most 3/2), twice over
+        tol = self._value_tol(lb, fa, fb, la, lb, t, a, b, ea, eb)
+        delta = max(delta, 3 * tol / abs(sa - sb))
+        return delta if delta <= min(t - a, b - t) / 2 else math.nan
 
     def _check_gaps_right(self, checks, tl, tr, FL, eL, samples, kinks, resolved, add) -> None:
         """value+gradient, second half of the two-query check, asked only where the first half passed:
