@@ -166,7 +166,7 @@ class Relu2Attack(Attack):
     def __init__(self, mode: str = "value+gradient", output: int = 0, explanation: str | None = None,
                  max_lines: int = 4, checks: int = 16, patience: int = 4, verify: int = 16, resolution: float = 2.0 ** -44,
                  max_pieces: int | None = None, sign_time_limit: float = 20.0, seed: int = 0,
-                 confirm: str = "pair"):
+                 confirm: str = "pair", value_precision: float = 2.0 ** -34):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
         if max_pieces is None:  # a safety cap for targets that are not piecewise linear; bisection needs more
@@ -178,6 +178,9 @@ class Relu2Attack(Attack):
         if confirm not in CONFIRMS:
             raise ValueError(f"unknown confirm {confirm!r}; known: {', '.join(CONFIRMS)}")
         self.confirm = confirm
+        if not 0 < value_precision < 1:
+            raise ValueError("value_precision must be in (0, 1)")
+        self.value_precision = value_precision
         self.mode = mode
         self.output = output
         self.explanation = explanation
@@ -508,8 +511,10 @@ class Relu2Attack(Attack):
             right_b = abs(fr - lb(xr)) <= tol_r
             right_a = abs(fr - la(xr)) <= tol_r and not right_b
             if left_a and right_b:
-                kinks.append((t, Fb - Fa, a, b))
-                resolved.add((a, b))
+                # the check points become the samples that bound the kink: its lines meet right next to them
+                add([xl, xr], [fl, fr], np.array([Fa, Fb]), [ea, eb])
+                kinks.append((t, Fb - Fa, xl, xr))
+                resolved.add((xl, xr))
                 continue
             add([xl], [fl], Fl[None], [el])  # a measured value and slope: a sample like any other
             if right_a:
@@ -698,51 +703,105 @@ class Relu2Attack(Attack):
         gap = np.minimum(np.abs(reps - edges[:-1]), np.abs(edges[1:] - reps))
         gap = np.where(np.isfinite(gap), gap, np.abs(reps) + 1.0)
         steps = 0.25 * gap * np.linalg.norm(self._v) / math.sqrt(d)
+        S = np.repeat(steps[:, None], d, axis=1)  # signed step per piece and coordinate
         Jacs = np.empty((len(reps), K, d))
         vals = np.empty((len(reps), K))
-        rel = np.zeros(len(reps))
+        mag = np.zeros(len(reps))
+        terms = np.zeros(len(reps))
         todo = np.arange(len(reps))
         self._fd_rounds = 0
         refined = False
+        # hyperplanes of the model so far: the residual has kinks there too unless they cancel exactly
+        N0, dv0 = self._net.N, self._net.dv
+        line_slope = np.array([samples[t][1][0] for t in reps])
+        line_err = np.array([samples[t][2] for t in reps])
+        cap = np.maximum(np.abs(X).max(axis=1), self._box[1] - self._box[0])
         while len(todo):
             self._fd_rounds += 1
             for p in todo:
-                P = np.vstack([X[p], X[p] + steps[p] * np.eye(d)])
+                P = np.vstack([X[p], X[p] + np.diag(S[p])])
                 Z, _ = self._ask(P, True, False)
                 self._store_values(P[:1], Z[:1])
                 vals[p] = Z[0]
-                Jacs[p] = ((Z[1:] - Z[0]) / steps[p]).T
-                # relative error of a forward difference: rounding of the two values over the step
-                mag = np.abs(Z).max() + np.abs(P).max() * np.abs(Jacs[p]).sum(axis=1).max()
-                rel[p] = (d + 8) * EPS * mag / steps[p] / max(np.abs(Jacs[p]).max(), EPS)
-            N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs)
+                Jacs[p] = ((Z[1:] - Z[0]) / S[p][:, None]).T
+                # size of the values and of the sums behind them: the rounding of a value is a few eps times it
+                mag[p] = np.abs(Z).max() + np.abs(P).max() * np.abs(Jacs[p]).sum(axis=1).max()
+                # the sums behind the values at the stencil (first-order size of their rounding: eps times it)
+                terms[p] = np.abs(Z).max() + (np.abs(Jacs[p]) @ np.abs(X[p])).max() + (np.abs(Jacs[p]) * np.abs(S[p])).max()
+            N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs, samples)
             if self._fd_rounds >= 8 or not len(N):
                 break
-            Z = X @ N.T + dv  # (pieces, units)
-            reach = np.maximum(-np.sign(Z)[:, :, None] * N[None], 0).max(axis=2)  # worst coordinate step
-            with np.errstate(divide="ignore"):
-                safe = np.where(reach > 0, np.abs(Z) / np.where(reach > 0, reach, 1), np.inf).min(axis=1)
+            Nall, dvall = np.vstack([N0, N]), np.concatenate([dv0, dv])
+            # a stencil point on the other side of a recovered hyperplane: the stencil mixes two pieces
+            Zp = X @ Nall.T + dvall  # (pieces, units)
+            crossed = np.array([np.any(Zp[p][:, None] * (Zp[p][:, None] + Nall * S[p]) <= 0) for p in range(len(reps))])
             # the Jacobian must also reproduce the slope measured along the line (free check of a stencil
-            # that crossed a hyperplane the recovered units do not show yet)
-            line_slope = np.array([samples[t][1][0] for t in reps])
-            line_err = np.array([samples[t][2] for t in reps])
+            # that crossed a hyperplane the recovered units do not show yet); forward differences err by
+            # (d + 8) eps mag / step per column
+            colerr = (d + 8) * EPS * mag[:, None] / np.abs(S)
             jac_slope = np.einsum("k,pkd,d->p", self._r, Jacs, self._v)
-            off = np.abs(jac_slope - line_slope) > line_err + 4 * rel * np.abs(Jacs).max(axis=(1, 2)) * np.abs(self._v).sum()
-            steps = np.where(off & (steps < safe), steps / 16, steps)
-            todo = np.flatnonzero((steps >= safe) | off)
-            steps = np.where(steps >= safe, 0.25 * safe, steps)
+            off = np.abs(jac_slope - line_slope) > line_err + 4 * (colerr @ np.abs(self._v)) * np.abs(self._r).sum()
+            todo = np.flatnonzero(crossed | off)
+            # redo (uniform steps: the hyperplanes next to a failed stencil are not reliable yet): a quarter of the
+            # way to the nearest recovered hyperplane, or (a hyperplane not recovered yet) 16 x smaller
+            reach = np.maximum(-np.sign(Zp)[:, :, None] * Nall[None], 0).max(axis=2)  # worst coordinate step
+            with np.errstate(divide="ignore"):
+                safe = np.where(reach > 0, np.abs(Zp) / np.where(reach > 0, reach, 1), np.inf).min(axis=1)
+            for p in todo:
+                small = np.abs(S[p]).min()
+                S[p] = 0.25 * min(safe[p], small) if crossed[p] else small / 16
             if not len(todo) and not refined:
-                # all stencils valid: redo once the ones far smaller than the cell allows (precision ~ 1/step)
+                # all stencils valid: redo once those whose units would carry a relative error above
+                # ``value_precision`` (expected rounding: eps times the sums behind the values, over the step, per
+                # column) with per-coordinate steps half way to the nearest recovered hyperplane (error ~ 1/step)
                 refined = True
-                todo = np.flatnonzero(steps < safe / 64)
-                steps[todo] = 0.25 * safe[todo]
-        self._rel_err = max(self._rel_err, float(rel.max()))
+                best = np.array([self._coord_steps(X[p], Nall, dvall, cap[p]) for p in range(len(reps))])
+                noise = EPS * terms[:, None]
+                now = np.sqrt(((noise / np.abs(S)) ** 2).sum(axis=1))
+                then = np.sqrt(((noise / np.abs(best)) ** 2).sum(axis=1))
+                size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, -1), axis=1)
+                unit_err = (now[:-1] + now[1:]) / np.maximum(size, np.finfo(float).tiny)
+                worst = np.zeros(len(reps))
+                worst[:-1] = unit_err
+                worst[1:] = np.maximum(worst[1:], unit_err)
+                todo = np.flatnonzero((worst > self.value_precision) & (then < now / 4))
+                for p in todo:  # the base point: where on the piece's segment the steps reach farthest
+                    lo, hi = edges[p], edges[p + 1]
+                    lo, hi = (lo if np.isfinite(lo) else reps[p]), (hi if np.isfinite(hi) else reps[p])
+                    cand = lo + (hi - lo) * np.arange(1, 16) / 16
+                    Xc = self._x(cand)
+                    # expected error of the stencil there: the sums behind the values over the steps
+                    size_c = np.abs(vals[p] + (Xc - X[p]) @ Jacs[p].T).max(axis=1) + (np.abs(Xc) @ np.abs(Jacs[p]).T).max(axis=1)
+                    Sc = [self._coord_steps(x, Nall, dvall, cap[p]) for x in Xc]
+                    cost = [m ** 2 * np.sum(1.0 / sc ** 2) for m, sc in zip(size_c, Sc)]
+                    k = int(np.argmin(cost))
+                    if cost[k] < (terms[p] ** 2) * np.sum(1.0 / best[p] ** 2):
+                        reps[p], X[p], best[p] = cand[k], Xc[k], Sc[k]
+                S[todo] = best[todo]
+        # relative error of the units (bound), weighted by their size: the model's values err by about this
+        # much relative to the sums of |unit| |x| behind them
+        colerr = (d + 8) * EPS * mag[:, None] / np.abs(S)
+        jump_err = np.linalg.norm(colerr[:-1], axis=1) + np.linalg.norm(colerr[1:], axis=1)
+        size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, -1), axis=1)
+        if len(size):
+            self._rel_err = max(self._rel_err, float(jump_err.sum() * math.sqrt(K) / max(size.sum(), EPS)))
         A = Jacs[0].copy()
         c = vals[0] - A @ X[0]
         self._net.add(N, dv, Gc.T, A, c)
         return len(kinks), found["clusters"]
 
-    def _units_from_jacobians(self, kinks, reps, X, vals, Jacs):
+    @staticmethod
+    def _coord_steps(x, N, dv, cap) -> np.ndarray:
+        """Per coordinate j, the signed step along +e_j or -e_j (whichever reaches farther) that goes half
+        way to the nearest hyperplane N.x + dv = 0 (at most ``cap``): the point stays in the cell of x."""
+        z = x @ N.T + dv
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = -z[:, None] / N  # step along e_j at which hyperplane i is reached
+        plus = np.where(r > 0, r, np.inf).min(axis=0, initial=np.inf)
+        minus = np.where(r < 0, -r, np.inf).min(axis=0, initial=np.inf)
+        return np.where(plus >= minus, 0.5 * np.minimum(plus, cap), -0.5 * np.minimum(minus, cap))
+
+    def _units_from_jacobians(self, kinks, reps, X, vals, Jacs, samples=None):
         N, dv, Gc = [], [], []
         d = self._d
         for i in range(len(kinks)):
@@ -752,6 +811,10 @@ class Relu2Attack(Attack):
             n = Jl * (np.sign(s) if s != 0 else 1.0)
             a, b = reps[i], reps[i + 1]
             fa, fb = vals[i] @ self._r, vals[i + 1] @ self._r
+            if samples is not None:  # the samples that bound the kink's gap: the two lines meet close to them
+                ga, gb = kinks[i][2], kinks[i][3]
+                if a <= ga < gb <= b:
+                    a, b, fa, fb = ga, gb, samples[ga][0], samples[gb][0]
             sa, sb = (self._r @ Jacs[i]) @ self._v, (self._r @ Jacs[i + 1]) @ self._v
             t = (fb - fa + sa * a - sb * b) / (sa - sb) if sa != sb else kinks[i][0]
             if not (a < t < b):
