@@ -214,3 +214,60 @@ def test_one_query_confirmation_cancels_a_composite_unit():
 def test_bad_confirm_is_refused():
     with pytest.raises(ValueError, match="confirm"):
         Relu2Attack(confirm="maybe")
+
+
+# ---------------------------------------------------------------- value mode (values only)
+@pytest.mark.parametrize("spec", ["builtin:relu2?d=16&h=24&seed=1", "builtin:relu2?d=32&h=48&seed=0"])
+def test_value_mode_more_units_than_half_the_inputs(spec):
+    # h > d/2: the cells around the line are small, so the stencils must stay inside them; d=32 h=48 seed 0
+    # used to miss a unit and end 'failed' after 1300 queries per unit
+    t = load(spec)
+    h, d = t.truth["W"].shape
+    r = attack(t, "value")
+    assert r.status == "complete", r.message
+    assert r.metrics["hidden_units_recovered"] == h
+    assert r.details["orientation"] == "resolved"
+    assert r.metrics["parameter_relative_error"] <= EXACT
+    assert r.queries["total"] <= 3 * (h + 1) * (d + 1)
+
+
+def test_value_mode_exact_where_it_used_to_stop_short():
+    # d=128 h=96 seed 0 ended 'complete' at 3.4e-8: stencils far smaller than their cells allowed
+    t = load("builtin:relu2?d=128&h=96&seed=0")
+    r = attack(t, "value")
+    assert r.status == "complete", r.message
+    assert r.metrics["hidden_units_recovered"] == 96
+    assert r.metrics["parameter_relative_error"] <= EXACT
+    assert r.metrics["fidelity_max_abs_error"] <= EXACT
+
+
+def test_value_mode_kinks_far_out():
+    # slopes from value pairs lose precision far out unless the pair's step grows with |t|; this target
+    # used to end 'failed' after 64,000 queries (more than 20,000 pieces found on a residual line)
+    r = attack(load("builtin:relu2?d=8&h=6&bias_scale=50&seed=5"), "value")
+    assert r.status == "complete", r.message
+    assert r.metrics["parameter_relative_error"] <= EXACT
+    assert r.queries["total"] <= 400
+
+
+def test_value_mode_three_layer_network_fails_with_residual():
+    # used to end 'complete' with a residual of 7e4 on fresh queries (the tolerance carried a worst-case
+    # finite-difference error of one column instead of the error of the recovered units)
+    r = attack(load("builtin:mlp?d=6&widths=5,5&seed=14"), "value", max_pieces=400, max_lines=2)
+    assert r.status == "failed"
+    assert "off by" in r.message or "residual" in r.message
+
+
+def test_value_mode_tiny_output_weight():
+    rng = np.random.default_rng(9)
+    W, b, V = rng.normal(size=(5, 7)), rng.normal(size=5), rng.normal(size=(1, 5))
+    V[0, 2] = 1e-5
+    r = attack(net_target(W, b, V, [0.0]), "value")
+    assert r.status == "complete", r.message
+    assert r.metrics["hidden_units_recovered"] == 5
+    assert r.metrics["parameter_relative_error"] <= EXACT
+
+
+def test_value_mode_bad_precision_is_refused():
+    with pytest.raises(ValueError, match="value_precision"):
+        Relu2Attack(mode="value", value_precision=0.0)

@@ -307,9 +307,9 @@ class Relu2Attack(Attack):
             t_end, quiet = side * T0, 0
             # a residual line looks for what the first missed: far-out kinks, so it looks much farther
             patience = self.patience if not self._net.h else 40
-            if self.mode == "value":  # two values per probe, next to (d + 1) per piece: look as far at once
-                patience = 40
             grow = 2.0
+            if self.mode == "value":  # two values per probe, next to (d + 1) per piece: look as far (2^40) at once,
+                patience, grow = 10, 16.0  # in steps of 2^4 (a wide gap costs nothing extra: two lines meet there)
             if self._net.h and self._optimistic():
                 # the residual holds only the few missed or composite units: the same reach (2^40) in
                 # steps of 2^4; a wide gap costs nothing extra, its kinks follow from the two pieces
@@ -721,7 +721,7 @@ class Relu2Attack(Attack):
             for p in todo:
                 P = np.vstack([X[p], X[p] + np.diag(S[p])])
                 Z, _ = self._ask(P, True, False)
-                self._store_values(P[:1], Z[:1])
+                self._store_values(P[:1].copy(), Z[:1].copy())  # copies: a view would keep the whole stencil alive
                 vals[p] = Z[0]
                 Jacs[p] = ((Z[1:] - Z[0]) / S[p][:, None]).T
                 # size of the values and of the sums behind them: the rounding of a value is a few eps times it
