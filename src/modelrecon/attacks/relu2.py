@@ -696,7 +696,15 @@ class Relu2Attack(Attack):
                 raise _TooManyPieces(-1)
             lo, hi = edges[p], edges[p + 1]
             reps.append(max(inside, key=lambda t: min(t - lo, hi - t)))
-        reps = np.array(reps)
+        line_slope = np.array([samples[t][1][0] for t in reps])  # the piece's slope, measured on the line
+        line_err = np.array([samples[t][2] for t in reps])
+        # the stencil's base: the middle of the piece's segment (farthest from both kinks; its value is asked anyway)
+        # (the end pieces: as far beyond their kink as the kink is from the line's origin, at least T0 = 1)
+        if len(kt):
+            edges[0], edges[-1] = kt[0] - 2 * max(abs(kt[0]), 1.0), kt[-1] + 2 * max(abs(kt[-1]), 1.0)
+        reps = np.array([(edges[p] + edges[p + 1]) / 2 if np.isfinite(edges[p] + edges[p + 1]) else reps[p]
+                         for p in range(len(reps))])
+        edges[0], edges[-1] = -np.inf, np.inf
         X = self._x(reps)
         # first step: a quarter of the distance to the nearest kink along the line, scaled to the typical
         # angle between the line and a hyperplane; stencils that still cross a recovered hyperplane are redone
@@ -713,8 +721,6 @@ class Relu2Attack(Attack):
         refined = False
         # hyperplanes of the model so far: the residual has kinks there too unless they cancel exactly
         N0, dv0 = self._net.N, self._net.dv
-        line_slope = np.array([samples[t][1][0] for t in reps])
-        line_err = np.array([samples[t][2] for t in reps])
         cap = np.maximum(np.abs(X).max(axis=1), self._box[1] - self._box[0])
         while len(todo):
             self._fd_rounds += 1
@@ -786,7 +792,9 @@ class Relu2Attack(Attack):
         if len(size):
             self._rel_err = max(self._rel_err, float(jump_err.sum() * math.sqrt(K) / max(size.sum(), EPS)))
         A = Jacs[0].copy()
-        c = vals[0] - A @ X[0]
+        # c from the value nearest the origin (far out, the error of A times |x| would swamp it)
+        p = int(np.argmin(np.linalg.norm(X, axis=1)))
+        c = vals[p] - A @ X[p] - np.maximum(N @ X[p] + dv, 0.0) @ Gc
         self._net.add(N, dv, Gc.T, A, c)
         return len(kinks), found["clusters"]
 
@@ -812,8 +820,8 @@ class Relu2Attack(Attack):
             a, b = reps[i], reps[i + 1]
             fa, fb = vals[i] @ self._r, vals[i + 1] @ self._r
             if samples is not None:  # the samples that bound the kink's gap: the two lines meet close to them
-                ga, gb = kinks[i][2], kinks[i][3]
-                if a <= ga < gb <= b:
+                ga, gb = kinks[i][2], kinks[i][3]  # in the pieces left and right of the kink (the search's gap)
+                if ga < gb:
                     a, b, fa, fb = ga, gb, samples[ga][0], samples[gb][0]
             sa, sb = (self._r @ Jacs[i]) @ self._v, (self._r @ Jacs[i + 1]) @ self._v
             t = (fb - fa + sa * a - sb * b) / (sa - sb) if sa != sb else kinks[i][0]
