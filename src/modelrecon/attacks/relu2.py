@@ -166,7 +166,7 @@ class Relu2Attack(Attack):
     def __init__(self, mode: str = "value+gradient", output: int = 0, explanation: str | None = None,
                  max_lines: int = 4, checks: int = 16, patience: int = 4, verify: int = 16, resolution: float = 2.0 ** -44,
                  max_pieces: int | None = None, sign_time_limit: float = 20.0, seed: int = 0,
-                 confirm: str = "pair", value_precision: float = 2.0 ** -34):
+                 confirm: str = "pair", value_precision: float = 2.0 ** -27):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
         if max_pieces is None:  # a safety cap for targets that are not piecewise linear; bisection needs more
@@ -791,12 +791,52 @@ class Relu2Attack(Attack):
         size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, -1), axis=1)
         if len(size):
             self._rel_err = max(self._rel_err, float(jump_err.sum() * math.sqrt(K) / max(size.sum(), EPS)))
+        dv = self._offsets_across(N, dv)
         A = Jacs[0].copy()
         # c from the value nearest the origin (far out, the error of A times |x| would swamp it)
         p = int(np.argmin(np.linalg.norm(X, axis=1)))
         c = vals[p] - A @ X[p] - np.maximum(N @ X[p] + dv, 0.0) @ Gc
         self._net.add(N, dv, Gc.T, A, c)
         return len(kinks), found["clusters"]
+
+    def _offsets_across(self, N: np.ndarray, dv: np.ndarray) -> np.ndarray:
+        """Each unit's offset again, measured across its hyperplane at the hyperplane's point nearest the
+        origin, along its normal: four values, two on each side, give the two lines and their intersection.
+        On the search line a unit that crosses it at a shallow angle (a kink far out) has its offset from
+        a point far out, where the error of its normal times |x| swamps it; across the hyperplane the
+        intersection is known to the values' rounding over the full slope change |u_i|."""
+        if not len(N):
+            return dv
+        Nall, dvall = np.vstack([self._net.N, N]), np.concatenate([self._net.dv, dv])
+        h0 = self._net.h
+        norms = np.linalg.norm(N, axis=1)
+        U = N / norms[:, None]
+        Xs = -(dv / norms)[:, None] * U  # nearest points to the origin
+        Zs = Xs @ Nall.T + dvall  # (units, all units)
+        rate = U @ Nall.T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reach = np.abs(np.where(rate != 0, Zs / rate, np.inf))
+        reach[np.arange(len(N)), h0 + np.arange(len(N))] = np.inf  # its own hyperplane
+        # half way to the nearest other hyperplane along the normal (at most the scale of the box and of x*)
+        L = 0.5 * np.minimum(reach.min(axis=1), np.maximum(np.linalg.norm(Xs, axis=1), self._box[1] - self._box[0]))
+        ok = L > 0
+        offs = np.array([-1.0, -0.5, 0.5, 1.0])
+        P = (Xs[:, None, :] + (L[:, None] * offs)[:, :, None] * U[:, None, :])[ok].reshape(-1, self._d)
+        if not len(P):
+            return dv
+        Z, _ = self._ask(P, True, False)
+        self._store_values(P, Z)
+        f = (Z @ self._r).reshape(-1, 4)
+        Lk = L[ok]
+        sl, sr = (f[:, 1] - f[:, 0]) / (Lk / 2), (f[:, 3] - f[:, 2]) / (Lk / 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s0 = (f[:, 2] - f[:, 1] - (sr + sl) * Lk / 2) / (sl - sr)
+        new = dv.copy()
+        idx = np.flatnonzero(ok)
+        inside = np.isfinite(s0) & (np.abs(s0) < Lk / 2)  # else the kink is not where the units say: keep
+        new[idx[inside]] = dv[idx[inside]] - norms[idx[inside]] * s0[inside]
+        self._offsets_remeasured = int(inside.sum())
+        return new
 
     @staticmethod
     def _coord_steps(x, N, dv, cap) -> np.ndarray:
