@@ -766,11 +766,19 @@ class Relu2Attack(Attack):
                 now = np.sqrt(((noise / np.abs(S)) ** 2).sum(axis=1))
                 then = np.sqrt(((noise / np.abs(best)) ** 2).sum(axis=1))
                 size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, -1), axis=1)
-                unit_err = (now[:-1] + now[1:]) / np.maximum(size, np.finfo(float).tiny)
-                worst = np.zeros(len(reps))
-                worst[:-1] = unit_err
-                worst[1:] = np.maximum(worst[1:], unit_err)
-                todo = np.flatnonzero((worst > self.value_precision) & (then < now / 4))
+                # per unit over the precision, the fewest of its two pieces to redo: the noisier one if that
+                # suffices, else both (each redo costs d + 1 values)
+                goal = self.value_precision * np.maximum(size, np.finfo(float).tiny)
+                redo = np.zeros(len(reps), bool)
+                for i in np.flatnonzero(now[:-1] + now[1:] > goal):
+                    est = lambda r: (then if r[0] else now)[i] + (then if r[1] else now)[i + 1]  # noqa: E731
+                    first = (True, False) if now[i] >= now[i + 1] else (False, True)
+                    for choice in (first, (True, True)):
+                        if est(choice) <= goal[i] or choice == (True, True):
+                            redo[i] |= choice[0]
+                            redo[i + 1] |= choice[1]
+                            break
+                todo = np.flatnonzero(redo & (then < now / 4))
                 for p in todo:  # the base point: where on the piece's segment the steps reach farthest
                     lo, hi = edges[p], edges[p + 1]
                     lo, hi = (lo if np.isfinite(lo) else reps[p]), (hi if np.isfinite(hi) else reps[p])
