@@ -32,7 +32,7 @@ Modes (``mode``):
    neighbouring piece's gives its value for free; a midpoint is asked its gradient first).  About
    4.5-6 queries per hidden unit.  ``confirm='side'`` asks one gradient just beyond t* on the longer
    side of the gap; fooled when every kink of the gap lies on the other side, the composite unit is
-   cancelled on a residual line through the check point with the largest residual (confirmed soundly
+   cancelled on a residual line through the failing check point nearest the centre (confirmed soundly
    there).  About 4 queries per unit; an option, used only on unrounded answers.
 3. ``value``: values only.  The same search with the slope along the line taken from a pair
    of values (t, t + delta); then one finite-difference Jacobian per piece (d + 1 value
@@ -289,7 +289,7 @@ class Relu2Attack(Attack):
             for i, t in enumerate(ts):
                 samples[float(t)] = (None if f is None else float(f[i]), F[i], float(e[i]))
 
-        # value+gradient residual line: it passes through the check point with the largest residual, where
+        # value+gradient residual line: it passes through the failing check point nearest the centre, where
         # a composite unit and its parts leave a bump that may vanish (value and gradient) on both sides
         bump = self._residual_line_through_check()
         t_init = [-T0, 0.0, T0] if bump else [-T0, T0]
@@ -939,10 +939,13 @@ class Relu2Attack(Attack):
             finally:
                 self._net, self.output = saved, out_k
         ratio = self._discrepancy(X, Z, G)
-        if ratio > 1.0:  # the point a residual line will pass through
+        if ratio > 1.0:  # the point a residual line will pass through: the failing one nearest the box centre
             per = [self._discrepancy(X[j:j + 1], None if Z is None else Z[j:j + 1], None if G is None else G[j:j + 1])
                    for j in range(len(X))]
-            self._worst_x = X[int(np.argmax(per))].copy()
+            # (far out, the kinks of the line are far out too and their offsets lose digits to |x|)
+            centre = sum(self._box) / 2.0
+            failing = [j for j in range(len(X)) if per[j] > 1.0]
+            self._worst_x = X[min(failing, key=lambda j: np.linalg.norm(X[j] - centre))].copy()
         resid = 0.0
         if Z is not None:
             resid = float(np.max(np.abs(net.value(X) - Z)))
