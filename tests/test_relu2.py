@@ -136,9 +136,11 @@ def test_tiny_output_weight():
 def test_rounded_answers_reach_the_rounding_precision():
     t = load("builtin:relu2?d=8&h=5&seed=10")
     r = attack(t, "value+gradient", round_decimals=8)
-    assert r.metrics["hidden_units_matched"] == 5  # every true unit found (a rounding artefact may add one)
+    assert r.metrics["hidden_units_matched"] == r.metrics["hidden_units_recovered"] == 5
     assert r.metrics["fidelity_relative_error"] <= 1e-5
-    assert r.status in ("complete", "failed")
+    # the verification allows for the rounding (a unit's jump is off by a rounding unit per coordinate)
+    assert r.status == "complete", r.message
+    assert "rounded to 8 decimals" in r.message
 
 
 @pytest.mark.parametrize("seed", [0, 1])

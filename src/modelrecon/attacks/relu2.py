@@ -892,7 +892,10 @@ class Relu2Attack(Attack):
             scale = np.abs(np.maximum(net.pre(X), 0)) @ np.abs(net.G.T) + np.abs(X) @ np.abs(net.A.T) \
                 + np.abs(net.c) + np.abs(Z)
             scale = scale + (np.abs(X) @ np.abs(net.N.T) + np.abs(net.dv)) @ np.abs(net.G.T)
-            tol = (4 * (self._d + net.h + 8) * EPS + 8 * self._rel_err) * scale + self._round_value * (2 + net.h)
+            # rounded answers: each unit's offset is off by about a rounding unit of the values, and its jump
+            # (a difference of two rounded gradients) by a rounding unit per coordinate, which grows with |x|_1
+            tol = (4 * (self._d + net.h + 8) * EPS + 8 * self._rel_err) * scale \
+                + (self._round_value + self._round_grad * np.abs(X).sum(axis=1, keepdims=True)) * (2 + net.h)
             r = np.abs(Zh - Z)
             if self.mode == "gradient":  # c is a free constant without values
                 pass
@@ -1060,7 +1063,8 @@ class Relu2Attack(Attack):
             except QueryBudgetExceeded:
                 messages.append("no budget left to verify")
         if status == "complete":
-            messages.insert(0, f"recovered {net.h} hidden units exactly from {len(details['lines'])} line(s)"
+            how = "exactly" if rounding is None else f"to the precision of answers rounded to {rounding} decimals"
+            messages.insert(0, f"recovered {net.h} hidden units {how} from {len(details['lines'])} line(s)"
                             + (f"; verified on {self.verify} fresh queries (max residual "
                                f"{details['verification']['max_abs_residual']:.2g})" if "verification" in details else ""))
         elif status == "partial":
