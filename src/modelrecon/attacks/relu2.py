@@ -289,10 +289,10 @@ class Relu2Attack(Attack):
             for i, t in enumerate(ts):
                 samples[float(t)] = (None if f is None else float(f[i]), F[i], float(e[i]))
 
-        # value+gradient residual line: it passes through the failing check point nearest the centre, where
-        # a composite unit and its parts leave a bump that may vanish (value and gradient) on both sides
+        # value+gradient residual line: it passes through the failing check point nearest the centre (asked
+        # too), where a composite unit and its parts leave a bump that may vanish (value and gradient) on both sides
         bump = self._residual_line_through_check()
-        t_init = [-T0, 0.0, T0] if bump else [-T0, T0]
+        t_init = sorted({-T0, 0.0, T0, self._t_worst}) if bump else [-T0, T0]
         f, F, e = self._line_fn(t_init, has_value, True)
         add(t_init, f, F, e)
         # grow the interval by doubling until the end 'gradient' stops changing
@@ -825,7 +825,9 @@ class Relu2Attack(Attack):
             X, Z = np.vstack([X, Xr]), np.vstack([Z, Zr])
             Phi = design(X)
         if others:
-            sol, _, _, sv = np.linalg.lstsq(Phi, Z[:, others], rcond=None)
+            # each row carries rounding relative to its own size (far points are large): weigh rows by it
+            w = 1.0 / (np.abs(Phi).sum(axis=1) + np.abs(Z[:, others]).max(axis=1))
+            sol, _, _, sv = np.linalg.lstsq(Phi * w[:, None], Z[:, others] * w[:, None], rcond=None)
             # relative error of a least-squares fit: condition number times the relative error of the data
             self._rel_err = max(self._rel_err, float(sv[0] / sv[-1]) * (net.h + 8) * EPS if sv[-1] > 0 else 1.0)
             net.G[others] = sol[:net.h].T
@@ -918,6 +920,9 @@ class Relu2Attack(Attack):
         with o.ledger.phase(phase):
             got = o.query(X.reshape(n, *o.input_shape), tuple(kinds), self.output)
         Z = np.asarray(got["value"], dtype=np.float64).reshape(n, -1) if "value" in got else None
+        if Z is not None and phase == "attack":
+            self._vals_X.append(X)  # all outputs' values, for the output fit (far points spread the units' patterns)
+            self._vals_Z.append(Z)
         G = None
         if self._grad_kind in got:
             G = np.asarray(got[self._grad_kind], dtype=np.float64).reshape(n, -1)
@@ -989,10 +994,18 @@ class Relu2Attack(Attack):
             for line in range(self.max_lines):
                 self._x0 = np.full(self._d, (lo + hi) / 2.0) + (self._rng.uniform(-0.05, 0.05, self._d) * (hi - lo)
                                                                if line else 0.0)
-                if line and self._residual_line_through_check():
-                    self._x0 = self._worst_x
                 v = self._rng.normal(size=self._d)
+                self._t_worst = None
+                if line and self._residual_line_through_check():
+                    # from the box centre through the failing check point: the kinks that matter lie between,
+                    # and near the centre their offsets keep their digits (a line through a far point in a random
+                    # direction meets every hyperplane far out)
+                    self._x0 = np.full(self._d, (lo + hi) / 2.0)
+                    if np.linalg.norm(self._worst_x - self._x0) > 0:
+                        v = self._worst_x - self._x0
                 self._v = v / np.linalg.norm(v) * (hi - lo) / 2.0 * math.sqrt(self._d)
+                if line and self._residual_line_through_check():
+                    self._t_worst = self._t_of(self._worst_x[None])[0]
                 self._delta = 2.0 ** -20  # value mode: slope from values at t and t + delta
                 self._round_slope = 2 * self._round_value / self._delta
                 if self.mode == "value":
