@@ -136,9 +136,23 @@ def test_tiny_output_weight():
 def test_rounded_answers_reach_the_rounding_precision():
     t = load("builtin:relu2?d=8&h=5&seed=10")
     r = attack(t, "value+gradient", round_decimals=8)
-    assert r.metrics["hidden_units_matched"] == 5  # every true unit found (a rounding artefact may add one)
+    assert r.metrics["hidden_units_matched"] == r.metrics["hidden_units_recovered"] == 5
     assert r.metrics["fidelity_relative_error"] <= 1e-5
-    assert r.status in ("complete", "failed")
+    # the verification allows for the rounding (a unit's jump is off by a rounding unit per coordinate)
+    assert r.status == "complete", r.message
+    assert "rounded to 8 decimals" in r.message
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rounded_answers_add_no_spurious_unit(seed):
+    # the kink checks compare gradients (activation patterns), not a value beside t*: there the two lines
+    # that meet at t* differ by less than the rounding, and a value check used to accept gaps holding
+    # several kinks (18 and 22 units for 16 on these seeds)
+    t = load(f"builtin:relu2?d=64&h=16&seed={seed}")
+    r = attack(t, "value+gradient", round_decimals=6)
+    assert r.metrics["hidden_units_recovered"] == 16
+    assert r.metrics["hidden_units_matched"] == 16
+    assert r.metrics["parameter_relative_error"] <= 1e-3
 
 
 def test_input_x_gradient_is_exact():

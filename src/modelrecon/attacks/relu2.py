@@ -26,15 +26,14 @@ Modes (``mode``):
    identifiable).  O(h log(1/resolution)) queries, independent of d.
 2. ``value+gradient`` (beyond the paper): a value and a gradient at t fix the whole affine
    piece through t, so the kink between two sampled pieces is the intersection of their two
-   lines.  The kink is confirmed (``confirm='pair'``, the default) by a gradient at t* - delta (the
-   left piece's) and a value at t* + delta (on the right line); a failed check is a new sample
-   (a midpoint is asked its gradient first: a neighbouring piece's gradient gives its value for
-   free).  About 5-6 queries per hidden unit.  ``confirm='side'`` asks one value just beyond t*
-   on the longer side of the gap and accepts the kink when it lies on the expected line
-   (``'value'``: at t* itself); fooled when every kink of the gap lies on the other side, the
-   composite unit is cancelled on a residual line through the check point with the largest
-   residual (confirmed soundly there).  About 4 queries per unit, but it ends 'failed' or above
-   1e-9 on some seeds (docs/relu2.md), so it is an option, used only on unrounded answers.
+   lines.  The kink is confirmed (``confirm='pair'``, the default) by gradients at t* - delta and
+   t* + delta (the left and the right piece's: a gradient is the activation pattern, so this holds
+   however close the two lines are); a failed check is a new sample (a gradient that is a
+   neighbouring piece's gives its value for free; a midpoint is asked its gradient first).  About
+   4.5-6 queries per hidden unit.  ``confirm='side'`` asks one gradient just beyond t* on the longer
+   side of the gap; fooled when every kink of the gap lies on the other side, the composite unit is
+   cancelled on a residual line through the failing check point nearest the centre (confirmed soundly
+   there).  About 4 queries per unit; an option, used only on unrounded answers.
 3. ``value``: values only.  The same search with the slope along the line taken from a pair
    of values (t, t + delta); then one finite-difference Jacobian per piece (d + 1 value
    queries, all outputs at once) gives the jumps J; the kinks are re-intersected from the
@@ -62,10 +61,10 @@ from modelrecon.result import Result
 
 EPS = np.finfo(np.float64).eps
 MODES = ("gradient", "value+gradient", "value")
-# value+gradient: how a candidate kink t* is confirmed ('pair': a gradient at t* - delta and a value at
-# t* + delta, not fooled; 'side': one value just beyond t* on the gap's longer side; 'value': one at t*;
-# the one-query checks are optimistic and rely on residual lines to cancel composite units)
-CONFIRMS = ("value", "side", "pair")
+# value+gradient: how a candidate kink t* is confirmed ('pair': gradients at t* - delta and t* + delta,
+# not fooled; 'side': one gradient just beyond t* on the gap's longer side, optimistic: it relies on
+# residual lines to cancel composite units)
+CONFIRMS = ("side", "pair")
 # explanation kinds equal to the signed gradient of a ReLU network (input x gradient divided by x)
 GRADIENT_KINDS = {"gradient": "g", "explanation:saliency-signed": "g", "explanation:input-x-gradient": "xg"}
 
@@ -296,10 +295,10 @@ class Relu2Attack(Attack):
             for i, t in enumerate(ts):
                 samples[float(t)] = (None if f is None else float(f[i]), F[i], float(e[i]))
 
-        # value+gradient residual line: it passes through the check point with the largest residual, where
-        # a composite unit and its parts leave a bump that may vanish (value and gradient) on both sides
+        # value+gradient residual line: it passes through the failing check point nearest the centre (asked
+        # too), where a composite unit and its parts leave a bump that may vanish (value and gradient) on both sides
         bump = self._residual_line_through_check()
-        t_init = [-T0, 0.0, T0] if bump else [-T0, T0]
+        t_init = sorted({-T0, 0.0, T0, self._t_worst}) if bump else [-T0, T0]
         f, F, e = self._line_fn(t_init, has_value, True)
         add(t_init, f, F, e)
         # grow the interval by doubling until the end 'gradient' stops changing
@@ -386,7 +385,7 @@ class Relu2Attack(Attack):
             # the optimistic one-query checks on the first line only; a residual line holds a few kinks
             # (missed units and composites to cancel) and confirms each soundly, so it cannot be fooled again
             if checks and self._optimistic() and not self._net.h:
-                self._check_gaps_value(checks, samples, kinks, resolved, add)
+                self._check_gaps_side(checks, samples, kinks, resolved, add)
             elif checks:
                 self._check_gaps(checks, samples, kinks, resolved, add)
             if mids and self.mode == "value+gradient":
@@ -435,33 +434,31 @@ class Relu2Attack(Attack):
             ts = [m for m, _, _ in new]
             add(ts, self._values_at(ts), np.array([g for _, g, _ in new]), [e for _, _, e in new])
 
-    def _check_gaps_value(self, checks, samples, kinks, resolved, add) -> None:
-        """One value at each intersection t*: on both piece lines, the gap is taken to hold a single kink
-        (optimistic: when every kink of the gap lies on one side of t* the value agrees too, and a composite
-        unit is accepted; its error shows in the check residual and a residual line cancels it); off them,
-        t* lies in a piece not seen yet and its gradient is asked, splitting the gap."""
-        if self.confirm == "side":  # just beyond t*, on the longer side of the gap
-            ts = [t + (1 if b - t > t - a else -1) * min(t - a, b - t) * 2.0 ** -10 for a, b, t in checks]
-        else:
-            ts = [t for _, _, t in checks]
-        fv = self._values_at(ts)
-        split = []
-        for (a, b, ks), t, f in zip(checks, ts, fv):
+    def _check_gaps_side(self, checks, samples, kinks, resolved, add) -> None:
+        """One gradient just beyond t*, on the longer side of the gap: the expected piece's gradient there
+        accepts the kink (optimistic: when every kink of the gap lies on the other side it agrees too,
+        and a composite unit is accepted; its error shows in the check residual and a residual line
+        cancels it).  The other piece's gradient puts the point on that piece (its value follows from
+        the line); a new gradient is a new piece, whose value is asked."""
+        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
+        right = [b - t > t - a for a, b, t in checks]
+        ts = [t + (1 if r else -1) * min(t - a, b - t) * 2.0 ** -10 for (a, b, t), r in zip(checks, right)]
+        _, G, e = self._line_fn(ts, False, True)
+        new = []
+        for (a, b, ks), r, t, Gt, et in zip(checks, right, ts, G, e):
             fa, Fa, ea = samples[a]
             fb, Fb, eb = samples[b]
-            la, lb = fa + self._slope(Fa) * (t - a), fb + self._slope(Fb) * (t - b)
-            tol = self._value_tol(f, fa, fb, la, lb, t, a, b, ea, eb)
-            on_a, on_b = abs(f - la) <= tol, abs(f - lb) <= tol
-            if on_a and on_b or (t > ks and on_b) or (t < ks and on_a):
+            on_a, on_b = same(Gt, et, Fa, ea), same(Gt, et, Fb, eb)
+            if (on_b and r) or (on_a and not r):
                 kinks.append((ks, Fb - Fa, a, b))
                 resolved.add((a, b))
-            elif t != ks and (on_a or on_b):  # t lies on the near piece: the kinks are all beyond it
-                add([t], [f], (Fa if on_a else Fb)[None], [ea if on_a else eb])
+            elif on_a or on_b:  # t lies on the near piece: the kinks are all beyond it
+                add([t], [fa + self._slope(Fa) * (t - a) if on_a else fb + self._slope(Fb) * (t - b)], Gt[None], [et])
             else:
-                split.append((t, f))
-        if split:
-            _, G, e = self._line_fn([t for t, _ in split], False, True)
-            add([t for t, _ in split], [f for _, f in split], G, e)
+                new.append((t, Gt, et))
+        if new:
+            ts = [t for t, _, _ in new]
+            add(ts, self._values_at(ts), np.array([g for _, g, _ in new]), [e for _, _, e in new])
 
     def _check_gaps(self, checks, samples, kinks, resolved, add) -> None:
         """Confirm a single kink at each intersection t*: the piece on the left must reach t* - delta
@@ -537,8 +534,11 @@ class Relu2Attack(Attack):
 
     def _check_gaps_right(self, checks, tl, tr, FL, eL, samples, kinks, resolved, add) -> None:
         """value+gradient, second half of the two-query check, asked only where the first half passed:
-        a gradient at t* - delta that is not the left piece's already shows more kinks (a new piece
-        there costs its value; the right piece's gives its value from the line)."""
+        the gradient at t* + delta must be the right piece's.  Gradients, not values, on both sides: a
+        gradient is the activation pattern, so it tells pieces apart however close t* + delta is to t*
+        (two lines meeting at t* differ there by only |slope change| delta, within rounding when delta or
+        the slope change is small).  A gradient at t* - delta that is not the left piece's already shows
+        more kinks (a new piece there costs its value; a neighbouring piece's gives it from the line)."""
         same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
         ask_r, need_value = [], []
         for i, ((a, b, t), xl, Fl, el) in enumerate(zip(checks, tl, FL, eL)):
@@ -549,33 +549,26 @@ class Relu2Attack(Attack):
             elif same(Fl, el, Fb, eb):
                 add([xl], [fb + self._slope(Fb) * (xl - b)], Fl[None], [el])
             else:
-                need_value.append(i)
-        pts = [tr[i] for i in ask_r] + [tl[i] for i in need_value]
-        fv = self._values_at(pts) if pts else np.zeros(0)
-        fR, fL = fv[:len(ask_r)], fv[len(ask_r):]
+                need_value.append((xl, Fl, el))
+        if ask_r:
+            _, FR, eR = self._line_fn([tr[i] for i in ask_r], False, True)
+            for i, Fr, er in zip(ask_r, FR, eR):
+                a, b, t = checks[i]
+                xl, xr = tl[i], tr[i]
+                fa, Fa, ea = samples[a]
+                fb, Fb, eb = samples[b]
+                if same(Fr, er, Fb, eb):
+                    kinks.append((t, Fb - Fa, a, b))
+                    resolved.add((a, b))
+                    continue
+                add([xl], [fa + self._slope(Fa) * (xl - a)], FL[i][None], [eL[i]])  # the left piece reaches t* - delta
+                if same(Fr, er, Fa, ea):
+                    add([xr], [fa + self._slope(Fa) * (xr - a)], Fr[None], [er])
+                else:
+                    need_value.append((xr, Fr, er))
         if need_value:
-            add([tl[i] for i in need_value], fL, np.array([FL[i] for i in need_value]), [eL[i] for i in need_value])
-        need_grad = []
-        for i, fr in zip(ask_r, fR):
-            a, b, t = checks[i]
-            xl, xr = tl[i], tr[i]
-            fa, Fa, ea = samples[a]
-            fb, Fb, eb = samples[b]
-            la = lambda u: fa + self._slope(Fa) * (u - a)  # noqa: E731
-            lb = lambda u: fb + self._slope(Fb) * (u - b)  # noqa: E731
-            tol_r = self._value_tol(fr, fa, fb, la(xr), lb(xr), xr, a, b, ea, eb)
-            if abs(fr - lb(xr)) <= tol_r:
-                kinks.append((t, Fb - Fa, a, b))
-                resolved.add((a, b))
-                continue
-            add([xl], [la(xl)], FL[i][None], [eL[i]])  # the left piece reaches t* - delta
-            if abs(fr - la(xr)) <= tol_r:
-                add([xr], [fr], Fa[None], [ea])
-            else:
-                need_grad.append((xr, fr))
-        if need_grad:
-            _, G, e = self._line_fn([x for x, _ in need_grad], False, True)
-            add([x for x, _ in need_grad], [f for _, f in need_grad], G, e)
+            ts = [x for x, _, _ in need_value]
+            add(ts, self._values_at(ts), np.array([F for _, F, _ in need_value]), [e for _, _, e in need_value])
 
     def _refine_kinks(self, found: dict[str, Any]) -> int:
         """A kink found as the intersection of two nearly parallel pieces (a tiny |a_i w_i.v|) is only
@@ -963,7 +956,9 @@ class Relu2Attack(Attack):
             X, Z = np.vstack([X, Xr]), np.vstack([Z, Zr])
             Phi = design(X)
         if others:
-            sol, _, _, sv = np.linalg.lstsq(Phi, Z[:, others], rcond=None)
+            # each row carries rounding relative to its own size (far points are large): weigh rows by it
+            w = 1.0 / (np.abs(Phi).sum(axis=1) + np.abs(Z[:, others]).max(axis=1))
+            sol, _, _, sv = np.linalg.lstsq(Phi * w[:, None], Z[:, others] * w[:, None], rcond=None)
             # relative error of a least-squares fit: condition number times the relative error of the data
             self._rel_err = max(self._rel_err, float(sv[0] / sv[-1]) * (net.h + 8) * EPS if sv[-1] > 0 else 1.0)
             net.G[others] = sol[:net.h].T
@@ -1030,7 +1025,10 @@ class Relu2Attack(Attack):
             scale = np.abs(np.maximum(net.pre(X), 0)) @ np.abs(net.G.T) + np.abs(X) @ np.abs(net.A.T) \
                 + np.abs(net.c) + np.abs(Z)
             scale = scale + (np.abs(X) @ np.abs(net.N.T) + np.abs(net.dv)) @ np.abs(net.G.T)
-            tol = (4 * (self._d + net.h + 8) * EPS + 8 * self._rel_err) * scale + self._round_value * (2 + net.h)
+            # rounded answers: each unit's offset is off by about a rounding unit of the values, and its jump
+            # (a difference of two rounded gradients) by a rounding unit per coordinate, which grows with |x|_1
+            tol = (4 * (self._d + net.h + 8) * EPS + 8 * self._rel_err) * scale \
+                + (self._round_value + self._round_grad * np.abs(X).sum(axis=1, keepdims=True)) * (2 + net.h)
             r = np.abs(Zh - Z)
             if self.mode == "gradient":  # c is a free constant without values
                 pass
@@ -1053,6 +1051,9 @@ class Relu2Attack(Attack):
         with o.ledger.phase(phase):
             got = o.query(X.reshape(n, *o.input_shape), tuple(kinds), self.output)
         Z = np.asarray(got["value"], dtype=np.float64).reshape(n, -1) if "value" in got else None
+        if Z is not None and phase == "attack":
+            self._vals_X.append(X)  # all outputs' values, for the output fit (far points spread the units' patterns)
+            self._vals_Z.append(Z)
         G = None
         if self._grad_kind in got:
             G = np.asarray(got[self._grad_kind], dtype=np.float64).reshape(n, -1)
@@ -1077,10 +1078,13 @@ class Relu2Attack(Attack):
             finally:
                 self._net, self.output = saved, out_k
         ratio = self._discrepancy(X, Z, G)
-        if ratio > 1.0:  # the point a residual line will pass through
+        if ratio > 1.0:  # the point a residual line will pass through: the failing one nearest the box centre
             per = [self._discrepancy(X[j:j + 1], None if Z is None else Z[j:j + 1], None if G is None else G[j:j + 1])
                    for j in range(len(X))]
-            self._worst_x = X[int(np.argmax(per))].copy()
+            # (far out, the kinks of the line are far out too and their offsets lose digits to |x|)
+            centre = sum(self._box) / 2.0
+            failing = [j for j in range(len(X)) if per[j] > 1.0]
+            self._worst_x = X[min(failing, key=lambda j: np.linalg.norm(X[j] - centre))].copy()
         resid = 0.0
         if Z is not None:
             resid = float(np.max(np.abs(net.value(X) - Z)))
@@ -1121,10 +1125,18 @@ class Relu2Attack(Attack):
             for line in range(self.max_lines):
                 self._x0 = np.full(self._d, (lo + hi) / 2.0) + (self._rng.uniform(-0.05, 0.05, self._d) * (hi - lo)
                                                                if line else 0.0)
-                if line and self._residual_line_through_check():
-                    self._x0 = self._worst_x
                 v = self._rng.normal(size=self._d)
+                self._t_worst = None
+                if line and self._residual_line_through_check():
+                    # from the box centre through the failing check point: the kinks that matter lie between,
+                    # and near the centre their offsets keep their digits (a line through a far point in a random
+                    # direction meets every hyperplane far out)
+                    self._x0 = np.full(self._d, (lo + hi) / 2.0)
+                    if np.linalg.norm(self._worst_x - self._x0) > 0:
+                        v = self._worst_x - self._x0
                 self._v = v / np.linalg.norm(v) * (hi - lo) / 2.0 * math.sqrt(self._d)
+                if line and self._residual_line_through_check():
+                    self._t_worst = self._t_of(self._worst_x[None])[0]
                 self._delta = 2.0 ** -20  # value mode: slope from values at t and t + delta
                 self._round_slope = 2 * self._round_value / self._delta
                 if self.mode == "value":
@@ -1195,7 +1207,8 @@ class Relu2Attack(Attack):
             except QueryBudgetExceeded:
                 messages.append("no budget left to verify")
         if status == "complete":
-            messages.insert(0, f"recovered {net.h} hidden units exactly from {len(details['lines'])} line(s)"
+            how = "exactly" if rounding is None else f"to the precision of answers rounded to {rounding} decimals"
+            messages.insert(0, f"recovered {net.h} hidden units {how} from {len(details['lines'])} line(s)"
                             + (f"; verified on {self.verify} fresh queries (max residual "
                                f"{details['verification']['max_abs_residual']:.2g})" if "verification" in details else ""))
         elif status == "partial":
