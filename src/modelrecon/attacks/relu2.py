@@ -718,7 +718,8 @@ class Relu2Attack(Attack):
         while len(todo):
             self._fd_rounds += 1
             for p in todo:
-                P = np.vstack([X[p], X[p] + np.diag(S[p])])
+                P = np.repeat(X[p][None], d + 1, axis=0)  # the base, then the base plus a step per coordinate
+                P[np.arange(1, d + 1), np.arange(d)] += S[p]
                 Z, _ = self._ask(P, True, False)
                 self._store_values(P[:1].copy(), Z[:1].copy())  # copies: a view would keep the whole stencil alive
                 vals[p] = Z[0]
@@ -775,7 +776,7 @@ class Relu2Attack(Attack):
                 for p in todo:  # the base point: where on the piece's segment the steps reach farthest
                     lo, hi = edges[p], edges[p + 1]
                     lo, hi = (lo if np.isfinite(lo) else reps[p]), (hi if np.isfinite(hi) else reps[p])
-                    cand = lo + (hi - lo) * np.arange(1, 16) / 16
+                    cand = lo + (hi - lo) * np.arange(1, 8) / 8
                     Xc = self._x(cand)
                     # expected error of the stencil there: the sums behind the values over the steps
                     size_c = np.abs(vals[p] + (Xc - X[p]) @ Jacs[p].T).max(axis=1) + (np.abs(Xc) @ np.abs(Jacs[p]).T).max(axis=1)
