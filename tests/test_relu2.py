@@ -285,3 +285,12 @@ def test_value_mode_tiny_output_weight():
 def test_value_mode_bad_precision_is_refused():
     with pytest.raises(ValueError, match="value_precision"):
         Relu2Attack(mode="value", value_precision=0.0)
+
+
+def test_value_mode_slope_pairs_do_not_straddle_a_kink():
+    # bisection next to a kink with a small slope change brought the gaps below the value pair's step:
+    # every new pair straddled the kink, its slope was neither piece's, and the search ran past 20,000 pieces
+    r = attack(load("builtin:relu2?d=64&h=32&bias_scale=20&seed=2"), "value")
+    assert r.status == "complete", r.message
+    assert r.metrics["hidden_units_recovered"] == 32
+    assert r.metrics["parameter_relative_error"] <= EXACT
