@@ -807,7 +807,7 @@ class Relu2Attack(Attack):
         size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, -1), axis=1)
         if len(size):
             self._rel_err = max(self._rel_err, float(jump_err.sum() * math.sqrt(K) / max(size.sum(), EPS)))
-        dv = self._offsets_across(N, dv)
+        dv = self._offsets_across(N, dv, Gc)
         A = Jacs[0].copy()
         # c from the value nearest the origin (far out, the error of A times |x| would swamp it)
         p = int(np.argmin(np.linalg.norm(X, axis=1)))
@@ -815,7 +815,7 @@ class Relu2Attack(Attack):
         self._net.add(N, dv, Gc.T, A, c)
         return len(kinks), found["clusters"]
 
-    def _offsets_across(self, N: np.ndarray, dv: np.ndarray) -> np.ndarray:
+    def _offsets_across(self, N: np.ndarray, dv: np.ndarray, Gc: np.ndarray) -> np.ndarray:
         """Each unit's offset again, measured across its hyperplane at the hyperplane's point nearest the
         origin, along its normal: four values, two on each side, give the two lines and their intersection.
         On the search line a unit that crosses it at a shallow angle (a kink far out) has its offset from
@@ -842,7 +842,8 @@ class Relu2Attack(Attack):
             return dv
         Z, _ = self._ask(P, True, False)
         self._store_values(P, Z)
-        f = (Z @ self._r).reshape(-1, 4)
+        # per unit the output it moves most (its slope change across the hyperplane is largest there)
+        f = Z.reshape(-1, 4, self._K)[np.arange(int(ok.sum())), :, np.argmax(np.abs(Gc[ok]), axis=1)]
         Lk = L[ok]
         sl, sr = (f[:, 1] - f[:, 0]) / (Lk / 2), (f[:, 3] - f[:, 2]) / (Lk / 2)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -870,7 +871,9 @@ class Relu2Attack(Attack):
         d = self._d
         for i in range(len(kinks)):
             Jk = Jacs[i + 1] - Jacs[i]  # (K, d): sigma_i V[:, i] w_i
-            Jl = self._r @ Jk
+            # the normal from the output whose row of the jump is largest (a random combination of the outputs
+            # may nearly cancel V[:, i] and lose digits)
+            Jl = Jk[int(np.argmax(np.linalg.norm(Jk, axis=1)))]
             s = float(Jl @ self._v)
             n = Jl * (np.sign(s) if s != 0 else 1.0)
             a, b = reps[i], reps[i + 1]
