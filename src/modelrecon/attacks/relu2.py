@@ -264,15 +264,29 @@ class Relu2Attack(Attack):
             # step fixed in t would leave far-out slopes (and the small slope changes of far kinks) unresolved
             delta = (self._delta * np.maximum(np.abs(np.asarray(ts, dtype=np.float64)), 1.0) if deltas is None
                      else np.asarray(deltas, dtype=np.float64))
-            Z2, _ = self._ask(np.vstack([X, self._x(np.asarray(ts) + delta)]), True, False)
-            z = Z2 @ self._r
+            # values at t - delta, t, t + delta: the two one-sided slopes agree unless a kink lies within delta of t
+            # (a pair straddling a kink gives a slope of neither piece, and the search would take it for a piece)
+            ta = np.asarray(ts, dtype=np.float64)
+            Z3, _ = self._ask(np.vstack([X, self._x(ta + delta), self._x(ta - delta)]), True, False)
+            z = Z3 @ self._r
             n = len(X)
-            f, slope = z[:n], (z[n:] - z[:n]) / delta
+            f, fp, fm = z[:n], z[n:2 * n], z[2 * n:]
+            sp, sm = (fp - f) / delta, (f - fm) / delta
             # each value carries float64 error ~ (d + 8) eps times the size of the sums behind it,
             # at least |f| + |slope t| (an affine function of t evaluated at t)
-            mag = np.abs(z[:n]) + np.abs(z[n:]) + 2 * np.abs(slope) * (np.abs(np.asarray(ts)) + 1) + self._fscale
+            mag = np.abs(f) + np.abs(fp) + np.abs(fm) + 2 * np.maximum(np.abs(sp), np.abs(sm)) * (np.abs(ta) + 1) + self._fscale
             err = (self._d + 8) * EPS * mag / np.abs(delta) + 2 * self._round_value / np.abs(delta)
-            self._store_values(X, Z2[:n])
+            slope = (sp + sm) / 2
+            bad = np.flatnonzero(np.abs(sp - sm) > 2 * err)
+            if len(bad):  # which side is clean: one more value on each side of the bad points
+                tb, db = ta[bad], delta[bad] if np.ndim(delta) else np.full(len(bad), delta)
+                Zb, _ = self._ask(np.vstack([self._x(tb + 2 * db), self._x(tb - 2 * db)]), True, False)
+                zb = Zb @ self._r
+                spp, smm = (zb[:len(bad)] - fp[bad]) / db, (fm[bad] - zb[len(bad):]) / db
+                right_clean = np.abs(spp - sp[bad]) <= 2 * err[bad]  # the kink lies left of t: t is on the right piece
+                left_clean = np.abs(smm - sm[bad]) <= 2 * err[bad]
+                slope[bad] = np.where(right_clean | ~left_clean, sp[bad], sm[bad])
+            self._store_values(X, Z3[:n])
             return f, slope[:, None], err
         Z, G = self._ask(X, value, grad)
         f = Z[:, self.output] if value else None
