@@ -405,7 +405,7 @@ class Relu2Attack(Attack):
             if mids and self.mode == "value+gradient":
                 self._sample_mids(mids, samples, add)
             elif mids:
-                fm, Fm, em = self._line_fn(mids, True, True, deltas=self._pair_steps(mids, samples))
+                fm, Fm, em = self._line_fn(mids, True, True)
                 add(mids, fm, Fm, em)
         ts = sorted(samples)
         return {"kinks": kinks, "samples": samples, "t_left": ts[0], "t_right": ts[-1], "clusters": clusters}
@@ -492,7 +492,7 @@ class Relu2Attack(Attack):
                 a, b, _ = checks[i]
                 m = (a + b) / 2
                 if a < m < b:
-                    fm, Fm, em = self._line_fn([m], True, True, deltas=self._pair_steps([m], samples))
+                    fm, Fm, em = self._line_fn([m], True, True)
                     add([m], fm, Fm, em)
                 else:
                     kinks.append((m, samples[b][1] - samples[a][1], a, b))
@@ -533,20 +533,6 @@ class Relu2Attack(Attack):
             elif right_b and not left_b:
                 add([xr], [fr], Fb[None], [eb])
 
-    def _pair_steps(self, ms, samples) -> list[float] | None:
-        """value mode: the step of the value pair at each new point m inside a gap, 2^-10 of the gap at most
-        (a pair that straddles a kink gives a slope of neither piece; a fixed step would straddle every
-        time once bisection brings the gap below it)."""
-        if self.mode != "value":
-            return None
-        ts = sorted(samples)
-        out = []
-        for m in ms:
-            i = int(np.searchsorted(ts, m))
-            gap = (ts[i] if i < len(ts) else math.inf) - (ts[i - 1] if i > 0 else -math.inf)
-            out.append(min(self._delta * max(abs(m), 1.0), gap * 2.0 ** -10))
-        return out
-
     def _value_check_margin(self, samples, a, b, t, delta) -> float:
         """value mode: the check points t* -/+ delta must lie far enough from t* that the two lines differ
         there by more than their rounding (else a gap whose kinks all lie beyond t* + delta passes the
@@ -557,8 +543,9 @@ class Relu2Attack(Attack):
         la, lb = fa + sa * (t - a), fb + sb * (t - b)
         # the tolerance at t* -/+ delta (delta <= half the gap: the slope terms grow by at most 3/2), twice over
         tol = self._value_tol(lb, fa, fb, la, lb, t, a, b, ea, eb)
-        delta = max(delta, 3 * tol / abs(sa - sb))
-        return delta if delta <= min(t - a, b - t) / 2 else math.nan
+        # a margin wider than 2^-10 of the gap would let two kinks that close to t* pass as one: bisect instead
+        # (nearer samples know the lines better)
+        return delta if 3 * tol / abs(sa - sb) <= delta else math.nan
 
     def _check_gaps_right(self, checks, tl, tr, FL, eL, samples, kinks, resolved, add) -> None:
         """value+gradient, second half of the two-query check, asked only where the first half passed:
