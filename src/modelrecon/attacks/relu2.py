@@ -34,10 +34,15 @@ Modes (``mode``):
    side of the gap; fooled when every kink of the gap lies on the other side, the composite unit is
    cancelled on a residual line through the failing check point nearest the centre (confirmed soundly
    there).  About 4 queries per unit; an option, used only on unrounded answers.
-3. ``value``: values only.  The same search with the slope along the line taken from a pair
-   of values (t, t + delta); then one finite-difference Jacobian per piece (d + 1 value
-   queries, all outputs at once) gives the jumps J; the kinks are re-intersected from the
-   exact pieces.  About (h + 1)(d + 1) + 5h queries.
+3. ``value``: values only.  The same search with the slope along the line taken from values at
+   t - delta, t, t + delta (a point within delta of a kink takes its clean side's slope); a kink
+   is checked at t* -/+ delta' with delta' wide enough that the two lines differ there by more
+   than their rounding (else the gap is bisected).  Then one finite-difference Jacobian per piece
+   (d + 1 value queries, all outputs at once) gives the jumps; once all stencils are inside their
+   cells, those whose units would carry more than ``value_precision`` are redone with per-coordinate
+   steps half way to the nearest recovered hyperplane.  Each offset is re-measured across its
+   hyperplane at its point nearest the origin (four values).  About 1.15-1.4 (h + 1)(d + 1) + 15h
+   queries.
 
 Every mode: a few fresh check queries (attack phase) compare the recovered model with the
 target; units missed (kinks beyond the searched interval) or merged (kinks closer than the
@@ -274,7 +279,8 @@ class Relu2Attack(Attack):
             sp, sm = (fp - f) / delta, (f - fm) / delta
             # each value carries float64 error ~ (d + 8) eps times the size of the sums behind it,
             # at least |f| + |slope t| (an affine function of t evaluated at t)
-            mag = np.abs(f) + np.abs(fp) + np.abs(fm) + 2 * np.maximum(np.abs(sp), np.abs(sm)) * (np.abs(ta) + 1) + self._fscale
+            mag = (np.abs(f) + np.abs(fp) + np.abs(fm) + 2 * np.maximum(np.abs(sp), np.abs(sm)) * (np.abs(ta) + 1)
+                   + self._fscale)
             err = (self._d + 8) * EPS * mag / np.abs(delta) + 2 * self._round_value / np.abs(delta)
             slope = (sp + sm) / 2
             bad = np.flatnonzero(np.abs(sp - sm) > 2 * err)
@@ -742,7 +748,8 @@ class Relu2Attack(Attack):
                 # size of the values and of the sums behind them: the rounding of a value is a few eps times it
                 mag[p] = np.abs(Z).max() + np.abs(P).max() * np.abs(Jacs[p]).sum(axis=1).max()
                 # the sums behind the values at the stencil (first-order size of their rounding: eps times it)
-                terms[p] = np.abs(Z).max() + (np.abs(Jacs[p]) @ np.abs(X[p])).max() + (np.abs(Jacs[p]) * np.abs(S[p])).max()
+                terms[p] = (np.abs(Z).max() + (np.abs(Jacs[p]) @ np.abs(X[p])).max()
+                            + (np.abs(Jacs[p]) * np.abs(S[p])).max())
             N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs, samples)
             if self._fd_rounds >= 8 or not len(N):
                 break
@@ -794,7 +801,8 @@ class Relu2Attack(Attack):
                     cand = lo + (hi - lo) * np.arange(1, 8) / 8
                     Xc = self._x(cand)
                     # expected error of the stencil there: the sums behind the values over the steps
-                    size_c = np.abs(vals[p] + (Xc - X[p]) @ Jacs[p].T).max(axis=1) + (np.abs(Xc) @ np.abs(Jacs[p]).T).max(axis=1)
+                    size_c = (np.abs(vals[p] + (Xc - X[p]) @ Jacs[p].T).max(axis=1)
+                              + (np.abs(Xc) @ np.abs(Jacs[p]).T).max(axis=1))
                     Sc = [self._coord_steps(x, Nall, dvall, cap[p]) for x in Xc]
                     cost = [m ** 2 * np.sum(1.0 / sc ** 2) for m, sc in zip(size_c, Sc)]
                     k = int(np.argmin(cost))
@@ -853,7 +861,6 @@ class Relu2Attack(Attack):
         idx = np.flatnonzero(ok)
         inside = np.isfinite(s0) & (np.abs(s0) < Lk / 2)  # else the kink is not where the units say: keep
         new[idx[inside]] = dv[idx[inside]] - norms[idx[inside]] * s0[inside]
-        self._offsets_remeasured = int(inside.sum())
         return new
 
     @staticmethod
