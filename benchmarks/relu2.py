@@ -133,7 +133,8 @@ def ours_run(target, mode: str, seed: int) -> dict:
             "fidelity_relative_error": m.get("fidelity_relative_error", float("nan"))}
 
 
-def art_grid(seeds: list[int], limit_s: int, delta_0: float, digits: bool, json_path: str | None) -> None:
+def art_grid(seeds: list[int], limit_s: int, delta_0: float, digits: bool, json_path: str | None,
+             grid: list[tuple[int, int, int]] | None = None) -> None:
     """Ours (value-only; value+gradient for reference) and ART FEE on the same small targets and seeds.
 
     Queries: ours count every value query of the attack phase (the verification queries are apart);
@@ -143,7 +144,7 @@ def art_grid(seeds: list[int], limit_s: int, delta_0: float, digits: bool, json_
     import json
 
     specs = [(f"builtin:relu2?d={d}&h={h}" + (f"&k={k}" if k > 1 else "") + f"&seed={s}", h, d, s)
-             for d, h, k in ART_GRID for s in seeds]
+             for d, h, k in (grid or ART_GRID) for s in seeds]
     if digits:
         specs.append(("builtin:digits-mlp?widths=32", 32, 64, 0))
     rows, records = [], []
@@ -203,10 +204,15 @@ def main() -> None:
                     help="small targets where ART finishes: ours (value, value+gradient) and ART FEE side by side")
     ap.add_argument("--seeds", default="0,1,2", help="--art-grid: target/attack seeds")
     ap.add_argument("--art-delta0", type=float, default=0.05, help="ART FEE's scan step delta_0 (its default 0.05)")
+    ap.add_argument("--art-sizes", default=None, help="--art-grid: targets as d:h[:k],... (default: the built-in grid)")
     ap.add_argument("--json", default=None, help="--art-grid: write all runs to this JSON file")
     args = ap.parse_args()
     if args.art_grid:
-        art_grid([int(x) for x in args.seeds.split(",")], args.art_limit, args.art_delta0, not args.no_digits, args.json)
+        sizes = None
+        if args.art_sizes:
+            sizes = [tuple(int(v) for v in (item.split(":") + ["1"])[:3]) for item in args.art_sizes.split(",")]
+        art_grid([int(x) for x in args.seeds.split(",")], args.art_limit, args.art_delta0, not args.no_digits, args.json,
+                 sizes)
         return
     hs, ds = ((16, 128), (64, 784)) if args.quick else ((16, 128, 1024), (64, 784, 3072))
     if args.hs:
