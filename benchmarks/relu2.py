@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/relu2.py            # h in {16,128,1024} x d in {64,784,3072} + digits
     OMP_NUM_THREADS=1 python benchmarks/relu2.py --quick    # a small grid
     OMP_NUM_THREADS=1 python benchmarks/relu2.py --confirm  # value+gradient only: kink check 'pair' vs 'side'
+    OMP_NUM_THREADS=1 python benchmarks/relu2.py --art-grid # small targets: value-only vs ART FEE, 3 seeds
 
 Prints one table: queries per hidden unit (attack phase; verification counted apart),
 parameter_relative_error, wall time, for each mode, and ART's FunctionallyEquivalentExtraction
@@ -17,6 +18,7 @@ import argparse
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -26,6 +28,7 @@ from modelrecon.attacks.relu2 import Relu2Attack  # noqa: E402
 from modelrecon.evaluate import evaluate  # noqa: E402
 from modelrecon.oracle import local_oracle  # noqa: E402
 from modelrecon.targets import load  # noqa: E402
+from _art_relu2 import hidden_width  # noqa: E402
 
 KINDS = {"gradient": ["gradient", "value"], "value+gradient": ["value", "gradient"], "value": ["value"]}
 
@@ -45,13 +48,37 @@ class _Timeout(Exception):
     pass
 
 
-def art(target, limit_s: int) -> tuple[str, str, str]:
+def art(target, limit_s: int, delta_0: float = 0.05) -> tuple[str, str, str]:
+    out = art_run(target, limit_s, delta_0=delta_0)
+    h = hidden_width(target)
+    if out["status"] != "complete":
+        return f"{out['queries'] / h:.3g}{'+' if out['status'] == 'timeout' else ''}", out["message"], f"{out['wall_time_s']:.1f}"
+    err = out["parameter_relative_error"]
+    return (f"{out['queries'] / h:.3g}", f"{err:.1e}" if err is not None else
+            f"fidelity {out['fidelity_relative_error']:.1e}", f"{out['wall_time_s']:.1f}")
+
+
+def _art_failure(e: Exception) -> str:
+    """ART's exception as a short table cell."""
+    import re
+
+    m = re.search(r"critical points found \((\d+)\).*neurons in the first layer \((\d+)\)", str(e))
+    if m:
+        return f"FAILED: found {m.group(1)} of {m.group(2)} critical points"
+    if type(e).__name__ == "ArtStuck":
+        return "FAILED: stuck (0/0 slopes on a flat stretch)"
+    return f"FAILED: {type(e).__name__}: {str(e).splitlines()[0][:60] if str(e) else ''}"
+
+
+def art_run(target, limit_s: int, seed: int = 0, delta_0: float = 0.05) -> dict:
+    """ART FEE on ``target`` under a wall-clock limit; its failures (exceptions, time-outs) are results:
+    status complete | failed | timeout, with the queries it had spent."""
     try:
         from _art_relu2 import run_art
     except ImportError as e:  # pragma: no cover
-        return "n/a", f"not installed ({e})", ""
+        return {"status": "failed", "message": f"not installed ({e})", "queries": 0, "wall_time_s": 0.0}
     oracle = local_oracle(target, ["value"])
-    h = target.truth["W"].shape[0] if "W" in target.truth else target.truth["layers"][0][0].shape[0]
+    phases: dict = {}
 
     def alarm(*_):
         raise _Timeout()
@@ -60,15 +87,17 @@ def art(target, limit_s: int) -> tuple[str, str, str]:
     signal.alarm(limit_s)
     start = time.perf_counter()
     try:
-        out = run_art(target, oracle)
-        err = out["parameter_relative_error"]
-        return (f"{out['queries'] / h:.3g}", f"{err:.1e}" if err is not None else
-                f"fidelity {out['fidelity_relative_error']:.1e}", f"{out['wall_time_s']:.1f}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # ART divides 0/0 on flat stretches of its line
+            out = run_art(target, oracle, seed=seed, delta_0=delta_0, phases=phases)
+        out.update(status="complete", message="")
+        return out
     except _Timeout:
-        return f"{oracle.ledger.total() / h:.3g}+", f"FAILED: not done in {limit_s} s", f"{limit_s}"
+        return {"status": "timeout", "message": f"FAILED: not done in {limit_s} s", "queries": oracle.ledger.total(),
+                "wall_time_s": float(limit_s), "phases": phases}
     except Exception as e:  # ART's own failures are results too
-        msg = str(e).split("\n")[0][:70]
-        return f"{oracle.ledger.total() / h:.3g}", f"FAILED: {type(e).__name__}: {msg}", f"{time.perf_counter() - start:.1f}"
+        return {"status": "failed", "message": _art_failure(e), "queries": oracle.ledger.total(),
+                "wall_time_s": time.perf_counter() - start, "phases": phases}
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
@@ -92,6 +121,76 @@ def confirm_table(specs) -> None:
                                                  cols, rows))
 
 
+ART_GRID = [(4, 2, 1), (8, 4, 1), (16, 4, 1), (16, 8, 1), (32, 8, 1), (64, 16, 1), (16, 8, 3)]  # (d, h, k)
+
+
+def ours_run(target, mode: str, seed: int) -> dict:
+    result = Relu2Attack(mode=mode, seed=seed).run(local_oracle(target, KINDS[mode]))
+    evaluate(result, target)
+    m = result.metrics
+    return {"status": result.status, "queries": result.queries["total"], "wall_time_s": result.wall_time_s,
+            "parameter_relative_error": m.get("parameter_relative_error", float("nan")),
+            "fidelity_relative_error": m.get("fidelity_relative_error", float("nan"))}
+
+
+def art_grid(seeds: list[int], limit_s: int, delta_0: float, digits: bool, json_path: str | None,
+             grid: list[tuple[int, int, int]] | None = None) -> None:
+    """Ours (value-only; value+gradient for reference) and ART FEE on the same small targets and seeds.
+
+    Queries: ours count every value query of the attack phase (the verification queries are apart);
+    ART's count its distinct inputs (repeats answered from a cache, uncounted) and the samples it fits
+    its last layer on.  Errors: the same alignment (``evaluate.relu2.align``) and the same probe inputs.
+    The goal of issue 3: value-only >= 10x fewer queries than ART at >= 1e6x smaller error."""
+    import json
+
+    specs = [(f"builtin:relu2?d={d}&h={h}" + (f"&k={k}" if k > 1 else "") + f"&seed={s}", h, d, s)
+             for d, h, k in (grid or ART_GRID) for s in seeds]
+    if digits:
+        specs.append(("builtin:digits-mlp?widths=32", 32, 64, 0))
+    rows, records = [], []
+    held = [0, 0]  # goal holds / runs where ART completed
+    for spec, h, d, seed in specs:
+        target = load(spec)
+        val = ours_run(target, "value", seed)
+        vg = ours_run(target, "value+gradient", seed)
+        a = art_run(target, limit_s, seed=seed, delta_0=delta_0)
+        records.append({"target": spec, "h": h, "d": d, "seed": seed, "value": val, "value+gradient": vg, "art": a})
+        ok = val["status"] == "complete"
+        q_ratio = a["queries"] / val["queries"] if val["queries"] else float("nan")
+        if a["status"] == "complete" and a.get("parameter_relative_error") is not None:
+            e_ratio = a["parameter_relative_error"] / max(val["parameter_relative_error"], 1e-300)
+            holds = ok and q_ratio >= 10 and e_ratio >= 1e6
+            held[0] += holds
+            held[1] += 1
+            art_cells = [f"{a['queries']}", f"{a['queries'] / h:.3g}", f"{a['parameter_relative_error']:.1e}",
+                         f"{a['fidelity_relative_error']:.1e}", f"{a['wall_time_s']:.1f}",
+                         f"{q_ratio:.1f}", f"{e_ratio:.1e}", "yes" if holds else "NO"]
+        else:
+            plus = "+" if a["status"] == "timeout" else ""
+            art_cells = [f"{a['queries']}{plus}", f"{a['queries'] / h:.3g}{plus}", a["message"], "",
+                         f"{a['wall_time_s']:.1f}", f"{q_ratio:.1f}{plus}", "", "ART failed"]
+        vs = "" if val["status"] == "complete" else f" [{val['status']}]"
+        row = [spec.removeprefix("builtin:").replace("&seed=", " s"), h, d,
+               f"{val['queries']}", f"{val['queries'] / h:.3g}", f"{val['parameter_relative_error']:.1e}{vs}",
+               f"{val['fidelity_relative_error']:.1e}", f"{val['wall_time_s']:.2f}",
+               f"{vg['queries'] / h:.3g}", f"{vg['parameter_relative_error']:.1e}"] + art_cells
+        rows.append(row)
+        print(" | ".join(map(str, row)), flush=True)
+    cols = ["target", "h", "d", "value q", "value q/unit", "value param err", "value fid err", "value s",
+            "v+g q/unit", "v+g param err", "ART q", "ART q/unit", "ART param err", "ART fid err", "ART s",
+            "ART q / value q", "ART err / value err", "goal"]
+    report.console.print(report.comparison_table(
+        f"relu2: ours (value-only) vs IBM ART FunctionallyEquivalentExtraction (delta_0={delta_0})", cols, rows))
+    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for row in rows:
+        print("| " + " | ".join(map(str, row)) + " |")
+    failed = len(specs) - held[1]
+    print(f"goal (value-only >= 10x fewer queries at >= 1e6x smaller error): holds on {held[0]} of {held[1]} runs "
+          f"where ART completed; ART failed on {failed} of {len(specs)}", flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps(records, indent=1, default=float))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="h in {16, 128} x d in {64, 784}, digits")
@@ -101,7 +200,20 @@ def main() -> None:
     ap.add_argument("--hs", default=None, help="comma-separated hidden widths (overrides the grid)")
     ap.add_argument("--no-digits", action="store_true")
     ap.add_argument("--confirm", action="store_true", help="value+gradient only: confirm='pair' vs 'side'")
+    ap.add_argument("--art-grid", action="store_true",
+                    help="small targets where ART finishes: ours (value, value+gradient) and ART FEE side by side")
+    ap.add_argument("--seeds", default="0,1,2", help="--art-grid: target/attack seeds")
+    ap.add_argument("--art-delta0", type=float, default=0.05, help="ART FEE's scan step delta_0 (its default 0.05)")
+    ap.add_argument("--art-sizes", default=None, help="--art-grid: targets as d:h[:k],... (default: the built-in grid)")
+    ap.add_argument("--json", default=None, help="--art-grid: write all runs to this JSON file")
     args = ap.parse_args()
+    if args.art_grid:
+        sizes = None
+        if args.art_sizes:
+            sizes = [tuple(int(v) for v in (item.split(":") + ["1"])[:3]) for item in args.art_sizes.split(",")]
+        art_grid([int(x) for x in args.seeds.split(",")], args.art_limit, args.art_delta0, not args.no_digits, args.json,
+                 sizes)
+        return
     hs, ds = ((16, 128), (64, 784)) if args.quick else ((16, 128, 1024), (64, 784, 3072))
     if args.hs:
         hs = tuple(int(h) for h in args.hs.split(","))
@@ -123,7 +235,7 @@ def main() -> None:
         if args.no_art or (h > 16 and spec.startswith("builtin:relu2")) or d > 64:
             row += ["", "not run (time)", ""]
         else:
-            row += list(art(target, args.art_limit))
+            row += list(art(target, args.art_limit, args.art_delta0))
         rows.append(row)
         print(" | ".join(map(str, row)), flush=True)
     cols = ["target", "h", "d"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -205,8 +207,8 @@ def test_cli_done_criterion(tmp_path):
 
 
 def test_one_query_confirmation_option_is_cheaper_and_exact_here():
-    # confirm='side': one value just beyond the intersection (optimistic; composites cancelled on a residual
-    # line through the worst check point). Not the default: it fails on some seeds (see docs/relu2.md).
+    # confirm='side': one gradient just beyond the intersection (optimistic; composites cancelled on a residual
+    # line through a failing check point). Not the default: it can fail where its checks miss a composite.
     t = load("builtin:relu2?d=64&h=16&seed=0")
     pair = attack(t, "value+gradient")
     side = attack(t, "value+gradient", confirm="side")
@@ -217,11 +219,20 @@ def test_one_query_confirmation_option_is_cheaper_and_exact_here():
 
 def test_one_query_confirmation_cancels_a_composite_unit():
     # the one-query check is fooled on the first line here (a gap whose kinks all lie on one side);
-    # the residual line through the worst check point finds the composite and its parts, and they merge
+    # the residual line through a failing check point finds the composite and its parts, and they merge
     t = load("builtin:relu2?d=100&h=64&k=3&seed=0")
     r = attack(t, "value+gradient", confirm="side")
     assert r.status == "complete", r.message
     assert len(r.details["lines"]) >= 2 and r.details["lines"][1]["merged"] > 0
+    assert r.metrics["parameter_relative_error"] <= EXACT
+
+
+def test_one_query_confirmation_falls_back_to_pair_inside_an_input_box():
+    # inside a box there are no far check points to show a composite: 'side' uses the two-query check
+    t = dataclasses.replace(load("builtin:relu2?d=20&h=8&seed=0"), input_box=(-1.0, 1.0))
+    r = attack(t, "value+gradient", confirm="side")
+    assert r.details["kink_check"] == "pair"
+    assert r.status == "complete", r.message
     assert r.metrics["parameter_relative_error"] <= EXACT
 
 

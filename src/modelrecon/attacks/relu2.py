@@ -420,10 +420,12 @@ class Relu2Attack(Attack):
         return bool(self._optimistic() and self._net.h and getattr(self, "_worst_x", None) is not None)
 
     def _optimistic(self) -> bool:
-        """One-query kink checks: value+gradient on exact answers (a composite unit accepted on the first
-        line is cancelled exactly on a residual line; with rounded answers the residual is too coarse for
-        that, and the two-query check is used)."""
-        return self.mode == "value+gradient" and self.confirm != "pair" and self._round_value == 0
+        """One-query kink checks: value+gradient on exact answers of an unboxed input space (a composite
+        unit accepted on the first line shows at far check points and is cancelled exactly on a residual
+        line; with rounded answers the residual is too coarse for that, and inside an input box two units
+        with nearly equal hyperplanes may agree at every check point: the two-query check is used)."""
+        return (self.mode == "value+gradient" and self.confirm != "pair" and self._round_value == 0
+                and self._oracle.input_box is None)
 
     def _off_line(self, samples, a, b) -> bool:
         """Equal gradients at a and b but b's value off a's line: the gap holds at least two kinks."""
@@ -1145,6 +1147,8 @@ class Relu2Attack(Attack):
         else:
             self._r[self.output] = 1.0
         details: dict[str, Any] = {"mode": self.mode, "explanation_kind": self._grad_kind, "lines": []}
+        if self.mode == "value+gradient":  # 'side' falls back to 'pair' on rounded answers or inside an input box
+            details["kink_check"] = "side" if self._optimistic() else "pair"
         status, messages = "complete", []
         lo, hi = self._box
         try:
