@@ -328,7 +328,7 @@ class Relu2Attack(Attack):
             patience = self.patience if not self._net.h else 40
             grow = 2.0
             if self.mode == "value":  # two values per probe, next to (d + 1) per piece: look as far (2^40) at once,
-                patience, grow = 10, 16.0  # in steps of 2^4 (a wide gap costs nothing extra: two lines meet there)
+                patience, grow = 5, 256.0  # in steps of 2^8 (a wide gap costs nothing extra: two lines meet there)
             if self._net.h and self._optimistic():
                 # the residual holds only the few missed or composite units: the same reach (2^40) in
                 # steps of 2^4; a wide gap costs nothing extra, its kinks follow from the two pieces
