@@ -542,14 +542,14 @@ class Relu2Attack(Attack):
                 add([xr], [fr], Fb[None], [eb])
 
     def _value_check_margin(self, samples, a, b, t, delta) -> float:
-        """value mode: the check points t* -/+ delta must lie far enough from t* that the two lines differ
-        there by more than their rounding (else a gap whose kinks all lie beyond t* + delta passes the
-        check); nan (bisect the gap instead) when the gap is too narrow for that."""
+        """value mode: the check points t* -/+ delta (delta = 2^-10 of the gap) must lie far enough from t* that
+        the two lines differ there by more than their rounding (else a gap whose kinks all lie beyond t* + delta
+        passes the check); nan (bisect the gap instead) when they do not."""
         fa, Fa, ea = samples[a]
         fb, Fb, eb = samples[b]
         sa, sb = self._slope(Fa), self._slope(Fb)
         la, lb = fa + sa * (t - a), fb + sb * (t - b)
-        # the tolerance at t* -/+ delta (delta <= half the gap: the slope terms grow by at most 3/2), twice over
+        # the tolerance at t* -/+ delta (the slope terms grow by a factor 1 + 2^-10 at most there), 3x over
         tol = self._value_tol(lb, fa, fb, la, lb, t, a, b, ea, eb)
         # a margin wider than 2^-10 of the gap would let two kinks that close to t* pass as one: bisect instead
         # (nearer samples know the lines better)
