@@ -305,3 +305,13 @@ def test_value_mode_slope_pairs_do_not_straddle_a_kink():
     assert r.status == "complete", r.message
     assert r.metrics["hidden_units_recovered"] == 32
     assert r.metrics["parameter_relative_error"] <= EXACT
+
+
+def test_value_mode_digits_network_ten_logits():
+    # a trained network with 10 logits: main's value mode ended 'failed' here (more than 20,000 pieces); with a
+    # random combination of the logits for each unit's normal, one unit the combination nearly cancels cost 8.7e-9
+    t = load("builtin:digits-mlp?widths=32&seed=1")
+    r = attack(t, "value")
+    assert r.status == "complete", r.message
+    assert r.metrics["hidden_units_recovered"] == 32
+    assert r.metrics["parameter_relative_error"] <= EXACT
