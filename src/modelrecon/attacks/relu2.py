@@ -718,8 +718,8 @@ class Relu2Attack(Attack):
         # (the end pieces: as far beyond their kink as the kink is from the line's origin, at least T0 = 1)
         if len(kt):
             edges[0], edges[-1] = kt[0] - 2 * max(abs(kt[0]), 1.0), kt[-1] + 2 * max(abs(kt[-1]), 1.0)
-        reps = np.array([(edges[p] + edges[p + 1]) / 2 if np.isfinite(edges[p] + edges[p + 1]) else reps[p]
-                         for p in range(len(reps))])
+        reps = np.array([(edges[p] + edges[p + 1]) / 2 if np.isfinite(edges[p]) and np.isfinite(edges[p + 1])
+                         else reps[p] for p in range(len(reps))])
         edges[0], edges[-1] = -np.inf, np.inf
         X = self._x(reps)
         # first step: a quarter of the distance to the nearest kink along the line, scaled to the typical
@@ -783,7 +783,7 @@ class Relu2Attack(Attack):
                 noise = EPS * terms[:, None]
                 now = np.sqrt(((noise / np.abs(S)) ** 2).sum(axis=1))
                 then = np.sqrt(((noise / np.abs(best)) ** 2).sum(axis=1))
-                size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, -1), axis=1)
+                size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, K * d), axis=1)
                 # per unit over the precision, the fewest of its two pieces to redo: the noisier one if that
                 # suffices, else both (each redo costs d + 1 values)
                 goal = self.value_precision * np.maximum(size, np.finfo(float).tiny)
@@ -815,9 +815,15 @@ class Relu2Attack(Attack):
         # much relative to the sums of |unit| |x| behind them
         colerr = (d + 8) * EPS * mag[:, None] / np.abs(S)
         jump_err = np.linalg.norm(colerr[:-1], axis=1) + np.linalg.norm(colerr[1:], axis=1)
-        size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, -1), axis=1)
-        if len(size):
-            self._rel_err = max(self._rel_err, float(jump_err.sum() * math.sqrt(K) / max(size.sum(), EPS)))
+        size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, K * d), axis=1)
+        # summed over the units of every line so far (a residual line's few small units, known to fewer digits,
+        # must not set the tolerance of the whole model)
+        if self._net.h == 0:
+            self._vm_err = [0.0, 0.0]
+        self._vm_err[0] += float(jump_err.sum()) * math.sqrt(K)
+        self._vm_err[1] += float(size.sum())
+        if self._vm_err[1] > 0:
+            self._rel_err = self._vm_err[0] / self._vm_err[1]
         dv = self._offsets_across(N, dv, Gc)
         A = Jacs[0].copy()
         # c from the value nearest the origin (far out, the error of A times |x| would swamp it)
