@@ -267,7 +267,9 @@ class Relu2Attack(Attack):
         if self.mode == "value":
             # the pair's step grows with |t|: the values' rounding grows with |t| too (|slope t| terms), and a
             # step fixed in t would leave far-out slopes (and the small slope changes of far kinks) unresolved
-            delta = (self._delta * np.maximum(np.abs(np.asarray(ts, dtype=np.float64)), 1.0) if deltas is None
+            # (rounded answers: at least 2^20 rounding units, so that the rounding costs the slope ~2^-19 of it)
+            base = max(self._delta, 2.0 ** 20 * self._round_value)
+            delta = (base * np.maximum(np.abs(np.asarray(ts, dtype=np.float64)), 1.0) if deltas is None
                      else np.asarray(deltas, dtype=np.float64))
             # values at t - delta, t, t + delta: the two one-sided slopes agree unless a kink lies within delta of t
             # (a pair straddling a kink gives a slope of neither piece, and the search would take it for a piece)
@@ -762,7 +764,7 @@ class Relu2Attack(Attack):
             # the Jacobian must also reproduce the slope measured along the line (free check of a stencil
             # that crossed a hyperplane the recovered units do not show yet); forward differences err by
             # (d + 8) eps mag / step per column
-            colerr = (d + 8) * EPS * mag[:, None] / np.abs(S)
+            colerr = ((d + 8) * EPS * mag[:, None] + 2 * self._round_value) / np.abs(S)
             jac_slope = np.einsum("k,pkd,d->p", self._r, Jacs, self._v)
             off = np.abs(jac_slope - line_slope) > line_err + 4 * (colerr @ np.abs(self._v)) * np.abs(self._r).sum()
             todo = np.flatnonzero(crossed | off)
@@ -780,7 +782,7 @@ class Relu2Attack(Attack):
                 # column) with per-coordinate steps half way to the nearest recovered hyperplane (error ~ 1/step)
                 refined = True
                 best = np.array([self._coord_steps(X[p], Nall, dvall, cap[p]) for p in range(len(reps))])
-                noise = EPS * terms[:, None]
+                noise = EPS * terms[:, None] + self._round_value  # (plus half a unit of the last digit if rounded)
                 now = np.sqrt(((noise / np.abs(S)) ** 2).sum(axis=1))
                 then = np.sqrt(((noise / np.abs(best)) ** 2).sum(axis=1))
                 size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, K * d), axis=1)
@@ -813,7 +815,7 @@ class Relu2Attack(Attack):
                 S[todo] = best[todo]
         # relative error of the units (bound), weighted by their size: the model's values err by about this
         # much relative to the sums of |unit| |x| behind them
-        colerr = (d + 8) * EPS * mag[:, None] / np.abs(S)
+        colerr = ((d + 8) * EPS * mag[:, None] + 2 * self._round_value) / np.abs(S)
         jump_err = np.linalg.norm(colerr[:-1], axis=1) + np.linalg.norm(colerr[1:], axis=1)
         size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, K * d), axis=1)
         # summed over the units of every line so far (a residual line's few small units, known to fewer digits,
