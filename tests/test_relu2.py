@@ -319,8 +319,7 @@ def test_value_mode_digits_network_ten_logits():
 
 def test_value_mode_rounded_answers():
     # values rounded to 8 decimals: the slope pairs span 2^20 rounding units and the stencils' rounding counts in
-    # their precision; before, the search took rounding noise for kinks and ended 'failed' (or 'complete' with
-    # twice the units and a parameter error of order 1)
+    # their precision; before, the search took rounding noise for kinks and ended 'failed'
     r = attack(load("builtin:relu2?d=20&h=8&seed=1"), "value", round_decimals=8)
     assert r.status == "complete", r.message
     assert r.metrics["hidden_units_recovered"] == 8
