@@ -826,6 +826,15 @@ class Relu2Attack(Attack):
         self._vm_err[1] += float(size.sum())
         if self._vm_err[1] > 0:
             self._rel_err = self._vm_err[0] / self._vm_err[1]
+        if len(N) and refined:
+            # units still over the precision (a small cell on the line and a small |u_i|): their jump again,
+            # from two stencils on either side of their hyperplane where the cells are larger
+            noise = EPS * terms[:, None] + self._round_value
+            now = np.sqrt(((noise / np.abs(S)) ** 2).sum(axis=1))
+            size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, K * d), axis=1)
+            est = (now[:-1] + now[1:]) / np.maximum(size, np.finfo(float).tiny)
+            for i in np.flatnonzero(est > self.value_precision):
+                N[i], Gc[i] = self._jump_elsewhere(i, N, dv, Gc, est[i] * size[i])
         dv = self._offsets_across(N, dv, Gc)
         A = Jacs[0].copy()
         # c from the value nearest the origin (far out, the error of A times |x| would swamp it)
@@ -833,6 +842,59 @@ class Relu2Attack(Attack):
         c = vals[p] - A @ X[p] - np.maximum(N @ X[p] + dv, 0.0) @ Gc
         self._net.add(N, dv, Gc.T, A, c)
         return len(kinks), found["clusters"]
+
+    def _jump_elsewhere(self, i: int, N: np.ndarray, dv: np.ndarray, Gc: np.ndarray, err: float):
+        """Unit i's jump from a stencil on each side of its hyperplane, at the point of the hyperplane (among
+        its point nearest the origin and a few around it) where the two cells leave the stencils the most room;
+        kept only if that is expected 4x more precise and agrees with the jump from the line (within the two
+        expected errors)."""
+        d, K = self._d, self._K
+        Nall, dvall = np.vstack([self._net.N, N]), np.concatenate([self._net.dv, dv])
+        own = self._net.h + i
+        norm = float(np.linalg.norm(N[i]))
+        u = N[i] / norm
+        xs = -dv[i] / norm * u
+        scale = max(float(np.linalg.norm(xs)), self._box[1] - self._box[0])
+        cands = [xs]
+        for _ in range(8):
+            g = self._rng.normal(size=d)
+            g -= (g @ u) * u
+            cands.append(xs + g / np.linalg.norm(g) * scale * self._rng.uniform(0.1, 1.0))
+        best = None
+        for y in cands:
+            z, rate = y @ Nall.T + dvall, Nall @ u
+            with np.errstate(divide="ignore", invalid="ignore"):
+                reach = np.abs(np.where(rate != 0, z / rate, np.inf))
+            reach[own] = np.inf
+            L = 0.5 * min(float(reach.min()), scale)
+            if not L > 0:
+                continue
+            sides = [y + L * u, y - L * u]
+            steps = [self._coord_steps(x, Nall, dvall, scale) for x in sides]
+            cost = sum(np.sum(1.0 / st ** 2) for st in steps)
+            if best is None or cost < best[0]:
+                best = (cost, sides, steps)
+        if best is None:
+            return N[i], Gc[i]
+        _, sides, steps = best
+        J, terms = [], []
+        for x, st in zip(sides, steps):
+            P = np.repeat(x[None], d + 1, axis=0)
+            P[np.arange(1, d + 1), np.arange(d)] += st
+            Z, _ = self._ask(P, True, False)
+            self._store_values(P[:1].copy(), Z[:1].copy())
+            Jx = ((Z[1:] - Z[0]) / st[:, None]).T
+            J.append(Jx)
+            terms.append(np.abs(Z).max() + (np.abs(Jx) @ np.abs(x)).max() + (np.abs(Jx) * np.abs(st)).max())
+        Jk = J[0] - J[1]  # the active side minus the other: G_i n_i
+        new_err = sum(float(np.sqrt(((EPS * m + self._round_value) / st) ** 2).sum()) for m, st in zip(terms, steps))
+        old = Gc[i][:, None] * N[i][None, :]
+        if not (new_err < err / 4 and np.linalg.norm(Jk - old) <= 4 * (err + new_err)):
+            return N[i], Gc[i]
+        Jl = Jk[int(np.argmax(np.linalg.norm(Jk, axis=1)))]
+        n = Jl * (1.0 if Jl @ N[i] >= 0 else -1.0)
+        n = n / np.linalg.norm(n) * norm  # the same scale as before (the offset stays valid)
+        return n, Jk @ n / float(n @ n)
 
     def _offsets_across(self, N: np.ndarray, dv: np.ndarray, Gc: np.ndarray) -> np.ndarray:
         """Each unit's offset again, measured across its hyperplane at the hyperplane's point nearest the
