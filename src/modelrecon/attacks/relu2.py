@@ -40,7 +40,8 @@ Modes (``mode``):
    than their rounding (else the gap is bisected).  Then one finite-difference Jacobian per piece
    (d + 1 value queries, all outputs at once) gives the jumps; once all stencils are inside their
    cells, those whose units would carry more than ``value_precision`` are redone with per-coordinate
-   steps half way to the nearest recovered hyperplane.  Each offset is re-measured across its
+   steps half way to the nearest recovered hyperplane (a unit still over it: its jump again from two
+   stencils across its hyperplane where the cells are larger).  Each offset is re-measured across its
    hyperplane at its point nearest the origin (four values).  About 1.15-1.4 (h + 1)(d + 1) + 15h
    queries.
 
