@@ -1249,7 +1249,8 @@ class Relu2Attack(Attack):
                 self._ends = (found["t_left"], found["t_right"])
                 n_kinks, clusters = self._units_from_kinks(found)
                 self._found = ([], {})
-                merged = self._net.merge(1e3 * (self._d + 8) * EPS ** 0.5 * 1e-4)
+                # units closer than their own precision (rounded answers: a unit and its cancelling copy) merge
+                merged = self._net.merge(max(1e3 * (self._d + 8) * EPS ** 0.5 * 1e-4, 8 * self._rel_err))
                 details["lines"].append({"kinks": n_kinks, "near_coincident_clusters": clusters, "merged": merged,
                                          "refined_by_bisection": refined,
                                          "samples": len(found["samples"]), "interval": [found["t_left"], found["t_right"]]})
