@@ -1306,6 +1306,15 @@ class Relu2Attack(Attack):
                                        f"({ratio:.3g} x the float64 tolerance)")
                 elif status == "failed":
                     messages.append(f"residual on {self.verify} fresh queries: {resid:.3g} ({ratio:.3g} x tolerance)")
+                # the tolerance carries the units' own relative error: when that much of all units together is as
+                # large as the smallest unit found, a missed unit of that size would pass unseen
+                sizes = np.linalg.norm(net.G, axis=0) * np.linalg.norm(net.N, axis=1)
+                blind = 8 * self._rel_err * float(sizes.sum())
+                if status == "complete" and len(sizes) and blind >= sizes.min():
+                    status = "failed"
+                    messages.insert(0, f"the answers leave the units known only to {self._rel_err:.2g} relative, too "
+                                       "coarse for the verification to rule out a missed unit as small as the "
+                                       "smallest one found")
             except QueryBudgetExceeded:
                 messages.append("no budget left to verify")
         if status == "complete":
