@@ -32,8 +32,9 @@ Modes (``mode``):
    neighbouring piece's gives its value for free; a midpoint is asked its gradient first).  About
    4.5-6 queries per hidden unit.  ``confirm='side'`` asks one gradient just beyond t* on the longer
    side of the gap; fooled when every kink of the gap lies on the other side, the composite unit is
-   cancelled on a residual line through the failing check point nearest the centre (confirmed soundly
-   there).  About 4 queries per unit; an option, used only on unrounded answers.
+   cancelled on a residual line from the box centre through the failing check point nearest it
+   (confirmed soundly there).  About 4 queries per unit; an option, used only on unrounded answers
+   and without an input box (far check points are what show a composite); else 'pair' runs.
 3. ``value``: values only.  The same search with the slope along the line taken from values at
    t - delta, t, t + delta (a point within delta of a kink takes its clean side's slope); a kink
    is checked at t* -/+ delta' with delta' wide enough that the two lines differ there by more
