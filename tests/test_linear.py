@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from modelrecon.attacks.linear import LinearAttack

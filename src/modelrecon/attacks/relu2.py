@@ -76,6 +76,11 @@ CONFIRMS = ("side", "pair")
 GRADIENT_KINDS = {"gradient": "g", "explanation:saliency-signed": "g", "explanation:input-x-gradient": "xg"}
 
 
+def _same(F1: np.ndarray, e1: float, F2: np.ndarray, e2: float) -> bool:
+    """Two line 'gradients' equal within their rounding: the same activation pattern, the same piece."""
+    return bool(np.max(np.abs(F1 - F2)) <= e1 + e2)
+
+
 class Relu2Model(nn.Module):
     """z(x) = V relu(W x + b) + A x + c in float64 (A = 0 once orientations are resolved)."""
 
@@ -366,11 +371,10 @@ class Relu2Attack(Attack):
         resolved: set[tuple[float, float]] = set()
         clusters = 0
         self._found = (kinks, samples)
-        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
         while True:
             ts = sorted(samples)
             gaps = [(a, b) for a, b in zip(ts[:-1], ts[1:]) if (a, b) not in resolved
-                    and (not same(samples[a][1], samples[a][2], samples[b][1], samples[b][2])
+                    and (not _same(samples[a][1], samples[a][2], samples[b][1], samples[b][2])
                          or bump and self._off_line(samples, a, b))]
             if not gaps:
                 break
@@ -396,7 +400,7 @@ class Relu2Attack(Attack):
                 sa, sb = self._slope(Fa), self._slope(Fb)
                 denom = sa - sb
                 t_star = (fb - fa + sa * a - sb * b) / denom if denom != 0 else math.nan
-                if b - a <= 8 * EPS * max(abs(a), abs(b), T0) and same(Fa, ea, Fb, eb):
+                if b - a <= 8 * EPS * max(abs(a), abs(b), T0) and _same(Fa, ea, Fb, eb):
                     resolved.add((a, b))  # a bump narrower than float64 resolves on this line: left to the check
                 elif b - a <= 8 * EPS * max(abs(a), abs(b), T0):
                     clusters += 1  # kinks closer than float64 can tell apart on this line
@@ -438,27 +442,33 @@ class Relu2Attack(Attack):
         la = fa + self._slope(Fa) * (b - a)
         return abs(fb - la) > self._value_tol(fb, fa, fb, la, fb, b, a, b, ea, eb)
 
+    def _line_at(self, sample: tuple, a: float, t: float) -> float:
+        """Value at t of the line of the piece sampled at a."""
+        f, F, _ = sample
+        return f + self._slope(F) * (t - a)
+
+    def _add_new_pieces(self, new, add) -> None:
+        """Points whose gradient is no known piece's: their values are asked too."""
+        if new:
+            ts = [t for t, _, _ in new]
+            add(ts, self._values_at(ts), np.array([F for _, F, _ in new]), [e for _, _, e in new])
+
     def _sample_mids(self, mids, samples, add) -> None:
         """Gradient first: a midpoint whose gradient is that of a neighbouring piece lies on that piece's
         line (its value follows); only a new piece costs a value query too."""
-        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
         _, G, e = self._line_fn(mids, False, True)
         ts = sorted(samples)
         new = []
         for m, Gm, em in zip(mids, G, e):
             i = int(np.searchsorted(ts, m))
             a, b = ts[i - 1], ts[i]
-            fa, Fa, ea = samples[a]
-            fb, Fb, eb = samples[b]
-            if same(Gm, em, Fa, ea):
-                add([m], [fa + self._slope(Fa) * (m - a)], Gm[None], [em])
-            elif same(Gm, em, Fb, eb):
-                add([m], [fb + self._slope(Fb) * (m - b)], Gm[None], [em])
+            for p in (a, b):
+                if _same(Gm, em, samples[p][1], samples[p][2]):
+                    add([m], [self._line_at(samples[p], p, m)], Gm[None], [em])
+                    break
             else:
                 new.append((m, Gm, em))
-        if new:
-            ts = [m for m, _, _ in new]
-            add(ts, self._values_at(ts), np.array([g for _, g, _ in new]), [e for _, _, e in new])
+        self._add_new_pieces(new, add)
 
     def _check_gaps_side(self, checks, samples, kinks, resolved, add) -> None:
         """One gradient just beyond t*, on the longer side of the gap: the expected piece's gradient there
@@ -466,7 +476,6 @@ class Relu2Attack(Attack):
         and a composite unit is accepted; its error shows in the check residual and a residual line
         cancels it).  The other piece's gradient puts the point on that piece (its value follows from
         the line); a new gradient is a new piece, whose value is asked."""
-        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
         right = [b - t > t - a for a, b, t in checks]
         ts = [t + (1 if r else -1) * min(t - a, b - t) * 2.0 ** -10 for (a, b, t), r in zip(checks, right)]
         _, G, e = self._line_fn(ts, False, True)
@@ -474,23 +483,21 @@ class Relu2Attack(Attack):
         for (a, b, ks), r, t, Gt, et in zip(checks, right, ts, G, e):
             fa, Fa, ea = samples[a]
             fb, Fb, eb = samples[b]
-            on_a, on_b = same(Gt, et, Fa, ea), same(Gt, et, Fb, eb)
+            on_a, on_b = _same(Gt, et, Fa, ea), _same(Gt, et, Fb, eb)
             if (on_b and r) or (on_a and not r):
                 kinks.append((ks, Fb - Fa, a, b))
                 resolved.add((a, b))
             elif on_a or on_b:  # t lies on the near piece: the kinks are all beyond it
-                add([t], [fa + self._slope(Fa) * (t - a) if on_a else fb + self._slope(Fb) * (t - b)], Gt[None], [et])
+                p = a if on_a else b
+                add([t], [self._line_at(samples[p], p, t)], Gt[None], [et])
             else:
                 new.append((t, Gt, et))
-        if new:
-            ts = [t for t, _, _ in new]
-            add(ts, self._values_at(ts), np.array([g for _, g, _ in new]), [e for _, _, e in new])
+        self._add_new_pieces(new, add)
 
     def _check_gaps(self, checks, samples, kinks, resolved, add) -> None:
         """Confirm a single kink at each intersection t*: the piece on the left must reach t* - delta
         (its 'gradient' there is the left one) and the right line must hold at t* + delta.  A value
         at t* alone is fooled when every kink of the gap lies on one side of t*."""
-        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
         tl, tr = [], []
         for a, b, t in checks:
             delta = min(t - a, b - t) * 2.0 ** -10
@@ -527,8 +534,8 @@ class Relu2Attack(Attack):
             la = lambda u: fa + self._slope(Fa) * (u - a)  # noqa: E731
             lb = lambda u: fb + self._slope(Fb) * (u - b)  # noqa: E731
             tol_r = self._value_tol(fr, fa, fb, la(xr), lb(xr), xr, a, b, ea, eb)
-            left_a = same(Fl, el, Fa, ea)
-            left_b = same(Fl, el, Fb, eb)
+            left_a = _same(Fl, el, Fa, ea)
+            left_b = _same(Fl, el, Fb, eb)
             # the value at t* - delta is known too: it must be on the left line
             left_a = left_a and abs(fl - la(xl)) <= self._value_tol(fl, fa, fb, la(xl), lb(xl), xl, a, b, ea, eb)
             right_b = abs(fr - lb(xr)) <= tol_r
@@ -566,15 +573,14 @@ class Relu2Attack(Attack):
         (two lines meeting at t* differ there by only |slope change| delta, within rounding when delta or
         the slope change is small).  A gradient at t* - delta that is not the left piece's already shows
         more kinks (a new piece there costs its value; a neighbouring piece's gives it from the line)."""
-        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
         ask_r, need_value = [], []
         for i, ((a, b, t), xl, Fl, el) in enumerate(zip(checks, tl, FL, eL)):
             fa, Fa, ea = samples[a]
             fb, Fb, eb = samples[b]
-            if same(Fl, el, Fa, ea):
+            if _same(Fl, el, Fa, ea):
                 ask_r.append(i)
-            elif same(Fl, el, Fb, eb):
-                add([xl], [fb + self._slope(Fb) * (xl - b)], Fl[None], [el])
+            elif _same(Fl, el, Fb, eb):
+                add([xl], [self._line_at(samples[b], b, xl)], Fl[None], [el])
             else:
                 need_value.append((xl, Fl, el))
         if ask_r:
@@ -584,18 +590,16 @@ class Relu2Attack(Attack):
                 xl, xr = tl[i], tr[i]
                 fa, Fa, ea = samples[a]
                 fb, Fb, eb = samples[b]
-                if same(Fr, er, Fb, eb):
+                if _same(Fr, er, Fb, eb):
                     kinks.append((t, Fb - Fa, a, b))
                     resolved.add((a, b))
                     continue
-                add([xl], [fa + self._slope(Fa) * (xl - a)], FL[i][None], [eL[i]])  # the left piece reaches t* - delta
-                if same(Fr, er, Fa, ea):
-                    add([xr], [fa + self._slope(Fa) * (xr - a)], Fr[None], [er])
+                add([xl], [self._line_at(samples[a], a, xl)], FL[i][None], [eL[i]])  # the left piece reaches t* - delta
+                if _same(Fr, er, Fa, ea):
+                    add([xr], [self._line_at(samples[a], a, xr)], Fr[None], [er])
                 else:
                     need_value.append((xr, Fr, er))
-        if need_value:
-            ts = [x for x, _, _ in need_value]
-            add(ts, self._values_at(ts), np.array([F for _, F, _ in need_value]), [e for _, _, e in need_value])
+        self._add_new_pieces(need_value, add)
 
     def _refine_kinks(self, found: dict[str, Any]) -> int:
         """A kink found as the intersection of two nearly parallel pieces (a tiny |a_i w_i.v|) is only
@@ -606,7 +610,6 @@ class Relu2Attack(Attack):
             fa, Fa, ea = samples[a]
             fb, Fb, eb = samples[b]
             ds = abs(self._slope(Fb) - self._slope(Fa))
-            la = fa + self._slope(Fa) * (t - a)
             # rounding of the two lines where they meet, over the angle between them
             mag = abs(fa) + abs(fb) + abs(self._slope(Fa) * (t - a)) + abs(self._slope(Fb) * (t - b))
             sigma = (4 * EPS * mag + 3 * self._round_value) / max(ds, np.finfo(float).tiny)
@@ -617,16 +620,15 @@ class Relu2Attack(Attack):
                 todo.append([i, max(a, t - 8 * sigma), min(b, t + 8 * sigma), res])
         if not todo:
             return 0
-        same = lambda F1, e1, F2, e2: np.max(np.abs(F1 - F2)) <= e1 + e2  # noqa: E731
         # the bracket must hold the change: widen to the gap where it does not
         ends = [x for _, lo, hi, _ in todo for x in (lo, hi)]
         _, F, e = self._line_fn(ends, False, True)
         for j, item in enumerate(todo):
             i, lo, hi, res = item
             t, J, a, b = kinks[i]
-            if not same(F[2 * j], e[2 * j], samples[a][1], samples[a][2]):
+            if not _same(F[2 * j], e[2 * j], samples[a][1], samples[a][2]):
                 item[1] = a
-            if not same(F[2 * j + 1], e[2 * j + 1], samples[b][1], samples[b][2]):
+            if not _same(F[2 * j + 1], e[2 * j + 1], samples[b][1], samples[b][2]):
                 item[2] = b
         active = [item for item in todo if item[2] - item[1] > item[3]]
         while active:
@@ -634,7 +636,7 @@ class Relu2Attack(Attack):
             _, F, e = self._line_fn(mids, False, True)
             for item, m, Fm, em in zip(active, mids, F, e):
                 a = kinks[item[0]][2]
-                if same(Fm, em, samples[a][1], samples[a][2]):
+                if _same(Fm, em, samples[a][1], samples[a][2]):
                     item[1] = m
                 else:
                     item[2] = m
@@ -678,9 +680,6 @@ class Relu2Attack(Attack):
         if self.mode == "value":
             return self._units_value_mode(found)
         k = self.output
-        if not kinks:
-            tl = found["t_left"]
-            F_left = samples[tl][1]
         N, dv, Gc = [], [], []
         for t, J, a, b in kinks:
             s = float(J @ self._v)
@@ -850,7 +849,7 @@ class Relu2Attack(Attack):
         its point nearest the origin and a few around it) where the two cells leave the stencils the most room;
         kept only if that is expected 4x more precise and agrees with the jump from the line (within the two
         expected errors)."""
-        d, K = self._d, self._K
+        d = self._d
         Nall, dvall = np.vstack([self._net.N, N]), np.concatenate([self._net.dv, dv])
         own = self._net.h + i
         norm = float(np.linalg.norm(N[i]))

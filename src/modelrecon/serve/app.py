@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 

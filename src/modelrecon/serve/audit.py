@@ -341,7 +341,6 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
     defences = DEFENCES if defences is None else defences
     base = http_oracle(url, key, journal=journals / "probes.sqlite", **client)
     meta = base.metadata
-    rng = np.random.default_rng(seed)
     spent_before = base.usage()["spent"]
 
     # 2. honest probes: labels (and values), a few explanations
