@@ -4,6 +4,7 @@
     OMP_NUM_THREADS=1 python benchmarks/relu2.py --quick    # a small grid
     OMP_NUM_THREADS=1 python benchmarks/relu2.py --confirm  # value+gradient only: kink check 'pair' vs 'side'
     OMP_NUM_THREADS=1 python benchmarks/relu2.py --art-grid # small targets: value-only vs ART FEE, 3 seeds
+    OMP_NUM_THREADS=1 python benchmarks/relu2.py --robustness  # seeded scans: 72 nets, rounded answers, points
 
 Prints one table: queries per hidden unit (attack phase; verification counted apart),
 parameter_relative_error, wall time, for each mode, and ART's FunctionallyEquivalentExtraction
@@ -15,7 +16,11 @@ cost is beyond ``--max-value-queries`` are skipped and marked so.
 from __future__ import annotations
 
 import argparse
+import itertools
 import signal
+import sqlite3
+import statistics
+import tempfile
 import sys
 import time
 import warnings
@@ -191,6 +196,71 @@ def art_grid(seeds: list[int], limit_s: int, delta_0: float, digits: bool, json_
         Path(json_path).write_text(json.dumps(records, indent=1, default=float))
 
 
+SCAN = ([f"builtin:relu2?d={d}&h={h}&seed={s}&bias_scale={bs}"
+         for d, h, s, bs in itertools.product([256, 784], [32, 64], range(6), [0.5, 5])]
+        + [f"builtin:relu2?d=64&h=16&seed={s}" for s in range(8)] + [f"builtin:relu2?d=784&h=128&seed={s}" for s in range(1, 5)]
+        + [f"builtin:relu2?d=10&h=30&seed={s}" for s in range(4)] + [f"builtin:relu2?d=100&h=64&k=3&seed={s}" for s in range(3)]
+        + [f"builtin:relu2?d=64&h=32&bias_scale=20&seed={s}" for s in range(3)]
+        + [f"builtin:digits-mlp?widths=32&seed={s}" for s in (1, 2)])
+
+
+def _tally(specs, mode: str, kinds, round_decimals=None, **kw) -> list:
+    """Runs, each (status, parameter error, units recovered == true, queries per unit)."""
+    out = []
+    for spec in specs:
+        target = load(spec)
+        r = Relu2Attack(mode=mode, **kw).run(local_oracle(target, kinds, round_decimals=round_decimals))
+        evaluate(r, target)
+        m = r.metrics
+        out.append((r.status, m["parameter_relative_error"], m["hidden_units_recovered"] == m["hidden_units_true"],
+                    r.queries["total"] / m["hidden_units_true"]))
+    return out
+
+
+def _distinct_points(spec: str, confirm: str) -> tuple[int, int]:
+    """Attack-phase queries and distinct inputs asked (from the oracle's journal: one explanation answer
+    carrying its prediction would be one query per point)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "j.sqlite"
+        oracle = local_oracle(load(spec), ["value", "gradient"], journal=path)
+        r = Relu2Attack(confirm=confirm).run(oracle)
+        db = sqlite3.connect(str(path))
+        points = db.execute("SELECT COUNT(DISTINCT x) FROM answers WHERE phase='attack'").fetchone()[0]
+        db.close()
+    return r.queries["total"], points
+
+
+def robustness() -> None:
+    """The seeded scans behind docs/relu2.md: both kink checks on 72 networks, rounded answers, points."""
+    rows = []
+    for confirm in ("pair", "side"):
+        runs = _tally(SCAN, "value+gradient", ["value", "gradient"], confirm=confirm)
+        bad = sum(st != "complete" or e > 1e-9 for st, e, _, _ in runs)
+        rows.append([f"value+gradient confirm={confirm}", "exact answers", len(runs), len(runs) - bad, bad,
+                     f"{statistics.median(q for *_, q in runs):.2f}"])
+    rounded_vg = [f"builtin:relu2?d={d}&h={h}&seed={s}" for d, h, s in itertools.product([20, 64], [8, 16, 32], range(3))]
+    runs = _tally(rounded_vg, "value+gradient", ["value", "gradient"], round_decimals=6)
+    rows.append(["value+gradient", "rounded to 6 decimals", len(runs), sum(st == "complete" and u for st, _, u, _ in runs),
+                 sum(st != "complete" for st, *_ in runs), f"{statistics.median(q for *_, q in runs):.2f}"])
+    rounded_v = [f"builtin:relu2?d={d}&h={h}&seed={s}" for (d, h), s in
+                 itertools.product([(12, 6), (20, 8), (32, 16), (64, 16), (64, 32)], range(4))]
+    runs = _tally(rounded_v, "value", ["value"], round_decimals=8)
+    wrong = sum(st == "complete" and not u for st, _, u, _ in runs)
+    rows.append(["value", f"rounded to 8 decimals ({wrong} complete with wrong units)", len(runs),
+                 sum(st == "complete" and u for st, _, u, _ in runs), sum(st != "complete" for st, *_ in runs),
+                 f"{statistics.median(q for *_, q in runs):.2f}"])
+    report.console.print(report.comparison_table(
+        "relu2 seeded scans (complete = status complete, <= 1e-9 on exact answers, every unit on rounded ones)",
+        ["mode", "answers", "networks", "complete", "failed or off", "median q/unit"], rows))
+    prow = []
+    for confirm in ("pair", "side"):
+        q, pts = _distinct_points("builtin:relu2?d=784&h=128", confirm)
+        prow.append([confirm, q, f"{q / 128:.2f}", pts, f"{pts / 128:.2f}"])
+    report.console.print(report.comparison_table(
+        "relu2?d=784&h=128: queries (value and gradient apart) vs distinct points asked, attack phase",
+        ["kink check", "queries", "per unit", "points", "per unit"], prow))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="h in {16, 128} x d in {64, 784}, digits")
@@ -206,7 +276,12 @@ def main() -> None:
     ap.add_argument("--art-delta0", type=float, default=0.05, help="ART FEE's scan step delta_0 (its default 0.05)")
     ap.add_argument("--art-sizes", default=None, help="--art-grid: targets as d:h[:k],... (default: the built-in grid)")
     ap.add_argument("--json", default=None, help="--art-grid: write all runs to this JSON file")
+    ap.add_argument("--robustness", action="store_true",
+                    help="seeded scans: both kink checks on 72 networks, rounded answers, distinct points")
     args = ap.parse_args()
+    if args.robustness:
+        robustness()
+        return
     if args.art_grid:
         sizes = None
         if args.art_sizes:
