@@ -27,6 +27,7 @@ from torch import nn
 from modelrecon.attacks import Attack
 from modelrecon.oracle import Oracle, OracleError
 from modelrecon.result import Result
+from modelrecon.verdict import passes, worst_ratio
 
 EPS = np.finfo(np.float64).eps
 
@@ -161,10 +162,10 @@ class LinearAttack(Attack):
             p_hat = 1.0 / (1.0 + np.exp(-z_hat))
             residual = np.abs(p_hat - answer)
             tol = gamma * (scale * p_hat * (1 - p_hat) + 1.0)
-        worst = float(np.max(residual / tol))
+        worst = worst_ratio(residual, tol)
         result.details["verification"] = {"points": self.verify, "max_abs_residual": float(residual.max()),
                                           "residual_over_tolerance": worst}
-        if worst > 1.0:
+        if not passes(worst):
             result.status = "failed"
             result.message = (f"the target is not a linear model{' on the logit scale' if pred != 'value' else ''}: "
                               f"on {self.verify} fresh queries the recovered model is off by up to "

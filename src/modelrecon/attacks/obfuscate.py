@@ -425,7 +425,26 @@ class Obfuscation(Attack):
                 details["oracle_check"] = check
                 message += f"; the oracle gives class {c} to {rate:.1%}"
         details["target_class"] = self.target_class
-        return Result(self.name, "complete", message, params=params, details=details)
+        status, message = _verdict(details, message, span_summary)
+        return Result(self.name, status, message, params=params, details=details)
+
+
+def _verdict(details: dict[str, Any], message: str, span_summary: dict[str, Any] | None) -> tuple[str, str]:
+    """complete only when the oracle saw every obfuscated input as intended (every label kept, or
+    every input given the target class); fewer means the span is short: the noise is seen."""
+    check = details.get("oracle_check")
+    if check is None:
+        return "partial", message + "; not checked with the oracle (check=False)"
+    rate = check.get("label_preserved_rate", check.get("target_class_rate"))
+    if rate is None or not np.isfinite(rate) or rate < 1.0:
+        dim = details["basis"]["dim"]
+        why = (f"the {dim}-dimensional span is short of the first layer's: noise in its complement is seen "
+               f"({1 - rate:.1%} of the inputs change class)" if rate is not None and np.isfinite(rate) else
+               "the oracle check gave no rate")
+        if span_summary is not None and span_summary.get("details", {}).get("points", {}).get("kind") == "region":
+            why += "; recovering the span with points='box' (--span-points box) may find the directions it missed"
+        return "partial", f"{why}; {message}"
+    return "complete", message
 
 
 # -- the span, recovered where it matters ----------------------------------------------------

@@ -65,6 +65,7 @@ from torch import nn
 from modelrecon.attacks import Attack
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
 from modelrecon.result import Result
+from modelrecon.verdict import passes, worst_ratio
 
 EPS = np.finfo(np.float64).eps
 MODES = ("gradient", "value+gradient", "value")
@@ -1116,8 +1117,9 @@ class Relu2Attack(Attack):
 
     # ---------------------------------------------------------------- checks
     def _discrepancy(self, X: np.ndarray, Z: np.ndarray | None, G: np.ndarray | None) -> float:
-        """Largest residual of the model over the tolerance (<= 1: consistent)."""
-        worst = 0.0
+        """Largest residual of the model over the tolerance (<= 1: consistent; inf: nothing
+        compared, a NaN, or a zero tolerance)."""
+        worst = 0.0 if Z is not None or G is not None else math.inf
         net = self._net
         if Z is not None:
             Zh = net.value(X)
@@ -1128,15 +1130,12 @@ class Relu2Attack(Attack):
             # (a difference of two rounded gradients) by a rounding unit per coordinate, which grows with |x|_1
             tol = (4 * (self._d + net.h + 8) * EPS + 8 * self._rel_err) * scale \
                 + (self._round_value + self._round_grad * np.abs(X).sum(axis=1, keepdims=True)) * (2 + net.h)
-            r = np.abs(Zh - Z)
-            if self.mode == "gradient":  # c is a free constant without values
-                pass
-            worst = max(worst, float(np.max(r / tol)))
+            worst = max(worst, worst_ratio(Zh - Z, tol))
         if G is not None:
             Gh = net.grad(X, self.output)
             tol = 4 * (net.h + 8) * EPS * (np.abs(net.G[self.output]) @ np.abs(net.N) + np.abs(net.A[self.output])) \
                 + self._round_grad * (2 + net.h) + (self._d + 4) * EPS * np.abs(G)
-            worst = max(worst, float(np.max(np.abs(Gh - G) / tol)))
+            worst = max(worst, worst_ratio(Gh - G, tol))
         return worst
 
     def _check_points(self, n: int, phase: str) -> tuple[float, float]:
@@ -1177,12 +1176,12 @@ class Relu2Attack(Attack):
             finally:
                 self._net, self.output = saved, out_k
         ratio = self._discrepancy(X, Z, G)
-        if ratio > 1.0:  # the point a residual line will pass through: the failing one nearest the box centre
+        if not passes(ratio):  # the point a residual line will pass through: the failing one nearest the box centre
             per = [self._discrepancy(X[j:j + 1], None if Z is None else Z[j:j + 1], None if G is None else G[j:j + 1])
                    for j in range(len(X))]
             # (far out, the kinks of the line are far out too and their offsets lose digits to |x|)
             centre = sum(self._box) / 2.0
-            failing = [j for j in range(len(X)) if per[j] > 1.0]
+            failing = [j for j in range(len(X)) if not passes(per[j])]
             self._worst_x = X[min(failing, key=lambda j: np.linalg.norm(X[j] - centre))].copy()
         resid = 0.0
         if Z is not None:
@@ -1258,7 +1257,7 @@ class Relu2Attack(Attack):
                     self._net_bias_known = False
                 ratio, resid = self._check_points(self.checks, "attack")
                 details["lines"][-1]["check_residual_over_tolerance"] = ratio
-                if ratio <= 1.0:
+                if passes(ratio):
                     break
         except _TooManyPieces as e:
             status = "failed"
@@ -1299,7 +1298,7 @@ class Relu2Attack(Attack):
                 ratio, resid = self._check_points(self.verify, "verify")
                 details["verification"] = {"points": self.verify, "max_abs_residual": resid,
                                            "residual_over_tolerance": ratio}
-                if ratio > 1.0 and status == "complete":
+                if not passes(ratio) and status == "complete":
                     status = "failed"
                     messages.insert(0, f"the target is not a two-layer ReLU network (or a unit was missed): on "
                                        f"{self.verify} fresh queries the recovered model is off by up to {resid:.3g} "
@@ -1316,12 +1315,24 @@ class Relu2Attack(Attack):
                                        "coarse for the verification to rule out a missed unit as small as the "
                                        "smallest one found")
             except QueryBudgetExceeded:
+                if status == "complete":
+                    status = "partial"
                 messages.append("no budget left to verify")
+        last_check = details["lines"][-1].get("check_residual_over_tolerance", math.inf) if details["lines"] else math.inf
+        if status == "complete" and not net.h:
+            status = "failed"
+            messages.insert(0, "no hidden unit found: the target is affine along every searched line, or not a "
+                               "two-layer ReLU network")
+        elif status == "complete" and "verification" not in details and not passes(last_check):
+            status = "failed"
+            messages.insert(0, f"the recovered model does not match the target on the {self.checks} check points "
+                               f"({last_check:.3g} x the float64 tolerance) and verify=0 asked no more")
         if status == "complete":
             how = "exactly" if rounding is None else f"to the precision of answers rounded to {rounding} decimals"
             messages.insert(0, f"recovered {net.h} hidden units {how} from {len(details['lines'])} line(s)"
                             + (f"; verified on {self.verify} fresh queries (max residual "
-                               f"{details['verification']['max_abs_residual']:.2g})" if "verification" in details else ""))
+                               f"{details['verification']['max_abs_residual']:.2g})" if "verification" in details else
+                               f"; checked on {self.checks} attack-phase points only (verify=0)"))
         elif status == "partial":
             messages.insert(0, f"partial network: {net.h} hidden units found so far")
         result.status = status

@@ -80,6 +80,7 @@ import numpy as np
 from modelrecon.attacks import Attack
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
 from modelrecon.result import Result
+from modelrecon.verdict import passes, worst_ratio
 
 EPS = np.finfo(np.float64).eps
 SETTINGS = ("relu-value", "threshold")
@@ -208,6 +209,8 @@ class SpanRecovery(Attack):
         log["recovered_dim"] = r
         log["queries_per_dim"] = spent / r if r else None
         log["reference_queries"] = (n + 1) * r
+        if status == "complete" and r == 0:
+            status, message = "failed", "no direction of the span was found: every point measured left nothing above the noise"
         if status == "complete":
             if r >= n:
                 message = f"the gradients span all of R^{n}: the first layer hides no subspace (k >= n)"
@@ -384,7 +387,7 @@ class SpanRecovery(Attack):
             predicted = y[0] + h * (signs @ d)
             residual = abs(y2[-1] - predicted)
             tolerance = delta * (2.0 + 2.0 * np.abs(signs).sum())
-            if residual > tolerance:  # the stencil crossed a ReLU boundary (or M is not piecewise linear)
+            if not passes(worst_ratio(residual, tolerance)):  # the stencil crossed a ReLU boundary (or M is not piecewise linear)
                 log["recentred"] += 1
                 failures_in_a_row += 1
                 worst_residual = max(worst_residual, residual / tolerance)
@@ -447,7 +450,7 @@ class SpanRecovery(Attack):
                 raise
             g = (y[1:-1] - y[0]) / h
             delta = self._delta_f()
-            if abs(y[-1] - (y[0] + h * signs @ g)) > delta * (2.0 + 2.0 * np.abs(signs).sum()):
+            if not passes(worst_ratio(y[-1] - (y[0] + h * signs @ g), delta * (2.0 + 2.0 * np.abs(signs).sum()))):
                 log["recentred"] += 1
                 failures_in_a_row += 1
                 if failures_in_a_row >= 10:

@@ -416,6 +416,11 @@ class SurrogateAttack(Attack):
             theirs = (theirs > 0).astype(np.int64)
         train_agreement = float(np.mean(mine == theirs))
         status = "partial" if stopped else "complete"
+        if not np.isfinite(z).all() or (self.steps and not math.isfinite(losses["loss"])):
+            return Result(self.name, "failed", f"training diverged on {len(X)} query points: the surrogate's loss or "
+                          "outputs are not finite (try a smaller --lambda or fewer steps)", model=None,
+                          details={"interface": {"prediction": pred_kind, "explanation": expl_kind},
+                                   "points": int(len(X)), **{f"final_{k}": v for k, v in losses.items()}})
         what = f"{pred_kind}" + (f" + {expl_kind}" if expl_kind else "")
         message = (f"surrogate trained on {len(X)} query points ({what}, strategy {self.strategy}); "
                    f"agreement with the oracle on its own queries {train_agreement:.3f}")
