@@ -401,6 +401,11 @@ def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decim
     unknown = set(explain_options) - set(explain.DEFAULT_OPTIONS)
     if unknown:
         raise OracleError(f"unknown oracle options {sorted(unknown)}; known: {sorted(explain.DEFAULT_OPTIONS)}")
+    if round_decimals is not None and not (isinstance(round_decimals, (int, np.integer))
+                                           and not isinstance(round_decimals, bool) and 0 <= round_decimals <= 15):
+        raise OracleError(f"rounding must be to an integer number of decimals in [0, 15], got {round_decimals!r}")
+    if top_k is not None and not (isinstance(top_k, (int, np.integer)) and not isinstance(top_k, bool) and top_k >= 1):
+        raise OracleError(f"top_k must be an integer >= 1, got {top_k!r}")
     if label_format not in ("01", "sign"):
         raise OracleError(f"label_format must be '01' or 'sign', got {label_format!r}")
     if explain_options.get("explain_space", "logit") not in ("logit", "probability"):

@@ -30,6 +30,7 @@ start, so they survive restarts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -76,6 +77,29 @@ class OutputOptions:
             raise ValueError("explanation_noise must be a finite number >= 0")
 
 
+MAX_QUOTA = 2 ** 53  # queries; larger quotas are refused (SQLite integers, exact JSON numbers)
+MAX_RATE = 1e6  # requests per second
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_quota(v: Any, what: str = "quota") -> None:
+    if v is not None and not (_is_int(v) and 0 <= v <= MAX_QUOTA):
+        raise ValueError(f"{what} must be an integer in [0, {MAX_QUOTA}] (or null: no quota), got {v!r}")
+
+
+def check_rate(v: Any, what: str = "rate") -> None:
+    if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= MAX_RATE):
+        raise ValueError(f"{what} must be a number of requests per second in (0, {MAX_RATE:g}], got {v!r}")
+
+
+def check_count(v: Any, what: str, low: int = 1, high: int = 2 ** 31) -> None:
+    if v is not None and not (_is_int(v) and low <= v <= high):
+        raise ValueError(f"{what} must be an integer in [{low}, {high}], got {v!r}")
+
+
 @dataclass
 class Limits:
     max_batch: int = 256
@@ -83,6 +107,25 @@ class Limits:
     default_quota: int | None = None  # queries per key; None: unlimited
     default_rate: float = 50.0  # requests per second per key (token bucket)
     default_burst: int = 100
+    address_rate: float = 200.0  # requests per second per client address, before authentication
+    address_burst: int = 400
+    logged_refusals_rate: float = 5.0  # refusals logged per second per client address (the rest counted)
+    logged_refusals_burst: int = 50
+    header_timeout: float = 10.0  # seconds to send the request line and headers
+    body_timeout: float = 30.0  # seconds to send the body
+
+    def __post_init__(self) -> None:
+        check_count(self.max_batch, "max_batch")
+        check_count(self.max_body_bytes, "max_body_bytes", 64)
+        check_quota(self.default_quota, "default quota")
+        for name in ("default_rate", "address_rate", "logged_refusals_rate"):
+            check_rate(getattr(self, name), name)
+        for name in ("default_burst", "address_burst", "logged_refusals_burst"):
+            check_count(getattr(self, name), name)
+        for name in ("header_timeout", "body_timeout"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 < v <= 3600):
+                raise ValueError(f"{name} must be a number of seconds in (0, 3600], got {v!r}")
 
 
 @dataclass
@@ -94,20 +137,43 @@ class ApiKey:
     burst: int | None = None
     admin: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= 128 or self.name == "?":
+            raise ValueError(f"a key's name must be a string of 1 to 128 characters other than '?', got {self.name!r}")
+        if not isinstance(self.key, str) or len(self.key) < 8:
+            raise ValueError(f"key {self.name!r} needs a 'key' string of at least 8 characters")
+        check_quota(self.quota, f"key {self.name!r}: quota")
+        check_rate(self.rate, f"key {self.name!r}: rate")
+        check_count(self.burst, f"key {self.name!r}: burst")
+        if not isinstance(self.admin, bool):
+            raise ValueError(f"key {self.name!r}: admin must be true or false, got {self.admin!r}")
+
 
 def read_keys(path: str | Path) -> list[ApiKey]:
-    """A keys file: JSON ``{"NAME": {"key": "...", "quota": 1000, "rate": 20, "burst": 40, "admin": false}}``."""
-    raw = json.loads(Path(path).read_text())
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a keys file is a JSON object name -> {{key, quota, rate, burst, admin}}")
+    """A keys file: JSON ``{"NAME": {"key": "...", "quota": 1000, "rate": 20, "burst": 40, "admin": false}}``.
+
+    Every field is checked (a quota is an integer >= 0 or null, a rate a number > 0, a burst an
+    integer >= 1, admin a boolean, keys distinct); a bad file raises ValueError naming the value."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"keys file {path}: cannot read it as JSON ({e})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"keys file {path}: a keys file is a non-empty JSON object name -> "
+                         "{key, quota, rate, burst, admin}")
     out = []
     for name, v in raw.items():
-        if not isinstance(v, dict) or not isinstance(v.get("key"), str) or len(v["key"]) < 8:
-            raise ValueError(f"{path}: key {name!r} needs a 'key' string of at least 8 characters")
+        if not isinstance(v, dict):
+            raise ValueError(f"keys file {path}: key {name!r} must be an object {{key, quota, rate, burst, admin}}")
         unknown = set(v) - {"key", "quota", "rate", "burst", "admin"}
         if unknown:
-            raise ValueError(f"{path}: key {name!r} has unknown fields {sorted(unknown)}")
-        out.append(ApiKey(name, v["key"], v.get("quota"), v.get("rate"), v.get("burst"), bool(v.get("admin", False))))
+            raise ValueError(f"keys file {path}: key {name!r} has unknown fields {sorted(unknown)}")
+        try:
+            out.append(ApiKey(name, v.get("key"), v.get("quota"), v.get("rate"), v.get("burst"), v.get("admin", False)))
+        except ValueError as e:
+            raise ValueError(f"keys file {path}: {e}") from None
+    if len({k.key for k in out}) < len(out):
+        raise ValueError(f"keys file {path}: two names share one key")
     return out
 
 
@@ -189,14 +255,13 @@ class Service:
             CREATE INDEX IF NOT EXISTS queries_key ON queries (key_name);
             CREATE TABLE IF NOT EXISTS responses (key_name TEXT, request_id TEXT, body_sha TEXT, response BLOB,
                 PRIMARY KEY (key_name, request_id));
+            CREATE TABLE IF NOT EXISTS key_changes (name TEXT, field TEXT, value, time REAL,
+                PRIMARY KEY (name, field));
             CREATE TABLE IF NOT EXISTS warnings (id INTEGER PRIMARY KEY, time REAL, key_name TEXT, signal TEXT,
                 at_query INTEGER, detail TEXT);
         """)
-        for k in keys or []:
-            self.db.execute("INSERT INTO keys VALUES (?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
-                            "key_sha=excluded.key_sha, quota=excluded.quota, rate=excluded.rate, "
-                            "burst=excluded.burst, admin=excluded.admin",
-                            (k.name, _sha(k.key), k.quota, k.rate, k.burst, int(k.admin)))
+        if keys is not None:
+            self._load_keys(keys)
         self.spent: dict[str, int] = {}
         self.spent_by_kind: dict[str, dict[str, int]] = {}
         for name, charged, by_kind in self.db.execute(
@@ -207,6 +272,25 @@ class Service:
                 d[kind] = d.get(kind, 0) + n
 
         self._restore_detector()
+
+    KEY_FIELDS = ("quota", "rate", "burst")
+
+    def _load_keys(self, keys: list[ApiKey]) -> None:
+        """The keys file says which keys exist, their secrets and admin flags, and their quota, rate
+        and burst, except where an admin changed one through the API: that change (kept in the
+        ``key_changes`` table) wins over the file, across restarts.  A key no longer in the file
+        is revoked."""
+        with self._transaction():
+            names = [k.name for k in keys]
+            self.db.execute(f"DELETE FROM keys WHERE name NOT IN ({','.join('?' * len(names))})", names)
+            for k in keys:
+                self.db.execute("INSERT INTO keys VALUES (?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                                "key_sha=excluded.key_sha, quota=excluded.quota, rate=excluded.rate, "
+                                "burst=excluded.burst, admin=excluded.admin",
+                                (k.name, _sha(k.key), k.quota, k.rate, k.burst, int(k.admin)))
+            for name, field, value in self.db.execute("SELECT name, field, value FROM key_changes").fetchall():
+                if field in self.KEY_FIELDS:
+                    self.db.execute(f"UPDATE keys SET {field}=? WHERE name=?", (value, name))
 
     def _restore_detector(self) -> None:
         """After a restart: refill each key's detector window from the log (its last inputs), and
@@ -275,11 +359,19 @@ class Service:
             row = self.db.execute("SELECT quota, rate, burst FROM keys WHERE name=?", (name,)).fetchone()
             if row is None:
                 raise ServiceError(404, "no_such_key", f"no key named {name!r}")
-            q, r, b = row
-            q = q if quota == "keep" else quota
-            r = r if rate == "keep" else rate
-            b = b if burst == "keep" else burst
-            self.db.execute("UPDATE keys SET quota=?, rate=?, burst=? WHERE name=?", (q, r, b, name))
+            changes = {f: v for f, v in zip(self.KEY_FIELDS, (quota, rate, burst)) if v != "keep"}
+            try:
+                check_quota(changes.get("quota"))
+                check_rate(changes.get("rate"))
+                check_count(changes.get("burst"), "burst")
+            except ValueError as e:
+                raise ServiceError(422, "bad_request", str(e)) from None
+            with self._transaction():  # kept apart from the keys file's values: it survives restarts
+                for field, value in changes.items():
+                    self.db.execute(f"UPDATE keys SET {field}=? WHERE name=?", (value, name))
+                    self.db.execute("INSERT OR REPLACE INTO key_changes VALUES (?,?,?,?)",
+                                    (name, field, value, time.time()))
+            q, r, b = (changes.get(f, old) for f, old in zip(self.KEY_FIELDS, row))
             return {"name": name, "quota": q, "rate": r, "burst": b}
 
     # -- validation ---------------------------------------------------------------------------
@@ -428,21 +520,23 @@ class Service:
                     "explanations": {wire_name(k): got[k].tolist() for k in kinds if k not in PREDICTION_KINDS},
                     "output": output, "evaluations": int(evaluations)}
             with self._lock:
+                before = self.spent[name] - cost
+                resp["quota_remaining"] = self.remaining(key)
+                with self._transaction():  # the charge and the stored answer: both or neither, even on kill -9
+                    self._log(name, client, endpoint, request_id, 200, "ok", n, kinds, output, cost,
+                              {k: n for k in kinds}, evaluations, x, "")
+                    if request_id is not None:
+                        self.db.execute("INSERT INTO responses VALUES (?,?,?,?)", (name, request_id, body_sha,
+                                        zlib.compress(json.dumps(resp).encode())))
+                    for flag in self.detector.observe(name, x.reshape(n, -1), before, len(kinds)):
+                        self.db.execute("INSERT INTO warnings (time, key_name, signal, at_query, detail) "
+                                        "VALUES (?,?,?,?,?)", (flag.time, name, flag.signal, flag.at_query, flag.detail))
+                reserved = 0
                 by_kind = self.spent_by_kind.setdefault(name, {})
                 for k in kinds:
                     by_kind[k] = by_kind.get(k, 0) + n
-                before = self.spent[name] - cost
-                reserved = 0
-                resp["quota_remaining"] = self.remaining(key)
-                self._log(name, client, endpoint, request_id, 200, "ok", n, kinds, output, cost,
-                          {k: n for k in kinds}, evaluations, x, "")
                 if request_id is not None:
-                    self.db.execute("INSERT INTO responses VALUES (?,?,?,?)", (name, request_id, body_sha,
-                                    zlib.compress(json.dumps(resp).encode())))
                     self._inflight.discard((name, request_id))
-                for flag in self.detector.observe(name, x.reshape(n, -1), before, len(kinds)):
-                    self.db.execute("INSERT INTO warnings (time, key_name, signal, at_query, detail) VALUES (?,?,?,?,?)",
-                                    (flag.time, name, flag.signal, flag.at_query, flag.detail))
             return resp
         except ServiceError as e:
             with self._lock:
@@ -462,6 +556,16 @@ class Service:
                 self._log(name, client, endpoint, request_id, 500, "internal", len(x) if x is not None else 0, kinds,
                           output, 0, {}, 0, None, repr(e))
             raise ServiceError(500, "internal", "the service failed to answer; nothing was charged") from e
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def _log(self, name, client, endpoint, request_id, status, code, n, kinds, output, charged, by_kind,
              evaluations, x, message) -> None:
@@ -547,10 +651,10 @@ class ExplainRequest(BaseModel):
     request_id: str | None = Field(None, max_length=128)
 
 class KeyUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    quota: int | None = Field(None, ge=0)
-    rate: float | None = Field(None, gt=0)
-    burst: int | None = Field(None, ge=1)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    quota: int | None = Field(None, ge=0, le=MAX_QUOTA)
+    rate: float | None = Field(None, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    burst: int | None = Field(None, ge=1, le=2 ** 31)
 
 
 # the app ----------------------------------------------------------------------------------------
