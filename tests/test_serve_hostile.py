@@ -107,3 +107,45 @@ def test_cli_refuses_rounding_outside_0_15(args):
 
     r = CliRunner().invoke(app, ["attack", "linear", "--target", "builtin:logistic?d=10", *args])
     assert r.exit_code != 0 and "[0, 15]" in str(r.exception)
+
+
+class _Killed(BaseException):
+    """The client process dies."""
+
+
+class _DiesAfterAnswers(httpx.HTTPTransport):
+    """Real HTTP; the client dies right after the service answered its n-th predict request."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.left = n
+
+    def handle_request(self, request):
+        response = super().handle_request(request)
+        if request.url.path == "/v1/predict":
+            self.left -= 1
+            if self.left == 0:
+                response.read()
+                raise _Killed()
+        return response
+
+
+def test_a_resumed_http_run_is_not_charged_again_for_requests_in_flight(target, tmp_path):
+    """Defect 4: request ids are journaled before the requests are sent; after a kill, the resumed
+    run sends the batches in flight under the same ids and the service replays them for free."""
+    from modelrecon.serve.client import http_oracle
+
+    service = Service(target, keys=KEYS, db=tmp_path / "log.sqlite")
+    X = np.random.default_rng(0).normal(size=(10, 20))
+    journal = tmp_path / "run.sqlite"
+    with ServerThread(create_app(service)) as server:
+        dying = http_oracle(server.url, "alice-secret-1", journal=journal, batch_size=4, concurrency=1,
+                            transport=_DiesAfterAnswers(2))
+        with pytest.raises(_Killed):
+            dying.query(X, ("value",))
+        assert service.logged_total("alice") == 8  # two batches answered and charged, none journaled
+        dying.journal.close()
+        resumed = http_oracle(server.url, "alice-secret-1", journal=journal, batch_size=4, concurrency=1)
+        values = resumed.query(X, ("value",))["value"]
+    assert np.allclose(values, target.forward_numpy(X)[:, 0], rtol=0, atol=1e-12)
+    assert service.logged_total("alice") == 10  # each query charged exactly once
