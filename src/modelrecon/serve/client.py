@@ -11,7 +11,7 @@ backend closure talks to a modelrecon explanation service:
   twice; with a journal the ids are written to it before the requests are sent, so a run
   killed with requests in flight and resumed sends them again under the same ids and is
   not charged for them again;
-* time-outs, connection errors, 5xx, 409 (in progress) and 429 (rate limited) are retried
+* time-outs (and 408), connection errors, 5xx, 409 (in progress) and 429 (rate limited) are retried
   with exponential backoff (honouring ``Retry-After``); other 4xx raise
   :class:`OracleError` with the service's message;
 * an exhausted quota (403 ``quota_exhausted``) answers the prefix that still fits and
@@ -88,7 +88,7 @@ class Connection:
                     raise _Quota(int(err.get("quota_remaining", 0)), msg)
                 if r.status_code in (401, 403):
                     raise OracleError(f"the service refused the key ({r.status_code} {code}): {msg}")
-                if r.status_code == 429 or r.status_code >= 500 or (r.status_code == 409 and code == "in_progress"):
+                if r.status_code in (408, 429) or r.status_code >= 500 or (r.status_code == 409 and code == "in_progress"):
                     last = f"{r.status_code} {code}: {msg}"
                     ra = r.headers.get("Retry-After")
                     retry_after = float(err.get("retry_after", ra or 0) or 0)
