@@ -307,13 +307,21 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="largest batch per request")] = 256,
     max_body_bytes: Annotated[int, typer.Option(help="largest request body")] = 4_000_000,
     enforce_box: Annotated[bool, typer.Option(help="refuse inputs outside the model's input box")] = False,
+    address_rate: Annotated[float, typer.Option(help="requests per second per client address, before authentication")] = 200.0,
+    header_timeout: Annotated[float, typer.Option(help="seconds a client has to send a request's line and headers")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(help="seconds a client has to send a request's body")] = 30.0,
 ) -> None:
     """Serve a target's predictions and explanations over HTTP (API keys, quotas, query log, /admin)."""
     import uvicorn
 
-    from modelrecon.serve.app import Limits, OutputOptions, Service, create_app, new_keys, read_keys
+    from modelrecon.serve.app import Limits, OutputOptions, Service, create_app, new_keys, read_keys, server_options
     from modelrecon.targets import load
 
+    if not 1 <= port <= 65535:
+        raise CliError(f"--port must be in [1, 65535], got {port}")
+    limits = Limits(max_batch=max_batch, max_body_bytes=max_body_bytes, default_quota=quota, default_rate=rate,
+                    address_rate=address_rate, address_burst=max(1, int(2 * address_rate)),
+                    header_timeout=header_timeout, body_timeout=body_timeout)
     keys = keys or Path(str(db) + ".keys.json")
     if keys.exists():
         key_list = read_keys(keys)
@@ -324,11 +332,9 @@ def serve(
                       predictions=[p.strip() for p in predictions.split(",")] if predictions else None,
                       options=OutputOptions(round_decimals, top_k, label_only, abs_explanations, explanation_noise,
                                             explain_space),
-                      limits=Limits(max_batch=max_batch, max_body_bytes=max_body_bytes, default_quota=quota,
-                                    default_rate=rate),
-                      keys=key_list, db=db, enforce_box=enforce_box, name=f"modelrecon service: {target}")
+                      limits=limits, keys=key_list, db=db, enforce_box=enforce_box, name=f"modelrecon service: {target}")
     report.console.print(f"serving {target} on http://{host}:{port} (OpenAPI: /docs, log: {db})")
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(service), host=host, port=port, **server_options(service))
 
 
 @app.command("audit")

@@ -24,6 +24,7 @@ import io
 import json
 import sqlite3
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,7 @@ class Journal:
             "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, seq INTEGER, kind TEXT, output TEXT,"
             " phase TEXT, time REAL, x BLOB, answer BLOB)"
         )
+        self.db.execute("CREATE TABLE IF NOT EXISTS requests (digest TEXT PRIMARY KEY, request_id TEXT, time REAL)")
         fp = json.dumps(fingerprint, sort_keys=True)
         row = self.db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
         if row is None:
@@ -170,6 +172,20 @@ class Journal:
              for i, (key, kind, output, phase, x, a) in enumerate(rows)],
         )
         self.db.commit()
+
+    def request_ids(self, digests: list[str]) -> list[str]:
+        """The idempotency key of each remote request (by its digest), recorded before it is sent:
+        a run resumed after a crash sends the same request again under the same id, and a service
+        that answered it already replays the answer without charging."""
+        ids = []
+        for d in digests:
+            row = self.db.execute("SELECT request_id FROM requests WHERE digest=?", (d,)).fetchone()
+            if row is None:
+                row = (uuid.uuid4().hex,)
+                self.db.execute("INSERT INTO requests VALUES (?,?,?)", (d, row[0], time.time()))
+            ids.append(row[0])
+        self.db.commit()
+        return ids
 
     def summary(self) -> dict[str, Any]:
         """What the journal holds, for an audit: answers per phase and kind, and the time span."""
@@ -401,6 +417,11 @@ def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decim
     unknown = set(explain_options) - set(explain.DEFAULT_OPTIONS)
     if unknown:
         raise OracleError(f"unknown oracle options {sorted(unknown)}; known: {sorted(explain.DEFAULT_OPTIONS)}")
+    if round_decimals is not None and not (isinstance(round_decimals, (int, np.integer))
+                                           and not isinstance(round_decimals, bool) and 0 <= round_decimals <= 15):
+        raise OracleError(f"rounding must be to an integer number of decimals in [0, 15], got {round_decimals!r}")
+    if top_k is not None and not (isinstance(top_k, (int, np.integer)) and not isinstance(top_k, bool) and top_k >= 1):
+        raise OracleError(f"top_k must be an integer >= 1, got {top_k!r}")
     if label_format not in ("01", "sign"):
         raise OracleError(f"label_format must be '01' or 'sign', got {label_format!r}")
     if explain_options.get("explain_space", "logit") not in ("logit", "probability"):

@@ -30,6 +30,8 @@ start, so they survive restarts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import secrets
@@ -39,6 +41,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -47,7 +50,8 @@ from fastapi import Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from modelrecon.oracle import KINDS, PREDICTION_KINDS, OracleError, _decode, _encode, local_oracle
 from modelrecon.serve.detect import Detector
@@ -76,6 +80,29 @@ class OutputOptions:
             raise ValueError("explanation_noise must be a finite number >= 0")
 
 
+MAX_QUOTA = 2 ** 53  # queries; larger quotas are refused (SQLite integers, exact JSON numbers)
+MAX_RATE = 1e6  # requests per second
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_quota(v: Any, what: str = "quota") -> None:
+    if v is not None and not (_is_int(v) and 0 <= v <= MAX_QUOTA):
+        raise ValueError(f"{what} must be an integer in [0, {MAX_QUOTA}] (or null: no quota), got {v!r}")
+
+
+def check_rate(v: Any, what: str = "rate") -> None:
+    if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= MAX_RATE):
+        raise ValueError(f"{what} must be a number of requests per second in (0, {MAX_RATE:g}], got {v!r}")
+
+
+def check_count(v: Any, what: str, low: int = 1, high: int = 2 ** 31) -> None:
+    if v is not None and not (_is_int(v) and low <= v <= high):
+        raise ValueError(f"{what} must be an integer in [{low}, {high}], got {v!r}")
+
+
 @dataclass
 class Limits:
     max_batch: int = 256
@@ -83,6 +110,25 @@ class Limits:
     default_quota: int | None = None  # queries per key; None: unlimited
     default_rate: float = 50.0  # requests per second per key (token bucket)
     default_burst: int = 100
+    address_rate: float = 200.0  # requests per second per client address, before authentication
+    address_burst: int = 400
+    logged_refusals_rate: float = 5.0  # refusals logged per second per client address (the rest counted)
+    logged_refusals_burst: int = 50
+    header_timeout: float = 10.0  # seconds to send the request line and headers
+    body_timeout: float = 30.0  # seconds to send the body
+
+    def __post_init__(self) -> None:
+        check_count(self.max_batch, "max_batch")
+        check_count(self.max_body_bytes, "max_body_bytes", 64)
+        check_quota(self.default_quota, "default quota")
+        for name in ("default_rate", "address_rate", "logged_refusals_rate"):
+            check_rate(getattr(self, name), name)
+        for name in ("default_burst", "address_burst", "logged_refusals_burst"):
+            check_count(getattr(self, name), name)
+        for name in ("header_timeout", "body_timeout"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 < v <= 3600):
+                raise ValueError(f"{name} must be a number of seconds in (0, 3600], got {v!r}")
 
 
 @dataclass
@@ -94,20 +140,43 @@ class ApiKey:
     burst: int | None = None
     admin: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= 128 or self.name == "?":
+            raise ValueError(f"a key's name must be a string of 1 to 128 characters other than '?', got {self.name!r}")
+        if not isinstance(self.key, str) or len(self.key) < 8:
+            raise ValueError(f"key {self.name!r} needs a 'key' string of at least 8 characters")
+        check_quota(self.quota, f"key {self.name!r}: quota")
+        check_rate(self.rate, f"key {self.name!r}: rate")
+        check_count(self.burst, f"key {self.name!r}: burst")
+        if not isinstance(self.admin, bool):
+            raise ValueError(f"key {self.name!r}: admin must be true or false, got {self.admin!r}")
+
 
 def read_keys(path: str | Path) -> list[ApiKey]:
-    """A keys file: JSON ``{"NAME": {"key": "...", "quota": 1000, "rate": 20, "burst": 40, "admin": false}}``."""
-    raw = json.loads(Path(path).read_text())
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a keys file is a JSON object name -> {{key, quota, rate, burst, admin}}")
+    """A keys file: JSON ``{"NAME": {"key": "...", "quota": 1000, "rate": 20, "burst": 40, "admin": false}}``.
+
+    Every field is checked (a quota is an integer >= 0 or null, a rate a number > 0, a burst an
+    integer >= 1, admin a boolean, keys distinct); a bad file raises ValueError naming the value."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"keys file {path}: cannot read it as JSON ({e})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"keys file {path}: a keys file is a non-empty JSON object name -> "
+                         "{key, quota, rate, burst, admin}")
     out = []
     for name, v in raw.items():
-        if not isinstance(v, dict) or not isinstance(v.get("key"), str) or len(v["key"]) < 8:
-            raise ValueError(f"{path}: key {name!r} needs a 'key' string of at least 8 characters")
+        if not isinstance(v, dict):
+            raise ValueError(f"keys file {path}: key {name!r} must be an object {{key, quota, rate, burst, admin}}")
         unknown = set(v) - {"key", "quota", "rate", "burst", "admin"}
         if unknown:
-            raise ValueError(f"{path}: key {name!r} has unknown fields {sorted(unknown)}")
-        out.append(ApiKey(name, v["key"], v.get("quota"), v.get("rate"), v.get("burst"), bool(v.get("admin", False))))
+            raise ValueError(f"keys file {path}: key {name!r} has unknown fields {sorted(unknown)}")
+        try:
+            out.append(ApiKey(name, v.get("key"), v.get("quota"), v.get("rate"), v.get("burst"), v.get("admin", False)))
+        except ValueError as e:
+            raise ValueError(f"keys file {path}: {e}") from None
+    if len({k.key for k in out}) < len(out):
+        raise ValueError(f"keys file {path}: two names share one key")
     return out
 
 
@@ -177,6 +246,7 @@ class Service:
         self._compute = threading.Lock()  # the model (Captum hooks are not re-entrant)
         self._inflight: set[tuple[str, str]] = set()
         self._buckets: dict[str, tuple[float, float]] = {}
+        self.refusals_not_logged: dict[str, int] = {}  # per client address, since its last logged refusal
         self.db = sqlite3.connect(str(db), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL") if str(db) != ":memory:" else None
         self.db.executescript("""
@@ -189,14 +259,13 @@ class Service:
             CREATE INDEX IF NOT EXISTS queries_key ON queries (key_name);
             CREATE TABLE IF NOT EXISTS responses (key_name TEXT, request_id TEXT, body_sha TEXT, response BLOB,
                 PRIMARY KEY (key_name, request_id));
+            CREATE TABLE IF NOT EXISTS key_changes (name TEXT, field TEXT, value, time REAL,
+                PRIMARY KEY (name, field));
             CREATE TABLE IF NOT EXISTS warnings (id INTEGER PRIMARY KEY, time REAL, key_name TEXT, signal TEXT,
                 at_query INTEGER, detail TEXT);
         """)
-        for k in keys or []:
-            self.db.execute("INSERT INTO keys VALUES (?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
-                            "key_sha=excluded.key_sha, quota=excluded.quota, rate=excluded.rate, "
-                            "burst=excluded.burst, admin=excluded.admin",
-                            (k.name, _sha(k.key), k.quota, k.rate, k.burst, int(k.admin)))
+        if keys is not None:
+            self._load_keys(keys)
         self.spent: dict[str, int] = {}
         self.spent_by_kind: dict[str, dict[str, int]] = {}
         for name, charged, by_kind in self.db.execute(
@@ -207,6 +276,25 @@ class Service:
                 d[kind] = d.get(kind, 0) + n
 
         self._restore_detector()
+
+    KEY_FIELDS = ("quota", "rate", "burst")
+
+    def _load_keys(self, keys: list[ApiKey]) -> None:
+        """The keys file says which keys exist, their secrets and admin flags, and their quota, rate
+        and burst, except where an admin changed one through the API: that change (kept in the
+        ``key_changes`` table) wins over the file, across restarts.  A key no longer in the file
+        is revoked."""
+        with self._transaction():
+            names = [k.name for k in keys]
+            self.db.execute(f"DELETE FROM keys WHERE name NOT IN ({','.join('?' * len(names))})", names)
+            for k in keys:
+                self.db.execute("INSERT INTO keys VALUES (?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                                "key_sha=excluded.key_sha, quota=excluded.quota, rate=excluded.rate, "
+                                "burst=excluded.burst, admin=excluded.admin",
+                                (k.name, _sha(k.key), k.quota, k.rate, k.burst, int(k.admin)))
+            for name, field, value in self.db.execute("SELECT name, field, value FROM key_changes").fetchall():
+                if field in self.KEY_FIELDS:
+                    self.db.execute(f"UPDATE keys SET {field}=? WHERE name=?", (value, name))
 
     def _restore_detector(self) -> None:
         """After a restart: refill each key's detector window from the log (its last inputs), and
@@ -255,17 +343,32 @@ class Service:
                 "rate": rate if rate is not None else self.limits.default_rate,
                 "burst": burst if burst is not None else self.limits.default_burst, "admin": bool(admin)}
 
+    def _token(self, bucket: str, rate: float, burst: float) -> float:
+        """Take a token from a bucket; 0 when taken, else the seconds until one is there."""
+        with self._lock:
+            now = time.monotonic()
+            tokens, last = self._buckets.get(bucket, (burst, now))
+            tokens = min(burst, tokens + (now - last) * rate)
+            if tokens < 1.0:
+                self._buckets[bucket] = (tokens, now)
+                return (1.0 - tokens) / rate
+            self._buckets[bucket] = (tokens - 1.0, now)
+            return 0.0
+
     def _take_token(self, key: dict[str, Any]) -> None:
-        rate, burst = float(key["rate"]), float(key["burst"])
-        now = time.monotonic()
-        tokens, last = self._buckets.get(key["name"], (burst, now))
-        tokens = min(burst, tokens + (now - last) * rate)
-        if tokens < 1.0:
-            self._buckets[key["name"]] = (tokens, now)
-            wait = (1.0 - tokens) / rate if rate > 0 else 60.0
+        rate = float(key["rate"])
+        wait = self._token("key:" + key["name"], rate, float(key["burst"]))
+        if wait:
             raise ServiceError(429, "rate_limited", f"rate limit of {rate:g} requests/s exceeded; retry later",
                                retry_after=round(wait, 3))
-        self._buckets[key["name"]] = (tokens - 1.0, now)
+
+    def check_address(self, client: str) -> None:
+        """The per-address limit, taken by every request before anything else (authentication included)."""
+        rate = self.limits.address_rate
+        wait = self._token("address:" + client, rate, float(self.limits.address_burst))
+        if wait:
+            raise ServiceError(429, "rate_limited", f"more than {rate:g} requests/s from {client}; retry later",
+                               retry_after=round(wait, 3))
 
     def remaining(self, key: dict[str, Any]) -> int | None:
         return None if key["quota"] is None else max(int(key["quota"]) - self.spent.get(key["name"], 0), 0)
@@ -275,11 +378,19 @@ class Service:
             row = self.db.execute("SELECT quota, rate, burst FROM keys WHERE name=?", (name,)).fetchone()
             if row is None:
                 raise ServiceError(404, "no_such_key", f"no key named {name!r}")
-            q, r, b = row
-            q = q if quota == "keep" else quota
-            r = r if rate == "keep" else rate
-            b = b if burst == "keep" else burst
-            self.db.execute("UPDATE keys SET quota=?, rate=?, burst=? WHERE name=?", (q, r, b, name))
+            changes = {f: v for f, v in zip(self.KEY_FIELDS, (quota, rate, burst)) if v != "keep"}
+            try:
+                check_quota(changes.get("quota"))
+                check_rate(changes.get("rate"))
+                check_count(changes.get("burst"), "burst")
+            except ValueError as e:
+                raise ServiceError(422, "bad_request", str(e)) from None
+            with self._transaction():  # kept apart from the keys file's values: it survives restarts
+                for field, value in changes.items():
+                    self.db.execute(f"UPDATE keys SET {field}=? WHERE name=?", (value, name))
+                    self.db.execute("INSERT OR REPLACE INTO key_changes VALUES (?,?,?,?)",
+                                    (name, field, value, time.time()))
+            q, r, b = (changes.get(f, old) for f, old in zip(self.KEY_FIELDS, row))
             return {"name": name, "quota": q, "rate": r, "burst": b}
 
     # -- validation ---------------------------------------------------------------------------
@@ -363,6 +474,7 @@ class Service:
         output: Any = None
         try:
             with self._lock:
+                self._take_token(key)
                 if request_id is not None:
                     row = self.db.execute("SELECT body_sha, response FROM responses WHERE key_name=? AND request_id=?",
                                           (name, request_id)).fetchone()
@@ -380,7 +492,6 @@ class Service:
                         raise ServiceError(409, "in_progress", f"request_id {request_id!r} is being answered; retry",
                                            retry_after=0.05)
                     self._inflight.add((name, request_id))  # from here on, a retry waits for this answer
-                self._take_token(key)
             x = self.parse_inputs(body.get("inputs"))
             if endpoint == "predict":
                 kinds = self.parse_kinds(body.get("outputs"), PREDICTION_KINDS, "prediction")
@@ -428,21 +539,23 @@ class Service:
                     "explanations": {wire_name(k): got[k].tolist() for k in kinds if k not in PREDICTION_KINDS},
                     "output": output, "evaluations": int(evaluations)}
             with self._lock:
+                before = self.spent[name] - cost
+                resp["quota_remaining"] = self.remaining(key)
+                with self._transaction():  # the charge and the stored answer: both or neither, even on kill -9
+                    self._log(name, client, endpoint, request_id, 200, "ok", n, kinds, output, cost,
+                              {k: n for k in kinds}, evaluations, x, "")
+                    if request_id is not None:
+                        self.db.execute("INSERT INTO responses VALUES (?,?,?,?)", (name, request_id, body_sha,
+                                        zlib.compress(json.dumps(resp).encode())))
+                    for flag in self.detector.observe(name, x.reshape(n, -1), before, len(kinds)):
+                        self.db.execute("INSERT INTO warnings (time, key_name, signal, at_query, detail) "
+                                        "VALUES (?,?,?,?,?)", (flag.time, name, flag.signal, flag.at_query, flag.detail))
+                reserved = 0
                 by_kind = self.spent_by_kind.setdefault(name, {})
                 for k in kinds:
                     by_kind[k] = by_kind.get(k, 0) + n
-                before = self.spent[name] - cost
-                reserved = 0
-                resp["quota_remaining"] = self.remaining(key)
-                self._log(name, client, endpoint, request_id, 200, "ok", n, kinds, output, cost,
-                          {k: n for k in kinds}, evaluations, x, "")
                 if request_id is not None:
-                    self.db.execute("INSERT INTO responses VALUES (?,?,?,?)", (name, request_id, body_sha,
-                                    zlib.compress(json.dumps(resp).encode())))
                     self._inflight.discard((name, request_id))
-                for flag in self.detector.observe(name, x.reshape(n, -1), before, len(kinds)):
-                    self.db.execute("INSERT INTO warnings (time, key_name, signal, at_query, detail) VALUES (?,?,?,?,?)",
-                                    (flag.time, name, flag.signal, flag.at_query, flag.detail))
             return resp
         except ServiceError as e:
             with self._lock:
@@ -463,8 +576,25 @@ class Service:
                           output, 0, {}, 0, None, repr(e))
             raise ServiceError(500, "internal", "the service failed to answer; nothing was charged") from e
 
+    @contextlib.contextmanager
+    def _transaction(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
     def _log(self, name, client, endpoint, request_id, status, code, n, kinds, output, charged, by_kind,
              evaluations, x, message) -> None:
+        if status >= 400:  # refusals: at most logged_refusals_rate rows/s per address, the rest counted
+            if self._token("log:" + client, self.limits.logged_refusals_rate, float(self.limits.logged_refusals_burst)):
+                self.refusals_not_logged[client] = self.refusals_not_logged.get(client, 0) + 1
+                return
+            skipped = self.refusals_not_logged.pop(client, 0)
+            if skipped:
+                message = f"{message} [{skipped} earlier refusals from {client} not logged: over the log's rate]"
         self.db.execute(
             "INSERT INTO queries (time, key_name, client, endpoint, request_id, status, code, n_inputs, kinds, output,"
             " charged, charged_by_kind, evaluations, inputs, message) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -522,6 +652,7 @@ class Service:
                                     "COALESCE(SUM(status >= 400), 0) FROM queries").fetchone()
             return {"service": self.name, "uptime_s": time.time() - self.started,
                     "requests": total[0], "queries_charged": total[1], "refused": total[2],
+                    "refusals_not_logged": sum(self.refusals_not_logged.values()),
                     "flagged_keys": sorted(n for n, k in keys.items() if k.get("warnings")),
                     "detector": self.detector.settings(), "keys": keys, "metadata": self.metadata()}
 
@@ -533,24 +664,25 @@ class Service:
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: list[Any] = Field(..., description="a batch: N inputs of the input shape, or flattened to input_dim")
-    outputs: list[str] | None = Field(None, description="value, probabilities, label (default: all offered)")
-    request_id: str | None = Field(None, max_length=128, description="idempotency key: a retry is not charged")
+    outputs: list[StrictStr] | None = Field(None, description="value, probabilities, label (default: all offered)")
+    request_id: StrictStr | None = Field(None, max_length=128, description="idempotency key: a retry is not charged")
 
 class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: list[Any] = Field(..., description="a batch: N inputs of the input shape, or flattened")
-    methods: list[str] | None = Field(None, description="explanations, e.g. gradient, smoothgrad, "
-                                                        "integrated-gradients (default: all offered)")
-    output: Union[int, Literal["predicted"]] = Field("predicted", description="class explained")
-    predictions: list[str] | None = Field(None, description="predictions returned with the explanation "
-                                                            "(default: all offered; [] for none)")
-    request_id: str | None = Field(None, max_length=128)
+    methods: list[StrictStr] | None = Field(None, description="explanations, e.g. gradient, smoothgrad, "
+                                                              "integrated-gradients (default: all offered)")
+    output: Union[StrictInt, Literal["predicted"]] = Field("predicted", description="class explained: an integer "
+                                                           "(not a string, not a boolean) or \"predicted\"")
+    predictions: list[StrictStr] | None = Field(None, description="predictions returned with the explanation "
+                                                                  "(default: all offered; [] for none)")
+    request_id: StrictStr | None = Field(None, max_length=128)
 
 class KeyUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    quota: int | None = Field(None, ge=0)
-    rate: float | None = Field(None, gt=0)
-    burst: int | None = Field(None, ge=1)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    quota: int | None = Field(None, ge=0, le=MAX_QUOTA)
+    rate: float | None = Field(None, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    burst: int | None = Field(None, ge=1, le=2 ** 31)
 
 
 # the app ----------------------------------------------------------------------------------------
@@ -581,7 +713,23 @@ def create_app(service: Service):
                             err.code, msg)
         return refuse(err)
 
-    app.add_middleware(BodyLimit, service=service)
+    codes = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException):
+        # FastAPI's own refusals: a body it cannot parse (JSON nested too deep, invalid UTF-8), no route
+        err = ServiceError(e.status_code, codes.get(e.status_code, f"http_{e.status_code}"), str(e.detail))
+        service.log_refusal("?", request.client.host if request.client else "", request.url.path, err.status,
+                            err.code, err.message)
+        return refuse(err)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, e: Exception):
+        service.log_refusal("?", request.client.host if request.client else "", request.url.path, 500,
+                            "internal", repr(e)[:500])
+        return refuse(ServiceError(500, "internal", "the service failed to answer; nothing was charged"))
+
+    app.add_middleware(RequestGuard, service=service)
 
     def caller(request: Request, key: str | None = Depends(header)) -> dict[str, Any]:
         try:
@@ -633,40 +781,58 @@ def create_app(service: Service):
     return app
 
 
-class BodyLimit:
-    """ASGI middleware: refuse bodies over ``limits.max_body_bytes`` with 413, by Content-Length
-    up front or, for a chunked body, as soon as the bytes read pass the limit."""
+class RequestGuard:
+    """ASGI middleware, first on every request: the per-address rate limit (429, before
+    authentication); the body size limit (413, by Content-Length up front or as soon as the
+    bytes of a chunked body pass it); the body timeout (408 when the body is not complete
+    ``limits.body_timeout`` seconds after the headers)."""
 
     def __init__(self, app: Any, service: Service):
         self.app, self.service = app, service
 
-    async def _refuse(self, scope: dict, send: Any, what: str) -> None:
-        limit = self.service.limits.max_body_bytes
+    async def _refuse(self, scope: dict, send: Any, e: ServiceError, what: str) -> None:
         client = (scope.get("client") or ("", 0))[0]
-        self.service.log_refusal("?", client, scope.get("path", ""), 413, "body_too_large", what)
-        body = json.dumps(ServiceError(413, "body_too_large", f"request body over the limit of {limit} bytes; "
-                                       "send smaller batches").body()).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        self.service.log_refusal("?", client, scope.get("path", ""), e.status, e.code, what)
+        body = json.dumps(e.body()).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        if "retry_after" in e.extra:
+            headers.append((b"retry-after", str(max(1, int(np.ceil(e.extra["retry_after"])))).encode()))
+        await send({"type": "http.response.start", "status": e.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.service.limits.max_body_bytes
+        limits = self.service.limits
+        try:
+            self.service.check_address((scope.get("client") or ("", 0))[0])
+        except ServiceError as e:
+            return await self._refuse(scope, send, e, e.message)
+        too_large = ServiceError(413, "body_too_large", f"request body over the limit of {limits.max_body_bytes} "
+                                 "bytes; send smaller batches")
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return await self._refuse(scope, send, f"content-length {length.decode(errors='replace')}")
-        state = {"received": 0, "refused": False}
+        if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
+            return await self._refuse(scope, send, too_large, f"content-length {length.decode(errors='replace')}")
+        state = {"received": 0, "refused": False, "complete": False}
+        deadline = asyncio.get_running_loop().time() + limits.body_timeout
 
-        async def limited_receive() -> dict:
-            message = await receive()
+        async def guarded_receive() -> dict:
+            if state["complete"] or state["refused"]:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - asyncio.get_running_loop().time(), 0.0))
+            except asyncio.TimeoutError:
+                state["refused"] = True
+                await self._refuse(scope, send, ServiceError(408, "body_timeout", "the request body was not sent "
+                                   f"within {limits.body_timeout:g} s"), "body timeout")
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
-                if state["received"] > limit and not state["refused"]:
+                state["complete"] = not message.get("more_body", False)
+                if state["received"] > limits.max_body_bytes:
                     state["refused"] = True
-                    await self._refuse(scope, send, f"chunked body over {limit} bytes")
+                    await self._refuse(scope, send, too_large, f"chunked body over {limits.max_body_bytes} bytes")
                     return {"type": "http.disconnect"}
             return message
 
@@ -675,10 +841,70 @@ class BodyLimit:
                 await send(message)
 
         try:
-            await self.app(scope, limited_receive, guarded_send)
+            await self.app(scope, guarded_receive, guarded_send)
         except Exception:
             if not state["refused"]:
                 raise
+
+
+def http_protocol(service: Service) -> type:
+    """uvicorn's HTTP/1.1 protocol (h11) with a header timeout: a connection that has not sent a
+    complete request line and headers ``limits.header_timeout`` seconds after it opened (or after
+    its last response) is closed, with a 408 JSON refusal when it had sent part of a request.  Its
+    own 400 for unparseable HTTP is the service's JSON refusal too."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    timeout = service.limits.header_timeout
+
+    class TimedH11Protocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(timeout, self._header_timeout)
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+        def _write_refusal(self, e: ServiceError) -> None:
+            client = self.client[0] if self.client else ""
+            service.log_refusal("?", client, "", e.status, e.code, e.message)
+            body = json.dumps(e.body()).encode()
+            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                                 b"connection: close\r\n\r\n" % (e.status, HTTPStatus(e.status).phrase.encode(), len(body)) + body)
+            self.transport.close()
+
+        def _header_timeout(self) -> None:
+            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+                return
+            if self.conn.trailing_data[0]:  # part of a request line or headers, never finished
+                self._write_refusal(ServiceError(408, "header_timeout", "the request line and headers were not "
+                                                 f"sent within {timeout:g} s"))
+            else:
+                self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            self._write_refusal(ServiceError(400, "malformed_http", msg))
+
+    return TimedH11Protocol
+
+
+def server_options(service: Service) -> dict[str, Any]:
+    """uvicorn settings of the service: its timed protocol, a connection cap, no access log."""
+    return {"http": http_protocol(service), "limit_concurrency": 256, "timeout_keep_alive": 5,
+            "access_log": False, "log_level": "warning"}
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -703,8 +929,8 @@ class ServerThread:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
         self.host, self.port = host, port
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                                    access_log=False, limit_concurrency=256))
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
+                                                    **{**server_options(app.state.service), "log_level": log_level}))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

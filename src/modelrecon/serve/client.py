@@ -8,8 +8,10 @@ backend closure talks to a modelrecon explanation service:
 * a backend call is split into batches of at most ``batch_size`` inputs (the service's
   ``max_batch`` and body limit by default), sent ``concurrency`` at a time, each with its
   own ``request_id`` so that a retry is answered from the service's log and not charged
-  twice;
-* time-outs, connection errors, 5xx, 409 (in progress) and 429 (rate limited) are retried
+  twice; with a journal the ids are written to it before the requests are sent, so a run
+  killed with requests in flight and resumed sends them again under the same ids and is
+  not charged for them again;
+* time-outs (and 408), connection errors, 5xx, 409 (in progress) and 429 (rate limited) are retried
   with exponential backoff (honouring ``Retry-After``); other 4xx raise
   :class:`OracleError` with the service's message;
 * an exhausted quota (403 ``quota_exhausted``) answers the prefix that still fits and
@@ -86,7 +88,7 @@ class Connection:
                     raise _Quota(int(err.get("quota_remaining", 0)), msg)
                 if r.status_code in (401, 403):
                     raise OracleError(f"the service refused the key ({r.status_code} {code}): {msg}")
-                if r.status_code == 429 or r.status_code >= 500 or (r.status_code == 409 and code == "in_progress"):
+                if r.status_code in (408, 429) or r.status_code >= 500 or (r.status_code == 409 and code == "in_progress"):
                     last = f"{r.status_code} {code}: {msg}"
                     ra = r.headers.get("Retry-After")
                     retry_after = float(err.get("retry_after", ra or 0) or 0)
@@ -136,7 +138,15 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
 
     cap_lock = threading.Lock()
 
-    def one(x: np.ndarray, kinds: tuple[str, ...], output: Any) -> tuple[dict[str, np.ndarray], int]:
+    recorder: dict[str, Journal | None] = {"journal": None}  # the oracle's journal, set below
+
+    def request_ids(chunks: list[np.ndarray], kinds: tuple[str, ...], output: Any) -> list[str]:
+        """Fresh ids, or with a journal the ids recorded for these very requests (written before sending)."""
+        if recorder["journal"] is None:
+            return [uuid.uuid4().hex for _ in chunks]
+        return recorder["journal"].request_ids([Journal.key(",".join(kinds), output, c) for c in chunks])
+
+    def one(x: np.ndarray, kinds: tuple[str, ...], output: Any, request_id: str) -> tuple[dict[str, np.ndarray], int]:
         cost = len(x) * len(kinds)
         if spend_cap is not None:
             with cap_lock:
@@ -144,17 +154,17 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
                     raise _Quota(spend_cap["left"], f"the spending cap leaves {spend_cap['left']} queries")
                 spend_cap["left"] -= cost  # reserved; the unspent part is given back below
         try:
-            return _one(x, kinds, output)
+            return _one(x, kinds, output, request_id)
         except BaseException:
             if spend_cap is not None:
                 with cap_lock:
                     spend_cap["left"] += cost
             raise
 
-    def _one(x: np.ndarray, kinds: tuple[str, ...], output: Any) -> tuple[dict[str, np.ndarray], int]:
+    def _one(x: np.ndarray, kinds: tuple[str, ...], output: Any, request_id: str) -> tuple[dict[str, np.ndarray], int]:
         preds = [_wire(k) for k in kinds if k in PREDICTION_KINDS]
         expl = [_wire(k) for k in kinds if k not in PREDICTION_KINDS]
-        body: dict[str, Any] = {"inputs": x.reshape(len(x), -1).tolist(), "request_id": uuid.uuid4().hex}
+        body: dict[str, Any] = {"inputs": x.reshape(len(x), -1).tolist(), "request_id": request_id}
         if expl:
             body.update(methods=expl, predictions=preds,
                         output=output if output == "predicted" else int(output))
@@ -177,6 +187,7 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
 
     def fetch(x: np.ndarray, kinds: tuple[str, ...], output: Any) -> tuple[dict[str, np.ndarray], int]:
         chunks = [x[i:i + size] for i in range(0, len(x), size)]
+        ids = request_ids(chunks, kinds, output)
         rem = state["quota_remaining"]
         need = len(x) * len(kinds)
         parallel = (concurrency > 1 and len(chunks) > 1 and (rem is None or rem >= need)
@@ -184,7 +195,7 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
         results: list[Any] = []
         quota: _Quota | None = None
         if parallel:  # the quota covers every chunk: no gap can open in the answered prefix
-            futures = [pool.submit(one, c, kinds, output) for c in chunks]
+            futures = [pool.submit(one, c, kinds, output, i) for c, i in zip(chunks, ids)]
             for f in futures:
                 try:
                     results.append(f.result())
@@ -200,9 +211,9 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
                                       "is spending on this key?)")
                 results = results[:first]
         else:
-            for c in chunks:
+            for c, i in zip(chunks, ids):
                 try:
-                    results.append(one(c, kinds, output))
+                    results.append(one(c, kinds, output, i))
                 except _Quota as e:
                     quota = e
                     break
@@ -210,8 +221,9 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
             done = sum(len(next(iter(r[0].values()))) for r in results)
             fit = quota.remaining // len(kinds)
             if fit > 0 and done < len(x):
+                rest = x[done:done + min(fit, len(x) - done)]
                 try:
-                    results.append(one(x[done:done + min(fit, len(x) - done)], kinds, output))
+                    results.append(one(rest, kinds, output, request_ids([rest], kinds, output)[0]))
                 except _Quota:
                     pass
         answers = {k: np.concatenate([r[0][k] for r in results]) if results else
@@ -268,6 +280,7 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
                     task=meta["task"], kinds=offered, options={**meta["options"], **(options or {})},
                     input_box=tuple(meta["input_box"]) if meta.get("input_box") else None,
                     budget=budget, budgets=budgets, journal=journal)
+    recorder["journal"] = oracle.journal
     oracle.connection = conn
     oracle.metadata = meta
     oracle.usage = lambda: conn.request("GET", "/v1/usage")
