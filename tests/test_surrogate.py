@@ -161,8 +161,9 @@ def test_headline_counts_queries_to_threshold():
 def test_image_zoo_entries_need_local_files(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELRECON_MNIST", str(tmp_path / "mnist"))
     monkeypatch.setenv("MODELRECON_CIFAR10", str(tmp_path / "cifar"))
-    with pytest.raises(DatasetMissing, match=str(tmp_path / "mnist")):
-        load("builtin:mnist-cnn")
+    for spec in ("builtin:mnist-cnn", "builtin:mnist-mlp?act=sigmoid", "builtin:mnist-relu2?h=8"):
+        with pytest.raises(DatasetMissing, match=f"{tmp_path / 'mnist'}.*modelrecon data fetch mnist"):
+            load(spec)
     with pytest.raises(DatasetMissing, match=str(tmp_path / "cifar")):
         load("builtin:cifar-cnn")
 

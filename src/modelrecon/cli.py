@@ -214,7 +214,7 @@ def obfuscate_cmd(
     setting: Annotated[str, typer.Option("--setting", help="--recover: relu-value (value queries) | threshold (label queries)")] = "relu-value",
     span_output: Annotated[int, typer.Option("--span-output", help="--recover: the class whose logit (relu-value) or 'top class is C' label (threshold) the span attack follows")] = 0,
     span_points: Annotated[str, typer.Option("--span-points", help="--recover: region (query where obfuscated inputs live) | box (the span attack's own points)")] = "region",
-    inputs: Annotated[str, typer.Option("--inputs", help="digits (the test split) or a .npy/.npz file of inputs (key X)")] = "digits",
+    inputs: Annotated[str, typer.Option("--inputs", help="digits or mnist (the test split) or a .npy/.npz file of inputs (key X)")] = "digits",
     n_inputs: Annotated[Optional[int], typer.Option("--n-inputs", help="use only the first N inputs")] = None,
     noise: Annotated[float, typer.Option("--noise", help="noise-to-signal ratio ||z|| / ||x||")] = 10.0,
     clip: Annotated[bool, typer.Option("--clip", help="clip obfuscated inputs to the input box (breaks the invariance)")] = False,
