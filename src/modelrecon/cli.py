@@ -261,14 +261,17 @@ def study_queries(
     lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
     arch: Annotated[Optional[str], typer.Option(help="surrogate architecture (default by input shape)")] = None,
     pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data (default: the target's domain)")] = None,
-    out: Annotated[Path, typer.Option(help="output folder (resumes the runs it already holds)")] = Path("out/study-queries"),
+    out: Annotated[Optional[Path], typer.Option(help="output folder: results.sqlite (resumes the runs it holds), "
+                                                     "headline, plot (default out/study/queries-TARGET)")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="local worker processes (0 = in this process)")] = 0,
 ) -> None:
-    """Agreement vs queries per interface: JSON/CSV, a PNG plot, and the queries-to-90%/95% headline."""
+    """Agreement vs queries per interface, run as the sweep queries-TARGET: a results database
+    (`modelrecon results`), a PNG plot, and the queries-to-90/95/98% headline."""
     from modelrecon.studies.queries import StudyConfig, parse_list, run_study
 
     cfg = StudyConfig(target=target, budgets=parse_list(budgets, int), interfaces=parse_list(interfaces),
                       seeds=seeds, strategy=strategy, steps=steps, lam=lam, arch=arch, pool=pool)
-    run_study(cfg, out)
+    run_study(cfg, out or Path("out/study") / cfg.name, workers=workers)
 
 
 @study_app.command("span")
