@@ -123,30 +123,28 @@ def test_bad_inputs_are_refused():
         SurrogateAttack(budget=3, interface="gradient", strategy="uniform").run(local_oracle(target, ["label"]))
 
 
-def test_study_resumes_after_interruption(tmp_path, monkeypatch):
-    cfg = study.StudyConfig(target=TINY, budgets=(5, 10), interfaces=("label", "gradient"), seeds=2,
+def test_study_is_a_sweep_that_resumes_and_never_reuses_runs_of_another_setup(tmp_path):
+    from modelrecon.sweep import ResultsDB
+
+    cfg = study.StudyConfig(target=TINY, budgets=(5,), interfaces=("label", "gradient"), seeds=2,
                             strategy="uniform", steps=5)
-    first = study.run_study(cfg, tmp_path, show_progress=False, stop_after=3)
-    assert first["interrupted"] and first["done"] == 3
-    assert len(list((tmp_path / "runs").glob("*.json"))) == 3
-    calls = []
-    real = study.run_one
-    monkeypatch.setattr(study, "run_one", lambda *a: calls.append(a[1].key) or real(*a))
-    summary = study.run_study(cfg, tmp_path, show_progress=False)
-    assert len(calls) == 8 - 3  # only the runs not on disk
-    assert not summary["interrupted"] and len(summary["records"]) == 8
-    for name in ("results.json", "results.csv", "headline.json", "headline.md", "agreement.png"):
+    first = study.run_study(cfg, tmp_path, show_progress=False)
+    assert first["ran"] == 4
+    grown = study.StudyConfig(**{**cfg.__dict__, "budgets": (5, 10)})
+    summary = study.run_study(grown, tmp_path, show_progress=False)
+    assert summary["ran"] == 8 - 4  # only the runs not in the database
+    for name in ("results.sqlite", "headline.json", "headline.md", "agreement.png"):
         assert (tmp_path / name).stat().st_size > 0
-    records = json.loads((tmp_path / "results.json").read_text())
+    records = summary["records"]
     assert {(r["label"], r["budget"], r["seed"]) for r in records} == {
         (i, b, s) for i in ("label", "gradient") for b in (5, 10) for s in (0, 1)}
-    assert all(r["points"] == r["budget"] for r in records)
-    calls.clear()
-    study.run_study(cfg, tmp_path, show_progress=False)
-    assert calls == []  # everything done: nothing is re-run
-    other = study.StudyConfig(target=TINY, budgets=(5,), interfaces=("label",), seeds=1, strategy="uniform", steps=7)
-    with pytest.raises(ValueError, match="another study setup"):
-        study.run_study(other, tmp_path, show_progress=False)  # runs trained differently are not reused
+    assert all(r["points"] == r["budget"] and 0 <= r["agreement"] <= 1 for r in records)
+    assert study.run_study(grown, tmp_path, show_progress=False)["ran"] == 0  # everything done: nothing re-run
+    other = study.StudyConfig(**{**cfg.__dict__, "steps": 7})
+    assert study.run_study(other, tmp_path, show_progress=False)["ran"] == 4  # trained differently: run afresh
+    db = ResultsDB(tmp_path / "results.sqlite")
+    assert set(db.studies()) == {cfg.name} == {"queries-builtin-mlp-d-6-widths-5-k-3-seed-1"}
+    db.close()
 
 
 def test_headline_counts_queries_to_threshold():
@@ -161,8 +159,9 @@ def test_headline_counts_queries_to_threshold():
 def test_image_zoo_entries_need_local_files(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELRECON_MNIST", str(tmp_path / "mnist"))
     monkeypatch.setenv("MODELRECON_CIFAR10", str(tmp_path / "cifar"))
-    with pytest.raises(DatasetMissing, match=str(tmp_path / "mnist")):
-        load("builtin:mnist-cnn")
+    for spec in ("builtin:mnist-cnn", "builtin:mnist-mlp?act=sigmoid", "builtin:mnist-relu2?h=8"):
+        with pytest.raises(DatasetMissing, match=f"{tmp_path / 'mnist'}.*modelrecon data fetch mnist"):
+            load(spec)
     with pytest.raises(DatasetMissing, match=str(tmp_path / "cifar")):
         load("builtin:cifar-cnn")
 

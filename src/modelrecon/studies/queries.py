@@ -2,27 +2,28 @@
 queries, per interface (labels, probabilities, gradients, SmoothGrad, integrated
 gradients, ...), several seeds.
 
-One run = (interface, strategy, budget, seed): a :class:`SurrogateAttack` with that
-budget against a fresh oracle, evaluated on the held-out test split.  Each finished run
-is written to ``OUT/runs/<key>.json`` at once, and a run whose file exists is skipped, so
-an interrupted study resumes where it stopped.  At the end the study writes
+The study is a sweep (:mod:`modelrecon.sweep`): :func:`sweep_config` turns a
+:class:`StudyConfig` into a study config whose grid is (interface, budget, seed), each run
+a :class:`SurrogateAttack` with that budget against a fresh oracle, evaluated on the held-out
+test split.  The runs go to ``OUT/results.sqlite`` (one row per run; a run already there is not
+run again, so an interrupted study resumes; ``modelrecon results OUT/results.sqlite`` tables
+and plots it).  The plot recipe then writes
 
-``results.json`` / ``results.csv``   every run: agreement, surrogate accuracy, queries
 ``agreement.png``                    agreement vs query points (log x), one line per
                                      interface (seed mean), a band from seed min to max
-``headline.json`` / ``headline.md``  query points needed to reach 90% and 95% mean
+``headline.json`` / ``headline.md``  query points needed to reach 90%, 95% and 98% mean
                                      agreement per interface, and the ratio best
                                      prediction-only / explanation interface
 
 Query counts are *points*: a point asked on an explanation interface returns both the
 prediction and the explanation (as an explanation API does), and the ledger counts one
-query of each kind; ``ledger_total`` in the results holds the ledger's total.
+query of each kind.
 """
 
 from __future__ import annotations
 
-import csv
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,23 +35,7 @@ from modelrecon.report import save_figure
 DEFAULT_BUDGETS = (10, 30, 100, 300, 1000, 3000)
 DEFAULT_INTERFACES = ("label", "probabilities", "label@jbda", "gradient", "smoothgrad", "integrated-gradients")
 PREDICTION_ONLY = ("label", "probabilities", "value")
-THRESHOLDS = (0.90, 0.95)
-
-
-@dataclass
-class RunSpec:
-    interface: str
-    strategy: str
-    budget: int
-    seed: int
-    label: str = ""  # as the user named it: NAME or NAME@STRATEGY
-
-    def __post_init__(self) -> None:
-        self.label = self.label or self.interface
-
-    @property
-    def key(self) -> str:
-        return f"{self.label.replace('@', '_at_')}-b{self.budget}-s{self.seed}"
+THRESHOLDS = (0.90, 0.95, 0.98)
 
 
 @dataclass
@@ -66,14 +51,10 @@ class StudyConfig:
     pool: str | None = None  # dataset name for the attacker's pool; default: the target's domain
     attack_options: dict[str, Any] = field(default_factory=dict)
 
-    def runs(self) -> list[RunSpec]:
-        out = []
-        for itf in self.interfaces:
-            name, _, strat = itf.partition("@")
-            for b in self.budgets:
-                for s in range(self.seeds):
-                    out.append(RunSpec(name, strat or self.strategy, int(b), s, itf))
-        return out
+    @property
+    def name(self) -> str:
+        """The sweep's name: ``queries-`` and the target spec in letters, digits and dashes."""
+        return "queries-" + re.sub(r"[^A-Za-z0-9]+", "-", self.target).strip("-")
 
 
 def parse_list(text: str, cast: Callable[[str], Any] = str) -> tuple:
@@ -98,72 +79,54 @@ def load_pool(target, name: str | None = None) -> np.ndarray | None:
     return X.reshape(len(X), *target.input_shape)
 
 
-def run_one(cfg: StudyConfig, spec: RunSpec, target, pool: np.ndarray | None) -> dict[str, Any]:
-    """One attack run and its metrics, as a flat record."""
-    from modelrecon.attacks.surrogate import SurrogateAttack
-    from modelrecon.evaluate import evaluate
-    from modelrecon.oracle import local_oracle
+def sweep_config(cfg: StudyConfig, pool: str | None) -> dict[str, Any]:
+    """The study as a sweep config (the dict form of a TOML study file): grid interface x budget x seed.
+    ``pool``: the attacker's unlabeled data, a dataset name (its pool split) or an .npy file."""
+    interfaces = []
+    for label in cfg.interfaces:
+        name, _, strategy = label.partition("@")
+        interfaces.append({"name": label, "attack": {"interface": name, "strategy": strategy or cfg.strategy}})
+    attack: dict[str, Any] = {"steps": cfg.steps, "lam": cfg.lam, "seed": "{seed}", **cfg.attack_options}
+    if cfg.arch:
+        attack["arch"] = cfg.arch
+    if pool:
+        attack["pool"] = {"data": pool, "split": "pool"}
+    return {"study": {"name": cfg.name, "attack": "surrogate", "target": cfg.target,
+                      "description": f"surrogate agreement vs query points per interface: {cfg.target}"},
+            "attack": attack,
+            "grid": {"interface": interfaces, "attack.budget": [int(b) for b in cfg.budgets],
+                     "seed": list(range(cfg.seeds))},
+            "metrics": {"keep": ["agreement", "surrogate_accuracy", "target_accuracy", "random_agreement",
+                                 "fidelity_relative_error"]},
+            "results": {"group_by": ["interface", "budget"], "metric": ["queries", "agreement", "wall_time_s"],
+                        "plot": {"x": "budget", "y": "agreement", "hue": ["interface"], "logx": True}}}
 
-    attack = SurrogateAttack(budget=spec.budget, interface=spec.interface, strategy=spec.strategy, pool=pool,
-                             arch=cfg.arch, lam=cfg.lam, steps=cfg.steps, seed=spec.seed, **cfg.attack_options)
-    result = attack.run(local_oracle(target))
-    evaluate(result, target)
-    m = result.metrics
-    return {"target": cfg.target, "interface": spec.interface, "strategy": spec.strategy, "label": spec.label,
-            "budget": spec.budget, "seed": spec.seed, "status": result.status,
-            "points": result.details.get("points"), "ledger_total": result.queries.get("total"),
-            "by_kind": result.queries.get("by_kind"), "agreement": m.get("agreement"),
-            "surrogate_accuracy": m.get("surrogate_accuracy"), "target_accuracy": m.get("target_accuracy"),
-            "random_agreement": m.get("random_agreement"), "wall_time_s": result.wall_time_s}
 
+def run_study(cfg: StudyConfig, out: str | Path, workers: int | None = 0, show_progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the study as a sweep into ``OUT/results.sqlite``, then its headline and plot.
 
-def run_study(cfg: StudyConfig, out: str | Path, show_progress: bool = True,
-              stop_after: int | None = None) -> dict[str, Any]:
-    """Run (or resume) the study into ``out``; ``stop_after`` runs at most that many new
-    runs and returns (an interruption, for tests).  Returns the summary."""
-    from modelrecon import report
+    Runs of another training setup (steps, lambda, surrogate, pool) have other keys: they are never reused."""
+    from modelrecon.sweep import ResultsDB, Study, run_key, run_sweep
     from modelrecon.targets import load
 
     out = Path(out)
-    runs_dir = out / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    # the runs on disk are reused only for the same training setup (the grid itself may grow)
-    setup = {k: v for k, v in cfg.__dict__.items() if k not in ("budgets", "interfaces", "seeds")}
-    saved = out / "config.json"
-    if saved.exists():
-        before = {k: v for k, v in json.loads(saved.read_text()).items() if k in setup}
-        if before != json.loads(json.dumps(setup)):
-            raise ValueError(f"{out} holds runs of another study setup {before}; this one is {setup}: "
-                             "choose another --out (or delete that folder)")
-    saved.write_text(json.dumps({**cfg.__dict__, "budgets": list(cfg.budgets), "interfaces": list(cfg.interfaces)},
-                                indent=2) + "\n")
-    target = load(cfg.target)
-    pool = load_pool(target, cfg.pool)
-    plan = cfg.runs()
-    todo = [r for r in plan if not (runs_dir / f"{r.key}.json").exists()]
-    done_now = 0
-    bar_ctx = report.progress() if show_progress else None
-    try:
-        if bar_ctx:
-            bar_ctx.start()
-            task = bar_ctx.add_task(f"study {cfg.target}", total=len(plan), completed=len(plan) - len(todo))
-        for spec in todo:
-            if stop_after is not None and done_now >= stop_after:
-                return {"interrupted": True, "done": len(plan) - len(todo) + done_now, "total": len(plan)}
-            if bar_ctx:
-                bar_ctx.update(task, description=f"{spec.label} b={spec.budget} s={spec.seed}")
-            rec = run_one(cfg, spec, target, pool)
-            tmp = runs_dir / f"{spec.key}.json.tmp"
-            tmp.write_text(json.dumps(rec, indent=1) + "\n")
-            tmp.replace(runs_dir / f"{spec.key}.json")
-            done_now += 1
-            if bar_ctx:
-                bar_ctx.advance(task)
-    finally:
-        if bar_ctx:
-            bar_ctx.stop()
-    records = [json.loads((runs_dir / f"{r.key}.json").read_text()) for r in plan]
-    return summarize(cfg, records, out)
+    pool = cfg.pool or load(cfg.target).truth.get("dataset")
+    if pool and str(pool).endswith(".npy") and not Path(pool).exists():
+        raise ValueError(f"--pool: no file {pool}")
+    study = Study.from_dict(sweep_config(cfg, pool))
+    summary = run_sweep(study, db=out / "results.sqlite", workers=workers, progress=show_progress)
+    keys = {run_key(r) for r in study.runs()}
+    store = ResultsDB(out / "results.sqlite")
+    rows = [r for r in store.rows(study.name) if r["key"] in keys]
+    store.close()
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        raise ValueError(f"{len(failed)} run(s) of {study.name} failed (first: {failed[0]['message']}); "
+                         f"see `modelrecon results {out / 'results.sqlite'} --failures`")
+    records = [{"label": r["point"]["interface"], "budget": r["point"]["attack.budget"], "seed": r["point"]["seed"],
+                "agreement": r["metrics"].get("agreement"), "points": r["details"].get("points"),
+                "wall_time_s": r["wall_time_s"]} for r in rows]
+    return {**summarize(cfg, records, out), "ran": summary.ran, "wall_time_s": summary.wall_time_s}
 
 
 def _curves(records: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]:
@@ -244,13 +207,13 @@ def headline_rows(h: dict[str, Any]) -> list[tuple]:
         def qi(key: str) -> str:
             return f"{v[key]:.0f}" if v[key] is not None else "-"
 
-        rows.append((label, q("q90"), q("q95"), qi("q95_interp"), f"{v['best_agreement']:.3f}", ratio("q90"),
-                     ratio("q95")))
+        rows.append((label, q("q90"), q("q95"), q("q98"), qi("q95_interp"), f"{v['best_agreement']:.3f}",
+                     ratio("q90"), ratio("q95"), ratio("q98")))
     return rows
 
 
-HEADLINE_COLUMNS = ["interface", "points to 90%", "points to 95%", "~95% (log-interp.)", "best mean agreement",
-                    "ratio @90% (interp.)", "ratio @95% (interp.)"]
+HEADLINE_COLUMNS = ["interface", "points to 90%", "points to 95%", "points to 98%", "~95% (log-interp.)",
+                    "best mean agreement", "ratio @90% (interp.)", "ratio @95% (interp.)", "ratio @98% (interp.)"]
 
 
 def plot(records: list[dict[str, Any]], path: Path, title: str) -> Path:
@@ -284,13 +247,6 @@ def summarize(cfg: StudyConfig, records: list[dict[str, Any]], out: Path) -> dic
     from modelrecon import report
     from modelrecon.result import jsonable
 
-    (out / "results.json").write_text(json.dumps(jsonable(records), indent=1) + "\n")
-    cols = ["target", "interface", "strategy", "budget", "seed", "status", "points", "ledger_total", "agreement",
-            "surrogate_accuracy", "target_accuracy", "random_agreement", "wall_time_s"]
-    with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(records)
     h = headline(records)
     h["target"] = cfg.target
     h["seeds"] = cfg.seeds
@@ -305,5 +261,6 @@ def summarize(cfg: StudyConfig, records: list[dict[str, Any]], out: Path) -> dic
     (out / "headline.md").write_text("\n".join(md) + "\n")
     png = plot(records, out / "agreement.png", f"surrogate agreement vs queries: {cfg.target}")
     report.console.print(report.comparison_table(f"queries to reach agreement: {cfg.target}", HEADLINE_COLUMNS, rows))
-    report.console.print(f"results in {out}/ (results.csv, results.json, headline.md, {png.name})")
-    return {"interrupted": False, "records": records, "headline": h, "plot": str(png)}
+    report.console.print(f"runs in {out / 'results.sqlite'} (`modelrecon results` tables them); "
+                         f"headline.md, headline.json and {png.name} in {out}/")
+    return {"records": records, "headline": h, "plot": str(png)}

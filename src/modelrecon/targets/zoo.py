@@ -94,10 +94,12 @@ def _mlp(p: dict[str, Any], spec: str) -> Target:
                   description=f"{len(widths) + 1}-layer {p['act']} MLP {d} -> {' -> '.join(map(str, widths))} -> {k}")
 
 
-def _digits_mlp(p: dict[str, Any], spec: str) -> Target:
-    from modelrecon.targets.train import digits_mlp
+def _trained_mlp(dataset: str, p: dict[str, Any], spec: str) -> Target:
+    from modelrecon.targets.train import trained_mlp
 
-    return digits_mlp(spec, _widths(p["widths"]), str(p["act"]), int(p["seed"]))
+    widths = [int(p["h"])] if "h" in p else _widths(p["widths"])
+    return trained_mlp(spec, dataset, widths, str(p.get("act", "relu")), int(p["seed"]),
+                       int(p["epochs"]) if "epochs" in p else None)
 
 
 def _digits_cnn(p: dict[str, Any], spec: str) -> Target:
@@ -128,11 +130,18 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
               "k": (1, "outputs"), "act": ("relu", "activation"), "seed": (0, "random seed")}, _mlp),
     ZooEntry("digits-mlp", "MLP trained on scikit-learn digits (64 -> widths -> 10), cached on disk",
              {"widths": ("32,32", "hidden widths (first layer k < 64)"), "act": ("relu", "activation"),
-              "seed": (0, "random seed")}, _digits_mlp),
+              "seed": (0, "random seed")}, lambda p, s: _trained_mlp("digits", p, s)),
     ZooEntry("digits-cnn", "small CNN trained on scikit-learn digits (1x8x8 -> 10), cached on disk",
              {"seed": (0, "random seed")}, _digits_cnn),
-    ZooEntry("mnist-cnn", "CNN trained once on local MNIST files ($MODELRECON_MNIST), cached; nothing downloaded",
-             {"seed": (0, "random seed"), "epochs": (3, "training epochs"), "root": ("", "folder of the IDX files")},
+    ZooEntry("mnist-mlp", "MLP trained on MNIST (784 -> widths -> 10), cached; MNIST from `modelrecon data fetch mnist`",
+             {"widths": ("128,64", "hidden widths (first layer k < 784)"), "act": ("relu", "activation (relu, sigmoid, ...)"),
+              "epochs": (5, "training epochs"), "seed": (0, "random seed")}, lambda p, s: _trained_mlp("mnist", p, s)),
+    ZooEntry("mnist-relu2", "two-layer ReLU network trained on MNIST (784 -> h -> 10): the exact attack's family",
+             {"h": (128, "hidden units"), "epochs": (5, "training epochs"), "seed": (0, "random seed")},
+             lambda p, s: _trained_mlp("mnist", p, s)),
+    ZooEntry("mnist-cnn", "CNN trained on MNIST (1x28x28 -> 10), cached; MNIST from `modelrecon data fetch mnist` "
+             "or IDX files ($MODELRECON_MNIST)",
+             {"seed": (0, "random seed"), "epochs": (3, "training epochs"), "root": ("", "folder of IDX files")},
              lambda p, s: _image_cnn("mnist", p, s)),
     ZooEntry("cifar-cnn", "CNN trained once on local CIFAR-10 pickles ($MODELRECON_CIFAR10), cached; nothing downloaded",
              {"seed": (0, "random seed"), "epochs": (10, "training epochs"), "root": ("", "folder of the pickles")},
