@@ -1,0 +1,378 @@
+"""Exact extraction of deep fully-connected ReLU networks from values alone.
+
+f(x) = W_L relu(... relu(W_1 x + b_1) ...) + b_L, widths and depth unknown to the attack, recovered
+up to a permutation and a positive scale per neuron.  The setting of Carlini, Jagielski, Mironov
+(CRYPTO 2020, arXiv 2003.04884) and Canales-Martinez et al. (EUROCRYPT 2024, ePrint 2023/1526);
+this attack differs in how it spends its queries:
+
+1. **Layer 1.**  Four parallel lines x0 + s o + t v (s = 0..3, o a large offset) are searched for
+   kinks by value (:class:`~modelrecon.attacks.value_probe.ValueProbe`).  A first-layer hyperplane
+   meets them at positions affine in s, exactly; a deeper neuron's bent boundary does not.  Kinks
+   matched across the four lines are first-layer neurons; only those pay for a gradient: the jump of
+   forward differences along the d coordinates at the kink gives the row (up to scale), checked
+   orthogonal to the four crossing points, whose positions give the bias.
+2. **Deeper layers, peeled one by one.**  With layers 1..m known, a linear program finds the region
+   R_m where every known neuron is active; there the known layers are one affine map A x + a.
+   Segments inside R_m in directions that move the hidden units, searched for kinks by value, only
+   meet neurons of layers > m.  At each kink the jump of the derivatives along the m-th layer's
+   coordinates (the columns of pinv(A): one query per known unit per side, the directions that
+   matter) is the neuron's whole row when it is in layer m + 1, a mix of rows when it is deeper.
+   Rows (and the biases read at the kink) that recur on different segments are the layer's neurons;
+   each is confirmed by a kink at a fresh point of its predicted hyperplane.
+3. **Signs in polynomial time.**  At a critical point of neuron j, a step along the direction that
+   moves j alone among its layer (a column of pinv(W A)) leaves the network exactly constant on the
+   side where j is inactive, and changes it on the other side: three values per neuron (the
+   contractive case of Carlini et al., generalised to every layer through R_m).  A layer wider than
+   the rank below it cannot be isolated this way: the result is ``partial``.
+4. **Last layer.**  Peeling stops when the outputs are affine in the last recovered layer on every
+   value asked so far; W_L, b_L by least squares on those values (no new query).
+5. **Verification** on fresh values (``verify`` phase): the worst error relative to the output scale.
+   ``complete`` only when it is within ``precision``; otherwise ``partial`` with the residual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linprog
+from torch import nn
+
+from modelrecon.attacks import Attack
+from modelrecon.attacks.value_probe import EPS, ValueProbe
+from modelrecon.oracle import Oracle
+from modelrecon.result import Result
+
+
+class DeepReluModel(nn.Module):
+    """The recovered network, float64."""
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]]):
+        super().__init__()
+        self.linears = nn.ModuleList()
+        for W, b in layers:
+            lin = nn.Linear(W.shape[1], W.shape[0]).double()
+            with torch.no_grad():
+                lin.weight.copy_(torch.as_tensor(W))
+                lin.bias.copy_(torch.as_tensor(b))
+            self.linears.append(lin)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), -1).to(torch.float64)
+        for lin in self.linears[:-1]:
+            x = torch.relu(lin(x))
+        z = self.linears[-1](x)
+        return z[:, 0] if z.shape[1] == 1 else z
+
+
+def _hidden(layers, X):
+    for W, b in layers:
+        X = np.maximum(X @ W.T + b, 0.0)
+    return X
+
+
+class DeepValueAttack(Attack):
+    """Deep ReLU network from value (or probability) queries; see the module docstring."""
+
+    name = "relu-value"
+
+    def __init__(self, seed: int = 0, scale: float | None = None, max_segments: int = 40, patience: int = 4,
+                 max_layers: int = 8, precision: float = 1e-8, verify_points: int = 1000):
+        self.seed = seed
+        self.scale = scale
+        self.max_segments = max_segments
+        self.patience = patience
+        self.max_layers = max_layers
+        self.precision = precision
+        self.verify_points = verify_points
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _setup(self, oracle: Oracle) -> None:
+        self._rng = np.random.default_rng(self.seed)
+        self._probe = ValueProbe(oracle, seed=self.seed)
+        self._d = oracle.input_dim
+        if oracle.input_box is not None:
+            lo, hi = oracle.input_box
+            self._center, self._sigma = (lo + hi) / 2.0, (hi - lo) / 2.0
+        else:
+            self._center, self._sigma = 0.0, 1.0 if self.scale is None else self.scale
+        self._layers: list[tuple[np.ndarray, np.ndarray]] = []
+        self._notes: list[str] = []
+
+    def _unit(self, n: int) -> np.ndarray:
+        v = self._rng.standard_normal(n)
+        return v / np.linalg.norm(v)
+
+    def _rel_tol(self) -> float:
+        """Relative agreement of two measured rows: the finite-difference error, with a margin."""
+        p = self._probe
+        return max(1e-6, 1e3 * p.noise / (p.scale * self._step_rel))
+
+    # -- layer 1 -----------------------------------------------------------------------------
+    def _first_layer(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        rows: list[np.ndarray] = []
+        biases: list[float] = []
+        points: list[np.ndarray] = []
+        quiet = families = 0
+        while families < self.max_segments and quiet < self.patience:
+            families += 1
+            before = len(rows)
+            self._first_layer_family(rows, biases, points)
+            quiet = 0 if len(rows) > before else quiet + 1
+        return np.array(rows).reshape(-1, self._d), np.array(biases), points
+
+    def _known(self, rows, biases, n, bias) -> bool:
+        tol = self._rel_tol() * 10
+        return any(np.max(np.abs(r - n)) < tol and abs(b - bias) < tol * (1 + abs(b)) for r, b in zip(rows, biases))
+
+    def _first_layer_family(self, rows, biases, points) -> None:
+        """Four parallel lines; kinks affine across them are first-layer neurons (added in place)."""
+        d, p, sig = self._d, self._probe, self._sigma
+        x0 = self._center + sig * self._rng.standard_normal(d)
+        o = sig * self._rng.standard_normal(d)
+        v = self._unit(d)
+        T = 4 * sig * np.sqrt(d) + 4 * sig
+        lines = [np.asarray(p.kinks(x0 + s * o, v, -T, T)) for s in range(4)]
+        if min(len(ln) for ln in lines) == 0:
+            return
+        tol = 1e-7 * T
+        for t0 in lines[0]:
+            # predicted positions on lines 2 and 3 for each candidate t1 on line 1
+            e2 = np.min(np.abs(lines[2][None] - (2 * lines[1] - t0)[:, None]), axis=1)
+            e3 = np.min(np.abs(lines[3][None] - (3 * lines[1] - 2 * t0)[:, None]), axis=1)
+            ok = np.flatnonzero((e2 < tol) & (e3 < tol))
+            if len(ok) == 0:
+                continue
+            t1 = lines[1][ok[np.argmin((e2 + e3)[ok])]]
+            xs = [x0 + s * o + (t0 + s * (t1 - t0)) * v for s in range(4)]
+            # a first-layer hyperplane holds its four crossings: cheap test before paying for a gradient
+            gaps = np.abs(lines[0] - t0)
+            gaps = gaps[gaps > 0]
+            eta = 0.25 * (gaps.min() if len(gaps) else T)
+            J = p.jump(xs[0], v, eta, np.eye(d), self._step_rel * sig)
+            n = self._row(J)
+            if n is None:
+                continue
+            diffs = np.array([xs[s] - xs[0] for s in (1, 2, 3)])
+            if np.max(np.abs(diffs @ n)) > self._rel_tol() * 10 * np.max(np.linalg.norm(diffs, axis=1)):
+                continue
+            bias = -float(np.mean([n @ x for x in xs]))
+            if self._known(rows, biases, n, bias):
+                continue
+            rows.append(n)
+            biases.append(bias)
+            points.append(xs[0])
+
+    @staticmethod
+    def _row(J: np.ndarray) -> np.ndarray | None:
+        """The direction of a rank-one jump (k, m), unit norm, first large entry positive."""
+        if not np.isfinite(J).all():
+            return None
+        u, s, vt = np.linalg.svd(J, full_matrices=False)
+        if s[0] == 0:
+            return None
+        n = vt[0]
+        return n * np.sign(n[np.argmax(np.abs(n))])
+
+    # -- signs -------------------------------------------------------------------------------
+    def _signs(self, P: np.ndarray, points: list[np.ndarray], lower_ok) -> np.ndarray | None:
+        """Sign per neuron of a layer whose local map from the input is P (rows up to sign):
+        +1 when the neuron is active where P x grows.  None when P cannot isolate a neuron."""
+        h = len(P)
+        if h == 0:
+            return np.zeros(0)
+        if np.linalg.matrix_rank(P) < h:
+            return None
+        E = np.linalg.pinv(P)
+        p = self._probe
+        signs = np.zeros(h)
+        for j in range(h):
+            e = E[:, j] / np.linalg.norm(E[:, j])
+            x = points[j]
+            delta = lower_ok(x, e)
+            f = p.values(np.vstack([x - delta * e, x, x + delta * e]))
+            left, right = np.max(np.abs(f[0] - f[1])), np.max(np.abs(f[2] - f[1]))
+            tol = 8 * p.noise / max(np.sum(np.abs(p.r)), 1e-300) + 1e-9 * p.scale
+            if left <= tol < right:
+                signs[j] = 1.0
+            elif right <= tol < left:
+                signs[j] = -1.0
+        return signs
+
+    # -- deeper layers ---------------------------------------------------------------------
+    def _affine(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The known layers, all active: h = A x + a; and every known pre-activation: Z x + z."""
+        A, a = np.eye(self._d), np.zeros(self._d)
+        Zs, zs = [], []
+        for W, b in self._layers:
+            A, a = W @ A, W @ a + b
+            Zs.append(A)
+            zs.append(a)
+        return A, a, np.vstack(Zs), np.concatenate(zs)
+
+    def _region_center(self, Z: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """The point of the box where the smallest known pre-activation (scaled) is largest."""
+        d = self._d
+        norms = np.linalg.norm(Z, axis=1)
+        B = 3 * self._sigma
+        # variables (x, s): maximise s subject to (Z x + z) / |Z_i| >= s, |x - c| <= B
+        c = np.zeros(d + 1)
+        c[-1] = -1
+        A_ub = np.hstack([-Z / norms[:, None], np.ones((len(Z), 1))])
+        b_ub = z / norms
+        bounds = [(self._center - B, self._center + B)] * d + [(None, None)]
+        res = linprog(c, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs")
+        if res.status != 0 or res.x[-1] <= 0:
+            return None
+        return res.x[:d], float(res.x[-1])
+
+    def _next_layer(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None:
+        A, a, Z, z = self._affine()
+        found = self._region_center(Z, z)
+        if found is None:
+            self._notes.append(f"no region where all {len(z)} known neurons are active: layer "
+                               f"{len(self._layers) + 1} cannot be peeled from whole rows")
+            return None
+        xc, margin = found
+        p, h = self._probe, len(a)
+        U = np.linalg.pinv(A)  # A U = I: column i moves hidden unit i alone
+        step = self._step_rel * self._sigma / max(np.linalg.norm(U, axis=0).max(), 1e-300)
+        clusters: list[dict[str, Any]] = []
+        quiet, seg = 0, 0
+        while seg < self.max_segments and quiet < self.patience:
+            seg += 1
+            x0, v, lo, hi = self._segment(xc, A, a, U, Z, z)
+            if hi - lo <= 0:
+                continue
+            ts = p.kinks(x0, v, lo, hi)
+            new = False
+            for i, t in enumerate(ts):
+                gaps = [abs(t - u) for j, u in enumerate(ts) if j != i] + [t - lo, hi - t]
+                eta = 0.25 * min(gaps)
+                x = x0 + t * v
+                n = self._row(p.jump(x, v, eta, U, step))
+                if n is None:
+                    continue
+                bias = -float(n @ (A @ x + a))
+                hit = None
+                for c in clusters:
+                    if np.max(np.abs(c["n"] - n)) < self._rel_tol() * 10 and abs(c["b"] - bias) < \
+                            self._rel_tol() * 10 * (1 + abs(bias)):
+                        hit = c
+                        break
+                if hit is None:
+                    clusters.append({"n": n, "b": bias, "x": [x], "segs": {seg}})
+                    new = new or seg <= 2 * self.patience  # early on, any new row counts as progress
+                else:
+                    hit["x"].append(x)
+                    if seg not in hit["segs"]:
+                        new = new or len(hit["segs"]) == 1
+                        hit["segs"].add(seg)
+            quiet = 0 if new else quiet + 1
+        rows, biases, points = [], [], []
+        for c in clusters:
+            if len(c["segs"]) < 2:
+                continue
+            rows.append(c["n"])
+            biases.append(c["b"])
+            points.append(c["x"][0])
+        if not rows:
+            return np.zeros((0, h)), np.zeros(0), []
+        return np.array(rows), np.array(biases), points
+
+    def _segment(self, xc, A, a, U, Z, z):
+        """A segment between two random points of the known layers' all-active region, drawn in the
+        last known layer's coordinates (positive, some coordinates near 0, so that the segment meets
+        the faces where the next layer's hyperplanes cut), clipped where a lower unit would switch."""
+        yc = A @ xc + a
+        scale = float(np.mean(np.abs(yc)))
+        ends = []
+        for _ in range(2):
+            y = scale * np.abs(self._rng.standard_normal(len(yc))) * 2
+            y[self._rng.random(len(yc)) < 0.5] *= 0.05
+            ends.append(xc + U @ (y - yc))
+        x0, v = ends[0], ends[1] - ends[0]
+        rates, offs = Z @ v, Z @ x0 + z
+        floor = 1e-6 * scale * np.linalg.norm(Z, axis=1) / np.linalg.norm(Z, axis=1).max()
+        lo, hi = 0.0, 1.0
+        for r_, o_, f_ in zip(rates, offs, floor):  # every known pre-activation stays >= floor
+            if r_ > 0:
+                lo = max(lo, (f_ - o_) / r_)
+            elif r_ < 0:
+                hi = min(hi, (f_ - o_) / r_)
+            elif o_ < f_:
+                return x0, v, 0.0, 0.0
+        return x0, v, lo, hi
+
+    # -- fit and verify ----------------------------------------------------------------------
+    def _fit_last(self) -> tuple[np.ndarray, np.ndarray, float]:
+        X, Y = self._probe.cache()
+        H = _hidden(self._layers, X)
+        D = np.hstack([H, np.ones((len(H), 1))])
+        sol, *_ = np.linalg.lstsq(D, Y, rcond=None)
+        resid = float(np.max(np.abs(D @ sol - Y))) / self._probe.scale
+        return sol[:-1].T, sol[-1], resid
+
+    def _verify(self, oracle: Oracle, model_layers) -> float:
+        X = self._center + self._sigma * self._rng.standard_normal((self.verify_points, self._d))
+        with oracle.ledger.phase("verify"):
+            Y = ValueProbe.values(self._probe, X)
+        Yhat = _hidden(model_layers[:-1], X) @ model_layers[-1][0].T + model_layers[-1][1]
+        err = np.max(np.abs(Yhat - Y), axis=None)
+        return float(err / max(np.max(np.abs(Y)), 1e-300)) if np.isfinite(err) else float("inf")
+
+    # -- the run ----------------------------------------------------------------------------
+    def execute(self, oracle: Oracle) -> Result:
+        self._setup(oracle)
+        self._step_rel = 1e-4 if self._probe.rounding is None else max(1e-4, 10.0 ** (-self._probe.rounding / 2))
+        p = self._probe
+        W1, b1, pts = self._first_layer()
+        if len(W1) == 0:
+            return Result(self.name, "failed", "no first-layer neuron found on the searched lines",
+                          details={"notes": self._notes})
+        status_notes = []
+        signs = self._signs(W1, pts, lambda x, e: self._sigma)
+        layer, P_pts = (W1, b1), pts
+        while True:
+            if signs is None or np.any(signs == 0):
+                unresolved = len(layer[1]) if signs is None else int(np.sum(signs == 0))
+                status_notes.append(f"layer {len(self._layers) + 1}: {unresolved} neuron signs not resolved "
+                                    "(a layer wider than the rank below it cannot be isolated)")
+                break
+            W, b = layer[0] * signs[:, None], layer[1] * signs
+            self._layers.append((W, b))
+            V, c, resid = self._fit_last()
+            if resid <= 1e3 * p.noise / p.scale + self.precision or len(self._layers) >= self.max_layers:
+                break
+            nxt = self._next_layer()
+            if nxt is None or len(nxt[1]) == 0:
+                status_notes.append(f"outputs not affine in layer {len(self._layers)} (residual {resid:.2e}) "
+                                    "and no further neuron found")
+                break
+            Wn, bn, npts = nxt
+            A, a, Z, z = self._affine()
+
+            def inside(x, e, Z=Z, z=z):
+                rates, offs = Z @ e, Z @ x + z
+                lim = [offs[i] / abs(rates[i]) for i in range(len(z)) if rates[i] != 0]
+                return 0.5 * min(lim + [self._sigma])
+
+            signs = self._signs(Wn @ A, npts, inside)
+            layer = (Wn, bn)
+        if not self._layers:
+            return Result(self.name, "failed", "; ".join(status_notes + self._notes))
+        V, c, resid = self._fit_last()
+        model_layers = self._layers + [(V, c)]
+        err = self._verify(oracle, model_layers)
+        widths = [len(b) for _, b in self._layers]
+        ok = err <= self.precision and not status_notes
+        msg = (f"{len(widths)} hidden layers, widths {widths}; worst verified error {err:.2e} of the output scale"
+               + ("" if ok else f" (> precision {self.precision:g})" if err > self.precision else "")
+               + ("; " + "; ".join(status_notes + self._notes) if status_notes or self._notes else ""))
+        return Result(self.name, "complete" if ok else "partial", msg,
+                      params={f"W{i + 1}": W for i, (W, _) in enumerate(model_layers)}
+                      | {f"b{i + 1}": b for i, (_, b) in enumerate(model_layers)},
+                      model=DeepReluModel(model_layers),
+                      details={"widths": widths, "verified_relative_error": err, "fit_residual": resid,
+                               "noise": p.noise, "notes": status_notes + self._notes})
