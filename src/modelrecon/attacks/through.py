@@ -99,7 +99,7 @@ def _ig_ratio(real: Oracle, X: np.ndarray, base: float, output: int) -> np.ndarr
 def far_field_oracle(real: Oracle, output: int = 0, scale: float = 2.0 ** 60, seed: int = 0) -> Oracle:
     """value and gradient of f0(u + u0) = sum_i v_i relu(w_i.(u + u0)) from IG answers at x' + scale (u + u0)."""
     alphas, weights, base = quadrature(real)
-    u0 = np.random.default_rng(seed).normal(size=real.input_dim)
+    u0 = np.random.default_rng((seed, 1)).normal(size=real.input_dim)  # not the attack's own first line (seed)
     total = float(weights.sum())
 
     def answer(U: np.ndarray, asked: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -160,7 +160,7 @@ class IGRelu2Attack(Attack):
         c = np.zeros(1)
         identified = "value" in oracle.kinds
         if identified:  # 3. c from one value
-            x = np.random.default_rng(self.seed + 1).uniform(-1, 1, size=N.shape[1])
+            x = np.random.default_rng((self.seed, 2)).uniform(-1, 1, size=N.shape[1])
             z = float(np.asarray(oracle.query(x.reshape(oracle.input_shape), ("value",))["value"]).reshape(-1)[self.output])
             c = np.array([z - float(np.maximum(N @ x + b, 0) @ g)])
         details["bias_identified"] = identified
@@ -172,8 +172,8 @@ class IGRelu2Attack(Attack):
                     f"{details['quadrature']['method']}, baseline {base:g}): far field, then offsets in "
                     f"{info['queries']} IG queries"]
         if info["unresolved"]:
-            result.status = "failed"
-            messages.append(f"{info['unresolved']} offsets not resolved ({info['why']})")
+            return Result(self.name, "failed", f"{info['unresolved']} of {len(b)} offsets not resolved: {info['why']}",
+                          details=details)
         if not identified:
             messages.append("c is not identifiable from integrated gradients alone (set to 0)")
         if self.verify and result.status == "complete":
@@ -182,9 +182,21 @@ class IGRelu2Attack(Attack):
         return result
 
     # ------------------------------------------------------------------ offsets
-    def _node_weights(self, Q: np.ndarray, G: np.ndarray) -> np.ndarray:
-        """c_i per answer: least squares of G on the units' gradient jumps g_i n_i (columns of Q)."""
-        return np.linalg.lstsq(Q, G.T, rcond=None)[0].T
+    @staticmethod
+    def _padded(delta0: np.ndarray, Q: np.ndarray, Z: np.ndarray, unit: float, gap: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """delta0 plus a step in the null space of the units' normals (it changes no unit's comparison) long
+        enough that the answers' rounding (``unit``) moves no c_i by more than gap/8; and the weighted
+        least-squares map from the IG answer to c (rows weighted by delta: the rounding is on IG)."""
+        pad = 0.0
+        while True:
+            delta = delta0 + pad * Z
+            delta = np.where(delta == 0, EPS * max(float(np.abs(delta).max()), 1.0), delta)
+            P = np.linalg.pinv(delta[:, None] * Q)  # c = P @ IG
+            bound = float(np.abs(P).sum(axis=1).max()) * unit
+            if bound <= gap / 8 or not len(Z) or pad > 2.0 ** 40 * max(float(np.abs(delta0).max()), 1.0):
+                return delta, P
+            pad = max(2 * pad, float(np.sqrt(np.mean(delta0 ** 2))))
 
     def _offsets(self, oracle: Oracle, N: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Bisect every unit's offset e_i (n_i.(x - x') + e_i is its pre-activation along the path) at once."""
@@ -200,16 +212,21 @@ class IGRelu2Attack(Attack):
         # partial sums of weights a unit can carry: from the top nodes (y > 0) or the bottom ones (y < 0)
         gap = float(weights.min())
         queries, unresolved, why = 0, 0, ""
-        m = np.full(h, -a0 * scale)  # the first comparison: e_i > m_i (and at every other node, a multiple of it)
+        rnd = oracle.options.get("round_decimals")
+        unit = 0.5 * 10.0 ** -rnd if rnd is not None else 0.0
+        # rounded answers: a direction that no unit sees, to step far from the baseline along
+        Z = np.linalg.svd(N)[2][h:].T @ np.random.default_rng((self.seed, 4)).normal(size=d - h) if d > h else np.zeros(0)
+        if len(Z):
+            Z /= np.sqrt(np.mean(Z ** 2))
+        m = np.full(h, -scale)  # the first comparison: e_i > m_i (and at every other node, a multiple of it)
         for _ in range(self.max_bisections):
             y = -m / a0
-            delta = Npinv @ y
-            if np.any(delta == 0):  # every coordinate must be off the baseline to divide by it
-                delta = np.where(delta == 0, EPS * max(np.abs(delta).max(), 1.0), delta)
+            delta, P = self._padded(Npinv @ y, Q, Z, unit, gap)
             G = _ig_ratio(oracle, (base + delta)[None], base, self.output)[0]
             queries += 1
-            cw = self._node_weights(Q, G)
+            cw = P @ (G * delta)
             yy = N @ delta  # what the target sees (y up to rounding)
+            fuzz = (d + 8) * EPS * (np.abs(N) @ np.abs(delta)) * a0  # float64 error of the bisected comparison
             # node s active for unit i  <=>  alpha_s yy_i + e_i > 0  <=>  e_i > -alpha_s yy_i
             thresholds = -np.outer(yy, alphas)  # h x S
             # the active set is the nodes above (yy > 0) or below (yy < 0) one switch: try every count k
@@ -237,7 +254,7 @@ class IGRelu2Attack(Attack):
             # a comparison point -alpha yy_i is placed to (d + 8) eps of it (yy = N delta, a length-d dot product)
             floor = EPS * a0 * scale  # and an offset of 0 to the first comparisons' float64 step
             done = np.isfinite(lo) & np.isfinite(hi) & (
-                hi - lo <= 2 * (d + 8) * EPS * np.maximum(np.maximum(np.abs(lo), np.abs(hi)), floor))
+                hi - lo <= 2 * np.maximum((d + 8) * EPS * np.maximum(np.maximum(np.abs(lo), np.abs(hi)), floor), fuzz))
             done |= np.isfinite(lo) & np.isfinite(hi) & (lo >= hi)  # comparisons at float64 resolution
             if done.all():
                 break
@@ -264,7 +281,7 @@ class IGRelu2Attack(Attack):
         return D * total
 
     def _verify(self, oracle: Oracle, result: Result, N, b, g, c, messages: list[str]) -> None:
-        rng = np.random.default_rng(self.seed + 2)
+        rng = np.random.default_rng((self.seed, 3))
         lo, hi = oracle.input_box or (-1.0, 1.0)
         X = rng.uniform(lo, hi, size=(self.verify, N.shape[1]))
         kinds = (IG,) + (("value",) if "value" in oracle.kinds else ())
@@ -315,6 +332,8 @@ def signed_gradient_oracle(real: Oracle, output: int = 0, bits: int = 24) -> Ora
 
     def answer(X: np.ndarray, asked: tuple[str, ...]) -> dict[str, np.ndarray]:
         X = X.reshape(len(X), -1)
+        if "gradient" not in asked:
+            return {"value": values(X)}
         got = real.query(X.reshape(len(X), *shape), (SALIENCY, "value"), output)
         A = np.abs(np.asarray(got[SALIENCY], dtype=np.float64).reshape(len(X), -1))
         f = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1)[:, output]
@@ -335,17 +354,34 @@ def signed_gradient_oracle(real: Oracle, output: int = 0, bits: int = 24) -> Ora
                 P = np.vstack([X[n] + e * u for _, _, e, u in steps] + [X[n] - e * u for _, _, e, u in steps])
                 z = values(P)
                 nb = len(steps)
-                retry = []
+                slopes, split = {}, []
                 for i, (blk, rho, eps, u) in enumerate(steps):
                     sp, sm = (z[i] - f[n]) / eps, (f[n] - z[nb + i]) / eps
-                    s, rest = _digits((sp + sm) / 2, rho)
-                    if abs(sp - sm) <= rho[-1] / 2 and abs(rest) <= rho[-1] / 2:
+                    if abs(sp - sm) <= rho[-1] / 2:
+                        slopes[i] = (sp + sm) / 2
+                    else:
+                        split.append(i)
+                if split:  # a kink within the step on one side: the slope of the clean side is x's piece's
+                    far = values(np.vstack([X[n] + 2 * steps[i][2] * steps[i][3] for i in split]
+                                           + [X[n] - 2 * steps[i][2] * steps[i][3] for i in split]))
+                    for j, i in enumerate(split):
+                        blk, rho, eps, u = steps[i]
+                        sp, sm = (z[i] - f[n]) / eps, (f[n] - z[nb + i]) / eps
+                        spp, smm = (far[j] - z[i]) / eps, (z[nb + i] - far[len(split) + j]) / eps
+                        if abs(spp - sp) <= rho[-1] / 2:
+                            slopes[i] = sp
+                        elif abs(smm - sm) <= rho[-1] / 2:
+                            slopes[i] = sm
+                retry = []
+                for i, (blk, rho, eps, u) in enumerate(steps):
+                    s, rest = _digits(slopes.get(i, np.nan), rho)
+                    if abs(rest) <= rho[-1] / 2:
                         signs[n, blk] = s
-                    elif len(blk) > 1:  # a kink within the step: halve the block, and so the step
+                    elif len(blk) > 1:  # kinks on both sides within the step: halve the block, and so the step
                         retry += [blk[:len(blk) // 2], blk[len(blk) // 2:]]
                     else:
-                        raise OracleError(f"cannot sign the gradient at an input within float64 reach of a kink "
-                                          f"(coordinate {blk[0]}: slopes {sp:.6g} and {sm:.6g})")
+                        raise OracleError(f"cannot sign the gradient at an input within float64 reach of two kinks "
+                                          f"(coordinate {blk[0]})")
                 blocks = retry
         out = {"gradient": signs * A}
         if "value" in asked:
@@ -360,6 +396,8 @@ def signed_gradient_oracle(real: Oracle, output: int = 0, bits: int = 24) -> Ora
 def _digits(S: float, rho: np.ndarray) -> tuple[np.ndarray, float]:
     """Signs s with sum s_j rho_j = S (rho halving): greedy, largest first; the remainder."""
     s = np.ones(len(rho))
+    if not math.isfinite(S):
+        return s, math.inf
     for j, r in enumerate(rho):
         s[j] = 1.0 if S >= 0 else -1.0
         S -= s[j] * r
