@@ -54,13 +54,13 @@ def test_ig_quadrature_with_a_node_at_the_baseline_is_refused():
 
 def test_ig_relu2_on_a_deeper_network_fails():
     t = load("builtin:mlp?d=12&widths=6,6&seed=0")
-    r, _ = run(IGRelu2Attack(verify=8), t, [IG, "value"])
+    r, _ = run(IGRelu2Attack(verify=8, max_pieces=400), t, [IG, "value"])
     assert r.status == "failed", r.message
 
 
 def test_ig_noise_is_not_read_as_exact():
     t = load("builtin:relu2?d=16&h=4&seed=0")
-    r, _ = run(IGRelu2Attack(), t, [IG, "value"], explanation_noise=0.01)
+    r, _ = run(IGRelu2Attack(max_pieces=400), t, [IG, "value"], explanation_noise=0.01)
     assert r.status != "complete"
 
 
