@@ -71,7 +71,8 @@ def quadrature(oracle: Oracle) -> tuple[np.ndarray, np.ndarray, float]:
     return alphas, weights, float(o["ig_baseline"])
 
 
-def _adapter(real: Oracle, kinds: tuple[str, ...], answer: Callable, options: dict[str, Any], spec: str) -> Oracle:
+def _adapter(real: Oracle, kinds: tuple[str, ...], answer: Callable, options: dict[str, Any], spec: str,
+             n_outputs: int = 1, task: str = "regression") -> Oracle:
     """An Oracle answering ``kinds`` by ``answer(X, kinds)`` from queries to ``real`` in the same ledger phase;
     a budget running out on ``real`` ends the adapter's query too."""
     holder: dict[str, Oracle] = {}
@@ -83,7 +84,7 @@ def _adapter(real: Oracle, kinds: tuple[str, ...], answer: Callable, options: di
             except QueryBudgetExceeded as e:
                 raise QueryBudgetExceeded(str(e), {}, 0) from e
 
-    adapter = Oracle(backend, spec=spec, input_shape=real.input_shape, n_outputs=1, task="regression",
+    adapter = Oracle(backend, spec=spec, input_shape=real.input_shape, n_outputs=n_outputs, task=task,
                      kinds=kinds, options=options, input_box=real.input_box)
     holder["self"] = adapter
     return adapter
@@ -402,6 +403,29 @@ def _digits(S: float, rho: np.ndarray) -> tuple[np.ndarray, float]:
         s[j] = 1.0 if S >= 0 else -1.0
         S -= s[j] * r
     return s, S
+
+
+def averaged_oracle(real: Oracle, repeats: int) -> Oracle:
+    """The adaptive attacker's answer to explanation noise: every gradient or explanation is the mean of
+    ``repeats`` answers to the same input (predictions are asked once); noise of S x RMS becomes S / sqrt(repeats)."""
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    shape = real.input_shape
+
+    def answer(X: np.ndarray, asked: tuple[str, ...]) -> dict[str, np.ndarray]:
+        X = X.reshape(len(X), *shape)
+        pred = tuple(k for k in asked if k in ("value", "probabilities", "label"))
+        expl = tuple(k for k in asked if k not in pred)
+        out = dict(real.query(X, pred)) if pred else {}
+        if expl:
+            runs = [real.query(X, expl) for _ in range(repeats)]
+            out.update({k: np.mean([np.asarray(r[k], dtype=np.float64) for r in runs], axis=0) for k in expl})
+        return out
+
+    opts = {**real.options, "explanation_noise": real.options.get("explanation_noise", 0.0) / math.sqrt(repeats),
+            "averaged_repeats": repeats}
+    return _adapter(real, real.kinds, answer, opts, f"{real.spec} (mean of {repeats})", n_outputs=real.n_outputs,
+                    task=real.task)
 
 
 class Through(Attack):
