@@ -25,8 +25,21 @@ RoundOpt = Annotated[Optional[int], typer.Option("--round", help="oracle rounds 
 SpaceOpt = Annotated[str, typer.Option("--explain-space", help="explanations of the logit or of the probability")]
 
 
+ThroughOpt = Annotated[Optional[str], typer.Option("--through", help="attack through a defended explanation: "
+                      "integrated-gradients (relu2) or saliency (|gradient| signed from values)")]
+
+
 class CliError(Exception):
     pass
+
+
+def _through(attack, through: str | None, output: int = 0):
+    """The attack itself, or run through absolute saliency (signs from values)."""
+    if through != "saliency":
+        return attack
+    from modelrecon.attacks.through import through_saliency
+
+    return through_saliency(attack, output)
 
 
 def make_oracle(target_spec: str, oracle: str | None, budget: int | None, budget_per_kind: str | None,
@@ -83,13 +96,19 @@ def attack_linear(
     journal: JournalOpt = None,
     round_decimals: RoundOpt = None,
     explain_space: SpaceOpt = "logit",
+    through: ThroughOpt = None,
     json: JsonOpt = None,
 ) -> None:
     """Exact recovery of a linear or logistic model (Milli et al. 2019; Tramer et al. 2016 baseline)."""
     from modelrecon.attacks.linear import LinearAttack
 
+    if through not in (None, "saliency"):
+        raise CliError("attack linear --through takes 'saliency' (integrated gradients: --explanation integrated-gradients)")
+    if through and oracle is None:
+        oracle = "explanation:saliency,value"
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals, explain_space)
-    finish(LinearAttack(method=method, explanation=explanation, verify=verify).run(o), t, json)
+    attack = LinearAttack(method="gradient" if through else method, explanation=explanation, verify=verify)
+    finish(_through(attack, through).run(o), t, json)
 
 
 @attack_app.command("relu2")
@@ -108,11 +127,23 @@ def attack_relu2(
     budget_per_kind: BudgetsOpt = None,
     journal: JournalOpt = None,
     round_decimals: RoundOpt = None,
+    through: ThroughOpt = None,
     json: JsonOpt = None,
 ) -> None:
     """Exact recovery of a two-layer ReLU network (Milli et al. 2019; value-only as Jagielski et al. 2020)."""
     from modelrecon.attacks.relu2 import Relu2Attack
 
+    if through not in (None, "saliency", "integrated-gradients"):
+        raise CliError("attack relu2 --through takes 'integrated-gradients' or 'saliency'")
+    if through and oracle is None:
+        oracle = {"saliency": "explanation:saliency,value",
+                  "integrated-gradients": "explanation:integrated-gradients,value"}[through]
+    if through == "integrated-gradients":
+        from modelrecon.attacks.through import IGRelu2Attack
+
+        t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals)
+        finish(IGRelu2Attack(output=output, verify=verify, seed=seed, max_lines=max_lines).run(o), t, json)
+        return
     if oracle is None:
         oracle = {"gradient": "gradient", "value+gradient": "value,gradient", "value": "value"}.get(mode)
         if oracle and explanation and explanation != "gradient":
@@ -120,7 +151,7 @@ def attack_relu2(
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals)
     attack = Relu2Attack(mode=mode, output=output, explanation=explanation, max_lines=max_lines, confirm=confirm,
                          verify=verify, seed=seed)
-    finish(attack.run(o), t, json)
+    finish(_through(attack, through, output).run(o), t, json)
 
 
 @attack_app.command("span")

@@ -26,10 +26,13 @@ METHODS = (
     "guided-backprop",
 )
 
+IG_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
+
 DEFAULT_OPTIONS: dict[str, Any] = {
     "explain_space": "logit",  # explain the logit, or the probability (sigmoid / softmax)
     "ig_steps": 32,
     "ig_baseline": 0.0,
+    "ig_method": "gausslegendre",  # Captum's quadrature: gausslegendre, riemann_{left,right,middle,trapezoid}
     "smoothgrad_samples": 16,
     "smoothgrad_stdev": 0.1,  # relative to the input range, as Captum's stdevs
     "deeplift_baseline": 0.0,
@@ -56,15 +59,16 @@ def as_outputs(out: torch.Tensor, n: int) -> torch.Tensor:
     return out.reshape(n, -1)
 
 
-def integrated_gradients(f: nn.Module, x: torch.Tensor, idx: torch.Tensor, baseline: float, steps: int) -> torch.Tensor:
-    """Integrated gradients with Captum's Gauss-Legendre quadrature, accumulated in float64.
+def integrated_gradients(f: nn.Module, x: torch.Tensor, idx: torch.Tensor, baseline: float, steps: int,
+                         method: str = "gausslegendre") -> torch.Tensor:
+    """Integrated gradients with Captum's quadrature (Gauss-Legendre by default), accumulated in float64.
 
     Captum's IntegratedGradients casts its step sizes to float32 (a 1e-8 relative error
     that would break exact attacks), so the quadrature nodes and weights are taken from
     Captum and the weighted sum of gradients is done here."""
     from captum.attr._utils.approximation_methods import approximation_parameters
 
-    step_sizes, alphas = (fn(steps) for fn in approximation_parameters("gausslegendre"))
+    step_sizes, alphas = (fn(steps) for fn in approximation_parameters(method))
     total = torch.zeros_like(x)
     for s, a in zip(step_sizes, alphas):
         point = (baseline + a * (x - baseline)).requires_grad_(True)
@@ -144,7 +148,8 @@ def _attribute(f: nn.Module, xt: torch.Tensor, idx: torch.Tensor, kind: str,
     elif method == "input-x-gradient":
         a = InputXGradient(f).attribute(xt, target=target)
     elif method == "integrated-gradients":
-        a = integrated_gradients(f, xt, idx, float(options["ig_baseline"]), int(options["ig_steps"]))
+        a = integrated_gradients(f, xt, idx, float(options["ig_baseline"]), int(options["ig_steps"]),
+                                 str(options.get("ig_method", "gausslegendre")))
     elif method == "smoothgrad":
         with torch.random.fork_rng():
             torch.manual_seed(int(options["seed"]))

@@ -404,12 +404,13 @@ def replay_oracle(journal: str | Path, **kwargs: Any) -> Oracle:
 def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decimals: int | None = None,
                  top_k: int | None = None, label_only: bool = False, threshold: float = 0.0,
                  label_format: str = "01", budget: int | None = None, budgets: dict[str, int] | None = None,
-                 journal: str | Path | None = None, **explain_options: Any) -> Oracle:
+                 journal: str | Path | None = None, explanation_noise: float = 0.0, **explain_options: Any) -> Oracle:
     """An oracle over a :class:`modelrecon.targets.Target` in this process.
 
     Output post-processing that real APIs apply is set here: ``round_decimals``
     (every numeric answer), ``top_k`` (probabilities outside the top k set to 0),
-    ``label_only`` (only ``label`` is answered).  ``explain_options`` override
+    ``label_only`` (only ``label`` is answered), ``explanation_noise`` (Gaussian noise of
+    that size times each gradient's or explanation's RMS, fresh per answer, seeded by ``seed``).  ``explain_options`` override
     :data:`modelrecon.explain.DEFAULT_OPTIONS` (explain_space, ig_steps, ...).
     """
     from modelrecon import explain
@@ -426,8 +427,14 @@ def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decim
         raise OracleError(f"label_format must be '01' or 'sign', got {label_format!r}")
     if explain_options.get("explain_space", "logit") not in ("logit", "probability"):
         raise OracleError("explain_space must be 'logit' or 'probability'")
+    if not (np.isfinite(explanation_noise) and explanation_noise >= 0):
+        raise OracleError(f"explanation_noise must be a finite number >= 0, got {explanation_noise!r}")
     options = {**explain.DEFAULT_OPTIONS, **explain_options, "round_decimals": round_decimals, "top_k": top_k,
-               "label_only": label_only, "threshold": threshold, "label_format": label_format}
+               "label_only": label_only, "threshold": threshold, "label_format": label_format,
+               "explanation_noise": float(explanation_noise)}
+    if options["ig_method"] not in explain.IG_METHODS:
+        raise OracleError(f"unknown ig_method {options['ig_method']!r}; known: {', '.join(explain.IG_METHODS)}")
+    noise = np.random.default_rng(int(options["seed"]))
     if target.task == "regression" and options["explain_space"] == "probability":
         raise OracleError("a regression target has no probabilities to explain; use explain_space='logit'")
     offered = [k for k in KINDS if (target.differentiable or k in PREDICTION_KINDS)
@@ -458,6 +465,8 @@ def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decim
         grads = tuple(k for k in asked if k not in PREDICTION_KINDS)
         if grads:
             more, cost = explain.explanations(model, x, grads, output, options)
+            if explanation_noise:
+                more = {k: _noisy(v, explanation_noise, noise) for k, v in more.items()}
             got.update(more)
             evaluations += cost
         if round_decimals is not None:
@@ -467,3 +476,10 @@ def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decim
     return Oracle(answer, spec=target.spec, input_shape=target.input_shape, n_outputs=target.n_outputs,
                   task=target.task, kinds=offered, options=options, input_box=target.input_box,
                   budget=budget, budgets=budgets, journal=journal)
+
+
+def _noisy(e: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """e plus Gaussian noise of sigma times each answer's root-mean-square (as the service adds it)."""
+    flat = e.reshape(len(e), -1)
+    rms = np.sqrt(np.mean(flat ** 2, axis=1)).reshape((len(e),) + (1,) * (e.ndim - 1))
+    return e + sigma * rms * rng.standard_normal(e.shape)

@@ -18,6 +18,7 @@ fail with the measured residual if the answers are not those of a linear model.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -46,11 +47,18 @@ class LinearAttack(Attack):
 
     name = "linear"
 
-    def __init__(self, method: str = "auto", explanation: str | None = None, verify: int = 2, seed: int = 0):
+    def __init__(self, method: str = "auto", explanation: str | None = None, verify: int = 2, seed: int = 0,
+                 step: float | None = None, refine_bias: bool = False):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
         if verify < 0:
             raise ValueError("verify must be >= 0")
+        if step is not None and not (math.isfinite(step) and step > 0):
+            raise ValueError("step must be a positive number")
+        # the equations' step and an explanation point's distance from its baseline (default: half the box);
+        # a long step divides the answers' rounding away (the adaptive attack on rounded answers)
+        self.step = step
+        self.refine_bias = refine_bias  # rounded values: b by bisection to a rounding boundary (~60 values)
         self.method = method
         self.explanation = explanation
         self.verify = verify
@@ -103,7 +111,7 @@ class LinearAttack(Attack):
         x0 = np.full(oracle.input_shape, (lo + hi) / 2.0)
         details: dict[str, Any] = {"method": method, "explanation_kind": kind, "prediction_kind": pred}
         if method == "equations":
-            step = (hi - lo) / 2.0
+            step = self.step or (hi - lo) / 2.0
             X = np.concatenate([x0.reshape(1, -1), x0.reshape(1, -1) + step * np.eye(d)]).reshape(d + 1, *oracle.input_shape)
             z = self._logit(oracle.query(X, (pred,))[pred], pred)
             w = (z[1:] - z[0]) / step
@@ -112,7 +120,7 @@ class LinearAttack(Attack):
             form = LINEAR_IN_W[kind]
             if form != "w":  # explanations scaled by x - baseline need every coordinate away from the baseline
                 base = 0.0 if form == "x*w" else float(oracle.options[form[3:-3]])
-                x0 = np.full(oracle.input_shape, base + (hi - lo) / 2.0)
+                x0 = np.full(oracle.input_shape, base + (self.step or (hi - lo) / 2.0))
             asked = (kind,) + ((pred,) if pred else ())
             got = oracle.query(x0, asked)
             e = np.asarray(got[kind], dtype=np.float64).ravel()
@@ -126,6 +134,10 @@ class LinearAttack(Attack):
                 p = float(got["probabilities"])
                 w = w / (p * (1.0 - p))
             b = float(self._logit(got[pred], pred) - w @ x0.ravel()) if pred else None
+        rounding = oracle.options.get("round_decimals")
+        if self.refine_bias and pred == "value" and rounding is not None:
+            b = self._bias_at_rounding_boundary(oracle, w, b, 0.5 * 10.0 ** -rounding)
+            details["bias_from"] = "bisection to a rounding boundary"
         model = _linear_module(w, b if b is not None else 0.0)
         result = Result(self.name, "complete", "", params={"w": w, "b": b}, model=model, details=details)
         if b is None:
@@ -136,6 +148,27 @@ class LinearAttack(Attack):
         elif not self.verify:
             result.message = (result.message or "recovered") + "; not verified (verify=0)"
         return result
+
+    @staticmethod
+    def _bias_at_rounding_boundary(oracle: Oracle, w: np.ndarray, b: float, half: float) -> float:
+        """Values rounded to N decimals hide b's last digits, but not where the rounding steps: along
+        x(t) = t w/|w|^2 the answer is round(b + t), which steps up at b + t = z0 + half (z0 its value at 0).
+        Bisect t to float64 resolution (w known exactly: the long-step equations or a far IG answer)."""
+        u = (w / (w @ w)).reshape(oracle.input_shape)
+        ask = lambda t: float(np.asarray(oracle.query(t * u, ("value",))["value"]).reshape(-1)[0])  # noqa: E731
+        z0 = ask(0.0)
+        lo, hi = 0.0, 4 * half
+        while ask(hi) <= z0:  # (b is known to half a unit: a few doublings at most)
+            lo, hi = hi, 2 * hi
+        while True:
+            mid = (lo + hi) / 2
+            if not lo < mid < hi:
+                break
+            if ask(mid) > z0:
+                hi = mid
+            else:
+                lo = mid
+        return float(z0 + half - (lo + hi) / 2)
 
     def _verify(self, oracle: Oracle, result: Result, pred: str, lo: float, hi: float) -> None:
         """Compare predictions with fresh answers; tolerance from float64 rounding of the dot
