@@ -11,3 +11,41 @@ def tiny_relu() -> nn.Module:
 
 def not_a_module():
     return 42
+
+
+def sigmoid_net(d: int = 6, h: int = 5, seed: int = 0) -> nn.Module:
+    """A two-layer network with sigmoid hidden units and a sigmoid output (a pretrained MNIST net's shape)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, h), nn.Sigmoid(), nn.Linear(h, 1), nn.Sigmoid())
+
+
+def softmax_net(d: int = 6, h: int = 5, k: int = 3, seed: int = 0) -> nn.Module:
+    """A ReLU network ending in its softmax, as Keras classifiers do."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k), nn.Softmax(dim=1))
+
+
+def logistic_with_sigmoid(d: int = 8, seed: int = 0) -> nn.Module:
+    """A logistic regression that returns its probability: Linear then Sigmoid."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, 1), nn.Sigmoid())
+
+
+class WithUnusedLayer(nn.Module):
+    """A ReLU network with a layer it registers first but never calls."""
+
+    def __init__(self, d: int = 6, h: int = 4):
+        super().__init__()
+        torch.manual_seed(3)
+        self.unused = nn.Linear(d, 50)
+        self.fc1 = nn.Linear(d, h)
+        self.fc2 = nn.Linear(h, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def mlp_needing_arguments(d: int, hidden: int, seed: int = 0) -> nn.Module:
+    """A factory whose arguments have no defaults."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 1))

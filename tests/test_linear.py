@@ -83,8 +83,8 @@ def test_budget_exhausted_gives_partial_result():
     assert r.queries["total"] == 50
 
 
-def test_multiclass_target_is_refused():
-    with pytest.raises(OracleError, match="scalar-output"):
+def test_multiclass_target_without_output_is_refused():
+    with pytest.raises(OracleError, match="pick the one"):
         run("builtin:relu2?k=3")
 
 

@@ -208,3 +208,15 @@ def test_cli(tmp_path, target, inputs):
     run = CliRunner().invoke(app, args[:4] + [str(tmp_path / "wrong.npz")] + args[5:])
     assert run.exit_code != 0
     assert "dimension 64" in str(run.exception)
+
+
+def test_half_a_span_is_not_complete(target, inputs):
+    """issue 12: obfuscate said 'complete' with 15 of 30 directions and 51% of labels kept."""
+    half = true_span(target)[:4]
+    oracle = local_oracle(target, ["value", "probabilities", "label"])
+    result = Obfuscation(half, inputs, noise=5.0, seed=2).run(oracle)
+    rate = result.details["oracle_check"]["label_preserved_rate"]
+    assert rate < 1.0
+    assert result.status == "partial" and "span is short" in result.message
+    unchecked = Obfuscation(true_span(target), inputs, noise=5.0, check=False).run(oracle)
+    assert unchecked.status == "partial" and "not checked" in unchecked.message

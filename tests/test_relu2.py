@@ -189,7 +189,10 @@ def test_budget_exhausted_gives_a_usable_partial_network():
 def test_not_a_two_layer_relu_network_fails_with_residual(spec):
     r = attack(load(spec), "value+gradient", max_pieces=400, max_lines=2)
     assert r.status == "failed"
-    assert "residual" in r.message or "off by" in r.message or "pieces" in r.message
+    if "tanh" in spec:  # a smooth target is told apart at once (issue 12): no line search on a curve
+        assert "not piecewise linear" in r.message and r.queries["total"] <= 8
+    else:
+        assert "residual" in r.message or "off by" in r.message or "pieces" in r.message
 
 
 def test_cli_done_criterion(tmp_path):

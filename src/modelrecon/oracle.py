@@ -378,6 +378,17 @@ def _explains(kind: str) -> bool:
     return kind == "gradient" or kind.startswith("explanation:")
 
 
+def _as_logits(raw: np.ndarray, outputs: str | None) -> np.ndarray:
+    """Outputs declared as probabilities (softmax) or sigmoid, back on the logit scale, so that
+    probabilities and labels are those of the model (softmax of log p is p; logit of a sigmoid is its input)."""
+    with np.errstate(divide="ignore"):
+        if outputs == "probabilities":
+            return np.log(raw)
+        if outputs == "sigmoid":
+            return np.log(raw) - np.log1p(-raw)
+    return raw
+
+
 def replay_oracle(journal: str | Path, **kwargs: Any) -> Oracle:
     """An oracle answering only from a journal file: audit or re-run an attack offline.
 
@@ -431,7 +442,8 @@ def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decim
         raise OracleError(f"explanation_noise must be a finite number >= 0, got {explanation_noise!r}")
     options = {**explain.DEFAULT_OPTIONS, **explain_options, "round_decimals": round_decimals, "top_k": top_k,
                "label_only": label_only, "threshold": threshold, "label_format": label_format,
-               "explanation_noise": float(explanation_noise)}
+               "explanation_noise": float(explanation_noise),
+               "outputs": getattr(target, "outputs", None)}  # declared: what the values are (public metadata)
     if options["ig_method"] not in explain.IG_METHODS:
         raise OracleError(f"unknown ig_method {options['ig_method']!r}; known: {', '.join(explain.IG_METHODS)}")
     noise = np.random.default_rng(int(options["seed"]))
@@ -439,7 +451,7 @@ def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decim
         raise OracleError("a regression target has no probabilities to explain; use explain_space='logit'")
     offered = [k for k in KINDS if (target.differentiable or k in PREDICTION_KINDS)
                and not (k == "probabilities" and target.task == "regression")]
-    if label_only:
+    if label_only or options["outputs"] == "label":
         offered = ["label"]
     if kinds is not None:
         kinds = [k.strip() for k in kinds]
@@ -460,7 +472,12 @@ def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decim
         evaluations = 0
         pred = tuple(k for k in asked if k in PREDICTION_KINDS)
         if pred:
-            got.update(explain.predictions(forward(x), pred, task, options))
+            raw = forward(x)
+            got.update(explain.predictions(_as_logits(raw, options["outputs"]), pred, task, options))
+            if "value" in got:  # the value is what the model returns, whatever its outputs are
+                got["value"] = raw[:, 0] if raw.shape[1] == 1 else raw
+            if options["outputs"] == "label":
+                got["label"] = raw[:, 0].astype(np.int64)
             evaluations += len(x)
         grads = tuple(k for k in asked if k not in PREDICTION_KINDS)
         if grads:

@@ -1103,6 +1103,40 @@ class Relu2Attack(Attack):
             info["bias_identified"] = False
         return info
 
+    def _curvature_probe(self, points: int = 2) -> dict[str, Any] | None:
+        """A piecewise-linear network has, at a random x and at x + eta u (eta = 2^-20 of the box width), the
+        same gradient (one activation pattern: bit for bit), and zero second difference of the values at
+        x - eta u, x, x + eta u (eta = 2^-10 of the width; to rounding);
+        a smooth one differs by eta times its curvature.  When every probe point shows a change over its
+        tolerance the target is not piecewise linear: returned with the smallest change (else None)."""
+        lo, hi = self._box
+        # values: a wider step, so that eta^2 times the curvature clears the values' rounding
+        eta = (hi - lo) * 2.0 ** (-20 if self._grad_kind else -10)
+        rng = np.random.default_rng([self.seed, 12])  # its own stream: the search's random lines stay as they were
+        X = rng.uniform(lo, hi, size=(points, self._d))
+        U = rng.normal(size=X.shape)
+        U *= eta / np.linalg.norm(U, axis=1, keepdims=True)
+        o = self._oracle
+        shape = lambda A: A.reshape(len(A), *o.input_shape)  # noqa: E731
+        if self._grad_kind:
+            got = o.query(shape(np.vstack([X, X + U])), (self._grad_kind,), self.output)[self._grad_kind]
+            G = np.asarray(got, dtype=np.float64).reshape(2 * points, -1)
+            if GRADIENT_KINDS[self._grad_kind] == "xg":
+                Xa = np.vstack([X, X + U])
+                G = np.where(Xa != 0, G / np.where(Xa != 0, Xa, 1.0), 0.0)
+            tol = (self._d + 4) * EPS * (np.abs(G[:points]).sum(1) + np.abs(G[points:]).sum(1)) + 2 * self._round_grad
+            change = np.abs(G[:points] - G[points:]).max(axis=1)
+        else:
+            got = o.query(shape(np.vstack([X - U, X, X + U])), ("value",))["value"]
+            Z = np.asarray(got, dtype=np.float64).reshape(3 * points, -1) @ self._r
+            fm, f0, fp = Z[:points], Z[points:2 * points], Z[2 * points:]
+            tol = 4 * (self._d + 8) * EPS * (np.abs(fm) + 2 * np.abs(f0) + np.abs(fp)) + 4 * self._round_value
+            change = np.abs(fp - 2 * f0 + fm)
+        ratios = [worst_ratio(c, t) for c, t in zip(change, tol)]
+        if all(math.isfinite(r) and r > 1.0 for r in ratios):
+            return {"points": points, "step": eta, "min_change_over_tolerance": float(min(ratios))}
+        return None
+
     def _random_points(self, n: int, far: bool = False) -> np.ndarray:
         """Uniform in the input box (or [-1, 1]^d); with ``far``, three points in four on a random ray from
         the box centre at a radius up to 2^20 box widths: a missed unit is active at each of them with
@@ -1222,6 +1256,10 @@ class Relu2Attack(Attack):
         status, messages = "complete", []
         lo, hi = self._box
         try:
+            curved = self._curvature_probe()
+            if curved is not None:
+                details["curvature_probe"] = curved
+                raise _NotPiecewiseLinear()
             for line in range(self.max_lines):
                 self._x0 = np.full(self._d, (lo + hi) / 2.0) + (self._rng.uniform(-0.05, 0.05, self._d) * (hi - lo)
                                                                if line else 0.0)
@@ -1259,6 +1297,15 @@ class Relu2Attack(Attack):
                 details["lines"][-1]["check_residual_over_tolerance"] = ratio
                 if passes(ratio):
                     break
+        except _NotPiecewiseLinear:
+            status = "failed"
+            what = "gradient" if self._grad_kind else "slope"
+            messages.append(f"the target is not piecewise linear: its {what} changes between points "
+                            f"{details['curvature_probe']['step']:.2g} apart at every one of "
+                            f"{details['curvature_probe']['points']} random points (by at least "
+                            f"{details['curvature_probe']['min_change_over_tolerance']:.3g} x the float64 tolerance): "
+                            "a smooth activation (sigmoid, tanh, softmax) has no kinks to find; relu2 recovers "
+                            "two-layer ReLU networks (try the surrogate attack, or span --setting threshold)")
         except _TooManyPieces as e:
             status = "failed"
             messages.append(f"the line search found more than {self.max_pieces} linear pieces on one line"
@@ -1338,6 +1385,10 @@ class Relu2Attack(Attack):
         result.status = status
         result.message = "; ".join(messages)
         return result
+
+
+class _NotPiecewiseLinear(RuntimeError):
+    pass
 
 
 class _TooManyPieces(RuntimeError):

@@ -19,7 +19,8 @@ def true_relu2(target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     if t.get("family") == "relu2":
         return t["W"], t["b"], t["V"], t["c"]
     layers = t.get("layers")
-    if t.get("family") == "mlp" and layers and len(layers) == 2 and t.get("activations") == ["relu"]:
+    if (t.get("family") == "mlp" and layers and len(layers) == 2 and t.get("activations") == ["relu"]
+            and t.get("output_activation") is None):
         (W, b), (V, c) = layers
         return W, b, V, c
     return None

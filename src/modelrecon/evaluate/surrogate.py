@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from modelrecon.evaluate import fidelity, outputs, probe_inputs, register
+from modelrecon.evaluate import fidelity, outputs, probe_description, probe_inputs, register
 from modelrecon.result import Result
 from modelrecon.targets import Target
 
@@ -53,10 +53,11 @@ def evaluate_surrogate(result: Result, target: Target, X: np.ndarray | None) -> 
         fid = fidelity(target, result.model, X)
         metrics.update({k: v for k, v in fid.items() if k != "agreement"})
         metrics.update(agreement_accuracy(target, result.model, X, y))
-        metrics["agreement_data"] = "test split of " + target.truth["dataset"] if y is not None else "given inputs"
+        metrics["agreement_data"] = "test split of " + target.truth["dataset"] if y is not None else \
+            "the data inputs (metrics.inputs.data)"
     probe = fidelity(target, result.model, probe_inputs(target), prefix="random")
     metrics.update({k: v for k, v in probe.items()})
     if X is None:
         metrics["agreement"] = probe["random_agreement"]
-        metrics["agreement_data"] = "random inputs in the input box"
+        metrics["agreement_data"] = probe_description(target)
     return metrics

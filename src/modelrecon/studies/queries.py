@@ -65,7 +65,10 @@ def load_pool(target, name: str | None = None) -> np.ndarray | None:
     """The attacker's unlabeled data, shaped as the target's inputs: the pool split of a
     dataset (digits, mnist, cifar10; default the target's domain) or an .npy file."""
     from modelrecon import data
+    from modelrecon.targets.base import declared_inputs
 
+    if not name and getattr(target, "data", None):  # the target's declared inputs for query points
+        return declared_inputs(target, "pool")[0]
     name = name or target.truth.get("dataset")
     if not name:
         return None

@@ -1,0 +1,215 @@
+"""Models as users bring them (issue 12): scikit-learn models copied into torch and exported with
+skl2onnx's default options, networks ending in sigmoid or softmax, a conv net, a factory with
+arguments, a module with an unused layer.  Every attack either succeeds with verified figures
+or ends failed / partial with a reason."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modelrecon.attacks.linear import LinearAttack
+from modelrecon.attacks.relu2 import Relu2Attack
+from modelrecon.attacks.span import SpanRecovery
+from modelrecon.attacks.surrogate import SurrogateAttack
+from modelrecon.evaluate import evaluate
+from modelrecon.oracle import local_oracle
+from modelrecon.targets import TargetSpecError, load
+
+skl2onnx = pytest.importorskip("skl2onnx")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+@pytest.fixture(scope="module")
+def sk_mlp(digits):
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MLPClassifier(hidden_layer_sizes=(16,), max_iter=60, random_state=0).fit(X[:1200], y[:1200])
+
+
+@pytest.fixture(scope="module")
+def sk_logistic(digits):
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = digits
+    return LogisticRegression(max_iter=500).fit(X[:1200], (y[:1200] == 3).astype(int))
+
+
+def export_onnx(model, X, path):
+    onx = skl2onnx.to_onnx(model, X[:1].astype(np.float32))
+    path.write_bytes(onx.SerializeToString())
+    return path
+
+
+def mlp_in_torch(clf) -> nn.Module:
+    """The MLPClassifier's weights in a torch module (logits out)."""
+    (W1, W2), (b1, b2) = clf.coefs_, clf.intercepts_
+    net = nn.Sequential(nn.Linear(*W1.shape), nn.ReLU(), nn.Linear(*W2.shape)).double()
+    with torch.no_grad():
+        for layer, W, b in ((net[0], W1, b1), (net[2], W2, b2)):
+            layer.weight.copy_(torch.as_tensor(W.T))
+            layer.bias.copy_(torch.as_tensor(b))
+    return net.eval()
+
+
+# -- defect 5: a multi-output ONNX file -------------------------------------------------------
+def test_skl2onnx_classifier_is_read_as_its_probabilities(sk_mlp, digits, tmp_path):
+    """main took the first output (the int64 label) as a scalar regression value, without a word."""
+    X, _ = digits
+    t = load(str(export_onnx(sk_mlp, X, tmp_path / "mlp.onnx")))
+    assert t.n_outputs == 10 and t.outputs == "probabilities" and t.task == "multiclass"
+    assert "output_probability" in t.description
+    np.testing.assert_allclose(t.forward_numpy(X[:20]), sk_mlp.predict_proba(X[:20]), atol=1e-6)
+    # the truth follows the graph to the probabilities: two layers, ReLU, softmax
+    assert t.truth["family"] == "mlp" and t.truth["activations"] == ["relu"]
+    assert t.truth["output_activation"] == "softmax"
+    np.testing.assert_allclose(t.truth["layers"][0][0], sk_mlp.coefs_[0].T, rtol=1e-6, atol=1e-7)
+    # the label output on request, declared as labels: the oracle answers labels only
+    t_label = load(f"{tmp_path / 'mlp.onnx'}?output=output_label")
+    assert t_label.outputs == "label" and local_oracle(t_label).kinds == ("label",)
+    with pytest.raises(TargetSpecError, match="has no output"):
+        load(f"{tmp_path / 'mlp.onnx'}?output=nope")
+
+
+def test_probabilities_of_a_declared_probability_model_are_not_softmaxed_again(sk_mlp, digits, tmp_path):
+    X, _ = digits
+    t = load(str(export_onnx(sk_mlp, X, tmp_path / "mlp.onnx")))
+    p = local_oracle(t).probabilities(X[:5])
+    np.testing.assert_allclose(p, sk_mlp.predict_proba(X[:5]), atol=1e-6)
+
+
+# -- declared outputs: a logistic regression with its sigmoid ---------------------------------
+def test_linear_attack_recovers_a_logistic_regression_behind_its_sigmoid(sk_logistic, tmp_path):
+    model = nn.Sequential(nn.Linear(64, 1), nn.Sigmoid()).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.as_tensor(sk_logistic.coef_))
+        model[0].bias.copy_(torch.as_tensor(sk_logistic.intercept_))
+    path = tmp_path / "logreg.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    t = load(f"{path}?box=0,1")
+    assert t.truth["output_activation"] == "sigmoid"
+    assert any("look like sigmoid" in w for w in t.warnings)  # undeclared: the loader says what it sees
+    r = LinearAttack().run(local_oracle(t))
+    evaluate(r, t)
+    assert r.status == "complete", r.message
+    assert r.details["link"] == "sigmoid" and r.queries["total"] == 2
+    assert r.metrics["parameter_relative_error"] < 1e-10
+    w = np.append(sk_logistic.coef_[0], sk_logistic.intercept_)
+    np.testing.assert_allclose(np.append(r.params["w"], r.params["b"]), w, rtol=1e-9)
+
+
+def test_declared_outputs_fix_the_link_and_a_wrong_declaration_warns():
+    t = load("factories:logistic_with_sigmoid?outputs=sigmoid")
+    assert t.warnings == [] and t.task == "binary"
+    r = LinearAttack(method="equations").run(local_oracle(t))
+    evaluate(r, t)
+    assert r.status == "complete" and r.details["link"] == "sigmoid"
+    assert r.metrics["parameter_relative_error"] < 1e-8
+    wrong = load("factories:tiny_relu?outputs=probabilities")
+    assert wrong.warnings and "declared probabilities" in wrong.warnings[0]
+
+
+def test_two_class_softmax_followed_on_one_output():
+    """skl2onnx exports a binary classifier as [1 - p, p]: output 1 is the sigmoid of z1 - z0."""
+    model = nn.Sequential(nn.Linear(5, 2), nn.Softmax(dim=1)).double()
+    torch.manual_seed(1)
+    from modelrecon.targets import Target
+    from modelrecon.targets.graph import module_truth
+
+    t = Target("two-class softmax", model.eval(), (5,), 2, "multiclass", truth=module_truth(model, (5,)),
+               outputs="probabilities")
+    r = LinearAttack(output=1).run(local_oracle(t))
+    evaluate(r, t)
+    assert r.status == "complete" and r.details["link"] == "sigmoid", r.message
+    assert r.metrics["parameter_relative_error"] < 1e-10
+
+
+# -- defect 7: factories with arguments, truth from the graph ---------------------------------
+def test_factory_with_constructor_arguments():
+    t = load("factories:mlp_needing_arguments?d=7&hidden=3")
+    assert t.input_shape == (7,) and t.truth["layers"][0][0].shape == (3, 7)
+    with pytest.raises(TargetSpecError, match="missing a required argument: 'hidden'.*\\?name=value"):
+        load("factories:mlp_needing_arguments?d=7")
+    with pytest.raises(TargetSpecError, match="unexpected keyword"):
+        load("factories:tiny_relu?width=3")
+
+
+def test_cli_factory_without_its_arguments_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", "from modelrecon.cli import main; main()", "attack", "relu2",
+                          "--target", "factories:mlp_needing_arguments?d=7"], capture_output=True, text=True,
+                         cwd=str(tmp_path), env={"PYTHONPATH": str(Path(__file__).parent), "PATH": ""})
+    assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout
+    assert "hidden" in out.stdout
+
+
+def test_unused_layer_is_not_the_truth():
+    """main read the nn.Linear modules in registration order: the unused 50-unit layer was 'the first layer'."""
+    t = load("factories:WithUnusedLayer")
+    assert [W.shape for W, _ in t.truth["layers"]] == [(4, 6), (2, 4)]
+    r = Relu2Attack().run(local_oracle(t))
+    evaluate(r, t)
+    assert r.status == "complete", r.message
+    assert r.metrics["hidden_units_true"] == 4 and r.metrics["parameter_relative_error"] < 1e-9
+    span = SpanRecovery(setting="relu-value", output=0).run(local_oracle(t, ["value"]))
+    evaluate(span, t)
+    assert span.metrics["true_dim"] == 4 and span.metrics["recovered_dim"] <= 4
+
+
+def test_conv_net_truth_says_it_cannot():
+    t = load("captum.testing.helpers.basic_models:BasicModel_ConvNet_One_Conv?shape=1x4x4")
+    assert t.truth["family"] == "unknown" and "convolution" in t.truth["reason"]
+    r = SpanRecovery(setting="relu-value", output=0).run(local_oracle(t, ["value"]))
+    evaluate(r, t)
+    assert "captured_energy" not in r.metrics and "convolution" in r.metrics["truth"]
+
+
+# -- defect 8: smooth targets are told apart at once ------------------------------------------
+@pytest.mark.parametrize("spec", ["factories:sigmoid_net?d=20&h=10", "factories:softmax_net"])
+@pytest.mark.parametrize("mode", ["value+gradient", "value", "gradient"])
+def test_relu2_on_a_smooth_network_fails_early(spec, mode):
+    """main spent 40k to 330k queries before 'more than 20000 linear pieces'."""
+    r = Relu2Attack(mode=mode).run(local_oracle(load(spec)))
+    assert r.status == "failed" and "not piecewise linear" in r.message
+    assert r.queries["total"] <= 8
+
+
+# -- defect 6: evaluation data declared ---------------------------------------------------------
+def test_surrogate_agreement_says_on_what_inputs(sk_mlp, digits, tmp_path):
+    """main printed agreement on N(0, 1) noise labelled 'random inputs in the input box'."""
+    X, _ = digits
+    pt = tmp_path / "mlp.pt"
+    torch.jit.save(torch.jit.script(mlp_in_torch(sk_mlp)), str(pt))
+    np.save(tmp_path / "pool.npy", X[:1200])
+    np.save(tmp_path / "held.npy", X[1200:])
+    bare = load(str(pt))
+    r = SurrogateAttack(budget=40, interface="gradient", strategy="gaussian", steps=50).run(local_oracle(bare))
+    evaluate(r, bare)
+    assert "Gaussian" in r.metrics["agreement_data"] and "no input box" in r.metrics["agreement_data"]
+    t = load(f"{pt}?box=0,1&data={tmp_path / 'pool.npy'}&eval={tmp_path / 'held.npy'}")
+    from modelrecon.studies.queries import load_pool
+
+    pool = load_pool(t)
+    assert pool.shape == (1200, 64)
+    r = SurrogateAttack(budget=40, interface="gradient", pool=pool, steps=50).run(local_oracle(t))
+    evaluate(r, t)
+    assert "held.npy" in r.metrics["inputs"]["data"] and "597 inputs" in r.metrics["inputs"]["data"]
+    assert "input box [0, 1]" in r.metrics["inputs"]["random"]
+    assert r.metrics["agreement_data"].startswith("the data inputs")
