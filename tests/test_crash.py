@@ -131,19 +131,28 @@ def test_a_loaded_service_killed_and_restarted_charges_each_request_once(spawn, 
     threads = [threading.Thread(target=load_, args=(o, i)) for i, o in enumerate(oracles)]
     for t in threads:
         t.start()
-    charged_at_kill = []
+    def charged() -> int:
+        return sum(o.ledger.total() for o in oracles)
+
+    def serving_load(since: int) -> None:  # the restarted service answered again: load is on
+        deadline = time.time() + STARTUP_S
+        while charged() <= since and not errors:
+            assert time.time() < deadline, "no answers after the restart"
+            time.sleep(0.02)
+
+    charged_at_kill = [0]
     for i in range(1, 4):
-        time.sleep(rng.uniform(0.4, 1.0))
+        serving_load(charged_at_kill[-1])
+        time.sleep(rng.uniform(0.2, 0.8))
         _kill(pid)
-        charged_at_kill.append(sum(o.ledger.total() for o in oracles))
+        charged_at_kill.append(charged())
         pid = start(i)
-    time.sleep(0.5)
+    serving_load(charged_at_kill[-1])
     stop.set()
     for t in threads:
         t.join(timeout=STARTUP_S)
     _kill(pid)
     assert errors == []
-    assert charged_at_kill[0] > 0 and sum(o.ledger.total() for o in oracles) > charged_at_kill[-1]
     con = _check_log(db)
     for n, o in zip(names, oracles):
         logged = con.execute("SELECT COALESCE(SUM(charged), 0) FROM queries WHERE key_name=?", (n,)).fetchone()[0]

@@ -5,7 +5,10 @@ types, one refusal format, time-outs for stalled connections."""
 from __future__ import annotations
 
 import json
+import re
+import socket
 import sqlite3
+import time
 
 import httpx
 import numpy as np
@@ -149,3 +152,164 @@ def test_a_resumed_http_run_is_not_charged_again_for_requests_in_flight(target, 
         values = resumed.query(X, ("value",))["value"]
     assert np.allclose(values, target.forward_numpy(X)[:, 0], rtol=0, atol=1e-12)
     assert service.logged_total("alice") == 10  # each query charged exactly once
+
+
+# -- defects 5-9: validation, limits before authentication, strict types, one refusal format, time-outs
+
+
+@pytest.mark.parametrize("entry, bad", [
+    ({"key": "k" * 10, "quota": "lots"}, "lots"), ({"key": "k" * 10, "quota": -1}, "-1"),
+    ({"key": "k" * 10, "quota": 2 ** 70}, str(2 ** 70)), ({"key": "k" * 10, "rate": 0}, "0"),
+    ({"key": "k" * 10, "rate": "fast"}, "fast"), ({"key": "k" * 10, "burst": 0.5}, "0.5"),
+    ({"key": "k" * 10, "admin": "yes"}, "yes"), ({"key": 12345678}, "key"), ({"key": "short"}, "8 characters"),
+])
+def test_a_bad_keys_file_is_refused_naming_the_value(tmp_path, entry, bad):
+    from modelrecon.serve.app import read_keys
+
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"mallory": entry}))
+    with pytest.raises(ValueError, match="mallory") as e:
+        read_keys(path)
+    assert bad in str(e.value)
+
+
+@pytest.mark.parametrize("option, value", [("--max-batch", "0"), ("--max-body-bytes", "-1"), ("--quota", "-5"),
+                                           ("--rate", "-1"), ("--rate", "inf"), ("--port", "70000"),
+                                           ("--address-rate", "0"), ("--header-timeout", "0")])
+def test_cli_serve_refuses_bad_options(tmp_path, option, value):
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    r = CliRunner().invoke(app, ["serve", "builtin:logistic?d=4", "--db", str(tmp_path / "log.sqlite"), option, value])
+    assert r.exit_code != 0 and value.lstrip("-") in str(r.exception).replace("inf", "inf")
+
+
+@pytest.fixture(scope="module")
+def guarded(target, tmp_path_factory):
+    db = tmp_path_factory.mktemp("svc") / "log.sqlite"
+    keys = KEYS + [ApiKey("slow", "slow-secret-1", rate=1.0, burst=2)]
+    service = Service(target, explanations=["gradient"], keys=keys, db=db,
+                      limits=Limits(address_rate=2.0, address_burst=20, logged_refusals_rate=1.0,
+                                    logged_refusals_burst=5, header_timeout=0.5, body_timeout=0.5))
+    with ServerThread(create_app(service)) as server:
+        yield service, server
+
+
+def _post(server, path, body, key="alice-secret-1", method="POST"):
+    headers = {"X-API-Key": key, "content-type": "application/json"}
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.request(method, server.url + path, content=content, headers=headers, timeout=30)
+
+
+def _calm(service):
+    """A fresh start for the per-address and log buckets (the tests share one server)."""
+    service._buckets.clear()
+    service.refusals_not_logged.clear()
+
+
+def test_admin_put_validates(guarded):
+    service, server = guarded
+    _calm(service)
+    for body in (b'{"quota": ' + str(2 ** 70).encode() + b"}", b'{"rate": Infinity}', b'{"rate": NaN}',
+                 b'{"quota": "5"}', b'{"burst": true}', b'{"quota": -1}'):
+        r = _post(server, "/admin/keys/eve", body, key="root-secret-1", method="PUT")
+        assert r.status_code == 422 and r.json()["error"]["code"] == "bad_request", (body, r.text)
+    assert service.authenticate("eve-secret-12")["quota"] is None
+    r = _post(server, "/admin/keys/eve", {"quota": 5, "rate": 2.5}, key="root-secret-1", method="PUT")
+    assert r.status_code == 200 and r.json()["quota"] == 5
+
+
+def test_requests_are_limited_per_address_before_authentication_and_the_log_is_bounded(guarded):
+    service, server = guarded
+    _calm(service)
+    rows = service.db.execute("SELECT COUNT(*) FROM queries").fetchone()[0]
+    start = time.monotonic()
+    codes = [_post(server, "/v1/predict", {"inputs": [[0.0] * 20]}, key="wrong-key-123").status_code
+             for _ in range(80)]
+    elapsed = time.monotonic() - start
+    assert set(codes) == {401, 429}
+    assert codes.count(401) <= 20 + 2 * elapsed + 1  # the address's burst, then its rate (2/s)
+    logged = service.db.execute("SELECT COUNT(*) FROM queries").fetchone()[0] - rows
+    assert logged <= 5 + 1 * elapsed + 1  # the log's burst, then its rate (1 refusal/s)
+    messages = [m for (m,) in service.db.execute("SELECT message FROM queries WHERE id > ?", (rows,))]
+    told = sum(int(m) for msg in messages for m in re.findall(r"\[(\d+) earlier refusals", msg))
+    assert told + service.refusals_not_logged.get("127.0.0.1", 0) == 80 - logged  # counted, not lost
+    service._buckets.clear()  # the next refusal is logged, and says how many were not
+    r = _post(server, "/v1/predict", b'{"inputs": [[0, 1', key="wrong-key-123")
+    skipped = service.db.execute("SELECT message FROM queries ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert r.status_code == 400 and "not logged" in skipped
+
+
+def test_replays_of_one_request_id_are_rate_limited(guarded):
+    service, server = guarded
+    _calm(service)
+    body = {"inputs": [[0.3] * 20], "outputs": ["value"], "request_id": "replayed-1"}
+    codes = [_post(server, "/v1/predict", body, key="slow-secret-1").status_code for _ in range(6)]
+    assert codes[0] == 200 and 429 in codes
+
+
+@pytest.mark.parametrize("field, value", [("output", True), ("output", "3"), ("output", 1.0), ("output", None),
+                                          ("request_id", 5), ("methods", [1]), ("predictions", "label")])
+def test_explain_validates_types_before_converting(guarded, field, value):
+    service, server = guarded
+    _calm(service)
+    r = _post(server, "/v1/explain", {"inputs": [[0.1] * 20], "methods": ["gradient"], field: value})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_request", r.text
+
+
+def _refusal(r: httpx.Response, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) >= {"code", "message"} and err["code"] == code and err["message"]
+
+
+@pytest.mark.parametrize("body, code", [
+    (b"[" * 1000 + b"]" * 1000, "malformed_request"),
+    (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "malformed_request"),
+    (b'{"inputs": [[0.5]], "request_id": "\xff\xfe"}', "malformed_request"),
+])
+def test_unparseable_bodies_get_the_documented_refusal_and_are_logged(guarded, body, code):
+    service, server = guarded
+    _calm(service)
+    rows = service.db.execute("SELECT COUNT(*) FROM queries WHERE status = 400").fetchone()[0]
+    _refusal(_post(server, "/v1/predict", body), 400, code)
+    assert service.db.execute("SELECT COUNT(*) FROM queries WHERE status = 400").fetchone()[0] == rows + 1
+
+
+def test_every_4xx_has_the_refusal_format(guarded):
+    service, server = guarded
+    _calm(service)
+    _refusal(httpx.get(server.url + "/v1/nothing"), 404, "not_found")
+    _refusal(httpx.delete(server.url + "/v1/predict"), 405, "method_not_allowed")
+    _refusal(_post(server, "/admin/keys/nobody", {"quota": 1}, key="root-secret-1", method="PUT"), 404, "no_such_key")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:  # not HTTP at all
+        s.sendall(b"\x16\x03\x01 hello\r\n\r\n")
+        raw = _read_all(s)
+    assert raw.startswith(b"HTTP/1.1 400") and json.loads(raw.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "malformed_http"
+
+
+def _read_all(s: socket.socket) -> bytes:
+    out = b""
+    while chunk := s.recv(65536):
+        out += chunk
+    return out
+
+
+def test_stalled_connections_are_closed(guarded):
+    """Defect 9: connections that send nothing, half the headers, or half the body are closed
+    after the header or body timeout (0.5 s here), with a 408 refusal when part of a request came."""
+    service, server = guarded
+    _calm(service)
+    before = service.logged_total("alice")
+    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(3)]
+    socks[1].sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: alice-")
+    socks[2].sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: alice-secret-1\r\n"
+                     b"content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"inputs\": [[0.1")
+    got = [_read_all(s) for s in socks]  # each returns once the server closes the connection
+    for s in socks:
+        s.close()
+    assert got[0] == b""
+    assert got[1].startswith(b"HTTP/1.1 408") and b'"header_timeout"' in got[1]
+    assert got[2].startswith(b"HTTP/1.1 408") and b'"body_timeout"' in got[2]
+    assert service.logged_total("alice") == before  # nothing is charged for a stalled request

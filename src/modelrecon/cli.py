@@ -356,6 +356,8 @@ def serve(
     limits = Limits(max_batch=max_batch, max_body_bytes=max_body_bytes, default_quota=quota, default_rate=rate,
                     address_rate=address_rate, address_burst=max(1, int(2 * address_rate)),
                     header_timeout=header_timeout, body_timeout=body_timeout)
+    if not db.parent.is_dir():
+        raise CliError(f"--db {db}: there is no directory {db.parent}")
     keys = keys or Path(str(db) + ".keys.json")
     if keys.exists():
         key_list = read_keys(keys)
@@ -570,15 +572,41 @@ def demo(out: Annotated[Path, typer.Option(help="folder for the result JSON file
     run_demo(out)
 
 
-def main() -> None:
-    from modelrecon.oracle import OracleError
-    from modelrecon.targets import TargetSpecError
+def main(argv: list[str] | None = None) -> None:
+    """The `modelrecon` command: every failure ends with one `error: ...` line and a non-zero
+    exit status, never a traceback (set MODELRECON_DEBUG=1 to see one)."""
+    import os
+    import sqlite3
+
+    from rich.markup import escape
 
     try:
-        app()
-    except (CliError, OracleError, TargetSpecError, ValueError, OSError) as e:  # OSError: missing files, ports
-        report.console.print(f"[bold red]error:[/] {e}")
+        from typer._click import exceptions as cx  # typer >= 0.20 carries its own click
+    except ImportError:  # pragma: no cover
+        from click import exceptions as cx
+
+    def fail(message: str, code: int = 2) -> None:
+        report.console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
+        sys.exit(code)
+
+    try:
+        code = app(args=argv, prog_name="modelrecon", standalone_mode=False)
+    except getattr(cx, "NoArgsIsHelpError", ()):  # bare `modelrecon` or a group: the help was shown
         sys.exit(2)
+    except cx.ClickException as e:  # a bad option or argument, as click words it
+        fail(e.format_message())
+    except getattr(cx, "Abort", ()):
+        fail("aborted", 130)
+    except (CliError, ValueError, OSError, sqlite3.Error) as e:  # ValueError: OracleError, TargetSpecError, ...
+        fail(str(e) or type(e).__name__)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as e:  # a bug: still one line, with its type, and how to see the traceback
+        if os.environ.get("MODELRECON_DEBUG"):
+            raise
+        fail(f"internal error {type(e).__name__}: {e} (a bug; MODELRECON_DEBUG=1 shows the traceback)", 1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

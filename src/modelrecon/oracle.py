@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from modelrecon.explain import METHODS
+from modelrecon.store import connect
 
 PREDICTION_KINDS = ("value", "probabilities", "label")
 KINDS = PREDICTION_KINDS + ("gradient",) + tuple(f"explanation:{m}" for m in METHODS)
@@ -135,7 +136,7 @@ class Journal:
     def __init__(self, path: str | Path, fingerprint: dict[str, Any]):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path))
+        self.db = connect(self.path, "query journal", {"meta", "answers", "requests"})
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, seq INTEGER, kind TEXT, output TEXT,"
@@ -242,6 +243,11 @@ class Oracle:
         self.input_box = input_box
         self.explain_space = self.options.get("explain_space", "logit")
         self.dtype = np.dtype(dtype)
+        for k, n in {"total": budget, **(budgets or {})}.items():
+            if k != "total" and k not in KINDS:
+                raise OracleError(f"a budget for unknown query kind {k!r}; known kinds: {', '.join(KINDS)}")
+            if n is not None and not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0):
+                raise OracleError(f"budget ({k}) must be an integer >= 0, got {n!r}")
         self.ledger = Ledger(budget=budget, budgets=dict(budgets or {}))
         self.journal = Journal(journal, self.describe()) if journal else None
 
@@ -396,8 +402,11 @@ def replay_oracle(journal: str | Path, **kwargs: Any) -> Oracle:
     path = Path(journal)
     if not path.exists():
         raise OracleError(f"no journal at {path}")
-    db = sqlite3.connect(str(path))
-    row = db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+    db = connect(path, "query journal", {"meta", "answers", "requests"})
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+    except sqlite3.OperationalError:  # an empty SQLite file
+        row = None
     db.close()
     if row is None:
         raise OracleError(f"{path} is not a modelrecon journal")

@@ -77,6 +77,7 @@ from typing import Any, Callable, Iterable
 
 from modelrecon.report import save_figure
 from modelrecon.result import jsonable
+from modelrecon.store import connect
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -134,6 +135,47 @@ def resolve_attack(name: str) -> Any:
     if not callable(obj):
         raise StudyError(f"attack {name!r} ({path}) is not a class or function")
     return obj
+
+
+def _check_run(run: dict[str, Any]) -> None:
+    """A run's attack hyperparameters (names, and values the constructor checks) and oracle options
+    (names, budgets, rounding), checked before any run: StudyError names the bad one."""
+    from modelrecon import explain
+    from modelrecon.oracle import KINDS, local_oracle
+
+    where = f"run {json.dumps(run['point'])}" if run["point"] else "the study"
+    attack, hp = resolve_attack(run["attack"]), run["hyperparameters"]
+    params = inspect.signature(attack.__init__ if _is_attack_class(attack) else attack).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        takes = [n for n in list(params)[1:] if params[n].kind is not params[n].VAR_POSITIONAL]
+        unknown = sorted(set(hp) - set(takes))
+        if unknown:
+            raise StudyError(f"[attack] {where}: {run['attack']} has no hyperparameter {', '.join(unknown)}; "
+                             f"it takes: {', '.join(takes)}")
+    if _is_attack_class(attack) and not any(isinstance(v, dict) for v in hp.values()):  # data refs need the target
+        try:
+            attack(**hp)
+        except (TypeError, ValueError) as e:
+            raise StudyError(f"[attack] {where}: {e}") from None
+    options = dict(run["oracle"])
+    options.pop("kinds", None)
+    known = (set(inspect.signature(local_oracle).parameters) - {"target", "kinds", "explain_options"}) \
+        | set(explain.DEFAULT_OPTIONS)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise StudyError(f"[oracle] {where}: unknown options {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    budgets = options.get("budgets") or {}
+    if not isinstance(budgets, dict):
+        raise StudyError(f"[oracle] {where}: budgets is a table kind = N, got {budgets!r}")
+    for name, n in {"budget": options.get("budget"), **{f"budgets.{k}": v for k, v in budgets.items()}}.items():
+        if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 0):
+            raise StudyError(f"[oracle] {where}: {name} must be an integer >= 0, got {n!r}")
+    for k in budgets:
+        if k not in KINDS:
+            raise StudyError(f"[oracle] {where}: a budget for unknown query kind {k!r}")
+    r = options.get("round_decimals")
+    if r is not None and not (isinstance(r, int) and not isinstance(r, bool) and 0 <= r <= 15):
+        raise StudyError(f"[oracle] {where}: round_decimals must be an integer in [0, 15], got {r!r}")
 
 
 def _is_attack_class(obj: Any) -> bool:
@@ -226,9 +268,9 @@ class Study:
         keep = metrics.get("keep")
         if keep is not None and (not isinstance(keep, list) or not all(isinstance(m, str) for m in keep)):
             raise StudyError("[metrics] keep must be a list of metric names")
-        threads = int(s.get("threads", 1))
-        if threads < 1:
-            raise StudyError("[study] threads must be >= 1")
+        threads = s.get("threads", 1)
+        if not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+            raise StudyError(f"[study] threads must be an integer >= 1, got {threads!r}")
         study = cls(name=s["name"], attack=s["attack"], target=s["target"], oracle=dict(cfg.get("oracle", {})),
                     hyperparameters=dict(cfg.get("attack", {})), evaluate=dict(cfg.get("evaluate", {})),
                     grid=_flatten_grid(cfg.get("grid", {})), keep=keep, results=dict(cfg.get("results", {})),
@@ -239,8 +281,8 @@ class Study:
             if "." not in name and not any(isinstance(v, dict) for v in values) and name not in used:
                 raise StudyError(f"grid key {name!r} changes nothing: write {{{name}}} in the target or a "
                                  f"hyperparameter, or use attack.{name} / oracle.{name}")
-        study.runs()  # placeholders, axes and the attack are checked now, not on a worker
-        resolve_attack(study.attack)
+        for run in study.runs():  # placeholders, axes, the attack and its options are checked now, not on a worker
+            _check_run(run)
         return study
 
     def default_db(self) -> Path:
@@ -411,7 +453,7 @@ class ResultsDB:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=60)
+        self.db = connect(self.path, "sweep results database", {"meta", "studies", "runs"}, timeout=60)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript("""

@@ -62,14 +62,20 @@ def load_array(path: str | Path, key: str, what: str) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise ObfuscationError(f"no {what} file at {path}")
-    if path.suffix == ".npz":
+    if path.suffix not in (".npz", ".npy"):
+        raise ObfuscationError(f"{what} file {path} must be .npz (key {key!r}) or .npy")
+    try:
+        if path.suffix == ".npy":
+            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
         with np.load(path, allow_pickle=False) as f:
             if key not in f.files:
                 raise ObfuscationError(f"{path} has no array {key!r} (it holds: {', '.join(f.files) or 'nothing'})")
             return np.asarray(f[key], dtype=np.float64)
-    if path.suffix == ".npy":
-        return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
-    raise ObfuscationError(f"{what} file {path} must be .npz (key {key!r}) or .npy")
+    except ObfuscationError:
+        raise
+    except Exception as e:  # not a NumPy file, truncated, pickled objects, not numbers
+        raise ObfuscationError(f"{what} file {path} cannot be read as a NumPy {path.suffix} array of numbers: "
+                               f"{type(e).__name__}: {e}") from None
 
 
 def load_basis(path: str | Path) -> np.ndarray:

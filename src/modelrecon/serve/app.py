@@ -55,6 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from modelrecon.oracle import KINDS, PREDICTION_KINDS, OracleError, _decode, _encode, local_oracle
 from modelrecon.serve.detect import Detector
+from modelrecon.store import connect
 
 API_VERSION = "1"
 
@@ -247,7 +248,8 @@ class Service:
         self._inflight: set[tuple[str, str]] = set()
         self._buckets: dict[str, tuple[float, float]] = {}
         self.refusals_not_logged: dict[str, int] = {}  # per client address, since its last logged refusal
-        self.db = sqlite3.connect(str(db), check_same_thread=False, isolation_level=None)
+        self.db = connect(db, "service log", {"keys", "queries", "responses", "key_changes", "warnings"},
+                          check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL") if str(db) != ":memory:" else None
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, key_sha TEXT UNIQUE, quota INTEGER,

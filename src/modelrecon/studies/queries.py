@@ -73,7 +73,10 @@ def load_pool(target, name: str | None = None) -> np.ndarray | None:
     if not name:
         return None
     if str(name).endswith(".npy"):
-        X = np.load(name, allow_pickle=False).astype(np.float64)
+        try:
+            X = np.load(name, allow_pickle=False).astype(np.float64)
+        except Exception as e:  # missing, not a NumPy file, pickled objects, not numbers
+            raise ValueError(f"cannot read the pool {name} as a NumPy array of numbers: {type(e).__name__}: {e}") from None
     else:
         ds = data.digits(image=len(target.input_shape) == 3) if name == "digits" else data.load(name)
         X = ds.X_pool

@@ -29,12 +29,16 @@ from torch import nn
 
 from modelrecon.targets.base import OUTPUTS, Target, TargetSpecError, check_outputs, infer_task
 from modelrecon.targets.graph import module_truth, onnx_truth, torchscript_truth
-from modelrecon.targets.zoo import ZOO
+from modelrecon.targets.zoo import MAX_INPUT_DIM, ZOO, check_params
 
 
 def _parse_params(query: str, allowed: dict, what: str) -> dict:
     params = {k: v[0] for k, v in allowed.items()}
+    seen: set[str] = set()
     for key, raw in parse_qsl(query, keep_blank_values=True):
+        if key in seen:
+            raise TargetSpecError(f"{what}: parameter {key} is given twice")
+        seen.add(key)
         if key not in allowed:
             raise TargetSpecError(f"{what} has no parameter {key!r}; it takes: {', '.join(allowed) or 'none'}")
         default = allowed[key][0]
@@ -56,12 +60,18 @@ def _probe_shape(model: nn.Module, hint: dict) -> tuple[tuple[int, ...], int]:
         if first is None or first[0] != "Linear":
             raise TargetSpecError("cannot tell this model's input shape: add ?d=N or ?shape=CxHxW to the spec")
         shape = (int(first[1].weight.shape[1]),)
+    if not shape or min(shape) < 1 or int(np.prod(shape)) > MAX_INPUT_DIM:
+        raise TargetSpecError(f"input shape {shape}: each size must be >= 1 and the input dimension at most "
+                              f"{MAX_INPUT_DIM}")
     try:
         with torch.no_grad():
             out = model(torch.zeros((1, *shape), dtype=torch.float64))
+        if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != 1:
+            raise TypeError(f"it returned {type(out).__name__} {tuple(getattr(out, 'shape', ()))}, not a batch "
+                            "of outputs")
     except Exception as e:  # noqa: BLE001 - the user's model: one line, not its traceback
-        raise TargetSpecError(f"the model does not take inputs of shape {shape} ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}); declare d=N or shape=CxHxW") from None
+        raise TargetSpecError(f"the model does not run on one input of shape {shape}: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''} (declare d=N or shape=CxHxW)") from None
     return shape, int(np.prod(out.shape[1:])) if out.dim() > 1 else 1
 
 
@@ -80,6 +90,7 @@ def load(spec: str) -> Target:
         entry = ZOO[name]
         params = _parse_params(parts.query, entry.params, f"builtin:{name}")
         try:
+            check_params(params)
             return entry.build(params, spec)
         except ValueError as e:
             raise TargetSpecError(f"{spec}: {e}") from None
@@ -106,8 +117,11 @@ def load(spec: str) -> Target:
         module_name, _, attr = path_part.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
+        except (ImportError, AttributeError, ValueError) as e:
             raise TargetSpecError(f"cannot import {path_part}: {e}") from None
+        if not callable(factory):
+            raise TargetSpecError(f"{path_part} is a {type(factory).__name__}, not a factory (a callable returning a "
+                                  "torch.nn.Module)")
         kwargs = {k: _literal(v) for k, v in hint.items()}
         try:  # a declaration the factory names (d=20 for make(d, hidden)) is its argument as well
             kwargs.update({k: _literal(v) for k, v in declared.items() if k in inspect.signature(factory).parameters})
@@ -187,13 +201,22 @@ def _onnx(spec: str, path: Path, declared: dict[str, str]) -> Target:
     the first numeric output that is not an integer label; a probability map becomes an (N, K) array."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    inp = session.get_inputs()[0]
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own errors: not ONNX, truncated, invalid graph
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TargetSpecError(f"{path} is not an ONNX model onnxruntime can load: {first[:300]}") from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].type not in ("tensor(float)", "tensor(double)"):
+        raise TargetSpecError(f"{path}: a target takes one float tensor input, this model takes "
+                              + ", ".join(f"{i.name}: {i.type}" for i in inputs))
+    inp = inputs[0]
     if "shape" in declared or "d" in declared:
-        shape, _ = _declared_shape(declared), None
+        shape = _declared_shape(declared)
     else:
-        if not all(isinstance(s, int) for s in inp.shape[1:]):
-            raise TargetSpecError(f"{path} does not fix its input shape {inp.shape}: add ?d=N or ?shape=CxHxW")
+        if not all(isinstance(s, int) and s >= 1 for s in inp.shape[1:]):
+            raise TargetSpecError(f"{path}: the input's sizes after the batch must be fixed positive integers, "
+                                  f"got {inp.shape}: add ?d=N or ?shape=CxHxW")
         shape = tuple(int(s) for s in inp.shape[1:])
     dtype = np.float32 if inp.type == "tensor(float)" else np.float64
     outs = session.get_outputs()
@@ -215,7 +238,14 @@ def _onnx(spec: str, path: Path, declared: dict[str, str]) -> Target:
             got = np.array([[row[k] for k in keys] for row in got], dtype=np.float64)
         return np.asarray(got, dtype=np.float64).reshape(len(x), -1)
 
-    k = int(forward(np.zeros((1, *shape))).shape[1])
+    try:
+        probe = np.asarray(forward(np.zeros((1, *shape))))
+        if probe.ndim == 0 or probe.shape[0] != 1:
+            raise TypeError(f"its output {names[chosen]!r} has shape {probe.shape}, not a batch of numbers")
+    except Exception as e:  # noqa: BLE001 - the user's model: one line, not its traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TargetSpecError(f"{path}: the model does not run on one input of shape {shape}: {first[:300]}") from None
+    k = int(probe.shape[1])
     note = f" (output {names[chosen]!r} of {', '.join(names)})" if len(names) > 1 else ""
     target = Target(spec, None, shape, k, infer_task(k), backend="onnx", _forward=forward,
                     truth=onnx_truth(str(path), _producer(path, names[chosen])),

@@ -26,6 +26,30 @@ class ZooEntry:
     build: Callable[[dict[str, Any], str], Target]
 
 
+MAX_INPUT_DIM = 1_000_000  # inputs larger than this are refused
+MAX_WEIGHTS = 50_000_000  # weights of a random zoo model (400 MB of float64)
+
+
+def check_params(p: dict[str, Any]) -> None:
+    """The zoo's parameter ranges, checked before anything is built; ValueError names the value."""
+    limits = {"d": (1, MAX_INPUT_DIM), "h": (1, 100_000), "k": (1, 10_000), "bias": (0, 1), "seed": (0, 2 ** 63 - 1),
+              "epochs": (1, 1000)}
+    for name, (low, high) in limits.items():
+        if name in p and not low <= int(p[name]) <= high:
+            raise ValueError(f"{name}={p[name]} is out of range: it must be in [{low}, {high}]")
+    if "bias_scale" in p and not (np.isfinite(p["bias_scale"]) and p["bias_scale"] >= 0):
+        raise ValueError(f"bias_scale={p['bias_scale']} must be a finite number >= 0")
+    if "widths" in p:
+        widths = _widths(p["widths"])
+        if not widths or min(widths) < 1 or max(widths) > 100_000:
+            raise ValueError(f"widths={p['widths']}: hidden widths are integers in [1, 100000], at least one")
+    sizes = [int(p.get("d", 64))] + (_widths(p["widths"]) if "widths" in p else [int(p.get("h", 1))]) \
+        + [int(p.get("k", 1))]
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    if weights > MAX_WEIGHTS:
+        raise ValueError(f"{weights} weights ({' x '.join(map(str, sizes))}) is over the zoo's limit of {MAX_WEIGHTS}")
+
+
 def _rng(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
@@ -66,7 +90,10 @@ def _relu2(p: dict[str, Any], spec: str) -> Target:
 def _widths(value: Any) -> list[int]:
     if isinstance(value, (list, tuple)):
         return [int(v) for v in value]
-    return [int(v) for v in str(value).replace(" ", "").split(",") if v]
+    try:
+        return [int(v) for v in str(value).replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ValueError(f"widths={value!r}: hidden widths are integers separated by commas, e.g. 32,32") from None
 
 
 def build_mlp(d: int, widths: list[int], k: int, act: str, seed: int) -> nn.Sequential:
