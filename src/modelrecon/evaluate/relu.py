@@ -36,6 +36,7 @@ def align_layers(true: list[tuple[np.ndarray, np.ndarray]], got: list[tuple[np.n
         return out
     prev_perm, prev_scale = None, None  # recovered unit index and scale for each true unit of the previous layer
     errors, worst, dead_total, matched_total = [], 0.0, 0, 0
+    prev_dead = None
     per_layer = []
     for li, ((W, b), (V, c)) in enumerate(zip(true, got)):
         # express the recovered layer over the true previous layer's units
@@ -69,6 +70,12 @@ def align_layers(true: list[tuple[np.ndarray, np.ndarray]], got: list[tuple[np.n
         else:
             aligned_W, aligned_b, matched, extra = Vt, c, np.ones(W.shape[0], bool), 0
         keep = live
+        if prev_dead is not None:  # the weights out of a dead unit do not change the function: leave them out
+            W = W.copy()
+            W[:, prev_dead] = 0.0
+            aligned_W = aligned_W.copy()
+            aligned_W[:, prev_dead] = 0.0
+        prev_dead_next = ~live
         dW, db = aligned_W[keep] - W[keep], aligned_b[keep] - b[keep]
         num = np.linalg.norm(dW) ** 2 + np.linalg.norm(db) ** 2
         den = np.linalg.norm(W[keep]) ** 2 + np.linalg.norm(b[keep]) ** 2
@@ -77,10 +84,11 @@ def align_layers(true: list[tuple[np.ndarray, np.ndarray]], got: list[tuple[np.n
         err_l = float(max(np.abs(dW).max(initial=0), np.abs(db).max(initial=0))) / scale_l
         worst = max(worst, err_l)
         errors.append(num)
+        prev_dead = prev_dead_next
         per_layer.append({"width_true": int(W.shape[0]), "width_recovered": int(V.shape[0]),
                           "matched": int((matched & live).sum()), "dead": int((~live).sum()),
                           "unmatched_recovered": extra, "relative_error": rel, "max_error": err_l})
-    den_all = sum(np.linalg.norm(W) ** 2 + np.linalg.norm(b) ** 2 for W, b in true)
+    den_all = sum(np.linalg.norm(W) ** 2 + np.linalg.norm(b) ** 2 for W, b in true)  # (dead units' weights included)
     out["parameter_relative_error"] = float(math.sqrt(sum(errors) / den_all))
     out["max_parameter_error"] = worst  # of the aligned weights, relative to each layer's largest weight
     out["precision_bits"] = float(-math.log2(worst)) if worst > 0 else 52.0
