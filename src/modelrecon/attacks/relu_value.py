@@ -77,7 +77,7 @@ class DeepValueAttack(Attack):
 
     name = "relu-value"
 
-    def __init__(self, seed: int = 0, scale: float | None = None, max_segments: int = 40, patience: int = 4,
+    def __init__(self, seed: int = 0, scale: float | None = None, max_segments: int = 60, patience: int = 16,
                  max_layers: int = 8, precision: float = 1e-8, verify_points: int = 1000):
         self.seed = seed
         self.scale = scale
@@ -115,7 +115,7 @@ class DeepValueAttack(Attack):
         biases: list[float] = []
         points: list[np.ndarray] = []
         quiet = families = 0
-        while families < self.max_segments and quiet < self.patience:
+        while families < self.max_segments and quiet < max(2, self.patience // 4):
             families += 1
             before = len(rows)
             self._first_layer_family(rows, biases, points)
@@ -137,7 +137,15 @@ class DeepValueAttack(Attack):
         if min(len(ln) for ln in lines) == 0:
             return
         tol = 1e-7 * T
+        if rows:  # where the known first-layer hyperplanes cross line 0: those kinks cost nothing more
+            R, B = np.array(rows), np.array(biases)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                known_t = -(R @ x0 + B) / (R @ v)
+        else:
+            known_t = np.zeros(0)
         for t0 in lines[0]:
+            if len(known_t) and np.min(np.abs(known_t - t0)) < tol:
+                continue
             # predicted positions on lines 2 and 3 for each candidate t1 on line 1
             e2 = np.min(np.abs(lines[2][None] - (2 * lines[1] - t0)[:, None]), axis=1)
             e3 = np.min(np.abs(lines[3][None] - (3 * lines[1] - 2 * t0)[:, None]), axis=1)
@@ -160,9 +168,19 @@ class DeepValueAttack(Attack):
             bias = -float(np.mean([n @ x for x in xs]))
             if self._known(rows, biases, n, bias):
                 continue
+            # a hyperplane of the first layer is flat everywhere: kinks at far points of it too
+            far = [x0 + sig * np.sqrt(d) * self._rng.standard_normal(d) for _ in range(3)]
+            if sum(self._kink_at(x - (n @ x + bias) * n, n) for x in far) < 2:
+                continue
             rows.append(n)
             biases.append(bias)
             points.append(xs[0])
+
+    def _kink_at(self, x: np.ndarray, n: np.ndarray) -> bool:
+        """Whether the outputs bend at x along n (three values)."""
+        eps = 1e-3 * self._sigma
+        g = self._probe.g(np.vstack([x - eps * n, x, x + eps * n]))
+        return bool(abs(g[0] - 2 * g[1] + g[2]) > 16 * self._probe.noise)
 
     @staticmethod
     def _row(J: np.ndarray) -> np.ndarray | None:
@@ -271,8 +289,9 @@ class DeepValueAttack(Attack):
                         hit["segs"].add(seg)
             quiet = 0 if new else quiet + 1
         rows, biases, points = [], [], []
+        yc = A @ xc + a
         for c in clusters:
-            if len(c["segs"]) < 2:
+            if len(c["segs"]) < 2 or not self._flat_in_region(c["n"], c["b"], xc, yc, U, Z, z):
                 continue
             rows.append(c["n"])
             biases.append(c["b"])
@@ -280,6 +299,23 @@ class DeepValueAttack(Attack):
         if not rows:
             return np.zeros((0, h)), np.zeros(0), []
         return np.array(rows), np.array(biases), points
+
+    def _flat_in_region(self, n, b, xc, yc, U, Z, z) -> bool:
+        """A neuron of the next layer is a hyperplane all over the region: kinks at 2 of 3 fresh points."""
+        hits = tries = 0
+        scale = float(np.mean(np.abs(yc)))
+        for _ in range(30):
+            y = scale * np.abs(self._rng.standard_normal(len(yc))) * 2
+            y = y - (n @ y + b) * n
+            x = xc + U @ (y - yc)
+            if np.min(Z @ x + z) <= 1e-3 * scale:
+                continue
+            u = U @ n
+            hits += self._kink_at(x, u / np.linalg.norm(u))
+            tries += 1
+            if tries == 3:
+                break
+        return tries == 3 and hits >= 2
 
     def _segment(self, xc, A, a, U, Z, z):
         """A segment between two random points of the known layers' all-active region, drawn in the
@@ -290,7 +326,7 @@ class DeepValueAttack(Attack):
         ends = []
         for _ in range(2):
             y = scale * np.abs(self._rng.standard_normal(len(yc))) * 2
-            y[self._rng.random(len(yc)) < 0.5] *= 0.05
+            y[self._rng.random(len(yc)) < self._rng.random()] *= 0.1 * self._rng.random()
             ends.append(xc + U @ (y - yc))
         x0, v = ends[0], ends[1] - ends[0]
         rates, offs = Z @ v, Z @ x0 + z
