@@ -123,6 +123,31 @@ def attack_relu2(
     finish(attack.run(o), t, json)
 
 
+@attack_app.command("relu")
+def attack_relu(
+    target: TargetOpt = "builtin:deep?d=784&widths=32,1",
+    mode: Annotated[str, typer.Option(help="gradient | value+gradient")] = "value+gradient",
+    output: Annotated[int, typer.Option(help="the logit whose gradient is asked (k-class targets)")] = 0,
+    lines: Annotated[int, typer.Option(help="random lines searched first")] = 3,
+    max_lines: Annotated[int, typer.Option(help="random lines searched at most")] = 24,
+    verify: Annotated[int, typer.Option(help="fresh points spent verifying the recovered network")] = 64,
+    seed: Annotated[int, typer.Option(help="seed of the lines and check points")] = 0,
+    budget: BudgetOpt = None,
+    budget_per_kind: BudgetsOpt = None,
+    journal: JournalOpt = None,
+    json: JsonOpt = None,
+) -> None:
+    """Exact extraction of a fully connected ReLU network of any depth from gradients (docs/deep.md)."""
+    from modelrecon.attacks.relu import ReluAttack
+
+    oracle = {"gradient": "gradient,value", "value+gradient": "value,gradient"}.get(mode)
+    if oracle is None:
+        raise CliError(f"unknown mode {mode!r}; known: gradient, value+gradient")
+    t, o = make_oracle(target, oracle, budget, budget_per_kind, journal)
+    attack = ReluAttack(mode=mode, output=output, lines=lines, max_lines=max_lines, verify=verify, seed=seed)
+    finish(attack.run(o), t, json)
+
+
 @attack_app.command("span")
 def attack_span(
     target: TargetOpt = "builtin:mlp?d=100&widths=10,40&k=1&act=relu",

@@ -94,6 +94,63 @@ def _mlp(p: dict[str, Any], spec: str) -> Target:
                   description=f"{len(widths) + 1}-layer {p['act']} MLP {d} -> {' -> '.join(map(str, widths))} -> {k}")
 
 
+def build_deep(d: int, widths: list[int], k: int, init: str, seed: int, epochs: int, bias_scale: float,
+               act: str = "relu") -> nn.Sequential:
+    """A fully connected network d -> widths -> k in float64.
+
+    ``init='carlini'`` builds it as Carlini, Jagielski, Mironov (CRYPTO 2020) build their benchmark networks
+    (train_models.py): weights N(0, 1)/sqrt(fan_out), zero biases, then ``epochs`` epochs of Adam (lr 3e-4,
+    batch 4, MSE) on 20 standard Gaussian points with random 0/1 labels.  ``init='random'``: weights
+    N(0, 1)/sqrt(fan_in), biases N(0, bias_scale^2), untrained unless ``epochs`` > 0 (same recipe)."""
+    if init not in ("carlini", "random"):
+        raise ValueError(f"unknown init {init!r}; known: carlini, random")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; known: {', '.join(ACTIVATIONS)}")
+    if d < 1 or k < 1 or not widths or min(widths) < 1:
+        raise ValueError("d, k and every width must be >= 1, with at least one hidden layer")
+    g = _rng(seed)
+    sizes = [d] + widths + [k]
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        lin = nn.Linear(fan_in, fan_out).double()
+        with torch.no_grad():
+            scale = fan_out if init == "carlini" else fan_in
+            lin.weight.copy_(torch.randn(fan_out, fan_in, generator=g, dtype=torch.float64) / np.sqrt(scale))
+            lin.bias.copy_(torch.zeros(fan_out, dtype=torch.float64) if init == "carlini"
+                           else torch.randn(fan_out, generator=g, dtype=torch.float64) * bias_scale)
+        layers.append(lin)
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[act]())
+    model = nn.Sequential(*layers)
+    if epochs > 0:
+        X = torch.randn(20, d, generator=g, dtype=torch.float64)
+        Y = torch.randint(0, 2, (20, k), generator=g).to(torch.float64)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+        for _ in range(epochs):
+            order = torch.randperm(20, generator=g)
+            for start in range(0, 20, 4):
+                idx = order[start:start + 4]
+                opt.zero_grad()
+                loss = ((model(X[idx]) - Y[idx]) ** 2).mean()
+                loss.backward()
+                opt.step()
+    for prm in model.parameters():
+        prm.requires_grad_(False)
+    return model.eval()
+
+
+def _deep(p: dict[str, Any], spec: str) -> Target:
+    d, k, init = int(p["d"]), int(p["k"]), str(p["init"])
+    widths = _widths(p["widths"])
+    if p["widths_include_output"]:
+        *widths, k = widths
+    epochs = int(p["epochs"]) if int(p["epochs"]) >= 0 else (100 if init == "carlini" else 0)
+    model = build_deep(d, widths, k, init, int(p["seed"]), epochs, float(p["bias_scale"]), str(p["act"]))
+    name = "-".join(map(str, [d, *widths, k]))
+    return Target(spec, model, (d,), k, "regression" if k == 1 else "multiclass", truth=sequential_truth(model),
+                  description=f"{init} {p['act']} network {name}" + (f", trained {epochs} epochs" if epochs else ""))
+
+
 def _digits_mlp(p: dict[str, Any], spec: str) -> Target:
     from modelrecon.targets.train import digits_mlp
 
@@ -126,6 +183,15 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("mlp", "random deep MLP (widths of hidden layers, activation relu/tanh/sigmoid/gelu/softplus)",
              {"d": (100, "input dimension"), "widths": ("20,40", "hidden widths, first is k of the span attack"),
               "k": (1, "outputs"), "act": ("relu", "activation"), "seed": (0, "random seed")}, _mlp),
+    ZooEntry("deep", "fully connected deep network d -> widths -> k; init=carlini builds it as Carlini et al. 2020's "
+             "benchmarks (N(0,1)/sqrt(fan_out), zero biases, 100 epochs on 20 random points), init=random with biases",
+             {"d": (10, "input dimension"), "widths": ("10,10,1", "layer widths after the input; the last is the "
+                                                      "output count k (widths=10,10,1: Carlini's 10-10-10-1)"),
+              "widths_include_output": (1, "1: the last width is k (then k is ignored); 0: widths are hidden only"),
+              "k": (1, "outputs when widths_include_output=0"), "init": ("carlini", "carlini | random"),
+              "epochs": (-1, "training epochs on 20 random points (-1: 100 for carlini, 0 for random)"),
+              "bias_scale": (0.5, "random init: std of the biases"), "act": ("relu", "activation"),
+              "seed": (0, "random seed")}, _deep),
     ZooEntry("digits-mlp", "MLP trained on scikit-learn digits (64 -> widths -> 10), cached on disk",
              {"widths": ("32,32", "hidden widths (first layer k < 64)"), "act": ("relu", "activation"),
               "seed": (0, "random seed")}, _digits_mlp),

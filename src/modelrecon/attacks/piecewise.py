@@ -1,0 +1,228 @@
+"""The piecewise-linear core: a line through input space, the probes that read a ReLU
+network's linear pieces along it, and the search for its critical points (kinks).
+
+A ReLU network is affine on each cell of its activation pattern, so along a line
+x(t) = x0 + t v its gradient is piecewise constant and its value piecewise linear in t.
+A :class:`Probe` reads the piece through a point; what it asks decides how a kink between
+two different pieces is found:
+
+- :class:`GradientProbe` (gradients only): bisection until the interval holding the change
+  is shorter than ``resolution`` of the line's extent (Milli et al. 2019).
+- :class:`ValueGradientProbe` (a value and a gradient per point): the two pieces are two
+  lines in t; one kink between them lies where they meet.  The guess is confirmed by the
+  gradients at t* -/+ delta (the activation pattern itself, so it cannot be fooled by close
+  values); a failed check subdivides the gap at the two new points.
+
+A mode is a probe class passed to the search, not a flag read along the way; a value-only
+probe only has to say how it reads a piece and locates a kink.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from modelrecon.oracle import Oracle
+
+EPS = np.finfo(np.float64).eps
+# a gradient entry computed by backpropagation in float64 is off by a few ulps of the largest partial sums;
+# two readings of the same piece agree within this many ulps of the larger gradient (distinct pieces differ by a
+# neuron's whole contribution)
+GRAD_ULPS = 2.0 ** 10
+
+
+class NotPiecewiseLinear(RuntimeError):
+    """The gradient along a line keeps changing: the target is not a ReLU (piecewise-linear) network."""
+
+
+@dataclass
+class Piece:
+    """What a probe read at line position t: the gradient of the probed output and, if asked, its value."""
+
+    t: float
+    g: np.ndarray
+    f: float | None = None
+    y: np.ndarray | None = None  # the values of every output (value probes)
+
+
+@dataclass
+class Kink:
+    """A critical point: the pieces read on its left and its right, and the half-width (in t) of the interval
+    known to hold it."""
+
+    line: "Line"
+    t: float
+    left: Piece
+    right: Piece
+    width: float
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.line.at(self.t)
+
+    @property
+    def jump(self) -> np.ndarray:
+        return self.right.g - self.left.g
+
+
+class Line:
+    """x(t) = x0 + t v."""
+
+    def __init__(self, x0: np.ndarray, v: np.ndarray):
+        self.x0 = np.asarray(x0, dtype=np.float64)
+        self.v = np.asarray(v, dtype=np.float64)
+
+    def at(self, t) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        return self.x0 + t[..., None] * self.v if t.ndim else self.x0 + float(t) * self.v
+
+
+class Probe:
+    """Reads linear pieces of one output through the oracle and counts the distinct points asked."""
+
+    kinds: tuple[str, ...] = ()
+    name = "probe"
+
+    def __init__(self, oracle: Oracle, output: int = 0, grad_kind: str = "gradient"):
+        self.oracle = oracle
+        self.output = output
+        self.grad_kind = grad_kind
+        self.points = 0
+
+    def ask(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        X = np.atleast_2d(X)
+        got = self.oracle.query(X.reshape(len(X), *self.oracle.input_shape), self.kinds, self.output)
+        self.points += len(X)
+        out = {"g": np.asarray(got[self.grad_kind], dtype=np.float64).reshape(len(X), -1)}
+        if "value" in got:
+            out["f"] = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1)
+        return out
+
+    def read(self, line: Line, ts) -> list[Piece]:
+        ts = [float(t) for t in ts]
+        got = self.ask(line.at(np.array(ts)))
+        f = got.get("f")
+        return [Piece(t, got["g"][i], None if f is None else float(f[i, self.output]), None if f is None else f[i])
+                for i, t in enumerate(ts)]
+
+    @staticmethod
+    def same_gradient(a: Piece, b: Piece) -> bool:
+        scale = max(np.abs(a.g).max(), np.abs(b.g).max(), np.finfo(np.float64).tiny)
+        return bool(np.abs(a.g - b.g).max() <= GRAD_ULPS * EPS * scale)
+
+    def same(self, a: Piece, b: Piece, line: Line) -> bool:
+        raise NotImplementedError
+
+    def locate(self, a: Piece, b: Piece, line: Line) -> tuple[float, float] | None:
+        """(t*, delta): the kink if a and b are adjacent pieces and the distance at which to confirm it; None:
+        the probe cannot tell where, bisect."""
+        raise NotImplementedError
+
+
+class GradientProbe(Probe):
+    kinds = ("gradient",)
+    name = "gradient"
+
+    def same(self, a: Piece, b: Piece, line: Line) -> bool:
+        return self.same_gradient(a, b)
+
+    def locate(self, a: Piece, b: Piece, line: Line) -> None:
+        return None
+
+
+class ValueGradientProbe(Probe):
+    kinds = ("value", "gradient")
+    name = "value+gradient"
+
+    @staticmethod
+    def _value_tol(a: Piece, b: Piece, line: Line) -> float:
+        sa, sb = a.g @ line.v, b.g @ line.v
+        ta = np.abs(a.g) @ np.abs(line.v)
+        return GRAD_ULPS * EPS * (abs(a.f) + abs(b.f) + (ta + abs(sa) + abs(sb)) * (abs(a.t) + abs(b.t)))
+
+    def same(self, a: Piece, b: Piece, line: Line) -> bool:
+        if not self.same_gradient(a, b):
+            return False
+        # the same gradient on both ends and a value on the same affine piece: no neuron switched on and off between
+        predicted = a.f + (a.g @ line.v) * (b.t - a.t)
+        return abs(b.f - predicted) <= self._value_tol(a, b, line)
+
+    def locate(self, a: Piece, b: Piece, line: Line) -> tuple[float, float] | None:
+        sa, sb = float(a.g @ line.v), float(b.g @ line.v)
+        if sa == sb:
+            return None
+        t = (b.f - a.f + sa * a.t - sb * b.t) / (sa - sb)
+        if not a.t < t < b.t:
+            return None
+        # where the two lines meet is known to within their rounding over the difference of slopes
+        err = self._value_tol(a, b, line) / abs(sa - sb)
+        delta = max(64 * err, 2.0 ** -36 * (b.t - a.t), 4 * EPS * (abs(t) + 1))
+        return t, delta
+
+
+PROBES = {p.name: p for p in (GradientProbe, ValueGradientProbe)}
+
+
+def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list[Piece] | None = None,
+                    resolution: float = 2.0 ** -40, max_points: int = 100_000) -> tuple[list[Kink], list[Piece]]:
+    """Every kink of ``line`` between t = lo and hi, and the pieces read on the way (sorted by t).
+
+    ``pieces`` already read on the line are reused.  A gap narrower than ``resolution`` of the line's extent
+    that still holds a change is one kink (several neurons switching there at once are reported as one).
+    """
+    have = {p.t: p for p in (pieces or [])}
+    new = [t for t in (lo, hi) if t not in have]
+    for p in probe.read(line, new) if new else []:
+        have[p.t] = p
+    ordered = [have[t] for t in sorted(have) if lo <= t <= hi]
+    span = hi - lo
+    kinks: list[Kink] = []
+    stack = list(zip(ordered[:-1], ordered[1:]))
+    start = probe.points
+    while stack:
+        if probe.points - start > max_points:
+            raise NotPiecewiseLinear(f"more than {max_points} points on one line without isolating its kinks")
+        a, b = stack.pop()
+        if probe.same(a, b, line):
+            continue
+        if b.t - a.t <= resolution * span:
+            kinks.append(Kink(line, (a.t + b.t) / 2, a, b, (b.t - a.t) / 2))
+            continue
+        guess = probe.locate(a, b, line)
+        if guess is not None and a.t < guess[0] - guess[1] and guess[0] + guess[1] < b.t:
+            t, delta = guess
+            left, right = probe.read(line, [t - delta, t + delta])
+            have[left.t], have[right.t] = left, right
+            if probe.same(a, left, line) and probe.same(right, b, line):
+                kinks.append(Kink(line, t, a, b, delta))
+            else:
+                stack += [(a, left), (left, right), (right, b)]
+            continue
+        (mid,) = probe.read(line, [(a.t + b.t) / 2])
+        have[mid.t] = mid
+        stack += [(a, mid), (mid, b)]
+    kinks.sort(key=lambda k: k.t)
+    return kinks, [have[t] for t in sorted(have)]
+
+
+def search_line(probe: Probe, line: Line, extent: float | None, max_doublings: int = 12,
+                **kw) -> tuple[list[Kink], list[Piece], tuple[float, float]]:
+    """Kinks of a line on [-extent, extent] (an input box's chord), or, with ``extent`` None, on an interval
+    doubled from [-1, 1] until the pieces at both ends stop changing (far out every neuron of a ReLU network keeps
+    one state)."""
+    if extent is not None:
+        kinks, pieces = critical_points(probe, line, -extent, extent, **kw)
+        return kinks, pieces, (-extent, extent)
+    T = 1.0
+    ends = probe.read(line, [-T, T])
+    read = list(ends)
+    for _ in range(max_doublings):
+        far = probe.read(line, [-2 * T, 2 * T])
+        read += far
+        T *= 2
+        if probe.same(far[0], ends[0], line) and probe.same(ends[1], far[1], line):
+            break
+        ends = far
+    kinks, pieces = critical_points(probe, line, -T, T, pieces=read, **kw)
+    return kinks, pieces, (-T, T)

@@ -1,0 +1,639 @@
+"""Exact extraction of fully connected ReLU networks of any depth from gradient explanations.
+
+f(x) = W_L relu(... relu(W_1 x + b_1) ...) + b_L, layer widths unknown, k outputs.  The
+two-layer case is Milli, Schmidt, Dragan, Hardt (FAT* 2019); the layer-by-layer peeling
+follows the value-only cryptanalytic attacks (Carlini, Jagielski, Mironov, CRYPTO 2020;
+Canales-Martinez et al., EUROCRYPT 2024), each of whose finite-difference directional
+derivatives a gradient query answers exactly.
+
+Steps (``probe``: :class:`~modelrecon.attacks.piecewise.GradientProbe` or
+:class:`~modelrecon.attacks.piecewise.ValueGradientProbe`, the mode):
+
+1. Kinks.  Random lines through the input region; every critical point on them is found
+   by the probe (:func:`~modelrecon.attacks.piecewise.search_line`), with the gradients of
+   the pieces on both sides: the jump is gain x the switching neuron's input gradient.
+2. Layer l, from the known layers 1..l-1 (signs resolved): a kink not on a known neuron's
+   surface, pulled back through the known layers' Jacobian on their active units, gives the
+   switching neuron's row on those units up to scale (A_S^T u = jump) and its bias (the
+   pre-activation is 0 at the kink).  Rows from kinks in different cells are merged on their
+   common units (a neuron of layer l keeps its row in every cell; one of a deeper layer
+   does not).  A candidate row is kept only if its surface, followed inside the known cell
+   to a far point, still carries a kink with a jump along its normal (``trace``: 2 points);
+   a deeper neuron's surface bends where layer l switches.
+3. Signs (orientation of each row).  At a kink of neuron j the side where j is inactive has
+   a gradient in the span of the other active neurons' input gradients; when exactly one side
+   is, j's orientation follows.  For the last hidden layer instead both orientations of every
+   neuron enter one linear least-squares fit of the outputs (relu(z) and relu(-z) as features);
+   exactly one of each pair carries weight.
+4. The last layer is fitted (values of all outputs; gradients of the probed output); depth is
+   reached when every kink seen lies on a recovered neuron's surface.
+5. Verification on fresh points: values and gradients within 1e-9 of their scale (the exact
+   criterion), or the status is ``partial`` (neurons seen but not recovered, named) or
+   ``failed`` (not a fully connected ReLU network: the gradient is not piecewise constant,
+   or a complete model does not reproduce the target).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelrecon.attacks import Attack
+from modelrecon.attacks.piecewise import (EPS, PROBES, Kink, Line, NotPiecewiseLinear, Piece, Probe,
+                                          search_line)
+from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
+from modelrecon.result import Result
+
+# the exact criterion: values and gradients of the recovered network within this fraction of their scale
+EXACT = 1e-9
+# two row estimates of the same neuron agree to about the precision of the pulled-back jumps; distinct neurons
+# differ by O(1): rows closer than this (relative) are one neuron
+SAME_ROW = 1e-6
+
+
+def relu_network(layers: list[tuple[np.ndarray, np.ndarray]]) -> nn.Sequential:
+    """The recovered network as a float64 torch module (Linear, ReLU, ..., Linear)."""
+    mods: list[nn.Module] = []
+    for i, (W, b) in enumerate(layers):
+        lin = nn.Linear(W.shape[1], W.shape[0]).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.as_tensor(W))
+            lin.bias.copy_(torch.as_tensor(b))
+        mods.append(lin)
+        if i < len(layers) - 1:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods).eval()
+
+
+class _Known:
+    """The hidden layers recovered so far (orientation resolved), in numpy."""
+
+    def __init__(self, d: int):
+        self.d = d
+        self.layers: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pinv: np.ndarray | None = None
+
+    @property
+    def width(self) -> int:
+        return self.layers[-1][0].shape[0] if self.layers else self.d
+
+    def add(self, W: np.ndarray, b: np.ndarray) -> None:
+        self.layers.append((W, b))
+        if len(self.layers) == 1 and W.shape[0] <= W.shape[1]:
+            self._pinv = np.linalg.pinv(W.T)
+
+    def pre(self, X: np.ndarray) -> list[np.ndarray]:
+        """Pre-activations of every known layer at the rows of X."""
+        out, a = [], X
+        for W, b in self.layers:
+            z = a @ W.T + b
+            out.append(z)
+            a = np.maximum(z, 0.0)
+        return out
+
+    def top(self, X: np.ndarray) -> np.ndarray:
+        a = X
+        for W, b in self.layers:
+            a = np.maximum(a @ W.T + b, 0.0)
+        return a
+
+    def pullback(self, vec: np.ndarray, zs: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        """Coefficients y on the last known layer's active units with J^T y = vec (J: Jacobian of its
+        activations), and the relative residual.  Layer 0 (no known layer): vec itself."""
+        if not self.layers:
+            return vec.copy(), 0.0
+        y, resid = vec, 0.0
+        prev_active = None
+        for i, ((W, _), z) in enumerate(zip(self.layers, zs)):
+            active = z > 0
+            if i == 0:
+                if self._pinv is not None:
+                    sol = self._pinv @ y
+                    sol[~active] = 0.0
+                    r = W[active].T @ sol[active] - y
+                else:
+                    sol = np.zeros(W.shape[0])
+                    s, *_ = np.linalg.lstsq(W[active].T, y, rcond=None)
+                    sol[active] = s
+                    r = W[active].T @ s - y
+            else:
+                M = W[np.ix_(active, prev_active)].T
+                sol = np.zeros(W.shape[0])
+                s, *_ = np.linalg.lstsq(M, y[prev_active], rcond=None)
+                sol[active] = s
+                r = M @ s - y[prev_active]
+            resid = max(resid, float(np.linalg.norm(r)) / max(float(np.linalg.norm(y)), np.finfo(float).tiny))
+            y, prev_active = sol, active
+        return y, resid
+
+    def cell_gradients(self, x: np.ndarray, zs: list[np.ndarray]) -> list[np.ndarray]:
+        """Input gradients of every known neuron in the cell of x, layer by layer (n_l x d)."""
+        out, M = [], np.eye(self.d)
+        for (W, _), z in zip(self.layers, zs):
+            G = W @ M
+            out.append(G)
+            M = (z > 0)[:, None] * G
+        return out
+
+
+class _Row:
+    """A candidate neuron of the layer being peeled: its row on the units seen active, bias, member kinks."""
+
+    def __init__(self, support: np.ndarray, u: np.ndarray, b: float, kink: Kink, zs):
+        self.support = support.copy()
+        self.w = u
+        self.b = b
+        self.kinks = [(kink, zs)]
+        self.traced: bool | None = None
+
+    def match(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> float | None:
+        """The factor mapping a candidate onto this row on their common units, or None if they differ."""
+        common = support & self.support
+        if common.sum() < min(2, support.sum()):
+            return None
+        wc, uc = self.w[common], u[common]
+        lam = float(uc @ wc) / float(wc @ wc)
+        if lam == 0 or np.linalg.norm(uc - lam * wc) > SAME_ROW * np.linalg.norm(uc):
+            return None
+        if abs(b - lam * self.b) > SAME_ROW * scale:
+            return None
+        return lam
+
+    def absorb(self, support: np.ndarray, u: np.ndarray, b: float, lam: float, kink: Kink, zs) -> None:
+        new = support & ~self.support
+        self.w[new] = u[new] / lam
+        self.support |= support
+        self.kinks.append((kink, zs))
+
+
+class ReluAttack(Attack):
+    """Recover a fully connected ReLU network exactly, up to permutation and positive scaling per neuron."""
+
+    name = "relu"
+
+    def __init__(self, mode: str = "value+gradient", output: int = 0, lines: int = 3, max_lines: int = 24,
+                 verify: int = 64, seed: int = 0, max_points_per_line: int = 200_000):
+        if mode not in PROBES:
+            raise ValueError(f"unknown mode {mode!r}; known: {', '.join(PROBES)}")
+        if lines < 1 or max_lines < lines or verify < 1 or max_points_per_line < 16:
+            raise ValueError("need lines >= 1, max_lines >= lines, verify >= 1, max_points_per_line >= 16")
+        self.mode = mode
+        self.output = output
+        self.lines = lines
+        self.max_lines = max_lines
+        self.verify = verify
+        self.seed = seed
+        self.max_points_per_line = max_points_per_line
+
+    # ------------------------------------------------------------------ setup
+    def _plan(self, oracle: Oracle) -> Probe:
+        probe_cls = PROBES[self.mode]
+        missing = [k for k in probe_cls.kinds if k not in oracle.kinds]
+        if missing:
+            raise OracleError(f"mode {self.mode!r} needs {', '.join(missing)} queries; the oracle offers "
+                              f"{', '.join(oracle.kinds)}")
+        if oracle.explain_space != "logit":
+            raise OracleError("the relu attack needs gradients of the logits (explain_space='logit')")
+        if not 0 <= self.output < oracle.n_outputs:
+            raise OracleError(f"output {self.output} out of range: the target has {oracle.n_outputs} outputs")
+        if oracle.options.get("round_decimals") is not None:
+            raise OracleError("the relu attack is exact: it needs unrounded answers")
+        return probe_cls(oracle, self.output)
+
+    def _new_line(self) -> Line:
+        lo, hi = self._box
+        x0 = self._rng.uniform(lo, hi, self._d) if self._oracle.input_box else self._rng.normal(size=self._d) * 0.5
+        v = self._rng.normal(size=self._d)
+        v *= (hi - lo) / 2 * math.sqrt(self._d) / np.linalg.norm(v) if self._oracle.input_box else 1 / np.linalg.norm(v)
+        return Line(x0, v)
+
+    def _extent(self, line: Line) -> float | None:
+        """The chord of the input box (the line restricted to it), or None without a box."""
+        if not self._oracle.input_box:
+            return None
+        lo, hi = self._box
+        with np.errstate(divide="ignore"):
+            t1, t2 = (lo - line.x0) / line.v, (hi - line.x0) / line.v
+        return float(np.min(np.maximum(t1, t2)))
+
+    def _search(self) -> None:
+        line = self._new_line()
+        extent = self._extent(line)
+        kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line)
+        self._kinks += kinks
+        self._samples += [(line.at(p.t), p) for p in pieces]
+        self._n_lines += 1
+
+    # ------------------------------------------------------------------ peeling
+    def _on_known(self, k: Kink, rows: list[tuple[np.ndarray, np.ndarray]]) -> bool:
+        """Whether the kink lies on the surface of a recovered neuron (within its own localisation)."""
+        if not rows:
+            return False
+        x = k.x
+        known = _Known(self._d)
+        for W, b in rows:
+            known.layers.append((W, b))
+        zs = known.pre(x[None])
+        grads = known.cell_gradients(x, [z[0] for z in zs])
+        tol = 2 * k.width + 1e-9 * (1 + abs(k.t))
+        for z, G in zip(zs, grads):
+            slope = np.abs(G @ k.line.v)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dist = np.abs(z[0]) / slope
+            if np.any(dist <= tol):
+                return True
+        return False
+
+    def _candidates(self, kinks: list[Kink]) -> list[_Row]:
+        """Rows of the next layer from the kinks not on known neurons, merged per neuron."""
+        rows: list[_Row] = []
+        known = self._known
+        n = known.width
+        for k in kinks:
+            x = k.x
+            zs = [z[0] for z in known.pre(x[None])]
+            u, resid = known.pullback(k.jump, zs)
+            if resid > SAME_ROW:  # the jump is not a combination of the known layer's active units
+                self._inconsistent += 1
+                continue
+            support = zs[-1] > 0 if zs else np.ones(n, bool)
+            if not support.any() or not np.any(u):
+                continue
+            a = known.top(x[None])[0]
+            norm = np.linalg.norm(u)
+            u = u / norm
+            b = -float(u @ a)
+            scale = float(np.abs(u) @ np.abs(a)) + abs(b) + EPS
+            for row in rows:
+                lam = row.match(support, u, b, scale)
+                if lam is not None:
+                    row.absorb(support, u, b, lam, k, zs)
+                    break
+            else:
+                rows.append(_Row(support, u.copy(), b, k, zs))
+        return rows
+
+    def _trace(self, row: _Row) -> bool:
+        """Follow the row's surface inside the known cell of one of its kinks to a far point and look for a kink
+        there with a jump along the surface's normal (2 points)."""
+        kink, zs = max(row.kinks, key=lambda kz: int(np.sum(kz[1][-1] > 0)) if kz[1] else 0)
+        x = kink.x
+        known = self._known
+        grads = known.cell_gradients(x, zs)
+        # the row's normal in input space, in this cell
+        normal = (grads[-1] * (zs[-1] > 0)[:, None]).T @ row.w if zs else row.w.copy()
+        nn_ = np.linalg.norm(normal)
+        if nn_ == 0:
+            return False
+        normal /= nn_
+        p = self._rng.normal(size=self._d)
+        p -= (p @ normal) * normal
+        p /= np.linalg.norm(p)
+        # how far the cell reaches along p
+        reach = math.inf
+        for z, G in zip(zs, grads):
+            rate = G @ p
+            with np.errstate(divide="ignore", invalid="ignore"):
+                steps = np.where(z * rate < 0, -z / rate, np.inf)
+            reach = min(reach, float(np.min(steps)) if len(steps) else math.inf)
+        scale = float(np.linalg.norm(kink.line.v)) * max(1.0, abs(kink.t))
+        step = min(0.5 * reach, scale)
+        y = x + step * p
+        if self._oracle.input_box:
+            lo, hi = self._box
+            if np.any(y < lo) or np.any(y > hi):
+                y = np.clip(y, lo, hi)
+                if abs((y - x) @ normal) > 1e-9 * scale:
+                    return False
+        # a small step across the surface, short of every known neuron's surface
+        zy = known.pre(y[None])
+        gy = known.cell_gradients(y, [z[0] for z in zy])
+        eps = 1e-6 * scale
+        for z, G in zip(zy, gy):
+            rate = np.abs(G @ normal)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                room = np.where(rate > 0, np.abs(z[0]) / rate, np.inf)
+            eps = min(eps, 0.25 * float(np.min(room)))
+        if eps <= 0:
+            return False
+        got = self._probe.ask(np.stack([y - eps * normal, y + eps * normal]))
+        J = got["g"][1] - got["g"][0]
+        size = np.linalg.norm(J)
+        floor = 2 * EPS * 2.0 ** 10 * max(np.abs(got["g"]).max(), np.finfo(float).tiny) * math.sqrt(self._d)
+        if size <= floor:
+            return False
+        return bool(np.linalg.norm(J - (J @ normal) * normal) <= SAME_ROW * size)
+
+    def _orient_by_span(self, rows: list[_Row]) -> list[int | None]:
+        """Orientation (+1 / -1) of each row from the side of its kinks whose gradient lies in the span of the
+        other rows' input gradients (the side where it is inactive); None where no kink decides."""
+        signs: list[int | None] = [None] * len(rows)
+        known = self._known
+        for sweep in range(3):
+            changed = False
+            for j, row in enumerate(rows):
+                if signs[j] is not None:
+                    continue
+                for kink, zs in row.kinks:
+                    x = kink.x
+                    a = known.top(x[None])[0]
+                    zrow = np.array([r.w @ a + r.b for r in rows])
+                    others = [i for i in range(len(rows)) if i != j and (
+                        signs[i] is None if sweep == 0 else (signs[i] is None or signs[i] * zrow[i] > 0))]
+                    gl, _ = known.pullback(kink.left.g, zs)
+                    gr, _ = known.pullback(kink.right.g, zs)
+                    sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
+                    B = np.array([rows[i].w[sup] for i in others]).T if others else np.zeros((int(sup.sum()), 0))
+                    res = []
+                    for h in (gl[sup], gr[sup]):
+                        if B.shape[1]:
+                            c, *_ = np.linalg.lstsq(B, h, rcond=None)
+                            r = np.linalg.norm(B @ c - h)
+                        else:
+                            r = np.linalg.norm(h)
+                        res.append(r / max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]), np.finfo(float).tiny))
+                    lo_, hi_ = min(res), max(res)
+                    if lo_ <= SAME_ROW and hi_ > 1e3 * SAME_ROW:
+                        inactive_left = res[0] < res[1]
+                        grads = known.cell_gradients(x, zs)
+                        normal = (grads[-1] * (zs[-1] > 0)[:, None]).T @ row.w if zs else row.w
+                        slope = float(normal @ kink.line.v)
+                        # z+ rises along the line with this slope: inactive on the left means active for z+ > 0
+                        signs[j] = (1 if slope > 0 else -1) * (1 if inactive_left else -1)
+                        changed = True
+                        break
+            if not changed and sweep > 0:
+                break
+        return signs
+
+    def _final_fit(self, rows: list[_Row]) -> tuple[list[int | None], np.ndarray, np.ndarray, dict[str, Any]]:
+        """Orientation of the last hidden layer and the output layer from one least-squares fit: both relu(z) and
+        relu(-z) of every row as features; exactly one of each pair carries weight."""
+        known = self._known
+        W = np.array([r.w for r in rows])
+        b = np.array([r.b for r in rows])
+        n = len(rows)
+        X = np.array([x for x, _ in self._samples])
+        P = [p for _, p in self._samples]
+        A = known.top(X)
+        Z = A @ W.T + b
+        eq, rhs = [], []
+        zs_all = known.pre(X)
+        # a row with weights never seen (units not active at its kinks) is right only where those units are off
+        top = zs_all[-1] > 0 if zs_all else np.ones((len(X), known.width), bool)
+        missing = np.array([~r.support for r in rows])
+        clean = ~np.any(top[:, None, :] & missing[None, :, :], axis=(1, 2)) & self._clear(X, W, b)
+        for i, p in enumerate(P):
+            if not clean[i]:
+                continue
+            zs = [z[i] for z in zs_all]
+            h, resid = known.pullback(p.g, zs)
+            sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
+            pos = (Z[i] > 0)[None, :] * W[:, sup].T
+            neg = -1.0 * (Z[i] < 0)[None, :] * W[:, sup].T
+            eq.append(np.hstack([pos, neg, np.zeros((int(sup.sum()), 1))]))
+            rhs.append(h[sup])
+            if p.f is not None:
+                eq.append(np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None])
+                rhs.append(np.array([p.f]))
+        M, y = np.vstack(eq), np.concatenate(rhs)
+        colscale = np.maximum(np.abs(M).max(axis=0), np.finfo(float).tiny)
+        sol, *_ = np.linalg.lstsq(M / colscale, y, rcond=None)
+        sol /= colscale
+        alpha, beta = sol[:n], sol[n:2 * n]
+        signs: list[int | None] = []
+        for a_, b_ in zip(alpha, beta):
+            big = max(abs(a_), abs(b_))
+            if big == 0 or min(abs(a_), abs(b_)) > SAME_ROW * big:
+                signs.append(None)
+            else:
+                signs.append(1 if abs(a_) >= abs(b_) else -1)
+        return signs, alpha, beta, {}
+
+    def _clear(self, X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Samples off every neuron's surface by more than the neurons' own precision (points read within a hair
+        of a kink, where the recovered state could differ from the true one, are left out of the fits)."""
+        known = _Known(self._d)
+        known.layers = list(self._known.layers) + [(W, b)]
+        ok = np.ones(len(X), bool)
+        a = X
+        for Wl, bl in known.layers:
+            z = a @ Wl.T + bl
+            size = np.abs(a) @ np.abs(Wl.T) + np.abs(bl)
+            ok &= np.all(np.abs(z) > SAME_ROW * size, axis=1)
+            a = np.maximum(z, 0.0)
+        return ok
+
+    def _output_layer(self, signs: list[int], W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """W_L, b_L from the samples: values of every output (value+gradient) or gradients of each output."""
+        known = self._known
+        W = W * np.array(signs)[:, None]
+        b = b * np.array(signs)
+        keep = self._clear(np.array([x for x, _ in self._samples]), W, b)
+        samples = [s for s, k in zip(self._samples, keep) if k]
+        X = np.array([x for x, _ in samples])
+        H = np.maximum(known.top(X) @ W.T + b, 0.0)
+        K = self._K
+        o = self.output
+        if samples[0][1].y is not None:  # the values of every output came with each sample
+            Y = np.array([p.y for _, p in samples])
+            D = np.hstack([H, np.ones((len(H), 1))])
+            sol, *_ = np.linalg.lstsq(D, Y, rcond=None)
+            return sol[:-1].T, sol[-1], True
+        # gradients: of the probed output from the samples, of the others at a few of the sample points
+        Wout = np.zeros((K, len(b)))
+        for out in range(K):
+            pick = self._fit_points(H)
+            if out == o:
+                G = np.array([samples[i][1].g for i in pick])
+            else:
+                G = np.asarray(self._oracle.query(X[pick].reshape(len(pick), *self._oracle.input_shape),
+                                                  (self._probe.grad_kind,), out)[self._probe.grad_kind],
+                               dtype=np.float64).reshape(len(pick), -1)
+            eq, rhs = [], []
+            zs_all = known.pre(X[pick])
+            for r, i in enumerate(pick):
+                zs = [z[r] for z in zs_all]
+                h, _ = known.pullback(G[r], zs)
+                sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
+                eq.append(((H[i] > 0)[None, :] * W[:, sup].T))
+                rhs.append(h[sup])
+            sol, *_ = np.linalg.lstsq(np.vstack(eq), np.concatenate(rhs), rcond=None)
+            Wout[out] = sol
+        c = np.zeros(K)
+        identified = "value" in self._oracle.kinds
+        if identified:
+            x = X[:1]
+            f = np.asarray(self._oracle.query(x.reshape(1, *self._oracle.input_shape), ("value",))["value"],
+                           dtype=np.float64).reshape(K)
+            c = f - H[0] @ Wout.T
+        return Wout, c, identified
+
+    def _fit_points(self, H: np.ndarray) -> np.ndarray:
+        """Sample indices whose activation patterns together make the output fit well posed (a few spare)."""
+        n = H.shape[1]
+        order = self._rng.permutation(len(H))
+        want = min(len(H), 2 * (n + 1) + 8)
+        return np.sort(order[:want])
+
+    # ------------------------------------------------------------------ main
+    def execute(self, oracle: Oracle) -> Result:
+        self._probe = self._plan(oracle)
+        self._oracle = oracle
+        self._d, self._K = oracle.input_dim, oracle.n_outputs
+        self._rng = np.random.default_rng(self.seed)
+        self._box = oracle.input_box or (-1.0, 1.0)
+        self._kinks: list[Kink] = []
+        self._samples: list[tuple[np.ndarray, Piece]] = []
+        self._n_lines = 0
+        self._inconsistent = 0
+        self._known = _Known(self._d)
+        details: dict[str, Any] = {"mode": self.mode, "layers": []}
+        status, problems = "complete", []
+        out_W = out_b = None
+        bias_known = True
+        try:
+            for _ in range(self.lines):
+                self._search()
+            while True:
+                unexplained = [k for k in self._kinks if not self._on_known(k, self._known.layers)]
+                rows = self._candidates(unexplained)
+                for r in rows:
+                    if r.traced is None and len(r.kinks) >= 2:
+                        r.traced = self._trace(r)
+                layer = [r for r in rows if r.traced]
+                incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
+                if not layer or incomplete:
+                    if self._n_lines < self.max_lines:
+                        self._search()
+                        continue
+                    if not layer:
+                        problems.append(f"{len(unexplained)} kinks left that no neuron of layer "
+                                        f"{len(self._known.layers) + 1} explains")
+                        break
+                W = np.array([r.w for r in layer])
+                b = np.array([r.b for r in layer])
+                rest = [k for k in unexplained if not self._on_known(k, self._known.layers + [(W, b)])]
+                info = {"neurons": len(layer), "kinks_used": sum(len(r.kinks) for r in layer),
+                        "candidates_rejected": len(rows) - len(layer)}
+                if incomplete:
+                    info["rows_incomplete"] = incomplete
+                    problems.append(f"layer {len(self._known.layers) + 1}: rows of neurons {incomplete} miss the "
+                                    "weights from units never seen active at their kinks")
+                if not rest:
+                    signs, *_ = self._final_fit(layer)
+                else:
+                    signs = self._orient_by_span(layer)
+                info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
+                details["layers"].append(info)
+                if info["orientation_unresolved"]:
+                    if self._n_lines < self.max_lines and rest:
+                        self._search()
+                        details["layers"].pop()
+                        continue
+                    problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
+                                    f"{info['orientation_unresolved']} not resolved")
+                    signs = [s or 1 for s in signs]
+                if not rest:
+                    out_W, out_b, bias_known = self._output_layer(signs, W, b)
+                    self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+                    break
+                self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+        except NotPiecewiseLinear as e:
+            return self._failed(f"not a ReLU network: {e}", details)
+        except QueryBudgetExceeded as e:
+            status = "partial"
+            problems.append(f"budget exhausted: {e}")
+        details["lines"] = self._n_lines
+        details["kinks"] = len(self._kinks)
+        details["kinks_inconsistent"] = self._inconsistent
+        details["widths"] = [W.shape[0] for W, _ in self._known.layers]
+        details["points"] = self._probe.points
+        layers = list(self._known.layers)
+        if out_W is None:
+            if not layers:
+                return self._failed("no neuron recovered" + (f": {'; '.join(problems)}" if problems else ""), details)
+            status = "partial"
+            out_W, out_b = np.zeros((self._K, layers[-1][0].shape[0])), np.zeros(self._K)
+        layers.append((out_W, out_b))
+        model = relu_network(layers)
+        params = {f"W{i + 1}": W for i, (W, _) in enumerate(layers)}
+        params.update({f"b{i + 1}": b for i, (_, b) in enumerate(layers)})
+        details["bias_identified"] = bias_known
+        result = Result(self.name, status, "", params=params, model=model, details=details)
+        # verification on fresh points
+        try:
+            ok, report = self._verify(layers, bias_known)
+            details["verification"] = report
+        except QueryBudgetExceeded:
+            ok = False
+            problems.append("no budget left to verify")
+            status = "partial"
+        if status == "complete" and (problems or not ok):
+            status = "partial" if problems else "failed"
+        if not ok and not problems and status != "complete":
+            problems.append(f"a complete {len(layers)}-layer model does not reproduce the target on {self.verify} "
+                            f"fresh points (value error {report['value_error']:.3g}, gradient error "
+                            f"{report['gradient_error']:.3g} of the scale): not a fully connected ReLU network")
+            status = "failed"
+        if status == "partial" and not ok:
+            problems.append(f"residual on {self.verify} fresh points: value {report.get('value_error', float('nan')):.3g}, "
+                            f"gradient {report.get('gradient_error', float('nan')):.3g} (relative to their scale)")
+        result.status = status
+        widths = "-".join(str(w) for w in [self._d] + details["widths"] + [self._K])
+        if status == "complete":
+            result.message = (f"recovered {widths} exactly from {self._n_lines} lines; verified on {self.verify} fresh "
+                              f"points (max value error {report['value_error']:.2g}, gradient error "
+                              f"{report['gradient_error']:.2g} of the scale)")
+        else:
+            result.message = f"{status}: {widths}; " + "; ".join(problems)
+        return result
+
+    def _verify(self, layers, bias_known: bool) -> tuple[bool, dict[str, Any]]:
+        o = self._oracle
+        lo, hi = self._box
+        X = (self._rng.uniform(lo, hi, (self.verify, self._d)) if o.input_box
+             else self._rng.normal(size=(self.verify, self._d)))
+        kinds = tuple(k for k in ("value", self._probe.grad_kind) if k in o.kinds)
+        with o.ledger.phase("verify"):
+            got = o.query(X.reshape(self.verify, *o.input_shape), kinds, self.output)
+        model = relu_network(layers)
+        Xt = torch.as_tensor(X, dtype=torch.float64).requires_grad_(True)
+        out = model(Xt).reshape(self.verify, -1)
+        out[:, self.output].sum().backward()
+        Gh = Xt.grad.numpy()
+        Fh = out.detach().numpy()
+        report: dict[str, Any] = {"points": self.verify}
+        ok = True
+        G = np.asarray(got[self._probe.grad_kind], dtype=np.float64).reshape(self.verify, -1)
+        gscale = float(np.abs(G).max())
+        gerr = float(np.abs(G - Gh).max()) / gscale if gscale > 0 else math.inf
+        report["gradient_error"] = gerr
+        ok &= bool(np.isfinite(gerr) and gerr <= EXACT)
+        if "value" in got:
+            F = np.asarray(got["value"], dtype=np.float64).reshape(self.verify, -1)
+            if not bias_known:
+                Fh = Fh + (F - Fh).mean(axis=0)
+            fscale = float(np.abs(F).max())
+            ferr = float(np.abs(F - Fh).max()) / fscale if fscale > 0 else math.inf
+            report["value_error"] = ferr
+            report["max_abs_residual"] = float(np.abs(F - Fh).max())
+            ok &= bool(np.isfinite(ferr) and ferr <= EXACT)
+        else:
+            report["value_error"] = float("nan")
+        report["tolerance"] = EXACT
+        return ok, report
+
+    def _failed(self, message: str, details: dict[str, Any]) -> Result:
+        details["points"] = self._probe.points
+        return Result(self.name, "failed", message, details=details)
+
+    def run(self, oracle: Oracle) -> Result:
+        result = super().run(oracle)
+        probe = getattr(self, "_probe", None)
+        result.queries["points"] = probe.points if probe is not None else 0
+        return result

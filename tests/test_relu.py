@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from modelrecon.attacks.relu import ReluAttack
+from modelrecon.cli import app
+from modelrecon.evaluate import evaluate
+from modelrecon.oracle import OracleError, local_oracle
+from modelrecon.targets import load
+
+MODES = ["gradient", "value+gradient"]
+
+
+def _run(spec, mode, **kw):
+    target = load(spec)
+    result = ReluAttack(mode=mode, **kw).run(local_oracle(target, ["value", "gradient"]))
+    evaluate(result, target)
+    return target, result
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_two_layer_network_with_k_outputs_is_exact(mode):
+    target, r = _run("builtin:deep?d=16&widths=8,3&init=random&seed=4", mode)
+    assert r.status == "complete", r.message
+    m = r.metrics
+    assert m["hidden_units_matched"] == m["hidden_units_true"] == 8
+    assert m["parameter_relative_error"] <= 1e-9
+    assert m["worst_output_error_relative"] <= 1e-9
+    assert r.details["verification"]["gradient_error"] <= 1e-9
+    # distinct points beside the per-kind counts: value+gradient asks both kinds at every point
+    assert 0 < r.queries["points"] <= r.queries["total"]
+    if mode == "value+gradient":
+        assert r.queries["by_kind"]["value"] == r.queries["by_kind"]["gradient"] == r.queries["points"]
+
+
+def test_carlini_network_784_32_1_is_exact():
+    target, r = _run("builtin:deep?d=784&widths=32,1&seed=0", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["precision_bits"] >= 30
+    assert r.queries["total"] / 32 <= 30
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("spec", ["builtin:deep?d=20&widths=10,10,1&init=random&seed=1",
+                                  "builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0"])
+def test_deeper_networks_are_never_complete_with_a_wrong_model(spec, mode):
+    target, r = _run(spec, mode, max_lines=5)
+    if r.status == "complete":
+        assert r.metrics["worst_output_error_relative"] <= 1e-9
+    else:
+        assert r.status == "partial"
+        # what was not recovered is named: the layer and its neurons, and the measured residual
+        assert "layer" in r.message and "residual" in r.message
+
+
+def test_dead_unit_is_left_out_and_the_function_is_exact():
+    target, r = _run("factories:deep_with_dead_unit?d=12", "value+gradient")
+    assert r.status == "complete", r.message
+    m = r.metrics
+    assert m["hidden_units_dead"] == 1 and m["hidden_units_recovered"] == 5 and m["hidden_units_matched"] == 5
+    assert m["parameter_relative_error"] <= 1e-9
+
+
+def test_non_relu_network_fails():
+    target, r = _run("builtin:deep?d=6&widths=4,1&init=random&act=tanh", "value+gradient", max_points_per_line=2000)
+    assert r.status == "failed"
+    assert "not a ReLU network" in r.message
+
+
+def test_bad_hyperparameters_and_oracles():
+    with pytest.raises(ValueError, match="unknown mode"):
+        ReluAttack(mode="value")
+    target = load("builtin:deep?d=6&widths=4,1&init=random")
+    with pytest.raises(OracleError, match="needs value"):
+        ReluAttack(mode="value+gradient").run(local_oracle(target, ["gradient"]))
+
+
+def test_cli_attack_relu_writes_json(tmp_path):
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["attack", "relu", "--target", "builtin:deep?d=10&widths=5,1&init=random",
+                                   "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "complete" and doc["queries"]["points"] > 0
+    res = CliRunner().invoke(app, ["attack", "relu", "--mode", "value"])
+    assert res.exit_code != 0 and "unknown mode" in res.output + str(res.exception)
+
+
+def test_zoo_deep_entry_builds_as_carlini():
+    t = load("builtin:deep?d=10&widths=10,10,1&seed=0")
+    assert [W.shape for W, _ in t.truth["layers"]] == [(10, 10), (10, 10), (1, 10)]
+    r = load("builtin:deep?d=10&widths=4,2&init=random&epochs=0")
+    assert np.any(r.truth["layers"][0][1] != 0)
