@@ -37,7 +37,7 @@ def test_first_layer_rows_biases_and_signs_of_a_deep_net():
     attack._step_rel = 1e-4
     rows, biases, points = attack._first_layer()
     assert len(rows) == len(W)
-    signs = attack._signs(rows, points, lambda x, e: 1.0)
+    signs = attack._signs(rows, biases, points, np.zeros((0, 10)), np.zeros(0))
     for n, c, s in zip(rows, biases, signs):
         j = int(np.argmax(np.abs((W / norms[:, None]) @ n)))
         assert np.max(np.abs(s * n - W[j] / norms[j])) < 1e-8
@@ -56,11 +56,23 @@ def test_two_layer_net_complete_and_verified():
     assert result.queries["by_kind"] == {"value": result.queries["total"]}
 
 
-def test_deep_net_not_recovered_is_partial_never_complete():
-    t = _target("10,10")
-    result = DeepValueAttack(seed=0, max_segments=10, patience=4).run(local_oracle(t, ["value"]))
+def test_depth_three_carlini_net_complete():
+    t = load("builtin:deep?d=10&widths=10,10,1")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    assert result.status == "complete", result.message
+    assert result.details["widths"] == [10, 10]
+    X = torch.randn(5000, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        err = (t.model(X).reshape(-1) - result.model(X).reshape(-1)).abs().max().item()
+    assert err < 1e-8
+
+
+def test_expansive_first_layer_is_not_complete():
+    """Wider than the input: no step moves one first-layer neuron alone; the signs stay open and it says so."""
+    t = load("builtin:deep?d=5&widths=10,10,1")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
     assert result.status != "complete"
-    assert "not resolved" in result.message or "precision" in result.message
+    assert "not resolved" in result.message
 
 
 def test_rounded_answers_status_agrees_with_verified_error():
