@@ -116,7 +116,7 @@ class DeepValueAttack(Attack):
         biases: list[float] = []
         points: list[np.ndarray] = []
         quiet = families = 0
-        while families < self.max_segments and quiet < max(2, self.patience // 4):
+        while families < self.max_segments and quiet < max(1, self.patience // 8):
             families += 1
             before = len(rows)
             self._first_layer_family(rows, biases, points)
@@ -130,13 +130,14 @@ class DeepValueAttack(Attack):
                    for r, b in zip(rows, biases) for s in (1.0, -1.0))
 
     def _first_layer_family(self, rows, biases, points) -> None:
-        """Four parallel lines; kinks affine across them are first-layer neurons (added in place)."""
+        """Three parallel lines; kinks affine across them are first-layer candidates (added in place when
+        their gradient jump is orthogonal to the crossings and fresh far points of the hyperplane confirm it)."""
         d, p, sig = self._d, self._probe, self._sigma
         x0 = self._center + sig * self._rng.standard_normal(d)
         o = sig * self._rng.standard_normal(d)
         v = self._unit(d)
         T = 4 * sig * np.sqrt(d) + 4 * sig
-        lines = [np.asarray(p.kinks(x0 + s * o, v, -T, T)) for s in range(4)]
+        lines = [np.asarray(p.kinks(x0 + s * o, v, -T, T)) for s in range(3)]
         if min(len(ln) for ln in lines) == 0:
             return
         tol = 1e-7 * T
@@ -149,14 +150,13 @@ class DeepValueAttack(Attack):
         for t0 in lines[0]:
             if len(known_t) and np.min(np.abs(known_t - t0)) < tol:
                 continue
-            # predicted positions on lines 2 and 3 for each candidate t1 on line 1
+            # the predicted position on line 2 for each candidate t1 on line 1
             e2 = np.min(np.abs(lines[2][None] - (2 * lines[1] - t0)[:, None]), axis=1)
-            e3 = np.min(np.abs(lines[3][None] - (3 * lines[1] - 2 * t0)[:, None]), axis=1)
-            ok = np.flatnonzero((e2 < tol) & (e3 < tol))
+            ok = np.flatnonzero(e2 < tol)
             if len(ok) == 0:
                 continue
-            t1 = lines[1][ok[np.argmin((e2 + e3)[ok])]]
-            xs = [x0 + s * o + (t0 + s * (t1 - t0)) * v for s in range(4)]
+            t1 = lines[1][ok[np.argmin(e2[ok])]]
+            xs = [x0 + s * o + (t0 + s * (t1 - t0)) * v for s in range(3)]
             # a first-layer hyperplane holds its four crossings: cheap test before paying for a gradient
             gaps = np.abs(lines[0] - t0)
             gaps = gaps[gaps > 0]
@@ -165,7 +165,7 @@ class DeepValueAttack(Attack):
             n = self._row(J)
             if n is None:
                 continue
-            diffs = np.array([xs[s] - xs[0] for s in (1, 2, 3)])
+            diffs = np.array([xs[s] - xs[0] for s in (1, 2)])
             if np.max(np.abs(diffs @ n)) > self._rel_tol() * 10 * np.max(np.linalg.norm(diffs, axis=1)):
                 continue
             bias = -float(np.mean([n @ x for x in xs]))
@@ -173,7 +173,7 @@ class DeepValueAttack(Attack):
                 continue
             # a hyperplane of the first layer is flat everywhere: kinks at far points of it too
             refined = self._refine(n, bias, xs[0], np.eye(d), np.zeros(d), np.eye(d), np.zeros((0, d)), np.zeros(0),
-                                   need=3)
+                                   need=2)
             if refined is None:
                 continue
             n, bias = refined
@@ -278,17 +278,28 @@ class DeepValueAttack(Attack):
         step = self._step_rel * self._sigma / max(np.linalg.norm(U, axis=0).max(), 1e-300)
         clusters: list[dict[str, Any]] = []
         quiet, seg = 0, 0
+        searched: list[tuple] = []
         while (seg < h or quiet < self.patience) and seg < h + self.max_segments:
             x0, v, lo, hi = self._segment(xc, A, a, U, Z, z, corner=seg if seg < h else None)
             seg += 1
             if hi - lo <= 0:
                 continue
             ts = p.kinks(x0, v, lo, hi)
+            searched.append((x0, v, lo, hi, np.asarray(ts)))
             new = False
             for i, t in enumerate(ts):
                 gaps = [abs(t - u) for j, u in enumerate(ts) if j != i] + [t - lo, hi - t]
                 eta = 0.25 * min(gaps)
                 x = x0 + t * v
+                y = A @ x + a
+                seen = [c for c in clusters if abs(c["n"] @ y + c["b"]) <= 1e-6 * (1 + np.linalg.norm(y))]
+                if len(seen) == 1:  # on the hyperplane of a row already measured: no derivative needed
+                    c = seen[0]
+                    c["x"].append(x)
+                    if seg not in c["segs"]:
+                        new = new or len(c["segs"]) == 1
+                        c["segs"].add(seg)
+                    continue
                 n = self._row(p.jump(x, v, eta, U, step))
                 if n is None:
                     continue
@@ -310,7 +321,9 @@ class DeepValueAttack(Attack):
         rows, biases, points = [], [], []
         yc = A @ xc + a
         for c in clusters:
-            refined = self._refine(c["n"], c["b"], c["x"][0], A, a, U, Z, z, need=2 if len(c["segs"]) > 1 else 3)
+            if self._hit_rate(c["n"], c["b"], A, a, searched) < 0.5:
+                continue  # a deeper neuron's surface: flat only in one cell of the next layer
+            refined = self._refine(c["n"], c["b"], c["x"][0], A, a, U, Z, z, need=2, yc=yc)
             if refined is None or self._known(rows, biases, *refined):
                 continue
             rows.append(refined[0])
@@ -320,7 +333,7 @@ class DeepValueAttack(Attack):
             return np.zeros((0, h)), np.zeros(0), []
         return np.array(rows), np.array(biases), points
 
-    def _refine(self, n, b, x_kink, A, a, U, Z, z, need: int):
+    def _refine(self, n, b, x_kink, A, a, U, Z, z, need: int, yc=None):
         """Confirm a candidate neuron of the next layer and make it precise.
 
         Its surface is a hyperplane all over the region (a deeper neuron's bends where the next layer
@@ -333,6 +346,7 @@ class DeepValueAttack(Attack):
         p = self._probe
         h = len(n)
         y0 = A @ x_kink + a
+        yc = y0 if yc is None else yc
         u = U @ n
         u /= np.linalg.norm(u)
         fit_all = h <= self.refine_width
@@ -341,12 +355,16 @@ class DeepValueAttack(Attack):
         for attempt in range(tries + 3):
             if len(Y) - 1 >= tries:
                 break
-            r = self._rng.standard_normal(h)
+            if attempt == 3 and len(Y) - 1 < need:
+                return None  # the first three fresh points decide: a bent surface is a deeper neuron's
+            if len(z):  # toward a random point of the region's interior (kinks near a face have little room)
+                r = yc * self._rng.uniform(0.25, 2.0, h) - y0
+            else:
+                r = self._rng.standard_normal(h) * 2 * self._sigma
             r -= (n @ r) * n
             step = U @ r
-            far = 2 * self._sigma * np.sqrt(self._d) / max(np.linalg.norm(step), 1e-300)
-            lam = self._room(x_kink, step, Z, z, fallback=far)
-            xp = x_kink + lam * self._rng.uniform(0.2, 0.9) * step
+            lam = min(1.0, self._room(x_kink, step, Z, z, fallback=1.0))
+            xp = x_kink + lam * self._rng.uniform(0.5, 1.0) * step
             xp = xp - ((n @ (A @ xp + a) + b) / (n @ (A @ u))) * u  # back onto the hyperplane
             delta = 0.25 * min(self._room(xp, u, Z, z, self._sigma), self._room(xp, -u, Z, z, self._sigma))
             t = self._cross(xp, u, delta)
@@ -376,6 +394,22 @@ class DeepValueAttack(Attack):
         if np.max(np.abs((Y - mean) @ m)) > 1e4 * EPS * np.abs(Y).max():
             return n, b  # crossings located less precisely than the derivatives (a small jump): keep those
         return m, -float(m @ mean)
+
+    @staticmethod
+    def _hit_rate(n, b, A, a, searched) -> float:
+        """Of the searched segments that cross the hyperplane n.y + b = 0, the share with a kink where they
+        cross it: 1 for a neuron of the next layer (its surface is that plane all over the region), less for
+        a deeper neuron's surface, flat only inside one cell of the next layer."""
+        crossed = hit = 0
+        for x0, v, lo, hi, ts in searched:
+            rate, off = n @ (A @ v), n @ (A @ x0 + a) + b
+            if rate == 0:
+                continue
+            t = -off / rate
+            if lo < t < hi:
+                crossed += 1
+                hit += bool(len(ts)) and np.min(np.abs(ts - t)) <= 1e-6 * (hi - lo)
+        return hit / crossed if crossed else 0.0
 
     @staticmethod
     def _room(x, e, Z, z, fallback):
