@@ -77,8 +77,8 @@ class DeepValueAttack(Attack):
 
     name = "relu-value"
 
-    def __init__(self, seed: int = 0, scale: float | None = None, max_segments: int = 40, patience: int = 4,
-                 max_layers: int = 8, precision: float = 1e-8, verify_points: int = 1000):
+    def __init__(self, seed: int = 0, scale: float | None = None, max_segments: int = 60, patience: int = 16,
+                 max_layers: int = 8, precision: float = 1e-8, verify_points: int = 1000, refine_width: int = 128):
         self.seed = seed
         self.scale = scale
         self.max_segments = max_segments
@@ -86,6 +86,7 @@ class DeepValueAttack(Attack):
         self.max_layers = max_layers
         self.precision = precision
         self.verify_points = verify_points
+        self.refine_width = refine_width
 
     # -- helpers ---------------------------------------------------------------------------
     def _setup(self, oracle: Oracle) -> None:
@@ -115,7 +116,7 @@ class DeepValueAttack(Attack):
         biases: list[float] = []
         points: list[np.ndarray] = []
         quiet = families = 0
-        while families < self.max_segments and quiet < self.patience:
+        while families < self.max_segments and quiet < max(1, self.patience // 8):
             families += 1
             before = len(rows)
             self._first_layer_family(rows, biases, points)
@@ -123,29 +124,39 @@ class DeepValueAttack(Attack):
         return np.array(rows).reshape(-1, self._d), np.array(biases), points
 
     def _known(self, rows, biases, n, bias) -> bool:
+        """Whether (n, bias) is one of the (row, bias) pairs, in either orientation."""
         tol = self._rel_tol() * 10
-        return any(np.max(np.abs(r - n)) < tol and abs(b - bias) < tol * (1 + abs(b)) for r, b in zip(rows, biases))
+        return any(np.max(np.abs(r - s * n)) < tol and abs(b - s * bias) < tol * (1 + abs(b))
+                   for r, b in zip(rows, biases) for s in (1.0, -1.0))
 
     def _first_layer_family(self, rows, biases, points) -> None:
-        """Four parallel lines; kinks affine across them are first-layer neurons (added in place)."""
+        """Three parallel lines; kinks affine across them are first-layer candidates (added in place when
+        their gradient jump is orthogonal to the crossings and fresh far points of the hyperplane confirm it)."""
         d, p, sig = self._d, self._probe, self._sigma
         x0 = self._center + sig * self._rng.standard_normal(d)
         o = sig * self._rng.standard_normal(d)
         v = self._unit(d)
         T = 4 * sig * np.sqrt(d) + 4 * sig
-        lines = [np.asarray(p.kinks(x0 + s * o, v, -T, T)) for s in range(4)]
+        lines = [np.asarray(p.kinks(x0 + s * o, v, -T, T)) for s in range(3)]
         if min(len(ln) for ln in lines) == 0:
             return
         tol = 1e-7 * T
+        if rows:  # where the known first-layer hyperplanes cross line 0: those kinks cost nothing more
+            R, B = np.array(rows), np.array(biases)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                known_t = -(R @ x0 + B) / (R @ v)
+        else:
+            known_t = np.zeros(0)
         for t0 in lines[0]:
-            # predicted positions on lines 2 and 3 for each candidate t1 on line 1
+            if len(known_t) and np.min(np.abs(known_t - t0)) < tol:
+                continue
+            # the predicted position on line 2 for each candidate t1 on line 1
             e2 = np.min(np.abs(lines[2][None] - (2 * lines[1] - t0)[:, None]), axis=1)
-            e3 = np.min(np.abs(lines[3][None] - (3 * lines[1] - 2 * t0)[:, None]), axis=1)
-            ok = np.flatnonzero((e2 < tol) & (e3 < tol))
+            ok = np.flatnonzero(e2 < tol)
             if len(ok) == 0:
                 continue
-            t1 = lines[1][ok[np.argmin((e2 + e3)[ok])]]
-            xs = [x0 + s * o + (t0 + s * (t1 - t0)) * v for s in range(4)]
+            t1 = lines[1][ok[np.argmin(e2[ok])]]
+            xs = [x0 + s * o + (t0 + s * (t1 - t0)) * v for s in range(3)]
             # a first-layer hyperplane holds its four crossings: cheap test before paying for a gradient
             gaps = np.abs(lines[0] - t0)
             gaps = gaps[gaps > 0]
@@ -154,15 +165,27 @@ class DeepValueAttack(Attack):
             n = self._row(J)
             if n is None:
                 continue
-            diffs = np.array([xs[s] - xs[0] for s in (1, 2, 3)])
+            diffs = np.array([xs[s] - xs[0] for s in (1, 2)])
             if np.max(np.abs(diffs @ n)) > self._rel_tol() * 10 * np.max(np.linalg.norm(diffs, axis=1)):
                 continue
             bias = -float(np.mean([n @ x for x in xs]))
             if self._known(rows, biases, n, bias):
                 continue
+            # a hyperplane of the first layer is flat everywhere: kinks at far points of it too
+            refined = self._refine(n, bias, xs[0], np.eye(d), np.zeros(d), np.eye(d), np.zeros((0, d)), np.zeros(0),
+                                   need=2)
+            if refined is None:
+                continue
+            n, bias = refined
             rows.append(n)
             biases.append(bias)
             points.append(xs[0])
+
+    def _kink_at(self, x: np.ndarray, n: np.ndarray) -> bool:
+        """Whether the outputs bend at x along n (three values)."""
+        eps = 1e-3 * self._sigma
+        g = self._probe.g(np.vstack([x - eps * n, x, x + eps * n]))
+        return bool(abs(g[0] - 2 * g[1] + g[2]) > 16 * self._probe.noise)
 
     @staticmethod
     def _row(J: np.ndarray) -> np.ndarray | None:
@@ -176,9 +199,14 @@ class DeepValueAttack(Attack):
         return n * np.sign(n[np.argmax(np.abs(n))])
 
     # -- signs -------------------------------------------------------------------------------
-    def _signs(self, P: np.ndarray, points: list[np.ndarray], lower_ok) -> np.ndarray | None:
-        """Sign per neuron of a layer whose local map from the input is P (rows up to sign):
-        +1 when the neuron is active where P x grows.  None when P cannot isolate a neuron."""
+    def _signs(self, P: np.ndarray, c: np.ndarray, points: list[np.ndarray], Z: np.ndarray, z: np.ndarray,
+               tries: int = 6) -> np.ndarray | None:
+        """Sign per neuron of a layer whose pre-activations are, where the known layers Z x + z are all active,
+        P x + c (rows up to sign): +1 when the neuron is active where its P x grows.  A step along the
+        direction that moves neuron j alone leaves the outputs constant on its inactive side: three values at
+        its kink, then at fresh points of its hyperplane while the test is inconclusive (both sides flat: its
+        influence is cut further on there).  None when P cannot isolate a neuron (a layer wider than the rank
+        below it); 0 for a neuron whose test never decided."""
         h = len(P)
         if h == 0:
             return np.zeros(0)
@@ -186,18 +214,28 @@ class DeepValueAttack(Attack):
             return None
         E = np.linalg.pinv(P)
         p = self._probe
+        tol = 8 * p.noise / max(np.sum(np.abs(p.r)), 1e-300) + 1e-9 * p.scale
         signs = np.zeros(h)
         for j in range(h):
             e = E[:, j] / np.linalg.norm(E[:, j])
+            n = P[j] / np.linalg.norm(P[j])
             x = points[j]
-            delta = lower_ok(x, e)
-            f = p.values(np.vstack([x - delta * e, x, x + delta * e]))
-            left, right = np.max(np.abs(f[0] - f[1])), np.max(np.abs(f[2] - f[1]))
-            tol = 8 * p.noise / max(np.sum(np.abs(p.r)), 1e-300) + 1e-9 * p.scale
-            if left <= tol < right:
-                signs[j] = 1.0
-            elif right <= tol < left:
-                signs[j] = -1.0
+            for attempt in range(tries):
+                if attempt:  # a fresh point of the hyperplane, inside the region
+                    r = self._rng.standard_normal(self._d)
+                    r -= (n @ r) * n
+                    far = self._sigma * np.sqrt(self._d) / np.linalg.norm(r)
+                    x = points[j] + self._room(points[j], r, Z, z, far) * self._rng.uniform(0.1, 0.9) * r
+                    x = x - ((P[j] @ x + c[j]) / (P[j] @ e)) * e
+                delta = min(self._room(x, e, Z, z, self._sigma), self._room(x, -e, Z, z, self._sigma))
+                f = p.values(np.vstack([x - delta * e, x, x + delta * e]))
+                left, right = np.max(np.abs(f[0] - f[1])), np.max(np.abs(f[2] - f[1]))
+                if left <= tol < right:
+                    signs[j] = 1.0
+                elif right <= tol < left:
+                    signs[j] = -1.0
+                if signs[j] or (left > tol and right > tol):
+                    break
         return signs
 
     # -- deeper layers ---------------------------------------------------------------------
@@ -240,30 +278,40 @@ class DeepValueAttack(Attack):
         step = self._step_rel * self._sigma / max(np.linalg.norm(U, axis=0).max(), 1e-300)
         clusters: list[dict[str, Any]] = []
         quiet, seg = 0, 0
-        while seg < self.max_segments and quiet < self.patience:
+        searched: list[tuple] = []
+        while (seg < h or quiet < self.patience) and seg < h + self.max_segments:
+            x0, v, lo, hi = self._segment(xc, A, a, U, Z, z, corner=seg if seg < h else None)
             seg += 1
-            x0, v, lo, hi = self._segment(xc, A, a, U, Z, z)
             if hi - lo <= 0:
                 continue
             ts = p.kinks(x0, v, lo, hi)
+            searched.append((x0, v, lo, hi, np.asarray(ts)))
             new = False
             for i, t in enumerate(ts):
                 gaps = [abs(t - u) for j, u in enumerate(ts) if j != i] + [t - lo, hi - t]
                 eta = 0.25 * min(gaps)
                 x = x0 + t * v
+                y = A @ x + a
+                seen = [c for c in clusters if abs(c["n"] @ y + c["b"]) <= 1e-6 * (1 + np.linalg.norm(y))]
+                if len(seen) == 1:  # on the hyperplane of a row already measured: no derivative needed
+                    c = seen[0]
+                    c["x"].append(x)
+                    if seg not in c["segs"]:
+                        new = new or len(c["segs"]) == 1
+                        c["segs"].add(seg)
+                    continue
                 n = self._row(p.jump(x, v, eta, U, step))
                 if n is None:
                     continue
                 bias = -float(n @ (A @ x + a))
                 hit = None
                 for c in clusters:
-                    if np.max(np.abs(c["n"] - n)) < self._rel_tol() * 10 and abs(c["b"] - bias) < \
-                            self._rel_tol() * 10 * (1 + abs(bias)):
+                    if self._known([c["n"]], [c["b"]], n, bias):
                         hit = c
                         break
                 if hit is None:
                     clusters.append({"n": n, "b": bias, "x": [x], "segs": {seg}})
-                    new = new or seg <= 2 * self.patience  # early on, any new row counts as progress
+                    new = True
                 else:
                     hit["x"].append(x)
                     if seg not in hit["segs"]:
@@ -271,27 +319,142 @@ class DeepValueAttack(Attack):
                         hit["segs"].add(seg)
             quiet = 0 if new else quiet + 1
         rows, biases, points = [], [], []
+        yc = A @ xc + a
         for c in clusters:
-            if len(c["segs"]) < 2:
+            if self._hit_rate(c["n"], c["b"], A, a, searched) < 0.5:
+                continue  # a deeper neuron's surface: flat only in one cell of the next layer
+            refined = self._refine(c["n"], c["b"], c["x"][0], A, a, U, Z, z, need=2, yc=yc)
+            if refined is None or self._known(rows, biases, *refined):
                 continue
-            rows.append(c["n"])
-            biases.append(c["b"])
+            rows.append(refined[0])
+            biases.append(refined[1])
             points.append(c["x"][0])
         if not rows:
             return np.zeros((0, h)), np.zeros(0), []
         return np.array(rows), np.array(biases), points
 
-    def _segment(self, xc, A, a, U, Z, z):
-        """A segment between two random points of the known layers' all-active region, drawn in the
-        last known layer's coordinates (positive, some coordinates near 0, so that the segment meets
-        the faces where the next layer's hyperplanes cut), clipped where a lower unit would switch."""
+    def _refine(self, n, b, x_kink, A, a, U, Z, z, need: int, yc=None):
+        """Confirm a candidate neuron of the next layer and make it precise.
+
+        Its surface is a hyperplane all over the region (a deeper neuron's bends where the next layer
+        switches): it is crossed, along its normal, at fresh points spread over the region in random
+        directions within it.  Each crossing is located from two values on each side (long baselines:
+        to the noise of the values, not of a finite difference) and checked by a fifth value at the
+        predicted point.  With ``need`` crossings the neuron is confirmed; with h + 1 of them (h the width
+        below) the hyperplane through them replaces the row and bias measured from derivatives.
+        Returns (row, bias) or None."""
+        p = self._probe
+        h = len(n)
+        y0 = A @ x_kink + a
+        yc = y0 if yc is None else yc
+        u = U @ n
+        u /= np.linalg.norm(u)
+        fit_all = h <= self.refine_width
+        tries = h + 3 if fit_all else 3
+        Y = [y0]
+        for attempt in range(tries + 3):
+            if len(Y) - 1 >= tries:
+                break
+            if attempt == 3 and len(Y) - 1 < need:
+                return None  # the first three fresh points decide: a bent surface is a deeper neuron's
+            if len(z):  # toward a random point of the region's interior (kinks near a face have little room)
+                r = yc * self._rng.uniform(0.25, 2.0, h) - y0
+            else:
+                r = self._rng.standard_normal(h) * 2 * self._sigma
+            r -= (n @ r) * n
+            step = U @ r
+            lam = min(1.0, self._room(x_kink, step, Z, z, fallback=1.0))
+            xp = x_kink + lam * self._rng.uniform(0.5, 1.0) * step
+            xp = xp - ((n @ (A @ xp + a) + b) / (n @ (A @ u))) * u  # back onto the hyperplane
+            delta = 0.25 * min(self._room(xp, u, Z, z, self._sigma), self._room(xp, -u, Z, z, self._sigma))
+            t = self._cross(xp, u, delta)
+            if t is not None:
+                Y.append(A @ (xp + t * u) + a)
+        found = len(Y) - 1
+        if found < need:
+            return None
+        if not fit_all or found < h:
+            return n, b
+        Y = np.array(Y)
+        # crossings of another neuron that happened to pass the check lie off the hyperplane: left out
+        Y = Y[np.abs(Y @ n + b) <= 1e-4 * (1 + np.linalg.norm(Y, axis=1))]
+        if len(Y) <= h:
+            return n, b
+        for _ in range(3):  # fit, leave out the points far off the fitted plane (1000x the median), refit
+            mean = Y.mean(axis=0)
+            _, sv, vt = np.linalg.svd(Y - mean)
+            m = vt[-1] * np.sign(vt[-1] @ n)
+            res = np.abs((Y - mean) @ m)
+            keep = res <= max(1e3 * np.median(res), 64 * EPS * np.abs(Y).max())
+            if keep.all() or keep.sum() <= h:
+                break
+            Y = Y[keep]
+        if np.max(np.abs(m - n)) > 1e3 * self._rel_tol() or sv[-2] < 1e-6 * sv[0]:
+            return n, b  # points not spread enough to improve on the derivatives
+        if np.max(np.abs((Y - mean) @ m)) > 1e4 * EPS * np.abs(Y).max():
+            return n, b  # crossings located less precisely than the derivatives (a small jump): keep those
+        return m, -float(m @ mean)
+
+    @staticmethod
+    def _hit_rate(n, b, A, a, searched) -> float:
+        """Of the searched segments that cross the hyperplane n.y + b = 0, the share with a kink where they
+        cross it: 1 for a neuron of the next layer (its surface is that plane all over the region), less for
+        a deeper neuron's surface, flat only inside one cell of the next layer."""
+        crossed = hit = 0
+        for x0, v, lo, hi, ts in searched:
+            rate, off = n @ (A @ v), n @ (A @ x0 + a) + b
+            if rate == 0:
+                continue
+            t = -off / rate
+            if lo < t < hi:
+                crossed += 1
+                hit += bool(len(ts)) and np.min(np.abs(ts - t)) <= 1e-6 * (hi - lo)
+        return hit / crossed if crossed else 0.0
+
+    @staticmethod
+    def _room(x, e, Z, z, fallback):
+        """How far from x along e every known pre-activation stays positive."""
+        if len(z) == 0:
+            return fallback
+        rates, offs = Z @ e, Z @ x + z
+        lim = [offs[i] / -rates[i] for i in range(len(z)) if rates[i] < 0]
+        return 0.9 * min(lim) if lim else fallback
+
+    def _cross(self, x, u, delta, near: float = 1e-3) -> float | None:
+        """Where the outputs bend on x + t u, |t| < near * delta (the predicted crossing is t = 0): two values
+        on each side, one at 0."""
+        p = self._probe
+        for _ in range(3):
+            ts = np.array([-delta, -delta / 2, 0.0, delta / 2, delta])
+            g = p.g(x + np.outer(ts, u))
+            sl, sr = (g[1] - g[0]) / (delta / 2), (g[4] - g[3]) / (delta / 2)
+            tol = 4 * p.noise
+            if abs(sl - sr) * delta > 64 * tol:
+                t = (g[3] - g[1] + sl * ts[1] - sr * ts[3]) / (sl - sr)
+                line0 = g[1] + sl * (0 - ts[1]) if t > 0 else g[3] + sr * (0 - ts[3])
+                if abs(t) < near * delta and abs(g[2] - line0) <= tol + 1e-12 * p.scale:
+                    return float(t)
+            delta /= 4
+        return None
+
+    def _segment(self, xc, A, a, U, Z, z, corner: int | None = None):
+        """A segment of the known layers' all-active region, drawn in the last known layer's coordinates y
+        and clipped where a lower unit would switch.  ``corner`` i: from near the corner y = s e_i to the
+        diagonal y = s 1; a hyperplane w.y + b = 0 (b small) with weights of both signs separates the two
+        ends for some i (one w_i has the other sign than sum(w)), so h such segments meet every neuron that
+        can switch.  Otherwise between two random positive points, some coordinates near 0."""
         yc = A @ xc + a
         scale = float(np.mean(np.abs(yc)))
-        ends = []
-        for _ in range(2):
-            y = scale * np.abs(self._rng.standard_normal(len(yc))) * 2
-            y[self._rng.random(len(yc)) < 0.5] *= 0.05
-            ends.append(xc + U @ (y - yc))
+        h = len(yc)
+        if corner is not None:
+            ys = [scale * (h * np.eye(h)[corner] + 0.01), scale * np.ones(h)]
+        else:
+            ys = []
+            for _ in range(2):
+                y = scale * np.abs(self._rng.standard_normal(h)) * 2
+                y[self._rng.random(h) < self._rng.random()] *= 0.1 * self._rng.random()
+                ys.append(y)
+        ends = [xc + U @ (y - yc) for y in ys]
         x0, v = ends[0], ends[1] - ends[0]
         rates, offs = Z @ v, Z @ x0 + z
         floor = 1e-6 * scale * np.linalg.norm(Z, axis=1) / np.linalg.norm(Z, axis=1).max()
@@ -332,7 +495,7 @@ class DeepValueAttack(Attack):
             return Result(self.name, "failed", "no first-layer neuron found on the searched lines",
                           details={"notes": self._notes})
         status_notes = []
-        signs = self._signs(W1, pts, lambda x, e: self._sigma)
+        signs = self._signs(W1, b1, pts, np.zeros((0, self._d)), np.zeros(0))
         layer, P_pts = (W1, b1), pts
         while True:
             if signs is None or np.any(signs == 0):
@@ -352,13 +515,7 @@ class DeepValueAttack(Attack):
                 break
             Wn, bn, npts = nxt
             A, a, Z, z = self._affine()
-
-            def inside(x, e, Z=Z, z=z):
-                rates, offs = Z @ e, Z @ x + z
-                lim = [offs[i] / abs(rates[i]) for i in range(len(z)) if rates[i] != 0]
-                return 0.5 * min(lim + [self._sigma])
-
-            signs = self._signs(Wn @ A, npts, inside)
+            signs = self._signs(Wn @ A, Wn @ a + bn, npts, Z, z)
             layer = (Wn, bn)
         if not self._layers:
             return Result(self.name, "failed", "; ".join(status_notes + self._notes))

@@ -1,0 +1,84 @@
+"""Value-only probes and the deep value attack (small seeded networks)."""
+
+import numpy as np
+import torch
+
+from modelrecon.attacks.relu_value import DeepValueAttack
+from modelrecon.attacks.value_probe import ValueProbe
+from modelrecon.oracle import local_oracle
+from modelrecon.targets.load import load
+
+
+def _target(widths, d=10, seed=0):
+    return load(f"builtin:mlp?d={d}&widths={widths}&k=1&seed={seed}&act=relu")
+
+
+def test_kinks_by_value_are_the_hyperplane_crossings():
+    t = _target("6", d=8)
+    W, b = t.model[0].weight.detach().numpy(), t.model[0].bias.detach().numpy()
+    probe = ValueProbe(local_oracle(t, ["value"]), seed=1)
+    rng = np.random.default_rng(3)
+    x0, v = rng.standard_normal(8), rng.standard_normal(8)
+    v /= np.linalg.norm(v)
+    true = np.sort(-(W @ x0 + b) / (W @ v))
+    true = true[np.abs(true) < 30]
+    found = np.asarray(probe.kinks(x0, v, -30.0, 30.0))
+    assert len(found) == len(true)
+    assert np.max(np.abs(found - true)) < 1e-9
+    assert probe.oracle.ledger.total() == sum(len(a) for a in probe.answers)
+
+
+def test_first_layer_rows_biases_and_signs_of_a_deep_net():
+    t = _target("10,10")
+    W, b = t.model[0].weight.detach().numpy(), t.model[0].bias.detach().numpy()
+    norms = np.linalg.norm(W, axis=1)
+    attack = DeepValueAttack(seed=0)
+    attack._setup(local_oracle(t, ["value"]))
+    attack._step_rel = 1e-4
+    rows, biases, points = attack._first_layer()
+    assert len(rows) == len(W)
+    signs = attack._signs(rows, biases, points, np.zeros((0, 10)), np.zeros(0))
+    for n, c, s in zip(rows, biases, signs):
+        j = int(np.argmax(np.abs((W / norms[:, None]) @ n)))
+        assert np.max(np.abs(s * n - W[j] / norms[j])) < 1e-8
+        assert abs(s * c - b[j] / norms[j]) < 1e-8
+
+
+def test_two_layer_net_complete_and_verified():
+    t = _target("8", d=12, seed=1)
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    assert result.status == "complete", result.message
+    assert result.details["verified_relative_error"] <= 1e-8
+    X = torch.randn(2000, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        err = (t.model(X).reshape(-1) - result.model(X).reshape(-1)).abs().max().item()
+    assert err < 1e-7
+    assert result.queries["by_kind"] == {"value": result.queries["total"]}
+
+
+def test_depth_three_carlini_net_complete():
+    t = load("builtin:deep?d=10&widths=10,10,1")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    assert result.status == "complete", result.message
+    assert result.details["widths"] == [10, 10]
+    X = torch.randn(5000, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        err = (t.model(X).reshape(-1) - result.model(X).reshape(-1)).abs().max().item()
+    assert err < 1e-8
+
+
+def test_expansive_first_layer_is_not_complete():
+    """Wider than the input: no step moves one first-layer neuron alone; the signs stay open and it says so."""
+    t = load("builtin:deep?d=5&widths=10,10,1")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    assert result.status != "complete"
+    assert "not resolved" in result.message
+
+
+def test_rounded_answers_status_agrees_with_verified_error():
+    t = _target("6", d=8, seed=2)
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"], round_decimals=4))
+    if result.status == "complete":
+        assert result.details["verified_relative_error"] <= 1e-8
+    else:
+        assert result.details.get("verified_relative_error", np.inf) > 1e-8 or result.details["notes"]
