@@ -71,6 +71,27 @@ def quadrature(oracle: Oracle) -> tuple[np.ndarray, np.ndarray, float]:
     return alphas, weights, float(o["ig_baseline"])
 
 
+def randomness(real: Oracle, kind: str, output: int = 0, seed: int = 0) -> float:
+    """Two answers of ``kind`` at one input: their largest relative difference (0 for a deterministic oracle).
+    Costs two queries (more where the answer is 0: farther out); exact attacks stop here on noisy answers
+    instead of searching noise for kinks."""
+    u = np.random.default_rng((seed, 5)).normal(size=(1, real.input_dim))
+    for radius in (1.0, 2.0 ** 8, 2.0 ** 16):
+        x = (u * radius).reshape(1, *real.input_shape)
+        a, b = (np.asarray(real.query(x, (kind,), output)[kind], dtype=np.float64) for _ in range(2))
+        if np.max(np.abs(a)) > 0 or np.max(np.abs(b)) > 0:
+            return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), float(np.max(np.abs(b)))))
+    return 0.0
+
+
+def _random_answers(real: Oracle, kind: str, output: int, seed: int) -> str | None:
+    r = randomness(real, kind, output, seed)
+    if r > 0:
+        return (f"the oracle's {kind.split(':')[-1]} answers are random (two answers at one input differ by {r:.2g} "
+                "relative): no exact extraction; the mean of repeated answers bounds the precision (averaged_oracle)")
+    return None
+
+
 def _adapter(real: Oracle, kinds: tuple[str, ...], answer: Callable, options: dict[str, Any], spec: str,
              n_outputs: int = 1, task: str = "regression") -> Oracle:
     """An Oracle answering ``kinds`` by ``answer(X, kinds)`` from queries to ``real`` in the same ledger phase;
@@ -141,6 +162,9 @@ class IGRelu2Attack(Attack):
             raise OracleError("IG through the relu2 attack needs explanations of the logits (explain_space='logit')")
         alphas, weights, base = quadrature(oracle)
         self._alphas, self._weights, self._base = alphas, weights, base
+        noisy = _random_answers(oracle, IG, self.output, self.seed)
+        if noisy:
+            return Result(self.name, "failed", noisy, details={"through": "integrated-gradients"})
         # 1. units from the far field
         far = far_field_oracle(oracle, self.output, self.scale, self.seed)
         inner = Relu2Attack(mode="value+gradient", seed=self.seed, **self.relu2).run(far)
@@ -432,16 +456,20 @@ class Through(Attack):
     """Run an attack that consumes signed gradients and values through an adapter over the real oracle;
     the queries reported are the real oracle's (the adapter's own counts are in details)."""
 
-    def __init__(self, attack: Attack, adapter: Callable[[Oracle], Oracle], via: str):
+    def __init__(self, attack: Attack, adapter: Callable[[Oracle], Oracle], via: str, exact_kind: str | None = None):
         self.attack = attack
         self.adapter = adapter
         self.via = via
+        self.exact_kind = exact_kind  # an exact attack: first check that this kind's answers are not random
         self.name = attack.name
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"via": self.via, **self.attack.hyperparameters()}
 
     def execute(self, oracle: Oracle) -> Result:
+        noisy = self.exact_kind and _random_answers(oracle, self.exact_kind, 0, 0)
+        if noisy:
+            return Result(self.name, "failed", noisy, details={"through": self.via})
         adapted = self.adapter(oracle)
         result = self.attack.run(adapted)
         result.details["through"] = self.via
@@ -450,4 +478,12 @@ class Through(Attack):
 
 
 def through_saliency(attack: Attack, output: int = 0, bits: int = 24) -> Through:
-    return Through(attack, lambda o: signed_gradient_oracle(o, output, bits), "absolute saliency + values")
+    return Through(attack, lambda o: signed_gradient_oracle(o, output, bits), "absolute saliency + values", SALIENCY)
+
+
+def relu2_through_saliency(output: int = 0, bits: int = 24, **relu2: Any) -> Through:
+    """The relu2 attack (value+gradient mode) through |saliency| signed from values."""
+    from modelrecon.attacks.relu2 import Relu2Attack
+
+    return through_saliency(Relu2Attack(mode="value+gradient", output=output, **relu2), output, bits)
+
