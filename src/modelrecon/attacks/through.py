@@ -52,6 +52,7 @@ from modelrecon.result import Result
 EPS = np.finfo(np.float64).eps
 IG = "explanation:integrated-gradients"
 SALIENCY = "explanation:saliency"
+SMOOTHGRAD = "explanation:smoothgrad"
 
 
 def quadrature(oracle: Oracle) -> tuple[np.ndarray, np.ndarray, float]:
@@ -118,23 +119,34 @@ def _ig_ratio(real: Oracle, X: np.ndarray, base: float, output: int) -> np.ndarr
     return got.reshape(len(X), -1) / (X - base)
 
 
-def far_field_oracle(real: Oracle, output: int = 0, scale: float = 2.0 ** 60, seed: int = 0) -> Oracle:
-    """value and gradient of f0(u + u0) = sum_i v_i relu(w_i.(u + u0)) from IG answers at x' + scale (u + u0)."""
-    alphas, weights, base = quadrature(real)
+def far_field_oracle(real: Oracle, output: int = 0, scale: float = 2.0 ** 60, seed: int = 0, kind: str = IG
+                     ) -> Oracle:
+    """value and gradient of f0(u + u0) = sum_i v_i relu(w_i.(u + u0)) from IG answers at x' + scale (u + u0)
+    (``kind`` SmoothGrad: its answers at scale (u + u0), where every noisy copy shares the far piece)."""
+    if kind == IG:
+        alphas, weights, base = quadrature(real)
+        total = float(weights.sum())
+    elif kind == SMOOTHGRAD:
+        base, total = 0.0, 1.0
+    else:
+        raise OracleError(f"the far field is read from integrated gradients or SmoothGrad, not {kind}")
     u0 = np.random.default_rng((seed, 1)).normal(size=real.input_dim)  # not the attack's own first line (seed)
-    total = float(weights.sum())
 
     def answer(U: np.ndarray, asked: tuple[str, ...]) -> dict[str, np.ndarray]:
         D = U.reshape(len(U), -1) + u0
-        G = _ig_ratio(real, base + scale * D, base, output) / total
+        if kind == IG:
+            G = _ig_ratio(real, base + scale * D, base, output) / total
+        else:
+            X = (scale * D).reshape(len(D), *real.input_shape)
+            G = np.asarray(real.query(X, (kind,), output)[kind], dtype=np.float64).reshape(len(D), -1)
         out = {"gradient": G}
         if "value" in asked:
             out["value"] = np.einsum("ij,ij->i", D, G)  # f0 is homogeneous: f0(u) = u . grad f0(u)
         return out
 
-    opts = {"explain_space": "logit", "round_decimals": None, "through": "integrated-gradients far field",
+    opts = {"explain_space": "logit", "round_decimals": None, "through": f"{kind.split(':')[-1]} far field",
             "far_field_scale": scale}
-    return _adapter(real, ("value", "gradient"), answer, opts, f"{real.spec} (IG far field)")
+    return _adapter(real, ("value", "gradient"), answer, opts, f"{real.spec} ({kind.split(':')[-1]} far field)")
 
 
 class IGRelu2Attack(Attack):
@@ -429,25 +441,45 @@ def _digits(S: float, rho: np.ndarray) -> tuple[np.ndarray, float]:
     return s, S
 
 
-def averaged_oracle(real: Oracle, repeats: int) -> Oracle:
+def averaged_oracle(real: Oracle, repeats: int, sigmas: float | None = None) -> Oracle:
     """The adaptive attacker's answer to explanation noise: every gradient or explanation is the mean of
-    ``repeats`` answers to the same input (predictions are asked once); noise of S x RMS becomes S / sqrt(repeats)."""
+    ``repeats`` answers to the same input (predictions are asked once); noise of S x RMS becomes S / sqrt(repeats).
+
+    With ``sigmas``, the published noise is turned into a published rounding the exact attacks' tolerances
+    understand: half a unit of the last decimal >= sigmas x S x RMS / sqrt(repeats), the RMS taken from one
+    gradient at a random point (one query): they then run to a bounded precision instead of chasing noise."""
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
     shape = real.input_shape
+    declared = None
+    noise = float(real.options.get("explanation_noise") or 0.0)
+    if sigmas is not None and noise > 0:
+        kind = next(k for k in real.kinds if k not in ("value", "probabilities", "label"))
+        g = np.asarray(real.query(np.random.default_rng(6).normal(size=(1, *shape)), (kind,))[kind], dtype=np.float64)
+        half = sigmas * noise * float(np.sqrt(np.mean(g ** 2))) / math.sqrt(repeats)
+        declared = int(math.floor(-math.log10(2 * half))) if half > 0 else None
 
     def answer(X: np.ndarray, asked: tuple[str, ...]) -> dict[str, np.ndarray]:
         X = X.reshape(len(X), *shape)
         pred = tuple(k for k in asked if k in ("value", "probabilities", "label"))
         expl = tuple(k for k in asked if k not in pred)
         out = dict(real.query(X, pred)) if pred else {}
-        if expl:
-            runs = [real.query(X, expl) for _ in range(repeats)]
-            out.update({k: np.mean([np.asarray(r[k], dtype=np.float64) for r in runs], axis=0) for k in expl})
+        if expl:  # each input asked `repeats` times, in batches of at most 4096 answers
+            per = max(1, 4096 // len(X))
+            sums = {k: 0.0 for k in expl}
+            for start in range(0, repeats, per):
+                n = min(per, repeats - start)
+                got = real.query(np.repeat(X, n, axis=0), expl)
+                for k in expl:
+                    a = np.asarray(got[k], dtype=np.float64)
+                    sums[k] = sums[k] + a.reshape(len(X), n, *a.shape[1:]).sum(axis=1)
+            out.update({k: v / repeats for k, v in sums.items()})
         return out
 
-    opts = {**real.options, "explanation_noise": real.options.get("explanation_noise", 0.0) / math.sqrt(repeats),
-            "averaged_repeats": repeats}
+    opts = {**real.options, "explanation_noise": noise / math.sqrt(repeats), "averaged_repeats": repeats}
+    if declared is not None:
+        opts["round_decimals"] = declared if real.options.get("round_decimals") is None \
+            else min(declared, int(real.options["round_decimals"]))
     return _adapter(real, real.kinds, answer, opts, f"{real.spec} (mean of {repeats})", n_outputs=real.n_outputs,
                     task=real.task)
 
