@@ -89,11 +89,13 @@ def exact(args) -> None:
 def precision(args) -> None:
     from modelrecon.studies.defences import precision_table, plot_precision
 
-    rows = precision_table(d=args.d, budgets=args.budgets, seed=0)
+    rows = precision_table(d=args.d, budgets=args.budgets, seed=0, relu2=args.relu2)
     report.console.print(report.comparison_table(
-        f"linear model d={args.d}: parameter error of the best attack after each budget",
-        ["defence", "attack", *[f"{b:,} queries" for b in args.budgets]],
-        [(r["defence"], r["attack"], *[f"{e:.2g}" if e is not None else "-" for e in r["errors"]]) for r in rows]))
+        "parameter error of naive and adaptive attacks after each budget (-: the budget does not pay for it)",
+        ["model", "defence", "attack", *[f"{b:,} queries" for b in args.budgets]],
+        [(r["model"], r["defence"], r["attack"], *[e if isinstance(e, str) else f"{e:.2g}" if e is not None else "-"
+                                              for e in r["errors"]])
+         for r in rows]))
     if args.figure:
         plot_precision(rows, args.budgets, args.figure)
         report.console.print(f"figure written to {args.figure}")
@@ -109,6 +111,7 @@ def main() -> None:
     p = sub.add_parser("precision")
     p.add_argument("--d", type=int, default=32)
     p.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10000, 100000])
+    p.add_argument("--relu2", default="d=16&h=4", help="relu2 target parameters ('' to skip)")
     p.add_argument("--figure", default="docs/figures/defences-precision.png")
     args = ap.parse_args()
     torch.set_num_threads(1)

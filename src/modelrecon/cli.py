@@ -409,12 +409,14 @@ def audit_cmd(
     what_if: Annotated[bool, typer.Option(help="re-run the attacks under simulated service options")] = True,
     attacks: Annotated[Optional[str], typer.Option(help="only these attacks, comma-separated "
                                                    "(default: every one that applies)")] = None,
+    ladder: Annotated[bool, typer.Option(help="try each option at several strengths (rounding 8-2 decimals, "
+                                              "noise 1-100%) to find the cheapest that stops each attack")] = False,
 ) -> None:
     """Attack a running explanation service and report what leaked (HTML + JSON)."""
-    from modelrecon.serve.audit import audit
+    from modelrecon.serve.audit import LADDER, audit
 
     rep = audit(url, key, budget, out, data=data, probes=probes, what_if=what_if,
-                attacks=[a.strip() for a in attacks.split(",")] if attacks else None)
+                attacks=[a.strip() for a in attacks.split(",")] if attacks else None, defences=LADDER if ladder else None)
     v = rep["verdict"]
     rows = [(n, a.get("status", "does not apply"), a.get("queries", ""), a.get("agreement"),
              "yes" if a.get("exact_copy") else "no", a.get("message") or a.get("reason", ""))
@@ -423,6 +425,10 @@ def audit_cmd(
                                                                      "exact copy", "message"], rows))
     report.console.print(f"exact copy: {v['exact_copy']}; queries to 95% agreement: {v['queries_to_95_agreement']}; "
                          f"service counted {rep['server_queries_spent']} queries")
+    for n, a in rep.get("advice", {}).items():
+        report.console.print(f"advice: {n} reaches {a['succeeds']} in {a['queries']} queries; cheapest option that "
+                             f"stops it: {a['cheapest_stop'] or 'none of the options tried'}"
+                             + (f" ({a['honest_cost']})" if a["honest_cost"] else ""))
     report.console.print(f"report: {out / 'audit.html'} and {out / 'audit.json'}")
 
 

@@ -52,6 +52,7 @@ from modelrecon.result import Result
 EPS = np.finfo(np.float64).eps
 IG = "explanation:integrated-gradients"
 SALIENCY = "explanation:saliency"
+SMOOTHGRAD = "explanation:smoothgrad"
 
 
 def quadrature(oracle: Oracle) -> tuple[np.ndarray, np.ndarray, float]:
@@ -69,6 +70,27 @@ def quadrature(oracle: Oracle) -> tuple[np.ndarray, np.ndarray, float]:
         raise OracleError(f"IG quadrature {method!r} has a node at the baseline: not supported (use gausslegendre, "
                           "riemann_right or riemann_middle)")
     return alphas, weights, float(o["ig_baseline"])
+
+
+def randomness(real: Oracle, kind: str, output: int = 0, seed: int = 0) -> float:
+    """Two answers of ``kind`` at one input: their largest relative difference (0 for a deterministic oracle).
+    Costs two queries (more where the answer is 0: farther out); exact attacks stop here on noisy answers
+    instead of searching noise for kinks."""
+    u = np.random.default_rng((seed, 5)).normal(size=(1, real.input_dim))
+    for radius in (1.0, 2.0 ** 8, 2.0 ** 16):
+        x = (u * radius).reshape(1, *real.input_shape)
+        a, b = (np.asarray(real.query(x, (kind,), output)[kind], dtype=np.float64) for _ in range(2))
+        if np.max(np.abs(a)) > 0 or np.max(np.abs(b)) > 0:
+            return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), float(np.max(np.abs(b)))))
+    return 0.0
+
+
+def _random_answers(real: Oracle, kind: str, output: int, seed: int) -> str | None:
+    r = randomness(real, kind, output, seed)
+    if r > 0:
+        return (f"the oracle's {kind.split(':')[-1]} answers are random (two answers at one input differ by {r:.2g} "
+                "relative): no exact extraction; the mean of repeated answers bounds the precision (averaged_oracle)")
+    return None
 
 
 def _adapter(real: Oracle, kinds: tuple[str, ...], answer: Callable, options: dict[str, Any], spec: str,
@@ -97,23 +119,34 @@ def _ig_ratio(real: Oracle, X: np.ndarray, base: float, output: int) -> np.ndarr
     return got.reshape(len(X), -1) / (X - base)
 
 
-def far_field_oracle(real: Oracle, output: int = 0, scale: float = 2.0 ** 60, seed: int = 0) -> Oracle:
-    """value and gradient of f0(u + u0) = sum_i v_i relu(w_i.(u + u0)) from IG answers at x' + scale (u + u0)."""
-    alphas, weights, base = quadrature(real)
+def far_field_oracle(real: Oracle, output: int = 0, scale: float = 2.0 ** 60, seed: int = 0, kind: str = IG
+                     ) -> Oracle:
+    """value and gradient of f0(u + u0) = sum_i v_i relu(w_i.(u + u0)) from IG answers at x' + scale (u + u0)
+    (``kind`` SmoothGrad: its answers at scale (u + u0), where every noisy copy shares the far piece)."""
+    if kind == IG:
+        alphas, weights, base = quadrature(real)
+        total = float(weights.sum())
+    elif kind == SMOOTHGRAD:
+        base, total = 0.0, 1.0
+    else:
+        raise OracleError(f"the far field is read from integrated gradients or SmoothGrad, not {kind}")
     u0 = np.random.default_rng((seed, 1)).normal(size=real.input_dim)  # not the attack's own first line (seed)
-    total = float(weights.sum())
 
     def answer(U: np.ndarray, asked: tuple[str, ...]) -> dict[str, np.ndarray]:
         D = U.reshape(len(U), -1) + u0
-        G = _ig_ratio(real, base + scale * D, base, output) / total
+        if kind == IG:
+            G = _ig_ratio(real, base + scale * D, base, output) / total
+        else:
+            X = (scale * D).reshape(len(D), *real.input_shape)
+            G = np.asarray(real.query(X, (kind,), output)[kind], dtype=np.float64).reshape(len(D), -1)
         out = {"gradient": G}
         if "value" in asked:
             out["value"] = np.einsum("ij,ij->i", D, G)  # f0 is homogeneous: f0(u) = u . grad f0(u)
         return out
 
-    opts = {"explain_space": "logit", "round_decimals": None, "through": "integrated-gradients far field",
+    opts = {"explain_space": "logit", "round_decimals": None, "through": f"{kind.split(':')[-1]} far field",
             "far_field_scale": scale}
-    return _adapter(real, ("value", "gradient"), answer, opts, f"{real.spec} (IG far field)")
+    return _adapter(real, ("value", "gradient"), answer, opts, f"{real.spec} ({kind.split(':')[-1]} far field)")
 
 
 class IGRelu2Attack(Attack):
@@ -141,6 +174,9 @@ class IGRelu2Attack(Attack):
             raise OracleError("IG through the relu2 attack needs explanations of the logits (explain_space='logit')")
         alphas, weights, base = quadrature(oracle)
         self._alphas, self._weights, self._base = alphas, weights, base
+        noisy = _random_answers(oracle, IG, self.output, self.seed)
+        if noisy:
+            return Result(self.name, "failed", noisy, details={"through": "integrated-gradients"})
         # 1. units from the far field
         far = far_field_oracle(oracle, self.output, self.scale, self.seed)
         inner = Relu2Attack(mode="value+gradient", seed=self.seed, **self.relu2).run(far)
@@ -405,25 +441,45 @@ def _digits(S: float, rho: np.ndarray) -> tuple[np.ndarray, float]:
     return s, S
 
 
-def averaged_oracle(real: Oracle, repeats: int) -> Oracle:
+def averaged_oracle(real: Oracle, repeats: int, sigmas: float | None = None) -> Oracle:
     """The adaptive attacker's answer to explanation noise: every gradient or explanation is the mean of
-    ``repeats`` answers to the same input (predictions are asked once); noise of S x RMS becomes S / sqrt(repeats)."""
+    ``repeats`` answers to the same input (predictions are asked once); noise of S x RMS becomes S / sqrt(repeats).
+
+    With ``sigmas``, the published noise is turned into a published rounding the exact attacks' tolerances
+    understand: half a unit of the last decimal >= sigmas x S x RMS / sqrt(repeats), the RMS taken from one
+    gradient at a random point (one query): they then run to a bounded precision instead of chasing noise."""
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
     shape = real.input_shape
+    declared = None
+    noise = float(real.options.get("explanation_noise") or 0.0)
+    if sigmas is not None and noise > 0:
+        kind = next(k for k in real.kinds if k not in ("value", "probabilities", "label"))
+        g = np.asarray(real.query(np.random.default_rng(6).normal(size=(1, *shape)), (kind,))[kind], dtype=np.float64)
+        half = sigmas * noise * float(np.sqrt(np.mean(g ** 2))) / math.sqrt(repeats)
+        declared = int(math.floor(-math.log10(2 * half))) if half > 0 else None
 
     def answer(X: np.ndarray, asked: tuple[str, ...]) -> dict[str, np.ndarray]:
         X = X.reshape(len(X), *shape)
         pred = tuple(k for k in asked if k in ("value", "probabilities", "label"))
         expl = tuple(k for k in asked if k not in pred)
         out = dict(real.query(X, pred)) if pred else {}
-        if expl:
-            runs = [real.query(X, expl) for _ in range(repeats)]
-            out.update({k: np.mean([np.asarray(r[k], dtype=np.float64) for r in runs], axis=0) for k in expl})
+        if expl:  # each input asked `repeats` times, in batches of at most 4096 answers
+            per = max(1, 4096 // len(X))
+            sums = {k: 0.0 for k in expl}
+            for start in range(0, repeats, per):
+                n = min(per, repeats - start)
+                got = real.query(np.repeat(X, n, axis=0), expl)
+                for k in expl:
+                    a = np.asarray(got[k], dtype=np.float64)
+                    sums[k] = sums[k] + a.reshape(len(X), n, *a.shape[1:]).sum(axis=1)
+            out.update({k: v / repeats for k, v in sums.items()})
         return out
 
-    opts = {**real.options, "explanation_noise": real.options.get("explanation_noise", 0.0) / math.sqrt(repeats),
-            "averaged_repeats": repeats}
+    opts = {**real.options, "explanation_noise": noise / math.sqrt(repeats), "averaged_repeats": repeats}
+    if declared is not None:
+        opts["round_decimals"] = declared if real.options.get("round_decimals") is None \
+            else min(declared, int(real.options["round_decimals"]))
     return _adapter(real, real.kinds, answer, opts, f"{real.spec} (mean of {repeats})", n_outputs=real.n_outputs,
                     task=real.task)
 
@@ -432,16 +488,20 @@ class Through(Attack):
     """Run an attack that consumes signed gradients and values through an adapter over the real oracle;
     the queries reported are the real oracle's (the adapter's own counts are in details)."""
 
-    def __init__(self, attack: Attack, adapter: Callable[[Oracle], Oracle], via: str):
+    def __init__(self, attack: Attack, adapter: Callable[[Oracle], Oracle], via: str, exact_kind: str | None = None):
         self.attack = attack
         self.adapter = adapter
         self.via = via
+        self.exact_kind = exact_kind  # an exact attack: first check that this kind's answers are not random
         self.name = attack.name
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"via": self.via, **self.attack.hyperparameters()}
 
     def execute(self, oracle: Oracle) -> Result:
+        noisy = self.exact_kind and _random_answers(oracle, self.exact_kind, 0, 0)
+        if noisy:
+            return Result(self.name, "failed", noisy, details={"through": self.via})
         adapted = self.adapter(oracle)
         result = self.attack.run(adapted)
         result.details["through"] = self.via
@@ -450,4 +510,12 @@ class Through(Attack):
 
 
 def through_saliency(attack: Attack, output: int = 0, bits: int = 24) -> Through:
-    return Through(attack, lambda o: signed_gradient_oracle(o, output, bits), "absolute saliency + values")
+    return Through(attack, lambda o: signed_gradient_oracle(o, output, bits), "absolute saliency + values", SALIENCY)
+
+
+def relu2_through_saliency(output: int = 0, bits: int = 24, **relu2: Any) -> Through:
+    """The relu2 attack (value+gradient mode) through |saliency| signed from values."""
+    from modelrecon.attacks.relu2 import Relu2Attack
+
+    return through_saliency(Relu2Attack(mode="value+gradient", output=output, **relu2), output, bits)
+

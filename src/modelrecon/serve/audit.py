@@ -137,9 +137,28 @@ def _relu2_kwargs(meta: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     return {"mode": mode, "output": 0}
 
 
+def _relu2_ig_applies(meta: dict[str, Any]) -> str | None:
+    if "explanation:integrated-gradients" not in meta["kinds"]:
+        return "needs integrated-gradient explanations"
+    if meta["options"].get("explain_space", "logit") != "logit" or meta["n_outputs"] != 1:
+        return "needs integrated gradients of a scalar logit"
+    return None
+
+
+def _relu2_saliency_applies(meta: dict[str, Any]) -> str | None:
+    if not _has(meta, "explanation:saliency") or not _has(meta, "value"):
+        return "needs absolute saliency and values"
+    if meta["options"].get("explain_space", "logit") != "logit" or meta["n_outputs"] != 1:
+        return "needs saliency of a scalar logit"
+    return None
+
+
 AUDIT_ATTACKS: list[AuditAttack] = [
     AuditAttack("linear", "modelrecon.attacks.linear", "LinearAttack", True, _linear_applies),
     AuditAttack("relu2", "modelrecon.attacks.relu2", "Relu2Attack", True, _relu2_applies, _relu2_kwargs),
+    AuditAttack("relu2-ig", "modelrecon.attacks.through", "IGRelu2Attack", True, _relu2_ig_applies),
+    AuditAttack("relu2-saliency", "modelrecon.attacks.through", "relu2_through_saliency", True,
+                _relu2_saliency_applies),
     AuditAttack("span", "modelrecon.attacks.span", "SpanRecovery", False, _span_applies, _span_kwargs,
                 yields_model=False),
     AuditAttack("surrogate", "modelrecon.attacks.surrogate", "SurrogateAttack", False, _surrogate_applies,
@@ -208,6 +227,13 @@ DEFENCES = [
     Defence("label only", {"label_only": True}, lambda ks: [k for k in ks if k == "label"], None),
     Defence("absolute-value explanations", {"abs_explanations": True}, lambda ks: ks, _abs),
     Defence("10% noise on explanations", {"explanation_noise": 0.1}, lambda ks: ks, _noise(0.1)),
+]
+# the ladder `--defences ladder` tries: each option at several strengths, for the cheapest that stops each attack
+LADDER = [
+    *(Defence(f"round to {n} decimals", {"round_decimals": n}, lambda ks: ks, _round(n)) for n in (8, 6, 4, 2)),
+    *(Defence(f"{s:.0%} noise on explanations", {"explanation_noise": s}, lambda ks: ks, _noise(s))
+      for s in (0.01, 0.1, 1.0)),
+    *DEFENCES[1:4],
 ]
 
 
@@ -312,18 +338,68 @@ def _honest_cost(defence: Defence, meta: dict[str, Any], truth: dict[str, np.nda
                 ok = (na > 0) & (nb > 0)
                 cos.extend((np.sum(a * b, axis=1)[ok] / (na[ok] * nb[ok])).tolist())
             cost["explanation_cosine_to_true"] = float(np.mean(cos)) if cos else None
+            cost.update(explanation_fidelity(expl, after))
     if lost:
         cost["summary"] = f"honest users lose {', '.join(lost)}"
+        cost["explanation_relative_error"] = 1.0 if any(k not in PREDICTION_KINDS for k in lost) else 0.0
     else:
         parts = []
         if "max_change_of_a_prediction" in cost:
             parts.append(f"predictions change by up to {cost['max_change_of_a_prediction']:.2g}")
         if cost.get("probability_mass_hidden"):
             parts.append(f"{cost['probability_mass_hidden']:.1%} of probability mass hidden")
-        if cost.get("explanation_cosine_to_true") is not None:
-            parts.append(f"explanations keep cosine {cost['explanation_cosine_to_true']:.3f} to the true ones")
+        if cost.get("explanation_rank_correlation") is not None:
+            parts.append(f"explanations keep cosine {cost['explanation_cosine_to_true']:.3f} to the true ones "
+                         f"(relative error {cost['explanation_relative_error']:.2g}, rank correlation "
+                         f"{cost['explanation_rank_correlation']:.3f}, top-10% overlap "
+                         f"{cost['explanation_top10_overlap']:.0%})")
         cost["summary"] = "; ".join(parts) or "no measurable change on the probes"
     return cost
+
+
+def explanation_fidelity(true: dict[str, np.ndarray], shown: dict[str, np.ndarray]) -> dict[str, float]:
+    """What an honest user still reads in a defended explanation, mean over probes and kinds: its relative
+    error, the Spearman rank correlation of the features' attributions, and the overlap of the top 10% of
+    features by |attribution|."""
+    from scipy.stats import spearmanr
+
+    rel, rho, top = [], [], []
+    for k, e in true.items():
+        a = np.asarray(e, dtype=np.float64).reshape(len(e), -1)
+        b = np.asarray(shown[k], dtype=np.float64).reshape(len(e), -1)
+        n = max(1, int(np.ceil(0.1 * a.shape[1])))
+        for x, y in zip(a, b):
+            if not np.ptp(x) > 0:  # a constant explanation (no feature matters): nothing to rank or to err on
+                continue
+            rel.append(float(np.linalg.norm(y - x) / max(np.linalg.norm(x), np.finfo(float).tiny)))
+            rho.append(float(spearmanr(x, y).statistic) if np.ptp(y) > 0 else 0.0)
+            top.append(len(set(np.argsort(-np.abs(x))[:n]) & set(np.argsort(-np.abs(y))[:n])) / n)
+    if not rel:
+        return {}
+    return {"explanation_relative_error": float(np.mean(rel)), "explanation_rank_correlation": float(np.mean(rho)),
+            "explanation_top10_overlap": float(np.mean(top))}
+
+
+def advice(report: dict[str, Any]) -> dict[str, Any]:
+    """Per attack that works under the current settings: what it reached and at what cost, and the option
+    of least cost to honest users (explanation relative error; withdrawing a kind counts as 1) that stopped
+    it: an exact attack is stopped when it no longer gives an exact copy, the others below 95% agreement."""
+    out = {}
+    for name, a in report["attacks"].items():
+        if not a.get("applies") or not a.get("succeeded"):
+            continue
+        exact = bool(a.get("exact_copy"))
+        # a run cut short by the audit's budget (partial) shows nothing either way
+        stops = [d for d in report["defences"] if name in d["attacks"] and d["attacks"][name].get("status") != "partial"
+                 and not (d["attacks"][name].get("exact_copy") if exact else d["attacks"][name].get("succeeded"))]
+        best = min(stops, key=lambda d: (d["honest_cost"].get("explanation_relative_error") or 0.0,
+                                         len(d["honest_cost"].get("kinds_withdrawn", []))), default=None)
+        out[name] = {"succeeds": "exact copy" if exact else f"{a.get('agreement', 0):.1%} agreement",
+                     "queries": a.get("queries"),
+                     "cheapest_stop": None if best is None else best["option"],
+                     "setting": None if best is None else best["setting"],
+                     "honest_cost": None if best is None else best["honest_cost"]["summary"]}
+    return out
 
 
 # -- the audit -------------------------------------------------------------------------------------
@@ -456,6 +532,7 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
         "server_queries_spent": usage["spent"] - spent_before,
         "wall_time_s": time.time() - start,
     }
+    report["advice"] = advice(report)
     (out / "audit.json").write_text(json.dumps(jsonable(report), indent=2) + "\n")
     (out / "audit.html").write_text(render_html(report))
     return report
@@ -599,6 +676,9 @@ offers {e(', '.join(meta['kinds']))}. Audit budget {report['budget']} queries; t
 <h2>Attacks</h2>
 <table id="attacks"><tr><th>attack</th><th>status</th><th>queries</th><th>agreement</th><th>max value error</th><th>exact copy</th><th>message</th></tr>
 {''.join(rows)}</table>
+<h2>Advice: the cheapest option that stops each attack that works now</h2>
+<table id="advice"><tr><th>attack</th><th>reaches now</th><th>queries</th><th>cheapest option that stops it</th><th>cost to honest users</th></tr>
+{''.join(f"<tr><td>{e(n)}</td><td>{e(a['succeeds'])}</td><td>{a['queries']}</td><td>{e(a['cheapest_stop'] or 'none of the options tried')}</td><td>{e(a['honest_cost'] or '')}</td></tr>" for n, a in report.get('advice', {}).items())}</table>
 <h2>Which service option would have stopped which attack</h2>
 <table id="defences"><tr><th>option</th><th>effect on the attacks</th><th>cost to honest users (measured on the probes)</th></tr>
 {''.join(drows)}</table>

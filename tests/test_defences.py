@@ -1,0 +1,62 @@
+"""The operator's trade-off (issue 17): the audit's advice, tested against served models, and the
+honest-user cost measures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modelrecon.evaluate import evaluate
+from modelrecon.oracle import OracleError
+from modelrecon.serve.app import ApiKey, OutputOptions, ServerThread, Service, create_app
+from modelrecon.serve.audit import AUDIT_ATTACKS, LADDER, audit, explanation_fidelity
+from modelrecon.serve.client import http_oracle
+from modelrecon.targets import load
+
+KEYS = [ApiKey("alice", "alice-secret-1")]
+EXPLANATIONS = ["integrated-gradients", "saliency"]
+# rounding to 2 and 8 decimals and 1% noise (the whole ladder: `audit --ladder`; absolute values, whose what-if
+# costs the IG attack ~1100 queries over HTTP before it fails, are left out to keep the test short)
+LADDER_SHORT = [d for d in LADDER if d.option in ({"round_decimals": 2}, {"round_decimals": 8},
+                                                  {"explanation_noise": 0.01})]
+
+
+def test_audit_advice_stops_each_named_attack(tmp_path):
+    """The audit finds both exact attacks through defended explanations, names for each the cheapest option
+    that stops it, and a service with that option in force does stop it."""
+    target = load("builtin:relu2?d=12&h=3&seed=0")
+    service = Service(target, explanations=EXPLANATIONS, keys=KEYS)
+    with ServerThread(create_app(service)) as server:
+        rep = audit(server.url, "alice-secret-1", 20000, tmp_path / "audit", probes=20,
+                    attacks=["relu2-ig", "relu2-saliency"], defences=LADDER_SHORT)
+    for name in ("relu2-ig", "relu2-saliency"):
+        assert rep["attacks"][name]["exact_copy"], rep["attacks"][name]["message"]
+    # rounding (even to 2 decimals) does not stop the IG attack: the audit must not recommend it
+    row = next(d for d in rep["defences"] if d["option"] == "round to 2 decimals")
+    assert row["attacks"]["relu2-ig"]["exact_copy"]
+    assert rep["advice"]["relu2-ig"]["cheapest_stop"] == "1% noise on explanations"
+    html = (tmp_path / "audit" / "audit.html").read_text()
+    assert 'id="advice"' in html
+    for name, advice in rep["advice"].items():
+        assert advice["cheapest_stop"] is not None, (name, advice)
+        defended = Service(target, explanations=EXPLANATIONS, keys=KEYS, options=OutputOptions(**advice["setting"]))
+        with ServerThread(create_app(defended)) as server:
+            oracle = http_oracle(server.url, "alice-secret-1", budget=20000)
+            entry = next(a for a in AUDIT_ATTACKS if a.name == name)
+            try:
+                result = entry.load()(**entry.kwargs(oracle.metadata, {})).run(oracle)
+            except OracleError:  # the option withdrew what the attack needs
+                continue
+        evaluate(result, target)
+        assert result.status != "complete" or result.metrics["parameter_relative_error"] > 1e-9, (name, advice)
+
+
+def test_explanation_fidelity_measures():
+    rng = np.random.default_rng(0)
+    e = {"k": rng.normal(size=(5, 50))}
+    same = explanation_fidelity(e, e)
+    assert same["explanation_relative_error"] == 0.0 and same["explanation_top10_overlap"] == 1.0
+    assert abs(same["explanation_rank_correlation"] - 1.0) < 1e-12
+    noisy = explanation_fidelity(e, {"k": e["k"] + rng.normal(size=(5, 50))})
+    assert noisy["explanation_relative_error"] > 0.5 and noisy["explanation_rank_correlation"] < 0.9
+    flipped = explanation_fidelity(e, {"k": np.abs(e["k"])})
+    assert flipped["explanation_top10_overlap"] == 1.0 and flipped["explanation_rank_correlation"] < 0.9
