@@ -90,7 +90,7 @@ def load(spec: str) -> Target:
         entry = ZOO[name]
         params = _parse_params(parts.query, entry.params, f"builtin:{name}")
         try:
-            check_params(params)
+            check_params(params, entry.params)
             return entry.build(params, spec)
         except ValueError as e:
             raise TargetSpecError(f"{spec}: {e}") from None

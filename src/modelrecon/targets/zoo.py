@@ -30,12 +30,13 @@ MAX_INPUT_DIM = 1_000_000  # inputs larger than this are refused
 MAX_WEIGHTS = 50_000_000  # weights of a random zoo model (400 MB of float64)
 
 
-def check_params(p: dict[str, Any]) -> None:
-    """The zoo's parameter ranges, checked before anything is built; ValueError names the value."""
+def check_params(p: dict[str, Any], defaults: dict[str, tuple[Any, str]] | None = None) -> None:
+    """The zoo's parameter ranges, checked before anything is built; ValueError names the value.
+    An entry's own default is always allowed (``builtin:deep``'s epochs=-1 means "as its init says")."""
     limits = {"d": (1, MAX_INPUT_DIM), "h": (1, 100_000), "k": (1, 10_000), "bias": (0, 1), "seed": (0, 2 ** 63 - 1),
-              "epochs": (1, 1000)}
+              "epochs": (0, 1000)}
     for name, (low, high) in limits.items():
-        if name in p and not low <= int(p[name]) <= high:
+        if name in p and not low <= int(p[name]) <= high and not (defaults and p[name] == defaults.get(name, (None,))[0]):
             raise ValueError(f"{name}={p[name]} is out of range: it must be in [{low}, {high}]")
     if "bias_scale" in p and not (np.isfinite(p["bias_scale"]) and p["bias_scale"] >= 0):
         raise ValueError(f"bias_scale={p['bias_scale']} must be a finite number >= 0")
