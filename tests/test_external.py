@@ -239,3 +239,38 @@ def test_relu2_value_gradient_complete_when_the_gradients_bound_a_missed_unit(di
     assert r.metrics["hidden_units_recovered"] == 64 and r.metrics["parameter_relative_error"] < 1e-8
     assert r.status == "complete", r.message
     assert r.details["verification"]["missed_unit_bound"] < 1e-3 * 1e-3  # far below the smallest unit
+
+
+# -- the recovered model as a file ------------------------------------------------------------
+def test_save_loads_again_and_compares(tmp_path):
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+    from modelrecon.evaluate.compare import compare
+
+    t = load("factories:WithUnusedLayer")
+    r = Relu2Attack().run(local_oracle(t))
+    pt, npz = r.save_model(tmp_path / "relu2", t.input_shape)
+    assert set(np.load(npz).files) >= {"W", "b", "V", "c"}
+    back = load(str(pt))
+    assert back.input_shape == (6,) and back.truth["family"] == "mlp"
+    X = np.random.default_rng(0).normal(size=(200, 6))
+    out = compare(t, back, X, "200 Gaussian inputs")
+    assert out["fidelity_relative_error"] < 1e-12 and out["agreement"] == 1.0
+    assert out["parameter_relative_error"] < 1e-9 and out["hidden_units_recovered"] == 4
+    # a logistic regression behind its sigmoid: saved with its sigmoid, compared as one linear layer
+    lt = load("factories:logistic_with_sigmoid?outputs=sigmoid")
+    lr = LinearAttack().run(local_oracle(lt))
+    lpt, _ = lr.save_model(tmp_path / "logreg", lt.input_shape)
+    assert compare(lt, load(str(lpt)), X[:, :1].repeat(8, 1), "x")["parameter_relative_error"] < 1e-10
+    # a surrogate is saved too; the CLI compares on a data file
+    s = SurrogateAttack(budget=30, interface="gradient", strategy="gaussian", steps=20).run(local_oracle(t))
+    spt, _ = s.save_model(tmp_path / "clone", t.input_shape)
+    np.save(tmp_path / "x.npy", X)
+    res = CliRunner().invoke(app, ["compare", "factories:WithUnusedLayer", str(spt), "--data", str(tmp_path / "x.npy"),
+                                   "--json", str(tmp_path / "c.json")])
+    assert res.exit_code == 0, res.output
+    import json
+
+    got = json.loads((tmp_path / "c.json").read_text())
+    assert "x.npy" in got["inputs"] and 0 <= got["agreement"] <= 1 and "not compared" in got["parameter_error"]

@@ -101,6 +101,20 @@ class Relu2Model(nn.Module):
         z = torch.relu(x @ self.W.T + self.b) @ self.V.T + x @ self.A.T + self.c
         return z[:, 0] if z.shape[1] == 1 else z
 
+    def exportable(self) -> nn.Module:
+        """Flatten, Linear, ReLU, Linear when there is no affine term: the plain form a saved file has
+        (and whose graph the evaluator reads); the module itself otherwise."""
+        if bool(self.A.any()):
+            return self
+        h, k = self.W.shape[0], self.V.shape[0]
+        net = nn.Sequential(nn.Flatten(), nn.Linear(self.W.shape[1], h), nn.ReLU(), nn.Linear(h, k)).double()
+        with torch.no_grad():
+            net[1].weight.copy_(self.W)
+            net[1].bias.copy_(self.b)
+            net[3].weight.copy_(self.V)
+            net[3].bias.copy_(self.c)
+        return net.eval()
+
 
 class _Net:
     """The recovered network in numpy, in the 'right-active' form used during the search."""
