@@ -23,6 +23,8 @@ JournalOpt = Annotated[Optional[Path], typer.Option("--journal", help="SQLite jo
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here")]
 RoundOpt = Annotated[Optional[int], typer.Option("--round", help="oracle rounds answers to this many decimals")]
 SpaceOpt = Annotated[str, typer.Option("--explain-space", help="explanations of the logit or of the probability")]
+SaveOpt = Annotated[Optional[Path], typer.Option("--save", help="write the recovered model: PATH.pt (TorchScript, loads "
+                                                 "again as a target spec) and PATH.npz (raw parameters)")]
 
 
 ThroughOpt = Annotated[Optional[str], typer.Option("--through", help="attack through a defended explanation: "
@@ -71,8 +73,15 @@ def make_oracle(target_spec: str, oracle: str | None, budget: int | None, budget
                                 round_decimals=round_decimals, explain_space=explain_space, **options)
 
 
-def finish(result, target, json_path: Path | None, data=None) -> None:
+def finish(result, target, json_path: Path | None, data=None, save: Path | None = None, oracle=None) -> None:
     from modelrecon.evaluate import evaluate
+
+    if save is not None and result.model is not None:
+        pt, npz = result.save_model(save, oracle.input_shape)
+        result.details["saved"] = [str(pt), str(npz)]
+        report.console.print(f"recovered model written to {pt} (TorchScript) and {npz} (parameters)")
+    elif save is not None:
+        report.console.print(f"[bold yellow]nothing saved[/]: the attack recovered no model ({result.status})")
 
     if target is not None:  # a remote service has no truth to evaluate against
         evaluate(result, target, data)
@@ -97,9 +106,12 @@ def attack_linear(
     round_decimals: RoundOpt = None,
     explain_space: SpaceOpt = "logit",
     through: ThroughOpt = None,
+    output: Annotated[Optional[int], typer.Option(help="the output followed on a multi-output target")] = None,
+    link: Annotated[str, typer.Option(help="auto | identity | sigmoid: how the value depends on w.x + b")] = "auto",
     json: JsonOpt = None,
+    save: SaveOpt = None,
 ) -> None:
-    """Exact recovery of a linear or logistic model (Milli et al. 2019; Tramer et al. 2016 baseline)."""
+    """Exact recovery of a linear or logistic model, also behind a sigmoid output (Milli et al. 2019; Tramer et al. 2016 baseline)."""
     from modelrecon.attacks.linear import LinearAttack
 
     if through not in (None, "saliency"):
@@ -107,8 +119,9 @@ def attack_linear(
     if through and oracle is None:
         oracle = "explanation:saliency,value"
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals, explain_space)
-    attack = LinearAttack(method="gradient" if through else method, explanation=explanation, verify=verify)
-    finish(_through(attack, through).run(o), t, json)
+    attack = LinearAttack(method="gradient" if through else method, explanation=explanation, verify=verify,
+                          output=output, link=link)
+    finish(_through(attack, through).run(o), t, json, save=save, oracle=o)
 
 
 @attack_app.command("relu2")
@@ -129,6 +142,7 @@ def attack_relu2(
     round_decimals: RoundOpt = None,
     through: ThroughOpt = None,
     json: JsonOpt = None,
+    save: SaveOpt = None,
 ) -> None:
     """Exact recovery of a two-layer ReLU network (Milli et al. 2019; value-only as Jagielski et al. 2020)."""
     from modelrecon.attacks.relu2 import Relu2Attack
@@ -151,7 +165,7 @@ def attack_relu2(
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals)
     attack = Relu2Attack(mode=mode, output=output, explanation=explanation, max_lines=max_lines, confirm=confirm,
                          verify=verify, seed=seed)
-    finish(_through(attack, through, output).run(o), t, json)
+    finish(_through(attack, through, output).run(o), t, json, save=save, oracle=o)
 
 
 @attack_app.command("relu")
@@ -243,6 +257,7 @@ def attack_surrogate(
     round_decimals: RoundOpt = None,
     explain_space: SpaceOpt = "logit",
     json: JsonOpt = None,
+    save: SaveOpt = None,
 ) -> None:
     """Train a surrogate on predictions and explanations by double backprop (Milli et al. 2019);
     label / probabilities interfaces and --strategy jbda are the prediction-only baselines."""
@@ -255,7 +270,7 @@ def attack_surrogate(
         raise CliError(f"strategy 'pool' needs the attacker's data: pass --pool (the target {target} names no dataset)")
     attack = SurrogateAttack(budget=points, interface=interface, strategy=strategy, pool=X, arch=arch, lam=lam,
                              steps=steps, seed=seed)
-    finish(attack.run(o), t, json)
+    finish(attack.run(o), t, json, save=save, oracle=o)
 
 
 study_app = typer.Typer(help="Studies: many runs, tables and plots.", no_args_is_help=True)
@@ -565,6 +580,38 @@ def data_fetch(
     sizes = {n: len(np.load(folder / f"{n}.npy", mmap_mode="r")) for n in ("X_train", "X_valid", "X_test")}
     report.console.print(f"MNIST in {folder}: {sizes['X_train']} train, {sizes['X_valid']} pool (valid), "
                          f"{sizes['X_test']} test images (sha256 of the wheel and of mnist.pkl.gz checked)")
+
+
+@app.command()
+def compare(
+    target: Annotated[str, typer.Argument(help="the original model: any target spec (file.pt, file.onnx, module:callable, builtin:...)")],
+    recovered: Annotated[str, typer.Argument(help="the recovered model, e.g. the .pt written by --save")],
+    data: Annotated[Optional[str], typer.Option(help="inputs to compare on: .npy / .npz (key X) or digits | mnist | "
+                                                "cifar10 (test split); default: the target's declared inputs, else "
+                                                "random inputs in its box (Gaussian without one)")] = None,
+    n: Annotated[int, typer.Option(help="random inputs when no data is given")] = 1000,
+    json: JsonOpt = None,
+) -> None:
+    """Fidelity, agreement and (same family) parameter error after alignment between a target and a recovered model."""
+    import json as _json
+
+    from modelrecon.evaluate import probe_description, probe_inputs
+    from modelrecon.evaluate.compare import compare as compare_models
+    from modelrecon.targets import load
+    from modelrecon.targets.base import declared_inputs
+
+    t, r = load(target), load(recovered)
+    if data:
+        t.eval_data = data
+    declared = declared_inputs(t, "eval")
+    X, inputs = declared if declared is not None else (probe_inputs(t, n), probe_description(t, n))
+    out = compare_models(t, r, X, inputs)
+    report.console.print(report.comparison_table(f"{target} vs {recovered}", ["measure", "value"],
+                                                 [(k, v if isinstance(v, str) else f"{v:.4g}") for k, v in out.items()
+                                                  if v is not None]))
+    if json:
+        json.parent.mkdir(parents=True, exist_ok=True)
+        json.write_text(_json.dumps({"target": target, "recovered": recovered, **out}, indent=2) + "\n")
 
 
 @app.command()

@@ -66,6 +66,26 @@ class Result:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
+    def save_model(self, path: str | Path, input_shape: tuple[int, ...]) -> tuple[Path, Path]:
+        """The recovered model as a TorchScript file (PATH with suffix .pt) that loads again as a target
+        spec, and its raw parameters beside it (.npz); the input shape and what the outputs are travel in
+        the .pt file (extra file modelrecon.json)."""
+        import torch
+
+        if self.model is None:
+            raise ValueError(f"the {self.attack} attack recovered no model to save ({self.status}: {self.message})")
+        path = Path(path).with_suffix(".pt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model = getattr(self.model, "exportable", lambda: self.model)().double().eval()
+        try:
+            scripted = torch.jit.script(model)
+        except Exception:  # noqa: BLE001 - a module TorchScript cannot compile: record one forward instead
+            scripted = torch.jit.trace(model, torch.zeros((2, *input_shape), dtype=torch.float64))
+        meta = {"input_shape": list(input_shape), "attack": self.attack, "target": self.target,
+                "status": self.status, "link": self.details.get("link")}
+        scripted.save(str(path), _extra_files={"modelrecon.json": json.dumps(meta)})
+        return path, self.save_params(path.with_suffix(".npz"))
+
     def save_params(self, path: str | Path) -> Path:
         """Recovered parameters as an .npz file (arrays only)."""
         path = Path(path)

@@ -101,6 +101,20 @@ class Relu2Model(nn.Module):
         z = torch.relu(x @ self.W.T + self.b) @ self.V.T + x @ self.A.T + self.c
         return z[:, 0] if z.shape[1] == 1 else z
 
+    def exportable(self) -> nn.Module:
+        """Flatten, Linear, ReLU, Linear when there is no affine term: the plain form a saved file has
+        (and whose graph the evaluator reads); the module itself otherwise."""
+        if bool(self.A.any()):
+            return self
+        h, k = self.W.shape[0], self.V.shape[0]
+        net = nn.Sequential(nn.Flatten(), nn.Linear(self.W.shape[1], h), nn.ReLU(), nn.Linear(h, k)).double()
+        with torch.no_grad():
+            net[1].weight.copy_(self.W)
+            net[1].bias.copy_(self.b)
+            net[3].weight.copy_(self.V)
+            net[3].bias.copy_(self.c)
+        return net.eval()
+
 
 class _Net:
     """The recovered network in numpy, in the 'right-active' form used during the search."""
@@ -1170,6 +1184,7 @@ class Relu2Attack(Attack):
             tol = 4 * (net.h + 8) * EPS * (np.abs(net.G[self.output]) @ np.abs(net.N) + np.abs(net.A[self.output])) \
                 + self._round_grad * (2 + net.h) + (self._d + 4) * EPS * np.abs(G)
             worst = max(worst, worst_ratio(Gh - G, tol))
+            self._grad_tol = float(np.max(tol))
         return worst
 
     def _check_points(self, n: int, phase: str) -> tuple[float, float]:
@@ -1356,6 +1371,14 @@ class Relu2Attack(Attack):
                 # large as the smallest unit found, a missed unit of that size would pass unseen
                 sizes = np.linalg.norm(net.G, axis=0) * np.linalg.norm(net.N, axis=1)
                 blind = 8 * self._rel_err * float(sizes.sum())
+                # with gradients of the followed output checked too, the bound is theirs: a missed unit i adds
+                # v_i w_i to that gradient wherever it is active (about half the far check points), at least
+                # |v_i| |w_i| / sqrt(d) in some coordinate, against a float64 tolerance of that coordinate
+                seen = np.abs(net.G[self.output]) * np.linalg.norm(net.N, axis=1) / math.sqrt(self._d)
+                grad_tol = getattr(self, "_grad_tol", math.inf) if self._grad_kind else math.inf
+                if len(seen) and math.isfinite(grad_tol) and seen.min() > grad_tol:
+                    details["verification"]["missed_unit_bound"] = grad_tol * math.sqrt(self._d)
+                    blind = 0.0
                 if status == "complete" and len(sizes) and blind >= sizes.min():
                     status = "failed"
                     messages.insert(0, f"the answers leave the units known only to {self._rel_err:.2g} relative, too "
@@ -1376,6 +1399,9 @@ class Relu2Attack(Attack):
                                f"({last_check:.3g} x the float64 tolerance) and verify=0 asked no more")
         if status == "complete":
             how = "exactly" if rounding is None else f"to the precision of answers rounded to {rounding} decimals"
+            bound = details.get("verification", {}).get("missed_unit_bound")
+            if bound is not None:
+                messages.append(f"a unit missed would have |v_i| |w_i| below {bound:.2g} on output {self.output}")
             messages.insert(0, f"recovered {net.h} hidden units {how} from {len(details['lines'])} line(s)"
                             + (f"; verified on {self.verify} fresh queries (max residual "
                                f"{details['verification']['max_abs_residual']:.2g})" if "verification" in details else

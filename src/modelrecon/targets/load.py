@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -106,10 +107,13 @@ def load(spec: str) -> Target:
             raise TargetSpecError(f"no model file at {path}")
         if path.suffix == ".onnx":
             return _declare(_onnx(spec, path, declared), declared)
+        extra = {"modelrecon.json": ""}  # a model saved by --save names its input shape
         try:
-            model = torch.jit.load(str(path)).double().eval()
+            model = torch.jit.load(str(path), _extra_files=extra).double().eval()
         except RuntimeError as e:
             raise TargetSpecError(f"{path} is not a TorchScript file (save with torch.jit.save): {e}") from None
+        if extra["modelrecon.json"] and "shape" not in declared and "d" not in declared:
+            declared["shape"] = "x".join(map(str, json.loads(extra["modelrecon.json"])["input_shape"]))
         shape, k = _probe_shape(model, declared)
         return _declare(Target(spec, model, shape, k, infer_task(k), backend="torchscript",
                                truth=torchscript_truth(model), description=f"TorchScript model {path.name}"), declared)

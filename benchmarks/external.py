@@ -1,0 +1,155 @@
+"""Models as users bring them: every attack on external-style targets, one table.
+
+Targets are built here the way users have them: scikit-learn models (digits) copied into torch and
+saved as TorchScript, the same exported with skl2onnx's default options, networks ending in sigmoid
+or softmax, Captum's one-conv test network, a factory that needs constructor arguments, a module with
+an unused layer.  Each cell: status, attack queries, the error the attack verified (its residual over
+its own tolerance, 'verify' column) and the error against the truth the evaluator measured
+(parameter error when known, else output fidelity).  Runs on any checkout (issue 12's before/after):
+
+    OMP_NUM_THREADS=1 nice python benchmarks/external.py            # this checkout
+    PYTHONPATH=/path/to/main/src python benchmarks/external.py      # another one
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))  # the factories below, as module:callable specs
+
+
+def sigmoid_net(d: int = 20, h: int = 10, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, h), nn.Sigmoid(), nn.Linear(h, 1), nn.Sigmoid())
+
+
+def softmax_net(d: int = 20, h: int = 10, k: int = 3, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k), nn.Softmax(dim=1))
+
+
+class WithUnusedLayer(nn.Module):
+    def __init__(self, d: int = 20, h: int = 8):
+        super().__init__()
+        torch.manual_seed(3)
+        self.unused = nn.Linear(d, 50)
+        self.fc1 = nn.Linear(d, h)
+        self.fc2 = nn.Linear(h, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def mlp_needing_arguments(d: int, hidden: int, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
+def build_files(folder: Path) -> dict[str, str]:
+    """scikit-learn digits models as .pt (copied into torch) and .onnx (skl2onnx defaults)."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from skl2onnx import to_onnx
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlp = MLPClassifier(hidden_layer_sizes=(32,), random_state=0, max_iter=300).fit(X, y)
+        lr = LogisticRegression(max_iter=500).fit(X, (y == 3).astype(int))
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).double()
+    logreg = nn.Sequential(nn.Linear(64, 1), nn.Sigmoid()).double()
+    with torch.no_grad():
+        for layer, W, b in ((net[0], mlp.coefs_[0], mlp.intercepts_[0]), (net[2], mlp.coefs_[1], mlp.intercepts_[1]),
+                            (logreg[0], lr.coef_.T, lr.intercept_)):
+            layer.weight.copy_(torch.as_tensor(W.T))
+            layer.bias.copy_(torch.as_tensor(b))
+    specs = {}
+    for name, model in (("sk-mlp.pt", net), ("sk-logreg+sigmoid.pt", logreg)):
+        torch.jit.save(torch.jit.script(model.eval()), str(folder / name))
+        specs[name] = str(folder / name)
+    for name, model in (("sk-mlp.onnx", mlp), ("sk-logreg.onnx", lr)):
+        (folder / name).write_bytes(to_onnx(model, X[:1].astype(np.float32)).SerializeToString())
+        specs[name] = str(folder / name)
+    specs.update({
+        "sigmoid-net": "external:sigmoid_net",
+        "softmax-net": "external:softmax_net",
+        "captum-conv": "captum.testing.helpers.basic_models:BasicModel_ConvNet_One_Conv?shape=1x4x4",
+        "unused-layer": "external:WithUnusedLayer",
+        "factory-args": "external:mlp_needing_arguments?d=20&hidden=8",
+    })
+    return specs
+
+
+def run_cell(spec: str, attack: str) -> dict:
+    from modelrecon.evaluate import evaluate
+    from modelrecon.oracle import local_oracle
+    from modelrecon.targets import load
+
+    start = time.perf_counter()
+    try:
+        target = load(spec)
+        if attack == "linear":
+            from modelrecon.attacks.linear import LinearAttack
+            a = LinearAttack()
+        elif attack == "relu2":
+            from modelrecon.attacks.relu2 import Relu2Attack
+            a = Relu2Attack(mode="value+gradient" if target.differentiable else "value")
+        elif attack == "span":
+            from modelrecon.attacks.span import SpanRecovery
+            a = SpanRecovery(setting="relu-value", output=0 if target.n_outputs > 1 else None)
+        else:
+            from modelrecon.attacks.surrogate import SurrogateAttack
+            a = SurrogateAttack(budget=200, interface="gradient" if target.differentiable else "value",
+                                strategy="gaussian", steps=200)
+        kinds = ["value"] if attack == "span" else None
+        result = a.run(local_oracle(target, kinds))
+        evaluate(result, target)
+    except Exception as e:  # noqa: BLE001 - a row of the table, not a crash
+        return {"status": "error", "note": f"{type(e).__name__}: {str(e).splitlines()[0][:70] if str(e) else ''}",
+                "time": time.perf_counter() - start}
+    m, ver = result.metrics, result.details.get("verification", {})
+    true_err = m.get("parameter_relative_error", m.get("fidelity_relative_error", m.get("max_principal_angle_rad")))
+    if attack == "surrogate":
+        true_err = m.get("agreement")
+    return {"status": result.status, "queries": result.queries.get("total", 0),
+            "verified": ver.get("residual_over_tolerance"), "true": true_err,
+            "note": result.message[:70], "time": time.perf_counter() - start}
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2g}" if isinstance(v, float) else str(v)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attacks", default="linear,relu2,span,surrogate")
+    parser.add_argument("--targets", default=None, help="comma-separated names (default: all)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = build_files(Path(tmp))
+        names = args.targets.split(",") if args.targets else list(specs)
+        print("| target | attack | status | queries | verified (resid/tol) | true error (surrogate: agreement) | time s | message |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name in names:
+            for attack in args.attacks.split(","):
+                c = run_cell(specs[name], attack)
+                print(f"| {name} | {attack} | {c['status']} | {fmt(c.get('queries'))} | {fmt(c.get('verified'))} | "
+                      f"{fmt(c.get('true'))} | {c['time']:.1f} | {c['note'].replace('|', '/')} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
