@@ -237,3 +237,56 @@ def test_a_grid_key_that_changes_nothing_is_refused():
     cfg = {"study": {"name": "x", "attack": "linear", "target": "builtin:linear?d=3"}, "grid": {"noise": [1, 2]}}
     with pytest.raises(StudyError, match="changes nothing.*attack.noise"):
         Study.from_dict(cfg)
+
+
+def _session(sid: int) -> list[int]:
+    """Live processes (zombies excluded) of session ``sid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_workers_die_with_a_killed_sweep(tmp_path):
+    """kill -9 of the sweep's own process: its workers, the forkserver and the resource tracker
+    exit too (issue 13, defect 10) instead of running on as orphans."""
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(f"""
+[study]
+name = "orphans"
+attack = "sweep_helpers:Scripted"
+target = "builtin:linear?d=4&seed={{seed}}"
+[attack]
+seed = "{{seed}}"
+tag = "{{seed}}"
+log = "{tmp_path / 'executions.log'}"
+sleep = 30
+[grid]
+seed = [0, 1, 2, 3]
+""")
+    db = tmp_path / "o.sqlite"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "modelrecon.cli", "sweep", str(cfg), "--db", str(db), "--workers",
+                             "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while len(_session(proc.pid)) < 4:  # the sweep, the forkserver and two workers (and the tracker)
+            assert time.time() < deadline and proc.poll() is None, "the sweep did not start its workers"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGKILL)  # the sweep alone, not its process group
+        proc.wait()
+        deadline = time.time() + 30
+        while _session(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        left = _session(proc.pid)
+    finally:
+        for pid in _session(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], f"orphans after kill -9 of the sweep: {left}"

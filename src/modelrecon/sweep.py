@@ -68,6 +68,7 @@ import re
 import socket
 import sqlite3
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -562,6 +563,32 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:  # no /proc: trust kill
+        return True
+
+
+def _die_with(parent: int) -> None:
+    """Worker initializer: a thread that ends the worker as soon as the sweep's process is gone
+    (``kill -9`` included), so that no worker outlives the sweep and keeps running its grid."""
+
+    def watch() -> None:
+        while _alive(parent):
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sweep-parent-watch", daemon=True).start()
+
+
 def _run_local(todo: list[tuple[str, dict]], workers: int, on_dispatch: Callable, on_result: Callable) -> None:
     if workers == 0:
         for key, run in todo:
@@ -571,7 +598,8 @@ def _run_local(todo: list[tuple[str, dict]], workers: int, on_dispatch: Callable
     pending = iter(todo)
     # at most `workers` runs are handed out at a time: an interrupted sweep leaves nothing
     # queued inside the pool that would run after the parent stopped listening
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_die_with,
+                                initargs=(os.getpid(),)) as pool:
         inflight: dict[cf.Future, str] = {}
 
         def submit_next() -> None:

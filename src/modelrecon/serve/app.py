@@ -24,8 +24,13 @@ to each explanation's root-mean-square.
 
 Every request (answered or refused) is logged to SQLite: who (key name, client address),
 when, what (endpoint, kinds, output, batch size, the inputs themselves for answered ones),
-the queries charged and the HTTP status.  Usage and quotas are rebuilt from the log on
-start, so they survive restarts.
+the queries charged and the HTTP status.  An answer's charge and its stored response are one
+transaction, so a ``kill -9`` never leaves a charge without the answer a retry replays.
+Usage and quotas are rebuilt from the log on start, so they survive restarts; admin changes
+to a key are kept apart from the keys file and win over it.  Before anything else each
+request takes a token of its client address (rate limit before authentication); refusals
+are logged at a bounded rate per address; every 4xx is ``{"error": {code, message}}``; the
+HTTP protocol closes connections that stall in their headers or body (see docs/serve.md).
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ import contextlib
 import hashlib
 import json
 import secrets
-import sqlite3
 import threading
 import time
 import uuid
@@ -50,8 +54,8 @@ from fastapi import Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelrecon.oracle import KINDS, PREDICTION_KINDS, OracleError, _decode, _encode, local_oracle
 from modelrecon.serve.detect import Detector
