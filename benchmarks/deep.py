@@ -82,7 +82,7 @@ def fmt(row: dict, published: str) -> str:
         return f"| {row['net']} | {row['mode']} | {row['status']} | | | | | | {published} |"
     h = row["hidden"]
     worst = row["worst"]
-    worst_s = "—" if worst is None else (f"{worst:.1e} (2^-{-math.log2(worst):.0f})" if worst > 0 else "0")
+    worst_s = "—" if worst is None else (f"{worst:.1e} (2^{math.log2(worst):.0f})" if worst > 0 else "0")
     bits = "—" if row["bits"] is None else f"{row['bits']:.1f}"
     return (f"| {row['net']} | {row['mode']} | {row['status']} | {row['points'] / h:.1f} | {row['queries'] / h:.1f} "
             f"(2^{math.log2(max(row['queries'], 1)):.1f}) | {bits} | {worst_s} | {row['time']:.1f} | {published} |")
