@@ -265,7 +265,7 @@ class ReluAttack(Attack):
                 problems.append(f"layer {len(self._known.layers) + 1}: rows of neurons {incomplete} miss the "
                                 "weights from units never seen active at their kinks")
             if not rest:
-                signs, *_ = self._final_fit(layer)
+                signs = self._final_fit(layer)
             else:
                 signs = self._orient_by_span(layer)
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
@@ -507,7 +507,7 @@ class ReluAttack(Attack):
                 break
         return signs
 
-    def _final_fit(self, rows: list[_Row]) -> tuple[list[int | None], np.ndarray, np.ndarray, dict[str, Any]]:
+    def _final_fit(self, rows: list[_Row]) -> list[int | None]:
         """Orientation of the last hidden layer and the output layer from one least-squares fit: both relu(z) and
         relu(-z) of every row as features; exactly one of each pair carries weight."""
         known = self._known
@@ -549,7 +549,7 @@ class ReluAttack(Attack):
                 signs.append(None)
             else:
                 signs.append(1 if abs(a_) >= abs(b_) else -1)
-        return signs, alpha, beta, {}
+        return signs
 
     def _clear(self, X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Samples off every neuron's surface by more than the neurons' own precision (points read within a hair
