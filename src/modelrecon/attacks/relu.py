@@ -349,55 +349,25 @@ class ReluAttack(Attack):
         return False
 
     def _complete(self, row: _Row) -> bool:
-        """Look for a kink of the row's neuron where a unit it has not yet seen active is on: walk along its surface,
-        inside the known cell of one of its kinks, to that unit's surface, step across it and search a short line
-        along the normal there.  Whether it searched."""
-        known = self._known
-        if not known.layers:
+        """Look for a kink of the row's neuron where a unit it has not yet seen active is on: walk along its surface
+        from one of its kinks (cell by cell, while the cells' active units are ones its row knows) to that unit's
+        surface, step across it and search a short line along the normal there.  Whether it searched."""
+        if not self._known.layers:
             return False
-        for kink, zs in row.kinks:
-            x = kink.x
-            grads = known.cell_gradients(x, zs)
-            G = grads[-1]
-            normal = (G * (zs[-1] > 0)[:, None]).T @ row.w
-            size = np.linalg.norm(normal)
-            if size == 0:
-                continue
-            normal = normal / size
+        for kink, _ in row.kinks:
             for m in np.flatnonzero(~row.support):
                 if (id(kink), m) in self._tried:
                     continue
                 self._tried.add((id(kink), m))
-                p = G[m] - (G[m] @ normal) * normal
-                rate = float(G[m] @ p)
-                if rate <= 0:
+                found = self._walk(row, kink.x, m)
+                if found is None:
                     continue
-                tau = -float(zs[-1][m]) / rate
-                reach = math.inf
-                for li, (z, Gl) in enumerate(zip(zs, grads)):
-                    r = Gl @ p
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        steps = np.where(z * r < 0, -z / r, np.inf)
-                    if li == len(zs) - 1:
-                        steps[m] = np.inf
-                    reach = min(reach, float(np.min(steps)))
-                if not 0 < tau < reach:
-                    continue
-                y = x + tau * p
-                room = math.inf
-                for li, (z, Gl) in enumerate(zip(known.pre(y[None]), grads)):
-                    dist = np.abs(z[0]) / np.maximum(np.linalg.norm(Gl, axis=1), np.finfo(float).tiny)
-                    if li == len(zs) - 1:
-                        dist[m] = np.inf
-                    room = min(room, float(np.min(dist)))
-                if not np.isfinite(room) or room <= 0:
-                    continue
-                y1 = y + 1e-3 * room * G[m] / np.linalg.norm(G[m])
-                line = Line(y1, normal * 0.5 * room)
+                y, normal, gm, room = found
+                line = Line(y + 1e-3 * room * gm / np.linalg.norm(gm), normal * 0.5 * room)
                 if self._oracle.input_box:
                     lo, hi = self._box
-                    if np.any(line.at(-1.0) < lo) or np.any(line.at(1.0) > hi) or np.any(line.at(1.0) < lo) \
-                            or np.any(line.at(-1.0) > hi):
+                    ends = np.stack([line.at(-1.0), line.at(1.0)])
+                    if np.any(ends < lo) or np.any(ends > hi):
                         continue
                 kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
                 self._kinks += kinks
@@ -405,6 +375,50 @@ class ReluAttack(Attack):
                 self._targeted += 1
                 return True
         return False
+
+    def _walk(self, row: _Row, x: np.ndarray, m: int, segments: int = 32):
+        """From x on the row's surface, along the surface towards unit m's surface (computed, no queries): the point
+        where they meet, the row's normal there, unit m's input gradient and the distance to the nearest other
+        surface; None if the walk leaves the cells where the row is known."""
+        known = self._known
+        tiny = np.finfo(float).tiny
+        for _ in range(segments):
+            zs = [z[0] for z in known.pre(x[None])]
+            top = zs[-1] > 0
+            if np.any(top & ~row.support) or zs[-1][m] >= 0:
+                return None
+            grads = known.cell_gradients(x, zs)
+            G = grads[-1]
+            normal = (G * top[:, None]).T @ row.w
+            size = float(np.linalg.norm(normal))
+            if size == 0:
+                return None
+            normal = normal / size
+            x = x - (row.w @ np.maximum(zs[-1], 0) + row.b) / size * normal  # back onto the surface in this cell
+            p = G[m] - (G[m] @ normal) * normal
+            rate = float(G[m] @ p)
+            if rate <= 0:
+                return None
+            tau = -float(zs[-1][m]) / rate
+            reach = math.inf
+            for li, (z, Gl) in enumerate(zip(zs, grads)):
+                r = Gl @ p
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    steps = np.where(z * r < 0, -z / r, np.inf)
+                if li == len(zs) - 1:
+                    steps[m] = np.inf
+                reach = min(reach, float(np.min(steps)))
+            if tau < reach:
+                y = x + tau * p
+                room = math.inf
+                for li, (z, Gl) in enumerate(zip(known.pre(y[None]), grads)):
+                    dist = np.abs(z[0]) / np.maximum(np.linalg.norm(Gl, axis=1), tiny)
+                    if li == len(zs) - 1:
+                        dist[m] = np.inf
+                    room = min(room, float(np.min(dist)))
+                return (y, normal, G[m], room) if np.isfinite(room) and room > 0 else None
+            x = x + reach * (1 + 1e-6) * p  # across the wall into the next cell
+        return None
 
     def _trace_at(self, row: _Row, kink: Kink, zs) -> bool | None:
         x = kink.x
