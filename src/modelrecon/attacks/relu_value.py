@@ -75,7 +75,7 @@ def _hidden(layers, X):
 class DeepValueAttack(Attack):
     """Deep ReLU network from value (or probability) queries; see the module docstring."""
 
-    name = "relu-value"
+    name = "relu"  # ``modelrecon attack relu --mode value``; evaluated as the other relu modes
 
     def __init__(self, seed: int = 0, scale: float | None = None, max_segments: int = 60, patience: int = 16,
                  max_layers: int = 8, precision: float = 1e-8, verify_points: int = 1000, refine_width: int = 128):
@@ -552,5 +552,5 @@ class DeepValueAttack(Attack):
                       params={f"W{i + 1}": W for i, (W, _) in enumerate(model_layers)}
                       | {f"b{i + 1}": b for i, (_, b) in enumerate(model_layers)},
                       model=DeepReluModel(model_layers),
-                      details={"widths": widths, "verified_relative_error": err, "fit_residual": resid,
+                      details={"mode": "value", "widths": widths, "verified_relative_error": err, "fit_residual": resid,
                                "noise": p.noise, "notes": status_notes + self._notes})
