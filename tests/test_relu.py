@@ -85,7 +85,7 @@ def test_cli_attack_relu_writes_json(tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert doc["status"] == "complete" and doc["queries"]["points"] > 0
-    res = CliRunner().invoke(app, ["attack", "relu", "--mode", "value"])
+    res = CliRunner().invoke(app, ["attack", "relu", "--mode", "labels"])
     assert res.exit_code != 0 and "unknown mode" in res.output + str(res.exception)
 
 

@@ -82,3 +82,22 @@ def test_rounded_answers_status_agrees_with_verified_error():
         assert result.details["verified_relative_error"] <= 1e-8
     else:
         assert result.details.get("verified_relative_error", np.inf) > 1e-8 or result.details["notes"]
+
+
+def test_cli_value_mode(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "r.json"
+    r = runner.invoke(app, ["attack", "relu", "--mode", "value", "--target", "builtin:deep?d=10&widths=10,10,1",
+                            "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    got = json.loads(out.read_text())
+    assert got["status"] == "complete" and got["queries"]["by_kind"] == {"value": got["queries"]["total"]}
+    assert got["metrics"]["worst_output_error_relative"] < 1e-9
+    bad = runner.invoke(app, ["attack", "relu", "--mode", "value", "--answers", "labels"])
+    assert bad.exit_code != 0 and "--answers must be value or probabilities" in str(bad.exception or bad.output)

@@ -171,7 +171,9 @@ def attack_relu2(
 @attack_app.command("relu")
 def attack_relu(
     target: TargetOpt = "builtin:deep?d=784&widths=32,1",
-    mode: Annotated[str, typer.Option(help="gradient | value+gradient")] = "value+gradient",
+    mode: Annotated[str, typer.Option(help="gradient | value+gradient | value (values only)")] = "value+gradient",
+    answers: Annotated[str, typer.Option(help="value mode: what the oracle answers: value | probabilities")] = "value",
+    round_decimals: Annotated[Optional[int], typer.Option(help="value mode: answers rounded to N decimals")] = None,
     output: Annotated[int, typer.Option(help="the logit whose gradient is asked (k-class targets)")] = 0,
     lines: Annotated[int, typer.Option(help="random lines searched first")] = 3,
     max_lines: Annotated[int, typer.Option(help="random lines searched at most")] = 24,
@@ -185,9 +187,17 @@ def attack_relu(
     """Exact extraction of a fully connected ReLU network of any depth from gradients (docs/deep.md)."""
     from modelrecon.attacks.relu import ReluAttack
 
+    if mode == "value":  # values (or probabilities) only: attacks/relu_value.py
+        from modelrecon.attacks.relu_value import DeepValueAttack
+
+        if answers not in ("value", "probabilities"):
+            raise CliError(f"--answers must be value or probabilities, got {answers!r}")
+        t, o = make_oracle(target, answers, budget, budget_per_kind, journal, round_decimals=round_decimals)
+        finish(DeepValueAttack(seed=seed).run(o), t, json)
+        return
     oracle = {"gradient": "gradient,value", "value+gradient": "value,gradient"}.get(mode)
     if oracle is None:
-        raise CliError(f"unknown mode {mode!r}; known: gradient, value+gradient")
+        raise CliError(f"unknown mode {mode!r}; known: gradient, value+gradient, value")
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal)
     attack = ReluAttack(mode=mode, output=output, lines=lines, max_lines=max_lines, verify=verify, seed=seed)
     finish(attack.run(o), t, json)

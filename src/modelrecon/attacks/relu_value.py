@@ -75,7 +75,7 @@ def _hidden(layers, X):
 class DeepValueAttack(Attack):
     """Deep ReLU network from value (or probability) queries; see the module docstring."""
 
-    name = "relu-value"
+    name = "relu"  # ``modelrecon attack relu --mode value``; evaluated as the other relu modes
 
     def __init__(self, seed: int = 0, scale: float | None = None, max_segments: int = 60, patience: int = 16,
                  max_layers: int = 8, precision: float = 1e-8, verify_points: int = 1000, refine_width: int = 128):
@@ -362,7 +362,7 @@ class DeepValueAttack(Attack):
             else:
                 r = self._rng.standard_normal(h) * 2 * self._sigma
             r -= (n @ r) * n
-            step = U @ r
+            step = self._reach(x_kink, A, a, U, Z, z, y0 + r) - x_kink
             lam = min(1.0, self._room(x_kink, step, Z, z, fallback=1.0))
             xp = x_kink + lam * self._rng.uniform(0.5, 1.0) * step
             xp = xp - ((n @ (A @ xp + a) + b) / (n @ (A @ u))) * u  # back onto the hyperplane
@@ -394,6 +394,27 @@ class DeepValueAttack(Attack):
         if np.max(np.abs((Y - mean) @ m)) > 1e4 * EPS * np.abs(Y).max():
             return n, b  # crossings located less precisely than the derivatives (a small jump): keep those
         return m, -float(m @ mean)
+
+    def _reach(self, x0, A, a, U, Z, z, y):
+        """An input where the last known layer reads y (or the point of the segment from x0's reading
+        toward y that is furthest along while every known neuron stays active).  One known layer below:
+        the least-norm step U (y - A x0 - a) (the region is a cone in those coordinates).  Deeper: a
+        linear program over the null space of A keeps the lower layers active."""
+        y0 = A @ x0 + a
+        if len(self._layers) <= 1:
+            return x0 + U @ (y - y0)
+        d = self._d
+        # variables (x, theta): maximise theta <= 1 with A x = y0 + theta (y - y0) - a, Z x + z >= 0
+        c = np.zeros(d + 1)
+        c[-1] = -1.0
+        A_eq = np.hstack([A, -(y - y0)[:, None]])
+        b_eq = y0 - a
+        A_ub = np.hstack([-Z, np.zeros((len(Z), 1))])
+        b_ub = z - 1e-3 * self._sigma * np.linalg.norm(Z, axis=1)  # a margin inside the region
+        B = 3 * self._sigma * np.sqrt(d)
+        bounds = [(xi - B, xi + B) for xi in x0] + [(0.0, 1.0)]
+        res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
+        return res.x[:d] if res.status == 0 else x0
 
     @staticmethod
     def _hit_rate(n, b, A, a, searched) -> float:
@@ -454,7 +475,7 @@ class DeepValueAttack(Attack):
                 y = scale * np.abs(self._rng.standard_normal(h)) * 2
                 y[self._rng.random(h) < self._rng.random()] *= 0.1 * self._rng.random()
                 ys.append(y)
-        ends = [xc + U @ (y - yc) for y in ys]
+        ends = [self._reach(xc, A, a, U, Z, z, y) for y in ys]
         x0, v = ends[0], ends[1] - ends[0]
         rates, offs = Z @ v, Z @ x0 + z
         floor = 1e-6 * scale * np.linalg.norm(Z, axis=1) / np.linalg.norm(Z, axis=1).max()
@@ -531,5 +552,5 @@ class DeepValueAttack(Attack):
                       params={f"W{i + 1}": W for i, (W, _) in enumerate(model_layers)}
                       | {f"b{i + 1}": b for i, (_, b) in enumerate(model_layers)},
                       model=DeepReluModel(model_layers),
-                      details={"widths": widths, "verified_relative_error": err, "fit_residual": resid,
+                      details={"mode": "value", "widths": widths, "verified_relative_error": err, "fit_residual": resid,
                                "noise": p.noise, "notes": status_notes + self._notes})

@@ -1,0 +1,78 @@
+"""Deep ReLU networks from values alone (``DeepValueAttack``) on the value-only attacks' own benchmark
+networks, beside the published figures.
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/deep_value.py [--only 10-10-10-1,...] [--inputs N]
+
+Columns: status; value queries of the attack (the verification's fresh values apart); log2 of them;
+worst absolute output error over N random N(0, I) inputs (10^6 by default) and in bits; precision bits of
+the weights after alignment (Carlini et al.'s metric, from modelrecon.evaluate.relu); wall time; the
+published value-only query count.  The published counts are the anchors' (docs/deep.md says which are
+read in the paper and which are recalled); the peer's own code is run by benchmarks/_carlini_peer.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+from modelrecon.attacks.relu_value import DeepValueAttack
+from modelrecon.evaluate.relu import align_layers, true_layers, worst_output_error
+from modelrecon.oracle import local_oracle
+from modelrecon.targets.load import load
+
+# name -> (target spec, published value-only queries as log2 (None: none published), source)
+NETWORKS = {
+    "10-10-10-1": ("builtin:deep?d=10&widths=10,10,1", 16.0, "Carlini et al. 2020, table 1 (recalled)"),
+    "10-20-20-1": ("builtin:deep?d=10&widths=20,20,1", 17.1, "Carlini et al. 2020, table 1 (recalled)"),
+    "40-20-10-10-1": ("builtin:deep?d=40&widths=20,10,10,1", 17.8, "Carlini et al. 2020, table 1 (recalled)"),
+    "784-32-1": ("builtin:deep?d=784&widths=32,1", 19.2, "Carlini et al. 2020, table 1 (recalled)"),
+    "784-128-1": ("builtin:deep?d=784&widths=128,1", 21.5, "Carlini et al. 2020 abstract: 2^21.5 for their MNIST net"),
+    "784-16-16-1": ("builtin:deep?d=784&widths=16,16,1", None, "Foerster et al. 2024 (queries not in the anchors)"),
+    "784-64-64-1": ("builtin:deep?d=784&widths=64,64,1", None, "Foerster et al. 2024 (queries not in the anchors)"),
+}
+
+
+def run(name: str, inputs: int) -> dict:
+    spec, published, source = NETWORKS[name]
+    target = load(spec)
+    oracle = local_oracle(target, ["value"])
+    start = time.perf_counter()
+    result = DeepValueAttack(seed=0).run(oracle)
+    wall = time.perf_counter() - start
+    q = result.queries["total"]
+    row = {"network": name, "status": result.status, "queries": q, "log2_queries": math.log2(q) if q else None,
+           "wall_s": wall, "published_log2": published, "source": source, "message": result.message}
+    if result.model is not None:
+        got = [(result.params[f"W{i}"], result.params[f"b{i}"]) for i in range(1, 1 + sum(k.startswith("W") for k in result.params))]
+        row.update(align_layers(true_layers(target), got))
+        row.update(worst_output_error(target, result.model, inputs))
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=",".join(NETWORKS), help="comma-separated network names")
+    ap.add_argument("--inputs", type=int, default=10**6, help="random inputs for the worst output error")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    print("| network | status | queries | log2 | published log2 | fewer | worst output error | bits | weight bits | time |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.only.split(","):
+        r = run(name, args.inputs)
+        fewer = f"{2 ** (r['published_log2'] - r['log2_queries']):.1f}x" if r["published_log2"] else "-"
+        err = r.get("worst_output_error")
+        print(f"| {name} | {r['status']} | {r['queries']:,} | {r['log2_queries']:.1f} | "
+              f"{r['published_log2'] if r['published_log2'] else '-'} | {fewer} | "
+              f"{'%.1e' % err if err is not None and math.isfinite(err) else '-'} | "
+              f"{'%.1f' % r['worst_output_error_bits'] if 'worst_output_error_bits' in r and r['status'] == 'complete' else '-'} | "
+              f"{'%.1f' % r['precision_bits'] if 'precision_bits' in r and r['status'] == 'complete' else '-'} | "
+              f"{r['wall_s']:.0f} s |", flush=True)
+        if r["status"] != "complete":
+            print(f"|  | {r['message'][:200]} |||||||||", flush=True)
+
+
+if __name__ == "__main__":
+    main()
