@@ -130,10 +130,10 @@ def tradeoff(args) -> None:
     rows = [("(none: as served)", *[verdict(rep["attacks"][n]) for n in names], "-", "-", "-")]
     for d in rep["defences"]:
         c = d["honest_cost"]
+        fmt = lambda key, f: "-" if c.get(key) is None else format(c[key], f)  # noqa: E731
         rows.append((d["option"], *[verdict(d["attacks"].get(n)) for n in names],
-                     f"{c.get('explanation_relative_error', float('nan')):.2g}",
-                     f"{c.get('explanation_rank_correlation', float('nan')):.3f}",
-                     f"{c.get('explanation_top10_overlap', float('nan')):.0%}"))
+                     fmt("explanation_relative_error", ".2g"), fmt("explanation_rank_correlation", ".3f"),
+                     fmt("explanation_top10_overlap", ".0%")))
     report.console.print(report.comparison_table(
         f"audit of {args.target} served with values, gradient, IG, |saliency| (budget {args.budget})",
         ["option", *names, "expl. rel. error", "rank corr.", "top-10% overlap"], rows))
