@@ -86,8 +86,8 @@ def test_abs_saliency_linear_exact():
     t = load("builtin:linear?d=100&seed=3")
     r, _ = run(through_saliency(LinearAttack(method="gradient")), t, [SAL, "value"])
     assert r.status == "complete" and r.metrics["parameter_relative_error"] <= EXACT
-    # 1 saliency, 1 value and 2 per block of 24 coordinates
-    assert r.queries["total"] == 2 + 2 * int(np.ceil(100 / 24))
+    # 2 saliency answers at one input (not random?), then 1 saliency, 1 value and 2 values per block of 24
+    assert r.queries["total"] == 2 + 2 + 2 * int(np.ceil(100 / 24))
 
 
 def test_signed_gradient_oracle_matches_the_gradient_near_a_kink():
