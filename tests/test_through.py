@@ -107,3 +107,11 @@ def test_signing_needs_values():
     t = load("builtin:relu2?d=8&h=2")
     with pytest.raises(OracleError, match="saliency and value"):
         signed_gradient_oracle(local_oracle(t, [SAL]))
+
+
+def test_unsignable_saliency_is_a_failed_result():
+    """Rounded values: the line search asks gradients within a rounding's reach of two kinks; the attack
+    ends failed with the reason (it used to escape as an error the audit read as 'not applicable')."""
+    t = load("builtin:relu2?d=12&h=3&seed=0")
+    r, _ = run(through_saliency(Relu2Attack(mode="value+gradient")), t, [SAL, "value"], round_decimals=4)
+    assert r.status == "failed" and "cannot sign" in r.message

@@ -72,6 +72,10 @@ def quadrature(oracle: Oracle) -> tuple[np.ndarray, np.ndarray, float]:
     return alphas, weights, float(o["ig_baseline"])
 
 
+class SigningError(OracleError):
+    """|saliency| could not be signed at an input (kinks on both sides within the values' precision)."""
+
+
 def randomness(real: Oracle, kind: str, output: int = 0, seed: int = 0) -> float:
     """Two answers of ``kind`` at one input: their largest relative difference (0 for a deterministic oracle).
     Costs two queries (more where the answer is 0: farther out); exact attacks stop here on noisy answers
@@ -417,8 +421,8 @@ def signed_gradient_oracle(real: Oracle, output: int = 0, bits: int = 24) -> Ora
                     elif len(blk) > 1:  # kinks on both sides within the step: halve the block, and so the step
                         retry += [blk[:len(blk) // 2], blk[len(blk) // 2:]]
                     else:
-                        raise OracleError(f"cannot sign the gradient at an input within float64 reach of two kinks "
-                                          f"(coordinate {blk[0]})")
+                        raise SigningError(f"cannot sign the gradient at an input within reach of two kinks at the "
+                                           f"values' precision (coordinate {blk[0]})")
                 blocks = retry
         out = {"gradient": signs * A}
         if "value" in asked:
@@ -503,7 +507,10 @@ class Through(Attack):
         if noisy:
             return Result(self.name, "failed", noisy, details={"through": self.via})
         adapted = self.adapter(oracle)
-        result = self.attack.run(adapted)
+        try:
+            result = self.attack.run(adapted)
+        except SigningError as e:
+            return Result(self.name, "failed", str(e), details={"through": self.via})
         result.details["through"] = self.via
         result.details["adapter_queries"] = result.queries
         return result
