@@ -115,3 +115,11 @@ def test_unsignable_saliency_is_a_failed_result():
     t = load("builtin:relu2?d=12&h=3&seed=0")
     r, _ = run(through_saliency(Relu2Attack(mode="value+gradient")), t, [SAL, "value"], round_decimals=4)
     assert r.status == "failed" and "cannot sign" in r.message
+
+
+def test_ig_with_labels_beside_gives_c_too():
+    """Label-only predictions beside exact explanations: c by bisection to the decision threshold."""
+    t = load("builtin:relu2?d=32&h=8&seed=1")
+    r, _ = run(IGRelu2Attack(), t, [IG, "label"])
+    assert r.status == "complete" and r.details["bias_identified"] and r.metrics.get("c_identified") is None
+    assert r.metrics["parameter_relative_error"] <= EXACT and r.queries["by_kind"]["label"] <= 80
