@@ -2,6 +2,7 @@
 
     python benchmarks/defences.py exact      [--d 784 --h 128 --seeds 0,1]
     python benchmarks/defences.py precision  [--d 32 --budgets 1000,10000,100000 --figure docs/figures/defences-precision.png]
+    python benchmarks/defences.py tradeoff   [--target 'builtin:relu2?d=12&h=3' --budget 40000]
 
 ``exact``: queries per hidden unit of the exact two-layer ReLU attacks through each explanation
 (signed gradient, integrated gradients with and without values, |saliency| + values, values
@@ -10,6 +11,10 @@ alone) and of the linear attacks, parameter error against the truth.
 ``precision``: a linear model under rounding (N decimals of every answer) and explanation
 noise (S x each answer's RMS), the best naive and adaptive attack's parameter error after
 each budget of queries (see :mod:`modelrecon.studies.defences`).
+
+``tradeoff``: the audit (every option of the ladder simulated) of a served two-layer ReLU network that
+offers values, integrated gradients, |saliency| and the signed gradient: per option, what each exact
+attack still reaches and the cost to honest users; then the audit's advice.
 """
 
 from __future__ import annotations
@@ -101,6 +106,42 @@ def precision(args) -> None:
         report.console.print(f"figure written to {args.figure}")
 
 
+def tradeoff(args) -> None:
+    import tempfile
+
+    from modelrecon.serve.app import ApiKey, ServerThread, Service, create_app
+    from modelrecon.serve.audit import LADDER, audit
+
+    target = load(args.target)
+    service = Service(target, explanations=["gradient", "integrated-gradients", "saliency"],
+                      keys=[ApiKey("auditor", "auditor-secret")])
+    with ServerThread(create_app(service)) as server, tempfile.TemporaryDirectory() as out:
+        rep = audit(server.url, "auditor-secret", args.budget, out, probes=50, defences=LADDER,
+                    attacks=["relu2", "relu2-ig", "relu2-saliency"])
+    names = [n for n, a in rep["attacks"].items() if a.get("applies")]
+
+    def verdict(r):
+        if r is None:
+            return "-"
+        if r.get("exact_copy"):
+            return f"exact ({r['queries']} q)"
+        return f"{r['status']}" + (f", {r['agreement']:.0%} agr." if r.get("agreement") is not None else "")
+
+    rows = [("(none: as served)", *[verdict(rep["attacks"][n]) for n in names], "-", "-", "-")]
+    for d in rep["defences"]:
+        c = d["honest_cost"]
+        fmt = lambda key, f: "-" if c.get(key) is None else format(c[key], f)  # noqa: E731
+        rows.append((d["option"], *[verdict(d["attacks"].get(n)) for n in names],
+                     fmt("explanation_relative_error", ".2g"), fmt("explanation_rank_correlation", ".3f"),
+                     fmt("explanation_top10_overlap", ".0%")))
+    report.console.print(report.comparison_table(
+        f"audit of {args.target} served with values, gradient, IG, |saliency| (budget {args.budget})",
+        ["option", *names, "expl. rel. error", "rank corr.", "top-10% overlap"], rows))
+    for n, a in rep["advice"].items():
+        report.console.print(f"advice: {n} reaches {a['succeeds']} in {a['queries']} queries; cheapest option that "
+                             f"stops it: {a['cheapest_stop']} ({a['honest_cost']})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -113,9 +154,12 @@ def main() -> None:
     p.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10000, 100000])
     p.add_argument("--relu2", default="d=16&h=4", help="relu2 target parameters ('' to skip)")
     p.add_argument("--figure", default="docs/figures/defences-precision.png")
+    t = sub.add_parser("tradeoff")
+    t.add_argument("--target", default="builtin:relu2?d=12&h=3")
+    t.add_argument("--budget", type=int, default=40000)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    {"exact": exact, "precision": precision}[args.what](args)
+    {"exact": exact, "precision": precision, "tradeoff": tradeoff}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -77,16 +77,17 @@ def test_abs_saliency_relu2_exact_and_charged():
     assert r.status == "complete", r.message
     assert r.metrics["parameter_relative_error"] <= EXACT
     assert set(r.queries["by_kind"]) == {SAL, "value"} and r.queries == o.ledger.to_dict()
-    # the adapter's gradients cost one saliency each (and values for the signs)
-    assert r.queries["by_kind"][SAL] == r.details["adapter_queries"]["by_kind"]["gradient"]
+    # the adapter's gradients cost one saliency each (and values for the signs), after two asked at one
+    # input to check that the answers are not random
+    assert r.queries["by_kind"][SAL] == r.details["adapter_queries"]["by_kind"]["gradient"] + 2
 
 
 def test_abs_saliency_linear_exact():
     t = load("builtin:linear?d=100&seed=3")
     r, _ = run(through_saliency(LinearAttack(method="gradient")), t, [SAL, "value"])
     assert r.status == "complete" and r.metrics["parameter_relative_error"] <= EXACT
-    # 1 saliency, 1 value and 2 per block of 24 coordinates
-    assert r.queries["total"] == 2 + 2 * int(np.ceil(100 / 24))
+    # 2 saliency answers at one input (not random?), then 1 saliency, 1 value and 2 values per block of 24
+    assert r.queries["total"] == 2 + 2 + 2 * int(np.ceil(100 / 24))
 
 
 def test_signed_gradient_oracle_matches_the_gradient_near_a_kink():
@@ -106,3 +107,19 @@ def test_signing_needs_values():
     t = load("builtin:relu2?d=8&h=2")
     with pytest.raises(OracleError, match="saliency and value"):
         signed_gradient_oracle(local_oracle(t, [SAL]))
+
+
+def test_unsignable_saliency_is_a_failed_result():
+    """Rounded values: the line search asks gradients within a rounding's reach of two kinks; the attack
+    ends failed with the reason (it used to escape as an error the audit read as 'not applicable')."""
+    t = load("builtin:relu2?d=12&h=3&seed=0")
+    r, _ = run(through_saliency(Relu2Attack(mode="value+gradient")), t, [SAL, "value"], round_decimals=4)
+    assert r.status == "failed" and "cannot sign" in r.message
+
+
+def test_ig_with_labels_beside_gives_c_too():
+    """Label-only predictions beside exact explanations: c by bisection to the decision threshold."""
+    t = load("builtin:relu2?d=32&h=8&seed=1")
+    r, _ = run(IGRelu2Attack(), t, [IG, "label"])
+    assert r.status == "complete" and r.details["bias_identified"] and r.metrics.get("c_identified") is None
+    assert r.metrics["parameter_relative_error"] <= EXACT and r.queries["by_kind"]["label"] <= 80

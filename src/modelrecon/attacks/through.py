@@ -72,6 +72,10 @@ def quadrature(oracle: Oracle) -> tuple[np.ndarray, np.ndarray, float]:
     return alphas, weights, float(o["ig_baseline"])
 
 
+class SigningError(OracleError):
+    """|saliency| could not be signed at an input (kinks on both sides within the values' precision)."""
+
+
 def randomness(real: Oracle, kind: str, output: int = 0, seed: int = 0) -> float:
     """Two answers of ``kind`` at one input: their largest relative difference (0 for a deterministic oracle).
     Costs two queries (more where the answer is 0: farther out); exact attacks stop here on noisy answers
@@ -195,11 +199,14 @@ class IGRelu2Attack(Attack):
         details["offsets"] = info
         b = e - N @ np.full(N.shape[1], base)
         c = np.zeros(1)
-        identified = "value" in oracle.kinds
-        if identified:  # 3. c from one value
+        identified = "value" in oracle.kinds or ("label" in oracle.kinds and oracle.n_outputs == 1)
+        if "value" in oracle.kinds:  # 3. c from one value
             x = np.random.default_rng((self.seed, 2)).uniform(-1, 1, size=N.shape[1])
             z = float(np.asarray(oracle.query(x.reshape(oracle.input_shape), ("value",))["value"]).reshape(-1)[self.output])
             c = np.array([z - float(np.maximum(N @ x + b, 0) @ g)])
+        elif identified:  # or from labels beside the explanations: bisection on the threshold
+            c = np.array([self._c_from_labels(oracle, N, b, g)])
+            details["c_from"] = "labels: bisection to the decision threshold"
         details["bias_identified"] = identified
         details["hidden_units_found"] = len(b)
         model = Relu2Model(N, b, g[None], c, None, oracle.input_shape)
@@ -217,6 +224,57 @@ class IGRelu2Attack(Attack):
             self._verify(oracle, result, N, b, g, c, messages)
         result.message = "; ".join(messages)
         return result
+
+    def _c_from_labels(self, oracle: Oracle, N: np.ndarray, b: np.ndarray, g: np.ndarray) -> float:
+        """A scalar model's label is [F(x) + c > thr] with F = sum_i g_i relu(n_i.x + b_i) known: at a point
+        where F(x) = thr - m it answers c > m.  Along a line where F is unbounded both ways (a far-field slope
+        of one sign at both ends) such a point is found locally for any m: bisect m to float64 resolution."""
+        thr = float(oracle.options.get("threshold", 0.0))
+        rng = np.random.default_rng((self.seed, 7))
+        F = lambda X: np.maximum(X @ N.T + b, 0) @ g  # noqa: E731
+        for _ in range(64):
+            x0, v = rng.normal(size=N.shape[1]), rng.normal(size=N.shape[1])
+            up, down = (N @ v > 0) * g @ (N @ v), (N @ v < 0) * g @ (N @ v)  # slopes of F far along +v and -v
+            if up * down > 0:
+                break
+        else:
+            raise OracleError("no line on which the recovered network takes every value: c cannot be bisected")
+        sign = 1.0 if up > 0 else -1.0
+
+        def point(target: float) -> np.ndarray:  # x on the line with F(x) = target (F continuous, unbounded)
+            lo, hi = -1.0, 1.0
+            while sign * (F((x0 + lo * v)[None])[0] - target) > 0:
+                lo *= 2
+            while sign * (F((x0 + hi * v)[None])[0] - target) < 0:
+                hi *= 2
+            for _ in range(200):
+                mid = (lo + hi) / 2
+                if not lo < mid < hi:
+                    break
+                if sign * (F((x0 + mid * v)[None])[0] - target) < 0:
+                    lo = mid
+                else:
+                    hi = mid
+            return x0 + hi * v
+
+        def above(m: float) -> bool:  # c > m
+            x = point(thr - m)
+            return bool(np.asarray(oracle.query(x.reshape(oracle.input_shape), ("label",))["label"]).reshape(-1)[0] == 1)
+
+        lo, hi, step = -1.0, 1.0, 1.0
+        while not above(lo):
+            lo, step = lo - 2 * step, 2 * step
+        step = 1.0
+        while above(hi):
+            hi, step = hi + 2 * step, 2 * step
+        while True:
+            mid = (lo + hi) / 2
+            if not lo < mid < hi:
+                return mid
+            if above(mid):
+                lo = mid
+            else:
+                hi = mid
 
     # ------------------------------------------------------------------ offsets
     @staticmethod
@@ -417,8 +475,8 @@ def signed_gradient_oracle(real: Oracle, output: int = 0, bits: int = 24) -> Ora
                     elif len(blk) > 1:  # kinks on both sides within the step: halve the block, and so the step
                         retry += [blk[:len(blk) // 2], blk[len(blk) // 2:]]
                     else:
-                        raise OracleError(f"cannot sign the gradient at an input within float64 reach of two kinks "
-                                          f"(coordinate {blk[0]})")
+                        raise SigningError(f"cannot sign the gradient at an input within reach of two kinks at the "
+                                           f"values' precision (coordinate {blk[0]})")
                 blocks = retry
         out = {"gradient": signs * A}
         if "value" in asked:
@@ -503,7 +561,10 @@ class Through(Attack):
         if noisy:
             return Result(self.name, "failed", noisy, details={"through": self.via})
         adapted = self.adapter(oracle)
-        result = self.attack.run(adapted)
+        try:
+            result = self.attack.run(adapted)
+        except SigningError as e:
+            return Result(self.name, "failed", str(e), details={"through": self.via})
         result.details["through"] = self.via
         result.details["adapter_queries"] = result.queries
         return result
