@@ -260,29 +260,46 @@ class ReluAttack(Attack):
             rest = [k for k in unexplained if not self._on_known(k, self._known.layers + [(W, b)])]
             info = {"neurons": len(layer), "kinks_used": sum(len(r.kinks) for r in layer),
                     "candidates_rejected": len(rows) - len(layer)}
-            if incomplete:
-                info["rows_incomplete"] = incomplete
-                problems.append(f"layer {len(self._known.layers) + 1}: rows of neurons {incomplete} miss the "
-                                "weights from units never seen active at their kinks")
             if not rest:
                 signs = self._final_fit(layer)
             else:
                 signs = self._orient_by_span(layer)
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
             details["layers"].append(info)
-            if info["orientation_unresolved"]:
-                if self._n_lines < self.max_lines and rest:
+            if info["orientation_unresolved"] and rest:
+                if self._n_lines < self.max_lines:
                     self._search()
                     details["layers"].pop()
                     continue
                 problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
                                 f"{info['orientation_unresolved']} not resolved")
-                signs = [s or 1 for s in signs]
+            unresolved = [s is None for s in signs]
+            signs = [s or 1 for s in signs]
             if not rest:
-                out = self._output_layer(signs, W, b)
+                out_W, out_b, bias_known = self._output_layer(signs, W, b)
+                # a row no output depends on (a neuron counted twice, or one whose every path is cut) goes
+                live = np.abs(out_W).max(axis=0) > SAME_ROW * max(float(np.abs(out_W).max()), np.finfo(float).tiny)
+                if not live.all():
+                    info["dropped_without_output_weight"] = np.flatnonzero(~live).tolist()
+                    W, b, out_W = W[live], b[live], out_W[:, live]
+                    signs = [s_ for s_, keep in zip(signs, live) if keep]
+                    incomplete = [int(np.sum(live[:i])) for i in incomplete if live[i]]
+                    unresolved = [u for u, keep in zip(unresolved, live) if keep]
+                info["orientation_unresolved"] = [i for i, u in enumerate(unresolved) if u]
+                if info["orientation_unresolved"]:
+                    problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
+                                    f"{info['orientation_unresolved']} not resolved")
+                self._note_incomplete(info, incomplete, problems)
                 self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
-                return out
+                return out_W, out_b, bias_known
+            self._note_incomplete(info, incomplete, problems)
             self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+
+    def _note_incomplete(self, info: dict[str, Any], incomplete: list[int], problems: list[str]) -> None:
+        if incomplete:
+            info["rows_incomplete"] = incomplete
+            problems.append(f"layer {len(self._known.layers) + 1}: rows of neurons {incomplete} miss the weights from "
+                            "units never seen active at their kinks")
 
     def _on_known(self, k: Kink, rows: list[tuple[np.ndarray, np.ndarray]]) -> bool:
         """Whether the kink lies on the surface of a recovered neuron (within its own localisation)."""
