@@ -29,6 +29,7 @@ import os
 import pickle
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,14 @@ def main() -> None:
 
     utils.run = counted_run
     start = time.perf_counter()
+
+    def on_term(signum, frame):  # killed from outside (a time limit): report what it had spent
+        print("PEER_RESULT", {"arch": args.arch, "seed": args.seed, "outcome": "killed (time limit)",
+                              "queries_so_far": counter.value, "wall_s": round(time.perf_counter() - start, 1)},
+              flush=True)
+        os._exit(3)
+
+    signal.signal(signal.SIGTERM, on_term)
     outcome = "finished"
     try:
         runpy.run_path("extract.py", run_name="__main__")

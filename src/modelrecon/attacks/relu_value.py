@@ -374,7 +374,7 @@ class DeepValueAttack(Attack):
         if found < need:
             return None
         if not fit_all or found < h:
-            return n, b
+            return n, self._offset(n, b) if len(z) == 0 else b
         Y = np.array(Y)
         # crossings of another neuron that happened to pass the check lie off the hyperplane: left out
         Y = Y[np.abs(Y @ n + b) <= 1e-4 * (1 + np.linalg.norm(Y, axis=1))]
@@ -431,6 +431,26 @@ class DeepValueAttack(Attack):
                 crossed += 1
                 hit += bool(len(ts)) and np.min(np.abs(ts - t)) <= 1e-6 * (hi - lo)
         return hit / crossed if crossed else 0.0
+
+    def _offset(self, n, b) -> float:
+        """A first-layer bias re-read near the centre of the inputs (where the error of the row moves it
+        least): precise crossings along the normal at points of the plane one sigma from the centre (not where
+        every zero-bias hyperplane meets); two that agree replace the bias."""
+        got: list[float] = []
+        for _ in range(4):
+            c = np.full(self._d, self._center, dtype=float)
+            r = self._rng.standard_normal(self._d)
+            c = c + self._sigma * (r - (n @ r) * n) / np.linalg.norm(r)
+            xo = c - (n @ c + b) * n
+            t = self._cross(xo, n, 0.5 * self._sigma)
+            if t is None:
+                continue
+            b_new = -float(n @ (xo + t * n))
+            close = [g for g in got if abs(g - b_new) <= 1e-10 * (1 + abs(b_new))]
+            if close:
+                return 0.5 * (close[0] + b_new)
+            got.append(b_new)
+        return b
 
     @staticmethod
     def _room(x, e, Z, z, fallback):
@@ -509,7 +529,7 @@ class DeepValueAttack(Attack):
     # -- the run ----------------------------------------------------------------------------
     def execute(self, oracle: Oracle) -> Result:
         self._setup(oracle)
-        self._step_rel = 1e-4 if self._probe.rounding is None else max(1e-4, 10.0 ** (-self._probe.rounding / 2))
+        self._step_rel = 1e-3 if self._probe.rounding is None else max(1e-4, 10.0 ** (-self._probe.rounding / 2))
         p = self._probe
         W1, b1, pts = self._first_layer()
         if len(W1) == 0:
