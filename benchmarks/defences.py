@@ -3,6 +3,7 @@
     python benchmarks/defences.py exact      [--d 784 --h 128 --seeds 0,1]
     python benchmarks/defences.py precision  [--d 32 --budgets 1000,10000,100000 --figure docs/figures/defences-precision.png]
     python benchmarks/defences.py tradeoff   [--target 'builtin:relu2?d=12&h=3' --budget 40000]
+    python benchmarks/defences.py smoothgrad [--sizes 64x16,784x128]
 
 ``exact``: queries per hidden unit of the exact two-layer ReLU attacks through each explanation
 (signed gradient, integrated gradients with and without values, |saliency| + values, values
@@ -11,6 +12,10 @@ alone) and of the linear attacks, parameter error against the truth.
 ``precision``: a linear model under rounding (N decimals of every answer) and explanation
 noise (S x each answer's RMS), the best naive and adaptive attack's parameter error after
 each budget of queries (see :mod:`modelrecon.studies.defences`).
+
+``smoothgrad``: what SmoothGrad answers determine: the relu2 attack over their far field
+(:func:`modelrecon.attacks.through.far_field_oracle` with kind SmoothGrad) against the truth: every
+unit's jump v_i w_i (relative error) and normal (angle), and the queries it took.
 
 ``tradeoff``: the audit (every option of the ladder simulated) of a served two-layer ReLU network that
 offers values, integrated gradients, |saliency| and the signed gradient: per option, what each exact
@@ -142,6 +147,33 @@ def tradeoff(args) -> None:
                              f"stops it: {a['cheapest_stop']} ({a['honest_cost']})")
 
 
+def smoothgrad(args) -> None:
+    import numpy as np
+
+    from modelrecon.attacks.through import SMOOTHGRAD, far_field_oracle
+
+    rows = []
+    for size in args.sizes:
+        d, h = (int(v) for v in size.split("x"))
+        target = load(f"builtin:relu2?d={d}&h={h}&seed=0")
+        oracle = local_oracle(target, [SMOOTHGRAD])
+        result = Relu2Attack(mode="value+gradient").run(far_field_oracle(oracle, kind=SMOOTHGRAD))
+        W, V = target.truth["W"], target.truth["V"][0]
+        N, g = result.params["W"], result.params["V"][0]
+        cos = (W / np.linalg.norm(W, axis=1, keepdims=True)) @ (N / np.linalg.norm(N, axis=1, keepdims=True)).T
+        j = cos.argmax(axis=1)
+        jumps = V[:, None] * W
+        err = np.linalg.norm(g[j][:, None] * N[j] - jumps) / np.linalg.norm(jumps)
+        unit = lambda A: A / np.linalg.norm(A, axis=1, keepdims=True)  # noqa: E731
+        sine = np.linalg.norm(unit(N[j]) - unit(W), axis=1).max()  # ~ the angle, without 1 - cos^2 cancelling
+        rows.append((f"relu2 d={d} h={h}", result.status, f"{len(N)} of {h}", oracle.ledger.total(),
+                     f"{err:.2g}", f"{sine:.2g}"))
+    report.console.print(report.comparison_table(
+        "SmoothGrad far field (offsets and c are not in it)",
+        ["target", "status", "units", "SmoothGrad queries", "jumps v_i w_i rel. error", "max |n_hat - w_hat| (angle)"],
+        rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -154,12 +186,14 @@ def main() -> None:
     p.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10000, 100000])
     p.add_argument("--relu2", default="d=16&h=4", help="relu2 target parameters ('' to skip)")
     p.add_argument("--figure", default="docs/figures/defences-precision.png")
+    g = sub.add_parser("smoothgrad")
+    g.add_argument("--sizes", type=lambda s: s.split(","), default=["64x16", "784x128"])
     t = sub.add_parser("tradeoff")
     t.add_argument("--target", default="builtin:relu2?d=12&h=3")
     t.add_argument("--budget", type=int, default=40000)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    {"exact": exact, "precision": precision, "tradeoff": tradeoff}[args.what](args)
+    {"exact": exact, "precision": precision, "tradeoff": tradeoff, "smoothgrad": smoothgrad}[args.what](args)
 
 
 if __name__ == "__main__":

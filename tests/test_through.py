@@ -123,3 +123,23 @@ def test_ig_with_labels_beside_gives_c_too():
     r, _ = run(IGRelu2Attack(), t, [IG, "label"])
     assert r.status == "complete" and r.details["bias_identified"] and r.metrics.get("c_identified") is None
     assert r.metrics["parameter_relative_error"] <= EXACT and r.queries["by_kind"]["label"] <= 80
+
+
+def test_cli_attack_through(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(app, ["attack", "relu2", "-t", "builtin:relu2?d=16&h=4", "--through", "integrated-gradients",
+                                 "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    got = json.loads(out.read_text())
+    assert got["status"] == "complete" and got["metrics"]["parameter_relative_error"] <= EXACT
+    assert set(got["queries"]["by_kind"]) == {IG, "value"}
+    r = CliRunner().invoke(app, ["attack", "linear", "-t", "builtin:linear?d=20", "--through", "saliency"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["attack", "relu2", "--through", "smoothgrad"])
+    assert r.exit_code != 0 and "--through takes" in str(r.exception or r.output)  # main() prints it on one line

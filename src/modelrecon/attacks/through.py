@@ -1,4 +1,4 @@
-"""Exact attacks through defended explanations: integrated gradients and absolute saliency.
+"""Exact attacks through defended explanations: integrated gradients, absolute saliency, SmoothGrad.
 
 Deployed explanation APIs rarely return the signed gradient.  The attacks here turn what a
 defended explanation answers back into what the exact attacks consume, and charge every
@@ -24,18 +24,28 @@ f(x) = sum_i v_i relu(w_i.x + b_i) + c (:class:`IGRelu2Attack`):
    nodes where it is active, hence its activation at every node: the comparisons
    e_i > -alpha_s n_i.delta for the unknown offset e_i of unit i (in path coordinates).
    delta = pinv(N) y sets every n_i.delta = y_i at once, so one query bisects every unit's
-   offset: about 60 queries for all units together, to float64 precision.
-3. c from one value query when values are offered (IG never depends on c); the model is
+   offset: about 60 queries for all units together, to float64 precision.  Rounded answers:
+   delta also steps along the null space of the normals (no unit sees it) until the rounding
+   cannot move a c_i across half a quadrature weight.
+3. c from one value query when values are offered (IG never depends on c), or from labels
+   beside the explanations (bisection to the decision threshold, ~60 labels); the model is
    verified on fresh IG answers (and values) in the ``verify`` phase.
+
+SmoothGrad: far out every noisy copy shares one piece, so its answers give the same far field
+(``far_field_oracle(kind=SMOOTHGRAD)``: normals and jumps v_i w_i exactly; not the offsets).
 
 Absolute saliency |grad f| (Captum's default): :func:`signed_gradient_oracle` offers the signed
 gradient at x from |g| and values.  Within x's linear piece f(x + eps u) - f(x) = eps g.u; with
 u_j = 2^-r_j / |g_j| for K coordinates ranked r_j = 0..K-1 by |g_j|, g.u = sum_j s_j 2^-r_j
 and the signs s_j are its binary digits (read greedily).  Values at x + eps u and x - eps u must
-give the same slope (else a kink is within the step: the block is split in two, which allows a
+give the same slope (else a kink is within the step: the clean side's slope, confirmed by one more
+value on each side, is that of x's piece; kinks on both sides halve the block, which allows a
 smaller step); eps is set from the values' float64 and rounding error.  Cost per gradient:
 one saliency, one value and 2 ceil(d/K) values.  Any attack that consumes signed gradients
-and values (linear, relu2) runs through it.
+and values (linear, relu2) runs through it (:class:`Through`).
+
+Noise: exact attacks first ask one input twice and stop on answers that differ;
+:func:`averaged_oracle` is the adaptive attacker (the mean of repeated answers).
 """
 
 from __future__ import annotations

@@ -132,7 +132,11 @@ def _relu2_applies(meta: dict[str, Any]) -> str | None:
 
 
 def _relu2_kwargs(meta: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
-    grads = _has(meta, *RELU2_GRADIENTS) and meta["options"].get("explain_space", "logit") == "logit"
+    # noisy or absolute explanations beside exact values: the value mode (exact), not gradients that lie
+    noisy = bool(meta["options"].get("explanation_noise") or meta["options"].get("abs_explanations")) \
+        and _has(meta, "value")
+    grads = (_has(meta, *RELU2_GRADIENTS) and meta["options"].get("explain_space", "logit") == "logit"
+             and not noisy)
     mode = ("value+gradient" if _has(meta, "value") else "gradient") if grads else "value"
     return {"mode": mode, "output": 0}
 
@@ -462,7 +466,9 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
         curve = []
         for n in schedule:
             try:
-                result = cls(**entry.kwargs({**meta, "kinds": kinds}, {"pool": pool, "points": n})).run(oracle)
+                options = {**meta["options"], **(defence.option if defence is not None else {})}
+                result = cls(**entry.kwargs({**meta, "kinds": kinds, "options": options},
+                                            {"pool": pool, "points": n})).run(oracle)
             except (OracleError, ValueError) as e:  # the attack cannot even plan against this interface
                 return {"status": "not applicable", "message": str(e), "queries": 0, "succeeded": False}
             score = _score(meta, result, X, truth)
