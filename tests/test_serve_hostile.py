@@ -313,3 +313,17 @@ def test_stalled_connections_are_closed(guarded):
     assert got[1].startswith(b"HTTP/1.1 408") and b'"header_timeout"' in got[1]
     assert got[2].startswith(b"HTTP/1.1 408") and b'"body_timeout"' in got[2]
     assert service.logged_total("alice") == before  # nothing is charged for a stalled request
+
+
+def test_a_failure_inside_the_service_is_a_logged_json_500(guarded, monkeypatch):
+    service, server = guarded
+    _calm(service)
+
+    def broken(key):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(service, "usage", broken)
+    r = httpx.get(server.url + "/v1/usage", headers={"X-API-Key": "alice-secret-1"}, timeout=30)
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal"
+    row = service.db.execute("SELECT status, code, message FROM queries ORDER BY id DESC LIMIT 1").fetchone()
+    assert row[:2] == (500, "internal") and "disk on fire" in row[2]
