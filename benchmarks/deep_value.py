@@ -3,7 +3,8 @@ networks, beside the published figures.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/deep_value.py [--only 10-10-10-1,...] [--inputs N]
 
-Columns: status; value queries of the attack (the verification's fresh values apart); log2 of them;
+Columns: status; value queries of the attack (the verification's fresh values apart), per hidden neuron,
+and their log2;
 worst absolute output error over N random N(0, I) inputs (10^6 by default) and in bits; precision bits of
 the weights after alignment (Carlini et al.'s metric, from modelrecon.evaluate.relu); wall time; the
 published value-only query count.  The published counts are the anchors' (docs/deep.md says which are
@@ -58,20 +59,22 @@ def main() -> None:
     ap.add_argument("--inputs", type=int, default=10**6, help="random inputs for the worst output error")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print("| network | status | queries | log2 | published log2 | fewer | worst output error | bits | weight bits | time |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| network | status | queries | per neuron | log2 | published log2 | fewer | worst output error | bits "
+          "| weight bits | time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.only.split(","):
         r = run(name, args.inputs)
         fewer = f"{2 ** (r['published_log2'] - r['log2_queries']):.1f}x" if r["published_log2"] else "-"
         err = r.get("worst_output_error")
-        print(f"| {name} | {r['status']} | {r['queries']:,} | {r['log2_queries']:.1f} | "
+        neurons = sum(int(w) for w in name.split("-")[1:-1])
+        print(f"| {name} | {r['status']} | {r['queries']:,} | {r['queries'] / neurons:,.0f} | {r['log2_queries']:.1f} | "
               f"{r['published_log2'] if r['published_log2'] else '-'} | {fewer} | "
               f"{'%.1e' % err if err is not None and math.isfinite(err) else '-'} | "
               f"{'%.1f' % r['worst_output_error_bits'] if 'worst_output_error_bits' in r and r['status'] == 'complete' else '-'} | "
               f"{'%.1f' % r['precision_bits'] if 'precision_bits' in r and r['status'] == 'complete' else '-'} | "
               f"{r['wall_s']:.0f} s |", flush=True)
         if r["status"] != "complete":
-            print(f"|  | {r['message'][:200]} |||||||||", flush=True)
+            print(f"|  | {r['message'][:200]} ||||||||||", flush=True)
 
 
 if __name__ == "__main__":
