@@ -318,3 +318,12 @@ def test_value_mode_rounded_answers():
     assert r.status == "complete", r.message
     assert r.metrics["hidden_units_recovered"] == 8
     assert r.metrics["parameter_relative_error"] <= 1e-5  # the answers carry 8 digits
+
+
+def test_value_mode_on_coarsely_rounded_values_is_not_complete_with_units_missing():
+    """Values rounded to 2 decimals: one unit of three found, and the verification's tolerance (scaled by the
+    rounding and by |x| at the far check points) hid the other two; it was reported complete (error 1.05)."""
+    t = load("builtin:relu2?d=12&h=3&seed=0")
+    r = Relu2Attack(mode="value").run(local_oracle(t, ["value"], round_decimals=2))
+    evaluate(r, t)
+    assert r.status != "complete" or r.metrics["parameter_relative_error"] < 1e-2, r.message

@@ -1179,6 +1179,9 @@ class Relu2Attack(Attack):
             tol = (4 * (self._d + net.h + 8) * EPS + 8 * self._rel_err) * scale \
                 + (self._round_value + self._round_grad * np.abs(X).sum(axis=1, keepdims=True)) * (2 + net.h)
             worst = max(worst, worst_ratio(Zh - Z, tol))
+            # what the tolerance hides per unit of |x|: a missed unit of size |v_i| |w_i| shows as about that
+            # times |x| / sqrt(d) at the best of the check points
+            self._value_tol_per_norm = float(np.max(tol.max(axis=1) / np.maximum(np.linalg.norm(X, axis=1), 1.0)))
         if G is not None:
             Gh = net.grad(X, self.output)
             tol = 4 * (net.h + 8) * EPS * (np.abs(net.G[self.output]) @ np.abs(net.N) + np.abs(net.A[self.output])) \
@@ -1371,6 +1374,9 @@ class Relu2Attack(Attack):
                 # large as the smallest unit found, a missed unit of that size would pass unseen
                 sizes = np.linalg.norm(net.G, axis=0) * np.linalg.norm(net.N, axis=1)
                 blind = 8 * self._rel_err * float(sizes.sum())
+                # a missed unit shows at a check point x as |v_i| |w_i| |x| |cos|, and the largest |cos| over the
+                # check points is only about 1/sqrt(d): the values' tolerance per |x| must stay below that
+                blind = max(blind, getattr(self, "_value_tol_per_norm", 0.0) * math.sqrt(self._d))
                 # with gradients of the followed output checked too, the bound is theirs: a missed unit i adds
                 # v_i w_i to that gradient wherever it is active (about half the far check points), at least
                 # |v_i| |w_i| / sqrt(d) in some coordinate, against a float64 tolerance of that coordinate
@@ -1381,9 +1387,9 @@ class Relu2Attack(Attack):
                     blind = 0.0
                 if status == "complete" and len(sizes) and blind >= sizes.min():
                     status = "failed"
-                    messages.insert(0, f"the answers leave the units known only to {self._rel_err:.2g} relative, too "
-                                       "coarse for the verification to rule out a missed unit as small as the "
-                                       "smallest one found")
+                    messages.insert(0, f"the answers leave the units known only to {self._rel_err:.2g} relative and "
+                                       f"the verification's tolerance could hide a missed unit of |v| |w| up to "
+                                       f"{blind:.2g}, as large as the smallest one found ({sizes.min():.2g})")
             except QueryBudgetExceeded:
                 if status == "complete":
                     status = "partial"
