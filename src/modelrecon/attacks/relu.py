@@ -55,6 +55,7 @@ EXACT = 1e-9
 SAME_ROW = 1e-6
 TRACE_TRIES = 3
 TRACE_POINTS = 1  # far points of a surface checked per try
+TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
 
 
 def relu_network(layers: list[tuple[np.ndarray, np.ndarray]]) -> nn.Sequential:
@@ -178,7 +179,7 @@ class ReluAttack(Attack):
     name = "relu"
 
     def __init__(self, mode: str = "value+gradient", output: int = 0, lines: int = 3, max_lines: int = 24,
-                 verify: int = 64, checks: int = 16, seed: int = 0, max_points_per_line: int = 50_000):
+                 verify: int = 256, checks: int = 16, seed: int = 0, max_points_per_line: int = 50_000):
         if mode not in PROBES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(PROBES)}")
         if lines < 1 or max_lines < lines or verify < 1 or max_points_per_line < 16:
@@ -243,7 +244,7 @@ class ReluAttack(Attack):
             for r in rows:
                 if r.traced is None and len(r.kinks) >= 2:
                     r.traced = self._trace(r)
-            layer = [r for r in rows if r.traced]
+            layer = self._independent([r for r in rows if r.traced])
             incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
             if incomplete and any([self._complete(layer[i]) for i in incomplete]):
                 continue
@@ -260,9 +261,15 @@ class ReluAttack(Attack):
             rest = [k for k in unexplained if not self._on_known(k, self._known.layers + [(W, b)])]
             info = {"neurons": len(layer), "kinks_used": sum(len(r.kinks) for r in layer),
                     "candidates_rejected": len(rows) - len(layer)}
-            if not rest:
-                signs = self._final_fit(layer)
-            else:
+            # the last hidden layer: the outputs are linear in its activations (a few stray kinks, e.g. two neurons
+            # switching within one localisation, do not make another layer; the verification has the last word)
+            signs, residual = self._final_fit(layer)
+            last = not rest or (None not in signs and residual <= SAME_ROW)
+            self._stray = rest if last else []
+            if last and rest:
+                info["kinks_unexplained"] = len(rest)
+                rest = []
+            if not last:
                 signs = self._orient_by_span(layer)
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
             details["layers"].append(info)
@@ -294,6 +301,24 @@ class ReluAttack(Attack):
                 return out_W, out_b, bias_known
             self._note_incomplete(info, incomplete, problems)
             self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+
+    def _independent(self, rows: list[_Row]) -> list[_Row]:
+        """Drop rows that are combinations of other rows (with their biases): a deeper neuron's surface, inside one
+        activation pattern of this layer, is such a combination and can pass the trace; a layer's own rows are
+        independent as long as they number at most the units below plus one.  Rows with more kinks go first."""
+        kept: list[_Row] = []
+        dim = self._known.width + 1
+        for row in sorted(rows, key=lambda r: -len(r.kinks)):
+            if kept and len(kept) < dim - 1 and row.support.all():
+                B = np.array([np.append(r.w, r.b) for r in kept if r.support.all()]).T
+                v = np.append(row.w, row.b)
+                if B.size:
+                    c, *_ = np.linalg.lstsq(B, v, rcond=None)
+                    if np.linalg.norm(B @ c - v) <= SAME_ROW * np.linalg.norm(v):
+                        self._combinations += 1
+                        continue
+            kept.append(row)
+        return kept
 
     def _note_incomplete(self, info: dict[str, Any], incomplete: list[int], problems: list[str]) -> None:
         if incomplete:
@@ -447,36 +472,63 @@ class ReluAttack(Attack):
         if nn_ == 0:
             return False
         normal /= nn_
-        verdicts = [self._trace_along(x, normal, zs, kink) for _ in range(TRACE_POINTS)]
+        verdicts = [self._trace_along(x, normal, zs, kink, row) for _ in range(TRACE_POINTS)]
         if False in verdicts:
             return False
         return None if None in verdicts else True
 
-    def _trace_along(self, x: np.ndarray, normal: np.ndarray, zs, kink: Kink) -> bool | None:
+    def _follow(self, row: _Row, x: np.ndarray, direction: np.ndarray, walls: int):
+        """Walk along the row's surface in a fixed direction (projected onto the surface in each cell) across
+        ``walls`` walls of known neurons, then half way across the next cell: the point and the normal there;
+        (None, None) where the row is not known (an active unit it has no weight from) or the walk is unbounded."""
+        known = self._known
+        for crossing in range(walls + 1):
+            zs = [z[0] for z in known.pre(x[None])]
+            top = zs[-1] > 0
+            if np.any(top & ~row.support):
+                return None, None
+            grads = known.cell_gradients(x, zs)
+            normal = (grads[-1] * top[:, None]).T @ row.w
+            size = float(np.linalg.norm(normal))
+            if size == 0:
+                return None, None
+            normal = normal / size
+            x = x - (row.w @ np.maximum(zs[-1], 0) + row.b) / size * normal
+            p = direction - (direction @ normal) * normal
+            p /= np.linalg.norm(p)
+            reach = math.inf
+            for z, Gl in zip(zs, grads):
+                r = Gl @ p
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    steps = np.where(z * r < 0, -z / r, np.inf)
+                reach = min(reach, float(np.min(steps)))
+            if not np.isfinite(reach):
+                return None, None
+            if crossing == walls:
+                return x + 0.5 * reach * p, normal
+            x = x + reach * (1 + 1e-6) * p
+        return None, None
+
+    def _trace_along(self, x: np.ndarray, normal: np.ndarray, zs, kink: Kink, row: _Row) -> bool | None:
         """One far point of the surface through x with this normal (random direction within it): a kink there along
         the normal (True), none (None: undecided), or one across another direction (False)."""
         known = self._known
-        grads = known.cell_gradients(x, zs)
         p = self._rng.normal(size=self._d)
-        p -= (p @ normal) * normal
-        p /= np.linalg.norm(p)
-        # how far the cell reaches along p
-        reach = math.inf
-        for z, G in zip(zs, grads):
-            rate = G @ p
-            with np.errstate(divide="ignore", invalid="ignore"):
-                steps = np.where(z * rate < 0, -z / rate, np.inf)
-            reach = min(reach, float(np.min(steps)) if len(steps) else math.inf)
         scale = float(np.linalg.norm(kink.line.v)) * max(1.0, abs(kink.t))
-        # inside the known cell, half way to its wall; with no wall (layer 1), well across the input region
-        step = 0.5 * reach if np.isfinite(reach) else 4 * max(scale, math.sqrt(self._d) * (self._box[1] - self._box[0]))
-        y = x + step * p
+        if not known.layers:  # no walls: well across the input region
+            p -= (p @ normal) * normal
+            y = x + 4 * max(scale, math.sqrt(self._d) * (self._box[1] - self._box[0])) * p / np.linalg.norm(p)
+        else:  # along the surface through TRACE_WALLS known walls (where the row is known), then half a cell on
+            y, far_normal = self._follow(row, x, p, TRACE_WALLS)
+            if y is None:  # the row is not known beyond this cell: half way to its wall
+                y, far_normal = self._follow(row, x, p, 0)
+            if y is None:
+                return None
+            normal = far_normal
         if self._oracle.input_box:
             lo, hi = self._box
             if np.any(y < lo) or np.any(y > hi):
-                y = np.clip(y, lo, hi)
-                if abs((y - x) @ normal) > 1e-9 * scale:
-                    return False
+                return None
         # a small step across the surface, short of every known neuron's surface
         zy = known.pre(y[None])
         gy = known.cell_gradients(y, [z[0] for z in zy])
@@ -538,7 +590,7 @@ class ReluAttack(Attack):
                 break
         return signs
 
-    def _final_fit(self, rows: list[_Row]) -> list[int | None]:
+    def _final_fit(self, rows: list[_Row]) -> tuple[list[int | None], float]:
         """Orientation of the last hidden layer and the output layer from one least-squares fit: both relu(z) and
         relu(-z) of every row as features; exactly one of each pair carries weight."""
         known = self._known
@@ -571,6 +623,7 @@ class ReluAttack(Attack):
         M, y = np.vstack(eq), np.concatenate(rhs)
         colscale = np.maximum(np.abs(M).max(axis=0), np.finfo(float).tiny)
         sol, *_ = np.linalg.lstsq(M / colscale, y, rcond=None)
+        residual = float(np.linalg.norm(M @ (sol / colscale) - y) / max(np.linalg.norm(y), np.finfo(float).tiny))
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
@@ -580,7 +633,7 @@ class ReluAttack(Attack):
                 signs.append(None)
             else:
                 signs.append(1 if abs(a_) >= abs(b_) else -1)
-        return signs
+        return signs, residual
 
     def _clear(self, X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Samples off every neuron's surface by more than the neurons' own precision (points read within a hair
@@ -662,6 +715,8 @@ class ReluAttack(Attack):
         self._traced: dict[int, bool | None] = {}
         self._tried: set[tuple[int, int]] = set()
         self._targeted = 0
+        self._combinations = 0
+        self._stray: list[Kink] = []
         self._known = _Known(self._d)
         details: dict[str, Any] = {"mode": self.mode, "layers": []}
         status, problems = "complete", []
@@ -678,6 +733,12 @@ class ReluAttack(Attack):
                     out_W = out_b = None
                     break
                 out_W, out_b, bias_known = out
+                if self._stray:  # kinks on no recovered neuron: a line through one finds the neuron they belong to
+                    if self._n_lines < self.max_lines and not problems:
+                        self._search(through=self._stray[len(self._stray) // 2].x)
+                        continue
+                    problems.append(f"{len(self._stray)} kinks lie on no recovered neuron's surface (a neuron "
+                                    "seen but not recovered)")
                 if problems or self._n_lines >= self.max_lines:
                     break
                 ok, _, worst = self._verify(self._known.layers + [(out_W, out_b)], bias_known, self.checks, "attack")
@@ -692,6 +753,7 @@ class ReluAttack(Attack):
         details["lines"] = self._n_lines
         details["kinks"] = len(self._kinks)
         details["targeted_searches"] = self._targeted
+        details["rows_dropped_as_combinations"] = self._combinations
         details["kinks_inconsistent"] = self._inconsistent
         details["widths"] = [W.shape[0] for W, _ in self._known.layers]
         details["points"] = self._probe.points
