@@ -321,9 +321,12 @@ class DeepValueAttack(Attack):
         rows, biases, points = [], [], []
         yc = A @ xc + a
         for c in clusters:
-            if self._hit_rate(c["n"], c["b"], A, a, searched) < 0.5:
+            rate = self._hit_rate(c["n"], c["b"], A, a, searched)
+            if rate < 0.5:
                 continue  # a deeper neuron's surface: flat only in one cell of the next layer
-            refined = self._refine(c["n"], c["b"], c["x"][0], A, a, U, Z, z, need=2, yc=yc)
+            # a plane with a kink on most of many crossing segments needs no further confirmation
+            need = 0 if rate >= 0.8 and len(c["segs"]) >= 3 else 2
+            refined = self._refine(c["n"], c["b"], c["x"][0], A, a, U, Z, z, need=need, yc=yc)
             if refined is None or self._known(rows, biases, *refined):
                 continue
             rows.append(refined[0])
