@@ -44,7 +44,7 @@ from torch import nn
 
 from modelrecon.attacks import Attack
 from modelrecon.attacks.piecewise import (EPS, PROBES, Kink, Line, NotPiecewiseLinear, Piece, Probe,
-                                          search_line)
+                                          critical_points, search_line)
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
 from modelrecon.result import Result
 
@@ -53,6 +53,9 @@ EXACT = 1e-9
 # two row estimates of the same neuron agree to about the precision of the pulled-back jumps; distinct neurons
 # differ by O(1): rows closer than this (relative) are one neuron
 SAME_ROW = 1e-6
+TRACE_TRIES = 3
+TRACE_POINTS = 1  # far points of a surface checked per try
+TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
 
 
 def relu_network(layers: list[tuple[np.ndarray, np.ndarray]]) -> nn.Sequential:
@@ -176,7 +179,7 @@ class ReluAttack(Attack):
     name = "relu"
 
     def __init__(self, mode: str = "value+gradient", output: int = 0, lines: int = 3, max_lines: int = 24,
-                 verify: int = 64, seed: int = 0, max_points_per_line: int = 200_000):
+                 verify: int = 256, checks: int = 16, seed: int = 0, max_points_per_line: int = 50_000):
         if mode not in PROBES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(PROBES)}")
         if lines < 1 or max_lines < lines or verify < 1 or max_points_per_line < 16:
@@ -186,6 +189,7 @@ class ReluAttack(Attack):
         self.lines = lines
         self.max_lines = max_lines
         self.verify = verify
+        self.checks = checks
         self.seed = seed
         self.max_points_per_line = max_points_per_line
 
@@ -220,8 +224,10 @@ class ReluAttack(Attack):
             t1, t2 = (lo - line.x0) / line.v, (hi - line.x0) / line.v
         return float(np.min(np.maximum(t1, t2)))
 
-    def _search(self) -> None:
+    def _search(self, through: np.ndarray | None = None) -> None:
         line = self._new_line()
+        if through is not None:
+            line.x0 = np.asarray(through, dtype=np.float64)
         extent = self._extent(line)
         kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line)
         self._kinks += kinks
@@ -229,6 +235,97 @@ class ReluAttack(Attack):
         self._n_lines += 1
 
     # ------------------------------------------------------------------ peeling
+    def _peel(self, details: dict[str, Any], problems: list[str]):
+        """Peel layers from the first until every kink lies on a recovered neuron; the output layer then.  None when
+        a layer has no neuron; new lines or targeted searches as rows are incomplete or orientations unresolved."""
+        while True:
+            unexplained = [k for k in self._kinks if not self._on_known(k, self._known.layers)]
+            rows = self._candidates(unexplained)
+            for r in rows:
+                if r.traced is None and len(r.kinks) >= 2:
+                    r.traced = self._trace(r)
+            layer = self._independent([r for r in rows if r.traced])
+            incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
+            if incomplete and any([self._complete(layer[i]) for i in incomplete]):
+                continue
+            if not layer or incomplete:
+                if self._n_lines < self.max_lines:
+                    self._search()
+                    continue
+                if not layer:
+                    problems.append(f"{len(unexplained)} kinks left that no neuron of layer "
+                                    f"{len(self._known.layers) + 1} explains")
+                    return None
+            W = np.array([r.w for r in layer])
+            b = np.array([r.b for r in layer])
+            rest = [k for k in unexplained if not self._on_known(k, self._known.layers + [(W, b)])]
+            info = {"neurons": len(layer), "kinks_used": sum(len(r.kinks) for r in layer),
+                    "candidates_rejected": len(rows) - len(layer)}
+            # the last hidden layer: the outputs are linear in its activations (a few stray kinks, e.g. two neurons
+            # switching within one localisation, do not make another layer; the verification has the last word)
+            signs, residual = self._final_fit(layer)
+            last = not rest or (None not in signs and residual <= SAME_ROW)
+            self._stray = rest if last else []
+            if last and rest:
+                info["kinks_unexplained"] = len(rest)
+                rest = []
+            if not last:
+                signs = self._orient_by_span(layer)
+            info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
+            details["layers"].append(info)
+            if info["orientation_unresolved"] and rest:
+                if self._n_lines < self.max_lines:
+                    self._search()
+                    details["layers"].pop()
+                    continue
+                problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
+                                f"{info['orientation_unresolved']} not resolved")
+            unresolved = [s is None for s in signs]
+            signs = [s or 1 for s in signs]
+            if not rest:
+                out_W, out_b, bias_known = self._output_layer(signs, W, b)
+                # a row no output depends on (a neuron counted twice, or one whose every path is cut) goes
+                live = np.abs(out_W).max(axis=0) > SAME_ROW * max(float(np.abs(out_W).max()), np.finfo(float).tiny)
+                if not live.all():
+                    info["dropped_without_output_weight"] = np.flatnonzero(~live).tolist()
+                    W, b, out_W = W[live], b[live], out_W[:, live]
+                    signs = [s_ for s_, keep in zip(signs, live) if keep]
+                    incomplete = [int(np.sum(live[:i])) for i in incomplete if live[i]]
+                    unresolved = [u for u, keep in zip(unresolved, live) if keep]
+                info["orientation_unresolved"] = [i for i, u in enumerate(unresolved) if u]
+                if info["orientation_unresolved"]:
+                    problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
+                                    f"{info['orientation_unresolved']} not resolved")
+                self._note_incomplete(info, incomplete, problems)
+                self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+                return out_W, out_b, bias_known
+            self._note_incomplete(info, incomplete, problems)
+            self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+
+    def _independent(self, rows: list[_Row]) -> list[_Row]:
+        """Drop rows that are combinations of other rows (with their biases): a deeper neuron's surface, inside one
+        activation pattern of this layer, is such a combination and can pass the trace; a layer's own rows are
+        independent as long as they number at most the units below plus one.  Rows with more kinks go first."""
+        kept: list[_Row] = []
+        dim = self._known.width + 1
+        for row in sorted(rows, key=lambda r: -len(r.kinks)):
+            if kept and len(kept) < dim - 1 and row.support.all():
+                B = np.array([np.append(r.w, r.b) for r in kept if r.support.all()]).T
+                v = np.append(row.w, row.b)
+                if B.size:
+                    c, *_ = np.linalg.lstsq(B, v, rcond=None)
+                    if np.linalg.norm(B @ c - v) <= SAME_ROW * np.linalg.norm(v):
+                        self._combinations += 1
+                        continue
+            kept.append(row)
+        return kept
+
+    def _note_incomplete(self, info: dict[str, Any], incomplete: list[int], problems: list[str]) -> None:
+        if incomplete:
+            info["rows_incomplete"] = incomplete
+            problems.append(f"layer {len(self._known.layers) + 1}: rows of neurons {incomplete} miss the weights from "
+                            "units never seen active at their kinks")
+
     def _on_known(self, k: Kink, rows: list[tuple[np.ndarray, np.ndarray]]) -> bool:
         """Whether the kink lies on the surface of a recovered neuron (within its own localisation)."""
         if not rows:
@@ -279,8 +376,93 @@ class ReluAttack(Attack):
 
     def _trace(self, row: _Row) -> bool:
         """Follow the row's surface inside the known cell of one of its kinks to a far point and look for a kink
-        there with a jump along the surface's normal (2 points)."""
-        kink, zs = max(row.kinks, key=lambda kz: int(np.sum(kz[1][-1] > 0)) if kz[1] else 0)
+        there with a jump along the surface's normal (2 points per try; up to TRACE_TRIES kinks, since the neuron's
+        gain can be zero at the far point; remembered per kink)."""
+        order = sorted(row.kinks, key=lambda kz: -int(np.sum(kz[1][-1] > 0)) if kz[1] else 0)
+        tried = 0
+        for kink, zs in order:
+            if id(kink) not in self._traced:
+                if tried + sum(id(k) in self._traced for k, _ in row.kinks) >= TRACE_TRIES:
+                    break
+                self._traced[id(kink)] = self._trace_at(row, kink, zs)
+                tried += 1
+            if self._traced[id(kink)] is not None:
+                return self._traced[id(kink)]
+        return False
+
+    def _complete(self, row: _Row) -> bool:
+        """Look for a kink of the row's neuron where a unit it has not yet seen active is on: walk along its surface
+        from one of its kinks (cell by cell, while the cells' active units are ones its row knows) to that unit's
+        surface, step across it and search a short line along the normal there.  Whether it searched."""
+        if not self._known.layers:
+            return False
+        for kink, _ in row.kinks:
+            for m in np.flatnonzero(~row.support):
+                if (id(kink), m) in self._tried:
+                    continue
+                self._tried.add((id(kink), m))
+                found = self._walk(row, kink.x, m)
+                if found is None:
+                    continue
+                y, normal, gm, room = found
+                line = Line(y + 1e-3 * room * gm / np.linalg.norm(gm), normal * 0.5 * room)
+                if self._oracle.input_box:
+                    lo, hi = self._box
+                    ends = np.stack([line.at(-1.0), line.at(1.0)])
+                    if np.any(ends < lo) or np.any(ends > hi):
+                        continue
+                kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
+                self._kinks += kinks
+                self._samples += [(line.at(q.t), q) for q in pieces]
+                self._targeted += 1
+                return True
+        return False
+
+    def _walk(self, row: _Row, x: np.ndarray, m: int, segments: int = 32):
+        """From x on the row's surface, along the surface towards unit m's surface (computed, no queries): the point
+        where they meet, the row's normal there, unit m's input gradient and the distance to the nearest other
+        surface; None if the walk leaves the cells where the row is known."""
+        known = self._known
+        tiny = np.finfo(float).tiny
+        for _ in range(segments):
+            zs = [z[0] for z in known.pre(x[None])]
+            top = zs[-1] > 0
+            if np.any(top & ~row.support) or zs[-1][m] >= 0:
+                return None
+            grads = known.cell_gradients(x, zs)
+            G = grads[-1]
+            normal = (G * top[:, None]).T @ row.w
+            size = float(np.linalg.norm(normal))
+            if size == 0:
+                return None
+            normal = normal / size
+            x = x - (row.w @ np.maximum(zs[-1], 0) + row.b) / size * normal  # back onto the surface in this cell
+            p = G[m] - (G[m] @ normal) * normal
+            rate = float(G[m] @ p)
+            if rate <= 0:
+                return None
+            tau = -float(zs[-1][m]) / rate
+            reach = math.inf
+            for li, (z, Gl) in enumerate(zip(zs, grads)):
+                r = Gl @ p
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    steps = np.where(z * r < 0, -z / r, np.inf)
+                if li == len(zs) - 1:
+                    steps[m] = np.inf
+                reach = min(reach, float(np.min(steps)))
+            if tau < reach:
+                y = x + tau * p
+                room = math.inf
+                for li, (z, Gl) in enumerate(zip(known.pre(y[None]), grads)):
+                    dist = np.abs(z[0]) / np.maximum(np.linalg.norm(Gl, axis=1), tiny)
+                    if li == len(zs) - 1:
+                        dist[m] = np.inf
+                    room = min(room, float(np.min(dist)))
+                return (y, normal, G[m], room) if np.isfinite(room) and room > 0 else None
+            x = x + reach * (1 + 1e-6) * p  # across the wall into the next cell
+        return None
+
+    def _trace_at(self, row: _Row, kink: Kink, zs) -> bool | None:
         x = kink.x
         known = self._known
         grads = known.cell_gradients(x, zs)
@@ -290,25 +472,63 @@ class ReluAttack(Attack):
         if nn_ == 0:
             return False
         normal /= nn_
+        verdicts = [self._trace_along(x, normal, zs, kink, row) for _ in range(TRACE_POINTS)]
+        if False in verdicts:
+            return False
+        return None if None in verdicts else True
+
+    def _follow(self, row: _Row, x: np.ndarray, direction: np.ndarray, walls: int):
+        """Walk along the row's surface in a fixed direction (projected onto the surface in each cell) across
+        ``walls`` walls of known neurons, then half way across the next cell: the point and the normal there;
+        (None, None) where the row is not known (an active unit it has no weight from) or the walk is unbounded."""
+        known = self._known
+        for crossing in range(walls + 1):
+            zs = [z[0] for z in known.pre(x[None])]
+            top = zs[-1] > 0
+            if np.any(top & ~row.support):
+                return None, None
+            grads = known.cell_gradients(x, zs)
+            normal = (grads[-1] * top[:, None]).T @ row.w
+            size = float(np.linalg.norm(normal))
+            if size == 0:
+                return None, None
+            normal = normal / size
+            x = x - (row.w @ np.maximum(zs[-1], 0) + row.b) / size * normal
+            p = direction - (direction @ normal) * normal
+            p /= np.linalg.norm(p)
+            reach = math.inf
+            for z, Gl in zip(zs, grads):
+                r = Gl @ p
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    steps = np.where(z * r < 0, -z / r, np.inf)
+                reach = min(reach, float(np.min(steps)))
+            if not np.isfinite(reach):
+                return None, None
+            if crossing == walls:
+                return x + 0.5 * reach * p, normal
+            x = x + reach * (1 + 1e-6) * p
+        return None, None
+
+    def _trace_along(self, x: np.ndarray, normal: np.ndarray, zs, kink: Kink, row: _Row) -> bool | None:
+        """One far point of the surface through x with this normal (random direction within it): a kink there along
+        the normal (True), none (None: undecided), or one across another direction (False)."""
+        known = self._known
         p = self._rng.normal(size=self._d)
-        p -= (p @ normal) * normal
-        p /= np.linalg.norm(p)
-        # how far the cell reaches along p
-        reach = math.inf
-        for z, G in zip(zs, grads):
-            rate = G @ p
-            with np.errstate(divide="ignore", invalid="ignore"):
-                steps = np.where(z * rate < 0, -z / rate, np.inf)
-            reach = min(reach, float(np.min(steps)) if len(steps) else math.inf)
         scale = float(np.linalg.norm(kink.line.v)) * max(1.0, abs(kink.t))
-        step = min(0.5 * reach, scale)
-        y = x + step * p
+        if not known.layers:  # no walls: well across the input region
+            p -= (p @ normal) * normal
+            y = x + 4 * max(scale, math.sqrt(self._d) * (self._box[1] - self._box[0])) * p / np.linalg.norm(p)
+        else:  # along the surface through TRACE_WALLS known walls (where the row is known), then half a cell on
+            y, far_normal = self._follow(row, x, p, TRACE_WALLS)
+            if y is None:  # the row is not known beyond this cell: half way to its wall
+                y, far_normal = self._follow(row, x, p, 0)
+            if y is None:
+                return None
+            normal = far_normal
         if self._oracle.input_box:
             lo, hi = self._box
             if np.any(y < lo) or np.any(y > hi):
-                y = np.clip(y, lo, hi)
-                if abs((y - x) @ normal) > 1e-9 * scale:
-                    return False
+                return None
         # a small step across the surface, short of every known neuron's surface
         zy = known.pre(y[None])
         gy = known.cell_gradients(y, [z[0] for z in zy])
@@ -325,7 +545,7 @@ class ReluAttack(Attack):
         size = np.linalg.norm(J)
         floor = 2 * EPS * 2.0 ** 10 * max(np.abs(got["g"]).max(), np.finfo(float).tiny) * math.sqrt(self._d)
         if size <= floor:
-            return False
+            return None  # no kink there: the neuron's gain may be zero at that point; undecided
         return bool(np.linalg.norm(J - (J @ normal) * normal) <= SAME_ROW * size)
 
     def _orient_by_span(self, rows: list[_Row]) -> list[int | None]:
@@ -370,7 +590,7 @@ class ReluAttack(Attack):
                 break
         return signs
 
-    def _final_fit(self, rows: list[_Row]) -> tuple[list[int | None], np.ndarray, np.ndarray, dict[str, Any]]:
+    def _final_fit(self, rows: list[_Row]) -> tuple[list[int | None], float]:
         """Orientation of the last hidden layer and the output layer from one least-squares fit: both relu(z) and
         relu(-z) of every row as features; exactly one of each pair carries weight."""
         known = self._known
@@ -403,6 +623,7 @@ class ReluAttack(Attack):
         M, y = np.vstack(eq), np.concatenate(rhs)
         colscale = np.maximum(np.abs(M).max(axis=0), np.finfo(float).tiny)
         sol, *_ = np.linalg.lstsq(M / colscale, y, rcond=None)
+        residual = float(np.linalg.norm(M @ (sol / colscale) - y) / max(np.linalg.norm(y), np.finfo(float).tiny))
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
@@ -412,7 +633,7 @@ class ReluAttack(Attack):
                 signs.append(None)
             else:
                 signs.append(1 if abs(a_) >= abs(b_) else -1)
-        return signs, alpha, beta, {}
+        return signs, residual
 
     def _clear(self, X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Samples off every neuron's surface by more than the neurons' own precision (points read within a hair
@@ -491,6 +712,11 @@ class ReluAttack(Attack):
         self._samples: list[tuple[np.ndarray, Piece]] = []
         self._n_lines = 0
         self._inconsistent = 0
+        self._traced: dict[int, bool | None] = {}
+        self._tried: set[tuple[int, int]] = set()
+        self._targeted = 0
+        self._combinations = 0
+        self._stray: list[Kink] = []
         self._known = _Known(self._d)
         details: dict[str, Any] = {"mode": self.mode, "layers": []}
         status, problems = "complete", []
@@ -499,50 +725,26 @@ class ReluAttack(Attack):
         try:
             for _ in range(self.lines):
                 self._search()
-            while True:
-                unexplained = [k for k in self._kinks if not self._on_known(k, self._known.layers)]
-                rows = self._candidates(unexplained)
-                for r in rows:
-                    if r.traced is None and len(r.kinks) >= 2:
-                        r.traced = self._trace(r)
-                layer = [r for r in rows if r.traced]
-                incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
-                if not layer or incomplete:
-                    if self._n_lines < self.max_lines:
-                        self._search()
-                        continue
-                    if not layer:
-                        problems.append(f"{len(unexplained)} kinks left that no neuron of layer "
-                                        f"{len(self._known.layers) + 1} explains")
-                        break
-                W = np.array([r.w for r in layer])
-                b = np.array([r.b for r in layer])
-                rest = [k for k in unexplained if not self._on_known(k, self._known.layers + [(W, b)])]
-                info = {"neurons": len(layer), "kinks_used": sum(len(r.kinks) for r in layer),
-                        "candidates_rejected": len(rows) - len(layer)}
-                if incomplete:
-                    info["rows_incomplete"] = incomplete
-                    problems.append(f"layer {len(self._known.layers) + 1}: rows of neurons {incomplete} miss the "
-                                    "weights from units never seen active at their kinks")
-                if not rest:
-                    signs, *_ = self._final_fit(layer)
-                else:
-                    signs = self._orient_by_span(layer)
-                info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
-                details["layers"].append(info)
-                if info["orientation_unresolved"]:
-                    if self._n_lines < self.max_lines and rest:
-                        self._search()
-                        details["layers"].pop()
-                        continue
-                    problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
-                                    f"{info['orientation_unresolved']} not resolved")
-                    signs = [s or 1 for s in signs]
-                if not rest:
-                    out_W, out_b, bias_known = self._output_layer(signs, W, b)
-                    self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+            while True:  # peel; a complete model that misses the target on check points asks for another line
+                self._known = _Known(self._d)
+                problems, details["layers"] = [], []
+                out = self._peel(details, problems)
+                if out is None:
+                    out_W = out_b = None
                     break
-                self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+                out_W, out_b, bias_known = out
+                if self._stray:  # kinks on no recovered neuron: a line through one finds the neuron they belong to
+                    if self._n_lines < self.max_lines and not problems:
+                        self._search(through=self._stray[len(self._stray) // 2].x)
+                        continue
+                    problems.append(f"{len(self._stray)} kinks lie on no recovered neuron's surface (a neuron "
+                                    "seen but not recovered)")
+                if problems or self._n_lines >= self.max_lines:
+                    break
+                ok, _, worst = self._verify(self._known.layers + [(out_W, out_b)], bias_known, self.checks, "attack")
+                if ok:
+                    break
+                self._search(through=worst)
         except NotPiecewiseLinear as e:
             return self._failed(f"not a ReLU network: {e}", details)
         except QueryBudgetExceeded as e:
@@ -550,6 +752,8 @@ class ReluAttack(Attack):
             problems.append(f"budget exhausted: {e}")
         details["lines"] = self._n_lines
         details["kinks"] = len(self._kinks)
+        details["targeted_searches"] = self._targeted
+        details["rows_dropped_as_combinations"] = self._combinations
         details["kinks_inconsistent"] = self._inconsistent
         details["widths"] = [W.shape[0] for W, _ in self._known.layers]
         details["points"] = self._probe.points
@@ -567,7 +771,7 @@ class ReluAttack(Attack):
         result = Result(self.name, status, "", params=params, model=model, details=details)
         # verification on fresh points
         try:
-            ok, report = self._verify(layers, bias_known)
+            ok, report, _ = self._verify(layers, bias_known, self.verify, "verify")
             details["verification"] = report
         except QueryBudgetExceeded:
             ok = False
@@ -578,7 +782,8 @@ class ReluAttack(Attack):
         if not ok and not problems and status != "complete":
             problems.append(f"a complete {len(layers)}-layer model does not reproduce the target on {self.verify} "
                             f"fresh points (value error {report['value_error']:.3g}, gradient error "
-                            f"{report['gradient_error']:.3g} of the scale): not a fully connected ReLU network")
+                            f"{report['gradient_error']:.3g} of the scale) after {self._n_lines} lines: a neuron no line "
+                            "found, or not a fully connected ReLU network")
             status = "failed"
         if status == "partial" and not ok:
             problems.append(f"residual on {self.verify} fresh points: value {report.get('value_error', float('nan')):.3g}, "
@@ -593,29 +798,33 @@ class ReluAttack(Attack):
             result.message = f"{status}: {widths}; " + "; ".join(problems)
         return result
 
-    def _verify(self, layers, bias_known: bool) -> tuple[bool, dict[str, Any]]:
+    def _verify(self, layers, bias_known: bool, n: int, phase: str) -> tuple[bool, dict[str, Any], np.ndarray]:
+        """Compare the recovered network with the target at n fresh points: within EXACT of the scale of the values
+        and of the gradients.  Also the point where it is worst (a line through it finds what was missed)."""
         o = self._oracle
         lo, hi = self._box
-        X = (self._rng.uniform(lo, hi, (self.verify, self._d)) if o.input_box
-             else self._rng.normal(size=(self.verify, self._d)))
+        X = self._rng.uniform(lo, hi, (n, self._d)) if o.input_box else self._rng.normal(size=(n, self._d))
         kinds = tuple(k for k in ("value", self._probe.grad_kind) if k in o.kinds)
-        with o.ledger.phase("verify"):
-            got = o.query(X.reshape(self.verify, *o.input_shape), kinds, self.output)
+        with o.ledger.phase(phase):
+            got = o.query(X.reshape(n, *o.input_shape), kinds, self.output)
+        if phase == "attack":
+            self._probe.points += n
         model = relu_network(layers)
         Xt = torch.as_tensor(X, dtype=torch.float64).requires_grad_(True)
-        out = model(Xt).reshape(self.verify, -1)
+        out = model(Xt).reshape(n, -1)
         out[:, self.output].sum().backward()
         Gh = Xt.grad.numpy()
         Fh = out.detach().numpy()
-        report: dict[str, Any] = {"points": self.verify}
+        report: dict[str, Any] = {"points": n}
         ok = True
-        G = np.asarray(got[self._probe.grad_kind], dtype=np.float64).reshape(self.verify, -1)
+        G = np.asarray(got[self._probe.grad_kind], dtype=np.float64).reshape(n, -1)
+        miss = np.abs(G - Gh).max(axis=1)
         gscale = float(np.abs(G).max())
         gerr = float(np.abs(G - Gh).max()) / gscale if gscale > 0 else math.inf
         report["gradient_error"] = gerr
         ok &= bool(np.isfinite(gerr) and gerr <= EXACT)
         if "value" in got:
-            F = np.asarray(got["value"], dtype=np.float64).reshape(self.verify, -1)
+            F = np.asarray(got["value"], dtype=np.float64).reshape(n, -1)
             if not bias_known:
                 Fh = Fh + (F - Fh).mean(axis=0)
             fscale = float(np.abs(F).max())
@@ -626,7 +835,7 @@ class ReluAttack(Attack):
         else:
             report["value_error"] = float("nan")
         report["tolerance"] = EXACT
-        return ok, report
+        return ok, report, X[int(np.argmax(miss))]
 
     def _failed(self, message: str, details: dict[str, Any]) -> Result:
         details["points"] = self._probe.points

@@ -1,0 +1,143 @@
+"""Benchmark: exact extraction of deep ReLU networks from gradients (modelrecon attack relu),
+beside the published value-only figures.
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/deep.py --quick          # small networks, 10^4 inputs
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/deep.py                  # the issue's table, 10^6 inputs
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/deep.py --only 784-128-1 --plot docs/figures/deep.png
+
+For each network and mode: status, distinct points and queries per hidden neuron (attack phase;
+verification apart), Carlini et al.'s bits of precision of the aligned weights, the worst output
+error over random inputs (absolute, and in bits: 2^-x), the attack's wall time (evaluation apart), and the published value-only
+query count where one exists (Carlini, Jagielski, Mironov 2020; "recalled" figures are from the
+anchors note and still to be checked against the paper).  A run longer than --timeout seconds is
+stopped and reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import time
+
+import torch
+
+from modelrecon.attacks.relu import ReluAttack
+from modelrecon.evaluate import evaluate
+from modelrecon.evaluate.relu import worst_output_error
+from modelrecon.oracle import local_oracle
+from modelrecon.targets import load
+
+# name, spec, published value-only queries (log2) and its source
+NETWORKS = [
+    ("10-10-10-1", "builtin:deep?d=10&widths=10,10,1&seed=0", "2^16 (recalled)"),
+    ("10-20-20-1", "builtin:deep?d=10&widths=20,20,1&seed=0", "2^17.1 (recalled)"),
+    ("40-20-10-10-1", "builtin:deep?d=40&widths=20,10,10,1&seed=0", "2^17.8 (recalled)"),
+    ("784-32-1", "builtin:deep?d=784&widths=32,1&seed=0", "2^19.2 (recalled)"),
+    ("784-128-1", "builtin:deep?d=784&widths=128,1&seed=0", "2^21.5 (paper, ~100k params)"),
+    ("784-16x2-1", "builtin:deep?d=784&widths=16,16,1&init=random&seed=0", ""),
+    ("784-64x2-1", "builtin:deep?d=784&widths=64,64,1&init=random&seed=0", ""),
+    ("784-256x2-1", "builtin:deep?d=784&widths=256,256,1&init=random&seed=0", ""),
+    ("100-64x3-10", "builtin:deep?d=100&widths=64,64,64,10&init=random&seed=0", ""),
+    ("3072-256x3-10", "builtin:deep?d=3072&widths=256,256,256,10&init=random&seed=0", ""),
+]
+QUICK = ["10-10-10-1", "784-32-1", "784-16x2-1"]
+KINDS = ["value", "gradient"]
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout()
+
+
+def run(name: str, spec: str, mode: str, inputs: int, timeout: int) -> dict:
+    target = load(spec)
+    hidden = sum(W.shape[0] for W, _ in target.truth["layers"][:-1])
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(timeout)
+    start = time.perf_counter()
+    try:
+        result = ReluAttack(mode=mode).run(local_oracle(target, KINDS))
+        evaluate(result, target)
+        if result.model is not None:
+            result.metrics.update(worst_output_error(target, result.model, inputs))
+    except _Timeout:
+        return {"net": name, "mode": mode, "status": f"timeout > {timeout} s", "hidden": hidden}
+    finally:
+        signal.alarm(0)
+    m = result.metrics
+    return {"net": name, "mode": mode, "status": result.status, "hidden": hidden,
+            "points": result.queries.get("points", 0), "queries": result.queries["total"],
+            "bits": m.get("precision_bits"), "worst": m.get("worst_output_error"),
+            "worst_rel": m.get("worst_output_error_relative"), "time": result.wall_time_s,
+            "eval_time": time.perf_counter() - start - result.wall_time_s,
+            "message": result.message}
+
+
+def fmt(row: dict, published: str) -> str:
+    if "points" not in row:
+        return f"| {row['net']} | {row['mode']} | {row['status']} | | | | | | {published} |"
+    h = row["hidden"]
+    worst = row["worst"]
+    worst_s = "—" if worst is None else (f"{worst:.1e} (2^{math.log2(worst):.0f})" if worst > 0 else "0")
+    bits = "—" if row["bits"] is None else f"{row['bits']:.1f}"
+    return (f"| {row['net']} | {row['mode']} | {row['status']} | {row['points'] / h:.1f} | {row['queries'] / h:.1f} "
+            f"(2^{math.log2(max(row['queries'], 1)):.1f}) | {bits} | {worst_s} | {row['time']:.1f} | {published} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="the small networks only, 10^4 random inputs")
+    ap.add_argument("--only", default="", help="comma-separated network names")
+    ap.add_argument("--modes", default="value+gradient", help="comma-separated: value+gradient, gradient")
+    ap.add_argument("--inputs", type=int, default=None, help="random inputs for the worst output error")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per run")
+    ap.add_argument("--plot", default="", help="write a figure (queries per neuron by network and mode) here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    names = args.only.split(",") if args.only else (QUICK if args.quick else [n for n, _, _ in NETWORKS])
+    inputs = args.inputs or (10_000 if args.quick else 1_000_000)
+    unknown = set(names) - {n for n, _, _ in NETWORKS}
+    if unknown:
+        sys.exit(f"unknown networks {sorted(unknown)}; known: {', '.join(n for n, _, _ in NETWORKS)}")
+    print(f"worst output error over {inputs} standard normal inputs; queries and points in the attack phase")
+    print("| network | mode | status | points / neuron | queries / neuron (total) | precision bits | "
+          "worst output error | time s | value-only (Carlini et al.) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    table = {n: (spec, published) for n, spec, published in NETWORKS}
+    for name in names:
+        spec, published = table[name]
+        for mode in args.modes.split(","):
+            row = run(name, spec, mode, inputs, args.timeout)
+            rows.append(row)
+            print(fmt(row, published), flush=True)
+    for row in rows:
+        if row["status"] != "complete" and "message" in row:
+            print(f"- {row['net']} {row['mode']}: {row['message'][:300]}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        done = [r for r in rows if "points" in r]
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        labels = [f"{r['net']}\n{r['mode']}" for r in done]
+        ax.bar(range(len(done)), [r["queries"] / r["hidden"] for r in done],
+               color=["tab:green" if r["status"] == "complete" else "tab:gray" for r in done])
+        ax.set_xticks(range(len(done)), labels, fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("queries per hidden neuron")
+        ax.set_title("deep ReLU extraction from gradients (green: exact, grey: partial / failed)", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        print(f"figure written to {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
