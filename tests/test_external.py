@@ -295,3 +295,18 @@ def test_one_output_followed_through_an_explanation_is_evaluated_on_that_output(
     assert result.status == "complete"
     assert result.metrics["parameter_relative_error"] < 1e-9
     assert result.metrics["fidelity_relative_error"] < 1e-9
+
+
+def test_linear_model_of_an_image_shaped_target_is_evaluated_and_saved(tmp_path):
+    """The recovered linear model took flat inputs only: evaluating (or saving) it on a target that takes (1, 4, 4)
+    inputs raised 'mat1 and mat2 shapes cannot be multiplied' (benchmarks/external.py, captum-conv x linear)."""
+    from modelrecon.targets.base import Target
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 1)).double().eval()
+    t = Target("image-shaped", net, (1, 4, 4), 1, "regression")
+    result = LinearAttack(method="gradient").run(local_oracle(t, ["gradient", "value"]))
+    evaluate(result, t)
+    assert result.status == "complete" and result.metrics["fidelity_relative_error"] < 1e-12
+    pt, _ = result.save_model(tmp_path / "lin", (1, 4, 4))
+    assert load(str(pt)).forward_numpy(np.ones((2, 1, 4, 4))).shape == (2, 1)
