@@ -14,9 +14,11 @@ its own tolerance, 'verify' column) and the error against the truth the evaluato
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -54,6 +56,32 @@ def mlp_needing_arguments(d: int, hidden: int, seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
 
+class ResidualRelu(nn.Module):
+    """A skip connection: out = W3 (relu(W2 h + b2) + h) + b3 with h = relu(W1 x + b1).  Piecewise linear, but
+    not a fully connected ReLU chain: no exact deep attack models it."""
+
+    def __init__(self, d: int = 12, h: int = 8, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc1, self.fc2, self.out = nn.Linear(d, h), nn.Linear(h, h), nn.Linear(h, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        return self.out(torch.relu(self.fc2(h)) + h)
+
+
+class DeepRelu(nn.Module):
+    """Three hidden ReLU layers written by hand (named attributes, functional relu), not the zoo."""
+
+    def __init__(self, d: int = 10, h: int = 8, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.a, self.b, self.c, self.head = nn.Linear(d, h), nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.c(torch.relu(self.b(torch.relu(self.a(x)))))))
+
+
 def build_files(folder: Path) -> dict[str, str]:
     """scikit-learn digits models as .pt (copied into torch) and .onnx (skl2onnx defaults)."""
     from sklearn.datasets import load_digits
@@ -87,16 +115,29 @@ def build_files(folder: Path) -> dict[str, str]:
         "captum-conv": "captum.testing.helpers.basic_models:BasicModel_ConvNet_One_Conv?shape=1x4x4",
         "unused-layer": "external:WithUnusedLayer",
         "factory-args": "external:mlp_needing_arguments?d=20&hidden=8",
+        "residual-relu": "external:ResidualRelu",
+        "deep-relu": "external:DeepRelu",
     })
     return specs
 
 
-def run_cell(spec: str, attack: str) -> dict:
+class CellTimeout(Exception):
+    pass
+
+
+def _timeout(*_):
+    raise CellTimeout
+
+
+def run_cell(spec: str, attack: str, limit: int = 300) -> dict:
     from modelrecon.evaluate import evaluate
     from modelrecon.oracle import local_oracle
     from modelrecon.targets import load
 
     start = time.perf_counter()
+    kinds = None
+    signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(limit)
     try:
         target = load(spec)
         if attack == "linear":
@@ -105,6 +146,25 @@ def run_cell(spec: str, attack: str) -> dict:
         elif attack == "relu2":
             from modelrecon.attacks.relu2 import Relu2Attack
             a = Relu2Attack(mode="value+gradient" if target.differentiable else "value")
+        elif attack in ("relu-gradient", "relu-value+gradient"):
+            from modelrecon.attacks.relu import ReluAttack
+            a = ReluAttack(mode=attack.removeprefix("relu-"))
+            kinds = ["gradient", "value"]
+        elif attack == "relu-value":
+            from modelrecon.attacks.relu_value import DeepValueAttack
+            a = DeepValueAttack()
+            kinds = ["probabilities" if target.outputs == "probabilities" else "value"]
+        elif attack == "relu2-ig":
+            from modelrecon.attacks.through import IGRelu2Attack
+            a = IGRelu2Attack()
+            kinds = ["explanation:integrated-gradients", "value"]
+        elif attack in ("relu2-saliency", "linear-saliency"):
+            from modelrecon.attacks.linear import LinearAttack
+            from modelrecon.attacks.relu2 import Relu2Attack
+            from modelrecon.attacks.through import through_saliency
+            a = through_saliency(Relu2Attack(mode="value+gradient") if attack == "relu2-saliency"
+                                 else LinearAttack(method="gradient"))
+            kinds = ["explanation:saliency", "value"]
         elif attack == "span":
             from modelrecon.attacks.span import SpanRecovery
             a = SpanRecovery(setting="relu-value", output=0 if target.n_outputs > 1 else None)
@@ -112,19 +172,28 @@ def run_cell(spec: str, attack: str) -> dict:
             from modelrecon.attacks.surrogate import SurrogateAttack
             a = SurrogateAttack(budget=200, interface="gradient" if target.differentiable else "value",
                                 strategy="gaussian", steps=200)
-        kinds = ["value"] if attack == "span" else None
+        if attack == "span":
+            kinds = ["value"]
         result = a.run(local_oracle(target, kinds))
         evaluate(result, target)
+    except CellTimeout:
+        return {"status": "timeout", "note": f"over {limit} s", "time": time.perf_counter() - start}
     except Exception as e:  # noqa: BLE001 - a row of the table, not a crash
+        traceback.print_exc()
         return {"status": "error", "note": f"{type(e).__name__}: {str(e).splitlines()[0][:70] if str(e) else ''}",
                 "time": time.perf_counter() - start}
+    finally:
+        signal.alarm(0)
     m, ver = result.metrics, result.details.get("verification", {})
-    true_err = m.get("parameter_relative_error", m.get("fidelity_relative_error", m.get("max_principal_angle_rad")))
-    if attack == "surrogate":
-        true_err = m.get("agreement")
-    return {"status": result.status, "queries": result.queries.get("total", 0),
-            "verified": ver.get("residual_over_tolerance"), "true": true_err,
-            "note": result.message[:70], "time": time.perf_counter() - start}
+    verified = ver.get("residual_over_tolerance")
+    if verified is None and "tolerance" in ver:  # the deep attack: value and gradient errors relative to their scale
+        verified = max(ver.get("value_error", 0.0), ver.get("gradient_error", 0.0)) / ver["tolerance"]
+    if verified is None and "verified_relative_error" in result.details:  # the value-only deep attack
+        verified = result.details["verified_relative_error"] / a.precision
+    param = m.get("parameter_relative_error", m.get("max_principal_angle_rad"))
+    true_err = m.get("agreement") if attack == "surrogate" else m.get("fidelity_relative_error")
+    return {"status": result.status, "queries": result.queries.get("total", 0), "verified": verified,
+            "param": param, "true": true_err, "note": result.message[:90], "time": time.perf_counter() - start}
 
 
 def fmt(v) -> str:
@@ -137,18 +206,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attacks", default="linear,relu2,span,surrogate")
     parser.add_argument("--targets", default=None, help="comma-separated names (default: all)")
+    parser.add_argument("--limit", type=int, default=300, help="seconds per cell (then 'timeout')")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         specs = build_files(Path(tmp))
         names = args.targets.split(",") if args.targets else list(specs)
-        print("| target | attack | status | queries | verified (resid/tol) | true error (surrogate: agreement) | time s | message |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| target | attack | status | queries | verified (resid/tol) | parameter error | fidelity error "
+              "(surrogate: agreement) | time s | message |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name in names:
             for attack in args.attacks.split(","):
-                c = run_cell(specs[name], attack)
+                c = run_cell(specs[name], attack, args.limit)
                 print(f"| {name} | {attack} | {c['status']} | {fmt(c.get('queries'))} | {fmt(c.get('verified'))} | "
-                      f"{fmt(c.get('true'))} | {c['time']:.1f} | {c['note'].replace('|', '/')} |", flush=True)
+                      f"{fmt(c.get('param'))} | {fmt(c.get('true'))} | {c['time']:.1f} | {c['note'].replace('|', '/')} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -101,3 +101,22 @@ def test_cli_value_mode(tmp_path):
     assert got["metrics"]["worst_output_error_relative"] < 1e-9
     bad = runner.invoke(app, ["attack", "relu", "--mode", "value", "--answers", "labels"])
     assert bad.exit_code != 0 and "--answers must be value or probabilities" in str(bad.exception or bad.output)
+
+
+def test_a_target_taking_image_shaped_inputs_is_queried_in_its_shape():
+    """The probe sent flat (N, d) points to a target that takes (N, 1, 4, 4): an OracleError about the input shape
+    instead of a recovery (benchmarks/external.py, captum-conv)."""
+    from torch import nn
+
+    from modelrecon.attacks.relu_value import DeepValueAttack
+    from modelrecon.evaluate import evaluate
+    from modelrecon.oracle import local_oracle
+    from modelrecon.targets.base import Target, sequential_truth
+
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 4), nn.ReLU(), nn.Linear(4, 1)).double().eval()
+    t = Target("image-shaped", net, (1, 4, 4), 1, "regression", truth=sequential_truth(net))
+    result = DeepValueAttack().run(local_oracle(t, ["value"]))
+    evaluate(result, t)
+    assert result.status == "complete"
+    assert result.metrics["fidelity_relative_error"] < 1e-9

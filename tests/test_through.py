@@ -143,3 +143,20 @@ def test_cli_attack_through(tmp_path):
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["attack", "relu2", "--through", "smoothgrad"])
     assert r.exit_code != 0 and "--through takes" in str(r.exception or r.output)  # main() prints it on one line
+
+
+def test_cli_through_saliency_follows_any_output(tmp_path):
+    """--through saliency --output 2 built relu2 with output 2 over the adapter, which offers that one output alone:
+    'output 2 out of range: the target has 1 outputs' on a 3-output target."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(app, ["attack", "relu2", "-t", "builtin:relu2?d=12&h=4&k=3", "--through", "saliency",
+                                 "--output", "2", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    got = json.loads(out.read_text())
+    assert got["status"] == "complete" and got["metrics"]["parameter_relative_error"] <= EXACT

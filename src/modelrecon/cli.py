@@ -163,8 +163,8 @@ def attack_relu2(
         if oracle and explanation and explanation != "gradient":
             oracle = oracle.replace("gradient", f"explanation:{explanation}")
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal, round_decimals)
-    attack = Relu2Attack(mode=mode, output=output, explanation=explanation, max_lines=max_lines, confirm=confirm,
-                         verify=verify, seed=seed)
+    attack = Relu2Attack(mode=mode, output=0 if through == "saliency" else output,  # the adapter offers that output alone
+                         explanation=explanation, max_lines=max_lines, confirm=confirm, verify=verify, seed=seed)
     finish(_through(attack, through, output).run(o), t, json, save=save, oracle=o)
 
 

@@ -291,4 +291,6 @@ def _linear_module(w: np.ndarray, b: float, link: str = "identity") -> nn.Module
     with torch.no_grad():
         layer.weight.copy_(torch.as_tensor(w).reshape(1, -1))
         layer.bias.fill_(b)
-    return (layer if link == "identity" else nn.Sequential(layer, nn.Sigmoid())).eval()
+    # flattened first: the target may take image-shaped inputs (a no-op on flat ones)
+    return (nn.Sequential(nn.Flatten(), layer) if link == "identity"
+            else nn.Sequential(nn.Flatten(), layer, nn.Sigmoid())).eval()

@@ -556,15 +556,18 @@ class Through(Attack):
     """Run an attack that consumes signed gradients and values through an adapter over the real oracle;
     the queries reported are the real oracle's (the adapter's own counts are in details)."""
 
-    def __init__(self, attack: Attack, adapter: Callable[[Oracle], Oracle], via: str, exact_kind: str | None = None):
+    def __init__(self, attack: Attack, adapter: Callable[[Oracle], Oracle], via: str, exact_kind: str | None = None,
+                 output: int | None = None):
         self.attack = attack
+        self.output = output  # the target's output the adapter offers (the attack sees that one alone)
         self.adapter = adapter
         self.via = via
         self.exact_kind = exact_kind  # an exact attack: first check that this kind's answers are not random
         self.name = attack.name
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"via": self.via, **self.attack.hyperparameters()}
+        followed = {} if self.output is None else {"output": self.output}
+        return {"via": self.via, **self.attack.hyperparameters(), **followed}
 
     def execute(self, oracle: Oracle) -> Result:
         noisy = self.exact_kind and _random_answers(oracle, self.exact_kind, 0, 0)
@@ -576,12 +579,14 @@ class Through(Attack):
         except SigningError as e:
             return Result(self.name, "failed", str(e), details={"through": self.via})
         result.details["through"] = self.via
+        result.details["hyperparameters"] = self.hyperparameters()  # the output followed is the adapter's
         result.details["adapter_queries"] = result.queries
         return result
 
 
 def through_saliency(attack: Attack, output: int = 0, bits: int = 24) -> Through:
-    return Through(attack, lambda o: signed_gradient_oracle(o, output, bits), "absolute saliency + values", SALIENCY)
+    return Through(attack, lambda o: signed_gradient_oracle(o, output, bits), "absolute saliency + values", SALIENCY,
+                   output)
 
 
 def relu2_through_saliency(output: int = 0, bits: int = 24, **relu2: Any) -> Through:

@@ -55,10 +55,11 @@ class ValueProbe:
     def values(self, X: np.ndarray) -> np.ndarray:
         """(N, k) outputs (logits, or logit differences read from probabilities)."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        shaped = X.reshape(len(X), *self.oracle.input_shape)  # the points are flat; the target takes its own shape
         if self.kind == "value":
-            Y = np.asarray(self.oracle.value(X), dtype=np.float64).reshape(len(X), -1)
+            Y = np.asarray(self.oracle.value(shaped), dtype=np.float64).reshape(len(X), -1)
         else:
-            P = np.asarray(self.oracle.probabilities(X), dtype=np.float64)
+            P = np.asarray(self.oracle.probabilities(shaped), dtype=np.float64)
             with np.errstate(divide="ignore"):
                 if P.ndim == 1:
                     Y = (np.log(P) - np.log1p(-P))[:, None]

@@ -73,10 +73,16 @@ def evaluate_relu2(result: Result, target: Target, X: np.ndarray | None) -> dict
         return metrics
     truth = true_relu2(target)
     p = result.params
+    output = None  # a k-output target of which the attack recovered one logit (through an explanation of it)
+    if target.n_outputs > 1 and p.get("V") is not None and np.asarray(p["V"]).reshape(-1, np.shape(p["W"])[0]).shape[0] == 1:
+        output = int(result.details.get("hyperparameters", {}).get("output", 0))
+        metrics["output_compared"] = output
     if truth is not None and p.get("W") is not None:
         W, b, V, c = truth
         V = V.reshape(-1, W.shape[0])
         c = np.asarray(c).reshape(-1)
+        if output is not None and V.shape[0] > 1:
+            V, c = V[[output]], c[[output]]
         c_hat = np.asarray(p["c"]).reshape(-1)
         if not result.details.get("bias_identified", True):
             c_hat = c.copy()  # c is not identifiable in that setting: leave it out of the error
@@ -88,7 +94,7 @@ def evaluate_relu2(result: Result, target: Target, X: np.ndarray | None) -> dict
         metrics["hidden_units_true"] = None
         metrics["hidden_units_recovered"] = int(np.asarray(p.get("W", np.zeros((0,)))).shape[0])
     if result.details.get("bias_identified", True):
-        metrics.update(fidelity(target, result.model, probe_inputs(target)))
+        metrics.update(fidelity(target, result.model, probe_inputs(target), output=output))
         if X is not None:
-            metrics.update(fidelity(target, result.model, X, prefix="data_fidelity"))
+            metrics.update(fidelity(target, result.model, X, prefix="data_fidelity", output=output))
     return metrics
