@@ -62,3 +62,15 @@ def deep_with_dead_unit() -> nn.Module:
         model[0].weight[3] = 0.0
         model[0].bias[3] = -1.0
     return model
+
+
+class HandWrittenDeepRelu(nn.Module):
+    """10 -> 8 -> 8 -> 8 -> 1 written by hand (named layers, functional relu), torch's default init."""
+
+    def __init__(self, d: int = 10, h: int = 8, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.a, self.b, self.c, self.head = nn.Linear(d, h), nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.c(torch.relu(self.b(torch.relu(self.a(x)))))))

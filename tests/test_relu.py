@@ -102,3 +102,11 @@ def test_carlini_depth_three_network_10_10_10_1_is_exact():
     assert r.details["widths"] == [10, 10]
     assert r.metrics["parameter_relative_error"] <= 1e-9
     assert r.metrics["worst_output_error_relative"] <= 1e-9
+
+
+def test_targeted_searches_are_bounded_on_a_hand_written_deep_net():
+    """Each targeted search adds kinks and so new places to search: on this net the peeling never ended
+    (still running after 120 s); now at most max_targeted searches, then an honest partial."""
+    target, r = _run("factories:HandWrittenDeepRelu", "value+gradient", max_targeted=16)
+    assert r.details["targeted_searches"] <= 16
+    assert r.status != "complete" or r.metrics["fidelity_relative_error"] <= 1e-9, r.message

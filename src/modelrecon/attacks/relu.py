@@ -179,11 +179,13 @@ class ReluAttack(Attack):
     name = "relu"
 
     def __init__(self, mode: str = "value+gradient", output: int = 0, lines: int = 3, max_lines: int = 24,
-                 verify: int = 256, checks: int = 16, seed: int = 0, max_points_per_line: int = 50_000):
+                 verify: int = 256, checks: int = 16, seed: int = 0, max_points_per_line: int = 50_000,
+                 max_targeted: int = 64):
         if mode not in PROBES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(PROBES)}")
-        if lines < 1 or max_lines < lines or verify < 1 or max_points_per_line < 16:
-            raise ValueError("need lines >= 1, max_lines >= lines, verify >= 1, max_points_per_line >= 16")
+        if lines < 1 or max_lines < lines or verify < 1 or max_points_per_line < 16 or max_targeted < 0:
+            raise ValueError("need lines >= 1, max_lines >= lines, verify >= 1, max_points_per_line >= 16, "
+                             "max_targeted >= 0")
         self.mode = mode
         self.output = output
         self.lines = lines
@@ -192,6 +194,7 @@ class ReluAttack(Attack):
         self.checks = checks
         self.seed = seed
         self.max_points_per_line = max_points_per_line
+        self.max_targeted = max_targeted  # targeted searches at most: each adds kinks, and so new places to search
 
     # ------------------------------------------------------------------ setup
     def _plan(self, oracle: Oracle) -> Probe:
@@ -394,7 +397,7 @@ class ReluAttack(Attack):
         """Look for a kink of the row's neuron where a unit it has not yet seen active is on: walk along its surface
         from one of its kinks (cell by cell, while the cells' active units are ones its row knows) to that unit's
         surface, step across it and search a short line along the normal there.  Whether it searched."""
-        if not self._known.layers:
+        if not self._known.layers or self._targeted >= self.max_targeted:
             return False
         for kink, _ in row.kinks:
             for m in np.flatnonzero(~row.support):
@@ -620,6 +623,8 @@ class ReluAttack(Attack):
             if p.f is not None:
                 eq.append(np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None])
                 rhs.append(np.array([p.f]))
+        if not eq:  # no sample is clear of every surface where every row is known: nothing to fit
+            return [None] * n, math.inf
         M, y = np.vstack(eq), np.concatenate(rhs)
         colscale = np.maximum(np.abs(M).max(axis=0), np.finfo(float).tiny)
         sol, *_ = np.linalg.lstsq(M / colscale, y, rcond=None)
