@@ -110,3 +110,11 @@ def test_targeted_searches_are_bounded_on_a_hand_written_deep_net():
     target, r = _run("factories:HandWrittenDeepRelu", "value+gradient", max_targeted=16)
     assert r.details["targeted_searches"] <= 16
     assert r.status != "complete" or r.metrics["fidelity_relative_error"] <= 1e-9, r.message
+
+
+def test_smooth_network_is_refused_after_four_gradients():
+    """A sigmoid network ran past 60 s of line search before; now the curvature probe refuses it at once."""
+    target = load("factories:sigmoid_net")
+    r = ReluAttack(mode="value+gradient").run(local_oracle(target, ["value", "gradient"]))
+    assert r.status == "failed" and "smooth" in r.message
+    assert r.queries["total"] <= 8

@@ -47,6 +47,7 @@ from modelrecon.attacks.piecewise import (EPS, PROBES, Kink, Line, NotPiecewiseL
                                           critical_points, search_line)
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
 from modelrecon.result import Result
+from modelrecon.verdict import worst_ratio
 
 # the exact criterion: values and gradients of the recovered network within this fraction of their scale
 EXACT = 1e-9
@@ -706,6 +707,27 @@ class ReluAttack(Attack):
         want = min(len(H), 2 * (n + 1) + 8)
         return np.sort(order[:want])
 
+    def _curvature_probe(self, points: int = 2) -> None:
+        """A ReLU network has one activation pattern, and so one gradient bit for bit, at a random x and at
+        x + eta u (eta = 2^-20 of the box width) but for a kink in between (probability about eta per neuron);
+        a smooth network's gradient moves by eta times its curvature.  When it moves at every probe point the
+        target is refused at once (4 points) instead of after a line search through endless pieces."""
+        lo, hi = self._box
+        rng = np.random.default_rng([self.seed, 12])  # its own stream: the search's lines stay as they were
+        X = rng.uniform(lo, hi, size=(points, self._d))
+        U = rng.normal(size=X.shape)
+        U *= (hi - lo) * 2.0 ** -20 / np.linalg.norm(U, axis=1, keepdims=True)
+        o = self._oracle
+        got = o.query(np.vstack([X, X + U]).reshape(2 * points, *o.input_shape), self._probe.kinds, self.output)
+        self._probe.points += 2 * points
+        G = np.asarray(got[self._probe.grad_kind], dtype=np.float64).reshape(2 * points, -1)
+        tol = (self._d + 4) * EPS * (np.abs(G[:points]).sum(1) + np.abs(G[points:]).sum(1))
+        ratios = [worst_ratio(c, t) for c, t in zip(np.abs(G[:points] - G[points:]).max(axis=1), tol)]
+        if all(math.isfinite(r) and r > 1.0 for r in ratios):
+            raise NotPiecewiseLinear(f"its gradient changes over a step of 2^-20 of the box at each of {points} "
+                                     f"random points (at least {min(ratios):.3g} x the float64 tolerance): a smooth "
+                                     "activation, not ReLU")
+
     # ------------------------------------------------------------------ main
     def execute(self, oracle: Oracle) -> Result:
         self._probe = self._plan(oracle)
@@ -728,6 +750,7 @@ class ReluAttack(Attack):
         out_W = out_b = None
         bias_known = True
         try:
+            self._curvature_probe()
             for _ in range(self.lines):
                 self._search()
             while True:  # peel; a complete model that misses the target on check points asks for another line
