@@ -97,27 +97,10 @@ def _widths(value: Any) -> list[int]:
         raise ValueError(f"widths={value!r}: hidden widths are integers separated by commas, e.g. 32,32") from None
 
 
-def build_mlp(d: int, widths: list[int], k: int, act: str, seed: int) -> nn.Sequential:
-    if act not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {act!r}; known: {', '.join(ACTIVATIONS)}")
-    g = _rng(seed)
-    sizes = [d] + widths + [k]
-    layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        lin = nn.Linear(fan_in, fan_out).double()
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(fan_out, fan_in, generator=g, dtype=torch.float64) / np.sqrt(fan_in))
-            lin.bias.copy_(torch.randn(fan_out, generator=g, dtype=torch.float64) * 0.1)
-        layers.append(lin)
-        if i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[act]())
-    return nn.Sequential(*layers).eval()
-
-
 def _mlp(p: dict[str, Any], spec: str) -> Target:
     d, k = int(p["d"]), int(p["k"])
     widths = _widths(p["widths"])
-    model = build_mlp(d, widths, k, str(p["act"]), int(p["seed"]))
+    model = build_deep(d, widths, k, "random", int(p["seed"]), 0, 0.1, str(p["act"]))
     return Target(spec, model, (d,), k, "regression" if k == 1 else "multiclass", truth=sequential_truth(model),
                   description=f"{len(widths) + 1}-layer {p['act']} MLP {d} -> {' -> '.join(map(str, widths))} -> {k}")
 
