@@ -398,7 +398,9 @@ def advice(report: dict[str, Any]) -> dict[str, Any]:
                  and not (d["attacks"][name].get("exact_copy") if exact else d["attacks"][name].get("succeeded"))]
         best = min(stops, key=lambda d: (d["honest_cost"].get("explanation_relative_error") or 0.0,
                                          len(d["honest_cost"].get("kinds_withdrawn", []))), default=None)
-        out[name] = {"succeeds": "exact copy" if exact else f"{a.get('agreement', 0):.1%} agreement",
+        agreement = a.get("agreement")  # None for the span, which yields no model
+        out[name] = {"succeeds": "exact copy" if exact else f"{agreement:.1%} agreement" if agreement is not None
+                     else "recovered",
                      "queries": a.get("queries"),
                      "cheapest_stop": None if best is None else best["option"],
                      "setting": None if best is None else best["setting"],
