@@ -212,7 +212,7 @@ def attack_span(
     output: Annotated[Optional[int], typer.Option(help="class index to follow on a multi-output target")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="expected span dimension (stop there); default: until it stops growing")] = None,
     design: Annotated[str, typer.Option(help="complement (adaptive, fewer queries) | full (non-adaptive gradients)")] = "complement",
-    step: Annotated[Optional[float], typer.Option(help="finite-difference step (default 1e-4 x input scale)")] = None,
+    step: Annotated[Optional[float], typer.Option(help="finite-difference step (default: values 1e-2, labels 1e-4 x input scale)")] = None,
     precision: Annotated[float, typer.Option(help="threshold setting: bisection width / step")] = 1e-7,
     patience: Annotated[int, typer.Option(help="stop after this many fresh points add no direction")] = 6,
     threshold: Annotated[float, typer.Option(help="oracle: label threshold on a scalar output")] = 0.0,
