@@ -220,3 +220,24 @@ def test_half_a_span_is_not_complete(target, inputs):
     assert result.status == "partial" and "span is short" in result.message
     unchecked = Obfuscation(true_span(target), inputs, noise=5.0, check=False).run(oracle)
     assert unchecked.status == "partial" and "not checked" in unchecked.message
+
+
+def test_cli_span_step_reaches_the_span_attack(tmp_path, inputs):
+    """--span-step sets the span attack's finite-difference step (the MNIST runs need a larger
+    one, docs/mnist.md); a step <= 0 is a one-line error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    np.save(tmp_path / "x.npy", inputs[:20])
+    args = ["obfuscate", "--target", SPEC, "--recover", "--inputs", str(tmp_path / "x.npy"), "--noise", "5",
+            "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json"), "--span-step", "0.01"]
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["details"]["span_recovery"]["details"]["step"] == 0.01
+    assert r["metrics"]["recovered_dim"] == 8 and r["metrics"]["label_preserved_rate"] == 1.0
+    run = CliRunner().invoke(app, args[:-1] + ["0"])
+    assert run.exit_code != 0 and "--span-step must be > 0" in str(run.exception)

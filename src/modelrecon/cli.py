@@ -295,6 +295,7 @@ def obfuscate_cmd(
     setting: Annotated[str, typer.Option("--setting", help="--recover: relu-value (value queries) | threshold (label queries)")] = "relu-value",
     span_output: Annotated[int, typer.Option("--span-output", help="--recover: the class whose logit (relu-value) or 'top class is C' label (threshold) the span attack follows")] = 0,
     span_points: Annotated[str, typer.Option("--span-points", help="--recover: region (query where obfuscated inputs live) | box (the span attack's own points)")] = "region",
+    span_step: Annotated[Optional[float], typer.Option("--span-step", help="--recover: the span attack's finite-difference step (its noise threshold falls as 1/step; default 1e-4 x input scale)")] = None,
     inputs: Annotated[str, typer.Option("--inputs", help="digits or mnist (the test split) or a .npy/.npz file of inputs (key X)")] = "digits",
     n_inputs: Annotated[Optional[int], typer.Option("--n-inputs", help="use only the first N inputs")] = None,
     noise: Annotated[float, typer.Option("--noise", help="noise-to-signal ratio ||z|| / ||x||")] = 10.0,
@@ -321,7 +322,11 @@ def obfuscate_cmd(
     if recover and oracle is None:
         oracle = "value" if setting == "relu-value" else "label"
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal)
+    if span_step is not None and not span_step > 0:
+        raise CliError(f"--span-step must be > 0, got {span_step}")
     recovery = {"setting": setting, "output": span_output, "points": span_points} if recover else None
+    if recovery is not None and span_step is not None:
+        recovery["step"] = span_step
     result = run_cli(t, o, span=span, recover=recovery, inputs=inputs, n_inputs=n_inputs, noise=noise,
                      clip="clip" if clip else "project" if project else "none", target_class=target_class,
                      count=count, curve=curve, seed=seed, out=out)
