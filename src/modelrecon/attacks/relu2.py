@@ -316,18 +316,11 @@ class Relu2Attack(Attack):
                 right_clean = np.abs(spp - sp[bad]) <= 2 * err[bad]  # the kink lies left of t: t is on the right piece
                 left_clean = np.abs(smm - sm[bad]) <= 2 * err[bad]
                 slope[bad] = np.where(right_clean | ~left_clean, sp[bad], sm[bad])
-            self._store_values(X, Z3[:n])
             return f, slope[:, None], err
         Z, G = self._ask(X, value, grad)
         f = Z[:, self.output] if value else None
-        if value:
-            self._store_values(X, Z)
         err = None if G is None else (self._d + 4) * EPS * self._gmag + self._round_grad
         return f, G, err
-
-    def _store_values(self, X: np.ndarray, Z: np.ndarray) -> None:
-        self._vals_X.append(X)
-        self._vals_Z.append(Z + self._net.value(X))  # raw target values, for the output fit
 
     def _search(self) -> dict[str, Any]:
         """Find every kink of the (residual) line output; returns kinks and samples."""
@@ -676,7 +669,6 @@ class Relu2Attack(Attack):
     def _values_at(self, ts) -> np.ndarray:
         X = self._x(ts)
         Z, _ = self._ask(X, True, False)
-        self._store_values(X, Z)
         return Z @ self._r if self.mode == "value" else Z[:, self.output]
 
     def _value_tol(self, fv, fa, fb, la, lb, t, a, b, ea, eb) -> float:
@@ -762,7 +754,6 @@ class Relu2Attack(Attack):
                 P = np.repeat(X[p][None], d + 1, axis=0)  # the base, then the base plus a step per coordinate
                 P[np.arange(1, d + 1), np.arange(d)] += S[p]
                 Z, _ = self._ask(P, True, False)
-                self._store_values(P[:1].copy(), Z[:1].copy())  # copies: a view would keep the whole stencil alive
                 vals[p] = Z[0]
                 Jacs[p] = ((Z[1:] - Z[0]) / S[p][:, None]).T
                 # size of the values and of the sums behind them: the rounding of a value is a few eps times it
@@ -898,7 +889,6 @@ class Relu2Attack(Attack):
             P = np.repeat(x[None], d + 1, axis=0)
             P[np.arange(1, d + 1), np.arange(d)] += st
             Z, _ = self._ask(P, True, False)
-            self._store_values(P[:1].copy(), Z[:1].copy())
             Jx = ((Z[1:] - Z[0]) / st[:, None]).T
             J.append(Jx)
             terms.append(np.abs(Z).max() + (np.abs(Jx) @ np.abs(x)).max() + (np.abs(Jx) * np.abs(st)).max())
@@ -938,7 +928,6 @@ class Relu2Attack(Attack):
         if not len(P):
             return dv
         Z, _ = self._ask(P, True, False)
-        self._store_values(P, Z)
         # per unit the output it moves most (its slope change across the hyperplane is largest there)
         f = Z.reshape(-1, 4, self._K)[np.arange(int(ok.sum())), :, np.argmax(np.abs(Gc[ok]), axis=1)]
         Lk = L[ok]
@@ -1036,59 +1025,18 @@ class Relu2Attack(Attack):
         return None
 
     def _fit_outputs(self, resolved: bool) -> dict[str, Any]:
-        """Rows of V and c of the outputs the search did not explain, from the values asked so far
-        (plus fresh random points when they do not determine them)."""
-        net, K = self._net, self._K
-        info: dict[str, Any] = {}
+        """Rows of V of the outputs the search did not follow, from their gradients at the line's two ends
+        (exact: a least-squares fit on known normals), and c from one value (value mode: the search found
+        every output's jumps at once)."""
         if self.mode == "value":
-            return info
-        others = [j for j in range(K) if j != self.output]
-        if self.mode == "gradient":
-            return self._fit_outputs_gradient(others, resolved)
-        X = np.vstack(self._vals_X)
-        Z = np.vstack(self._vals_Z)
-        net.G[:, :] = np.where(np.arange(K)[:, None] == self.output, net.G, 0.0)
-        for j in others:
-            net.A[j] = 0.0
-            net.c[j] = 0.0
-
-        def design(X):
-            cols = [np.maximum(net.pre(X), 0.0), np.ones((len(X), 1))]
-            if not resolved:
-                cols.append(X)
-            return np.hstack(cols)
-
-        need_cols = net.h + 1 + (0 if resolved else self._d)
-        Phi = design(X)
-        rank = np.linalg.matrix_rank(Phi) if others else need_cols
-        extra = 0
-        if others and rank < need_cols:
-            extra = need_cols - rank + 8
-            Xr = self._random_points(extra)
-            Zr = np.asarray(self._oracle.query(Xr.reshape(extra, *self._oracle.input_shape), ("value",))["value"],
-                            dtype=np.float64).reshape(extra, -1)
-            X, Z = np.vstack([X, Xr]), np.vstack([Z, Zr])
-            Phi = design(X)
-        if others:
-            # each row carries rounding relative to its own size (far points are large): weigh rows by it
-            w = 1.0 / (np.abs(Phi).sum(axis=1) + np.abs(Z[:, others]).max(axis=1))
-            sol, _, _, sv = np.linalg.lstsq(Phi * w[:, None], Z[:, others] * w[:, None], rcond=None)
-            # relative error of a least-squares fit: condition number times the relative error of the data
-            self._rel_err = max(self._rel_err, float(sv[0] / sv[-1]) * (net.h + 8) * EPS if sv[-1] > 0 else 1.0)
-            net.G[others] = sol[:net.h].T
-            net.c[others] = sol[net.h]
-            if not resolved:
-                net.A[others] = sol[net.h + 1:].T
-        info["output_fit_points"] = len(X)
-        info["output_fit_extra_queries"] = extra
-        return info
-
-    def _fit_outputs_gradient(self, others, resolved) -> dict[str, Any]:
+            return {}
+        others = [j for j in range(self._K) if j != self.output]
         net = self._net
         info: dict[str, Any] = {}
         if others:
-            # gradients of the other outputs at the two ends of the line: every unit is active at one end
-            pts = [self._x(self._ends[0])[0], self._x(self._ends[1])[0]]
+            # gradients of the other outputs at the two ends of each line searched: every unit found on a line is
+            # active at one of its ends
+            pts = list(self._line_ends)
             if not resolved:
                 pts += list(self._random_points(max(2, math.ceil((net.h + self._d) / self._d))))
             P = np.array(pts)
@@ -1102,11 +1050,17 @@ class Relu2Attack(Attack):
                 Mx = np.vstack(rows)
                 if not resolved:
                     Mx = np.hstack([Mx, np.tile(np.eye(self._d), (len(P), 1))])
-                sol, *_ = np.linalg.lstsq(Mx, Gj.reshape(-1), rcond=None)
+                sol, _, _, sv = np.linalg.lstsq(Mx, Gj.reshape(-1), rcond=None)
+                # relative error of a least-squares fit: condition number times the relative error of the data
+                # (rank-deficient, numpy's own cutoff: some unit is active at no point, its row is not determined)
+                full_rank = sv[-1] > sv[0] * max(Mx.shape) * EPS
+                self._rel_err = max(self._rel_err, float(sv[0] / sv[-1]) * (net.h + 8) * EPS if full_rank else 1.0)
                 net.G[j] = sol[:net.h]
                 net.A[j] = sol[net.h:] if not resolved else 0.0
         if self._value_kind:
-            x = self._x(self._ends[1])
+            # c from the box centre: at a far point (the line's end) the units' own float64 error, times |x|,
+            # would pass into c
+            x = np.full((1, self._d), sum(self._box) / 2.0)
             z = np.asarray(self._oracle.query(x.reshape(1, *self._oracle.input_shape), ("value",))["value"],
                            dtype=np.float64).reshape(-1)
             net.c = np.zeros(self._K)
@@ -1201,9 +1155,6 @@ class Relu2Attack(Attack):
         with o.ledger.phase(phase):
             got = o.query(X.reshape(n, *o.input_shape), tuple(kinds), self.output)
         Z = np.asarray(got["value"], dtype=np.float64).reshape(n, -1) if "value" in got else None
-        if Z is not None and phase == "attack":
-            self._vals_X.append(X)  # all outputs' values, for the output fit (far points spread the units' patterns)
-            self._vals_Z.append(Z)
         G = None
         if self._grad_kind in got:
             G = np.asarray(got[self._grad_kind], dtype=np.float64).reshape(n, -1)
@@ -1261,8 +1212,8 @@ class Relu2Attack(Attack):
         self._rel_err = 0.0  # relative error of finite-difference Jacobians (value mode)
         self._net = _Net(self._d, self._K)
         self._worst_x = None
-        self._vals_X, self._vals_Z = [], []
         self._net_bias_known = True
+        self._line_ends: list[np.ndarray] = []
         self._r = np.zeros(self._K)
         if self.mode == "value":
             self._r = self._rng.normal(size=self._K) if self._K > 1 else np.ones(1)
@@ -1301,7 +1252,7 @@ class Relu2Attack(Attack):
                 self._fmag = {}
                 found = self._search()
                 refined = self._refine_kinks(found) if self.mode == "value+gradient" else 0
-                self._ends = (found["t_left"], found["t_right"])
+                self._line_ends += list(self._x([found["t_left"], found["t_right"]]))
                 n_kinks, clusters = self._units_from_kinks(found)
                 self._found = ([], {})
                 # units closer than their own precision (rounded answers: a unit and its cancelling copy) merge
@@ -1336,6 +1287,7 @@ class Relu2Attack(Attack):
                 ts = sorted(samples)
                 self._units_from_kinks({"kinks": list(kinks), "samples": samples, "t_left": ts[0],
                                         "t_right": ts[-1], "clusters": 0})
+                self._line_ends += list(self._x([ts[0], ts[-1]]))
                 self._found = ([], {})
         orient = "not attempted"
         fit_info: dict[str, Any] = {}
@@ -1394,6 +1346,10 @@ class Relu2Attack(Attack):
                 if status == "complete":
                     status = "partial"
                 messages.append("no budget left to verify")
+        if status == "complete" and self._rel_err >= 1:
+            status = "failed"
+            messages.insert(0, "the other outputs' rows are not determined by the gradients asked (a unit active at "
+                               "none of the fit's points)")
         last_check = details["lines"][-1].get("check_residual_over_tolerance", math.inf) if details["lines"] else math.inf
         if status == "complete" and not net.h:
             status = "failed"
