@@ -342,7 +342,9 @@ class Relu2Attack(Attack):
         for side in (-1.0, 1.0):
             t_end, quiet = side * T0, 0
             # a residual line looks for what the first missed: far-out kinks, so it looks much farther
-            patience = self.patience if not self._net.h else 40
+            # (not a line aimed at an unexplained affine part: its unit is near, and far out the found units' own
+            # float64 error shows as kinks)
+            patience = self.patience if not self._net.h or self._aimed else 40
             grow = 2.0
             if self.mode == "value":  # two values per probe, next to (d + 1) per piece: look as far (2^40) at once,
                 patience, grow = 5, 256.0  # in steps of 2^8 (a wide gap costs nothing extra: two lines meet there)
@@ -977,12 +979,10 @@ class Relu2Attack(Attack):
         return np.array(N).reshape(-1, d), np.array(dv), np.array(Gc).reshape(-1, self._K)
 
     # ---------------------------------------------------------------- orientation and outputs
-    def _resolve_orientation(self) -> str:
-        """Find the units whose true orientation is 'active on the left' so that A vanishes."""
+    def _orientation_problem(self):
+        """M alpha = target, tol: the flip set alpha (0/1 per unit) that makes the affine term vanish."""
         net = self._net
         k = self.output if self.mode != "value" else None
-        if net.h == 0:
-            return "no units"
         if k is not None:
             M = (net.G[k][:, None] * net.N).T  # d x h
             target = -net.A[k]
@@ -991,6 +991,29 @@ class Relu2Attack(Attack):
             target = -net.A.reshape(-1)
         scale = np.abs(M).sum(axis=1).max() + np.abs(target).max() + EPS
         tol = ((net.h + self._d + 8) * EPS * 64 + 8 * self._rel_err) * scale + 4 * self._round_grad * net.h
+        return M, target, tol
+
+    def _unexplained_direction(self) -> np.ndarray | None:
+        """When no flip set cancels the affine term (h <= d), what is left of it, target - M alpha with alpha the
+        least-squares solution, is the part of a missed unit's v_i w_i outside the found units' normals: a unit
+        the line never crossed (one nearly parallel to its hyperplane) that is, in the input box, always on or
+        always off.  A line in that direction crosses it near the box.  None when the orientation resolves."""
+        if self.mode == "value" or not 0 < self._net.h <= self._d:
+            return None
+        M, target, tol = self._orientation_problem()
+        sol, *_ = np.linalg.lstsq(M, target, rcond=None)
+        cand = np.round(sol)
+        if np.all((cand == 0) | (cand == 1)) and np.max(np.abs(M @ cand - target)) <= tol:
+            return None
+        rest = target - M @ sol
+        return rest if np.max(np.abs(rest)) > tol else None
+
+    def _resolve_orientation(self) -> str:
+        """Find the units whose true orientation is 'active on the left' so that A vanishes."""
+        net = self._net
+        if net.h == 0:
+            return "no units"
+        M, target, tol = self._orientation_problem()
         alpha = None
         if net.h <= M.shape[0]:
             sol, *_ = np.linalg.lstsq(M, target, rcond=None)
@@ -1002,8 +1025,8 @@ class Relu2Attack(Attack):
         if alpha is None:
             return "unresolved"
         net.flip(alpha.astype(bool))
-        if k is not None:
-            net.A[k] = 0.0
+        if self.mode != "value":
+            net.A[self.output] = 0.0
         else:
             net.A[:] = 0.0
         return "resolved"
@@ -1229,6 +1252,7 @@ class Relu2Attack(Attack):
             if curved is not None:
                 details["curvature_probe"] = curved
                 raise _NotPiecewiseLinear()
+            unexplained = None
             for line in range(self.max_lines):
                 self._x0 = np.full(self._d, (lo + hi) / 2.0) + (self._rng.uniform(-0.05, 0.05, self._d) * (hi - lo)
                                                                if line else 0.0)
@@ -1244,6 +1268,10 @@ class Relu2Attack(Attack):
                 self._v = v / np.linalg.norm(v) * (hi - lo) / 2.0 * math.sqrt(self._d)
                 if line and self._residual_line_through_check():
                     self._t_worst = self._t_of(self._worst_x[None])[0]
+                self._aimed = unexplained is not None
+                if unexplained is not None:  # along what the found units leave of the affine term
+                    self._x0 = np.full(self._d, (lo + hi) / 2.0)
+                    self._v = unexplained / np.linalg.norm(unexplained) * (hi - lo) / 2.0 * math.sqrt(self._d)
                 self._delta = 2.0 ** -20  # value mode: slope from values at t and t + delta
                 self._round_slope = 2 * self._round_value / self._delta
                 if self.mode == "value":
@@ -1264,7 +1292,8 @@ class Relu2Attack(Attack):
                     self._net_bias_known = False
                 ratio, resid = self._check_points(self.checks, "attack")
                 details["lines"][-1]["check_residual_over_tolerance"] = ratio
-                if passes(ratio):
+                unexplained = self._unexplained_direction() if passes(ratio) and line + 1 < self.max_lines else None
+                if passes(ratio) and unexplained is None:
                     break
         except _NotPiecewiseLinear:
             status = "failed"
