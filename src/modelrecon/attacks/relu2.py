@@ -1059,25 +1059,30 @@ class Relu2Attack(Attack):
         if others:
             # gradients of the other outputs at the two ends of each line searched: every unit found on a line is
             # active at one of its ends
-            pts = list(self._line_ends)
+            P = np.array(self._line_ends)
             if not resolved:
-                pts += list(self._random_points(max(2, math.ceil((net.h + self._d) / self._d))))
-            P = np.array(pts)
+                P = np.vstack([P, self._random_points(max(2, math.ceil((net.h + self._d) / self._d)))])
+            Mx = self._gradient_design(P, resolved)
+            cond = self._condition(Mx)
+            if not math.isfinite(cond):
+                # units on parallel hyperplanes are on together at the ends: add, per unit, a point just on its
+                # active side of its hyperplane (at its foot from the box centre), where the others differ
+                centre = np.full(self._d, sum(self._box) / 2.0)
+                norms2 = (net.N ** 2).sum(axis=1)
+                step = 2.0 ** -20 * (self._box[1] - self._box[0])
+                feet = centre - ((net.pre(centre[None])[0] / norms2)[:, None] - step / np.sqrt(norms2)[:, None]) * net.N
+                P = np.vstack([P, feet])
+                Mx = self._gradient_design(P, resolved)
+                cond = self._condition(Mx)
+            # relative error of a least-squares fit: condition number times the relative error of the data
+            # (rank-deficient, numpy's own cutoff: some unit's row is not determined by these gradients)
+            self._rel_err = max(self._rel_err, cond * (net.h + 8) * EPS if math.isfinite(cond) else 1.0)
             for j in others:
                 Gj = np.asarray(self._oracle.query(P.reshape(len(P), *self._oracle.input_shape), (self._grad_kind,), j)
                                 [self._grad_kind], dtype=np.float64).reshape(len(P), -1)
                 if GRADIENT_KINDS[self._grad_kind] == "xg":
                     Gj = np.where(P != 0, Gj / np.where(P != 0, P, 1.0), 0.0)
-                mask = net.pre(P) > 0
-                rows = [(mask[p][:, None] * net.N).T for p in range(len(P))]
-                Mx = np.vstack(rows)
-                if not resolved:
-                    Mx = np.hstack([Mx, np.tile(np.eye(self._d), (len(P), 1))])
-                sol, _, _, sv = np.linalg.lstsq(Mx, Gj.reshape(-1), rcond=None)
-                # relative error of a least-squares fit: condition number times the relative error of the data
-                # (rank-deficient, numpy's own cutoff: some unit is active at no point, its row is not determined)
-                full_rank = sv[-1] > sv[0] * max(Mx.shape) * EPS
-                self._rel_err = max(self._rel_err, float(sv[0] / sv[-1]) * (net.h + 8) * EPS if full_rank else 1.0)
+                sol, *_ = np.linalg.lstsq(Mx, Gj.reshape(-1), rcond=None)
                 net.G[j] = sol[:net.h]
                 net.A[j] = sol[net.h:] if not resolved else 0.0
         if self._value_kind:
@@ -1093,6 +1098,19 @@ class Relu2Attack(Attack):
             net.c = np.zeros(self._K)
             info["bias_identified"] = False
         return info
+
+    def _gradient_design(self, P: np.ndarray, resolved: bool) -> np.ndarray:
+        """Gradients of an output at points P as a linear map of its row of V (and of A when unresolved)."""
+        net = self._net
+        mask = net.pre(P) > 0
+        Mx = np.vstack([(mask[p][:, None] * net.N).T for p in range(len(P))])
+        return Mx if resolved else np.hstack([Mx, np.tile(np.eye(self._d), (len(P), 1))])
+
+    @staticmethod
+    def _condition(M: np.ndarray) -> float:
+        """Condition number of M; inf when it is rank-deficient by numpy's own cutoff."""
+        sv = np.linalg.svd(M, compute_uv=False)
+        return float(sv[0] / sv[-1]) if len(sv) == M.shape[1] and sv[-1] > sv[0] * max(M.shape) * EPS else math.inf
 
     def _curvature_probe(self, points: int = 2) -> dict[str, Any] | None:
         """A piecewise-linear network has, at a random x and at x + eta u (eta = 2^-20 of the box width), the
