@@ -316,18 +316,11 @@ class Relu2Attack(Attack):
                 right_clean = np.abs(spp - sp[bad]) <= 2 * err[bad]  # the kink lies left of t: t is on the right piece
                 left_clean = np.abs(smm - sm[bad]) <= 2 * err[bad]
                 slope[bad] = np.where(right_clean | ~left_clean, sp[bad], sm[bad])
-            self._store_values(X, Z3[:n])
             return f, slope[:, None], err
         Z, G = self._ask(X, value, grad)
         f = Z[:, self.output] if value else None
-        if value:
-            self._store_values(X, Z)
         err = None if G is None else (self._d + 4) * EPS * self._gmag + self._round_grad
         return f, G, err
-
-    def _store_values(self, X: np.ndarray, Z: np.ndarray) -> None:
-        self._vals_X.append(X)
-        self._vals_Z.append(Z + self._net.value(X))  # raw target values, for the output fit
 
     def _search(self) -> dict[str, Any]:
         """Find every kink of the (residual) line output; returns kinks and samples."""
@@ -349,7 +342,9 @@ class Relu2Attack(Attack):
         for side in (-1.0, 1.0):
             t_end, quiet = side * T0, 0
             # a residual line looks for what the first missed: far-out kinks, so it looks much farther
-            patience = self.patience if not self._net.h else 40
+            # (not a line aimed at an unexplained affine part: its unit is near, and far out the found units' own
+            # float64 error shows as kinks)
+            patience = self.patience if not self._net.h or self._aimed else 40
             grow = 2.0
             if self.mode == "value":  # two values per probe, next to (d + 1) per piece: look as far (2^40) at once,
                 patience, grow = 5, 256.0  # in steps of 2^8 (a wide gap costs nothing extra: two lines meet there)
@@ -676,7 +671,6 @@ class Relu2Attack(Attack):
     def _values_at(self, ts) -> np.ndarray:
         X = self._x(ts)
         Z, _ = self._ask(X, True, False)
-        self._store_values(X, Z)
         return Z @ self._r if self.mode == "value" else Z[:, self.output]
 
     def _value_tol(self, fv, fa, fb, la, lb, t, a, b, ea, eb) -> float:
@@ -762,7 +756,6 @@ class Relu2Attack(Attack):
                 P = np.repeat(X[p][None], d + 1, axis=0)  # the base, then the base plus a step per coordinate
                 P[np.arange(1, d + 1), np.arange(d)] += S[p]
                 Z, _ = self._ask(P, True, False)
-                self._store_values(P[:1].copy(), Z[:1].copy())  # copies: a view would keep the whole stencil alive
                 vals[p] = Z[0]
                 Jacs[p] = ((Z[1:] - Z[0]) / S[p][:, None]).T
                 # size of the values and of the sums behind them: the rounding of a value is a few eps times it
@@ -898,7 +891,6 @@ class Relu2Attack(Attack):
             P = np.repeat(x[None], d + 1, axis=0)
             P[np.arange(1, d + 1), np.arange(d)] += st
             Z, _ = self._ask(P, True, False)
-            self._store_values(P[:1].copy(), Z[:1].copy())
             Jx = ((Z[1:] - Z[0]) / st[:, None]).T
             J.append(Jx)
             terms.append(np.abs(Z).max() + (np.abs(Jx) @ np.abs(x)).max() + (np.abs(Jx) * np.abs(st)).max())
@@ -938,7 +930,6 @@ class Relu2Attack(Attack):
         if not len(P):
             return dv
         Z, _ = self._ask(P, True, False)
-        self._store_values(P, Z)
         # per unit the output it moves most (its slope change across the hyperplane is largest there)
         f = Z.reshape(-1, 4, self._K)[np.arange(int(ok.sum())), :, np.argmax(np.abs(Gc[ok]), axis=1)]
         Lk = L[ok]
@@ -988,12 +979,10 @@ class Relu2Attack(Attack):
         return np.array(N).reshape(-1, d), np.array(dv), np.array(Gc).reshape(-1, self._K)
 
     # ---------------------------------------------------------------- orientation and outputs
-    def _resolve_orientation(self) -> str:
-        """Find the units whose true orientation is 'active on the left' so that A vanishes."""
+    def _orientation_problem(self):
+        """M alpha = target, tol: the flip set alpha (0/1 per unit) that makes the affine term vanish."""
         net = self._net
         k = self.output if self.mode != "value" else None
-        if net.h == 0:
-            return "no units"
         if k is not None:
             M = (net.G[k][:, None] * net.N).T  # d x h
             target = -net.A[k]
@@ -1002,6 +991,29 @@ class Relu2Attack(Attack):
             target = -net.A.reshape(-1)
         scale = np.abs(M).sum(axis=1).max() + np.abs(target).max() + EPS
         tol = ((net.h + self._d + 8) * EPS * 64 + 8 * self._rel_err) * scale + 4 * self._round_grad * net.h
+        return M, target, tol
+
+    def _unexplained_direction(self) -> np.ndarray | None:
+        """When no flip set cancels the affine term (h <= d), what is left of it, target - M alpha with alpha the
+        least-squares solution, is the part of a missed unit's v_i w_i outside the found units' normals: a unit
+        the line never crossed (one nearly parallel to its hyperplane) that is, in the input box, always on or
+        always off.  A line in that direction crosses it near the box.  None when the orientation resolves."""
+        if self.mode == "value" or not 0 < self._net.h <= self._d:
+            return None
+        M, target, tol = self._orientation_problem()
+        sol, *_ = np.linalg.lstsq(M, target, rcond=None)
+        cand = np.round(sol)
+        if np.all((cand == 0) | (cand == 1)) and np.max(np.abs(M @ cand - target)) <= tol:
+            return None
+        rest = target - M @ sol
+        return rest if np.max(np.abs(rest)) > tol else None
+
+    def _resolve_orientation(self) -> str:
+        """Find the units whose true orientation is 'active on the left' so that A vanishes."""
+        net = self._net
+        if net.h == 0:
+            return "no units"
+        M, target, tol = self._orientation_problem()
         alpha = None
         if net.h <= M.shape[0]:
             sol, *_ = np.linalg.lstsq(M, target, rcond=None)
@@ -1013,8 +1025,8 @@ class Relu2Attack(Attack):
         if alpha is None:
             return "unresolved"
         net.flip(alpha.astype(bool))
-        if k is not None:
-            net.A[k] = 0.0
+        if self.mode != "value":
+            net.A[self.output] = 0.0
         else:
             net.A[:] = 0.0
         return "resolved"
@@ -1036,77 +1048,47 @@ class Relu2Attack(Attack):
         return None
 
     def _fit_outputs(self, resolved: bool) -> dict[str, Any]:
-        """Rows of V and c of the outputs the search did not explain, from the values asked so far
-        (plus fresh random points when they do not determine them)."""
-        net, K = self._net, self._K
-        info: dict[str, Any] = {}
+        """Rows of V of the outputs the search did not follow, from their gradients at the line's two ends
+        (exact: a least-squares fit on known normals), and c from one value (value mode: the search found
+        every output's jumps at once)."""
         if self.mode == "value":
-            return info
-        others = [j for j in range(K) if j != self.output]
-        if self.mode == "gradient":
-            return self._fit_outputs_gradient(others, resolved)
-        X = np.vstack(self._vals_X)
-        Z = np.vstack(self._vals_Z)
-        net.G[:, :] = np.where(np.arange(K)[:, None] == self.output, net.G, 0.0)
-        for j in others:
-            net.A[j] = 0.0
-            net.c[j] = 0.0
-
-        def design(X):
-            cols = [np.maximum(net.pre(X), 0.0), np.ones((len(X), 1))]
-            if not resolved:
-                cols.append(X)
-            return np.hstack(cols)
-
-        need_cols = net.h + 1 + (0 if resolved else self._d)
-        Phi = design(X)
-        rank = np.linalg.matrix_rank(Phi) if others else need_cols
-        extra = 0
-        if others and rank < need_cols:
-            extra = need_cols - rank + 8
-            Xr = self._random_points(extra)
-            Zr = np.asarray(self._oracle.query(Xr.reshape(extra, *self._oracle.input_shape), ("value",))["value"],
-                            dtype=np.float64).reshape(extra, -1)
-            X, Z = np.vstack([X, Xr]), np.vstack([Z, Zr])
-            Phi = design(X)
-        if others:
-            # each row carries rounding relative to its own size (far points are large): weigh rows by it
-            w = 1.0 / (np.abs(Phi).sum(axis=1) + np.abs(Z[:, others]).max(axis=1))
-            sol, _, _, sv = np.linalg.lstsq(Phi * w[:, None], Z[:, others] * w[:, None], rcond=None)
-            # relative error of a least-squares fit: condition number times the relative error of the data
-            self._rel_err = max(self._rel_err, float(sv[0] / sv[-1]) * (net.h + 8) * EPS if sv[-1] > 0 else 1.0)
-            net.G[others] = sol[:net.h].T
-            net.c[others] = sol[net.h]
-            if not resolved:
-                net.A[others] = sol[net.h + 1:].T
-        info["output_fit_points"] = len(X)
-        info["output_fit_extra_queries"] = extra
-        return info
-
-    def _fit_outputs_gradient(self, others, resolved) -> dict[str, Any]:
+            return {}
+        others = [j for j in range(self._K) if j != self.output]
         net = self._net
         info: dict[str, Any] = {}
         if others:
-            # gradients of the other outputs at the two ends of the line: every unit is active at one end
-            pts = [self._x(self._ends[0])[0], self._x(self._ends[1])[0]]
+            # gradients of the other outputs at the two ends of each line searched: every unit found on a line is
+            # active at one of its ends
+            P = np.array(self._line_ends)
             if not resolved:
-                pts += list(self._random_points(max(2, math.ceil((net.h + self._d) / self._d))))
-            P = np.array(pts)
+                P = np.vstack([P, self._random_points(max(2, math.ceil((net.h + self._d) / self._d)))])
+            Mx = self._gradient_design(P, resolved)
+            cond = self._condition(Mx)
+            if not math.isfinite(cond):
+                # units on parallel hyperplanes are on together at the ends: add, per unit, a point just on its
+                # active side of its hyperplane (at its foot from the box centre), where the others differ
+                centre = np.full(self._d, sum(self._box) / 2.0)
+                norms2 = (net.N ** 2).sum(axis=1)
+                step = 2.0 ** -20 * (self._box[1] - self._box[0])
+                feet = centre - ((net.pre(centre[None])[0] / norms2)[:, None] - step / np.sqrt(norms2)[:, None]) * net.N
+                P = np.vstack([P, feet])
+                Mx = self._gradient_design(P, resolved)
+                cond = self._condition(Mx)
+            # relative error of a least-squares fit: condition number times the relative error of the data
+            # (rank-deficient, numpy's own cutoff: some unit's row is not determined by these gradients)
+            self._rel_err = max(self._rel_err, cond * (net.h + 8) * EPS if math.isfinite(cond) else 1.0)
             for j in others:
                 Gj = np.asarray(self._oracle.query(P.reshape(len(P), *self._oracle.input_shape), (self._grad_kind,), j)
                                 [self._grad_kind], dtype=np.float64).reshape(len(P), -1)
                 if GRADIENT_KINDS[self._grad_kind] == "xg":
                     Gj = np.where(P != 0, Gj / np.where(P != 0, P, 1.0), 0.0)
-                mask = net.pre(P) > 0
-                rows = [(mask[p][:, None] * net.N).T for p in range(len(P))]
-                Mx = np.vstack(rows)
-                if not resolved:
-                    Mx = np.hstack([Mx, np.tile(np.eye(self._d), (len(P), 1))])
                 sol, *_ = np.linalg.lstsq(Mx, Gj.reshape(-1), rcond=None)
                 net.G[j] = sol[:net.h]
                 net.A[j] = sol[net.h:] if not resolved else 0.0
         if self._value_kind:
-            x = self._x(self._ends[1])
+            # c from the box centre: at a far point (the line's end) the units' own float64 error, times |x|,
+            # would pass into c
+            x = np.full((1, self._d), sum(self._box) / 2.0)
             z = np.asarray(self._oracle.query(x.reshape(1, *self._oracle.input_shape), ("value",))["value"],
                            dtype=np.float64).reshape(-1)
             net.c = np.zeros(self._K)
@@ -1116,6 +1098,19 @@ class Relu2Attack(Attack):
             net.c = np.zeros(self._K)
             info["bias_identified"] = False
         return info
+
+    def _gradient_design(self, P: np.ndarray, resolved: bool) -> np.ndarray:
+        """Gradients of an output at points P as a linear map of its row of V (and of A when unresolved)."""
+        net = self._net
+        mask = net.pre(P) > 0
+        Mx = np.vstack([(mask[p][:, None] * net.N).T for p in range(len(P))])
+        return Mx if resolved else np.hstack([Mx, np.tile(np.eye(self._d), (len(P), 1))])
+
+    @staticmethod
+    def _condition(M: np.ndarray) -> float:
+        """Condition number of M; inf when it is rank-deficient by numpy's own cutoff."""
+        sv = np.linalg.svd(M, compute_uv=False)
+        return float(sv[0] / sv[-1]) if len(sv) == M.shape[1] and sv[-1] > sv[0] * max(M.shape) * EPS else math.inf
 
     def _curvature_probe(self, points: int = 2) -> dict[str, Any] | None:
         """A piecewise-linear network has, at a random x and at x + eta u (eta = 2^-20 of the box width), the
@@ -1201,9 +1196,6 @@ class Relu2Attack(Attack):
         with o.ledger.phase(phase):
             got = o.query(X.reshape(n, *o.input_shape), tuple(kinds), self.output)
         Z = np.asarray(got["value"], dtype=np.float64).reshape(n, -1) if "value" in got else None
-        if Z is not None and phase == "attack":
-            self._vals_X.append(X)  # all outputs' values, for the output fit (far points spread the units' patterns)
-            self._vals_Z.append(Z)
         G = None
         if self._grad_kind in got:
             G = np.asarray(got[self._grad_kind], dtype=np.float64).reshape(n, -1)
@@ -1261,8 +1253,8 @@ class Relu2Attack(Attack):
         self._rel_err = 0.0  # relative error of finite-difference Jacobians (value mode)
         self._net = _Net(self._d, self._K)
         self._worst_x = None
-        self._vals_X, self._vals_Z = [], []
         self._net_bias_known = True
+        self._line_ends: list[np.ndarray] = []
         self._r = np.zeros(self._K)
         if self.mode == "value":
             self._r = self._rng.normal(size=self._K) if self._K > 1 else np.ones(1)
@@ -1278,6 +1270,7 @@ class Relu2Attack(Attack):
             if curved is not None:
                 details["curvature_probe"] = curved
                 raise _NotPiecewiseLinear()
+            unexplained = None
             for line in range(self.max_lines):
                 self._x0 = np.full(self._d, (lo + hi) / 2.0) + (self._rng.uniform(-0.05, 0.05, self._d) * (hi - lo)
                                                                if line else 0.0)
@@ -1293,6 +1286,10 @@ class Relu2Attack(Attack):
                 self._v = v / np.linalg.norm(v) * (hi - lo) / 2.0 * math.sqrt(self._d)
                 if line and self._residual_line_through_check():
                     self._t_worst = self._t_of(self._worst_x[None])[0]
+                self._aimed = unexplained is not None
+                if unexplained is not None:  # along what the found units leave of the affine term
+                    self._x0 = np.full(self._d, (lo + hi) / 2.0)
+                    self._v = unexplained / np.linalg.norm(unexplained) * (hi - lo) / 2.0 * math.sqrt(self._d)
                 self._delta = 2.0 ** -20  # value mode: slope from values at t and t + delta
                 self._round_slope = 2 * self._round_value / self._delta
                 if self.mode == "value":
@@ -1301,7 +1298,7 @@ class Relu2Attack(Attack):
                 self._fmag = {}
                 found = self._search()
                 refined = self._refine_kinks(found) if self.mode == "value+gradient" else 0
-                self._ends = (found["t_left"], found["t_right"])
+                self._line_ends += list(self._x([found["t_left"], found["t_right"]]))
                 n_kinks, clusters = self._units_from_kinks(found)
                 self._found = ([], {})
                 # units closer than their own precision (rounded answers: a unit and its cancelling copy) merge
@@ -1313,7 +1310,8 @@ class Relu2Attack(Attack):
                     self._net_bias_known = False
                 ratio, resid = self._check_points(self.checks, "attack")
                 details["lines"][-1]["check_residual_over_tolerance"] = ratio
-                if passes(ratio):
+                unexplained = self._unexplained_direction() if passes(ratio) and line + 1 < self.max_lines else None
+                if passes(ratio) and unexplained is None:
                     break
         except _NotPiecewiseLinear:
             status = "failed"
@@ -1336,6 +1334,7 @@ class Relu2Attack(Attack):
                 ts = sorted(samples)
                 self._units_from_kinks({"kinks": list(kinks), "samples": samples, "t_left": ts[0],
                                         "t_right": ts[-1], "clusters": 0})
+                self._line_ends += list(self._x([ts[0], ts[-1]]))
                 self._found = ([], {})
         orient = "not attempted"
         fit_info: dict[str, Any] = {}
@@ -1394,6 +1393,10 @@ class Relu2Attack(Attack):
                 if status == "complete":
                     status = "partial"
                 messages.append("no budget left to verify")
+        if status == "complete" and self._rel_err >= 1:
+            status = "failed"
+            messages.insert(0, "the other outputs' rows are not determined by the gradients asked (a unit active at "
+                               "none of the fit's points)")
         last_check = details["lines"][-1].get("check_residual_over_tolerance", math.inf) if details["lines"] else math.inf
         if status == "complete" and not net.h:
             status = "failed"
