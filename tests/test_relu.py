@@ -118,3 +118,10 @@ def test_smooth_network_is_refused_after_four_gradients():
     r = ReluAttack(mode="value+gradient").run(local_oracle(target, ["value", "gradient"]))
     assert r.status == "failed" and "smooth" in r.message
     assert r.queries["total"] <= 8
+
+
+def test_an_affine_target_says_no_kink_was_found():
+    """A linear model has no kink: the message said '0 kinks left that no neuron of layer 1 explains'."""
+    target = load("builtin:linear?d=6&seed=1")
+    r = ReluAttack(mode="value+gradient", max_lines=4).run(local_oracle(target, ["value", "gradient"]))
+    assert r.status != "complete" and "no kink found" in r.message, r.message

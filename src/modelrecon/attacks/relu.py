@@ -257,7 +257,9 @@ class ReluAttack(Attack):
                     self._search()
                     continue
                 if not layer:
-                    problems.append(f"{len(unexplained)} kinks left that no neuron of layer "
+                    problems.append(f"no kink found on {self._n_lines} lines: the target is affine along every "
+                                    "searched line" if not self._kinks else
+                                    f"{len(unexplained)} kinks left that no neuron of layer "
                                     f"{len(self._known.layers) + 1} explains")
                     return None
             W = np.array([r.w for r in layer])
