@@ -26,60 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))  # the factories below, as module:callable specs
-
-
-def sigmoid_net(d: int = 20, h: int = 10, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(d, h), nn.Sigmoid(), nn.Linear(h, 1), nn.Sigmoid())
-
-
-def softmax_net(d: int = 20, h: int = 10, k: int = 3, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k), nn.Softmax(dim=1))
-
-
-class WithUnusedLayer(nn.Module):
-    def __init__(self, d: int = 20, h: int = 8):
-        super().__init__()
-        torch.manual_seed(3)
-        self.unused = nn.Linear(d, 50)
-        self.fc1 = nn.Linear(d, h)
-        self.fc2 = nn.Linear(h, 2)
-
-    def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x)))
-
-
-def mlp_needing_arguments(d: int, hidden: int, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-
-
-class ResidualRelu(nn.Module):
-    """A skip connection: out = W3 (relu(W2 h + b2) + h) + b3 with h = relu(W1 x + b1).  Piecewise linear, but
-    not a fully connected ReLU chain: no exact deep attack models it."""
-
-    def __init__(self, d: int = 12, h: int = 8, seed: int = 0):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.fc1, self.fc2, self.out = nn.Linear(d, h), nn.Linear(h, h), nn.Linear(h, 1)
-
-    def forward(self, x):
-        h = torch.relu(self.fc1(x))
-        return self.out(torch.relu(self.fc2(h)) + h)
-
-
-class DeepRelu(nn.Module):
-    """Three hidden ReLU layers written by hand (named attributes, functional relu), not the zoo."""
-
-    def __init__(self, d: int = 10, h: int = 8, seed: int = 0):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.a, self.b, self.c, self.head = nn.Linear(d, h), nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, 1)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.c(torch.relu(self.b(torch.relu(self.a(x)))))))
+# the hand-written models are the tests' own (tests/factories.py), at the sizes given in their specs
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 
 def build_files(folder: Path) -> dict[str, str]:
@@ -110,13 +58,13 @@ def build_files(folder: Path) -> dict[str, str]:
         (folder / name).write_bytes(to_onnx(model, X[:1].astype(np.float32)).SerializeToString())
         specs[name] = str(folder / name)
     specs.update({
-        "sigmoid-net": "external:sigmoid_net",
-        "softmax-net": "external:softmax_net",
+        "sigmoid-net": "factories:sigmoid_net?d=20&h=10",
+        "softmax-net": "factories:softmax_net?d=20&h=10",
         "captum-conv": "captum.testing.helpers.basic_models:BasicModel_ConvNet_One_Conv?shape=1x4x4",
-        "unused-layer": "external:WithUnusedLayer",
-        "factory-args": "external:mlp_needing_arguments?d=20&hidden=8",
-        "residual-relu": "external:ResidualRelu",
-        "deep-relu": "external:DeepRelu",
+        "unused-layer": "factories:WithUnusedLayer?d=20&h=8",
+        "factory-args": "factories:mlp_needing_arguments?d=20&hidden=8",
+        "residual-relu": "factories:ResidualRelu",
+        "deep-relu": "factories:HandWrittenDeepRelu",
     })
     return specs
 

@@ -74,3 +74,17 @@ class HandWrittenDeepRelu(nn.Module):
 
     def forward(self, x):
         return self.head(torch.relu(self.c(torch.relu(self.b(torch.relu(self.a(x)))))))
+
+
+class ResidualRelu(nn.Module):
+    """A skip connection: out = W3 (relu(W2 h + b2) + h) + b3 with h = relu(W1 x + b1).  Piecewise linear, but
+    not a fully connected ReLU chain: no exact deep attack models it."""
+
+    def __init__(self, d: int = 12, h: int = 8, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc1, self.fc2, self.out = nn.Linear(d, h), nn.Linear(h, h), nn.Linear(h, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        return self.out(torch.relu(self.fc2(h)) + h)
