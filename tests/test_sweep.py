@@ -290,3 +290,63 @@ seed = [0, 1, 2, 3]
         for pid in _session(proc.pid):
             os.kill(pid, signal.SIGKILL)
     assert left == [], f"orphans after kill -9 of the sweep: {left}"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_ctrl_c_stops_at_once_and_resumes(tmp_path):
+    """SIGINT to the sweep while a worker is in a long run: the sweep exits within seconds (it waited
+    for that run to finish), keeps what finished, leaves no process behind, and a resume runs the rest.
+    (Ctrl-C in a terminal also interrupts the workers themselves; SIGINT to the sweep alone does not.)"""
+    cfg = tmp_path / "hang.toml"
+    cfg.write_text(f"""
+[study]
+name = "hang"
+attack = "sweep_helpers:Scripted"
+target = "builtin:linear?d=4&seed={{seed}}"
+[attack]
+seed = "{{seed}}"
+tag = "{{seed}}"
+log = "{tmp_path / 'executions.log'}"
+marker = "{tmp_path / 'hung'}"
+hang_at = 1
+[grid]
+seed = [0, 1, 2]
+""")
+    db = tmp_path / "h.sqlite"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "modelrecon.cli", "sweep", str(cfg), "--db", str(db), "--workers", "1"]
+    # SIGINT as a terminal's shell leaves it (a test run in the background inherits it ignored)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "hung").exists():  # run 0 is done, run 1 hangs on the worker
+            assert time.time() < deadline and proc.poll() is None, "the sweep did not reach the long run"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGINT)
+        start = time.time()
+        code = proc.wait(timeout=30)
+        stopped_in = time.time() - start
+        output = proc.stdout.read().decode()
+        deadline = time.time() + 10
+        while _session(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        left = _session(proc.pid)
+    finally:
+        for pid in _session(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert code == 130 and "interrupted" in output, output
+    assert stopped_in < 10, f"Ctrl-C took {stopped_in:.1f} s"
+    assert left == [], f"processes left after Ctrl-C: {left}"
+    status = {json.loads(r["point"])["seed"]: r["status"] for r in table(db).values()}
+    assert status == {0: "complete", 1: "pending", 2: "pending"}
+    assert executions(tmp_path) == ["0"]
+    sys.path.insert(0, str(HERE))
+    try:
+        from modelrecon.sweep import load_study
+
+        again = run_sweep(load_study(cfg), db=db, workers=0, progress=False)
+    finally:
+        sys.path.remove(str(HERE))
+    assert (again.already_done, again.ran, again.complete) == (1, 2, 2)
+    assert sorted(executions(tmp_path)) == ["0", "1", "2"]  # each run finished exactly once

@@ -621,8 +621,20 @@ def _run_local(todo: list[tuple[str, dict]], workers: int, on_dispatch: Callable
             for f in list(inflight):  # keep what finished before the interruption
                 if f.done() and not f.cancelled() and f.exception() is None:
                     on_result(f.result())
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_workers(pool)
             raise
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """End the pool's workers now (SIGTERM), the runs in flight with them: an interrupted sweep
+    stops at once instead of waiting for them, and they stay pending, to run again on resume."""
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    workers = list((pool._processes or {}).values())  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.terminate()
 
 
 def _dask_client(scheduler: Any) -> tuple[Any, bool]:
