@@ -1,7 +1,6 @@
 """Do explanation defences stop exact extraction?  (issue 17; docs/defences.md quotes these tables)
 
     python benchmarks/defences.py exact      [--d 784 --h 128 --seeds 0,1]
-    python benchmarks/defences.py precision  [--d 32 --budgets 1000,10000,100000 --figure docs/figures/defences-precision.png]
     python benchmarks/defences.py tradeoff   [--target 'builtin:relu2?d=12&h=3' --budget 40000]
     python benchmarks/defences.py smoothgrad [--sizes 64x16,784x128]
 
@@ -9,9 +8,9 @@
 (signed gradient, integrated gradients with and without values, |saliency| + values, values
 alone) and of the linear attacks, parameter error against the truth.
 
-``precision``: a linear model under rounding (N decimals of every answer) and explanation
-noise (S x each answer's RMS), the best naive and adaptive attack's parameter error after
-each budget of queries (see :mod:`modelrecon.studies.defences`).
+Rounding and noise against naive and adaptive attackers, per budget, is a sweep:
+``modelrecon sweep configs/defences-precision.toml`` then ``modelrecon results
+out/sweeps/defences-precision.sqlite --figures docs/figures`` (:mod:`modelrecon.studies.defences`).
 
 ``smoothgrad``: what SmoothGrad answers determine: the relu2 attack over their far field
 (:func:`modelrecon.attacks.through.far_field_oracle` with kind SmoothGrad) against the truth: every
@@ -96,21 +95,6 @@ def exact(args) -> None:
          "c identified", "wall (s)"], rows))
 
 
-def precision(args) -> None:
-    from modelrecon.studies.defences import precision_table, plot_precision
-
-    rows = precision_table(d=args.d, budgets=args.budgets, seed=0, relu2=args.relu2)
-    report.console.print(report.comparison_table(
-        "parameter error of naive and adaptive attacks after each budget (-: the budget does not pay for it)",
-        ["model", "defence", "attack", *[f"{b:,} queries" for b in args.budgets]],
-        [(r["model"], r["defence"], r["attack"], *[e if isinstance(e, str) else f"{e:.2g}" if e is not None else "-"
-                                              for e in r["errors"]])
-         for r in rows]))
-    if args.figure:
-        plot_precision(rows, args.budgets, args.figure)
-        report.console.print(f"figure written to {args.figure}")
-
-
 def tradeoff(args) -> None:
     import tempfile
 
@@ -181,11 +165,6 @@ def main() -> None:
     e.add_argument("--d", type=int, default=784)
     e.add_argument("--h", type=int, default=128)
     e.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
-    p = sub.add_parser("precision")
-    p.add_argument("--d", type=int, default=32)
-    p.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10000, 100000])
-    p.add_argument("--relu2", default="d=16&h=4", help="relu2 target parameters ('' to skip)")
-    p.add_argument("--figure", default="docs/figures/defences-precision.png")
     g = sub.add_parser("smoothgrad")
     g.add_argument("--sizes", type=lambda s: s.split(","), default=["64x16", "784x128"])
     t = sub.add_parser("tradeoff")
@@ -193,7 +172,7 @@ def main() -> None:
     t.add_argument("--budget", type=int, default=40000)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    {"exact": exact, "precision": precision, "tradeoff": tradeoff, "smoothgrad": smoothgrad}[args.what](args)
+    {"exact": exact, "tradeoff": tradeoff, "smoothgrad": smoothgrad}[args.what](args)
 
 
 if __name__ == "__main__":

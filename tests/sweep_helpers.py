@@ -35,3 +35,11 @@ class Scripted(LinearAttack):
             f.flush()
             os.fsync(f.fileno())
         return result
+
+
+def count_recipe(rows, out: Path) -> list[Path]:
+    """A plot recipe: how many runs are done, per method."""
+    path = out / "done.txt"
+    done = sorted(r["point"]["attack.method"] for r in rows if r["status"] != "pending")
+    path.write_text(" ".join(done))
+    return [path]

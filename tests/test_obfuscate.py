@@ -241,3 +241,26 @@ def test_cli_span_step_reaches_the_span_attack(tmp_path, inputs):
     assert r["metrics"]["recovered_dim"] == 8 and r["metrics"]["label_preserved_rate"] == 1.0
     run = CliRunner().invoke(app, args[:-1] + ["0"])
     assert run.exit_code != 0 and "--span-step must be > 0" in str(run.exception)
+
+
+def test_obfuscation_sweep_recipe_draws_the_run_it_recorded(tmp_path):
+    """configs/obfuscate-noise.toml at one point: the recipe's curve comes from the database, its picture
+    grid from the same run executed again (seeded from its key: the same metrics as recorded)."""
+    import tomllib
+    from pathlib import Path
+
+    from modelrecon.sweep import ResultsDB, Study, run_attack, run_recipe, run_sweep
+
+    cfg = tomllib.loads((Path(__file__).parent.parent / "configs" / "obfuscate-noise.toml").read_text())
+    cfg["grid"] = {"attack": {"noise": [5]}, "seed": [0]}
+    study = Study.from_dict(cfg)
+    db = tmp_path / "o.sqlite"
+    run_sweep(study, db=db, workers=0, progress=False)
+    row = ResultsDB(db).rows(study.name)[0]
+    assert row["status"] == "complete" and row["metrics"]["label_preserved_rate"] == 1.0
+    assert row["metrics"]["random_subspace_label_preserved_rate"] < 0.5
+    again, _ = run_attack(row["config"])
+    assert {k: again.metrics[k] for k in row["metrics"]} == row["metrics"]
+    curve, grid = run_recipe(db, study.name, tmp_path / "figs")
+    assert (curve.name, grid.name) == ("curve.png", "grid.png")
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in (curve, grid))

@@ -214,3 +214,24 @@ def test_larger_step_finds_weak_units_the_rounding_floor_hid():
         assert r.status == "complete" and r.metrics["false_dims"] <= 1e-6
         found[step] = r.metrics["recovered_dim"]
     assert found[1e-2] >= 5 > found[None]
+
+
+def test_span_study_is_a_sweep_with_a_plot_recipe(tmp_path):
+    """`modelrecon study span` is the sweep span-study: runs in a results database (resumed, never run
+    twice), its summary and plot drawn by the recipe from the database alone."""
+    from modelrecon.studies.span import sweep_config
+    from modelrecon.sweep import Study, run_recipe, run_sweep
+
+    cfg = sweep_config(quick=True)
+    assert len(Study.from_dict(cfg).runs()) == 15
+    cfg["grid"]["case"] = [c for c in cfg["grid"]["case"] if c["labels"]["group"] == "random-relu"
+                           and c["labels"]["depth"] == 2 and c["labels"]["width"] in (2, 40)]
+    study = Study.from_dict(cfg)
+    db = tmp_path / "results.sqlite"
+    first = run_sweep(study, db=db, workers=0, progress=False)
+    assert (first.ran, first.complete) == (2, 2)
+    assert run_sweep(study, db=db, workers=0, progress=False).ran == 0
+    md, png = run_recipe(db, study.name, tmp_path / "figs")
+    assert png.name == "span_recovered_dim.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # one width below k = 10 and one above, both fully recovered from about (n + 1) k value queries
+    assert "| random-relu | relu-value / value | 100 | 10 | 1/1 | 1/1 |" in md.read_text()

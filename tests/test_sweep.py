@@ -42,6 +42,30 @@ def executions(tmp_path: Path) -> list[str]:
     return p.read_text().split() if p.exists() else []
 
 
+def scripted_config(tmp_path: Path, name: str, seeds: int, **attack) -> Path:
+    """A TOML study of the Scripted attack, for `modelrecon sweep` in another process."""
+    extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in attack.items())
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(f"""[study]
+name = "{name}"
+attack = "sweep_helpers:Scripted"
+target = "builtin:linear?d=4&seed={{seed}}"
+[attack]
+seed = "{{seed}}"
+tag = "{{seed}}"
+log = "{tmp_path / 'executions.log'}"
+{extra}
+[grid]
+seed = {list(range(seeds))}
+""")
+    return cfg
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of a `modelrecon sweep` subprocess: it imports sweep_helpers."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+
+
 def table(db: Path) -> dict[str, dict]:
     con = sqlite3.connect(db)
     con.row_factory = sqlite3.Row
@@ -138,22 +162,9 @@ def test_interrupted_sweep_resumes_each_run_finished_once(tmp_path):
 def test_killed_sweep_process_resumes(tmp_path):
     """kill -9 a `modelrecon sweep` process (runs in-process: --workers 0) after two results;
     the restart runs only the rest and never re-runs a recorded one."""
-    cfg = tmp_path / "slow.toml"
-    cfg.write_text(f"""
-[study]
-name = "slow"
-attack = "sweep_helpers:Scripted"
-target = "builtin:linear?d=4&seed={{seed}}"
-[attack]
-seed = "{{seed}}"
-tag = "{{seed}}"
-log = "{tmp_path / 'executions.log'}"
-sleep = 0.3
-[grid]
-seed = [0, 1, 2, 3, 4, 5, 6, 7]
-""")
+    cfg = scripted_config(tmp_path, "slow", 8, sleep=0.3)
     db = tmp_path / "k.sqlite"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "modelrecon.cli", "sweep", str(cfg), "--db", str(db), "--workers", "0"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 40
@@ -252,26 +263,21 @@ def _session(sid: int) -> list[int]:
     return out
 
 
+def _left_after(sid: int, seconds: float) -> list[int]:
+    """The processes of session ``sid`` still alive after waiting up to ``seconds`` for them to go."""
+    deadline = time.time() + seconds
+    while _session(sid) and time.time() < deadline:
+        time.sleep(0.1)
+    return _session(sid)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
 def test_workers_die_with_a_killed_sweep(tmp_path):
     """kill -9 of the sweep's own process: its workers, the forkserver and the resource tracker
     exit too (issue 13, defect 10) instead of running on as orphans."""
-    cfg = tmp_path / "slow.toml"
-    cfg.write_text(f"""
-[study]
-name = "orphans"
-attack = "sweep_helpers:Scripted"
-target = "builtin:linear?d=4&seed={{seed}}"
-[attack]
-seed = "{{seed}}"
-tag = "{{seed}}"
-log = "{tmp_path / 'executions.log'}"
-sleep = 30
-[grid]
-seed = [0, 1, 2, 3]
-""")
+    cfg = scripted_config(tmp_path, "orphans", 4, sleep=30)
     db = tmp_path / "o.sqlite"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "modelrecon.cli", "sweep", str(cfg), "--db", str(db), "--workers",
                              "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -282,10 +288,7 @@ seed = [0, 1, 2, 3]
         time.sleep(0.5)
         os.kill(proc.pid, signal.SIGKILL)  # the sweep alone, not its process group
         proc.wait()
-        deadline = time.time() + 30
-        while _session(proc.pid) and time.time() < deadline:
-            time.sleep(0.1)
-        left = _session(proc.pid)
+        left = _left_after(proc.pid, 30)
     finally:
         for pid in _session(proc.pid):
             os.kill(pid, signal.SIGKILL)
@@ -297,23 +300,9 @@ def test_ctrl_c_stops_at_once_and_resumes(tmp_path):
     """SIGINT to the sweep while a worker is in a long run: the sweep exits within seconds (it waited
     for that run to finish), keeps what finished, leaves no process behind, and a resume runs the rest.
     (Ctrl-C in a terminal also interrupts the workers themselves; SIGINT to the sweep alone does not.)"""
-    cfg = tmp_path / "hang.toml"
-    cfg.write_text(f"""
-[study]
-name = "hang"
-attack = "sweep_helpers:Scripted"
-target = "builtin:linear?d=4&seed={{seed}}"
-[attack]
-seed = "{{seed}}"
-tag = "{{seed}}"
-log = "{tmp_path / 'executions.log'}"
-marker = "{tmp_path / 'hung'}"
-hang_at = 1
-[grid]
-seed = [0, 1, 2]
-""")
+    cfg = scripted_config(tmp_path, "hang", 3, marker=str(tmp_path / "hung"), hang_at=1)
     db = tmp_path / "h.sqlite"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = cli_env()
     command = [sys.executable, "-m", "modelrecon.cli", "sweep", str(cfg), "--db", str(db), "--workers", "1"]
     # SIGINT as a terminal's shell leaves it (a test run in the background inherits it ignored)
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
@@ -328,10 +317,7 @@ seed = [0, 1, 2]
         code = proc.wait(timeout=30)
         stopped_in = time.time() - start
         output = proc.stdout.read().decode()
-        deadline = time.time() + 10
-        while _session(proc.pid) and time.time() < deadline:
-            time.sleep(0.1)
-        left = _session(proc.pid)
+        left = _left_after(proc.pid, 10)
     finally:
         for pid in _session(proc.pid):
             os.kill(pid, signal.SIGKILL)
@@ -350,3 +336,34 @@ seed = [0, 1, 2]
         sys.path.remove(str(HERE))
     assert (again.already_done, again.ran, again.complete) == (1, 2, 2)
     assert sorted(executions(tmp_path)) == ["0", "1", "2"]  # each run finished exactly once
+
+
+def test_axis_labels_plot_recipe_and_several_metrics_on_one_plot(tmp_path):
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    cfg = {**SMALL, "grid": {"size": [{"name": "small", "labels": {"d": 3}}, {"name": "large", "labels": {"d": 12}}],
+                             "seed": [0], "attack": {"method": ["gradient", "equations"]}},
+           "results": {"recipe": "sweep_helpers:count_recipe",
+                       "plot": {"x": "d", "y": ["queries", "agreement"], "hue": ["method"]}}}
+    study = Study.from_dict(cfg)
+    assert [r["target"] for r in study.runs()][:2] == ["builtin:logistic?d=3&seed=0"] * 2  # {d} from the labels
+    assert study.runs()[0]["point"] == {"size": "small", "d": 3, "seed": 0, "attack.method": "gradient"}
+    with pytest.raises(StudyError, match="label 'seed' is also a grid key"):
+        Study.from_dict({**cfg, "grid": {**cfg["grid"], "size": [{"name": "x", "labels": {"seed": 1}}]}})
+    with pytest.raises(StudyError, match="recipe is 'package.module:function'"):
+        Study.from_dict({**cfg, "results": {"recipe": "nothing"}})
+    db = tmp_path / "l.sqlite"
+    run_sweep(study, db=db, workers=0, progress=False)
+    png, out = tmp_path / "two.png", tmp_path / "figs"
+    res = CliRunner().invoke(app, ["results", str(db), "--group-by", "method,d", "--plot", str(png), "--figures", str(out)])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "done.txt").read_text() == "equations equations gradient gradient"
+    res = CliRunner().invoke(app, ["results", str(db), "--plot", str(png), "--y", "queries,nope"])
+    assert res.exit_code != 0 and "'nope' is neither a grid key" in str(res.exception or res.output)
+    bare = tmp_path / "bare.sqlite"
+    run_sweep(Study.from_dict(SMALL), db=bare, workers=0, progress=False)
+    res = CliRunner().invoke(app, ["results", str(bare), "--figures", str(out)])
+    assert res.exit_code != 0 and "no plot recipe" in str(res.exception or res.output)

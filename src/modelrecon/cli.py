@@ -362,16 +362,19 @@ def study_queries(
 
 @study_app.command("span")
 def study_span(
-    out: Annotated[Path, typer.Option(help="folder for span_study.json and span_recovered_dim.png")] = Path("out/span"),
+    out: Annotated[Path, typer.Option(help="folder: results.sqlite (resumes the runs it holds), span_study.md, "
+                                           "span_recovered_dim.png")] = Path("out/span"),
     quick: Annotated[bool, typer.Option("--quick", help="a CI-sized grid (n=100, k=10)")] = False,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="local worker processes (0 = in this process)")] = 0,
 ) -> None:
-    """Span recovery on random ReLU/tanh networks (n, k, depth, width) and trained digits networks."""
+    """Span recovery on random ReLU/tanh networks (n, k, depth, width) and trained digits networks,
+    run as the sweep span-study (`modelrecon results OUT/results.sqlite --figures DIR` redraws it)."""
     from modelrecon.studies.span import run_study, table
 
-    rows = run_study(out, quick=quick)
+    rows = run_study(out, quick=quick, workers=workers)
     report.console.width = max(report.console.width, 180)  # 15 columns
     report.console.print(table(rows))
-    report.console.print(f"JSON and plot in {out}/")
+    report.console.print(f"results.sqlite, span_study.md and span_recovered_dim.png in {out}/")
 
 
 @app.command("serve")
@@ -508,14 +511,15 @@ def results(
     metric: Annotated[Optional[str], typer.Option("--metric", help="metrics, comma-separated; also queries, wall_time_s, run_time_s")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="write a PNG plot here")] = None,
     x: Annotated[Optional[str], typer.Option("--x", help="plot: grid key on the x axis")] = None,
-    y: Annotated[Optional[str], typer.Option("--y", help="plot: metric on the y axis")] = None,
+    y: Annotated[Optional[str], typer.Option("--y", help="plot: metric(s) on the y axis, comma-separated")] = None,
     hue: Annotated[Optional[str], typer.Option("--hue", help="plot: one line per value of these keys (default: the other group-by keys)")] = None,
     logx: Annotated[Optional[bool], typer.Option("--logx/--no-logx")] = None,
     logy: Annotated[Optional[bool], typer.Option("--logy/--no-logy")] = None,
     failures: Annotated[bool, typer.Option("--failures", help="list the runs that failed, with their errors")] = False,
+    figures: Annotated[Optional[Path], typer.Option("--figures", help="run the study's plot recipe ([results] recipe): its figures and tables into this folder")] = None,
 ) -> None:
     """Tables (mean, min and max over the runs of each group) and plots from a sweep's database."""
-    from modelrecon.sweep import ResultsDB, group_rows, metric_names, plot_groups
+    from modelrecon.sweep import ResultsDB, StudyError, group_rows, metric_names, plot_groups, run_recipe
 
     if not db.exists():
         raise CliError(f"no results database at {db}")
@@ -541,7 +545,10 @@ def results(
     metrics = _csv(metric) or list(defaults.get("metric", [])) or metric_names(rows)
     from modelrecon.sweep import field_value
 
-    for name in groups + metrics:
+    spec = dict(defaults.get("plot", {}))
+    px, py = x or spec.get("x"), _csv(y) or spec.get("y")
+    py = [py] if isinstance(py, str) else py
+    for name in groups + metrics + ([px, *py] if plot and px and py else []):
         if rows and all(field_value(r, name) is None for r in rows):
             keys = sorted({k for r in rows for k in r["point"]})
             raise CliError(f"{name!r} is neither a grid key ({', '.join(keys)}), a run column nor a metric of {study}; "
@@ -565,14 +572,18 @@ def results(
         [[e[g] for g in groups] + [e["runs"], f"{e['complete']}/{e['partial']}/{e['failed']}"]
          + [cell(e[m]) for m in metrics] for e in table]))
     if plot:
-        spec = dict(defaults.get("plot", {}))
-        px, py = x or spec.get("x"), y or spec.get("y")
         if not px or not py:
             raise CliError("--plot needs --x KEY and --y METRIC (or a [results] plot table in the study config)")
         hues = _csv(hue) or spec.get("hue") or [g for g in groups if g != px]
         path = plot_groups(rows, px, py, plot, hue=hues, logx=spec.get("logx", False) if logx is None else logx,
-                           logy=spec.get("logy", False) if logy is None else logy, title=f"{study}: {py} vs {px}")
+                           logy=spec.get("logy", False) if logy is None else logy, title=f"{study}: {py[0] if len(py) == 1 else 'metrics'} vs {px}")
         report.console.print(f"plot written to {path}")
+    if figures:
+        try:
+            written = run_recipe(db, study, figures)
+        except StudyError as e:
+            raise CliError(str(e)) from None
+        report.console.print(f"{defaults['recipe']} wrote {', '.join(str(p) for p in written)}")
 
 
 data_app = typer.Typer(help="Datasets: fetch MNIST into the cache.", no_args_is_help=True)

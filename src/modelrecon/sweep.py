@@ -27,7 +27,7 @@ A study is a TOML file (stdlib ``tomllib``)::
     interface = [                          # a table per value sets several things at once;
       {name = "gradient", oracle = {kinds = ["gradient", "value"]}},  # its name is the label
       {name = "values", oracle = {kinds = ["value"]}, attack = {method = "equations"}},
-    ]
+    ]                                      # labels = {k = 10, ...}: more columns of the point
 
     [metrics]
     keep = ["parameter_relative_error", "agreement"]   # absent: keep every metric
@@ -35,7 +35,8 @@ A study is a TOML file (stdlib ``tomllib``)::
     [results]                              # defaults of `modelrecon results` for this study
     group_by = ["interface", "d"]
     metric = ["queries", "parameter_relative_error"]
-    plot = {x = "d", y = "queries", logx = true, logy = true}
+    plot = {x = "d", y = "queries", logx = true, logy = true}   # y: a metric or a list of them
+    recipe = "modelrecon.studies.span:figures"   # optional: fn(rows, out) -> [paths]; `results --figures`
 
 A run is the dict :meth:`Study.runs` builds for one grid point (attack, hyperparameters,
 resolved target spec, oracle options, evaluation, the point's labels); its key is the
@@ -107,7 +108,7 @@ def register_attack(name: str, path: str) -> None:
 
 SECTIONS = {"study", "oracle", "attack", "evaluate", "grid", "metrics", "results"}
 STUDY_KEYS = {"name", "attack", "target", "description", "db", "threads"}
-AXIS_TABLE_KEYS = {"name", "attack", "oracle", "target", "evaluate"}
+AXIS_TABLE_KEYS = {"name", "attack", "oracle", "target", "evaluate", "labels"}
 PSEUDO_METRICS = ("queries", "all_queries", "wall_time_s", "run_time_s")
 SCHEMA_VERSION = "1"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.\-]*)\}")
@@ -269,6 +270,9 @@ class Study:
         keep = metrics.get("keep")
         if keep is not None and (not isinstance(keep, list) or not all(isinstance(m, str) for m in keep)):
             raise StudyError("[metrics] keep must be a list of metric names")
+        recipe = cfg.get("results", {}).get("recipe")
+        if recipe is not None and not (isinstance(recipe, str) and ":" in recipe):
+            raise StudyError(f"[results] recipe is 'package.module:function', got {recipe!r}")
         threads = s.get("threads", 1)
         if not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
             raise StudyError(f"[study] threads must be an integer >= 1, got {threads!r}")
@@ -299,12 +303,17 @@ class Study:
         for values in itertools.product(*(self.grid[n] for n in names)):
             labels: dict[str, Any] = {}
             hp, oracle, ev, target = dict(self.hyperparameters), dict(self.oracle), dict(self.evaluate), self.target
+            point = {}
             for name, value in zip(names, values):
                 label = value["name"] if isinstance(value, dict) else value
-                labels[name] = label
+                labels[name] = point[name] = label
                 labels.setdefault(name.rpartition(".")[2], label)  # {method} for attack.method too
                 section, _, key = name.partition(".")
                 if isinstance(value, dict):
+                    for column, v in value.get("labels", {}).items():
+                        if column in point or column in self.grid:
+                            raise StudyError(f"grid axis {name!r}: label {column!r} is also a grid key")
+                        labels[column] = point[column] = v
                     hp.update(value.get("attack", {}))
                     oracle.update(value.get("oracle", {}))
                     ev.update(value.get("evaluate", {}))
@@ -317,7 +326,6 @@ class Study:
                     ev[key] = value
                 elif key:
                     raise StudyError(f"grid key {name!r}: a dotted key starts with attack., oracle. or evaluate.")
-            point = {n: labels[n] for n in names}
             run = {"study": self.name, "attack": self.attack, "target": _fill(target, labels),
                    "oracle": _fill(oracle, labels), "hyperparameters": _fill(hp, labels),
                    "evaluate": _fill(ev, labels), "point": point, "threads": self.threads}
@@ -395,10 +403,11 @@ def _worker_name() -> str:
     return name
 
 
-def execute_run(run: dict[str, Any]) -> dict[str, Any]:
-    """Load the target, build its local oracle, run the attack, evaluate; a JSON-able record.
+def run_attack(run: dict[str, Any]) -> tuple[Any, Any]:
+    """(Result, target) of one run: load the target, build its local oracle, run the attack, evaluate.
 
-    Seeded from the run's key, so the same run gives the same answer on any worker."""
+    Seeded from the run's key, so the same run gives the same answer on any worker (and a plot
+    recipe that needs more than the database holds, such as pictures, can run it again)."""
     import torch
 
     from modelrecon.evaluate import EVALUATORS, evaluate
@@ -406,34 +415,40 @@ def execute_run(run: dict[str, Any]) -> dict[str, Any]:
     from modelrecon.result import Result
     from modelrecon.targets import load
 
-    key = run_key(run)
+    torch.set_num_threads(int(run.get("threads", 1)))
+    _seed_everything(int(run_key(run)[:15], 16))
+    target = load(run["target"])
+    options = dict(run["oracle"])
+    kinds = options.pop("kinds", None)
+    if isinstance(kinds, str):
+        kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+    oracle = local_oracle(target, kinds, **options)
+    attack = resolve_attack(run["attack"])
+    hp = _data_ref(run["hyperparameters"], target)
+    if _is_attack_class(attack):
+        result = attack(**hp).run(oracle)
+    else:
+        start = time.perf_counter()
+        result = attack(oracle, **hp)
+        if isinstance(result, dict):
+            result = Result(run["attack"], "complete", "", metrics=dict(result))
+        result.wall_time_s = result.wall_time_s or time.perf_counter() - start
+        result.queries = result.queries or oracle.ledger.to_dict()
+    ev = run.get("evaluate", {})
+    if ev.get("enabled", True) and result.attack in EVALUATORS:
+        X = _data_ref(ev.get("data"), target) if ev.get("data") is not None else None
+        evaluate(result, target, X)
+    return result, target
+
+
+def execute_run(run: dict[str, Any]) -> dict[str, Any]:
+    """What a worker does with a run: :func:`run_attack`, as a JSON-able record (an exception is a
+    ``failed`` record with its traceback)."""
     started, t0 = _now(), time.perf_counter()
-    record: dict[str, Any] = {"key": key, "started_at": started, "worker": _worker_name(),
+    record: dict[str, Any] = {"key": run_key(run), "started_at": started, "worker": _worker_name(),
                               "error": None, "metrics": {}, "ledger": {}, "details": {}, "message": ""}
     try:
-        torch.set_num_threads(int(run.get("threads", 1)))
-        _seed_everything(int(key[:15], 16))
-        target = load(run["target"])
-        options = dict(run["oracle"])
-        kinds = options.pop("kinds", None)
-        if isinstance(kinds, str):
-            kinds = [k.strip() for k in kinds.split(",") if k.strip()]
-        oracle = local_oracle(target, kinds, **options)
-        attack = resolve_attack(run["attack"])
-        hp = _data_ref(run["hyperparameters"], target)
-        if _is_attack_class(attack):
-            result = attack(**hp).run(oracle)
-        else:
-            start = time.perf_counter()
-            result = attack(oracle, **hp)
-            if isinstance(result, dict):
-                result = Result(run["attack"], "complete", "", metrics=dict(result))
-            result.wall_time_s = result.wall_time_s or time.perf_counter() - start
-            result.queries = result.queries or oracle.ledger.to_dict()
-        ev = run.get("evaluate", {})
-        if ev.get("enabled", True) and result.attack in EVALUATORS:
-            X = _data_ref(ev.get("data"), target) if ev.get("data") is not None else None
-            evaluate(result, target, X)
+        result, _ = run_attack(run)
         record.update(status=result.status, message=result.message, metrics=result.metrics,
                       ledger=result.queries, details=result.details, wall_time_s=result.wall_time_s)
     except Exception as e:  # a failing run is a result, not the end of the sweep
@@ -788,37 +803,66 @@ def metric_names(rows: list[dict[str, Any]]) -> list[str]:
     return ["queries"] + list(names)
 
 
-def plot_groups(rows: list[dict[str, Any]], x: str, y: str, path: str | Path, hue: list[str] | None = None,
-                logx: bool = False, logy: bool = False, title: str | None = None) -> Path:
-    """Mean of ``y`` against ``x`` (over the runs of each point, min-max band), a line per hue."""
+def plot_groups(rows: list[dict[str, Any]], x: str, y: str | list[str], path: str | Path,
+                hue: list[str] | None = None, logx: bool = False, logy: bool = False, title: str | None = None) -> Path:
+    """Mean of ``y`` against ``x`` (over the runs of each point, min-max band), a line per hue
+    (and per metric, where ``y`` is a list of metrics drawn on the same axes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ys = [y] if isinstance(y, str) else list(y)
     hue = [h for h in (hue or []) if h != x]
-    table = group_rows(rows, hue + [x], [y])
+    table = group_rows(rows, hue + [x], ys)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     lines: dict[tuple, list[dict]] = {}
     for e in table:
         lines.setdefault(tuple(e[h] for h in hue), []).append(e)
-    for i, (label, es) in enumerate(lines.items()):
-        pts = [(e[x], e[y]) for e in es if e[y]["n"] and isinstance(e[x], (int, float))]
-        if not pts:
-            continue
-        xs = [p[0] for p in pts]
-        ax.plot(xs, [p[1]["mean"] for p in pts], marker="os^Dv<>p"[i % 8], linestyle=("-", "--", ":", "-.")[i % 4],
-                label=", ".join(map(str, label)) or y)
-        if any(p[1]["n"] > 1 for p in pts):
-            ax.fill_between(xs, [p[1]["min"] for p in pts], [p[1]["max"] for p in pts], alpha=0.2)
+    i = 0
+    for label, es in lines.items():
+        for metric in ys:
+            pts = [(e[x], e[metric]) for e in es if e[metric]["n"] and isinstance(e[x], (int, float))]
+            if not pts:
+                continue
+            xs = [p[0] for p in pts]
+            name = ", ".join(map(str, label + ((metric,) if len(ys) > 1 else ()))) or metric
+            ax.plot(xs, [p[1]["mean"] for p in pts], marker="os^Dv<>p"[i % 8], linestyle=("-", "--", ":", "-.")[i % 4],
+                    label=name)
+            if any(p[1]["n"] > 1 for p in pts):
+                ax.fill_between(xs, [p[1]["min"] for p in pts], [p[1]["max"] for p in pts], alpha=0.2)
+            i += 1
     ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_ylabel(ys[0] if len(ys) == 1 else "value")
     if logx:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    if hue:
-        ax.legend(title=", ".join(hue))
+    if hue or len(ys) > 1:
+        ax.legend(title=", ".join(hue) or None, fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(title or f"{y} vs {x}")
+    ax.set_title(title or f"{', '.join(ys)} vs {x}")
     return save_figure(fig, path, dpi=120)
+
+
+def run_recipe(db: str | Path, study: str, out: str | Path) -> list[Path]:
+    """The study's plot recipe (``[results] recipe = "module:function"``, called as
+    ``function(rows, out)``) over its rows in ``db``: the figures and tables it wrote into ``out``."""
+    store = ResultsDB(db)
+    try:
+        config, rows = store.studies().get(study), store.rows(study)
+    finally:
+        store.close()
+    if config is None:
+        raise StudyError(f"no study {study!r} in {db}")
+    recipe = config.get("results", {}).get("recipe")
+    if not recipe:
+        raise StudyError(f"study {study!r} has no plot recipe ([results] recipe); use --plot with --x and --y")
+    module, _, attr = recipe.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise StudyError(f"plot recipe {recipe!r} cannot be loaded: {e}") from None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return [Path(p) for p in fn(rows, out)]

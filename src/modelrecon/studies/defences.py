@@ -1,5 +1,5 @@
 """Rounding and explanation noise against the linear attack: the best naive and adaptive attacker's
-parameter error after a budget of queries (benchmarks/defences.py precision; docs/defences.md).
+parameter error after a budget of queries (docs/defences.md), as a sweep.
 
 Defences: every answer rounded to N decimals; Gaussian noise of S x each explanation's RMS on
 gradients (values exact, as the service adds it).  Attackers, each given the whole budget:
@@ -10,100 +10,87 @@ gradients (values exact, as the service adds it).  Attackers, each given the who
   bisection to the point where the rounded value steps (~60 values);
 - adaptive against noise: the mean of as many gradients of one input as the budget allows
   (:func:`modelrecon.attacks.through.averaged_oracle`); with values offered, equations from values.
+
+The sweep (``modelrecon sweep configs/defences-precision.toml``) has one axis ``case`` (model, defence,
+attacker: its oracle kinds and options) and the budget; each run is :func:`defended` against an
+oracle the sweep built with that defence and budget.  :func:`figures` is the plot recipe: the table
+(defences-precision.md) and the figure (defences-precision.png).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelrecon.attacks.linear import LinearAttack
-from modelrecon.attacks.through import Through, averaged_oracle
-from modelrecon.evaluate import evaluate
-from modelrecon.oracle import local_oracle
-from modelrecon.targets import load
+from modelrecon.attacks.relu2 import Relu2Attack
+from modelrecon.attacks.through import IGRelu2Attack, Through, averaged_oracle
+from modelrecon.report import save_figure
 
 LONG_STEP = 2.0 ** 40
 IG = "explanation:integrated-gradients"
 
-
-def _error(attack, target, kinds, budget: int, adapt=None, **options) -> float | str | None:
-    """The attack's parameter error with at most ``budget`` queries (None: it does not fit in the budget;
-    "failed": it gave no model)."""
-    oracle = local_oracle(target, kinds, budget=budget, **options)
-    result = (Through(attack, adapt, "mean of repeated answers") if adapt else attack).run(oracle)
-    if result.status == "partial":
-        return None
-    if result.model is None:
-        return "failed"
-    evaluate(result, target)
-    return float(result.metrics["parameter_relative_error"])
-
-
-def precision_table(d: int = 32, budgets=(1000, 10000, 100000), seed: int = 0, relu2: str = "d=16&h=4"
-                    ) -> list[dict[str, Any]]:
-    """Rows {model, defence, attack, errors (one per budget; None: the budget does not pay for the attack)}."""
-    target = load(f"builtin:linear?d={d}&seed={seed}")
-    rows = []
-    model = f"linear d={d}"
-
-    def row(defence, attack, fn):
-        rows.append({"model": model, "defence": defence, "attack": attack, "errors": [fn(b) for b in budgets]})
-
-    for n in (2, 4, 6, 8):
-        r = {"round_decimals": n}
-        row(f"round to {n} decimals", "naive: 1 gradient + 1 value",
-            lambda b: _error(LinearAttack(method="gradient", verify=0), target, ["gradient", "value"], b, **r))
-        row(f"round to {n} decimals", "adaptive: d + 1 values at steps of 2^40, b by bisection",
-            lambda b: _error(LinearAttack(method="equations", step=LONG_STEP, verify=0,
-                                                       refine_bias=True), target, ["value"], b, **r))
-        row(f"round to {n} decimals", "adaptive: 1 IG answer 2^40 from the baseline, b by bisection",
-            lambda b: _error(LinearAttack(method="explanation", explanation="integrated-gradients", step=LONG_STEP,
-                                          verify=0, refine_bias=True), target, [IG, "value"], b, **r))
-    for s in (0.01, 0.1, 1.0):
-        z = {"explanation_noise": s}
-        row(f"noise {s:.0%} of RMS", "naive: 1 gradient",
-            lambda b: _error(LinearAttack(method="gradient", verify=0), target, ["gradient"], b, **z))
-        row(f"noise {s:.0%} of RMS", "adaptive: mean of all gradients the budget buys",
-            lambda b: _error(LinearAttack(method="gradient", verify=0), target, ["gradient"], b,
-                             adapt=lambda o, b=b: averaged_oracle(o, b), **z))
-        row(f"noise {s:.0%} of RMS", "values offered: d + 1 exact values",
-            lambda b: _error(LinearAttack(method="equations", verify=0), target, ["value", "gradient"], b, **z))
-    if relu2:
-        _relu2_rows(f"builtin:relu2?{relu2}&seed={seed}", budgets, rows)
-    return rows
+# attacker -> (the attack, an adapter of the oracle given the budget, or None)
+ATTACKERS = {
+    "naive: 1 gradient + 1 value": (lambda: LinearAttack(method="gradient", verify=0), None),
+    "adaptive: d + 1 values at steps of 2^40, b by bisection":
+        (lambda: LinearAttack(method="equations", step=LONG_STEP, verify=0, refine_bias=True), None),
+    "adaptive: 1 IG answer 2^40 from the baseline, b by bisection":
+        (lambda: LinearAttack(method="explanation", explanation="integrated-gradients", step=LONG_STEP, verify=0,
+                              refine_bias=True), None),
+    "naive: 1 gradient": (lambda: LinearAttack(method="gradient", verify=0), None),
+    "adaptive: mean of all gradients the budget buys":
+        (lambda: LinearAttack(method="gradient", verify=0), lambda o, b: averaged_oracle(o, b)),
+    "values offered: d + 1 exact values": (lambda: LinearAttack(method="equations", verify=0), None),
+    "naive: relu2 value+gradient": (lambda: Relu2Attack(mode="value+gradient"), None),
+    "adaptive: integrated gradients, far field + bisection": (lambda: IGRelu2Attack(), None),
+    "values offered: relu2 value mode": (lambda: Relu2Attack(mode="value"), None),
+    "gradient only: gradient mode on the mean of b/250 answers":
+        (lambda: Relu2Attack(mode="gradient", max_pieces=2000),
+         lambda o, b: averaged_oracle(o, max(1, b // 250), sigmas=5.0)),
+}
+def defended(oracle, attacker: str, budget: int):
+    """One attacker of the study against ``oracle`` (the sweep built it with the defence and the budget)."""
+    make, adapt = ATTACKERS[attacker]
+    if adapt is None:
+        return make().run(oracle)
+    return Through(make(), lambda o: adapt(o, budget), "mean of repeated answers").run(oracle)
 
 
-def _relu2_rows(spec: str, budgets, rows: list[dict[str, Any]]) -> None:
-    """The same defences on a two-layer ReLU network: rounding against the relu2 attack (value+gradient) and
-    against integrated gradients (IGRelu2Attack); noise with values offered (value mode: values are exact) and
-    with gradients only (gradient mode on the mean of repeated answers, the noise declared as rounding)."""
-    from modelrecon.attacks.relu2 import Relu2Attack
-    from modelrecon.attacks.through import IGRelu2Attack
+def error_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
+    """Rows {model, defence, attack, errors (one per budget: the parameter error; None: the budget does not pay
+    for the attack (partial); "failed": no model)} and the budgets, from the sweep's rows."""
+    from modelrecon.sweep import field_value
 
-    target = load(spec)
-    model = spec.split(":", 1)[1]
-
-    def row(defence, attack, fn):
-        rows.append({"model": model, "defence": defence, "attack": attack, "errors": [fn(b) for b in budgets]})
-
-    for n in (2, 4, 6, 8):
-        r = {"round_decimals": n}
-        row(f"round to {n} decimals", "naive: relu2 value+gradient",
-            lambda b: _error(Relu2Attack(mode="value+gradient"), target, ["value", "gradient"], b, **r))
-        row(f"round to {n} decimals", "adaptive: integrated gradients, far field + bisection",
-            lambda b: _error(IGRelu2Attack(), target, [IG], b, **r))
-    for s in (0.01, 0.1, 1.0):
-        z = {"explanation_noise": s}
-        row(f"noise {s:.0%} of RMS", "values offered: relu2 value mode",
-            lambda b: _error(Relu2Attack(mode="value"), target, ["value", "gradient"], b, **z))
-        row(f"noise {s:.0%} of RMS", "gradient only: gradient mode on the mean of b/250 answers",
-            lambda b: _error(Relu2Attack(mode="gradient", max_pieces=2000), target, ["gradient"], b,
-                             adapt=lambda o, b=b: averaged_oracle(o, max(1, b // 250), sigmas=5.0), **z))
+    budgets = sorted({field_value(r, "budget") for r in rows})
+    table: dict[tuple, dict[int, Any]] = {}
+    for r in rows:
+        if r["status"] == "pending":
+            continue
+        err = r["metrics"].get("parameter_relative_error")
+        key = tuple(field_value(r, k) for k in ("model", "defence", "attacker"))
+        table.setdefault(key, {})[field_value(r, "budget")] = (
+            None if r["status"] == "partial" else float(err) if err is not None else "failed")
+    return ([{"model": m, "defence": d, "attack": a, "errors": [errors.get(b) for b in budgets]}
+             for (m, d, a), errors in table.items()], budgets)
 
 
-def plot_precision(rows: list[dict[str, Any]], budgets, path: str) -> None:
+def figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """The plot recipe: defences-precision.md (the table) and defences-precision.png."""
+    table, budgets = error_rows(rows)
+    cell = lambda e: e if isinstance(e, str) else "-" if e is None else f"{e:.2g}"  # noqa: E731
+    md = ["| model | defence | attack | " + " | ".join(f"{b:,} queries" for b in budgets) + " |",
+          "|---|---|---|" + "---:|" * len(budgets)]
+    md += [f"| {r['model']} | {r['defence']} | {r['attack']} | " + " | ".join(cell(e) for e in r["errors"]) + " |"
+           for r in table]
+    path = out / "defences-precision.md"
+    path.write_text("\n".join(md) + "\n")
+    return [path, plot_precision(table, budgets, out / "defences-precision.png")]
+
+
+def plot_precision(rows: list[dict[str, Any]], budgets, path: Path) -> Path:
     """One panel per model and defence family; colour: the defence's strength, dashes: the naive attack."""
     import matplotlib
 
@@ -133,5 +120,4 @@ def plot_precision(rows: list[dict[str, Any]], budgets, path: str) -> None:
     for ax in axes[-1]:
         ax.set_xlabel("queries (budget)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return save_figure(fig, path, dpi=120)

@@ -1,37 +1,35 @@
-"""The span-recovery study: recovered dimension vs hidden width per depth on random networks,
-trained digits networks (queried at random inputs, and at the attacker's own unlabeled digit
-images: group digits-data), queries and wall time per setting (``modelrecon study span``).
+"""The span-recovery study as a sweep (``modelrecon study span``): recovered dimension vs hidden
+width per depth on random networks, trained digits networks (queried at random inputs, and at the
+attacker's own unlabeled digit images: group digits-data), queries and wall time per setting.
 
 Random networks are ``builtin:mlp?d=n&widths=k,w,...,w`` (depth D = number of hidden layers,
 the first of width k = the rank of A, then D - 1 layers of width w, from narrower than k to 4k).
+The grid is not a product, so it is one axis ``case`` whose values carry their own target, oracle,
+hyperparameters and labels (group, setting, n, k, depth, width, act).  The runs go to
+``OUT/results.sqlite`` (resumable); :func:`figures` is the plot recipe
+(``modelrecon results OUT/results.sqlite --figures DIR``): span_study.md and span_recovered_dim.png.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from modelrecon import report
 
-
-@dataclass
-class Case:
-    group: str
-    setting: str
-    target: str
-    kinds: list[str]
-    n: int
-    k: int
-    depth: int
-    width: int | None
-    act: str
-    attack: dict[str, Any]
+METRICS = ["recovered_dim", "true_dim", "max_principal_angle_rad", "captured_fraction", "false_dims"]
 
 
-def grid(quick: bool = False) -> list[Case]:
-    cases: list[Case] = []
+def _case(group: str, setting: str, target: str, kinds: list[str], n: int, k: int, depth: int, width: int,
+          act: str, **attack: Any) -> dict[str, Any]:
+    labels = {"group": group, "setting": setting, "n": n, "k": k, "depth": depth, "width": width, "act": act}
+    return {"name": f"{group} {setting} {'+'.join(kinds)} n={n} k={k} depth={depth} width={width} {act}",
+            "target": target, "oracle": {"kinds": kinds}, "attack": {"setting": setting, **attack}, "labels": labels}
+
+
+def cases(quick: bool = False) -> list[dict[str, Any]]:
+    """The grid: one table value per (network, interface)."""
+    out: list[dict[str, Any]] = []
     ns, ks, depths = ((100,), (10,), (2, 3)) if quick else ((100, 784), (10, 50, 100), (2, 3, 4, 5))
     for n in ns:
         for k in ks:
@@ -42,77 +40,80 @@ def grid(quick: bool = False) -> list[Case]:
                 for w in widths:
                     ws = ",".join(map(str, [k] + [w] * (depth - 1)))
                     spec = f"builtin:mlp?d={n}&widths={ws}&k=1&act=relu&seed={depth}"
-                    cases.append(Case("random-relu", "relu-value", spec, ["value"], n, k, depth, w, "relu", {}))
+                    out.append(_case("random-relu", "relu-value", spec, ["value"], n, k, depth, w, "relu"))
                     if w == 2 * k or (quick and w == k):
-                        cases.append(Case("random-relu", "relu-value", spec, ["gradient"], n, k, depth, w, "relu", {}))
+                        out.append(_case("random-relu", "relu-value", spec, ["gradient"], n, k, depth, w, "relu"))
     # thresholded outputs of tanh networks: label queries are expensive, a smaller grid
     for k in ((10,) if quick else (10, 50)):
         for depth in ((2,) if quick else (2, 3)):
             for w in ((k // 2, 2 * k) if quick else (k // 2, k, 2 * k)):
                 ws = ",".join(map(str, [k] + [w] * (depth - 1)))
                 spec = f"builtin:mlp?d=100&widths={ws}&k=1&act=tanh&seed={depth}"
-                cases.append(Case("random-tanh", "threshold", spec, ["label"], 100, k, depth, w, "tanh", {}))
-    # networks trained on digits (64 -> 32 -> 32 -> 10): one output followed
-    cases.append(Case("digits", "relu-value", "builtin:digits-mlp?widths=32,32", ["value"], 64, 32, 2, 32, "relu",
-                      {"output": 1}))
-    cases.append(Case("digits-data", "relu-value", "builtin:digits-mlp?widths=32,32", ["value"], 64, 32, 2, 32,
-                      "relu", {"output": 1, "data": "digits"}))
-    cases.append(Case("digits", "relu-value", "builtin:digits-mlp?widths=32,32", ["gradient"], 64, 32, 2, 32, "relu",
-                      {"output": 1}))
+                out.append(_case("random-tanh", "threshold", spec, ["label"], 100, k, depth, w, "tanh"))
+    # networks trained on digits (64 -> k -> k -> 10): one output followed; digits-data: queries at the
+    # attacker's own unlabeled digit images
+    pool = {"data": "digits", "split": "pool"}
+    digits = [("digits", "relu-value", 32, ["value"], {}), ("digits-data", "relu-value", 32, ["value"], {"data": pool}),
+              ("digits", "relu-value", 32, ["gradient"], {})]
     if not quick:
-        cases.append(Case("digits", "threshold", "builtin:digits-mlp?widths=32,32&act=tanh", ["label"], 64, 32, 2, 32,
-                          "tanh", {"output": 1}))
-        cases.append(Case("digits", "relu-value", "builtin:digits-mlp?widths=16,16", ["value"], 64, 16, 2, 16, "relu",
-                          {"output": 1}))
-        cases.append(Case("digits-data", "relu-value", "builtin:digits-mlp?widths=16,16", ["value"], 64, 16, 2, 16,
-                          "relu", {"output": 1, "data": "digits"}))
-        cases.append(Case("digits-data", "threshold", "builtin:digits-mlp?widths=32,32&act=tanh", ["label"], 64, 32, 2,
-                          32, "tanh", {"output": 1, "data": "digits"}))
-    return cases
+        digits += [("digits", "threshold", 32, ["label"], {}), ("digits", "relu-value", 16, ["value"], {}),
+                   ("digits-data", "relu-value", 16, ["value"], {"data": pool}),
+                   ("digits-data", "threshold", 32, ["label"], {"data": pool})]
+    for group, setting, k, kinds, extra in digits:
+        act = "tanh" if setting == "threshold" else "relu"
+        spec = f"builtin:digits-mlp?widths={k},{k}" + ("&act=tanh" if act == "tanh" else "")
+        out.append(_case(group, setting, spec, kinds, 64, k, 2, k, act, output=1, **extra))
+    return out
 
 
-def run_case(case: Case) -> dict[str, Any]:
-    from modelrecon.attacks.span import SpanRecovery
-    from modelrecon.evaluate import evaluate
-    from modelrecon.oracle import local_oracle
-    from modelrecon.targets import load
-
-    target = load(case.target)
-    attack = dict(case.attack)
-    if attack.get("data") == "digits":  # the attacker's unlabeled pool of digit images
-        from modelrecon.data import digits
-
-        attack["data"] = digits().X_pool
-    result = SpanRecovery(setting=case.setting, **attack).run(local_oracle(target, case.kinds))
-    evaluate(result, target)
-    m = result.metrics
-    return {"group": case.group, "setting": case.setting, "source": result.details.get("source"),
-            "target": case.target, "n": case.n, "k": case.k, "depth": case.depth, "width": case.width,
-            "status": result.status, "recovered_dim": m.get("recovered_dim"), "true_dim": m.get("true_dim"),
-            "max_principal_angle_rad": m.get("max_principal_angle_rad"),
-            "captured_fraction": m.get("captured_fraction"), "false_dims": m.get("false_dims"),
-            "queries": result.queries.get("total", 0), "reference_queries": (case.n + 1) * (m.get("true_dim") or 0),
-            "recentred": result.details.get("recentred", 0), "wall_time_s": result.wall_time_s}
+def sweep_config(quick: bool = False) -> dict[str, Any]:
+    """The study as a sweep config (the dict form of a TOML study file)."""
+    return {"study": {"name": "span-study" + ("-quick" if quick else ""), "attack": "span",
+                      "target": "builtin:mlp",  # every case names its own
+                      "description": "recovered span dimension vs width and depth: random ReLU/tanh and digits networks"},
+            "grid": {"case": cases(quick)},
+            "metrics": {"keep": METRICS},
+            "results": {"group_by": ["group", "setting", "n", "k"],
+                        "metric": ["queries", "recovered_dim", "true_dim", "max_principal_angle_rad", "wall_time_s"],
+                        "recipe": "modelrecon.studies.span:figures"}}
 
 
-def run_study(out: Path, quick: bool = False, progress: bool = True,
-              on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    out.mkdir(parents=True, exist_ok=True)
-    cases = grid(quick)
-    rows = []
-    with report.progress(transient=True) as bar:
-        task = bar.add_task("span study", total=len(cases)) if progress else None
-        for case in cases:
-            row = run_case(case)
-            rows.append(row)
-            if on_row:
-                on_row(row)
-            if task is not None:
-                bar.advance(task)
-    (out / "span_study.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (out / "span_study.md").write_text(summary(rows) + "\n" + markdown(rows))
-    plot(rows, out / "span_recovered_dim.png")
-    return rows
+def run_study(out: Path, quick: bool = False, workers: int | None = 0, progress: bool = True) -> list[dict[str, Any]]:
+    """Run (or resume) the study into ``OUT/results.sqlite``, then its recipe into ``out``; the rows."""
+    from modelrecon.sweep import ResultsDB, Study, run_sweep
+
+    study = Study.from_dict(sweep_config(quick))
+    db = Path(out) / "results.sqlite"
+    run_sweep(study, db=db, workers=workers, progress=progress)
+    store = ResultsDB(db)
+    rows = store.rows(study.name)
+    store.close()
+    figures(rows, Path(out))
+    return records(rows)
+
+
+def records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sweep's finished rows as flat records (labels, metrics, queries, the (n+1)k reference)."""
+    out = []
+    for r in rows:
+        if r["status"] == "pending":
+            continue
+        m, p = r["metrics"], r["point"]
+        out.append({**{key: p[key] for key in ("group", "setting", "n", "k", "depth", "width")},
+                    "source": r["details"].get("source"), "target": r["target"], "status": r["status"],
+                    **{key: m.get(key) for key in METRICS}, "queries": r["queries"] or 0,
+                    "reference_queries": (p["n"] + 1) * (m.get("true_dim") or 0),
+                    "recentred": r["details"].get("recentred", 0), "wall_time_s": r["wall_time_s"] or 0.0})
+    return out
+
+
+def figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """The plot recipe: span_study.md (summary and every run) and span_recovered_dim.png."""
+    recs = records(rows)
+    md = out / "span_study.md"
+    md.write_text(summary(recs) + "\n" + markdown(recs))
+    png = plot(recs, out / "span_recovered_dim.png")
+    return [md] + ([png] if png else [])
 
 
 def table(rows: list[dict[str, Any]]):
@@ -134,7 +135,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         angle = r["max_principal_angle_rad"]
         lines.append(f"| {r['group']} | {r['setting']} / {r['source']} | {r['n']} | {r['k']} | {r['depth']} | "
                      f"{r['width']} | {r['status']} | {r['recovered_dim']} | {r['true_dim']} | "
-                     f"{'-' if angle is None else f'{angle:.1e}'} | {r['captured_fraction']:.3f} | {r['queries']} | "
+                     f"{'-' if angle is None else f'{angle:.1e}'} | {'-' if r['captured_fraction'] is None else format(r['captured_fraction'], '.3f')} | {r['queries']} | "
                      f"{r['reference_queries']} | {r['wall_time_s']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -158,11 +159,11 @@ def summary(rows: list[dict[str, Any]]) -> str:
         frac = lambda group: f"{sum(r['recovered_dim'] == r['true_dim'] for r in group)}/{len(group)}" if group else "-"
         lines.append(f"| {key[0]} | {key[1]} / {key[2]} | {key[3]} | {key[4]} | {frac(wide)} | {frac(thin)} | "
                      f"{'-' if angle is None else f'{angle:.1e}'} | {max(r['false_dims'] or 0 for r in sel):.1e} | "
-                     f"{min(ratio):.3f}-{max(ratio):.3f} | {sum(r['wall_time_s'] for r in sel):.1f} |")
+                     f"{f'{min(ratio):.3f}-{max(ratio):.3f}' if ratio else '-'} | {sum(r['wall_time_s'] for r in sel):.1f} |")
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,7 +172,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     sel = [r for r in rows if r["group"] == "random-relu" and r["source"] == "value"]
     panels = sorted({(r["n"], r["k"]) for r in sel})
     if not panels:
-        return
+        return None
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
     for ax, (n, k) in zip(axes[0], panels):
         for depth in sorted({r["depth"] for r in sel}):
@@ -190,4 +191,4 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("recovered dimension")
         ax.legend(fontsize=7)
     fig.suptitle("ReLU value queries: recovered span dimension vs width")
-    report.save_figure(fig, path, dpi=120)
+    return report.save_figure(fig, path, dpi=120)
