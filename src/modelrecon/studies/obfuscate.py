@@ -119,23 +119,18 @@ def run_cli(target: Target, oracle, *, span: Path | None, recover: dict[str, Any
 
 
 def figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """Plot recipe of the obfuscation sweeps (configs/obfuscate-*.toml): ``curve.png``, the label-preserved
-    rate against the noise ratio (seed mean, min-max band) with the recovered span, the true span and a
-    random subspace; ``grid.png``, ten inputs obfuscated at the ratio nearest 5 with the random-subspace
-    control, from that point's first seed run again (the database holds metrics, not inputs)."""
+    """Plot recipe of the obfuscation sweeps (configs/obfuscate-*.toml; their curve is the config's ``--plot``):
+    ``grid.png``, ten inputs obfuscated at the ratio nearest 5 with the random-subspace control, from that
+    point's first-seed run executed again (the database holds metrics, not inputs)."""
     import math
 
-    from modelrecon.sweep import field_value, plot_groups, run_attack
+    from modelrecon.sweep import field_value, run_attack
 
     done = [r for r in rows if r["status"] == "complete"]
     if not done:
         raise ObfuscationError("no complete run to draw")
-    curve = plot_groups(done, "noise", ["label_preserved_rate", "true_span_label_preserved_rate",
-                                        "random_subspace_label_preserved_rate"], out / "curve.png", logx=True,
-                        title=f"{done[0]['target']}: label preserved vs noise ratio")
     shown = min(done, key=lambda r: (abs(math.log(field_value(r, "noise") / 5)), str(field_value(r, "seed"))))
     result, target = run_attack(shown["config"])
     shape = tuple(target.input_shape[-2:]) if len(target.input_shape) >= 2 else None
-    grid = obfuscate_plots.grid(picture_rows(result, target), out / "grid.png", image_shape=shape,
-                                title=f"{target.spec}: {result.message.split(';')[0]}")
-    return [curve, grid]
+    return [obfuscate_plots.grid(picture_rows(result, target), out / "grid.png", image_shape=shape,
+                                 title=f"{target.spec}: {result.message.split(';')[0]}")]
