@@ -361,6 +361,8 @@ def test_axis_labels_plot_recipe_and_several_metrics_on_one_plot(tmp_path):
     assert res.exit_code == 0, res.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "done.txt").read_text() == "equations equations gradient gradient"
+    res = CliRunner().invoke(app, ["results", str(db), "--plot", str(png), "--x", "size", "--y", "queries"])
+    assert res.exit_code == 0, res.output  # a categorical x: one tick per size
     res = CliRunner().invoke(app, ["results", str(db), "--plot", str(png), "--y", "queries,nope"])
     assert res.exit_code != 0 and "'nope' is neither a grid key" in str(res.exception or res.output)
     bare = tmp_path / "bare.sqlite"

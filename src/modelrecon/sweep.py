@@ -806,7 +806,8 @@ def metric_names(rows: list[dict[str, Any]]) -> list[str]:
 def plot_groups(rows: list[dict[str, Any]], x: str, y: str | list[str], path: str | Path,
                 hue: list[str] | None = None, logx: bool = False, logy: bool = False, title: str | None = None) -> Path:
     """Mean of ``y`` against ``x`` (over the runs of each point, min-max band), a line per hue
-    (and per metric, where ``y`` is a list of metrics drawn on the same axes)."""
+    (and per metric, where ``y`` is a list of metrics drawn on the same axes).  An ``x`` whose values
+    are not all numbers (network names) is categorical: one tick per value, in grid order."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -819,10 +820,16 @@ def plot_groups(rows: list[dict[str, Any]], x: str, y: str | list[str], path: st
     lines: dict[tuple, list[dict]] = {}
     for e in table:
         lines.setdefault(tuple(e[h] for h in hue), []).append(e)
+    values = [v for v in dict.fromkeys(field_value(r, x) for r in rows) if v is not None]
+    categories = None if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) else \
+        {v: i for i, v in enumerate(values)}
     i = 0
     for label, es in lines.items():
+        if categories:
+            es = sorted(es, key=lambda e: categories[e[x]])
         for metric in ys:
-            pts = [(e[x], e[metric]) for e in es if e[metric]["n"] and isinstance(e[x], (int, float))]
+            pts = [(categories[e[x]] if categories else e[x], e[metric]) for e in es
+                   if e[metric]["n"] and e[x] is not None]
             if not pts:
                 continue
             xs = [p[0] for p in pts]
@@ -834,7 +841,9 @@ def plot_groups(rows: list[dict[str, Any]], x: str, y: str | list[str], path: st
             i += 1
     ax.set_xlabel(x)
     ax.set_ylabel(ys[0] if len(ys) == 1 else "value")
-    if logx:
+    if categories:
+        ax.set_xticks(range(len(categories)), [str(v) for v in categories], rotation=30, ha="right", fontsize=8)
+    elif logx:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
