@@ -258,7 +258,7 @@ def attack_surrogate(
     points: Annotated[int, typer.Option("--budget", "--points", help="query points (each asked once per kind)")] = 100,
     pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data: digits | mnist | cifar10 | file.npy "
                                                      "(default: the dataset of the target's domain)")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="surrogate: mlp:W1,W2 | cnn | builtin:NAME (default by input shape)")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="surrogate: mlp:W1,W2 | cnn | strided-cnn | builtin:NAME (default by input shape)")] = None,
     lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
     steps: Annotated[int, typer.Option(help="training steps (Adam, minibatch)")] = 400,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
