@@ -249,9 +249,9 @@ def _probe_inputs(meta: dict[str, Any], n: int, data: str | None, seed: int
     if data:
         from modelrecon import data as datasets
 
-        ds = getattr(datasets, data)() if data in ("digits",) else None
-        if ds is None:
-            raise OracleError(f"unknown data {data!r} for honest probes; known: digits")
+        if data not in datasets.LOADERS:
+            raise OracleError(f"unknown data {data!r} for honest probes; known: {', '.join(datasets.LOADERS)}")
+        ds = datasets.load(data)  # a dataset not on this machine: DatasetMissing says how to get it
         X = ds.X_test.reshape(len(ds.X_test), -1)
         if X.shape[1] != int(np.prod(shape)):
             raise OracleError(f"{data} inputs have {X.shape[1]} features; the service takes {shape}")
