@@ -60,3 +60,48 @@ def test_explanation_fidelity_measures():
     assert noisy["explanation_relative_error"] > 0.5 and noisy["explanation_rank_correlation"] < 0.9
     flipped = explanation_fidelity(e, {"k": np.abs(e["k"])})
     assert flipped["explanation_top10_overlap"] == 1.0 and flipped["explanation_rank_correlation"] < 0.9
+
+
+def test_what_if_grows_a_clone_that_an_option_only_delays(tmp_path, monkeypatch):
+    """A growing attack (the surrogate) that an option costs agreement at the points it needed without it,
+    but not at twice as many, is delayed, not stopped: the what-if re-run grows its points as far as its
+    share pays (it used to re-run at the same points only, and the advice named the option as a stop)."""
+    import copy
+
+    import torch
+
+    from modelrecon.attacks import Attack
+    from modelrecon.result import Result
+    from modelrecon.serve import audit as au
+
+    target = load("builtin:mlp?d=6&widths=5&k=3&seed=1")
+    wrong = copy.deepcopy(target.model)
+    with torch.no_grad():  # the argmin of the logits: a clone that disagrees with the service
+        wrong[-1].weight.neg_()
+        wrong[-1].bias.neg_()
+
+    class NeedsPoints(Attack):
+        """Agrees with the service from 32 points on, or 64 when answers are rounded."""
+        name = "needs-points"
+
+        def __init__(self, budget: int, rounded: bool):
+            self.budget, self.rounded = budget, rounded
+
+        def execute(self, oracle):
+            oracle.query(np.random.default_rng(0).uniform(size=(self.budget, 6)), ["label"])
+            enough = self.budget >= (64 if self.rounded else 32)
+            return Result(self.name, "complete", "", model=target.model if enough else wrong)
+
+    entry = au.AuditAttack("needs-points", __name__, "NeedsPoints", False, lambda meta: None,
+                           lambda meta, ctx: {"budget": ctx["points"],
+                                              "rounded": meta["options"].get("round_decimals") is not None},
+                           grows=True)
+    entry.load = lambda: NeedsPoints
+    monkeypatch.setattr(au, "AUDIT_ATTACKS", [entry])
+    rounding = next(d for d in au.DEFENCES if d.option == {"round_decimals": 2})
+    with ServerThread(create_app(Service(target, explanations=[], keys=KEYS))) as server:
+        rep = au.audit(server.url, "alice-secret-1", 1000, tmp_path / "audit", probes=20, defences=[rounding])
+    assert rep["attacks"]["needs-points"]["points"] == 32 and rep["attacks"]["needs-points"]["succeeded"]
+    row = rep["defences"][0]["attacks"]["needs-points"]
+    assert row["points"] == 64 and row["succeeded"] and not row["stopped"]
+    assert rep["advice"]["needs-points"]["cheapest_stop"] is None

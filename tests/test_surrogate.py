@@ -179,3 +179,45 @@ def test_cli_attack_surrogate_reports_agreement_and_ledger(tmp_path):
     assert 0 <= d["metrics"]["agreement"] <= 1
     assert d["queries"]["by_kind"] == {"probabilities": 12, "gradient": 12}
     assert d["metrics"]["agreement_data"] == "test split of digits"
+
+
+def test_evaluation_computes_the_targets_test_outputs_once_in_batches(monkeypatch):
+    """A study evaluates many surrogates on one test split: the target's outputs there are computed
+    once, in batches (a CNN on 10,000 images at once took gigabytes and twice the time), and the
+    metrics are those of the whole split."""
+    from modelrecon.evaluate import surrogate as ev
+
+    target = load(TINY)
+    X = np.random.default_rng(3).normal(size=(25, 6))
+    y = target.forward_numpy(X).argmax(1)
+    res = SurrogateAttack(budget=5, interface="label", strategy="uniform", steps=2).run(local_oracle(target))
+    res.model = model = nn.Sequential(nn.Linear(6, 3)).double()
+    calls = []
+    forward = target.forward_numpy
+    monkeypatch.setattr(target, "forward_numpy", lambda x: (calls.append(len(x)), forward(x))[1])
+    monkeypatch.setattr(ev, "BATCH", 10)
+    monkeypatch.setattr(ev, "_last_outputs", {})
+    first = ev.evaluate_surrogate(res, target, X)
+    assert calls[:3] == [10, 10, 5]  # the data split in batches; then the random probes
+    calls.clear()
+    second = ev.evaluate_surrogate(res, target, X)
+    assert 25 not in calls and sum(calls) == 1000  # only the random probes asked the target again
+    with torch.no_grad():
+        s = model(torch.as_tensor(X)).numpy()
+    assert first == second and first["agreement"] == np.mean(s.argmax(1) == y)
+    with torch.no_grad():
+        target.model[0].weight.add_(1.0)  # other weights: computed afresh
+    calls.clear()
+    ev.evaluate_surrogate(res, target, X)
+    assert calls[:3] == [10, 10, 5]
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (3, 32, 32), (1, 7, 9), (1, 2, 2)])
+def test_strided_cnn_surrogate_fits_every_image_size(shape):
+    from modelrecon.attacks.surrogate import surrogate_factory
+
+    model = surrogate_factory("strided-cnn")(shape, 10, 0)
+    out = model(torch.zeros(3, *shape, dtype=torch.float64))
+    assert out.shape == (3, 10) and out.dtype == torch.float64
+    again = surrogate_factory("strided-cnn")(shape, 10, 0)  # seeded: the same initial weights
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))

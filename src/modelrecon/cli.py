@@ -258,7 +258,7 @@ def attack_surrogate(
     points: Annotated[int, typer.Option("--budget", "--points", help="query points (each asked once per kind)")] = 100,
     pool: Annotated[Optional[str], typer.Option(help="attacker's unlabeled data: digits | mnist | cifar10 | file.npy "
                                                      "(default: the dataset of the target's domain)")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="surrogate: mlp:W1,W2 | cnn | builtin:NAME (default by input shape)")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="surrogate: mlp:W1,W2 | cnn | strided-cnn | builtin:NAME (default by input shape)")] = None,
     lam: Annotated[float, typer.Option("--lambda", help="weight of the explanation term")] = 1.0,
     steps: Annotated[int, typer.Option(help="training steps (Adam, minibatch)")] = 400,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
@@ -437,7 +437,7 @@ def audit_cmd(
     key: Annotated[str, typer.Option(envvar="MODELRECON_API_KEY", help="API key (or $MODELRECON_API_KEY)")],
     budget: Annotated[int, typer.Option(help="queries the audit may spend in all")] = 5000,
     out: Annotated[Path, typer.Option(help="folder for audit.html, audit.json and the journal")] = Path("out/audit"),
-    data: Annotated[Optional[str], typer.Option(help="honest probe inputs from this data set (digits)")] = None,
+    data: Annotated[Optional[str], typer.Option(help="honest probe inputs (test split) and the attacker's pool from this data set: digits, mnist, cifar10")] = None,
     probes: Annotated[int, typer.Option(help="honest inputs on which agreement is measured")] = 200,
     what_if: Annotated[bool, typer.Option(help="re-run the attacks under simulated service options")] = True,
     attacks: Annotated[Optional[str], typer.Option(help="only these attacks, comma-separated "

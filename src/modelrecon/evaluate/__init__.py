@@ -36,13 +36,15 @@ def outputs(model: torch.nn.Module, X: np.ndarray) -> np.ndarray:
 
 
 def fidelity(target: Target, model: torch.nn.Module, X: np.ndarray, prefix: str = "fidelity",
-             output: int | None = None) -> dict[str, float]:
+             output: int | None = None, y: np.ndarray | None = None, y_hat: np.ndarray | None = None
+             ) -> dict[str, float]:
     """Max abs and relative (Frobenius) output error on X, and top-1 agreement (the sign of a scalar
     logit against 0, of a sigmoid output against 1/2, argmax otherwise); ``output``: compare that
     output of the target with a scalar model.  The relative error is None when the target's outputs
-    are all zero on X (nothing to be relative to)."""
-    y = target.forward_numpy(X)
-    y_hat = outputs(model, X)
+    are all zero on X (nothing to be relative to).  y, y_hat: the target's and the model's outputs on X
+    when the caller has them already."""
+    y = target.forward_numpy(X) if y is None else y
+    y_hat = outputs(model, X) if y_hat is None else y_hat
     if output is not None and y.shape[1] > 1 and y_hat.shape[1] == 1:
         y = y[:, [output]]
     if y.shape != y_hat.shape:

@@ -15,7 +15,8 @@ Steps:
    absolute explanations, noise on explanations), re-run each attack against the same
    service with the option simulated on the client side (every option is a function of
    the undefended answer; raw answers already paid for are reused from the journal) and
-   record whether the attack still reaches 95% agreement; the option's cost to honest
+   record whether the attack still reaches 95% agreement (a growing attack: with more
+   points, as many as its share pays for); the option's cost to honest
    users is measured on the probes (largest change of a returned number, probability
    mass hidden, cosine between the defended and the true explanation);
 5. write ``audit.json`` and ``audit.html`` (figures as embedded PNG) to ``out``; the
@@ -57,7 +58,9 @@ class AuditAttack:
     attacker's unlabeled data, or None) and ``points`` (query points for attacks that take a
     budget).  ``grows`` attacks are re-run on a doubling schedule of ``points`` until the
     clone reaches 95% agreement (earlier points are replayed from the journal, not paid
-    twice), which measures the queries needed to get there."""
+    twice), which measures the queries needed to get there; under a simulated option the
+    schedule starts at the points needed without it (an option that only delays the clone
+    does not stop it)."""
 
     name: str
     module: str
@@ -249,9 +252,9 @@ def _probe_inputs(meta: dict[str, Any], n: int, data: str | None, seed: int
     if data:
         from modelrecon import data as datasets
 
-        ds = getattr(datasets, data)() if data in ("digits",) else None
-        if ds is None:
-            raise OracleError(f"unknown data {data!r} for honest probes; known: digits")
+        if data not in datasets.LOADERS:
+            raise OracleError(f"unknown data {data!r} for honest probes; known: {', '.join(datasets.LOADERS)}")
+        ds = datasets.load(data)  # a dataset not on this machine: DatasetMissing says how to get it
         X = ds.X_test.reshape(len(ds.X_test), -1)
         if X.shape[1] != int(np.prod(shape)):
             raise OracleError(f"{data} inputs have {X.shape[1]} features; the service takes {shape}")
@@ -408,6 +411,15 @@ def advice(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def growing_schedule(share: int, per_point: int, start: int | None = None) -> list[int]:
+    """Points for an attack that grows: 16, 32, 64, ... while the share pays for them.  Under a service
+    option, from the points it needed without the option (``start``) upwards: an option that costs the
+    clone a few points of agreement at those points only delays it, and must not read as stopping it."""
+    if start is None:
+        return [n for n in (2 ** i for i in range(4, 30)) if n * per_point <= share] or [max(share // per_point, 1)]
+    return [start, *(n for n in (2 ** i for i in range(4, 30)) if n > start and n * per_point <= share)]
+
+
 # -- the audit -------------------------------------------------------------------------------------
 def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None = None, probes: int = 200,
           seed: int = 0, defences: list[Defence] | None = None, what_if: bool = True,
@@ -460,9 +472,8 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
                                  transform=defence.transform(np.random.default_rng(seed)) if defence.transform else None,
                                  options=defence.option, **client)
         cls = entry.load()
-        if entry.grows and points is None:  # double the points until 95% agreement or the budget
-            per_point = max(1, len(kinds))
-            schedule = [n for n in (2 ** i for i in range(4, 30)) if n * per_point <= share] or [max(share // per_point, 1)]
+        if entry.grows:  # double the points until 95% agreement or the share
+            schedule = growing_schedule(share, max(1, len(kinds)), points)
         else:
             schedule = [points or max(share // max(len(kinds), 1), 1)]
         curve = []
@@ -515,7 +526,7 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
             r = run_one(entry, d, attacks[entry.name].get("points"),
                         need_dim=attacks[entry.name].get("details", {}).get("recovered_dim"))
             row["attacks"][entry.name] = {k: r.get(k) for k in ("status", "message", "queries", "agreement",
-                                                                 "succeeded", "exact_copy")}
+                                                                 "succeeded", "exact_copy", "points")}
             row["attacks"][entry.name]["recovered_dim"] = (r.get("details") or {}).get("recovered_dim")
             row["attacks"][entry.name]["exact_prevented"] = (attacks[entry.name].get("exact_copy", False)
                                                              and not r.get("exact_copy"))
