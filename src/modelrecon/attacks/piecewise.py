@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelrecon.oracle import Oracle
+from modelrecon.oracle import Oracle, QueryBudgetExceeded
 
 EPS = np.finfo(np.float64).eps
 # a gradient entry computed by backpropagation in float64 is off by a few ulps of the largest partial sums;
@@ -44,6 +44,7 @@ class Piece:
     g: np.ndarray
     f: float | None = None
     y: np.ndarray | None = None  # the values of every output (value probes)
+    err: float | None = None  # the gradient's rounding, when the probe knows it (else ulps of its largest entry)
 
 
 @dataclass
@@ -100,14 +101,18 @@ class Probe:
         return out
 
     def read(self, line: Line, ts) -> list[Piece]:
+        """The pieces through x(t) for each t (``ask``'s answers: "g", and "f", "err" when it gives them)."""
         ts = [float(t) for t in ts]
         got = self.ask(line.at(np.array(ts)))
-        f = got.get("f")
-        return [Piece(t, got["g"][i], None if f is None else float(f[i, self.output]), None if f is None else f[i])
+        f, err = got.get("f"), got.get("err")
+        return [Piece(t, got["g"][i], None if f is None else float(f[i, self.output]), None if f is None else f[i],
+                      None if err is None else float(err[i]))
                 for i, t in enumerate(ts)]
 
     @staticmethod
     def same_gradient(a: Piece, b: Piece) -> bool:
+        if a.err is not None and b.err is not None:
+            return bool(np.abs(a.g - b.g).max() <= a.err + b.err)
         scale = max(np.abs(a.g).max(), np.abs(b.g).max(), np.finfo(np.float64).tiny)
         return bool(np.abs(a.g - b.g).max() <= GRAD_ULPS * EPS * scale)
 
@@ -165,45 +170,81 @@ PROBES = {p.name: p for p in (GradientProbe, ValueGradientProbe)}
 
 
 def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list[Piece] | None = None,
-                    resolution: float = 2.0 ** -40, max_points: int = 100_000) -> tuple[list[Kink], list[Piece]]:
+                    resolution: float = 2.0 ** -40, max_points: int = 100_000,
+                    relative_to: str = "span") -> tuple[list[Kink], list[Piece]]:
     """Every kink of ``line`` between t = lo and hi, and the pieces read on the way (sorted by t).
 
     ``pieces`` already read on the line are reused.  A gap narrower than ``resolution`` of the line's extent
-    that still holds a change is one kink (several neurons switching there at once are reported as one).
+    (``relative_to="position"``: of its own |t|, at least 1) that still holds a change is one kink (several
+    neurons switching there at once are reported as one).  The gaps are worked on in rounds, one query per round.
+    On an exhausted budget the ``QueryBudgetExceeded`` carries ``found``: the kinks and pieces found so far.
     """
     have = {p.t: p for p in (pieces or [])}
-    new = [t for t in (lo, hi) if t not in have]
-    for p in probe.read(line, new) if new else []:
-        have[p.t] = p
-    ordered = [have[t] for t in sorted(have) if lo <= t <= hi]
-    span = hi - lo
     kinks: list[Kink] = []
-    stack = list(zip(ordered[:-1], ordered[1:]))
+    span = hi - lo
+
+    def narrow(a: Piece, b: Piece) -> bool:
+        scale = span if relative_to == "span" else max(abs(a.t), abs(b.t), 1.0)
+        return b.t - a.t <= resolution * scale
+
+    def read(ts) -> list[Piece]:
+        got = probe.read(line, ts) if len(ts) else []
+        for p in got:
+            have[p.t] = p
+        return got
+
     start = probe.points
-    while stack:
-        if probe.points - start > max_points:
-            raise NotPiecewiseLinear(f"more than {max_points} points on one line without isolating its kinks")
-        a, b = stack.pop()
-        if probe.same(a, b, line):
-            continue
-        if b.t - a.t <= resolution * span:
-            kinks.append(Kink(line, (a.t + b.t) / 2, a, b, (b.t - a.t) / 2))
-            continue
-        guess = probe.locate(a, b, line)
-        if guess is not None and a.t < guess[0] - guess[1] and guess[0] + guess[1] < b.t:
-            t, delta = guess
-            left, right = probe.read(line, [t - delta, t + delta])
-            have[left.t], have[right.t] = left, right
-            if probe.same(a, left, line) and probe.same(right, b, line):
-                kinks.append(Kink(line, t, a, b, delta))
-            else:
-                stack += [(a, left), (left, right), (right, b)]
-            continue
-        (mid,) = probe.read(line, [(a.t + b.t) / 2])
-        have[mid.t] = mid
-        stack += [(a, mid), (mid, b)]
+    try:
+        read([t for t in (lo, hi) if t not in have])
+        ordered = [have[t] for t in sorted(have) if lo <= t <= hi]
+        gaps = list(zip(ordered[:-1], ordered[1:]))
+        while gaps:
+            if probe.points - start > max_points:
+                raise NotPiecewiseLinear(f"more than {max_points} points on one line without isolating its kinks")
+            checks, halves = [], []
+            for a, b in gaps:
+                if probe.same(a, b, line):
+                    continue
+                if narrow(a, b):
+                    kinks.append(Kink(line, (a.t + b.t) / 2, a, b, (b.t - a.t) / 2))
+                    continue
+                guess = probe.locate(a, b, line)
+                if guess is not None and a.t < guess[0] - guess[1] and guess[0] + guess[1] < b.t:
+                    checks.append((a, b, *guess))
+                else:
+                    halves.append((a, b))
+            gaps = []
+            sides = read([t + s * delta for _, _, t, delta in checks for s in (-1, 1)])
+            for (a, b, t, delta), left, right in zip(checks, sides[::2], sides[1::2]):
+                if probe.same(a, left, line) and probe.same(right, b, line):
+                    kinks.append(Kink(line, t, a, b, delta))
+                else:
+                    gaps += [(a, left), (left, right), (right, b)]
+            mids = read([(a.t + b.t) / 2 for a, b in halves])
+            for (a, b), mid in zip(halves, mids):
+                gaps += [(a, mid), (mid, b)]
+    except QueryBudgetExceeded as e:
+        e.found = (sorted(kinks, key=lambda k: k.t), [have[t] for t in sorted(have)])
+        raise
     kinks.sort(key=lambda k: k.t)
     return kinks, [have[t] for t in sorted(have)]
+
+
+def reach(probe: Probe, line: Line, start: Piece, grow: float = 2.0, patience: int = 1,
+          limit: float = 2.0 ** 40) -> list[Piece]:
+    """Walk out from ``start`` (away from t = 0) in steps of x ``grow`` until ``patience`` steps in a row show
+    the piece last seen, or |t| reaches ``limit``: the pieces where it changed (the last one ends the search
+    interval; far out every neuron of a ReLU network keeps one state)."""
+    kept, end, t, quiet = [], start, start.t, 0
+    while abs(t) < limit and quiet < patience:
+        t *= grow
+        (p,) = probe.read(line, [t])
+        if probe.same(end, p, line):
+            quiet += 1
+            continue
+        kept.append(p)
+        end, quiet = p, 0
+    return kept
 
 
 def search_line(probe: Probe, line: Line, extent: float | None, max_doublings: int = 12,

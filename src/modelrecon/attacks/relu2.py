@@ -63,6 +63,7 @@ import torch
 from torch import nn
 
 from modelrecon.attacks import Attack
+from modelrecon.attacks.piecewise import GradientProbe, Kink, Line, NotPiecewiseLinear, Piece, critical_points, reach
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
 from modelrecon.result import Result
 from modelrecon.verdict import passes, worst_ratio
@@ -80,6 +81,27 @@ GRADIENT_KINDS = {"gradient": "g", "explanation:saliency-signed": "g", "explanat
 def _same(F1: np.ndarray, e1: float, F2: np.ndarray, e2: float) -> bool:
     """Two line 'gradients' equal within their rounding: the same activation pattern, the same piece."""
     return bool(np.max(np.abs(F1 - F2)) <= e1 + e2)
+
+
+def _search_result(kinks: list[Kink], pieces: list[Piece], clusters: int = 0) -> dict[str, Any]:
+    """A line's search: its kinks and pieces (sorted by t), its interval, near-coincident kink clusters."""
+    return {"kinks": sorted(kinks, key=lambda k: k.t), "pieces": pieces, "t_left": pieces[0].t if pieces else 0.0,
+            "t_right": pieces[-1].t if pieces else 0.0, "clusters": clusters}
+
+
+class _ResidualGradients(GradientProbe):
+    """The gradient of the followed output of the target minus the units found so far, with its rounding (that of
+    the full answers: float64 sums and the oracle's rounding)."""
+
+    def __init__(self, attack: "Relu2Attack"):
+        super().__init__(attack._oracle, attack.output, attack._grad_kind)
+        self.attack = attack
+
+    def ask(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        a = self.attack
+        _, G = a._ask(np.atleast_2d(X), False, True)
+        self.points += len(G)
+        return {"g": G, "err": (a._d + 4) * EPS * a._gmag + a._round_grad}
 
 
 class Relu2Model(nn.Module):
@@ -323,8 +345,35 @@ class Relu2Attack(Attack):
         return f, G, err
 
     def _search(self) -> dict[str, Any]:
-        """Find every kink of the (residual) line output; returns kinks and samples."""
-        has_value = self.mode != "gradient"
+        """Every kink of the (residual) line output: {"kinks": [Kink], "pieces": [Piece] sorted by t, "t_left",
+        "t_right", "clusters"}."""
+        if self.mode != "gradient":
+            return self._search_values()
+        probe = _ResidualGradients(self)
+        line = Line(self._x0, self._v)
+        ends = probe.read(line, [-1.0, 1.0])
+        # a residual line looks for what the first missed: far-out kinks, so it looks much farther (not a line aimed
+        # at an unexplained affine part: its unit is near, and far out the found units' own float64 error shows)
+        patience = self.patience if not self._net.h or self._aimed else 40
+        pieces = ends + reach(probe, line, ends[0], 2.0, patience) + reach(probe, line, ends[1], 2.0, patience)
+        ts = [p.t for p in pieces]
+        try:
+            kinks, pieces = critical_points(probe, line, min(ts), max(ts), pieces, self.resolution,
+                                            max_points=self.max_pieces, relative_to="position")
+        except NotPiecewiseLinear:
+            raise _TooManyPieces(self.max_pieces + 1) from None
+        return _search_result(kinks, pieces)
+
+    def _as_found(self, kinks: list[tuple], samples: dict[float, tuple], clusters: int = 0) -> dict[str, Any]:
+        """The value searches' kinks (t, J, a, b) and samples t -> (f, F, err) as Kinks and Pieces."""
+        line = Line(self._x0, self._v)
+        at = {t: Piece(t, F, f, err=e) for t, (f, F, e) in samples.items()}
+        return _search_result([Kink(line, t, at[a], at[b], (b - a) / 2) for t, _, a, b in kinks],
+                              [at[t] for t in sorted(at)], clusters)
+
+    def _search_values(self) -> dict[str, Any]:
+        """value+gradient and value modes: pieces intersected, kinks confirmed."""
+        has_value = True
         T0 = 1.0
         samples: dict[float, tuple] = {}
 
@@ -378,9 +427,17 @@ class Relu2Attack(Attack):
                 add([t_new], fn, Fn, en)
                 t_end = t_new
         kinks: list[tuple[float, np.ndarray, float, float]] = []  # (t, J, left sample, right sample)
+        try:
+            return self._intersect_gaps(samples, kinks, bump, add)
+        except QueryBudgetExceeded as e:
+            e.found = tuple(self._as_found(kinks, samples)[key] for key in ("kinks", "pieces"))
+            raise
+
+    def _intersect_gaps(self, samples, kinks, bump, add) -> dict[str, Any]:
+        """The gaps between pieces that differ: each one's kink where the two lines meet, confirmed."""
+        T0 = 1.0
         resolved: set[tuple[float, float]] = set()
         clusters = 0
-        self._found = (kinks, samples)
         while True:
             ts = sorted(samples)
             gaps = [(a, b) for a, b in zip(ts[:-1], ts[1:]) if (a, b) not in resolved
@@ -390,18 +447,6 @@ class Relu2Attack(Attack):
                 break
             if len(samples) > self.max_pieces:
                 raise _TooManyPieces(len(samples))
-            if self.mode == "gradient":
-                mids = []
-                for a, b in gaps:
-                    if b - a <= self.resolution * max(abs(a), abs(b), T0):
-                        kinks.append(((a + b) / 2, samples[b][1] - samples[a][1], a, b))
-                        resolved.add((a, b))
-                    else:
-                        mids.append((a + b) / 2)
-                if mids:
-                    _, F, e = self._line_fn(mids, False, True)
-                    add(mids, None, F, e)
-                continue
             # value+gradient and value: intersect the two pieces around each gap
             checks, mids = [], []
             for a, b in gaps:
@@ -431,8 +476,7 @@ class Relu2Attack(Attack):
             elif mids:
                 fm, Fm, em = self._line_fn(mids, True, True)
                 add(mids, fm, Fm, em)
-        ts = sorted(samples)
-        return {"kinks": kinks, "samples": samples, "t_left": ts[0], "t_right": ts[-1], "clusters": clusters}
+        return self._as_found(kinks, samples, clusters)
 
     def _residual_line_through_check(self) -> bool:
         return bool(self._optimistic() and self._net.h and getattr(self, "_worst_x", None) is not None)
@@ -614,11 +658,12 @@ class Relu2Attack(Attack):
     def _refine_kinks(self, found: dict[str, Any]) -> int:
         """A kink found as the intersection of two nearly parallel pieces (a tiny |a_i w_i.v|) is only
         known to eps |f| / |slope change|; bisect on the gradient (exact) down to ``resolution``."""
-        samples, kinks = found["samples"], found["kinks"]
+        kinks = found["kinks"]
         todo = []
-        for i, (t, J, a, b) in enumerate(kinks):
-            fa, Fa, ea = samples[a]
-            fb, Fb, eb = samples[b]
+        for i, k in enumerate(kinks):
+            t, a, b = k.t, k.left.t, k.right.t
+            fa, Fa = k.left.f, k.left.g
+            fb, Fb = k.right.f, k.right.g
             ds = abs(self._slope(Fb) - self._slope(Fa))
             # rounding of the two lines where they meet, over the angle between them
             mag = abs(fa) + abs(fb) + abs(self._slope(Fa) * (t - a)) + abs(self._slope(Fb) * (t - b))
@@ -634,26 +679,24 @@ class Relu2Attack(Attack):
         ends = [x for _, lo, hi, _ in todo for x in (lo, hi)]
         _, F, e = self._line_fn(ends, False, True)
         for j, item in enumerate(todo):
-            i, lo, hi, res = item
-            t, J, a, b = kinks[i]
-            if not _same(F[2 * j], e[2 * j], samples[a][1], samples[a][2]):
-                item[1] = a
-            if not _same(F[2 * j + 1], e[2 * j + 1], samples[b][1], samples[b][2]):
-                item[2] = b
+            k = kinks[item[0]]
+            if not _same(F[2 * j], e[2 * j], k.left.g, k.left.err):
+                item[1] = k.left.t
+            if not _same(F[2 * j + 1], e[2 * j + 1], k.right.g, k.right.err):
+                item[2] = k.right.t
         active = [item for item in todo if item[2] - item[1] > item[3]]
         while active:
             mids = [(lo + hi) / 2 for _, lo, hi, _ in active]
             _, F, e = self._line_fn(mids, False, True)
             for item, m, Fm, em in zip(active, mids, F, e):
-                a = kinks[item[0]][2]
-                if _same(Fm, em, samples[a][1], samples[a][2]):
+                left = kinks[item[0]].left
+                if _same(Fm, em, left.g, left.err):
                     item[1] = m
                 else:
                     item[2] = m
             active = [item for item in active if item[2] - item[1] > item[3]]
         for i, lo, hi, _ in todo:
-            t, J, a, b = kinks[i]
-            kinks[i] = ((lo + hi) / 2, J, a, b)
+            kinks[i].t = (lo + hi) / 2
         return len(todo)
 
     def _mag_near(self, t: float) -> float:
@@ -683,24 +726,24 @@ class Relu2Attack(Attack):
 
     # ---------------------------------------------------------------- units from kinks
     def _units_from_kinks(self, found: dict[str, Any]) -> tuple[int, int]:
-        kinks = sorted(found["kinks"], key=lambda k: k[0])
-        samples = found["samples"]
+        kinks = sorted(found["kinks"], key=lambda k: k.t)
         K, d = self._K, self._d
         if self.mode == "value":
             return self._units_value_mode(found)
         k = self.output
         N, dv, Gc = [], [], []
-        for t, J, a, b in kinks:
+        for kink in kinks:
+            J = kink.jump
             s = float(J @ self._v)
             n = J * (np.sign(s) if s != 0 else 1.0)
             N.append(n)
-            dv.append(-float(n @ self._x(t)[0]))
+            dv.append(-float(n @ self._x(kink.t)[0]))
             g = np.zeros(K)
             g[k] = float(J @ n) / float(n @ n)
             Gc.append(g)
-        tl = found["t_left"]
-        fl, Fl, _ = samples[tl]
-        xl = self._x(tl)[0]
+        left = found["pieces"][0]
+        fl, Fl = left.f, left.g
+        xl = self._x(left.t)[0]
         A = np.zeros((K, d))
         A[k] = Fl
         c = np.zeros(K)
@@ -711,10 +754,10 @@ class Relu2Attack(Attack):
 
     def _units_value_mode(self, found: dict[str, Any]) -> tuple[int, int]:
         """One finite-difference Jacobian per piece (all outputs at once), exact pieces, kinks re-intersected."""
-        kinks = sorted(found["kinks"], key=lambda k: k[0])
-        samples = found["samples"]
+        kinks = sorted(found["kinks"], key=lambda k: k.t)
+        samples = {p.t: p for p in found["pieces"]}
         d, K = self._d, self._K
-        kt = np.array([t for t, *_ in kinks])
+        kt = np.array([k.t for k in kinks])
         edges = np.concatenate([[-np.inf], kt, [np.inf]])
         # a representative point per piece: the sample inside it farthest from both kinks
         reps = []
@@ -724,8 +767,8 @@ class Relu2Attack(Attack):
                 raise _TooManyPieces(-1)
             lo, hi = edges[p], edges[p + 1]
             reps.append(max(inside, key=lambda t: min(t - lo, hi - t)))
-        line_slope = np.array([samples[t][1][0] for t in reps])  # the piece's slope, measured on the line
-        line_err = np.array([samples[t][2] for t in reps])
+        line_slope = np.array([samples[t].g[0] for t in reps])  # the piece's slope, measured on the line
+        line_err = np.array([samples[t].err for t in reps])
         # the stencil's base: the middle of the piece's segment (farthest from both kinks; its value is asked anyway)
         # (the end pieces: as far beyond their kink as the kink is from the line's origin, at least T0 = 1)
         if len(kt):
@@ -763,7 +806,7 @@ class Relu2Attack(Attack):
                 # the sums behind the values at the stencil (first-order size of their rounding: eps times it)
                 terms[p] = (np.abs(Z).max() + (np.abs(Jacs[p]) @ np.abs(X[p])).max()
                             + (np.abs(Jacs[p]) * np.abs(S[p])).max())
-            N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs, samples)
+            N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs)
             if self._fd_rounds >= 8 or not len(N):
                 break
             Nall, dvall = np.vstack([N0, N]), np.concatenate([dv0, dv])
@@ -953,7 +996,7 @@ class Relu2Attack(Attack):
         minus = np.where(r < 0, -r, np.inf).min(axis=0, initial=np.inf)
         return np.where(plus >= minus, 0.5 * np.minimum(plus, cap), -0.5 * np.minimum(minus, cap))
 
-    def _units_from_jacobians(self, kinks, reps, X, vals, Jacs, samples=None):
+    def _units_from_jacobians(self, kinks, reps, X, vals, Jacs):
         N, dv, Gc = [], [], []
         d = self._d
         for i in range(len(kinks)):
@@ -965,14 +1008,15 @@ class Relu2Attack(Attack):
             n = Jl * (np.sign(s) if s != 0 else 1.0)
             a, b = reps[i], reps[i + 1]
             fa, fb = vals[i] @ self._r, vals[i + 1] @ self._r
-            if samples is not None:  # the samples that bound the kink's gap: the two lines meet close to them
-                ga, gb = kinks[i][2], kinks[i][3]  # in the pieces left and right of the kink (the search's gap)
-                if ga < gb:
-                    a, b, fa, fb = ga, gb, samples[ga][0], samples[gb][0]
+            # the samples that bound the kink's gap (the search's, in the pieces left and right of the kink): the two
+            # lines meet close to them
+            left, right = kinks[i].left, kinks[i].right
+            if left.t < right.t:
+                a, b, fa, fb = left.t, right.t, left.f, right.f
             sa, sb = (self._r @ Jacs[i]) @ self._v, (self._r @ Jacs[i + 1]) @ self._v
-            t = (fb - fa + sa * a - sb * b) / (sa - sb) if sa != sb else kinks[i][0]
+            t = (fb - fa + sa * a - sb * b) / (sa - sb) if sa != sb else kinks[i].t
             if not (a < t < b):
-                t = kinks[i][0]
+                t = kinks[i].t
             N.append(n)
             dv.append(-float(n @ self._x(t)[0]))
             Gc.append(Jk @ n / float(n @ n))
@@ -1252,6 +1296,7 @@ class Relu2Attack(Attack):
         self._round_slope = 0.0
         self._rel_err = 0.0  # relative error of finite-difference Jacobians (value mode)
         self._net = _Net(self._d, self._K)
+        self._found = None
         self._worst_x = None
         self._net_bias_known = True
         self._line_ends: list[np.ndarray] = []
@@ -1296,16 +1341,16 @@ class Relu2Attack(Attack):
                     probe = self._oracle.query(self._x([0.0]).reshape(1, *oracle.input_shape), ("value",))["value"]
                     self._fscale = float(np.abs(np.asarray(probe, dtype=np.float64)).max())
                 self._fmag = {}
-                found = self._search()
+                found = self._found = self._search()
                 refined = self._refine_kinks(found) if self.mode == "value+gradient" else 0
                 self._line_ends += list(self._x([found["t_left"], found["t_right"]]))
                 n_kinks, clusters = self._units_from_kinks(found)
-                self._found = ([], {})
+                self._found = None
                 # units closer than their own precision (rounded answers: a unit and its cancelling copy) merge
                 merged = self._net.merge(max(1e3 * (self._d + 8) * EPS ** 0.5 * 1e-4, 8 * self._rel_err))
                 details["lines"].append({"kinks": n_kinks, "near_coincident_clusters": clusters, "merged": merged,
                                          "refined_by_bisection": refined,
-                                         "samples": len(found["samples"]), "interval": [found["t_left"], found["t_right"]]})
+                                         "samples": len(found["pieces"]), "interval": [found["t_left"], found["t_right"]]})
                 if self.mode == "gradient" and not self._value_kind:
                     self._net_bias_known = False
                 ratio, resid = self._check_points(self.checks, "attack")
@@ -1329,13 +1374,10 @@ class Relu2Attack(Attack):
         except QueryBudgetExceeded as e:
             status = "partial"
             messages.append(f"budget exhausted: {e}; the units found so far form the model")
-            kinks, samples = getattr(self, "_found", ([], {}))
-            if kinks and self.mode != "value":
-                ts = sorted(samples)
-                self._units_from_kinks({"kinks": list(kinks), "samples": samples, "t_left": ts[0],
-                                        "t_right": ts[-1], "clusters": 0})
-                self._line_ends += list(self._x([ts[0], ts[-1]]))
-                self._found = ([], {})
+            found = self._found or (_search_result(*e.found) if getattr(e, "found", None) else None)
+            if found and found["kinks"] and self.mode != "value":
+                self._units_from_kinks(found)
+                self._line_ends += list(self._x([found["t_left"], found["t_right"]]))
         orient = "not attempted"
         fit_info: dict[str, Any] = {}
         if self._net.h and status != "failed":
