@@ -91,23 +91,46 @@ class Probe:
         self.grad_kind = grad_kind
         self.points = 0
 
-    def ask(self, X: np.ndarray) -> dict[str, np.ndarray]:
+    def ask(self, X: np.ndarray, kinds: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         X = np.atleast_2d(X)
-        got = self.oracle.query(X.reshape(len(X), *self.oracle.input_shape), self.kinds, self.output)
+        got = self.oracle.query(X.reshape(len(X), *self.oracle.input_shape), kinds or self.kinds, self.output)
         self.points += len(X)
-        out = {"g": np.asarray(got[self.grad_kind], dtype=np.float64).reshape(len(X), -1)}
+        out = {}
+        if self.grad_kind in got:
+            out["g"] = np.asarray(got[self.grad_kind], dtype=np.float64).reshape(len(X), -1)
         if "value" in got:
             out["f"] = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1)
         return out
 
-    def read(self, line: Line, ts) -> list[Piece]:
+    def read(self, line: Line, ts, kinds: tuple[str, ...] | None = None) -> list[Piece]:
         """The pieces through x(t) for each t (``ask``'s answers: "g", and "f", "err" when it gives them)."""
         ts = [float(t) for t in ts]
-        got = self.ask(line.at(np.array(ts)))
+        if not ts:
+            return []
+        got = self.ask(line.at(np.array(ts)), kinds)
         f, err = got.get("f"), got.get("err")
         return [Piece(t, got["g"][i], None if f is None else float(f[i, self.output]), None if f is None else f[i],
                       None if err is None else float(err[i]))
                 for i, t in enumerate(ts)]
+
+    def glance(self, line: Line, ts) -> list[Piece]:
+        """The cheapest read that tells pieces apart (here: ``read``); ``fill`` completes what it leaves out."""
+        return self.read(line, ts)
+
+    def fill(self, line: Line, pieces: list[Piece], neighbours: list[tuple[Piece, ...]]) -> list[Piece]:
+        """Complete glanced pieces, each lying between the neighbours given (here: nothing is left out)."""
+        return pieces
+
+    def read_between(self, line: Line, ts, neighbours: list[tuple[Piece, ...]]) -> list[Piece]:
+        """The pieces at ts, each known to lie between its neighbours (a probe may save queries with them)."""
+        return self.fill(line, self.glance(line, ts), neighbours)
+
+    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
+        """For each (a, b, t*, delta): whether one kink at t* joins pieces a and b (the pieces at t* -/+ delta are
+        a's and b's), and the pieces read (on failure they split the gap)."""
+        sides = self.read(line, [t + s * delta for _, _, t, delta in checks for s in (-1, 1)])
+        return [(self.same(a, left, line) and self.same(right, b, line), [left, right])
+                for (a, b, _, _), left, right in zip(checks, sides[::2], sides[1::2])]
 
     @staticmethod
     def same_gradient(a: Piece, b: Piece) -> bool:
@@ -141,6 +164,11 @@ class ValueGradientProbe(Probe):
     name = "value+gradient"
 
     @staticmethod
+    def value_on(q: Piece, t: float, line: Line) -> float:
+        """The value at t of the affine piece read as q."""
+        return q.f + float(q.g @ line.v) * (t - q.t)
+
+    @staticmethod
     def _value_tol(a: Piece, b: Piece, line: Line) -> float:
         sa, sb = a.g @ line.v, b.g @ line.v
         ta = np.abs(a.g) @ np.abs(line.v)
@@ -166,6 +194,50 @@ class ValueGradientProbe(Probe):
         return t, delta
 
 
+class LazyValueGradientProbe(ValueGradientProbe):
+    """A value and a gradient per piece, but a gradient first: a point whose gradient is a neighbouring piece's
+    lies on that piece's line and its value follows; only a new piece costs its value.  A kink is confirmed by
+    gradients (the activation pattern, however close the two lines), the right one asked only where the left one
+    passed.  Pieces are told apart by their gradients (``same``)."""
+
+    name = "value+gradient (lazy values)"
+
+    def same(self, a: Piece, b: Piece, line: Line) -> bool:
+        return self.same_gradient(a, b)
+
+    def glance(self, line: Line, ts) -> list[Piece]:
+        return self.read(line, ts, (self.grad_kind,))
+
+    def fill(self, line: Line, pieces: list[Piece], neighbours: list[tuple[Piece, ...]]) -> list[Piece]:
+        unknown = []
+        for p, near in zip(pieces, neighbours):
+            q = next((q for q in near if q.f is not None and self.same_gradient(p, q)), None)
+            if q is None:
+                unknown.append(p)
+            else:
+                p.f = self.value_on(q, p.t, line)
+        if unknown:
+            f = self.ask(line.at(np.array([p.t for p in unknown])), ("value",))["f"]
+            for p, row in zip(unknown, f):
+                p.f, p.y = float(row[self.output]), row
+        return pieces
+
+    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
+        lefts = self.glance(line, [t - delta for _, _, t, delta in checks])
+        passed = [i for i, ((a, *_), left) in enumerate(zip(checks, lefts)) if self.same_gradient(a, left)]
+        rights = dict(zip(passed, self.glance(line, [checks[i][2] + checks[i][3] for i in passed])))
+        out, read, near = [], [], []
+        for i, ((a, b, *_), left) in enumerate(zip(checks, lefts)):
+            right = rights.get(i)
+            single = right is not None and self.same_gradient(right, b)
+            got = [] if single else [left] + ([right] if right is not None else [])
+            out.append((single, got))
+            read += got
+            near += [(a, b)] * len(got)
+        self.fill(line, read, near)
+        return out
+
+
 PROBES = {p.name: p for p in (GradientProbe, ValueGradientProbe)}
 
 
@@ -187,15 +259,11 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
         scale = span if relative_to == "span" else max(abs(a.t), abs(b.t), 1.0)
         return b.t - a.t <= resolution * scale
 
-    def read(ts) -> list[Piece]:
-        got = probe.read(line, ts) if len(ts) else []
-        for p in got:
-            have[p.t] = p
-        return got
-
     start = probe.points
     try:
-        read([t for t in (lo, hi) if t not in have])
+        ends = [t for t in (lo, hi) if t not in have]
+        for p in probe.read(line, ends):
+            have[p.t] = p
         ordered = [have[t] for t in sorted(have) if lo <= t <= hi]
         gaps = list(zip(ordered[:-1], ordered[1:]))
         while gaps:
@@ -214,14 +282,17 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
                 else:
                     halves.append((a, b))
             gaps = []
-            sides = read([t + s * delta for _, _, t, delta in checks for s in (-1, 1)])
-            for (a, b, t, delta), left, right in zip(checks, sides[::2], sides[1::2]):
-                if probe.same(a, left, line) and probe.same(right, b, line):
+            for (a, b, t, delta), (single, got) in zip(checks, probe.confirm(line, checks)):
+                for p in got:
+                    have[p.t] = p
+                if single:
                     kinks.append(Kink(line, t, a, b, delta))
                 else:
-                    gaps += [(a, left), (left, right), (right, b)]
-            mids = read([(a.t + b.t) / 2 for a, b in halves])
+                    inside = [a] + sorted(got, key=lambda p: p.t) + [b]
+                    gaps += list(zip(inside[:-1], inside[1:]))
+            mids = probe.read_between(line, [(a.t + b.t) / 2 for a, b in halves], halves)
             for (a, b), mid in zip(halves, mids):
+                have[mid.t] = mid
                 gaps += [(a, mid), (mid, b)]
     except QueryBudgetExceeded as e:
         e.found = (sorted(kinks, key=lambda k: k.t), [have[t] for t in sorted(have)])
@@ -238,11 +309,11 @@ def reach(probe: Probe, line: Line, start: Piece, grow: float = 2.0, patience: i
     kept, end, t, quiet = [], start, start.t, 0
     while abs(t) < limit and quiet < patience:
         t *= grow
-        (p,) = probe.read(line, [t])
+        (p,) = probe.glance(line, [t])
         if probe.same(end, p, line):
             quiet += 1
             continue
-        kept.append(p)
+        kept += probe.fill(line, [p], [()])
         end, quiet = p, 0
     return kept
 

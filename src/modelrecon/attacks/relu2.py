@@ -63,7 +63,8 @@ import torch
 from torch import nn
 
 from modelrecon.attacks import Attack
-from modelrecon.attacks.piecewise import GradientProbe, Kink, Line, NotPiecewiseLinear, Piece, critical_points, reach
+from modelrecon.attacks.piecewise import (GradientProbe, Kink, LazyValueGradientProbe, Line, NotPiecewiseLinear, Piece,
+                                          critical_points, reach)
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
 from modelrecon.result import Result
 from modelrecon.verdict import passes, worst_ratio
@@ -89,19 +90,63 @@ def _search_result(kinks: list[Kink], pieces: list[Piece], clusters: int = 0) ->
             "t_right": pieces[-1].t if pieces else 0.0, "clusters": clusters}
 
 
-class _ResidualGradients(GradientProbe):
-    """The gradient of the followed output of the target minus the units found so far, with its rounding (that of
-    the full answers: float64 sums and the oracle's rounding)."""
+class _Residual:
+    """A probe of the target minus the units found so far (values of every output, the gradient of the followed
+    one), each gradient with its rounding: that of the full answers (float64 sums, the oracle's rounding)."""
 
     def __init__(self, attack: "Relu2Attack"):
         super().__init__(attack._oracle, attack.output, attack._grad_kind)
+        self.kinds = tuple(k for k in self.kinds if k == "value") + (attack._grad_kind,)
         self.attack = attack
 
-    def ask(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        a = self.attack
-        _, G = a._ask(np.atleast_2d(X), False, True)
-        self.points += len(G)
-        return {"g": G, "err": (a._d + 4) * EPS * a._gmag + a._round_grad}
+    def ask(self, X: np.ndarray, kinds: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        a, X, kinds = self.attack, np.atleast_2d(X), kinds or self.kinds
+        Z, G = a._ask(X, "value" in kinds, self.grad_kind in kinds)
+        self.points += len(X)
+        out = {} if Z is None else {"f": Z}
+        if G is not None:
+            out.update(g=G, err=(a._d + 4) * EPS * a._gmag + a._round_grad)
+        return out
+
+
+class _ResidualGradients(_Residual, GradientProbe):
+    """gradient mode: bisection on gradient changes (Milli et al.)."""
+
+
+class _ResidualValueGradients(_Residual, LazyValueGradientProbe):
+    """value+gradient mode: kinks where two pieces' lines meet, confirmed 2^-10 of the gap beside t* ('pair': by
+    gradients on both sides; ``side``: by one gradient on the gap's longer side, optimistic).  With ``bump`` (a
+    residual line through a failing check point) a gap whose ends share a gradient but not a line is searched too:
+    a composite unit and its parts leave such a bump."""
+
+    def __init__(self, attack: "Relu2Attack", side: bool, bump: bool):
+        super().__init__(attack)
+        self.side, self.bump = side, bump
+
+    def same(self, a: Piece, b: Piece, line: Line) -> bool:
+        if not self.same_gradient(a, b):
+            return False
+        return not (self.bump and a.f is not None and b.f is not None and self.attack._off_line(a, b))
+
+    def locate(self, a: Piece, b: Piece, line: Line) -> tuple[float, float] | None:
+        guess = super().locate(a, b, line)
+        if guess is None:
+            return None
+        t = guess[0]
+        delta = min(t - a.t, b.t - t) * 2.0 ** -10
+        return (t, delta) if t - delta < t < t + delta else None  # else t* is within rounding of an end: bisect
+
+    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
+        """'side': the expected piece's gradient just beyond t* on the gap's longer side accepts the kink (fooled
+        when every kink of the gap lies on the other side: the composite unit shows at far check points and a
+        residual line cancels it); the near piece's puts the point on that piece, a new gradient is a new piece."""
+        if not self.side:
+            return super().confirm(line, checks)
+        right = [b.t - t > t - a.t for a, b, t, _ in checks]
+        got = self.glance(line, [t + (delta if r else -delta) for (_, _, t, delta), r in zip(checks, right)])
+        single = [self.same_gradient(p, b if r else a) for (a, b, *_), r, p in zip(checks, right, got)]
+        self.fill(line, [p for p, s in zip(got, single) if not s], [c[:2] for c, s in zip(checks, single) if not s])
+        return [(s, [] if s else [p]) for s, p in zip(single, got)]
 
 
 class Relu2Model(nn.Module):
@@ -347,22 +392,37 @@ class Relu2Attack(Attack):
     def _search(self) -> dict[str, Any]:
         """Every kink of the (residual) line output: {"kinks": [Kink], "pieces": [Piece] sorted by t, "t_left",
         "t_right", "clusters"}."""
-        if self.mode != "gradient":
+        if self.mode == "value":
             return self._search_values()
-        probe = _ResidualGradients(self)
         line = Line(self._x0, self._v)
-        ends = probe.read(line, [-1.0, 1.0])
+        # value+gradient residual line: it passes through the failing check point nearest the centre (asked
+        # too), where a composite unit and its parts leave a bump that may vanish (value and gradient) on both sides
+        bump = self._residual_line_through_check()
+        if self.mode == "gradient":
+            probe, resolution = _ResidualGradients(self), self.resolution
+        else:  # the optimistic one-query checks on the first line only; a residual line holds a few kinks (missed
+            # units and composites to cancel) and confirms each soundly, so it cannot be fooled again
+            probe = _ResidualValueGradients(self, side=self._optimistic() and not self._net.h, bump=bump)
+            resolution = 8 * EPS  # kinks closer than float64 can tell apart on this line: one cluster
+        start = {p.t: p for p in probe.read(line, sorted({-1.0, 0.0, 1.0, self._t_worst}) if bump else [-1.0, 1.0])}
         # a residual line looks for what the first missed: far-out kinks, so it looks much farther (not a line aimed
         # at an unexplained affine part: its unit is near, and far out the found units' own float64 error shows)
-        patience = self.patience if not self._net.h or self._aimed else 40
-        pieces = ends + reach(probe, line, ends[0], 2.0, patience) + reach(probe, line, ends[1], 2.0, patience)
+        patience, grow = (self.patience if not self._net.h or self._aimed else 40), 2.0
+        if self._net.h and self._optimistic():
+            # the residual holds only the few missed or composite units: the same reach (2^40) in steps of 2^4;
+            # a wide gap costs nothing extra, its kinks follow from the two pieces
+            patience, grow = 10, 16.0
+        pieces = list(start.values()) + [p for t in (-1.0, 1.0) for p in reach(probe, line, start[t], grow, patience)]
         ts = [p.t for p in pieces]
         try:
-            kinks, pieces = critical_points(probe, line, min(ts), max(ts), pieces, self.resolution,
+            kinks, pieces = critical_points(probe, line, min(ts), max(ts), pieces, resolution,
                                             max_points=self.max_pieces, relative_to="position")
         except NotPiecewiseLinear:
             raise _TooManyPieces(self.max_pieces + 1) from None
-        return _search_result(kinks, pieces)
+        # a bump narrower than float64 (the same gradient on both sides) is left to the check
+        kinks = [k for k in kinks if not probe.same_gradient(k.left, k.right)]
+        clusters = 0 if self.mode == "gradient" else sum(k.right.t - k.left.t <= 2 * k.width for k in kinks)
+        return _search_result(kinks, pieces, clusters)
 
     def _as_found(self, kinks: list[tuple], samples: dict[float, tuple], clusters: int = 0) -> dict[str, Any]:
         """The value searches' kinks (t, J, a, b) and samples t -> (f, F, err) as Kinks and Pieces."""
@@ -372,8 +432,7 @@ class Relu2Attack(Attack):
                               [at[t] for t in sorted(at)], clusters)
 
     def _search_values(self) -> dict[str, Any]:
-        """value+gradient and value modes: pieces intersected, kinks confirmed."""
-        has_value = True
+        """value mode: pieces intersected, kinks confirmed (slopes from values)."""
         T0 = 1.0
         samples: dict[float, tuple] = {}
 
@@ -381,59 +440,41 @@ class Relu2Attack(Attack):
             for i, t in enumerate(ts):
                 samples[float(t)] = (None if f is None else float(f[i]), F[i], float(e[i]))
 
-        # value+gradient residual line: it passes through the failing check point nearest the centre (asked
-        # too), where a composite unit and its parts leave a bump that may vanish (value and gradient) on both sides
-        bump = self._residual_line_through_check()
-        t_init = sorted({-T0, 0.0, T0, self._t_worst}) if bump else [-T0, T0]
-        f, F, e = self._line_fn(t_init, has_value, True)
+        t_init = [-T0, T0]
+        f, F, e = self._line_fn(t_init, True, True)
         add(t_init, f, F, e)
-        # grow the interval by doubling until the end 'gradient' stops changing
+        # grow the interval until the end slope stops changing: two values per probe, next to (d + 1) per piece:
+        # look as far (2^40) at once, in steps of 2^8 (a wide gap costs nothing extra: two lines meet there)
+        patience, grow = 5, 256.0
         for side in (-1.0, 1.0):
             t_end, quiet = side * T0, 0
-            # a residual line looks for what the first missed: far-out kinks, so it looks much farther
-            # (not a line aimed at an unexplained affine part: its unit is near, and far out the found units' own
-            # float64 error shows as kinks)
-            patience = self.patience if not self._net.h or self._aimed else 40
-            grow = 2.0
-            if self.mode == "value":  # two values per probe, next to (d + 1) per piece: look as far (2^40) at once,
-                patience, grow = 5, 256.0  # in steps of 2^8 (a wide gap costs nothing extra: two lines meet there)
-            if self._net.h and self._optimistic():
-                # the residual holds only the few missed or composite units: the same reach (2^40) in
-                # steps of 2^4; a wide gap costs nothing extra, its kinks follow from the two pieces
-                patience, grow = 10, 16.0
             while abs(t_end) < 2.0 ** 40 and quiet < patience:
                 t_new = grow * t_end
-                if self.mode == "value":
-                    fn, Fn, en = self._line_fn([t_new], True, True)
-                else:
-                    fn, Fn, en = self._line_fn([t_new], False, True)
+                fn, Fn, en = self._line_fn([t_new], True, True)
                 _, Fe, ee = samples[t_end]
                 if np.max(np.abs(Fn[0] - Fe)) <= en[0] + ee:
-                    quiet += 1  # no kink in (t_end, t_new): look once more, twice as far
+                    quiet += 1  # no kink in (t_end, t_new): look once more, farther
                     t_probe = t_new
                     while quiet < patience and abs(t_probe) < 2.0 ** 40:
                         t_probe = grow * t_probe
-                        _, Fp, ep = self._line_fn([t_probe], self.mode == "value", True)
+                        fp, Fp, ep = self._line_fn([t_probe], True, True)
                         if np.max(np.abs(Fp[0] - Fe)) > ep[0] + ee:
-                            t_new, Fn, en = t_probe, Fp, ep
-                            fn = self._line_fn([t_new], True, False)[0] if has_value else None
+                            fn, Fn, en, t_new = fp, Fp, ep, t_probe
                             quiet = 0
                             break
                         quiet += 1
                     if quiet >= patience:
                         break
-                if has_value and (fn is None or len(np.atleast_1d(fn)) == 0):
-                    fn, _, _ = self._line_fn([t_new], True, False)
                 add([t_new], fn, Fn, en)
                 t_end = t_new
         kinks: list[tuple[float, np.ndarray, float, float]] = []  # (t, J, left sample, right sample)
         try:
-            return self._intersect_gaps(samples, kinks, bump, add)
+            return self._intersect_gaps(samples, kinks, add)
         except QueryBudgetExceeded as e:
             e.found = tuple(self._as_found(kinks, samples)[key] for key in ("kinks", "pieces"))
             raise
 
-    def _intersect_gaps(self, samples, kinks, bump, add) -> dict[str, Any]:
+    def _intersect_gaps(self, samples, kinks, add) -> dict[str, Any]:
         """The gaps between pieces that differ: each one's kink where the two lines meet, confirmed."""
         T0 = 1.0
         resolved: set[tuple[float, float]] = set()
@@ -441,13 +482,12 @@ class Relu2Attack(Attack):
         while True:
             ts = sorted(samples)
             gaps = [(a, b) for a, b in zip(ts[:-1], ts[1:]) if (a, b) not in resolved
-                    and (not _same(samples[a][1], samples[a][2], samples[b][1], samples[b][2])
-                         or bump and self._off_line(samples, a, b))]
+                    and not _same(samples[a][1], samples[a][2], samples[b][1], samples[b][2])]
             if not gaps:
                 break
             if len(samples) > self.max_pieces:
                 raise _TooManyPieces(len(samples))
-            # value+gradient and value: intersect the two pieces around each gap
+            # intersect the two pieces around each gap
             checks, mids = [], []
             for a, b in gaps:
                 fa, Fa, ea = samples[a]
@@ -455,9 +495,7 @@ class Relu2Attack(Attack):
                 sa, sb = self._slope(Fa), self._slope(Fb)
                 denom = sa - sb
                 t_star = (fb - fa + sa * a - sb * b) / denom if denom != 0 else math.nan
-                if b - a <= 8 * EPS * max(abs(a), abs(b), T0) and _same(Fa, ea, Fb, eb):
-                    resolved.add((a, b))  # a bump narrower than float64 resolves on this line: left to the check
-                elif b - a <= 8 * EPS * max(abs(a), abs(b), T0):
+                if b - a <= 8 * EPS * max(abs(a), abs(b), T0):
                     clusters += 1  # kinks closer than float64 can tell apart on this line
                     kinks.append(((a + b) / 2, Fb - Fa, a, b))
                     resolved.add((a, b))
@@ -465,15 +503,9 @@ class Relu2Attack(Attack):
                     checks.append((a, b, t_star))
                 else:
                     mids.append((a + b) / 2)
-            # the optimistic one-query checks on the first line only; a residual line holds a few kinks
-            # (missed units and composites to cancel) and confirms each soundly, so it cannot be fooled again
-            if checks and self._optimistic() and not self._net.h:
-                self._check_gaps_side(checks, samples, kinks, resolved, add)
-            elif checks:
+            if checks:
                 self._check_gaps(checks, samples, kinks, resolved, add)
-            if mids and self.mode == "value+gradient":
-                self._sample_mids(mids, samples, add)
-            elif mids:
+            if mids:
                 fm, Fm, em = self._line_fn(mids, True, True)
                 add(mids, fm, Fm, em)
         return self._as_found(kinks, samples, clusters)
@@ -489,64 +521,10 @@ class Relu2Attack(Attack):
         return (self.mode == "value+gradient" and self.confirm != "pair" and self._round_value == 0
                 and self._oracle.input_box is None)
 
-    def _off_line(self, samples, a, b) -> bool:
+    def _off_line(self, a: Piece, b: Piece) -> bool:
         """Equal gradients at a and b but b's value off a's line: the gap holds at least two kinks."""
-        fa, Fa, ea = samples[a]
-        fb, Fb, eb = samples[b]
-        la = fa + self._slope(Fa) * (b - a)
-        return abs(fb - la) > self._value_tol(fb, fa, fb, la, fb, b, a, b, ea, eb)
-
-    def _line_at(self, sample: tuple, a: float, t: float) -> float:
-        """Value at t of the line of the piece sampled at a."""
-        f, F, _ = sample
-        return f + self._slope(F) * (t - a)
-
-    def _add_new_pieces(self, new, add) -> None:
-        """Points whose gradient is no known piece's: their values are asked too."""
-        if new:
-            ts = [t for t, _, _ in new]
-            add(ts, self._values_at(ts), np.array([F for _, F, _ in new]), [e for _, _, e in new])
-
-    def _sample_mids(self, mids, samples, add) -> None:
-        """Gradient first: a midpoint whose gradient is that of a neighbouring piece lies on that piece's
-        line (its value follows); only a new piece costs a value query too."""
-        _, G, e = self._line_fn(mids, False, True)
-        ts = sorted(samples)
-        new = []
-        for m, Gm, em in zip(mids, G, e):
-            i = int(np.searchsorted(ts, m))
-            a, b = ts[i - 1], ts[i]
-            for p in (a, b):
-                if _same(Gm, em, samples[p][1], samples[p][2]):
-                    add([m], [self._line_at(samples[p], p, m)], Gm[None], [em])
-                    break
-            else:
-                new.append((m, Gm, em))
-        self._add_new_pieces(new, add)
-
-    def _check_gaps_side(self, checks, samples, kinks, resolved, add) -> None:
-        """One gradient just beyond t*, on the longer side of the gap: the expected piece's gradient there
-        accepts the kink (optimistic: when every kink of the gap lies on the other side it agrees too,
-        and a composite unit is accepted; its error shows in the check residual and a residual line
-        cancels it).  The other piece's gradient puts the point on that piece (its value follows from
-        the line); a new gradient is a new piece, whose value is asked."""
-        right = [b - t > t - a for a, b, t in checks]
-        ts = [t + (1 if r else -1) * min(t - a, b - t) * 2.0 ** -10 for (a, b, t), r in zip(checks, right)]
-        _, G, e = self._line_fn(ts, False, True)
-        new = []
-        for (a, b, ks), r, t, Gt, et in zip(checks, right, ts, G, e):
-            fa, Fa, ea = samples[a]
-            fb, Fb, eb = samples[b]
-            on_a, on_b = _same(Gt, et, Fa, ea), _same(Gt, et, Fb, eb)
-            if (on_b and r) or (on_a and not r):
-                kinks.append((ks, Fb - Fa, a, b))
-                resolved.add((a, b))
-            elif on_a or on_b:  # t lies on the near piece: the kinks are all beyond it
-                p = a if on_a else b
-                add([t], [self._line_at(samples[p], p, t)], Gt[None], [et])
-            else:
-                new.append((t, Gt, et))
-        self._add_new_pieces(new, add)
+        la = a.f + self._slope(a.g) * (b.t - a.t)
+        return abs(b.f - la) > self._value_tol(b.f, a.f, b.f, la, b.f, b.t, a.t, b.t, a.err, b.err)
 
     def _check_gaps(self, checks, samples, kinks, resolved, add) -> None:
         """Confirm a single kink at each intersection t*: the piece on the left must reach t* - delta
@@ -554,9 +532,7 @@ class Relu2Attack(Attack):
         at t* alone is fooled when every kink of the gap lies on one side of t*."""
         tl, tr = [], []
         for a, b, t in checks:
-            delta = min(t - a, b - t) * 2.0 ** -10
-            if self.mode == "value":
-                delta = self._value_check_margin(samples, a, b, t, delta)
+            delta = self._value_check_margin(samples, a, b, t, min(t - a, b - t) * 2.0 ** -10)
             tl.append(t - delta)
             tr.append(t + delta)
         keep = [i for i, (a, b, t) in enumerate(checks) if tl[i] < t < tr[i]]
@@ -575,12 +551,9 @@ class Relu2Attack(Attack):
             tr = [tr[i] for i in keep]
             if not checks:
                 return
-        if self.mode == "value":  # the slope from a pair of values reaching left, away from t*
-            fL, FL, eL = self._line_fn(tl, True, True, deltas=[-min(self._delta * max(abs(x), 1.0), (t - x) / 2)
-                                                                for (_, _, t), x in zip(checks, tl)])
-        else:
-            _, FL, eL = self._line_fn(tl, False, True)
-            return self._check_gaps_right(checks, tl, tr, FL, eL, samples, kinks, resolved, add)
+        # the slope from a pair of values reaching left, away from t*
+        fL, FL, eL = self._line_fn(tl, True, True, deltas=[-min(self._delta * max(abs(x), 1.0), (t - x) / 2)
+                                                            for (_, _, t), x in zip(checks, tl)])
         fR = self._values_at(tr)
         for (a, b, t), xl, fl, Fl, el, xr, fr in zip(checks, tl, fL, FL, eL, tr, fR):
             fa, Fa, ea = samples[a]
@@ -620,84 +593,30 @@ class Relu2Attack(Attack):
         # (nearer samples know the lines better)
         return delta if 3 * tol / abs(sa - sb) <= delta else math.nan
 
-    def _check_gaps_right(self, checks, tl, tr, FL, eL, samples, kinks, resolved, add) -> None:
-        """value+gradient, second half of the two-query check, asked only where the first half passed:
-        the gradient at t* + delta must be the right piece's.  Gradients, not values, on both sides: a
-        gradient is the activation pattern, so it tells pieces apart however close t* + delta is to t*
-        (two lines meeting at t* differ there by only |slope change| delta, within rounding when delta or
-        the slope change is small).  A gradient at t* - delta that is not the left piece's already shows
-        more kinks (a new piece there costs its value; a neighbouring piece's gives it from the line)."""
-        ask_r, need_value = [], []
-        for i, ((a, b, t), xl, Fl, el) in enumerate(zip(checks, tl, FL, eL)):
-            fa, Fa, ea = samples[a]
-            fb, Fb, eb = samples[b]
-            if _same(Fl, el, Fa, ea):
-                ask_r.append(i)
-            elif _same(Fl, el, Fb, eb):
-                add([xl], [self._line_at(samples[b], b, xl)], Fl[None], [el])
-            else:
-                need_value.append((xl, Fl, el))
-        if ask_r:
-            _, FR, eR = self._line_fn([tr[i] for i in ask_r], False, True)
-            for i, Fr, er in zip(ask_r, FR, eR):
-                a, b, t = checks[i]
-                xl, xr = tl[i], tr[i]
-                fa, Fa, ea = samples[a]
-                fb, Fb, eb = samples[b]
-                if _same(Fr, er, Fb, eb):
-                    kinks.append((t, Fb - Fa, a, b))
-                    resolved.add((a, b))
-                    continue
-                add([xl], [self._line_at(samples[a], a, xl)], FL[i][None], [eL[i]])  # the left piece reaches t* - delta
-                if _same(Fr, er, Fa, ea):
-                    add([xr], [self._line_at(samples[a], a, xr)], Fr[None], [er])
-                else:
-                    need_value.append((xr, Fr, er))
-        self._add_new_pieces(need_value, add)
-
     def _refine_kinks(self, found: dict[str, Any]) -> int:
         """A kink found as the intersection of two nearly parallel pieces (a tiny |a_i w_i.v|) is only
         known to eps |f| / |slope change|; bisect on the gradient (exact) down to ``resolution``."""
-        kinks = found["kinks"]
-        todo = []
-        for i, k in enumerate(kinks):
+        line = Line(self._x0, self._v)
+        probe = _ResidualGradients(self)
+        refined = 0
+        for k in found["kinks"]:
             t, a, b = k.t, k.left.t, k.right.t
-            fa, Fa = k.left.f, k.left.g
-            fb, Fb = k.right.f, k.right.g
-            ds = abs(self._slope(Fb) - self._slope(Fa))
+            sa, sb = self._slope(k.left.g), self._slope(k.right.g)
             # rounding of the two lines where they meet, over the angle between them
-            mag = abs(fa) + abs(fb) + abs(self._slope(Fa) * (t - a)) + abs(self._slope(Fb) * (t - b))
-            sigma = (4 * EPS * mag + 3 * self._round_value) / max(ds, np.finfo(float).tiny)
-            res = self.resolution * max(abs(t), 1.0)
+            mag = abs(k.left.f) + abs(k.right.f) + abs(sa * (t - a)) + abs(sb * (t - b))
+            sigma = (4 * EPS * mag + 3 * self._round_value) / max(abs(sb - sa), np.finfo(float).tiny)
             vn = np.linalg.norm(self._v)
             # refine when the unit's offset would carry a relative error above 2^8 resolution (~1.5e-11)
-            if sigma * vn > 256 * self.resolution * (np.linalg.norm(self._x(t)) + vn):
-                todo.append([i, max(a, t - 8 * sigma), min(b, t + 8 * sigma), res])
-        if not todo:
-            return 0
-        # the bracket must hold the change: widen to the gap where it does not
-        ends = [x for _, lo, hi, _ in todo for x in (lo, hi)]
-        _, F, e = self._line_fn(ends, False, True)
-        for j, item in enumerate(todo):
-            k = kinks[item[0]]
-            if not _same(F[2 * j], e[2 * j], k.left.g, k.left.err):
-                item[1] = k.left.t
-            if not _same(F[2 * j + 1], e[2 * j + 1], k.right.g, k.right.err):
-                item[2] = k.right.t
-        active = [item for item in todo if item[2] - item[1] > item[3]]
-        while active:
-            mids = [(lo + hi) / 2 for _, lo, hi, _ in active]
-            _, F, e = self._line_fn(mids, False, True)
-            for item, m, Fm, em in zip(active, mids, F, e):
-                left = kinks[item[0]].left
-                if _same(Fm, em, left.g, left.err):
-                    item[1] = m
-                else:
-                    item[2] = m
-            active = [item for item in active if item[2] - item[1] > item[3]]
-        for i, lo, hi, _ in todo:
-            kinks[i].t = (lo + hi) / 2
-        return len(todo)
+            if sigma * vn <= 256 * self.resolution * (np.linalg.norm(self._x(t)) + vn):
+                continue
+            # the bracket t* -/+ 8 sigma within the gap (the gap's ends where the bracket does not hold the change)
+            bracket = probe.read(line, [max(a, t - 8 * sigma), min(b, t + 8 * sigma)])
+            kinks, _ = critical_points(probe, line, a, b, [k.left, k.right] + bracket, self.resolution,
+                                       relative_to="position")
+            if kinks:
+                k.t = min(kinks, key=lambda q: abs(q.t - t)).t
+            refined += 1
+        return refined
 
     def _mag_near(self, t: float) -> float:
         """Size of the full (not residual) answer at the asked line point nearest to t."""
