@@ -17,6 +17,11 @@ the flip set F with A + sum_{i in F} gamma_i n_i = 0 (a least-squares problem wh
 independent, h <= d; a 0/1 program otherwise, tried with a time limit).  When it cannot be
 resolved the recovered model keeps the affine term: the function is still exact.
 
+Every mode searches its lines with the piecewise-linear core (``piecewise.py``: ``reach`` grows
+the interval, ``critical_points`` finds the kinks); the mode is the probe it passes, reading the
+residual (the target minus the units found so far): ``_ResidualGradients``,
+``_ResidualValueGradients`` (the core's lazy value+gradient probe) or ``_ResidualValues``.
+
 Modes (``mode``):
 
 1. ``gradient`` (the paper): gradient queries only.  Grow the search interval by doubling
@@ -64,7 +69,7 @@ from torch import nn
 
 from modelrecon.attacks import Attack
 from modelrecon.attacks.piecewise import (GradientProbe, Kink, LazyValueGradientProbe, Line, NotPiecewiseLinear, Piece,
-                                          critical_points, reach)
+                                          Probe, critical_points, reach)
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
 from modelrecon.result import Result
 from modelrecon.verdict import passes, worst_ratio
@@ -77,11 +82,6 @@ MODES = ("gradient", "value+gradient", "value")
 CONFIRMS = ("side", "pair")
 # explanation kinds equal to the signed gradient of a ReLU network (input x gradient divided by x)
 GRADIENT_KINDS = {"gradient": "g", "explanation:saliency-signed": "g", "explanation:input-x-gradient": "xg"}
-
-
-def _same(F1: np.ndarray, e1: float, F2: np.ndarray, e2: float) -> bool:
-    """Two line 'gradients' equal within their rounding: the same activation pattern, the same piece."""
-    return bool(np.max(np.abs(F1 - F2)) <= e1 + e2)
 
 
 def _search_result(kinks: list[Kink], pieces: list[Piece], clusters: int = 0) -> dict[str, Any]:
@@ -147,6 +147,74 @@ class _ResidualValueGradients(_Residual, LazyValueGradientProbe):
         single = [self.same_gradient(p, b if r else a) for (a, b, *_), r, p in zip(checks, right, got)]
         self.fill(line, [p for p, s in zip(got, single) if not s], [c[:2] for c, s in zip(checks, single) if not s])
         return [(s, [] if s else [p]) for s, p in zip(single, got)]
+
+
+class _ResidualValues(Probe):
+    """value mode: a piece is read as its value r.z (a random mix of the outputs) and its slope along the line from
+    values at t - delta, t, t + delta (a point within delta of a kink takes its clean side's slope; ``g`` is that
+    slope, a 1-vector); a kink is checked at t* -/+ delta', delta' wide enough that the two lines differ there by
+    more than their rounding (else the gap is bisected)."""
+
+    kinds = ("value",)
+    name = "value"
+
+    def __init__(self, attack: "Relu2Attack"):
+        super().__init__(attack._oracle, attack.output)
+        self.attack = attack
+
+    def read(self, line: Line, ts, kinds=None, deltas=None) -> list[Piece]:
+        ts = [float(t) for t in ts]
+        if not ts:
+            return []
+        f, F, e = self.attack._values_and_slopes(ts, deltas)
+        self.points += len(ts)
+        return [Piece(t, F[i], float(f[i]), err=float(e[i])) for i, t in enumerate(ts)]
+
+    def same(self, a: Piece, b: Piece, line: Line) -> bool:
+        return self.same_gradient(a, b)
+
+    def locate(self, a: Piece, b: Piece, line: Line) -> tuple[float, float] | None:
+        sa, sb = float(a.g[0]), float(b.g[0])
+        if sa == sb:
+            return None
+        t = (b.f - a.f + sa * a.t - sb * b.t) / (sa - sb)
+        if not a.t < t < b.t:
+            return None
+        delta = self.attack._value_check_margin(a, b, t, min(t - a.t, b.t - t) * 2.0 ** -10)
+        return (t, delta) if t - delta < t < t + delta else None  # nan: bisect
+
+    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
+        """The piece on the left must reach t* - delta (its slope there, from a pair of values reaching left, away
+        from t*, and its value) and the right line must hold at t* + delta.  A value at t* alone is fooled when
+        every kink of the gap lies on one side of t*.  Confirmed, the check points bound the kink: its two lines
+        meet right next to them."""
+        at = self.attack
+        if not checks:
+            return []
+        tl = [t - delta for _, _, t, delta in checks]
+        lefts = self.read(line, tl, deltas=[-min(at._delta * max(abs(x), 1.0), (t - x) / 2)
+                                            for (_, _, t, _), x in zip(checks, tl)])
+        tr = [t + delta for _, _, t, delta in checks]
+        fR = at._values_at(tr)
+        out = []
+        for (a, b, *_), left, xr, fr in zip(checks, lefts, tr, fR):
+            la = lambda u: a.f + float(a.g[0]) * (u - a.t)  # noqa: E731
+            lb = lambda u: b.f + float(b.g[0]) * (u - b.t)  # noqa: E731
+            tol = lambda fv, u: at._value_tol(fv, a.f, b.f, la(u), lb(u), u, a.t, b.t, a.err, b.err)  # noqa: E731
+            # the value at t* - delta is known too: it must be on the left line
+            left_a = self.same_gradient(left, a) and abs(left.f - la(left.t)) <= tol(left.f, left.t)
+            left_b = self.same_gradient(left, b)
+            right_b = abs(fr - lb(xr)) <= tol(fr, xr)
+            right_a = abs(fr - la(xr)) <= tol(fr, xr) and not right_b
+            if left_a and right_b:
+                out.append((True, [Piece(left.t, a.g, left.f, err=a.err), Piece(xr, b.g, fr, err=b.err)]))
+                continue
+            got = [left]  # a measured value and slope: a piece like any other
+            if right_a or right_b and not left_b:
+                on = a if right_a else b
+                got.append(Piece(xr, on.g, fr, err=on.err))
+            out.append((False, got))
+        return out
 
 
 class Relu2Model(nn.Module):
@@ -349,69 +417,66 @@ class Relu2Attack(Attack):
         return Z, G
 
     # ---------------------------------------------------------------- line search
-    def _line_fn(self, ts, value: bool, grad: bool, deltas=None):
-        """(f, F) at points x(ts): f the line output (value mode: r.z) and F its 'gradient'
-        (the d-vector; in value mode the slope along the line from a pair of values)."""
+    def _values_and_slopes(self, ts, deltas=None):
+        """value mode: (f, F, err) at points x(ts): f = r.z and F (n, 1) its slope along the line from a pair of
+        values (steps ``deltas``, signed, or a step growing with |t|), err the slope's rounding."""
         X = self._x(ts)
-        if self.mode == "value":
-            # the pair's step grows with |t|: the values' rounding grows with |t| too (|slope t| terms), and a
-            # step fixed in t would leave far-out slopes (and the small slope changes of far kinks) unresolved
-            # (rounded answers: at least 2^20 rounding units, so that the rounding costs the slope ~2^-19 of it)
-            base = max(self._delta, 2.0 ** 20 * self._round_value)
-            delta = (base * np.maximum(np.abs(np.asarray(ts, dtype=np.float64)), 1.0) if deltas is None
-                     else np.asarray(deltas, dtype=np.float64))
-            # values at t - delta, t, t + delta: the two one-sided slopes agree unless a kink lies within delta of t
-            # (a pair straddling a kink gives a slope of neither piece, and the search would take it for a piece)
-            ta = np.asarray(ts, dtype=np.float64)
-            Z3, _ = self._ask(np.vstack([X, self._x(ta + delta), self._x(ta - delta)]), True, False)
-            z = Z3 @ self._r
-            n = len(X)
-            f, fp, fm = z[:n], z[n:2 * n], z[2 * n:]
-            sp, sm = (fp - f) / delta, (f - fm) / delta
-            # each value carries float64 error ~ (d + 8) eps times the size of the sums behind it,
-            # at least |f| + |slope t| (an affine function of t evaluated at t)
-            mag = (np.abs(f) + np.abs(fp) + np.abs(fm) + 2 * np.maximum(np.abs(sp), np.abs(sm)) * (np.abs(ta) + 1)
-                   + self._fscale)
-            err = (self._d + 8) * EPS * mag / np.abs(delta) + 2 * self._round_value / np.abs(delta)
-            slope = (sp + sm) / 2
-            bad = np.flatnonzero(np.abs(sp - sm) > 2 * err)
-            if len(bad):  # which side is clean: one more value on each side of the bad points
-                tb, db = ta[bad], delta[bad] if np.ndim(delta) else np.full(len(bad), delta)
-                Zb, _ = self._ask(np.vstack([self._x(tb + 2 * db), self._x(tb - 2 * db)]), True, False)
-                zb = Zb @ self._r
-                spp, smm = (zb[:len(bad)] - fp[bad]) / db, (fm[bad] - zb[len(bad):]) / db
-                right_clean = np.abs(spp - sp[bad]) <= 2 * err[bad]  # the kink lies left of t: t is on the right piece
-                left_clean = np.abs(smm - sm[bad]) <= 2 * err[bad]
-                slope[bad] = np.where(right_clean | ~left_clean, sp[bad], sm[bad])
-            return f, slope[:, None], err
-        Z, G = self._ask(X, value, grad)
-        f = Z[:, self.output] if value else None
-        err = None if G is None else (self._d + 4) * EPS * self._gmag + self._round_grad
-        return f, G, err
+        # the pair's step grows with |t|: the values' rounding grows with |t| too (|slope t| terms), and a
+        # step fixed in t would leave far-out slopes (and the small slope changes of far kinks) unresolved
+        # (rounded answers: at least 2^20 rounding units, so that the rounding costs the slope ~2^-19 of it)
+        base = max(self._delta, 2.0 ** 20 * self._round_value)
+        delta = (base * np.maximum(np.abs(np.asarray(ts, dtype=np.float64)), 1.0) if deltas is None
+                 else np.asarray(deltas, dtype=np.float64))
+        # values at t - delta, t, t + delta: the two one-sided slopes agree unless a kink lies within delta of t
+        # (a pair straddling a kink gives a slope of neither piece, and the search would take it for a piece)
+        ta = np.asarray(ts, dtype=np.float64)
+        Z3, _ = self._ask(np.vstack([X, self._x(ta + delta), self._x(ta - delta)]), True, False)
+        z = Z3 @ self._r
+        n = len(X)
+        f, fp, fm = z[:n], z[n:2 * n], z[2 * n:]
+        sp, sm = (fp - f) / delta, (f - fm) / delta
+        # each value carries float64 error ~ (d + 8) eps times the size of the sums behind it,
+        # at least |f| + |slope t| (an affine function of t evaluated at t)
+        mag = (np.abs(f) + np.abs(fp) + np.abs(fm) + 2 * np.maximum(np.abs(sp), np.abs(sm)) * (np.abs(ta) + 1)
+               + self._fscale)
+        err = (self._d + 8) * EPS * mag / np.abs(delta) + 2 * self._round_value / np.abs(delta)
+        slope = (sp + sm) / 2
+        bad = np.flatnonzero(np.abs(sp - sm) > 2 * err)
+        if len(bad):  # which side is clean: one more value on each side of the bad points
+            tb, db = ta[bad], delta[bad] if np.ndim(delta) else np.full(len(bad), delta)
+            Zb, _ = self._ask(np.vstack([self._x(tb + 2 * db), self._x(tb - 2 * db)]), True, False)
+            zb = Zb @ self._r
+            spp, smm = (zb[:len(bad)] - fp[bad]) / db, (fm[bad] - zb[len(bad):]) / db
+            right_clean = np.abs(spp - sp[bad]) <= 2 * err[bad]  # the kink lies left of t: t is on the right piece
+            left_clean = np.abs(smm - sm[bad]) <= 2 * err[bad]
+            slope[bad] = np.where(right_clean | ~left_clean, sp[bad], sm[bad])
+        return f, slope[:, None], err
 
     def _search(self) -> dict[str, Any]:
-        """Every kink of the (residual) line output: {"kinks": [Kink], "pieces": [Piece] sorted by t, "t_left",
-        "t_right", "clusters"}."""
-        if self.mode == "value":
-            return self._search_values()
+        """Every kink of the (residual) line output, by the piecewise core with this mode's probe: {"kinks": [Kink],
+        "pieces": [Piece] sorted by t, "t_left", "t_right", "clusters"}."""
         line = Line(self._x0, self._v)
         # value+gradient residual line: it passes through the failing check point nearest the centre (asked
         # too), where a composite unit and its parts leave a bump that may vanish (value and gradient) on both sides
         bump = self._residual_line_through_check()
-        if self.mode == "gradient":
-            probe, resolution = _ResidualGradients(self), self.resolution
-        else:  # the optimistic one-query checks on the first line only; a residual line holds a few kinks (missed
-            # units and composites to cancel) and confirms each soundly, so it cannot be fooled again
-            probe = _ResidualValueGradients(self, side=self._optimistic() and not self._net.h, bump=bump)
-            resolution = 8 * EPS  # kinks closer than float64 can tell apart on this line: one cluster
-        start = {p.t: p for p in probe.read(line, sorted({-1.0, 0.0, 1.0, self._t_worst}) if bump else [-1.0, 1.0])}
         # a residual line looks for what the first missed: far-out kinks, so it looks much farther (not a line aimed
         # at an unexplained affine part: its unit is near, and far out the found units' own float64 error shows)
         patience, grow = (self.patience if not self._net.h or self._aimed else 40), 2.0
-        if self._net.h and self._optimistic():
-            # the residual holds only the few missed or composite units: the same reach (2^40) in steps of 2^4;
-            # a wide gap costs nothing extra, its kinks follow from the two pieces
-            patience, grow = 10, 16.0
+        resolution = 8 * EPS  # value modes: kinks closer than float64 can tell apart on this line are one cluster
+        if self.mode == "gradient":
+            probe, resolution = _ResidualGradients(self), self.resolution
+        elif self.mode == "value":
+            # two values per probe, next to (d + 1) per piece: look as far (2^40) at once, in steps of 2^8 (a wide
+            # gap costs nothing extra: two lines meet there)
+            probe, patience, grow = _ResidualValues(self), 5, 256.0
+        else:  # the optimistic one-query checks on the first line only; a residual line holds a few kinks (missed
+            # units and composites to cancel) and confirms each soundly, so it cannot be fooled again
+            probe = _ResidualValueGradients(self, side=self._optimistic() and not self._net.h, bump=bump)
+            if self._net.h and self._optimistic():
+                # the residual holds only the few missed or composite units: the same reach (2^40) in steps of 2^4;
+                # a wide gap costs nothing extra, its kinks follow from the two pieces
+                patience, grow = 10, 16.0
+        start = {p.t: p for p in probe.read(line, sorted({-1.0, 0.0, 1.0, self._t_worst}) if bump else [-1.0, 1.0])}
         pieces = list(start.values()) + [p for t in (-1.0, 1.0) for p in reach(probe, line, start[t], grow, patience)]
         ts = [p.t for p in pieces]
         try:
@@ -421,94 +486,14 @@ class Relu2Attack(Attack):
             raise _TooManyPieces(self.max_pieces + 1) from None
         # a bump narrower than float64 (the same gradient on both sides) is left to the check
         kinks = [k for k in kinks if not probe.same_gradient(k.left, k.right)]
+        # near-coincident kinks: a gap narrower than float64 resolved (its kink is the gap's middle)
         clusters = 0 if self.mode == "gradient" else sum(k.right.t - k.left.t <= 2 * k.width for k in kinks)
+        if self.mode == "value":  # a confirmed kink is bounded by its check points
+            ts = [p.t for p in pieces]
+            for k in kinks:
+                i = int(np.searchsorted(ts, k.t))
+                k.left, k.right = pieces[i - 1], pieces[i]
         return _search_result(kinks, pieces, clusters)
-
-    def _as_found(self, kinks: list[tuple], samples: dict[float, tuple], clusters: int = 0) -> dict[str, Any]:
-        """The value searches' kinks (t, J, a, b) and samples t -> (f, F, err) as Kinks and Pieces."""
-        line = Line(self._x0, self._v)
-        at = {t: Piece(t, F, f, err=e) for t, (f, F, e) in samples.items()}
-        return _search_result([Kink(line, t, at[a], at[b], (b - a) / 2) for t, _, a, b in kinks],
-                              [at[t] for t in sorted(at)], clusters)
-
-    def _search_values(self) -> dict[str, Any]:
-        """value mode: pieces intersected, kinks confirmed (slopes from values)."""
-        T0 = 1.0
-        samples: dict[float, tuple] = {}
-
-        def add(ts, f, F, e):
-            for i, t in enumerate(ts):
-                samples[float(t)] = (None if f is None else float(f[i]), F[i], float(e[i]))
-
-        t_init = [-T0, T0]
-        f, F, e = self._line_fn(t_init, True, True)
-        add(t_init, f, F, e)
-        # grow the interval until the end slope stops changing: two values per probe, next to (d + 1) per piece:
-        # look as far (2^40) at once, in steps of 2^8 (a wide gap costs nothing extra: two lines meet there)
-        patience, grow = 5, 256.0
-        for side in (-1.0, 1.0):
-            t_end, quiet = side * T0, 0
-            while abs(t_end) < 2.0 ** 40 and quiet < patience:
-                t_new = grow * t_end
-                fn, Fn, en = self._line_fn([t_new], True, True)
-                _, Fe, ee = samples[t_end]
-                if np.max(np.abs(Fn[0] - Fe)) <= en[0] + ee:
-                    quiet += 1  # no kink in (t_end, t_new): look once more, farther
-                    t_probe = t_new
-                    while quiet < patience and abs(t_probe) < 2.0 ** 40:
-                        t_probe = grow * t_probe
-                        fp, Fp, ep = self._line_fn([t_probe], True, True)
-                        if np.max(np.abs(Fp[0] - Fe)) > ep[0] + ee:
-                            fn, Fn, en, t_new = fp, Fp, ep, t_probe
-                            quiet = 0
-                            break
-                        quiet += 1
-                    if quiet >= patience:
-                        break
-                add([t_new], fn, Fn, en)
-                t_end = t_new
-        kinks: list[tuple[float, np.ndarray, float, float]] = []  # (t, J, left sample, right sample)
-        try:
-            return self._intersect_gaps(samples, kinks, add)
-        except QueryBudgetExceeded as e:
-            e.found = tuple(self._as_found(kinks, samples)[key] for key in ("kinks", "pieces"))
-            raise
-
-    def _intersect_gaps(self, samples, kinks, add) -> dict[str, Any]:
-        """The gaps between pieces that differ: each one's kink where the two lines meet, confirmed."""
-        T0 = 1.0
-        resolved: set[tuple[float, float]] = set()
-        clusters = 0
-        while True:
-            ts = sorted(samples)
-            gaps = [(a, b) for a, b in zip(ts[:-1], ts[1:]) if (a, b) not in resolved
-                    and not _same(samples[a][1], samples[a][2], samples[b][1], samples[b][2])]
-            if not gaps:
-                break
-            if len(samples) > self.max_pieces:
-                raise _TooManyPieces(len(samples))
-            # intersect the two pieces around each gap
-            checks, mids = [], []
-            for a, b in gaps:
-                fa, Fa, ea = samples[a]
-                fb, Fb, eb = samples[b]
-                sa, sb = self._slope(Fa), self._slope(Fb)
-                denom = sa - sb
-                t_star = (fb - fa + sa * a - sb * b) / denom if denom != 0 else math.nan
-                if b - a <= 8 * EPS * max(abs(a), abs(b), T0):
-                    clusters += 1  # kinks closer than float64 can tell apart on this line
-                    kinks.append(((a + b) / 2, Fb - Fa, a, b))
-                    resolved.add((a, b))
-                elif math.isfinite(t_star) and a < t_star < b:
-                    checks.append((a, b, t_star))
-                else:
-                    mids.append((a + b) / 2)
-            if checks:
-                self._check_gaps(checks, samples, kinks, resolved, add)
-            if mids:
-                fm, Fm, em = self._line_fn(mids, True, True)
-                add(mids, fm, Fm, em)
-        return self._as_found(kinks, samples, clusters)
 
     def _residual_line_through_check(self) -> bool:
         return bool(self._optimistic() and self._net.h and getattr(self, "_worst_x", None) is not None)
@@ -526,69 +511,14 @@ class Relu2Attack(Attack):
         la = a.f + self._slope(a.g) * (b.t - a.t)
         return abs(b.f - la) > self._value_tol(b.f, a.f, b.f, la, b.f, b.t, a.t, b.t, a.err, b.err)
 
-    def _check_gaps(self, checks, samples, kinks, resolved, add) -> None:
-        """Confirm a single kink at each intersection t*: the piece on the left must reach t* - delta
-        (its 'gradient' there is the left one) and the right line must hold at t* + delta.  A value
-        at t* alone is fooled when every kink of the gap lies on one side of t*."""
-        tl, tr = [], []
-        for a, b, t in checks:
-            delta = self._value_check_margin(samples, a, b, t, min(t - a, b - t) * 2.0 ** -10)
-            tl.append(t - delta)
-            tr.append(t + delta)
-        keep = [i for i, (a, b, t) in enumerate(checks) if tl[i] < t < tr[i]]
-        if len(keep) < len(checks):  # t* within rounding of a sample: bisect those gaps instead
-            for i in set(range(len(checks))) - set(keep):
-                a, b, _ = checks[i]
-                m = (a + b) / 2
-                if a < m < b:
-                    fm, Fm, em = self._line_fn([m], True, True)
-                    add([m], fm, Fm, em)
-                else:
-                    kinks.append((m, samples[b][1] - samples[a][1], a, b))
-                    resolved.add((a, b))
-            checks = [checks[i] for i in keep]
-            tl = [tl[i] for i in keep]
-            tr = [tr[i] for i in keep]
-            if not checks:
-                return
-        # the slope from a pair of values reaching left, away from t*
-        fL, FL, eL = self._line_fn(tl, True, True, deltas=[-min(self._delta * max(abs(x), 1.0), (t - x) / 2)
-                                                            for (_, _, t), x in zip(checks, tl)])
-        fR = self._values_at(tr)
-        for (a, b, t), xl, fl, Fl, el, xr, fr in zip(checks, tl, fL, FL, eL, tr, fR):
-            fa, Fa, ea = samples[a]
-            fb, Fb, eb = samples[b]
-            la = lambda u: fa + self._slope(Fa) * (u - a)  # noqa: E731
-            lb = lambda u: fb + self._slope(Fb) * (u - b)  # noqa: E731
-            tol_r = self._value_tol(fr, fa, fb, la(xr), lb(xr), xr, a, b, ea, eb)
-            left_a = _same(Fl, el, Fa, ea)
-            left_b = _same(Fl, el, Fb, eb)
-            # the value at t* - delta is known too: it must be on the left line
-            left_a = left_a and abs(fl - la(xl)) <= self._value_tol(fl, fa, fb, la(xl), lb(xl), xl, a, b, ea, eb)
-            right_b = abs(fr - lb(xr)) <= tol_r
-            right_a = abs(fr - la(xr)) <= tol_r and not right_b
-            if left_a and right_b:
-                # the check points become the samples that bound the kink: its lines meet right next to them
-                add([xl, xr], [fl, fr], np.array([Fa, Fb]), [ea, eb])
-                kinks.append((t, Fb - Fa, xl, xr))
-                resolved.add((xl, xr))
-                continue
-            add([xl], [fl], Fl[None], [el])  # a measured value and slope: a sample like any other
-            if right_a:
-                add([xr], [fr], Fa[None], [ea])
-            elif right_b and not left_b:
-                add([xr], [fr], Fb[None], [eb])
-
-    def _value_check_margin(self, samples, a, b, t, delta) -> float:
+    def _value_check_margin(self, a: Piece, b: Piece, t: float, delta: float) -> float:
         """value mode: the check points t* -/+ delta (delta = 2^-10 of the gap) must lie far enough from t* that
         the two lines differ there by more than their rounding (else a gap whose kinks all lie beyond t* + delta
         passes the check); nan (bisect the gap instead) when they do not."""
-        fa, Fa, ea = samples[a]
-        fb, Fb, eb = samples[b]
-        sa, sb = self._slope(Fa), self._slope(Fb)
-        la, lb = fa + sa * (t - a), fb + sb * (t - b)
+        sa, sb = self._slope(a.g), self._slope(b.g)
+        la, lb = a.f + sa * (t - a.t), b.f + sb * (t - b.t)
         # the tolerance at t* -/+ delta (the slope terms grow by a factor 1 + 2^-10 at most there), 3x over
-        tol = self._value_tol(lb, fa, fb, la, lb, t, a, b, ea, eb)
+        tol = self._value_tol(lb, a.f, b.f, la, lb, t, a.t, b.t, a.err, b.err)
         # a margin wider than 2^-10 of the gap would let two kinks that close to t* pass as one: bisect instead
         # (nearer samples know the lines better)
         return delta if 3 * tol / abs(sa - sb) <= delta else math.nan
@@ -631,9 +561,9 @@ class Relu2Attack(Attack):
         return float(F[0]) if self.mode == "value" else float(F @ self._v)
 
     def _values_at(self, ts) -> np.ndarray:
-        X = self._x(ts)
-        Z, _ = self._ask(X, True, False)
-        return Z @ self._r if self.mode == "value" else Z[:, self.output]
+        """value mode: r.z at x(ts)."""
+        Z, _ = self._ask(self._x(ts), True, False)
+        return Z @ self._r
 
     def _value_tol(self, fv, fa, fb, la, lb, t, a, b, ea, eb) -> float:
         """float64 rounding of the values and of the two lines at t (plus the oracle's rounding)."""
@@ -1212,7 +1142,6 @@ class Relu2Attack(Attack):
         self._round_grad = unit if self._grad_kind == "gradient" or self._grad_kind == "explanation:saliency-signed" \
             else self._round_grad
         self._fscale = 0.0
-        self._round_slope = 0.0
         self._rel_err = 0.0  # relative error of finite-difference Jacobians (value mode)
         self._net = _Net(self._d, self._K)
         self._found = None
@@ -1255,7 +1184,6 @@ class Relu2Attack(Attack):
                     self._x0 = np.full(self._d, (lo + hi) / 2.0)
                     self._v = unexplained / np.linalg.norm(unexplained) * (hi - lo) / 2.0 * math.sqrt(self._d)
                 self._delta = 2.0 ** -20  # value mode: slope from values at t and t + delta
-                self._round_slope = 2 * self._round_value / self._delta
                 if self.mode == "value":
                     probe = self._oracle.query(self._x([0.0]).reshape(1, *oracle.input_shape), ("value",))["value"]
                     self._fscale = float(np.abs(np.asarray(probe, dtype=np.float64)).max())
