@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelrecon.oracle import Oracle
+from modelrecon.oracle import Oracle, QueryBudgetExceeded
 
 EPS = np.finfo(np.float64).eps
 # a gradient entry computed by backpropagation in float64 is off by a few ulps of the largest partial sums;
@@ -44,6 +44,7 @@ class Piece:
     g: np.ndarray
     f: float | None = None
     y: np.ndarray | None = None  # the values of every output (value probes)
+    err: float | None = None  # the gradient's rounding, when the probe knows it (else ulps of its largest entry)
 
 
 @dataclass
@@ -90,24 +91,51 @@ class Probe:
         self.grad_kind = grad_kind
         self.points = 0
 
-    def ask(self, X: np.ndarray) -> dict[str, np.ndarray]:
+    def ask(self, X: np.ndarray, kinds: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         X = np.atleast_2d(X)
-        got = self.oracle.query(X.reshape(len(X), *self.oracle.input_shape), self.kinds, self.output)
+        got = self.oracle.query(X.reshape(len(X), *self.oracle.input_shape), kinds or self.kinds, self.output)
         self.points += len(X)
-        out = {"g": np.asarray(got[self.grad_kind], dtype=np.float64).reshape(len(X), -1)}
+        out = {}
+        if self.grad_kind in got:
+            out["g"] = np.asarray(got[self.grad_kind], dtype=np.float64).reshape(len(X), -1)
         if "value" in got:
             out["f"] = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1)
         return out
 
-    def read(self, line: Line, ts) -> list[Piece]:
+    def read(self, line: Line, ts, kinds: tuple[str, ...] | None = None) -> list[Piece]:
+        """The pieces through x(t) for each t (``ask``'s answers: "g", and "f", "err" when it gives them)."""
         ts = [float(t) for t in ts]
-        got = self.ask(line.at(np.array(ts)))
-        f = got.get("f")
-        return [Piece(t, got["g"][i], None if f is None else float(f[i, self.output]), None if f is None else f[i])
+        if not ts:
+            return []
+        got = self.ask(line.at(np.array(ts)), kinds)
+        f, err = got.get("f"), got.get("err")
+        return [Piece(t, got["g"][i], None if f is None else float(f[i, self.output]), None if f is None else f[i],
+                      None if err is None else float(err[i]))
                 for i, t in enumerate(ts)]
+
+    def glance(self, line: Line, ts) -> list[Piece]:
+        """The cheapest read that tells pieces apart (here: ``read``); ``fill`` completes what it leaves out."""
+        return self.read(line, ts)
+
+    def fill(self, line: Line, pieces: list[Piece], neighbours: list[tuple[Piece, ...]]) -> list[Piece]:
+        """Complete glanced pieces, each lying between the neighbours given (here: nothing is left out)."""
+        return pieces
+
+    def read_between(self, line: Line, ts, neighbours: list[tuple[Piece, ...]]) -> list[Piece]:
+        """The pieces at ts, each known to lie between its neighbours (a probe may save queries with them)."""
+        return self.fill(line, self.glance(line, ts), neighbours)
+
+    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
+        """For each (a, b, t*, delta): whether one kink at t* joins pieces a and b (the pieces at t* -/+ delta are
+        a's and b's), and the pieces read (on failure they split the gap)."""
+        sides = self.read(line, [t + s * delta for _, _, t, delta in checks for s in (-1, 1)])
+        return [(self.same(a, left, line) and self.same(right, b, line), [left, right])
+                for (a, b, _, _), left, right in zip(checks, sides[::2], sides[1::2])]
 
     @staticmethod
     def same_gradient(a: Piece, b: Piece) -> bool:
+        if a.err is not None and b.err is not None:
+            return bool(np.abs(a.g - b.g).max() <= a.err + b.err)
         scale = max(np.abs(a.g).max(), np.abs(b.g).max(), np.finfo(np.float64).tiny)
         return bool(np.abs(a.g - b.g).max() <= GRAD_ULPS * EPS * scale)
 
@@ -136,6 +164,11 @@ class ValueGradientProbe(Probe):
     name = "value+gradient"
 
     @staticmethod
+    def value_on(q: Piece, t: float, line: Line) -> float:
+        """The value at t of the affine piece read as q."""
+        return q.f + float(q.g @ line.v) * (t - q.t)
+
+    @staticmethod
     def _value_tol(a: Piece, b: Piece, line: Line) -> float:
         sa, sb = a.g @ line.v, b.g @ line.v
         ta = np.abs(a.g) @ np.abs(line.v)
@@ -161,49 +194,128 @@ class ValueGradientProbe(Probe):
         return t, delta
 
 
+class LazyValueGradientProbe(ValueGradientProbe):
+    """A value and a gradient per piece, but a gradient first: a point whose gradient is a neighbouring piece's
+    lies on that piece's line and its value follows; only a new piece costs its value.  A kink is confirmed by
+    gradients (the activation pattern, however close the two lines), the right one asked only where the left one
+    passed.  Pieces are told apart by their gradients (``same``)."""
+
+    name = "value+gradient (lazy values)"
+
+    def same(self, a: Piece, b: Piece, line: Line) -> bool:
+        return self.same_gradient(a, b)
+
+    def glance(self, line: Line, ts) -> list[Piece]:
+        return self.read(line, ts, (self.grad_kind,))
+
+    def fill(self, line: Line, pieces: list[Piece], neighbours: list[tuple[Piece, ...]]) -> list[Piece]:
+        unknown = []
+        for p, near in zip(pieces, neighbours):
+            q = next((q for q in near if q.f is not None and self.same_gradient(p, q)), None)
+            if q is None:
+                unknown.append(p)
+            else:
+                p.f = self.value_on(q, p.t, line)
+        if unknown:
+            f = self.ask(line.at(np.array([p.t for p in unknown])), ("value",))["f"]
+            for p, row in zip(unknown, f):
+                p.f, p.y = float(row[self.output]), row
+        return pieces
+
+    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
+        lefts = self.glance(line, [t - delta for _, _, t, delta in checks])
+        passed = [i for i, ((a, *_), left) in enumerate(zip(checks, lefts)) if self.same_gradient(a, left)]
+        rights = dict(zip(passed, self.glance(line, [checks[i][2] + checks[i][3] for i in passed])))
+        out, read, near = [], [], []
+        for i, ((a, b, *_), left) in enumerate(zip(checks, lefts)):
+            right = rights.get(i)
+            single = right is not None and self.same_gradient(right, b)
+            got = [] if single else [left] + ([right] if right is not None else [])
+            out.append((single, got))
+            read += got
+            near += [(a, b)] * len(got)
+        self.fill(line, read, near)
+        return out
+
+
 PROBES = {p.name: p for p in (GradientProbe, ValueGradientProbe)}
 
 
 def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list[Piece] | None = None,
-                    resolution: float = 2.0 ** -40, max_points: int = 100_000) -> tuple[list[Kink], list[Piece]]:
+                    resolution: float = 2.0 ** -40, max_points: int = 100_000,
+                    relative_to: str = "span") -> tuple[list[Kink], list[Piece]]:
     """Every kink of ``line`` between t = lo and hi, and the pieces read on the way (sorted by t).
 
     ``pieces`` already read on the line are reused.  A gap narrower than ``resolution`` of the line's extent
-    that still holds a change is one kink (several neurons switching there at once are reported as one).
+    (``relative_to="position"``: of its own |t|, at least 1) that still holds a change is one kink (several
+    neurons switching there at once are reported as one).  The gaps are worked on in rounds, one query per round.
+    On an exhausted budget the ``QueryBudgetExceeded`` carries ``found``: the kinks and pieces found so far.
     """
     have = {p.t: p for p in (pieces or [])}
-    new = [t for t in (lo, hi) if t not in have]
-    for p in probe.read(line, new) if new else []:
-        have[p.t] = p
-    ordered = [have[t] for t in sorted(have) if lo <= t <= hi]
-    span = hi - lo
     kinks: list[Kink] = []
-    stack = list(zip(ordered[:-1], ordered[1:]))
+    span = hi - lo
+
+    def narrow(a: Piece, b: Piece) -> bool:
+        scale = span if relative_to == "span" else max(abs(a.t), abs(b.t), 1.0)
+        return b.t - a.t <= resolution * scale
+
     start = probe.points
-    while stack:
-        if probe.points - start > max_points:
-            raise NotPiecewiseLinear(f"more than {max_points} points on one line without isolating its kinks")
-        a, b = stack.pop()
-        if probe.same(a, b, line):
-            continue
-        if b.t - a.t <= resolution * span:
-            kinks.append(Kink(line, (a.t + b.t) / 2, a, b, (b.t - a.t) / 2))
-            continue
-        guess = probe.locate(a, b, line)
-        if guess is not None and a.t < guess[0] - guess[1] and guess[0] + guess[1] < b.t:
-            t, delta = guess
-            left, right = probe.read(line, [t - delta, t + delta])
-            have[left.t], have[right.t] = left, right
-            if probe.same(a, left, line) and probe.same(right, b, line):
-                kinks.append(Kink(line, t, a, b, delta))
-            else:
-                stack += [(a, left), (left, right), (right, b)]
-            continue
-        (mid,) = probe.read(line, [(a.t + b.t) / 2])
-        have[mid.t] = mid
-        stack += [(a, mid), (mid, b)]
+    try:
+        ends = [t for t in (lo, hi) if t not in have]
+        for p in probe.read(line, ends):
+            have[p.t] = p
+        ordered = [have[t] for t in sorted(have) if lo <= t <= hi]
+        gaps = list(zip(ordered[:-1], ordered[1:]))
+        while gaps:
+            if probe.points - start > max_points:
+                raise NotPiecewiseLinear(f"more than {max_points} points on one line without isolating its kinks")
+            checks, halves = [], []
+            for a, b in gaps:
+                if probe.same(a, b, line):
+                    continue
+                if narrow(a, b):
+                    kinks.append(Kink(line, (a.t + b.t) / 2, a, b, (b.t - a.t) / 2))
+                    continue
+                guess = probe.locate(a, b, line)
+                if guess is not None and a.t < guess[0] - guess[1] and guess[0] + guess[1] < b.t:
+                    checks.append((a, b, *guess))
+                else:
+                    halves.append((a, b))
+            gaps = []
+            for (a, b, t, delta), (single, got) in zip(checks, probe.confirm(line, checks)):
+                for p in got:
+                    have[p.t] = p
+                if single:
+                    kinks.append(Kink(line, t, a, b, delta))
+                else:
+                    inside = [a] + sorted(got, key=lambda p: p.t) + [b]
+                    gaps += list(zip(inside[:-1], inside[1:]))
+            mids = probe.read_between(line, [(a.t + b.t) / 2 for a, b in halves], halves)
+            for (a, b), mid in zip(halves, mids):
+                have[mid.t] = mid
+                gaps += [(a, mid), (mid, b)]
+    except QueryBudgetExceeded as e:
+        e.found = (sorted(kinks, key=lambda k: k.t), [have[t] for t in sorted(have)])
+        raise
     kinks.sort(key=lambda k: k.t)
     return kinks, [have[t] for t in sorted(have)]
+
+
+def reach(probe: Probe, line: Line, start: Piece, grow: float = 2.0, patience: int = 1,
+          limit: float = 2.0 ** 40) -> list[Piece]:
+    """Walk out from ``start`` (away from t = 0) in steps of x ``grow`` until ``patience`` steps in a row show
+    the piece last seen, or |t| reaches ``limit``: the pieces where it changed (the last one ends the search
+    interval; far out every neuron of a ReLU network keeps one state)."""
+    kept, end, t, quiet = [], start, start.t, 0
+    while abs(t) < limit and quiet < patience:
+        t *= grow
+        (p,) = probe.glance(line, [t])
+        if probe.same(end, p, line):
+            quiet += 1
+            continue
+        kept += probe.fill(line, [p], [()])
+        end, quiet = p, 0
+    return kept
 
 
 def search_line(probe: Probe, line: Line, extent: float | None, max_doublings: int = 12,

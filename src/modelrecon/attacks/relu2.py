@@ -17,6 +17,11 @@ the flip set F with A + sum_{i in F} gamma_i n_i = 0 (a least-squares problem wh
 independent, h <= d; a 0/1 program otherwise, tried with a time limit).  When it cannot be
 resolved the recovered model keeps the affine term: the function is still exact.
 
+Every mode searches its lines with the piecewise-linear core (``piecewise.py``: ``reach`` grows
+the interval, ``critical_points`` finds the kinks); the mode is the probe it passes, reading the
+residual (the target minus the units found so far): ``_ResidualGradients``,
+``_ResidualValueGradients`` (the core's lazy value+gradient probe) or ``_ResidualValues``.
+
 Modes (``mode``):
 
 1. ``gradient`` (the paper): gradient queries only.  Grow the search interval by doubling
@@ -63,6 +68,8 @@ import torch
 from torch import nn
 
 from modelrecon.attacks import Attack
+from modelrecon.attacks.piecewise import (GradientProbe, Kink, LazyValueGradientProbe, Line, NotPiecewiseLinear, Piece,
+                                          Probe, critical_points, reach)
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
 from modelrecon.result import Result
 from modelrecon.verdict import passes, worst_ratio
@@ -77,9 +84,137 @@ CONFIRMS = ("side", "pair")
 GRADIENT_KINDS = {"gradient": "g", "explanation:saliency-signed": "g", "explanation:input-x-gradient": "xg"}
 
 
-def _same(F1: np.ndarray, e1: float, F2: np.ndarray, e2: float) -> bool:
-    """Two line 'gradients' equal within their rounding: the same activation pattern, the same piece."""
-    return bool(np.max(np.abs(F1 - F2)) <= e1 + e2)
+def _search_result(kinks: list[Kink], pieces: list[Piece], clusters: int = 0) -> dict[str, Any]:
+    """A line's search: its kinks and pieces (sorted by t), its interval, near-coincident kink clusters."""
+    return {"kinks": sorted(kinks, key=lambda k: k.t), "pieces": pieces, "t_left": pieces[0].t if pieces else 0.0,
+            "t_right": pieces[-1].t if pieces else 0.0, "clusters": clusters}
+
+
+class _Residual:
+    """A probe of the target minus the units found so far (values of every output, the gradient of the followed
+    one), each gradient with its rounding: that of the full answers (float64 sums, the oracle's rounding)."""
+
+    def __init__(self, attack: "Relu2Attack"):
+        super().__init__(attack._oracle, attack.output, attack._grad_kind)
+        self.kinds = tuple(k for k in self.kinds if k == "value") + (attack._grad_kind,)
+        self.attack = attack
+
+    def ask(self, X: np.ndarray, kinds: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        a, X, kinds = self.attack, np.atleast_2d(X), kinds or self.kinds
+        Z, G = a._ask(X, "value" in kinds, self.grad_kind in kinds)
+        self.points += len(X)
+        out = {} if Z is None else {"f": Z}
+        if G is not None:
+            out.update(g=G, err=(a._d + 4) * EPS * a._gmag + a._round_grad)
+        return out
+
+
+class _ResidualGradients(_Residual, GradientProbe):
+    """gradient mode: bisection on gradient changes (Milli et al.)."""
+
+
+class _ResidualValueGradients(_Residual, LazyValueGradientProbe):
+    """value+gradient mode: kinks where two pieces' lines meet, confirmed 2^-10 of the gap beside t* ('pair': by
+    gradients on both sides; ``side``: by one gradient on the gap's longer side, optimistic).  With ``bump`` (a
+    residual line through a failing check point) a gap whose ends share a gradient but not a line is searched too:
+    a composite unit and its parts leave such a bump."""
+
+    def __init__(self, attack: "Relu2Attack", side: bool, bump: bool):
+        super().__init__(attack)
+        self.side, self.bump = side, bump
+
+    def same(self, a: Piece, b: Piece, line: Line) -> bool:
+        if not self.same_gradient(a, b):
+            return False
+        return not (self.bump and a.f is not None and b.f is not None and self.attack._off_line(a, b))
+
+    def locate(self, a: Piece, b: Piece, line: Line) -> tuple[float, float] | None:
+        guess = super().locate(a, b, line)
+        if guess is None:
+            return None
+        t = guess[0]
+        delta = min(t - a.t, b.t - t) * 2.0 ** -10
+        return (t, delta) if t - delta < t < t + delta else None  # else t* is within rounding of an end: bisect
+
+    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
+        """'side': the expected piece's gradient just beyond t* on the gap's longer side accepts the kink (fooled
+        when every kink of the gap lies on the other side: the composite unit shows at far check points and a
+        residual line cancels it); the near piece's puts the point on that piece, a new gradient is a new piece."""
+        if not self.side:
+            return super().confirm(line, checks)
+        right = [b.t - t > t - a.t for a, b, t, _ in checks]
+        got = self.glance(line, [t + (delta if r else -delta) for (_, _, t, delta), r in zip(checks, right)])
+        single = [self.same_gradient(p, b if r else a) for (a, b, *_), r, p in zip(checks, right, got)]
+        self.fill(line, [p for p, s in zip(got, single) if not s], [c[:2] for c, s in zip(checks, single) if not s])
+        return [(s, [] if s else [p]) for s, p in zip(single, got)]
+
+
+class _ResidualValues(Probe):
+    """value mode: a piece is read as its value r.z (a random mix of the outputs) and its slope along the line from
+    values at t - delta, t, t + delta (a point within delta of a kink takes its clean side's slope; ``g`` is that
+    slope, a 1-vector); a kink is checked at t* -/+ delta', delta' wide enough that the two lines differ there by
+    more than their rounding (else the gap is bisected)."""
+
+    kinds = ("value",)
+    name = "value"
+
+    def __init__(self, attack: "Relu2Attack"):
+        super().__init__(attack._oracle, attack.output)
+        self.attack = attack
+
+    def read(self, line: Line, ts, kinds=None, deltas=None) -> list[Piece]:
+        ts = [float(t) for t in ts]
+        if not ts:
+            return []
+        f, F, e = self.attack._values_and_slopes(ts, deltas)
+        self.points += len(ts)
+        return [Piece(t, F[i], float(f[i]), err=float(e[i])) for i, t in enumerate(ts)]
+
+    def same(self, a: Piece, b: Piece, line: Line) -> bool:
+        return self.same_gradient(a, b)
+
+    def locate(self, a: Piece, b: Piece, line: Line) -> tuple[float, float] | None:
+        sa, sb = float(a.g[0]), float(b.g[0])
+        if sa == sb:
+            return None
+        t = (b.f - a.f + sa * a.t - sb * b.t) / (sa - sb)
+        if not a.t < t < b.t:
+            return None
+        delta = self.attack._value_check_margin(a, b, t, min(t - a.t, b.t - t) * 2.0 ** -10)
+        return (t, delta) if t - delta < t < t + delta else None  # nan: bisect
+
+    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
+        """The piece on the left must reach t* - delta (its slope there, from a pair of values reaching left, away
+        from t*, and its value) and the right line must hold at t* + delta.  A value at t* alone is fooled when
+        every kink of the gap lies on one side of t*.  Confirmed, the check points bound the kink: its two lines
+        meet right next to them."""
+        at = self.attack
+        if not checks:
+            return []
+        tl = [t - delta for _, _, t, delta in checks]
+        lefts = self.read(line, tl, deltas=[-min(at._delta * max(abs(x), 1.0), (t - x) / 2)
+                                            for (_, _, t, _), x in zip(checks, tl)])
+        tr = [t + delta for _, _, t, delta in checks]
+        fR = at._values_at(tr)
+        out = []
+        for (a, b, *_), left, xr, fr in zip(checks, lefts, tr, fR):
+            la = lambda u: a.f + float(a.g[0]) * (u - a.t)  # noqa: E731
+            lb = lambda u: b.f + float(b.g[0]) * (u - b.t)  # noqa: E731
+            tol = lambda fv, u: at._value_tol(fv, a.f, b.f, la(u), lb(u), u, a.t, b.t, a.err, b.err)  # noqa: E731
+            # the value at t* - delta is known too: it must be on the left line
+            left_a = self.same_gradient(left, a) and abs(left.f - la(left.t)) <= tol(left.f, left.t)
+            left_b = self.same_gradient(left, b)
+            right_b = abs(fr - lb(xr)) <= tol(fr, xr)
+            right_a = abs(fr - la(xr)) <= tol(fr, xr) and not right_b
+            if left_a and right_b:
+                out.append((True, [Piece(left.t, a.g, left.f, err=a.err), Piece(xr, b.g, fr, err=b.err)]))
+                continue
+            got = [left]  # a measured value and slope: a piece like any other
+            if right_a or right_b and not left_b:
+                on = a if right_a else b
+                got.append(Piece(xr, on.g, fr, err=on.err))
+            out.append((False, got))
+        return out
 
 
 class Relu2Model(nn.Module):
@@ -282,157 +417,83 @@ class Relu2Attack(Attack):
         return Z, G
 
     # ---------------------------------------------------------------- line search
-    def _line_fn(self, ts, value: bool, grad: bool, deltas=None):
-        """(f, F) at points x(ts): f the line output (value mode: r.z) and F its 'gradient'
-        (the d-vector; in value mode the slope along the line from a pair of values)."""
+    def _values_and_slopes(self, ts, deltas=None):
+        """value mode: (f, F, err) at points x(ts): f = r.z and F (n, 1) its slope along the line from a pair of
+        values (steps ``deltas``, signed, or a step growing with |t|), err the slope's rounding."""
         X = self._x(ts)
-        if self.mode == "value":
-            # the pair's step grows with |t|: the values' rounding grows with |t| too (|slope t| terms), and a
-            # step fixed in t would leave far-out slopes (and the small slope changes of far kinks) unresolved
-            # (rounded answers: at least 2^20 rounding units, so that the rounding costs the slope ~2^-19 of it)
-            base = max(self._delta, 2.0 ** 20 * self._round_value)
-            delta = (base * np.maximum(np.abs(np.asarray(ts, dtype=np.float64)), 1.0) if deltas is None
-                     else np.asarray(deltas, dtype=np.float64))
-            # values at t - delta, t, t + delta: the two one-sided slopes agree unless a kink lies within delta of t
-            # (a pair straddling a kink gives a slope of neither piece, and the search would take it for a piece)
-            ta = np.asarray(ts, dtype=np.float64)
-            Z3, _ = self._ask(np.vstack([X, self._x(ta + delta), self._x(ta - delta)]), True, False)
-            z = Z3 @ self._r
-            n = len(X)
-            f, fp, fm = z[:n], z[n:2 * n], z[2 * n:]
-            sp, sm = (fp - f) / delta, (f - fm) / delta
-            # each value carries float64 error ~ (d + 8) eps times the size of the sums behind it,
-            # at least |f| + |slope t| (an affine function of t evaluated at t)
-            mag = (np.abs(f) + np.abs(fp) + np.abs(fm) + 2 * np.maximum(np.abs(sp), np.abs(sm)) * (np.abs(ta) + 1)
-                   + self._fscale)
-            err = (self._d + 8) * EPS * mag / np.abs(delta) + 2 * self._round_value / np.abs(delta)
-            slope = (sp + sm) / 2
-            bad = np.flatnonzero(np.abs(sp - sm) > 2 * err)
-            if len(bad):  # which side is clean: one more value on each side of the bad points
-                tb, db = ta[bad], delta[bad] if np.ndim(delta) else np.full(len(bad), delta)
-                Zb, _ = self._ask(np.vstack([self._x(tb + 2 * db), self._x(tb - 2 * db)]), True, False)
-                zb = Zb @ self._r
-                spp, smm = (zb[:len(bad)] - fp[bad]) / db, (fm[bad] - zb[len(bad):]) / db
-                right_clean = np.abs(spp - sp[bad]) <= 2 * err[bad]  # the kink lies left of t: t is on the right piece
-                left_clean = np.abs(smm - sm[bad]) <= 2 * err[bad]
-                slope[bad] = np.where(right_clean | ~left_clean, sp[bad], sm[bad])
-            return f, slope[:, None], err
-        Z, G = self._ask(X, value, grad)
-        f = Z[:, self.output] if value else None
-        err = None if G is None else (self._d + 4) * EPS * self._gmag + self._round_grad
-        return f, G, err
+        # the pair's step grows with |t|: the values' rounding grows with |t| too (|slope t| terms), and a
+        # step fixed in t would leave far-out slopes (and the small slope changes of far kinks) unresolved
+        # (rounded answers: at least 2^20 rounding units, so that the rounding costs the slope ~2^-19 of it)
+        base = max(self._delta, 2.0 ** 20 * self._round_value)
+        delta = (base * np.maximum(np.abs(np.asarray(ts, dtype=np.float64)), 1.0) if deltas is None
+                 else np.asarray(deltas, dtype=np.float64))
+        # values at t - delta, t, t + delta: the two one-sided slopes agree unless a kink lies within delta of t
+        # (a pair straddling a kink gives a slope of neither piece, and the search would take it for a piece)
+        ta = np.asarray(ts, dtype=np.float64)
+        Z3, _ = self._ask(np.vstack([X, self._x(ta + delta), self._x(ta - delta)]), True, False)
+        z = Z3 @ self._r
+        n = len(X)
+        f, fp, fm = z[:n], z[n:2 * n], z[2 * n:]
+        sp, sm = (fp - f) / delta, (f - fm) / delta
+        # each value carries float64 error ~ (d + 8) eps times the size of the sums behind it,
+        # at least |f| + |slope t| (an affine function of t evaluated at t)
+        mag = (np.abs(f) + np.abs(fp) + np.abs(fm) + 2 * np.maximum(np.abs(sp), np.abs(sm)) * (np.abs(ta) + 1)
+               + self._fscale)
+        err = (self._d + 8) * EPS * mag / np.abs(delta) + 2 * self._round_value / np.abs(delta)
+        slope = (sp + sm) / 2
+        bad = np.flatnonzero(np.abs(sp - sm) > 2 * err)
+        if len(bad):  # which side is clean: one more value on each side of the bad points
+            tb, db = ta[bad], delta[bad] if np.ndim(delta) else np.full(len(bad), delta)
+            Zb, _ = self._ask(np.vstack([self._x(tb + 2 * db), self._x(tb - 2 * db)]), True, False)
+            zb = Zb @ self._r
+            spp, smm = (zb[:len(bad)] - fp[bad]) / db, (fm[bad] - zb[len(bad):]) / db
+            right_clean = np.abs(spp - sp[bad]) <= 2 * err[bad]  # the kink lies left of t: t is on the right piece
+            left_clean = np.abs(smm - sm[bad]) <= 2 * err[bad]
+            slope[bad] = np.where(right_clean | ~left_clean, sp[bad], sm[bad])
+        return f, slope[:, None], err
 
     def _search(self) -> dict[str, Any]:
-        """Find every kink of the (residual) line output; returns kinks and samples."""
-        has_value = self.mode != "gradient"
-        T0 = 1.0
-        samples: dict[float, tuple] = {}
-
-        def add(ts, f, F, e):
-            for i, t in enumerate(ts):
-                samples[float(t)] = (None if f is None else float(f[i]), F[i], float(e[i]))
-
+        """Every kink of the (residual) line output, by the piecewise core with this mode's probe: {"kinks": [Kink],
+        "pieces": [Piece] sorted by t, "t_left", "t_right", "clusters"}."""
+        line = Line(self._x0, self._v)
         # value+gradient residual line: it passes through the failing check point nearest the centre (asked
         # too), where a composite unit and its parts leave a bump that may vanish (value and gradient) on both sides
         bump = self._residual_line_through_check()
-        t_init = sorted({-T0, 0.0, T0, self._t_worst}) if bump else [-T0, T0]
-        f, F, e = self._line_fn(t_init, has_value, True)
-        add(t_init, f, F, e)
-        # grow the interval by doubling until the end 'gradient' stops changing
-        for side in (-1.0, 1.0):
-            t_end, quiet = side * T0, 0
-            # a residual line looks for what the first missed: far-out kinks, so it looks much farther
-            # (not a line aimed at an unexplained affine part: its unit is near, and far out the found units' own
-            # float64 error shows as kinks)
-            patience = self.patience if not self._net.h or self._aimed else 40
-            grow = 2.0
-            if self.mode == "value":  # two values per probe, next to (d + 1) per piece: look as far (2^40) at once,
-                patience, grow = 5, 256.0  # in steps of 2^8 (a wide gap costs nothing extra: two lines meet there)
+        # a residual line looks for what the first missed: far-out kinks, so it looks much farther (not a line aimed
+        # at an unexplained affine part: its unit is near, and far out the found units' own float64 error shows)
+        patience, grow = (self.patience if not self._net.h or self._aimed else 40), 2.0
+        resolution = 8 * EPS  # value modes: kinks closer than float64 can tell apart on this line are one cluster
+        if self.mode == "gradient":
+            probe, resolution = _ResidualGradients(self), self.resolution
+        elif self.mode == "value":
+            # two values per probe, next to (d + 1) per piece: look as far (2^40) at once, in steps of 2^8 (a wide
+            # gap costs nothing extra: two lines meet there)
+            probe, patience, grow = _ResidualValues(self), 5, 256.0
+        else:  # the optimistic one-query checks on the first line only; a residual line holds a few kinks (missed
+            # units and composites to cancel) and confirms each soundly, so it cannot be fooled again
+            probe = _ResidualValueGradients(self, side=self._optimistic() and not self._net.h, bump=bump)
             if self._net.h and self._optimistic():
-                # the residual holds only the few missed or composite units: the same reach (2^40) in
-                # steps of 2^4; a wide gap costs nothing extra, its kinks follow from the two pieces
+                # the residual holds only the few missed or composite units: the same reach (2^40) in steps of 2^4;
+                # a wide gap costs nothing extra, its kinks follow from the two pieces
                 patience, grow = 10, 16.0
-            while abs(t_end) < 2.0 ** 40 and quiet < patience:
-                t_new = grow * t_end
-                if self.mode == "value":
-                    fn, Fn, en = self._line_fn([t_new], True, True)
-                else:
-                    fn, Fn, en = self._line_fn([t_new], False, True)
-                _, Fe, ee = samples[t_end]
-                if np.max(np.abs(Fn[0] - Fe)) <= en[0] + ee:
-                    quiet += 1  # no kink in (t_end, t_new): look once more, twice as far
-                    t_probe = t_new
-                    while quiet < patience and abs(t_probe) < 2.0 ** 40:
-                        t_probe = grow * t_probe
-                        _, Fp, ep = self._line_fn([t_probe], self.mode == "value", True)
-                        if np.max(np.abs(Fp[0] - Fe)) > ep[0] + ee:
-                            t_new, Fn, en = t_probe, Fp, ep
-                            fn = self._line_fn([t_new], True, False)[0] if has_value else None
-                            quiet = 0
-                            break
-                        quiet += 1
-                    if quiet >= patience:
-                        break
-                if has_value and (fn is None or len(np.atleast_1d(fn)) == 0):
-                    fn, _, _ = self._line_fn([t_new], True, False)
-                add([t_new], fn, Fn, en)
-                t_end = t_new
-        kinks: list[tuple[float, np.ndarray, float, float]] = []  # (t, J, left sample, right sample)
-        resolved: set[tuple[float, float]] = set()
-        clusters = 0
-        self._found = (kinks, samples)
-        while True:
-            ts = sorted(samples)
-            gaps = [(a, b) for a, b in zip(ts[:-1], ts[1:]) if (a, b) not in resolved
-                    and (not _same(samples[a][1], samples[a][2], samples[b][1], samples[b][2])
-                         or bump and self._off_line(samples, a, b))]
-            if not gaps:
-                break
-            if len(samples) > self.max_pieces:
-                raise _TooManyPieces(len(samples))
-            if self.mode == "gradient":
-                mids = []
-                for a, b in gaps:
-                    if b - a <= self.resolution * max(abs(a), abs(b), T0):
-                        kinks.append(((a + b) / 2, samples[b][1] - samples[a][1], a, b))
-                        resolved.add((a, b))
-                    else:
-                        mids.append((a + b) / 2)
-                if mids:
-                    _, F, e = self._line_fn(mids, False, True)
-                    add(mids, None, F, e)
-                continue
-            # value+gradient and value: intersect the two pieces around each gap
-            checks, mids = [], []
-            for a, b in gaps:
-                fa, Fa, ea = samples[a]
-                fb, Fb, eb = samples[b]
-                sa, sb = self._slope(Fa), self._slope(Fb)
-                denom = sa - sb
-                t_star = (fb - fa + sa * a - sb * b) / denom if denom != 0 else math.nan
-                if b - a <= 8 * EPS * max(abs(a), abs(b), T0) and _same(Fa, ea, Fb, eb):
-                    resolved.add((a, b))  # a bump narrower than float64 resolves on this line: left to the check
-                elif b - a <= 8 * EPS * max(abs(a), abs(b), T0):
-                    clusters += 1  # kinks closer than float64 can tell apart on this line
-                    kinks.append(((a + b) / 2, Fb - Fa, a, b))
-                    resolved.add((a, b))
-                elif math.isfinite(t_star) and a < t_star < b:
-                    checks.append((a, b, t_star))
-                else:
-                    mids.append((a + b) / 2)
-            # the optimistic one-query checks on the first line only; a residual line holds a few kinks
-            # (missed units and composites to cancel) and confirms each soundly, so it cannot be fooled again
-            if checks and self._optimistic() and not self._net.h:
-                self._check_gaps_side(checks, samples, kinks, resolved, add)
-            elif checks:
-                self._check_gaps(checks, samples, kinks, resolved, add)
-            if mids and self.mode == "value+gradient":
-                self._sample_mids(mids, samples, add)
-            elif mids:
-                fm, Fm, em = self._line_fn(mids, True, True)
-                add(mids, fm, Fm, em)
-        ts = sorted(samples)
-        return {"kinks": kinks, "samples": samples, "t_left": ts[0], "t_right": ts[-1], "clusters": clusters}
+        start = {p.t: p for p in probe.read(line, sorted({-1.0, 0.0, 1.0, self._t_worst}) if bump else [-1.0, 1.0])}
+        pieces = list(start.values()) + [p for t in (-1.0, 1.0) for p in reach(probe, line, start[t], grow, patience)]
+        ts = [p.t for p in pieces]
+        try:
+            kinks, pieces = critical_points(probe, line, min(ts), max(ts), pieces, resolution,
+                                            max_points=self.max_pieces, relative_to="position")
+        except NotPiecewiseLinear:
+            raise _TooManyPieces(self.max_pieces + 1) from None
+        # a bump narrower than float64 (the same gradient on both sides) is left to the check
+        kinks = [k for k in kinks if not probe.same_gradient(k.left, k.right)]
+        # near-coincident kinks: a gap narrower than float64 resolved (its kink is the gap's middle)
+        clusters = 0 if self.mode == "gradient" else sum(k.right.t - k.left.t <= 2 * k.width for k in kinks)
+        if self.mode == "value":  # a confirmed kink is bounded by its check points
+            ts = [p.t for p in pieces]
+            for k in kinks:
+                i = int(np.searchsorted(ts, k.t))
+                k.left, k.right = pieces[i - 1], pieces[i]
+        return _search_result(kinks, pieces, clusters)
 
     def _residual_line_through_check(self) -> bool:
         return bool(self._optimistic() and self._net.h and getattr(self, "_worst_x", None) is not None)
@@ -445,216 +506,47 @@ class Relu2Attack(Attack):
         return (self.mode == "value+gradient" and self.confirm != "pair" and self._round_value == 0
                 and self._oracle.input_box is None)
 
-    def _off_line(self, samples, a, b) -> bool:
+    def _off_line(self, a: Piece, b: Piece) -> bool:
         """Equal gradients at a and b but b's value off a's line: the gap holds at least two kinks."""
-        fa, Fa, ea = samples[a]
-        fb, Fb, eb = samples[b]
-        la = fa + self._slope(Fa) * (b - a)
-        return abs(fb - la) > self._value_tol(fb, fa, fb, la, fb, b, a, b, ea, eb)
+        la = a.f + self._slope(a.g) * (b.t - a.t)
+        return abs(b.f - la) > self._value_tol(b.f, a.f, b.f, la, b.f, b.t, a.t, b.t, a.err, b.err)
 
-    def _line_at(self, sample: tuple, a: float, t: float) -> float:
-        """Value at t of the line of the piece sampled at a."""
-        f, F, _ = sample
-        return f + self._slope(F) * (t - a)
-
-    def _add_new_pieces(self, new, add) -> None:
-        """Points whose gradient is no known piece's: their values are asked too."""
-        if new:
-            ts = [t for t, _, _ in new]
-            add(ts, self._values_at(ts), np.array([F for _, F, _ in new]), [e for _, _, e in new])
-
-    def _sample_mids(self, mids, samples, add) -> None:
-        """Gradient first: a midpoint whose gradient is that of a neighbouring piece lies on that piece's
-        line (its value follows); only a new piece costs a value query too."""
-        _, G, e = self._line_fn(mids, False, True)
-        ts = sorted(samples)
-        new = []
-        for m, Gm, em in zip(mids, G, e):
-            i = int(np.searchsorted(ts, m))
-            a, b = ts[i - 1], ts[i]
-            for p in (a, b):
-                if _same(Gm, em, samples[p][1], samples[p][2]):
-                    add([m], [self._line_at(samples[p], p, m)], Gm[None], [em])
-                    break
-            else:
-                new.append((m, Gm, em))
-        self._add_new_pieces(new, add)
-
-    def _check_gaps_side(self, checks, samples, kinks, resolved, add) -> None:
-        """One gradient just beyond t*, on the longer side of the gap: the expected piece's gradient there
-        accepts the kink (optimistic: when every kink of the gap lies on the other side it agrees too,
-        and a composite unit is accepted; its error shows in the check residual and a residual line
-        cancels it).  The other piece's gradient puts the point on that piece (its value follows from
-        the line); a new gradient is a new piece, whose value is asked."""
-        right = [b - t > t - a for a, b, t in checks]
-        ts = [t + (1 if r else -1) * min(t - a, b - t) * 2.0 ** -10 for (a, b, t), r in zip(checks, right)]
-        _, G, e = self._line_fn(ts, False, True)
-        new = []
-        for (a, b, ks), r, t, Gt, et in zip(checks, right, ts, G, e):
-            fa, Fa, ea = samples[a]
-            fb, Fb, eb = samples[b]
-            on_a, on_b = _same(Gt, et, Fa, ea), _same(Gt, et, Fb, eb)
-            if (on_b and r) or (on_a and not r):
-                kinks.append((ks, Fb - Fa, a, b))
-                resolved.add((a, b))
-            elif on_a or on_b:  # t lies on the near piece: the kinks are all beyond it
-                p = a if on_a else b
-                add([t], [self._line_at(samples[p], p, t)], Gt[None], [et])
-            else:
-                new.append((t, Gt, et))
-        self._add_new_pieces(new, add)
-
-    def _check_gaps(self, checks, samples, kinks, resolved, add) -> None:
-        """Confirm a single kink at each intersection t*: the piece on the left must reach t* - delta
-        (its 'gradient' there is the left one) and the right line must hold at t* + delta.  A value
-        at t* alone is fooled when every kink of the gap lies on one side of t*."""
-        tl, tr = [], []
-        for a, b, t in checks:
-            delta = min(t - a, b - t) * 2.0 ** -10
-            if self.mode == "value":
-                delta = self._value_check_margin(samples, a, b, t, delta)
-            tl.append(t - delta)
-            tr.append(t + delta)
-        keep = [i for i, (a, b, t) in enumerate(checks) if tl[i] < t < tr[i]]
-        if len(keep) < len(checks):  # t* within rounding of a sample: bisect those gaps instead
-            for i in set(range(len(checks))) - set(keep):
-                a, b, _ = checks[i]
-                m = (a + b) / 2
-                if a < m < b:
-                    fm, Fm, em = self._line_fn([m], True, True)
-                    add([m], fm, Fm, em)
-                else:
-                    kinks.append((m, samples[b][1] - samples[a][1], a, b))
-                    resolved.add((a, b))
-            checks = [checks[i] for i in keep]
-            tl = [tl[i] for i in keep]
-            tr = [tr[i] for i in keep]
-            if not checks:
-                return
-        if self.mode == "value":  # the slope from a pair of values reaching left, away from t*
-            fL, FL, eL = self._line_fn(tl, True, True, deltas=[-min(self._delta * max(abs(x), 1.0), (t - x) / 2)
-                                                                for (_, _, t), x in zip(checks, tl)])
-        else:
-            _, FL, eL = self._line_fn(tl, False, True)
-            return self._check_gaps_right(checks, tl, tr, FL, eL, samples, kinks, resolved, add)
-        fR = self._values_at(tr)
-        for (a, b, t), xl, fl, Fl, el, xr, fr in zip(checks, tl, fL, FL, eL, tr, fR):
-            fa, Fa, ea = samples[a]
-            fb, Fb, eb = samples[b]
-            la = lambda u: fa + self._slope(Fa) * (u - a)  # noqa: E731
-            lb = lambda u: fb + self._slope(Fb) * (u - b)  # noqa: E731
-            tol_r = self._value_tol(fr, fa, fb, la(xr), lb(xr), xr, a, b, ea, eb)
-            left_a = _same(Fl, el, Fa, ea)
-            left_b = _same(Fl, el, Fb, eb)
-            # the value at t* - delta is known too: it must be on the left line
-            left_a = left_a and abs(fl - la(xl)) <= self._value_tol(fl, fa, fb, la(xl), lb(xl), xl, a, b, ea, eb)
-            right_b = abs(fr - lb(xr)) <= tol_r
-            right_a = abs(fr - la(xr)) <= tol_r and not right_b
-            if left_a and right_b:
-                # the check points become the samples that bound the kink: its lines meet right next to them
-                add([xl, xr], [fl, fr], np.array([Fa, Fb]), [ea, eb])
-                kinks.append((t, Fb - Fa, xl, xr))
-                resolved.add((xl, xr))
-                continue
-            add([xl], [fl], Fl[None], [el])  # a measured value and slope: a sample like any other
-            if right_a:
-                add([xr], [fr], Fa[None], [ea])
-            elif right_b and not left_b:
-                add([xr], [fr], Fb[None], [eb])
-
-    def _value_check_margin(self, samples, a, b, t, delta) -> float:
+    def _value_check_margin(self, a: Piece, b: Piece, t: float, delta: float) -> float:
         """value mode: the check points t* -/+ delta (delta = 2^-10 of the gap) must lie far enough from t* that
         the two lines differ there by more than their rounding (else a gap whose kinks all lie beyond t* + delta
         passes the check); nan (bisect the gap instead) when they do not."""
-        fa, Fa, ea = samples[a]
-        fb, Fb, eb = samples[b]
-        sa, sb = self._slope(Fa), self._slope(Fb)
-        la, lb = fa + sa * (t - a), fb + sb * (t - b)
+        sa, sb = self._slope(a.g), self._slope(b.g)
+        la, lb = a.f + sa * (t - a.t), b.f + sb * (t - b.t)
         # the tolerance at t* -/+ delta (the slope terms grow by a factor 1 + 2^-10 at most there), 3x over
-        tol = self._value_tol(lb, fa, fb, la, lb, t, a, b, ea, eb)
+        tol = self._value_tol(lb, a.f, b.f, la, lb, t, a.t, b.t, a.err, b.err)
         # a margin wider than 2^-10 of the gap would let two kinks that close to t* pass as one: bisect instead
         # (nearer samples know the lines better)
         return delta if 3 * tol / abs(sa - sb) <= delta else math.nan
 
-    def _check_gaps_right(self, checks, tl, tr, FL, eL, samples, kinks, resolved, add) -> None:
-        """value+gradient, second half of the two-query check, asked only where the first half passed:
-        the gradient at t* + delta must be the right piece's.  Gradients, not values, on both sides: a
-        gradient is the activation pattern, so it tells pieces apart however close t* + delta is to t*
-        (two lines meeting at t* differ there by only |slope change| delta, within rounding when delta or
-        the slope change is small).  A gradient at t* - delta that is not the left piece's already shows
-        more kinks (a new piece there costs its value; a neighbouring piece's gives it from the line)."""
-        ask_r, need_value = [], []
-        for i, ((a, b, t), xl, Fl, el) in enumerate(zip(checks, tl, FL, eL)):
-            fa, Fa, ea = samples[a]
-            fb, Fb, eb = samples[b]
-            if _same(Fl, el, Fa, ea):
-                ask_r.append(i)
-            elif _same(Fl, el, Fb, eb):
-                add([xl], [self._line_at(samples[b], b, xl)], Fl[None], [el])
-            else:
-                need_value.append((xl, Fl, el))
-        if ask_r:
-            _, FR, eR = self._line_fn([tr[i] for i in ask_r], False, True)
-            for i, Fr, er in zip(ask_r, FR, eR):
-                a, b, t = checks[i]
-                xl, xr = tl[i], tr[i]
-                fa, Fa, ea = samples[a]
-                fb, Fb, eb = samples[b]
-                if _same(Fr, er, Fb, eb):
-                    kinks.append((t, Fb - Fa, a, b))
-                    resolved.add((a, b))
-                    continue
-                add([xl], [self._line_at(samples[a], a, xl)], FL[i][None], [eL[i]])  # the left piece reaches t* - delta
-                if _same(Fr, er, Fa, ea):
-                    add([xr], [self._line_at(samples[a], a, xr)], Fr[None], [er])
-                else:
-                    need_value.append((xr, Fr, er))
-        self._add_new_pieces(need_value, add)
-
     def _refine_kinks(self, found: dict[str, Any]) -> int:
         """A kink found as the intersection of two nearly parallel pieces (a tiny |a_i w_i.v|) is only
         known to eps |f| / |slope change|; bisect on the gradient (exact) down to ``resolution``."""
-        samples, kinks = found["samples"], found["kinks"]
-        todo = []
-        for i, (t, J, a, b) in enumerate(kinks):
-            fa, Fa, ea = samples[a]
-            fb, Fb, eb = samples[b]
-            ds = abs(self._slope(Fb) - self._slope(Fa))
+        line = Line(self._x0, self._v)
+        probe = _ResidualGradients(self)
+        refined = 0
+        for k in found["kinks"]:
+            t, a, b = k.t, k.left.t, k.right.t
+            sa, sb = self._slope(k.left.g), self._slope(k.right.g)
             # rounding of the two lines where they meet, over the angle between them
-            mag = abs(fa) + abs(fb) + abs(self._slope(Fa) * (t - a)) + abs(self._slope(Fb) * (t - b))
-            sigma = (4 * EPS * mag + 3 * self._round_value) / max(ds, np.finfo(float).tiny)
-            res = self.resolution * max(abs(t), 1.0)
+            mag = abs(k.left.f) + abs(k.right.f) + abs(sa * (t - a)) + abs(sb * (t - b))
+            sigma = (4 * EPS * mag + 3 * self._round_value) / max(abs(sb - sa), np.finfo(float).tiny)
             vn = np.linalg.norm(self._v)
             # refine when the unit's offset would carry a relative error above 2^8 resolution (~1.5e-11)
-            if sigma * vn > 256 * self.resolution * (np.linalg.norm(self._x(t)) + vn):
-                todo.append([i, max(a, t - 8 * sigma), min(b, t + 8 * sigma), res])
-        if not todo:
-            return 0
-        # the bracket must hold the change: widen to the gap where it does not
-        ends = [x for _, lo, hi, _ in todo for x in (lo, hi)]
-        _, F, e = self._line_fn(ends, False, True)
-        for j, item in enumerate(todo):
-            i, lo, hi, res = item
-            t, J, a, b = kinks[i]
-            if not _same(F[2 * j], e[2 * j], samples[a][1], samples[a][2]):
-                item[1] = a
-            if not _same(F[2 * j + 1], e[2 * j + 1], samples[b][1], samples[b][2]):
-                item[2] = b
-        active = [item for item in todo if item[2] - item[1] > item[3]]
-        while active:
-            mids = [(lo + hi) / 2 for _, lo, hi, _ in active]
-            _, F, e = self._line_fn(mids, False, True)
-            for item, m, Fm, em in zip(active, mids, F, e):
-                a = kinks[item[0]][2]
-                if _same(Fm, em, samples[a][1], samples[a][2]):
-                    item[1] = m
-                else:
-                    item[2] = m
-            active = [item for item in active if item[2] - item[1] > item[3]]
-        for i, lo, hi, _ in todo:
-            t, J, a, b = kinks[i]
-            kinks[i] = ((lo + hi) / 2, J, a, b)
-        return len(todo)
+            if sigma * vn <= 256 * self.resolution * (np.linalg.norm(self._x(t)) + vn):
+                continue
+            # the bracket t* -/+ 8 sigma within the gap (the gap's ends where the bracket does not hold the change)
+            bracket = probe.read(line, [max(a, t - 8 * sigma), min(b, t + 8 * sigma)])
+            kinks, _ = critical_points(probe, line, a, b, [k.left, k.right] + bracket, self.resolution,
+                                       relative_to="position")
+            if kinks:
+                k.t = min(kinks, key=lambda q: abs(q.t - t)).t
+            refined += 1
+        return refined
 
     def _mag_near(self, t: float) -> float:
         """Size of the full (not residual) answer at the asked line point nearest to t."""
@@ -669,9 +561,9 @@ class Relu2Attack(Attack):
         return float(F[0]) if self.mode == "value" else float(F @ self._v)
 
     def _values_at(self, ts) -> np.ndarray:
-        X = self._x(ts)
-        Z, _ = self._ask(X, True, False)
-        return Z @ self._r if self.mode == "value" else Z[:, self.output]
+        """value mode: r.z at x(ts)."""
+        Z, _ = self._ask(self._x(ts), True, False)
+        return Z @ self._r
 
     def _value_tol(self, fv, fa, fb, la, lb, t, a, b, ea, eb) -> float:
         """float64 rounding of the values and of the two lines at t (plus the oracle's rounding)."""
@@ -683,24 +575,24 @@ class Relu2Attack(Attack):
 
     # ---------------------------------------------------------------- units from kinks
     def _units_from_kinks(self, found: dict[str, Any]) -> tuple[int, int]:
-        kinks = sorted(found["kinks"], key=lambda k: k[0])
-        samples = found["samples"]
+        kinks = sorted(found["kinks"], key=lambda k: k.t)
         K, d = self._K, self._d
         if self.mode == "value":
             return self._units_value_mode(found)
         k = self.output
         N, dv, Gc = [], [], []
-        for t, J, a, b in kinks:
+        for kink in kinks:
+            J = kink.jump
             s = float(J @ self._v)
             n = J * (np.sign(s) if s != 0 else 1.0)
             N.append(n)
-            dv.append(-float(n @ self._x(t)[0]))
+            dv.append(-float(n @ self._x(kink.t)[0]))
             g = np.zeros(K)
             g[k] = float(J @ n) / float(n @ n)
             Gc.append(g)
-        tl = found["t_left"]
-        fl, Fl, _ = samples[tl]
-        xl = self._x(tl)[0]
+        left = found["pieces"][0]
+        fl, Fl = left.f, left.g
+        xl = self._x(left.t)[0]
         A = np.zeros((K, d))
         A[k] = Fl
         c = np.zeros(K)
@@ -711,10 +603,10 @@ class Relu2Attack(Attack):
 
     def _units_value_mode(self, found: dict[str, Any]) -> tuple[int, int]:
         """One finite-difference Jacobian per piece (all outputs at once), exact pieces, kinks re-intersected."""
-        kinks = sorted(found["kinks"], key=lambda k: k[0])
-        samples = found["samples"]
+        kinks = sorted(found["kinks"], key=lambda k: k.t)
+        samples = {p.t: p for p in found["pieces"]}
         d, K = self._d, self._K
-        kt = np.array([t for t, *_ in kinks])
+        kt = np.array([k.t for k in kinks])
         edges = np.concatenate([[-np.inf], kt, [np.inf]])
         # a representative point per piece: the sample inside it farthest from both kinks
         reps = []
@@ -724,8 +616,8 @@ class Relu2Attack(Attack):
                 raise _TooManyPieces(-1)
             lo, hi = edges[p], edges[p + 1]
             reps.append(max(inside, key=lambda t: min(t - lo, hi - t)))
-        line_slope = np.array([samples[t][1][0] for t in reps])  # the piece's slope, measured on the line
-        line_err = np.array([samples[t][2] for t in reps])
+        line_slope = np.array([samples[t].g[0] for t in reps])  # the piece's slope, measured on the line
+        line_err = np.array([samples[t].err for t in reps])
         # the stencil's base: the middle of the piece's segment (farthest from both kinks; its value is asked anyway)
         # (the end pieces: as far beyond their kink as the kink is from the line's origin, at least T0 = 1)
         if len(kt):
@@ -763,7 +655,7 @@ class Relu2Attack(Attack):
                 # the sums behind the values at the stencil (first-order size of their rounding: eps times it)
                 terms[p] = (np.abs(Z).max() + (np.abs(Jacs[p]) @ np.abs(X[p])).max()
                             + (np.abs(Jacs[p]) * np.abs(S[p])).max())
-            N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs, samples)
+            N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs)
             if self._fd_rounds >= 8 or not len(N):
                 break
             Nall, dvall = np.vstack([N0, N]), np.concatenate([dv0, dv])
@@ -953,7 +845,7 @@ class Relu2Attack(Attack):
         minus = np.where(r < 0, -r, np.inf).min(axis=0, initial=np.inf)
         return np.where(plus >= minus, 0.5 * np.minimum(plus, cap), -0.5 * np.minimum(minus, cap))
 
-    def _units_from_jacobians(self, kinks, reps, X, vals, Jacs, samples=None):
+    def _units_from_jacobians(self, kinks, reps, X, vals, Jacs):
         N, dv, Gc = [], [], []
         d = self._d
         for i in range(len(kinks)):
@@ -965,14 +857,15 @@ class Relu2Attack(Attack):
             n = Jl * (np.sign(s) if s != 0 else 1.0)
             a, b = reps[i], reps[i + 1]
             fa, fb = vals[i] @ self._r, vals[i + 1] @ self._r
-            if samples is not None:  # the samples that bound the kink's gap: the two lines meet close to them
-                ga, gb = kinks[i][2], kinks[i][3]  # in the pieces left and right of the kink (the search's gap)
-                if ga < gb:
-                    a, b, fa, fb = ga, gb, samples[ga][0], samples[gb][0]
+            # the samples that bound the kink's gap (the search's, in the pieces left and right of the kink): the two
+            # lines meet close to them
+            left, right = kinks[i].left, kinks[i].right
+            if left.t < right.t:
+                a, b, fa, fb = left.t, right.t, left.f, right.f
             sa, sb = (self._r @ Jacs[i]) @ self._v, (self._r @ Jacs[i + 1]) @ self._v
-            t = (fb - fa + sa * a - sb * b) / (sa - sb) if sa != sb else kinks[i][0]
+            t = (fb - fa + sa * a - sb * b) / (sa - sb) if sa != sb else kinks[i].t
             if not (a < t < b):
-                t = kinks[i][0]
+                t = kinks[i].t
             N.append(n)
             dv.append(-float(n @ self._x(t)[0]))
             Gc.append(Jk @ n / float(n @ n))
@@ -1249,9 +1142,9 @@ class Relu2Attack(Attack):
         self._round_grad = unit if self._grad_kind == "gradient" or self._grad_kind == "explanation:saliency-signed" \
             else self._round_grad
         self._fscale = 0.0
-        self._round_slope = 0.0
         self._rel_err = 0.0  # relative error of finite-difference Jacobians (value mode)
         self._net = _Net(self._d, self._K)
+        self._found = None
         self._worst_x = None
         self._net_bias_known = True
         self._line_ends: list[np.ndarray] = []
@@ -1291,21 +1184,20 @@ class Relu2Attack(Attack):
                     self._x0 = np.full(self._d, (lo + hi) / 2.0)
                     self._v = unexplained / np.linalg.norm(unexplained) * (hi - lo) / 2.0 * math.sqrt(self._d)
                 self._delta = 2.0 ** -20  # value mode: slope from values at t and t + delta
-                self._round_slope = 2 * self._round_value / self._delta
                 if self.mode == "value":
                     probe = self._oracle.query(self._x([0.0]).reshape(1, *oracle.input_shape), ("value",))["value"]
                     self._fscale = float(np.abs(np.asarray(probe, dtype=np.float64)).max())
                 self._fmag = {}
-                found = self._search()
+                found = self._found = self._search()
                 refined = self._refine_kinks(found) if self.mode == "value+gradient" else 0
                 self._line_ends += list(self._x([found["t_left"], found["t_right"]]))
                 n_kinks, clusters = self._units_from_kinks(found)
-                self._found = ([], {})
+                self._found = None
                 # units closer than their own precision (rounded answers: a unit and its cancelling copy) merge
                 merged = self._net.merge(max(1e3 * (self._d + 8) * EPS ** 0.5 * 1e-4, 8 * self._rel_err))
                 details["lines"].append({"kinks": n_kinks, "near_coincident_clusters": clusters, "merged": merged,
                                          "refined_by_bisection": refined,
-                                         "samples": len(found["samples"]), "interval": [found["t_left"], found["t_right"]]})
+                                         "samples": len(found["pieces"]), "interval": [found["t_left"], found["t_right"]]})
                 if self.mode == "gradient" and not self._value_kind:
                     self._net_bias_known = False
                 ratio, resid = self._check_points(self.checks, "attack")
@@ -1329,13 +1221,10 @@ class Relu2Attack(Attack):
         except QueryBudgetExceeded as e:
             status = "partial"
             messages.append(f"budget exhausted: {e}; the units found so far form the model")
-            kinks, samples = getattr(self, "_found", ([], {}))
-            if kinks and self.mode != "value":
-                ts = sorted(samples)
-                self._units_from_kinks({"kinks": list(kinks), "samples": samples, "t_left": ts[0],
-                                        "t_right": ts[-1], "clusters": 0})
-                self._line_ends += list(self._x([ts[0], ts[-1]]))
-                self._found = ([], {})
+            found = self._found or (_search_result(*e.found) if getattr(e, "found", None) else None)
+            if found and found["kinks"] and self.mode != "value":
+                self._units_from_kinks(found)
+                self._line_ends += list(self._x([found["t_left"], found["t_right"]]))
         orient = "not attempted"
         fit_info: dict[str, Any] = {}
         if self._net.h and status != "failed":
