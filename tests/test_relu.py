@@ -125,3 +125,13 @@ def test_an_affine_target_says_no_kink_was_found():
     target = load("builtin:linear?d=6&seed=1")
     r = ReluAttack(mode="value+gradient", max_lines=4).run(local_oracle(target, ["value", "gradient"]))
     assert r.status != "complete" and "no kink found" in r.message, r.message
+
+
+def test_first_layer_neuron_seen_once_is_traced_784_16_16_1():
+    """A first-layer neuron crossed by one kink on the first lines was never traced (two kinks were needed), so
+    layer 2 did not close (partial after 50 s); a single kink is traced now for layer 1."""
+    target, r = _run("builtin:deep?d=784&widths=16,16,1&init=random&seed=0", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [16, 16]
+    assert r.metrics["parameter_relative_error"] <= 1e-9
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
