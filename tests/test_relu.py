@@ -135,3 +135,12 @@ def test_first_layer_neuron_seen_once_is_traced_784_16_16_1():
     assert r.details["widths"] == [16, 16]
     assert r.metrics["parameter_relative_error"] <= 1e-9
     assert r.metrics["worst_output_error_relative"] <= 1e-9
+
+
+def test_layer_two_neuron_rarely_crossed_in_the_region_is_confirmed_10_10_10_1_seed_3():
+    """A layer-2 neuron that switches in a thin part of the all-active region was crossed by too few segments to
+    be confirmed, and the layer closed without it (partial on main); its plane is now crossed at fresh points."""
+    target, r = _run("builtin:deep?d=10&widths=10,10,1&seed=3", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [10, 10]
+    assert r.metrics["parameter_relative_error"] <= 1e-9

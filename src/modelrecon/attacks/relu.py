@@ -253,6 +253,8 @@ class ReluAttack(Attack):
                 for r in rows:
                     if r.support.all():
                         r.traced = self._hit_rate(r)
+                        if r.traced is None:
+                            r.traced = self._traced_in_region.setdefault(self._row_key(r), self._trace_in_region(r))
             for r in rows:
                 if r.traced is None and (len(r.kinks) >= 2 or not self._known.layers):
                     r.traced = self._trace(r)
@@ -511,7 +513,9 @@ class ReluAttack(Attack):
         if nn_ == 0:
             return False
         normal /= nn_
-        verdicts = [self._trace_along(x, normal, zs, kink, row) for _ in range(TRACE_POINTS)]
+        # a first-layer candidate seen at one kink only has no second kink on its plane: two far points instead of one
+        points = TRACE_POINTS + (len(row.kinks) == 1)
+        verdicts = [self._trace_along(x, normal, zs, kink, row) for _ in range(points)]
         if False in verdicts:
             return False
         return None if None in verdicts else True
@@ -564,11 +568,17 @@ class ReluAttack(Attack):
             if y is None:
                 return None
             normal = far_normal
+        return self._kink_across(y, normal, scale)
+
+    def _kink_across(self, y: np.ndarray, normal: np.ndarray, scale: float) -> bool | None:
+        """A small step across the surface through y with this normal, short of every known neuron's surface (2
+        points): a kink along the normal (True), none (None: the neuron's gain may be zero there), or one across
+        another direction (False)."""
+        known = self._known
         if self._oracle.input_box:
             lo, hi = self._box
             if np.any(y < lo) or np.any(y > hi):
                 return None
-        # a small step across the surface, short of every known neuron's surface
         zy = known.pre(y[None])
         gy = known.cell_gradients(y, [z[0] for z in zy])
         eps = 1e-6 * scale
@@ -697,6 +707,37 @@ class ReluAttack(Attack):
         if crossed < 3:
             return None
         return True if 3 * hit >= 2 * crossed else False if 3 * hit <= crossed else None
+
+    def _trace_in_region(self, row: _Row, tries: int = 4) -> bool | None:
+        """A row crossed by too few of the region's segments: its plane is crossed along its normal at fresh points of
+        the region (a random direction within the plane from one of its kinks there, part of the way to the region's
+        wall); a neuron of this layer has a kink at each (but where its gain is zero), a deeper neuron's surface
+        bends away.  True at two such points, False at a kink across another direction, None otherwise."""
+        A, a, Z, z, xc = self._region()
+        inside = [k for k, zs in row.kinks if all(np.all(z_ > 0) for z_ in zs)]
+        if not inside:
+            return None
+        normal = A.T @ row.w
+        normal /= np.linalg.norm(normal)
+        found = 0
+        for i in range(tries):
+            x = inside[i % len(inside)].x
+            p = self._rng.normal(size=self._d)
+            p -= (p @ normal) * normal
+            p /= np.linalg.norm(p)
+            scale = float(np.linalg.norm(x)) + 1.0
+            y = x + self._rng.uniform(0.2, 0.9) * self._room(x, p, Z, z, 4 * scale) * p
+            verdict = self._kink_across(y, normal, scale)
+            if verdict is False:
+                return False
+            found += bool(verdict)
+            if found == 2:
+                return True
+        return None
+
+    def _row_key(self, row: _Row) -> tuple:
+        """A row's identity across peels (the layer and its first kink)."""
+        return len(self._known.layers), id(row.kinks[0][0])
 
     def _more_segments(self) -> bool:
         """Ask for another random segment of the current region (at most as many as it has corners, plus 8)."""
@@ -937,6 +978,7 @@ class ReluAttack(Attack):
         self._centers: dict[int, np.ndarray | None] = {}
         self._segments: dict[int, int] = {}
         self._segment_log: dict[int, list] = {}
+        self._traced_in_region: dict[tuple, bool | None] = {}
         self._extra_segments: dict[int, int] = {}
         details: dict[str, Any] = {"mode": self.mode, "layers": []}
         status, problems = "complete", []
