@@ -125,3 +125,22 @@ def test_an_affine_target_says_no_kink_was_found():
     target = load("builtin:linear?d=6&seed=1")
     r = ReluAttack(mode="value+gradient", max_lines=4).run(local_oracle(target, ["value", "gradient"]))
     assert r.status != "complete" and "no kink found" in r.message, r.message
+
+
+def test_first_layer_neuron_seen_once_is_traced_784_16_16_1():
+    """A first-layer neuron crossed by one kink on the first lines was never traced (two kinks were needed), so
+    layer 2 did not close (partial after 50 s); a single kink is traced now for layer 1."""
+    target, r = _run("builtin:deep?d=784&widths=16,16,1&init=random&seed=0", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [16, 16]
+    assert r.metrics["parameter_relative_error"] <= 1e-9
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+
+
+def test_layer_two_neuron_rarely_crossed_in_the_region_is_confirmed_10_10_10_1_seed_3():
+    """A layer-2 neuron that switches in a thin part of the all-active region was crossed by too few segments to
+    be confirmed, and the layer closed without it (partial on main); its plane is now crossed at fresh points."""
+    target, r = _run("builtin:deep?d=10&widths=10,10,1&seed=3", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [10, 10]
+    assert r.metrics["parameter_relative_error"] <= 1e-9

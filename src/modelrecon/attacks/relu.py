@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import linprog
 from torch import nn
 
 from modelrecon.attacks import Attack
@@ -153,6 +154,7 @@ class _Row:
         self.b = b
         self.kinks = [(kink, zs)]
         self.traced: bool | None = None
+        self.hits = 0.0  # share of the region's segments crossing its hyperplane with a kink there
 
     def match(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> float | None:
         """The factor mapping a candidate onto this row on their common units, or None if they differ."""
@@ -244,15 +246,27 @@ class ReluAttack(Attack):
         a layer has no neuron; new lines or targeted searches as rows are incomplete or orientations unresolved."""
         while True:
             unexplained = [k for k in self._kinks if not self._on_known(k, self._known.layers)]
+            if self._known.layers:  # layer l >= 2: whole rows from kinks where every known neuron is active
+                unexplained += self._search_region()
             rows = self._candidates(unexplained)
+            if self._known.layers:
+                for r in rows:
+                    if r.support.all():
+                        r.traced = self._hit_rate(r)
+                        if r.traced is None:
+                            r.traced = self._traced_in_region.setdefault(self._row_key(r), self._trace_in_region(r))
             for r in rows:
-                if r.traced is None and len(r.kinks) >= 2:
+                if r.traced is None and (len(r.kinks) >= 2 or not self._known.layers):
                     r.traced = self._trace(r)
             layer = self._independent([r for r in rows if r.traced])
+            if self._known.layers:
+                layer = self._independent_rows(layer)
             incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
             if incomplete and any([self._complete(layer[i]) for i in incomplete]):
                 continue
             if not layer or incomplete:
+                if self._known.layers and self._more_segments():
+                    continue
                 if self._n_lines < self.max_lines:
                     self._search()
                     continue
@@ -277,9 +291,14 @@ class ReluAttack(Attack):
                 rest = []
             if not last:
                 signs = self._orient_by_span(layer)
+                if self._known.layers:
+                    signs = [s_ if s_ is not None else r_ for s_, r_ in zip(self._orient_by_coefficients(layer), signs)]
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
             details["layers"].append(info)
             if info["orientation_unresolved"] and rest:
+                if self._known.layers and self._more_segments():
+                    details["layers"].pop()
+                    continue
                 if self._n_lines < self.max_lines:
                     self._search()
                     details["layers"].pop()
@@ -323,6 +342,22 @@ class ReluAttack(Attack):
                     if np.linalg.norm(B @ c - v) <= SAME_ROW * np.linalg.norm(v):
                         self._combinations += 1
                         continue
+            kept.append(row)
+        return kept
+
+    def _independent_rows(self, rows: list[_Row]) -> list[_Row]:
+        """Inside the region a deeper neuron's surface is, within one cell of this layer, a combination of this layer's
+        rows (without the biases); this layer's own rows are independent as long as they number at most the units
+        below.  Rows whose hyperplanes carry kinks on more segments go first; a row in the span of those kept is
+        dropped while fewer than the units below are kept."""
+        kept: list[_Row] = []
+        for row in sorted(rows, key=lambda r: (-r.hits, -len(r.kinks))):
+            if kept and len(kept) < self._known.width and row.support.all() and all(r.support.all() for r in kept):
+                B = np.array([r.w for r in kept]).T
+                c, *_ = np.linalg.lstsq(B, row.w, rcond=None)
+                if np.linalg.norm(B @ c - row.w) <= SAME_ROW * np.linalg.norm(row.w):
+                    self._combinations += 1
+                    continue
             kept.append(row)
         return kept
 
@@ -478,7 +513,9 @@ class ReluAttack(Attack):
         if nn_ == 0:
             return False
         normal /= nn_
-        verdicts = [self._trace_along(x, normal, zs, kink, row) for _ in range(TRACE_POINTS)]
+        # a first-layer candidate seen at one kink only has no second kink on its plane: two far points instead of one
+        points = TRACE_POINTS + (len(row.kinks) == 1)
+        verdicts = [self._trace_along(x, normal, zs, kink, row) for _ in range(points)]
         if False in verdicts:
             return False
         return None if None in verdicts else True
@@ -531,11 +568,17 @@ class ReluAttack(Attack):
             if y is None:
                 return None
             normal = far_normal
+        return self._kink_across(y, normal, scale)
+
+    def _kink_across(self, y: np.ndarray, normal: np.ndarray, scale: float) -> bool | None:
+        """A small step across the surface through y with this normal, short of every known neuron's surface (2
+        points): a kink along the normal (True), none (None: the neuron's gain may be zero there), or one across
+        another direction (False)."""
+        known = self._known
         if self._oracle.input_box:
             lo, hi = self._box
             if np.any(y < lo) or np.any(y > hi):
                 return None
-        # a small step across the surface, short of every known neuron's surface
         zy = known.pre(y[None])
         gy = known.cell_gradients(y, [z[0] for z in zy])
         eps = 1e-6 * scale
@@ -553,6 +596,191 @@ class ReluAttack(Attack):
         if size <= floor:
             return None  # no kink there: the neuron's gain may be zero at that point; undecided
         return bool(np.linalg.norm(J - (J @ normal) * normal) <= SAME_ROW * size)
+
+    # ------------------------------------------------------------------ the all-active region of the known layers
+    def _region(self):
+        """Where every known neuron is active the known layers are one affine map y = A x + a; Z x + z stacks every
+        known pre-activation.  Also a point of the region far from its walls (linear program), or None."""
+        A, a = np.eye(self._d), np.zeros(self._d)
+        Zs, zs = [], []
+        for W, b in self._known.layers:
+            A, a = W @ A, W @ a + b
+            Zs.append(A)
+            zs.append(a)
+        Z, z = np.vstack(Zs), np.concatenate(zs)
+        key = len(self._known.layers)
+        if key not in self._centers:
+            norms = np.maximum(np.linalg.norm(Z, axis=1), np.finfo(float).tiny)
+            # maximise s with (Z x + z) / |Z_i| >= s, inside the box (or a wide one around the origin)
+            lo, hi = self._box if self._oracle.input_box else (-3.0, 3.0)
+            c = np.zeros(self._d + 1)
+            c[-1] = -1.0
+            res = linprog(c, A_ub=np.hstack([-Z / norms[:, None], np.ones((len(Z), 1))]), b_ub=z / norms,
+                          bounds=[(lo, hi)] * self._d + [(None, None)], method="highs")
+            self._centers[key] = res.x[:self._d] if res.status == 0 and res.x[-1] > 0 else None
+        return A, a, Z, z, self._centers[key]
+
+    def _segment(self, A, a, Z, z, xc: np.ndarray, corner: int | None) -> tuple[Line, float, float]:
+        """A segment inside the region, clipped where a known neuron would switch (Carlini et al.'s restriction to one
+        activation pattern).  One known layer of full row rank: the region is the whole positive orthant of its
+        coordinates y, and ``corner`` i runs from near the corner y = s e_i to the diagonal y = s 1 (a hyperplane
+        w.y + b = 0 with weights of both signs and b small separates the two ends for some i, so the corners meet
+        every neuron that can switch there).  Otherwise a chord of the region through a random interior point along
+        a random direction of y (its least-norm preimage in x)."""
+        yc = A @ xc + a
+        h = len(yc)
+        scale = float(np.mean(np.abs(yc)))
+        U = self._known._pinv.T if len(self._known.layers) == 1 and self._known._pinv is not None else None
+        if corner is not None and U is not None:
+            ys = [scale * (h * np.eye(h)[corner] + 0.01), scale * np.ones(h)]
+            x0 = xc + U @ (ys[0] - yc)
+            line = Line(x0, U @ (ys[1] - ys[0]))
+            span = (0.0, 1.0)
+        else:
+            U = U if U is not None else np.linalg.pinv(A)
+            far = 4 * scale * math.sqrt(h)
+            v1, v2 = self._rng.normal(size=(2, h))
+            x0 = xc + 0.5 * self._room(xc, U @ v1, Z, z, far / np.linalg.norm(v1)) * U @ v1
+            v = U @ v2 / np.linalg.norm(v2)
+            line = Line(x0, v)
+            span = (-far, far)
+        rates, offs = Z @ line.v, Z @ line.x0 + z
+        norms = np.linalg.norm(Z, axis=1)
+        floor = 1e-6 * scale * norms / norms.max()
+        lo, hi = span
+        for r_, o_, f_ in zip(rates, offs, floor):  # every known pre-activation stays >= floor
+            if r_ > 0:
+                lo = max(lo, (f_ - o_) / r_)
+            elif r_ < 0:
+                hi = min(hi, (f_ - o_) / r_)
+            elif o_ < f_:
+                return line, 0.0, 0.0
+        return line, lo, hi
+
+    @staticmethod
+    def _room(x: np.ndarray, e: np.ndarray, Z, z, far: float) -> float:
+        """How far from x along e every known pre-activation stays positive (at most ``far``)."""
+        rates, offs = Z @ e, Z @ x + z
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lim = np.where(rates < 0, offs / -rates, np.inf)
+        return float(min(far, lim.min()))
+
+    def _search_region(self) -> list[Kink]:
+        """Search the region's segments for this layer not yet searched (one from each corner of the last known
+        layer, or as many chords, and the random ones asked for since): the kinks found (none if the region is
+        empty)."""
+        A, a, Z, z, xc = self._region()
+        kinks: list[Kink] = []
+        if xc is None:
+            return kinks
+        key = len(self._known.layers)
+        want = len(a) + self._extra_segments.get(key, 0)
+        done = self._segments.setdefault(key, 0)
+        for i in range(done, want):
+            line, lo, hi = self._segment(A, a, Z, z, xc, i if i < len(a) else None)
+            self._segments[key] = i + 1
+            if hi - lo <= 0:
+                continue
+            found, pieces = critical_points(self._probe, line, lo, hi, max_points=self.max_points_per_line)
+            self._segment_log.setdefault(key, []).append((line, lo, hi, np.array([k.t for k in found])))
+            self._kinks += found
+            self._samples += [(line.at(q.t), q) for q in pieces]
+            kinks += found
+        return kinks
+
+    def _hit_rate(self, row: _Row) -> bool | None:
+        """Whether the row's hyperplane carries a kink wherever a searched segment of the region crosses it: a neuron of
+        this layer does (its surface is that plane all over the region), a deeper neuron's surface is flat only
+        within one cell of this layer (Carlini et al.).  True from 3 crossings at least 2/3 of them with a kink,
+        False from 3 at most a third; None (trace it) otherwise."""
+        A, a, *_ = self._region()
+        crossed = hit = 0
+        for line, lo, hi, ts in self._segment_log.get(len(self._known.layers), []):
+            rate = row.w @ (A @ line.v)
+            if rate == 0:
+                continue
+            t = -(row.w @ (A @ line.x0 + a) + row.b) / rate
+            if lo < t < hi:
+                crossed += 1
+                hit += bool(len(ts)) and float(np.min(np.abs(ts - t))) <= 1e-6 * (hi - lo)
+        row.hits = hit / crossed if crossed else 0.0
+        if crossed < 3:
+            return None
+        return True if 3 * hit >= 2 * crossed else False if 3 * hit <= crossed else None
+
+    def _trace_in_region(self, row: _Row, tries: int = 4) -> bool | None:
+        """A row crossed by too few of the region's segments: its plane is crossed along its normal at fresh points of
+        the region (a random direction within the plane from one of its kinks there, part of the way to the region's
+        wall); a neuron of this layer has a kink at each (but where its gain is zero), a deeper neuron's surface
+        bends away.  True at two such points, False at a kink across another direction, None otherwise."""
+        A, a, Z, z, xc = self._region()
+        inside = [k for k, zs in row.kinks if all(np.all(z_ > 0) for z_ in zs)]
+        if not inside:
+            return None
+        normal = A.T @ row.w
+        normal /= np.linalg.norm(normal)
+        found = 0
+        for i in range(tries):
+            x = inside[i % len(inside)].x
+            p = self._rng.normal(size=self._d)
+            p -= (p @ normal) * normal
+            p /= np.linalg.norm(p)
+            scale = float(np.linalg.norm(x)) + 1.0
+            y = x + self._rng.uniform(0.2, 0.9) * self._room(x, p, Z, z, 4 * scale) * p
+            verdict = self._kink_across(y, normal, scale)
+            if verdict is False:
+                return False
+            found += bool(verdict)
+            if found == 2:
+                return True
+        return None
+
+    def _row_key(self, row: _Row) -> tuple:
+        """A row's identity across peels (the layer and its first kink)."""
+        return len(self._known.layers), id(row.kinks[0][0])
+
+    def _more_segments(self) -> bool:
+        """Ask for another random segment of the current region (at most as many as it has corners, plus 8)."""
+        key = len(self._known.layers)
+        extra = self._extra_segments.get(key, 0)
+        if extra >= self._known.width + 8:
+            return False
+        self._extra_segments[key] = extra + 1
+        return True
+
+    def _orient_by_coefficients(self, rows: list[_Row]) -> list[int | None]:
+        """Orientation of each row from one of its kinks: there the gradient read on either side, pulled back onto the
+        last known layer's active units, is a combination of this layer's rows (restricted to those units) with the
+        downstream gains of the active neurons as coefficients, unique where the restricted rows are independent (as
+        many active units below as rows at least, e.g. in the all-active region); the switching neuron's coefficient
+        is zero on the side where it is inactive (the isolation sign test of Canales-Martinez et al., read from the
+        gradients already at hand: no extra query).  None where no kink decides."""
+        known = self._known
+        signs: list[int | None] = [None] * len(rows)
+        if not rows:
+            return signs
+        Wr = np.array([r.w for r in rows])
+        for j, row in enumerate(rows):
+            for kink, zs in row.kinks:
+                sup = zs[-1] > 0
+                if any(not r.support[sup].all() for r in rows):
+                    continue
+                B = Wr[:, sup].T
+                if B.shape[0] < B.shape[1] or np.linalg.matrix_rank(B) < B.shape[1]:
+                    continue
+                coef = []
+                for g in (kink.left.g, kink.right.g):
+                    h, _ = known.pullback(g, zs)
+                    c, *_ = np.linalg.lstsq(B, h[sup], rcond=None)
+                    coef.append(c[j])
+                lo_, hi_ = sorted(abs(c) for c in coef)
+                if hi_ > 0 and lo_ <= SAME_ROW * hi_:
+                    active_right = abs(coef[1]) > abs(coef[0])
+                    normal = (known.cell_gradients(kink.x, zs)[-1] * sup[:, None]).T @ row.w
+                    slope = float(normal @ kink.line.v)
+                    signs[j] = (1 if slope > 0 else -1) * (1 if active_right else -1)
+                    break
+        return signs
 
     def _orient_by_span(self, rows: list[_Row]) -> list[int | None]:
         """Orientation (+1 / -1) of each row from the side of its kinks whose gradient lies in the span of the
@@ -747,6 +975,11 @@ class ReluAttack(Attack):
         self._combinations = 0
         self._stray: list[Kink] = []
         self._known = _Known(self._d)
+        self._centers: dict[int, np.ndarray | None] = {}
+        self._segments: dict[int, int] = {}
+        self._segment_log: dict[int, list] = {}
+        self._traced_in_region: dict[tuple, bool | None] = {}
+        self._extra_segments: dict[int, int] = {}
         details: dict[str, Any] = {"mode": self.mode, "layers": []}
         status, problems = "complete", []
         out_W = out_b = None
