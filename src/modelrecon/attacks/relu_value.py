@@ -112,16 +112,18 @@ class DeepValueAttack(Attack):
 
     # -- layer 1 -----------------------------------------------------------------------------
     def _first_layer(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        rows: list[np.ndarray] = []
-        biases: list[float] = []
-        points: list[np.ndarray] = []
-        quiet = families = 0
-        while families < self.max_segments and quiet < max(1, self.patience // 8):
-            families += 1
+        """First-layer rows, biases and a kink point of each, from families of lines until ``patience // 8``
+        families in a row add nothing (called again, it goes on where it stopped, for a neuron still missing)."""
+        if not hasattr(self, "_l1"):
+            self._l1, self._families = ([], [], []), 0
+        rows, biases, points = self._l1
+        quiet = 0
+        while self._families < self.max_segments and quiet < max(1, self.patience // 8):
+            self._families += 1
             before = len(rows)
             self._first_layer_family(rows, biases, points)
             quiet = 0 if len(rows) > before else quiet + 1
-        return np.array(rows).reshape(-1, self._d), np.array(biases), points
+        return np.array(rows).reshape(-1, self._d), np.array(biases), list(points)
 
     def _known(self, rows, biases, n, bias) -> bool:
         """Whether (n, bias) is one of the (row, bias) pairs, in either orientation."""
@@ -206,7 +208,8 @@ class DeepValueAttack(Attack):
         direction that moves neuron j alone leaves the outputs constant on its inactive side: three values at
         its kink, then at fresh points of its hyperplane while the test is inconclusive (both sides flat: its
         influence is cut further on there).  None when P cannot isolate a neuron (a layer wider than the rank
-        below it); 0 for a neuron whose test never decided."""
+        below it); 0 for a neuron flat on both sides at every point tried; NaN when both sides changed (a
+        neuron of the layer not found moves too)."""
         h = len(P)
         if h == 0:
             return np.zeros(0)
@@ -234,7 +237,10 @@ class DeepValueAttack(Attack):
                     signs[j] = 1.0
                 elif right <= tol < left:
                     signs[j] = -1.0
-                if signs[j] or (left > tol and right > tol):
+                if signs[j]:
+                    break
+                if left > tol and right > tol:
+                    signs[j] = np.nan  # a neuron of this layer not found (or a wider layer) moves with it
                     break
         return signs
 
@@ -540,12 +546,28 @@ class DeepValueAttack(Attack):
                           details={"notes": self._notes})
         status_notes = []
         signs = self._signs(W1, b1, pts, np.zeros((0, self._d)), np.zeros(0))
+        while signs is not None and np.any(np.isnan(signs)) and self._families < self.max_segments:
+            # both sides of a kink changed: a first-layer neuron not yet found moves with it; search on
+            found = len(b1)
+            W1, b1, pts = self._first_layer()
+            if len(b1) == found:
+                break
+            signs = self._signs(W1, b1, pts, np.zeros((0, self._d)), np.zeros(0))
         layer, P_pts = (W1, b1), pts
         while True:
-            if signs is None or np.any(signs == 0):
-                unresolved = len(layer[1]) if signs is None else int(np.sum(signs == 0))
-                status_notes.append(f"layer {len(self._layers) + 1}: {unresolved} neuron signs not resolved "
-                                    "(a layer wider than the rank below it cannot be isolated)")
+            if signs is None:
+                status_notes.append(f"layer {len(self._layers) + 1}: signs not resolved: its {len(layer[1])} rows "
+                                    "are not independent on the inputs (a layer wider than the rank below it "
+                                    "cannot be isolated)")
+                break
+            if not np.all(np.abs(signs) == 1):
+                moved, flat = int(np.sum(np.isnan(signs))), int(np.sum(signs == 0))
+                status_notes.append(f"layer {len(self._layers) + 1}: signs of {moved + flat} of {len(signs)} "
+                                    "neurons not resolved ("
+                                    + ", ".join(([f"{moved} with both sides of their kink changing: a neuron of "
+                                                  "that layer not found moves with them"] if moved else [])
+                                                + ([f"{flat} with both sides flat at every point tried"]
+                                                   if flat else [])) + ")")
                 break
             W, b = layer[0] * signs[:, None], layer[1] * signs
             self._layers.append((W, b))
