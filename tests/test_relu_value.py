@@ -147,3 +147,24 @@ def test_a_target_taking_image_shaped_inputs_is_queried_in_its_shape():
     evaluate(result, t)
     assert result.status == "complete"
     assert result.metrics["fidelity_relative_error"] < 1e-9
+
+
+def test_smooth_target_refused_within_a_few_values():
+    """Value mode on a sigmoid network ran a line search through endless pieces until the time ran out."""
+    t = load("builtin:deep?d=10&widths=8,1&act=sigmoid")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"], budget=3000))
+    assert result.status == "failed"
+    assert "not piecewise linear" in result.message
+    assert result.queries["total"] <= 10
+
+
+def test_verification_goes_through_the_verdict():
+    """A model whose residual is NaN must not read as verified (max(0, nan) is 0 in Python)."""
+    attack = DeepValueAttack(seed=0)
+    attack._setup(local_oracle(_target("4", d=6), ["value"]))
+    layers = [(np.full((4, 6), np.nan), np.zeros(4)), (np.ones((1, 4)), np.zeros(1))]
+    check = attack._verify(attack._probe.oracle, layers)
+    assert check["residual_over_tolerance"] == np.inf
+    exact = DeepValueAttack(seed=0).run(local_oracle(_target("4", d=6), ["value"]))
+    assert exact.status == "complete"
+    assert exact.details["verification"]["residual_over_tolerance"] <= 1.0

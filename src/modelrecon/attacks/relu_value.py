@@ -32,6 +32,7 @@ this attack differs in how it spends its queries:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from modelrecon.attacks import Attack
 from modelrecon.attacks.value_probe import EPS, ValueProbe
 from modelrecon.oracle import Oracle
 from modelrecon.result import Result
+from modelrecon.verdict import passes, worst_ratio
 
 
 class DeepReluModel(nn.Module):
@@ -518,6 +520,21 @@ class DeepValueAttack(Attack):
                 return x0, v, 0.0, 0.0
         return x0, v, lo, hi
 
+    def _curvature_probe(self, points: int = 2) -> float | None:
+        """A piecewise-linear network's values at x - eta u, x, x + eta u (eta = 2^-10 of the input scale) lie on
+        one line, to the answers' noise, unless a kink falls in between (probability about eta per neuron); a
+        smooth network's bend by eta^2 times its curvature.  When the second difference clears its tolerance at
+        every probe point the target is not ReLU: the smallest ratio is returned (else None), after 3 values a
+        point instead of a line search through endless pieces (relu.py's gradient probe, in values)."""
+        rng = np.random.default_rng([self.seed, 12])  # its own stream: the search's lines stay as they were
+        X = self._center + self._sigma * rng.standard_normal((points, self._d))
+        U = rng.standard_normal((points, self._d))
+        U *= 2.0 ** -10 * self._sigma / np.linalg.norm(U, axis=1, keepdims=True)
+        g = self._probe.g(np.vstack([X - U, X, X + U]))
+        change = np.abs(g[:points] - 2 * g[points:2 * points] + g[2 * points:])
+        ratios = [worst_ratio(c, 4 * self._probe.noise) for c in change]
+        return min(ratios) if all(math.isfinite(r) and r > 1.0 for r in ratios) else None
+
     # -- fit and verify ----------------------------------------------------------------------
     def _fit_last(self) -> tuple[np.ndarray, np.ndarray, float]:
         X, Y = self._probe.cache()
@@ -527,19 +544,30 @@ class DeepValueAttack(Attack):
         resid = float(np.max(np.abs(D @ sol - Y))) / self._probe.scale
         return sol[:-1].T, sol[-1], resid
 
-    def _verify(self, oracle: Oracle, model_layers) -> float:
+    def _verify(self, oracle: Oracle, model_layers) -> dict[str, float]:
+        """The model against fresh values: the worst residual over the tolerance ``precision`` x the output scale
+        (plus the answers' own noise floor), through :func:`~modelrecon.verdict.worst_ratio` (a NaN, an empty
+        check or a zero tolerance reads inf: a failed check)."""
         X = self._center + self._sigma * self._rng.standard_normal((self.verify_points, self._d))
         with oracle.ledger.phase("verify"):
-            Y = ValueProbe.values(self._probe, X)
+            Y = self._probe.values(X)
         Yhat = _hidden(model_layers[:-1], X) @ model_layers[-1][0].T + model_layers[-1][1]
-        err = np.max(np.abs(Yhat - Y), axis=None)
-        return float(err / max(np.max(np.abs(Y)), 1e-300)) if np.isfinite(err) else float("inf")
+        scale = float(np.max(np.abs(Y))) if len(Y) else 0.0
+        tol = self.precision * scale + self._probe.noise / max(float(np.sum(np.abs(self._probe.r))), 1e-300)
+        err = float(np.max(np.abs(Yhat - Y))) / scale if len(Y) and scale > 0 else math.inf
+        return {"points": len(X), "tolerance": tol, "residual_over_tolerance": worst_ratio(Yhat - Y, tol),
+                "relative_error": err if math.isfinite(err) else math.inf}
 
     # -- the run ----------------------------------------------------------------------------
     def execute(self, oracle: Oracle) -> Result:
         self._setup(oracle)
         self._step_rel = 1e-3 if self._probe.rounding is None else max(1e-4, 10.0 ** (-self._probe.rounding / 2))
         p = self._probe
+        curved = self._curvature_probe()
+        if curved is not None:
+            return Result(self.name, "failed", "not piecewise linear: the values bend over a step of 2^-10 of the "
+                          f"input scale at each of 2 random points (at least {curved:.3g} x the tolerance): a smooth "
+                          "activation, not ReLU", details={"mode": "value", "curvature_over_tolerance": curved})
         W1, b1, pts = self._first_layer()
         if len(W1) == 0:
             return Result(self.name, "failed", "no first-layer neuron found on the searched lines",
@@ -587,15 +615,18 @@ class DeepValueAttack(Attack):
             return Result(self.name, "failed", "; ".join(status_notes + self._notes))
         V, c, resid = self._fit_last()
         model_layers = self._layers + [(V, c)]
-        err = self._verify(oracle, model_layers)
+        check = self._verify(oracle, model_layers)
+        err, verified = check["relative_error"], passes(check["residual_over_tolerance"])
         widths = [len(b) for _, b in self._layers]
-        ok = err <= self.precision and not status_notes
+        ok = verified and not status_notes
         msg = (f"{len(widths)} hidden layers, widths {widths}; worst verified error {err:.2e} of the output scale"
-               + ("" if ok else f" (> precision {self.precision:g})" if err > self.precision else "")
+               + ("" if verified else f" ({check['residual_over_tolerance']:.3g} x the tolerance: precision "
+                  f"{self.precision:g})")
                + ("; " + "; ".join(status_notes + self._notes) if status_notes or self._notes else ""))
         return Result(self.name, "complete" if ok else "partial", msg,
                       params={f"W{i + 1}": W for i, (W, _) in enumerate(model_layers)}
                       | {f"b{i + 1}": b for i, (_, b) in enumerate(model_layers)},
                       model=DeepReluModel(model_layers),
-                      details={"mode": "value", "widths": widths, "verified_relative_error": err, "fit_residual": resid,
+                      details={"mode": "value", "widths": widths, "verified_relative_error": err, "verification": check,
+                               "fit_residual": resid,
                                "noise": p.noise, "notes": status_notes + self._notes})
