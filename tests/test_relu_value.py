@@ -168,3 +168,16 @@ def test_verification_goes_through_the_verdict():
     exact = DeepValueAttack(seed=0).run(local_oracle(_target("4", d=6), ["value"]))
     assert exact.status == "complete"
     assert exact.details["verification"]["residual_over_tolerance"] <= 1.0
+
+
+def test_rounded_answers_reach_a_stated_precision():
+    """At 8 decimals the rows measured by derivatives (error ~1e-4) were never refined: their crossings were
+    looked for within a float64-sized window and filtered by a float64-sized threshold (2e-4 of the output
+    scale).  Now the crossings' plane replaces them: precision near the rounding, stated, and not claimed
+    beyond it."""
+    t = load("builtin:deep?d=16&widths=4,1&seed=4")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"], round_decimals=8))
+    assert result.details["widths"] == [4]
+    err = result.details["verified_relative_error"]
+    assert err < 1e-6
+    assert (result.status == "complete") == (result.details["verification"]["residual_over_tolerance"] <= 1.0)

@@ -235,13 +235,16 @@ class DeepValueAttack(Attack):
                 delta = min(self._room(x, e, Z, z, self._sigma), self._room(x, -e, Z, z, self._sigma))
                 f = p.values(np.vstack([x - delta * e, x, x + delta * e]))
                 left, right = np.max(np.abs(f[0] - f[1])), np.max(np.abs(f[2] - f[1]))
-                if left <= tol < right:
+                # the rows' own error leaks into the other neurons: a change of the flat side in proportion to
+                # the other side's, by the rows' relative error (rounded answers: about 1e-3), not O(1)
+                flat = tol + 10 * self._rel_tol() * max(left, right)
+                if left <= flat and right > tol and right > left:
                     signs[j] = 1.0
-                elif right <= tol < left:
+                elif right <= flat and left > tol and left > right:
                     signs[j] = -1.0
                 if signs[j]:
                     break
-                if left > tol and right > tol:
+                if left > flat and right > flat:
                     signs[j] = np.nan  # a neuron of this layer not found (or a wider layer) moves with it
                     break
         return signs
@@ -378,7 +381,9 @@ class DeepValueAttack(Attack):
             xp = x_kink + lam * self._rng.uniform(0.5, 1.0) * step
             xp = xp - ((n @ (A @ xp + a) + b) / (n @ (A @ u))) * u  # back onto the hyperplane
             delta = 0.25 * min(self._room(xp, u, Z, z, self._sigma), self._room(xp, -u, Z, z, self._sigma))
-            t = self._cross(xp, u, delta)
+            # the crossing is predicted from the measured row: off by its error times the distance travelled
+            near = min(0.25, max(1e-3, 10 * self._rel_tol() * np.linalg.norm(xp - x_kink) / delta))
+            t = self._cross(xp, u, delta, near=near)
             if t is not None:
                 Y.append(A @ (xp + t * u) + a)
         found = len(Y) - 1
@@ -388,7 +393,8 @@ class DeepValueAttack(Attack):
             return n, self._offset(n, b) if len(z) == 0 else b
         Y = np.array(Y)
         # crossings of another neuron that happened to pass the check lie off the hyperplane: left out
-        Y = Y[np.abs(Y @ n + b) <= 1e-4 * (1 + np.linalg.norm(Y, axis=1))]
+        # (off by more than the derivatives' own error: rounded answers make that error larger)
+        Y = Y[np.abs(Y @ n + b) <= max(1e-4, 10 * self._rel_tol()) * (1 + np.linalg.norm(Y, axis=1))]
         if len(Y) <= h:
             return n, b
         for _ in range(3):  # fit, leave out the points far off the fitted plane (1000x the median), refit
@@ -402,7 +408,8 @@ class DeepValueAttack(Attack):
             Y = Y[keep]
         if np.max(np.abs(m - n)) > 1e3 * self._rel_tol() or sv[-2] < 1e-6 * sv[0]:
             return n, b  # points not spread enough to improve on the derivatives
-        if np.max(np.abs((Y - mean) @ m)) > 1e4 * EPS * np.abs(Y).max():
+        fit_res, derivative_res = np.max(np.abs((Y - mean) @ m)), np.max(np.abs(Y @ n + b))
+        if fit_res > 1e4 * EPS * np.abs(Y).max() and 4 * fit_res > derivative_res:
             return n, b  # crossings located less precisely than the derivatives (a small jump): keep those
         return m, -float(m @ mean)
 
@@ -585,8 +592,8 @@ class DeepValueAttack(Attack):
         while True:
             if signs is None:
                 status_notes.append(f"layer {len(self._layers) + 1}: signs not resolved: its {len(layer[1])} rows "
-                                    "are not independent on the inputs (a layer wider than the rank below it "
-                                    "cannot be isolated)")
+                                    f"span {np.linalg.matrix_rank(layer[0])} dimensions (a layer wider than the "
+                                    "rank below it cannot be isolated)")
                 break
             if not np.all(np.abs(signs) == 1):
                 moved, flat = int(np.sum(np.isnan(signs))), int(np.sum(signs == 0))
