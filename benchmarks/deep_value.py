@@ -2,6 +2,7 @@
 networks, beside the published figures.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/deep_value.py [--only 10-10-10-1,...] [--inputs N]
+        [--json rows.json] [--figure docs/img/deep-value-queries.png]
 
 Columns: status; value queries of the attack (the verification's fresh values apart), per hidden neuron,
 and their log2;
@@ -14,6 +15,7 @@ read in the paper and which are recalled); the peer's own code is run by benchma
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 
@@ -40,12 +42,12 @@ def run(name: str, inputs: int) -> dict:
     spec, published, source = NETWORKS[name]
     target = load(spec)
     oracle = local_oracle(target, ["value"])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = DeepValueAttack(seed=0).run(oracle)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     q = result.queries["total"]
     row = {"network": name, "status": result.status, "queries": q, "log2_queries": math.log2(q) if q else None,
-           "wall_s": wall, "published_log2": published, "source": source, "message": result.message}
+           "wall_s": wall, "cpu_s": cpu, "published_log2": published, "source": source, "message": result.message}
     if result.model is not None:
         got = [(result.params[f"W{i}"], result.params[f"b{i}"]) for i in range(1, 1 + sum(k.startswith("W") for k in result.params))]
         row.update(align_layers(true_layers(target), got))
@@ -53,17 +55,52 @@ def run(name: str, inputs: int) -> dict:
     return row
 
 
+def figure(rows: list[dict], path: str) -> None:
+    """Queries per hidden neuron against depth (hidden layers) and width (widest hidden layer)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for r in rows:
+        widths = [int(w) for w in r["network"].split("-")[1:-1]]
+        per = r["queries"] / sum(widths)
+        style = dict(marker="o" if r["status"] == "complete" else "x", color="C0" if r["status"] == "complete" else "C3")
+        for ax, x in zip(axes, (len(widths), max(widths))):
+            ax.scatter([x], [per], **style)
+            ax.annotate(r["network"], (x, per), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[0].set_xlabel("hidden layers")
+    axes[1].set_xlabel("widest hidden layer")
+    axes[1].set_xscale("log")
+    axes[0].set_ylabel("value queries per hidden neuron")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    fig.suptitle("relu --mode value: queries per neuron (o complete, x not complete)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(NETWORKS), help="comma-separated network names")
     ap.add_argument("--inputs", type=int, default=10**6, help="random inputs for the worst output error")
+    ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--figure", default=None, help="draw queries per neuron against depth and width here (png)")
+    ap.add_argument("--from-json", default=None, help="rows from a saved run (no attack): only the figure")
     args = ap.parse_args()
+    if args.from_json:
+        figure(json.loads(open(args.from_json).read()), args.figure or "deep-value-queries.png")
+        return
     torch.set_num_threads(1)
     print("| network | status | queries | per neuron | log2 | published log2 | fewer | worst output error | bits "
-          "| weight bits | time |")
+          "| weight bits | wall / CPU time |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
     for name in args.only.split(","):
         r = run(name, args.inputs)
+        rows.append({k: v for k, v in r.items() if isinstance(v, (int, float, str, type(None)))})
         fewer = f"{2 ** (r['published_log2'] - r['log2_queries']):.1f}x" if r["published_log2"] else "-"
         err = r.get("worst_output_error")
         neurons = sum(int(w) for w in name.split("-")[1:-1])
@@ -72,9 +109,14 @@ def main() -> None:
               f"{'%.1e' % err if err is not None and math.isfinite(err) else '-'} | "
               f"{'%.1f' % r['worst_output_error_bits'] if 'worst_output_error_bits' in r and r['status'] == 'complete' else '-'} | "
               f"{'%.1f' % r['precision_bits'] if 'precision_bits' in r and r['status'] == 'complete' else '-'} | "
-              f"{r['wall_s']:.0f} s |", flush=True)
+              f"{r['wall_s']:.0f} s / {r['cpu_s']:.0f} s |", flush=True)
         if r["status"] != "complete":
             print(f"|  | {r['message'][:200]} ||||||||||", flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+    if args.figure:
+        figure(rows, args.figure)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Value-only probes and the deep value attack (small seeded networks)."""
 
 import numpy as np
+import pytest
 import torch
 
 from modelrecon.attacks.relu_value import DeepValueAttack
@@ -26,6 +27,32 @@ def test_kinks_by_value_are_the_hyperplane_crossings():
     assert len(found) == len(true)
     assert np.max(np.abs(found - true)) < 1e-9
     assert probe.oracle.ledger.total() == sum(len(a) for a in probe.answers)
+
+
+def test_kinks_by_value_with_opposite_bends_close_together():
+    """Two opposite bends on one side of where the end lines meet passed the three-value check as one kink
+    there (on 16-4-1, 47 of 200 lines had a kink missed or a false one): each is now found where it is."""
+    t = load("builtin:deep?d=16&widths=4,1&seed=4")
+    W, b = t.model[0].weight.detach().numpy(), t.model[0].bias.detach().numpy()
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        x0, v = rng.standard_normal(16), rng.standard_normal(16)
+        v /= np.linalg.norm(v)
+        true = np.sort(-(W @ x0 + b) / (W @ v))
+        true = true[np.abs(true) < 20]
+        found = np.asarray(ValueProbe(local_oracle(t, ["value"])).kinks(x0, v, -20.0, 20.0))
+        assert len(found) == len(true)
+        assert np.max(np.abs(found - true), initial=0.0) < 1e-9
+
+
+@pytest.mark.parametrize("net_seed, attack_seed", [(4, 2), (6, 0)])
+def test_16_4_1_complete_when_a_first_neuron_is_missed_at_first(net_seed, attack_seed):
+    """(4, 2) found no first-layer neuron; (6, 0) missed one and read its sign tests as 'a layer wider than the
+    rank below it'.  Both sides of a kink changing now sends the search on for the missing neuron."""
+    t = load(f"builtin:deep?d=16&widths=4,1&seed={net_seed}")
+    result = DeepValueAttack(seed=attack_seed).run(local_oracle(t, ["value"]))
+    assert result.status == "complete", result.message
+    assert result.details["widths"] == [4]
 
 
 def test_first_layer_rows_biases_and_signs_of_a_deep_net():
@@ -120,3 +147,37 @@ def test_a_target_taking_image_shaped_inputs_is_queried_in_its_shape():
     evaluate(result, t)
     assert result.status == "complete"
     assert result.metrics["fidelity_relative_error"] < 1e-9
+
+
+def test_smooth_target_refused_within_a_few_values():
+    """Value mode on a sigmoid network ran a line search through endless pieces until the time ran out."""
+    t = load("builtin:deep?d=10&widths=8,1&act=sigmoid")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"], budget=3000))
+    assert result.status == "failed"
+    assert "not piecewise linear" in result.message
+    assert result.queries["total"] <= 10
+
+
+def test_verification_goes_through_the_verdict():
+    """A model whose residual is NaN must not read as verified (max(0, nan) is 0 in Python)."""
+    attack = DeepValueAttack(seed=0)
+    attack._setup(local_oracle(_target("4", d=6), ["value"]))
+    layers = [(np.full((4, 6), np.nan), np.zeros(4)), (np.ones((1, 4)), np.zeros(1))]
+    check = attack._verify(attack._probe.oracle, layers)
+    assert check["residual_over_tolerance"] == np.inf
+    exact = DeepValueAttack(seed=0).run(local_oracle(_target("4", d=6), ["value"]))
+    assert exact.status == "complete"
+    assert exact.details["verification"]["residual_over_tolerance"] <= 1.0
+
+
+def test_rounded_answers_reach_a_stated_precision():
+    """At 8 decimals the rows measured by derivatives (error ~1e-4) were never refined: their crossings were
+    looked for within a float64-sized window and filtered by a float64-sized threshold (2e-4 of the output
+    scale).  Now the crossings' plane replaces them: precision near the rounding, stated, and not claimed
+    beyond it."""
+    t = load("builtin:deep?d=16&widths=4,1&seed=4")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"], round_decimals=8))
+    assert result.details["widths"] == [4]
+    err = result.details["verified_relative_error"]
+    assert err < 1e-6
+    assert (result.status == "complete") == (result.details["verification"]["residual_over_tolerance"] <= 1.0)

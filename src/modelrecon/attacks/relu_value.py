@@ -32,6 +32,7 @@ this attack differs in how it spends its queries:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from modelrecon.attacks import Attack
 from modelrecon.attacks.value_probe import EPS, ValueProbe
 from modelrecon.oracle import Oracle
 from modelrecon.result import Result
+from modelrecon.verdict import passes, worst_ratio
 
 
 class DeepReluModel(nn.Module):
@@ -112,16 +114,18 @@ class DeepValueAttack(Attack):
 
     # -- layer 1 -----------------------------------------------------------------------------
     def _first_layer(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        rows: list[np.ndarray] = []
-        biases: list[float] = []
-        points: list[np.ndarray] = []
-        quiet = families = 0
-        while families < self.max_segments and quiet < max(1, self.patience // 8):
-            families += 1
+        """First-layer rows, biases and a kink point of each, from families of lines until ``patience // 8``
+        families in a row add nothing (called again, it goes on where it stopped, for a neuron still missing)."""
+        if not hasattr(self, "_l1"):
+            self._l1, self._families = ([], [], []), 0
+        rows, biases, points = self._l1
+        quiet = 0
+        while self._families < self.max_segments and quiet < max(1, self.patience // 8):
+            self._families += 1
             before = len(rows)
             self._first_layer_family(rows, biases, points)
             quiet = 0 if len(rows) > before else quiet + 1
-        return np.array(rows).reshape(-1, self._d), np.array(biases), points
+        return np.array(rows).reshape(-1, self._d), np.array(biases), list(points)
 
     def _known(self, rows, biases, n, bias) -> bool:
         """Whether (n, bias) is one of the (row, bias) pairs, in either orientation."""
@@ -206,7 +210,8 @@ class DeepValueAttack(Attack):
         direction that moves neuron j alone leaves the outputs constant on its inactive side: three values at
         its kink, then at fresh points of its hyperplane while the test is inconclusive (both sides flat: its
         influence is cut further on there).  None when P cannot isolate a neuron (a layer wider than the rank
-        below it); 0 for a neuron whose test never decided."""
+        below it); 0 for a neuron flat on both sides at every point tried; NaN when both sides changed (a
+        neuron of the layer not found moves too)."""
         h = len(P)
         if h == 0:
             return np.zeros(0)
@@ -230,11 +235,17 @@ class DeepValueAttack(Attack):
                 delta = min(self._room(x, e, Z, z, self._sigma), self._room(x, -e, Z, z, self._sigma))
                 f = p.values(np.vstack([x - delta * e, x, x + delta * e]))
                 left, right = np.max(np.abs(f[0] - f[1])), np.max(np.abs(f[2] - f[1]))
-                if left <= tol < right:
+                # the rows' own error leaks into the other neurons: a change of the flat side in proportion to
+                # the other side's, by the rows' relative error (rounded answers: about 1e-3), not O(1)
+                flat = tol + 10 * self._rel_tol() * max(left, right)
+                if left <= flat and right > tol and right > left:
                     signs[j] = 1.0
-                elif right <= tol < left:
+                elif right <= flat and left > tol and left > right:
                     signs[j] = -1.0
-                if signs[j] or (left > tol and right > tol):
+                if signs[j]:
+                    break
+                if left > flat and right > flat:
+                    signs[j] = np.nan  # a neuron of this layer not found (or a wider layer) moves with it
                     break
         return signs
 
@@ -370,7 +381,9 @@ class DeepValueAttack(Attack):
             xp = x_kink + lam * self._rng.uniform(0.5, 1.0) * step
             xp = xp - ((n @ (A @ xp + a) + b) / (n @ (A @ u))) * u  # back onto the hyperplane
             delta = 0.25 * min(self._room(xp, u, Z, z, self._sigma), self._room(xp, -u, Z, z, self._sigma))
-            t = self._cross(xp, u, delta)
+            # the crossing is predicted from the measured row: off by its error times the distance travelled
+            near = min(0.25, max(1e-3, 10 * self._rel_tol() * np.linalg.norm(xp - x_kink) / delta))
+            t = self._cross(xp, u, delta, near=near)
             if t is not None:
                 Y.append(A @ (xp + t * u) + a)
         found = len(Y) - 1
@@ -380,7 +393,8 @@ class DeepValueAttack(Attack):
             return n, self._offset(n, b) if len(z) == 0 else b
         Y = np.array(Y)
         # crossings of another neuron that happened to pass the check lie off the hyperplane: left out
-        Y = Y[np.abs(Y @ n + b) <= 1e-4 * (1 + np.linalg.norm(Y, axis=1))]
+        # (off by more than the derivatives' own error: rounded answers make that error larger)
+        Y = Y[np.abs(Y @ n + b) <= max(1e-4, 10 * self._rel_tol()) * (1 + np.linalg.norm(Y, axis=1))]
         if len(Y) <= h:
             return n, b
         for _ in range(3):  # fit, leave out the points far off the fitted plane (1000x the median), refit
@@ -394,7 +408,8 @@ class DeepValueAttack(Attack):
             Y = Y[keep]
         if np.max(np.abs(m - n)) > 1e3 * self._rel_tol() or sv[-2] < 1e-6 * sv[0]:
             return n, b  # points not spread enough to improve on the derivatives
-        if np.max(np.abs((Y - mean) @ m)) > 1e4 * EPS * np.abs(Y).max():
+        fit_res, derivative_res = np.max(np.abs((Y - mean) @ m)), np.max(np.abs(Y @ n + b))
+        if fit_res > 1e4 * EPS * np.abs(Y).max() and 4 * fit_res > derivative_res:
             return n, b  # crossings located less precisely than the derivatives (a small jump): keep those
         return m, -float(m @ mean)
 
@@ -512,6 +527,21 @@ class DeepValueAttack(Attack):
                 return x0, v, 0.0, 0.0
         return x0, v, lo, hi
 
+    def _curvature_probe(self, points: int = 2) -> float | None:
+        """A piecewise-linear network's values at x - eta u, x, x + eta u (eta = 2^-10 of the input scale) lie on
+        one line, to the answers' noise, unless a kink falls in between (probability about eta per neuron); a
+        smooth network's bend by eta^2 times its curvature.  When the second difference clears its tolerance at
+        every probe point the target is not ReLU: the smallest ratio is returned (else None), after 3 values a
+        point instead of a line search through endless pieces (relu.py's gradient probe, in values)."""
+        rng = np.random.default_rng([self.seed, 12])  # its own stream: the search's lines stay as they were
+        X = self._center + self._sigma * rng.standard_normal((points, self._d))
+        U = rng.standard_normal((points, self._d))
+        U *= 2.0 ** -10 * self._sigma / np.linalg.norm(U, axis=1, keepdims=True)
+        g = self._probe.g(np.vstack([X - U, X, X + U]))
+        change = np.abs(g[:points] - 2 * g[points:2 * points] + g[2 * points:])
+        ratios = [worst_ratio(c, 4 * self._probe.noise) for c in change]
+        return min(ratios) if all(math.isfinite(r) and r > 1.0 for r in ratios) else None
+
     # -- fit and verify ----------------------------------------------------------------------
     def _fit_last(self) -> tuple[np.ndarray, np.ndarray, float]:
         X, Y = self._probe.cache()
@@ -521,31 +551,58 @@ class DeepValueAttack(Attack):
         resid = float(np.max(np.abs(D @ sol - Y))) / self._probe.scale
         return sol[:-1].T, sol[-1], resid
 
-    def _verify(self, oracle: Oracle, model_layers) -> float:
+    def _verify(self, oracle: Oracle, model_layers) -> dict[str, float]:
+        """The model against fresh values: the worst residual over the tolerance ``precision`` x the output scale
+        (plus the answers' own noise floor), through :func:`~modelrecon.verdict.worst_ratio` (a NaN, an empty
+        check or a zero tolerance reads inf: a failed check)."""
         X = self._center + self._sigma * self._rng.standard_normal((self.verify_points, self._d))
         with oracle.ledger.phase("verify"):
-            Y = ValueProbe.values(self._probe, X)
+            Y = self._probe.values(X)
         Yhat = _hidden(model_layers[:-1], X) @ model_layers[-1][0].T + model_layers[-1][1]
-        err = np.max(np.abs(Yhat - Y), axis=None)
-        return float(err / max(np.max(np.abs(Y)), 1e-300)) if np.isfinite(err) else float("inf")
+        scale = float(np.max(np.abs(Y))) if len(Y) else 0.0
+        tol = self.precision * scale + self._probe.noise / max(float(np.sum(np.abs(self._probe.r))), 1e-300)
+        err = float(np.max(np.abs(Yhat - Y))) / scale if len(Y) and scale > 0 else math.inf
+        return {"points": len(X), "tolerance": tol, "residual_over_tolerance": worst_ratio(Yhat - Y, tol),
+                "relative_error": err if math.isfinite(err) else math.inf}
 
     # -- the run ----------------------------------------------------------------------------
     def execute(self, oracle: Oracle) -> Result:
         self._setup(oracle)
         self._step_rel = 1e-3 if self._probe.rounding is None else max(1e-4, 10.0 ** (-self._probe.rounding / 2))
         p = self._probe
+        curved = self._curvature_probe()
+        if curved is not None:
+            return Result(self.name, "failed", "not piecewise linear: the values bend over a step of 2^-10 of the "
+                          f"input scale at each of 2 random points (at least {curved:.3g} x the tolerance): a smooth "
+                          "activation, not ReLU", details={"mode": "value", "curvature_over_tolerance": curved})
         W1, b1, pts = self._first_layer()
         if len(W1) == 0:
             return Result(self.name, "failed", "no first-layer neuron found on the searched lines",
                           details={"notes": self._notes})
         status_notes = []
         signs = self._signs(W1, b1, pts, np.zeros((0, self._d)), np.zeros(0))
+        while signs is not None and np.any(np.isnan(signs)) and self._families < self.max_segments:
+            # both sides of a kink changed: a first-layer neuron not yet found moves with it; search on
+            found = len(b1)
+            W1, b1, pts = self._first_layer()
+            if len(b1) == found:
+                break
+            signs = self._signs(W1, b1, pts, np.zeros((0, self._d)), np.zeros(0))
         layer, P_pts = (W1, b1), pts
         while True:
-            if signs is None or np.any(signs == 0):
-                unresolved = len(layer[1]) if signs is None else int(np.sum(signs == 0))
-                status_notes.append(f"layer {len(self._layers) + 1}: {unresolved} neuron signs not resolved "
-                                    "(a layer wider than the rank below it cannot be isolated)")
+            if signs is None:
+                status_notes.append(f"layer {len(self._layers) + 1}: signs not resolved: its {len(layer[1])} rows "
+                                    f"span {np.linalg.matrix_rank(layer[0])} dimensions (a layer wider than the "
+                                    "rank below it cannot be isolated)")
+                break
+            if not np.all(np.abs(signs) == 1):
+                moved, flat = int(np.sum(np.isnan(signs))), int(np.sum(signs == 0))
+                status_notes.append(f"layer {len(self._layers) + 1}: signs of {moved + flat} of {len(signs)} "
+                                    "neurons not resolved ("
+                                    + ", ".join(([f"{moved} with both sides of their kink changing: a neuron of "
+                                                  "that layer not found moves with them"] if moved else [])
+                                                + ([f"{flat} with both sides flat at every point tried"]
+                                                   if flat else [])) + ")")
                 break
             W, b = layer[0] * signs[:, None], layer[1] * signs
             self._layers.append((W, b))
@@ -565,15 +622,18 @@ class DeepValueAttack(Attack):
             return Result(self.name, "failed", "; ".join(status_notes + self._notes))
         V, c, resid = self._fit_last()
         model_layers = self._layers + [(V, c)]
-        err = self._verify(oracle, model_layers)
+        check = self._verify(oracle, model_layers)
+        err, verified = check["relative_error"], passes(check["residual_over_tolerance"])
         widths = [len(b) for _, b in self._layers]
-        ok = err <= self.precision and not status_notes
+        ok = verified and not status_notes
         msg = (f"{len(widths)} hidden layers, widths {widths}; worst verified error {err:.2e} of the output scale"
-               + ("" if ok else f" (> precision {self.precision:g})" if err > self.precision else "")
+               + ("" if verified else f" ({check['residual_over_tolerance']:.3g} x the tolerance: precision "
+                  f"{self.precision:g})")
                + ("; " + "; ".join(status_notes + self._notes) if status_notes or self._notes else ""))
         return Result(self.name, "complete" if ok else "partial", msg,
                       params={f"W{i + 1}": W for i, (W, _) in enumerate(model_layers)}
                       | {f"b{i + 1}": b for i, (_, b) in enumerate(model_layers)},
                       model=DeepReluModel(model_layers),
-                      details={"mode": "value", "widths": widths, "verified_relative_error": err, "fit_residual": resid,
+                      details={"mode": "value", "widths": widths, "verified_relative_error": err, "verification": check,
+                               "fit_residual": resid,
                                "noise": p.noise, "notes": status_notes + self._notes})

@@ -137,16 +137,25 @@ class ValueProbe:
             if not (a + 2 * h < t < b - 2 * h):
                 t = 0.5 * (a + b)
             q = min(t - a, b - t) / 2
-            gl, gt, gr = self.g(x0 + np.outer([t - q, t, t + q], v))
+            gl, gr = self.g(x0 + np.outer([t - q, t + q], v))
             on_left = near(gl, ga, sa, ea, t - q - a)
             on_right = near(gr, gb, sb, eb, t + q - b)
-            if on_left and on_right and near(gt, ga, sa, ea, t - a) and near(gt, gb, sb, eb, t - b):
+            if on_left and on_right:
+                # the long-baseline lines through (a, ga)-(t-q, gl) and (t+q, gr)-(b, gb), precise to the values'
+                # noise, meet at tk; one bend there (and not two opposite bends on one side of it, which pass the
+                # values at t -+ q as well) puts a value just before tk on the left line and one just after it on
+                # the right line, where the two lines differ by many times the noise
                 sl = (gl - ga) / (t - q - a)
                 sr = (gb - gr) / (b - t - q)
-                # intersect the long-baseline lines through (a, ga)-(t-q, gl) and (t+q, gr)-(b, gb)
-                tk = (gr - gl + sl * (t - q) - sr * (t + q)) / (sl - sr) if sl != sr else t
-                found.append(tk if t - q < tk < t + q else t)
-                continue
+                if sl != sr:
+                    tk = (gr - gl + sl * (t - q) - sr * (t + q)) / (sl - sr)
+                    dt = min(q / 2, max(1e-3 * q, 64 * noise / abs(sl - sr)))
+                    if t - q < tk - dt and tk + dt < t + q:
+                        gkl, gkr = self.g(x0 + np.outer([tk - dt, tk + dt], v))
+                        if abs(gkl - gl - sl * (tk - dt - t + q)) <= 4 * noise \
+                                and abs(gkr - gr - sr * (tk + dt - t - q)) <= 4 * noise:
+                            found.append(tk)
+                            continue
             m = 0.5 * (a + b) if not (on_left or on_right) else t
             hm = min(h, (b - a) * 1e-3)
             try:
