@@ -1,16 +1,12 @@
 """Do explanation defences stop exact extraction?  (issue 17; docs/defences.md quotes these tables)
 
-    python benchmarks/defences.py exact      [--d 784 --h 128 --seeds 0,1]
     python benchmarks/defences.py tradeoff   [--target 'builtin:relu2?d=12&h=3' --budget 40000]
     python benchmarks/defences.py smoothgrad [--sizes 64x16,784x128]
 
-``exact``: queries per hidden unit of the exact two-layer ReLU attacks through each explanation
-(signed gradient, integrated gradients with and without values, |saliency| + values, values
-alone) and of the linear attacks, parameter error against the truth.
-
-Rounding and noise against naive and adaptive attackers, per budget, is a sweep:
-``modelrecon sweep configs/defences-precision.toml`` then ``modelrecon results
-out/sweeps/defences-precision.sqlite --figures docs/figures`` (:mod:`modelrecon.studies.defences`).
+The studies are sweeps (:mod:`modelrecon.studies.defences`): exact extraction through each explanation,
+``modelrecon sweep configs/defences-exact.toml``; rounding and noise against naive and adaptive attackers
+per budget, ``modelrecon sweep configs/defences-precision.toml`` then ``modelrecon results
+out/sweeps/defences-precision.sqlite --figures docs/figures``.
 
 ``smoothgrad``: what SmoothGrad answers determine: the relu2 attack over their far field
 (:func:`modelrecon.attacks.through.far_field_oracle` with kind SmoothGrad) against the truth: every
@@ -25,74 +21,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
 from modelrecon import report  # noqa: E402
-from modelrecon.attacks.linear import LinearAttack  # noqa: E402
 from modelrecon.attacks.relu2 import Relu2Attack  # noqa: E402
-from modelrecon.attacks.through import IGRelu2Attack, through_saliency  # noqa: E402
-from modelrecon.evaluate import evaluate  # noqa: E402
 from modelrecon.oracle import local_oracle  # noqa: E402
 from modelrecon.targets import load  # noqa: E402
-
-IG, SAL = "explanation:integrated-gradients", "explanation:saliency"
-
-RELU2 = [
-    ("signed gradient (paper, gradient mode)", ["gradient"], lambda s: Relu2Attack(mode="gradient", seed=s)),
-    ("signed gradient + values", ["value", "gradient"], lambda s: Relu2Attack(mode="value+gradient", seed=s)),
-    ("integrated gradients only", [IG], lambda s: IGRelu2Attack(seed=s)),
-    ("integrated gradients + values", [IG, "value"], lambda s: IGRelu2Attack(seed=s)),
-    ("integrated gradients rounded to 2 decimals", [IG], lambda s: IGRelu2Attack(seed=s), {"round_decimals": 2}),
-    ("|saliency| + values", [SAL, "value"], lambda s: through_saliency(Relu2Attack(mode="value+gradient", seed=s))),
-]
-LINEAR = [
-    ("gradient + value", ["gradient", "value"], lambda: LinearAttack(method="gradient")),
-    ("integrated gradients + value", [IG, "value"], lambda: LinearAttack(method="explanation",
-                                                                         explanation="integrated-gradients")),
-    ("|saliency| + values", [SAL, "value"], lambda: through_saliency(LinearAttack(method="gradient"))),
-    ("values only (equations)", ["value"], lambda: LinearAttack(method="equations")),
-]
-
-
-def _kinds(q) -> str:
-    short = {"explanation:integrated-gradients": "IG", "explanation:saliency": "|saliency|"}
-    return ", ".join(f"{short.get(k, k)}={v}" for k, v in q["by_kind"].items())
-
-
-def exact(args) -> None:
-    rows = []
-    for seed in args.seeds:
-        target = load(f"builtin:relu2?d={args.d}&h={args.h}&seed={seed}")
-        for name, kinds, make, *opts in RELU2:
-            start = time.perf_counter()
-            result = make(seed).run(local_oracle(target, kinds, **(opts[0] if opts else {})))
-            wall = time.perf_counter() - start
-            evaluate(result, target)
-            q = result.queries
-            rows.append((f"relu2 d={args.d} h={args.h} seed {seed}", name, result.status,
-                         _kinds(q),
-                         f"{q['total'] / args.h:.1f}", q.get("verify", {}).get("total", 0),
-                         f"{result.metrics.get('parameter_relative_error', float('nan')):.2g}",
-                         "yes" if result.details.get("bias_identified", True) else "no", f"{wall:.1f}"))
-    target = load(f"builtin:linear?d={args.d}&seed=0")
-    for name, kinds, make in LINEAR:
-        start = time.perf_counter()
-        result = make().run(local_oracle(target, kinds))
-        wall = time.perf_counter() - start
-        evaluate(result, target)
-        q = result.queries
-        rows.append((f"linear d={args.d}", name, result.status,
-                     _kinds(q), "-",
-                     q.get("verify", {}).get("total", 0), f"{result.metrics['parameter_relative_error']:.2g}",
-                     "yes", f"{wall:.1f}"))
-    report.console.print(report.comparison_table(
-        "exact extraction through defended explanations",
-        ["target", "answers", "status", "queries (attack phase)", "per unit", "+verify", "param. rel. error",
-         "c identified", "wall (s)"], rows))
 
 
 def tradeoff(args) -> None:
@@ -161,10 +98,6 @@ def smoothgrad(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
-    e = sub.add_parser("exact")
-    e.add_argument("--d", type=int, default=784)
-    e.add_argument("--h", type=int, default=128)
-    e.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
     g = sub.add_parser("smoothgrad")
     g.add_argument("--sizes", type=lambda s: s.split(","), default=["64x16", "784x128"])
     t = sub.add_parser("tradeoff")
@@ -172,7 +105,7 @@ def main() -> None:
     t.add_argument("--budget", type=int, default=40000)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    {"exact": exact, "tradeoff": tradeoff, "smoothgrad": smoothgrad}[args.what](args)
+    {"tradeoff": tradeoff, "smoothgrad": smoothgrad}[args.what](args)
 
 
 if __name__ == "__main__":

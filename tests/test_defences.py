@@ -105,3 +105,31 @@ def test_what_if_grows_a_clone_that_an_option_only_delays(tmp_path, monkeypatch)
     row = rep["defences"][0]["attacks"]["needs-points"]
     assert row["points"] == 64 and row["succeeded"] and not row["stopped"]
     assert rep["advice"]["needs-points"]["cheapest_stop"] is None
+
+
+def test_precision_study_is_a_sweep_with_a_recipe(tmp_path):
+    """configs/defences-precision.toml at a few of its points: rounding to 2 decimals bounds only the naive
+    attacker; a budget that does not pay for an attacker is a partial run, a '-' in the recipe's table."""
+    import tomllib
+    from pathlib import Path
+
+    from modelrecon.sweep import ResultsDB, Study, run_recipe, run_sweep
+
+    cfg = tomllib.loads((Path(__file__).parent.parent / "configs" / "defences-precision.toml").read_text())
+    cfg["grid"]["case"] = [c for c in cfg["grid"]["case"] if c["labels"]["defence"] == "round to 2 decimals"
+                           and c["labels"]["model"].startswith("linear")
+                           or c["labels"]["attacker"].startswith("gradient only") and "1%" in c["labels"]["defence"]]
+    cfg["grid"]["oracle"] = {"budget": [1000]}
+    study = Study.from_dict(cfg)
+    db = tmp_path / "p.sqlite"
+    run_sweep(study, db=db, workers=0, progress=False)
+    errors = {r["point"]["attacker"]: (r["status"], r["metrics"].get("parameter_relative_error"))
+              for r in ResultsDB(db).rows(study.name)}
+    assert 1e-3 < errors["naive: 1 gradient + 1 value"][1] < 0.1
+    assert errors["adaptive: d + 1 values at steps of 2^40, b by bisection"][1] < 1e-12
+    assert errors["adaptive: 1 IG answer 2^40 from the baseline, b by bisection"][1] < 1e-12
+    assert errors["gradient only: gradient mode on the mean of b/250 answers"][0] == "partial"
+    md, png = run_recipe(db, study.name, tmp_path / "figs")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| relu2 d=16 h=4 seed=0 | noise 1% of RMS | gradient only: gradient mode on the mean of b/250 answers | - |" \
+        in md.read_text()

@@ -354,6 +354,8 @@ def test_axis_labels_plot_recipe_and_several_metrics_on_one_plot(tmp_path):
         Study.from_dict({**cfg, "grid": {**cfg["grid"], "size": [{"name": "x", "labels": {"seed": 1}}]}})
     with pytest.raises(StudyError, match="recipe is 'package.module:function'"):
         Study.from_dict({**cfg, "results": {"recipe": "nothing"}})
+    with pytest.raises(StudyError, match="cannot be loaded"):
+        Study.from_dict({**cfg, "results": {"recipe": "sweep_helpers:no_such_recipe"}})
     db = tmp_path / "l.sqlite"
     run_sweep(study, db=db, workers=0, progress=False)
     png, out = tmp_path / "two.png", tmp_path / "figs"
@@ -369,3 +371,16 @@ def test_axis_labels_plot_recipe_and_several_metrics_on_one_plot(tmp_path):
     run_sweep(Study.from_dict(SMALL), db=bare, workers=0, progress=False)
     res = CliRunner().invoke(app, ["results", str(bare), "--figures", str(out)])
     assert res.exit_code != 0 and "no plot recipe" in str(res.exception or res.output)
+
+
+def test_every_shipped_study_loads():
+    """configs/*.toml and the named studies (study span) are valid: attacks, hyperparameters, oracle
+    options, placeholders, recipes (loading builds no target and runs nothing)."""
+    from modelrecon.studies.span import sweep_config
+    from modelrecon.sweep import load_study
+
+    configs = sorted((HERE.parent / "configs").glob("*.toml"))
+    assert len(configs) >= 14
+    runs = {path.stem: len(load_study(path).runs()) for path in configs}
+    assert runs["defences-precision"] == 105 and runs["defences-exact"] == 20 and runs["linear-interfaces"] == 24
+    assert len(Study.from_dict(sweep_config()).runs()) == 139

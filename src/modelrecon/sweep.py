@@ -271,8 +271,8 @@ class Study:
         if keep is not None and (not isinstance(keep, list) or not all(isinstance(m, str) for m in keep)):
             raise StudyError("[metrics] keep must be a list of metric names")
         recipe = cfg.get("results", {}).get("recipe")
-        if recipe is not None and not (isinstance(recipe, str) and ":" in recipe):
-            raise StudyError(f"[results] recipe is 'package.module:function', got {recipe!r}")
+        if recipe is not None:
+            resolve_recipe(recipe)
         threads = s.get("threads", 1)
         if not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
             raise StudyError(f"[study] threads must be an integer >= 1, got {threads!r}")
@@ -854,6 +854,17 @@ def plot_groups(rows: list[dict[str, Any]], x: str, y: str | list[str], path: st
     return save_figure(fig, path, dpi=120)
 
 
+def resolve_recipe(recipe: Any) -> Callable:
+    """The function a ``[results] recipe = "package.module:function"`` names."""
+    if not (isinstance(recipe, str) and ":" in recipe):
+        raise StudyError(f"[results] recipe is 'package.module:function', got {recipe!r}")
+    module, _, attr = recipe.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise StudyError(f"plot recipe {recipe!r} cannot be loaded: {e}") from None
+
+
 def run_recipe(db: str | Path, study: str, out: str | Path) -> list[Path]:
     """The study's plot recipe (``[results] recipe = "module:function"``, called as
     ``function(rows, out)``) over its rows in ``db``: the figures and tables it wrote into ``out``."""
@@ -867,11 +878,7 @@ def run_recipe(db: str | Path, study: str, out: str | Path) -> list[Path]:
     recipe = config.get("results", {}).get("recipe")
     if not recipe:
         raise StudyError(f"study {study!r} has no plot recipe ([results] recipe); use --plot with --x and --y")
-    module, _, attr = recipe.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise StudyError(f"plot recipe {recipe!r} cannot be loaded: {e}") from None
+    fn = resolve_recipe(recipe)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     return [Path(p) for p in fn(rows, out)]

@@ -20,43 +20,56 @@ oracle the sweep built with that defence and budget.  :func:`figures` is the plo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from modelrecon.attacks.linear import LinearAttack
 from modelrecon.attacks.relu2 import Relu2Attack
-from modelrecon.attacks.through import IGRelu2Attack, Through, averaged_oracle
+from modelrecon.attacks.through import IGRelu2Attack, Through, averaged_oracle, through_saliency
 from modelrecon.report import save_figure
 
 LONG_STEP = 2.0 ** 40
 IG = "explanation:integrated-gradients"
 
-# attacker -> (the attack, an adapter of the oracle given the budget, or None)
-ATTACKERS = {
-    "naive: 1 gradient + 1 value": (lambda: LinearAttack(method="gradient", verify=0), None),
+# attacker -> (the attack for a seed, an adapter of the oracle given the budget, or None)
+ATTACKERS: dict[str, tuple[Callable[[int], Any], Callable | None]] = {
+    # rounding and noise (configs/defences-precision.toml)
+    "naive: 1 gradient + 1 value": (lambda s: LinearAttack(method="gradient", verify=0), None),
     "adaptive: d + 1 values at steps of 2^40, b by bisection":
-        (lambda: LinearAttack(method="equations", step=LONG_STEP, verify=0, refine_bias=True), None),
+        (lambda s: LinearAttack(method="equations", step=LONG_STEP, verify=0, refine_bias=True), None),
     "adaptive: 1 IG answer 2^40 from the baseline, b by bisection":
-        (lambda: LinearAttack(method="explanation", explanation="integrated-gradients", step=LONG_STEP, verify=0,
-                              refine_bias=True), None),
-    "naive: 1 gradient": (lambda: LinearAttack(method="gradient", verify=0), None),
+        (lambda s: LinearAttack(method="explanation", explanation="integrated-gradients", step=LONG_STEP, verify=0,
+                                refine_bias=True), None),
+    "naive: 1 gradient": (lambda s: LinearAttack(method="gradient", verify=0), None),
     "adaptive: mean of all gradients the budget buys":
-        (lambda: LinearAttack(method="gradient", verify=0), lambda o, b: averaged_oracle(o, b)),
-    "values offered: d + 1 exact values": (lambda: LinearAttack(method="equations", verify=0), None),
-    "naive: relu2 value+gradient": (lambda: Relu2Attack(mode="value+gradient"), None),
-    "adaptive: integrated gradients, far field + bisection": (lambda: IGRelu2Attack(), None),
-    "values offered: relu2 value mode": (lambda: Relu2Attack(mode="value"), None),
+        (lambda s: LinearAttack(method="gradient", verify=0), lambda o, b: averaged_oracle(o, b)),
+    "values offered: d + 1 exact values": (lambda s: LinearAttack(method="equations", verify=0), None),
+    "naive: relu2 value+gradient": (lambda s: Relu2Attack(mode="value+gradient", seed=s), None),
+    "adaptive: integrated gradients, far field + bisection": (lambda s: IGRelu2Attack(seed=s), None),
+    "values offered: relu2 value mode": (lambda s: Relu2Attack(mode="value", seed=s), None),
     "gradient only: gradient mode on the mean of b/250 answers":
-        (lambda: Relu2Attack(mode="gradient", max_pieces=2000),
+        (lambda s: Relu2Attack(mode="gradient", max_pieces=2000, seed=s),
          lambda o, b: averaged_oracle(o, max(1, b // 250), sigmas=5.0)),
+    # exact extraction through each explanation (configs/defences-exact.toml; the oracle's kinds say which)
+    "relu2 gradient mode": (lambda s: Relu2Attack(mode="gradient", seed=s), None),
+    "relu2 value+gradient mode": (lambda s: Relu2Attack(mode="value+gradient", seed=s), None),
+    "relu2 through integrated gradients": (lambda s: IGRelu2Attack(seed=s), None),
+    "relu2 through |saliency|": (lambda s: through_saliency(Relu2Attack(mode="value+gradient", seed=s)), None),
+    "linear from the gradient": (lambda s: LinearAttack(method="gradient"), None),
+    "linear from integrated gradients":
+        (lambda s: LinearAttack(method="explanation", explanation="integrated-gradients"), None),
+    "linear through |saliency|": (lambda s: through_saliency(LinearAttack(method="gradient")), None),
+    "linear from values (equations)": (lambda s: LinearAttack(method="equations"), None),
 }
-def defended(oracle, attacker: str, budget: int):
-    """One attacker of the study against ``oracle`` (the sweep built it with the defence and the budget)."""
+
+
+def defended(oracle, attacker: str, budget: int | None = None, seed: int = 0):
+    """One attacker of the studies against ``oracle`` (the sweep built it with the defence and the budget)."""
     make, adapt = ATTACKERS[attacker]
     if adapt is None:
-        return make().run(oracle)
-    return Through(make(), lambda o: adapt(o, budget), "mean of repeated answers").run(oracle)
+        return make(seed).run(oracle)
+    return Through(make(seed), lambda o: adapt(o, budget), "mean of repeated answers").run(oracle)
 
 
 def error_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
