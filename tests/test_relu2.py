@@ -364,3 +364,24 @@ def test_the_other_outputs_and_the_bias_keep_their_digits(mode):
     r = attack(boxed_target(W, b, V, c), mode)
     assert r.status == "complete", r.message
     assert r.metrics["parameter_relative_error"] <= 1e-12
+
+
+# ---------------------------------------------------------------- the piecewise core under relu2 (issue 15)
+def test_lazy_value_gradient_probe_finds_the_kinks_bisection_finds_with_fewer_values():
+    from modelrecon.attacks.piecewise import GradientProbe, LazyValueGradientProbe, Line, critical_points
+
+    t = load("builtin:relu2?d=12&h=6&seed=1")
+    W, b = t.truth["W"], t.truth["b"]
+    rng = np.random.default_rng(0)
+    line = Line(rng.normal(size=12) * 0.1, rng.normal(size=12))
+    crossings = np.sort(-(W @ line.x0 + b) / (W @ line.v))
+    T = 2 * np.abs(crossings).max()
+    lazy_oracle = local_oracle(t, ["value", "gradient"])
+    lazy, _ = critical_points(LazyValueGradientProbe(lazy_oracle), line, -T, T)
+    bisected, _ = critical_points(GradientProbe(local_oracle(t, ["gradient"])), line, -T, T,
+                                  relative_to="position", resolution=2.0 ** -44)
+    assert len(lazy) == len(bisected) == 6
+    assert np.allclose([k.t for k in lazy], crossings, rtol=0, atol=1e-9 * T)
+    assert np.allclose([k.t for k in bisected], crossings, rtol=0, atol=1e-9 * T)
+    counts = lazy_oracle.ledger.counts["attack"]
+    assert counts["value"] < counts["gradient"] <= 4 * 6 + 2  # a value only for a new piece

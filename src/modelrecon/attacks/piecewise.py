@@ -12,9 +12,16 @@ two different pieces is found:
   lines in t; one kink between them lies where they meet.  The guess is confirmed by the
   gradients at t* -/+ delta (the activation pattern itself, so it cannot be fooled by close
   values); a failed check subdivides the gap at the two new points.
+- :class:`LazyValueGradientProbe`: the same, but a gradient first; a point whose gradient is a
+  neighbouring piece's takes its value from that piece's line, so only a new piece costs a value,
+  and the right-hand confirming gradient is asked only where the left one passed.
 
-A mode is a probe class passed to the search, not a flag read along the way; a value-only
-probe only has to say how it reads a piece and locates a kink.
+A mode is a probe class passed to the search, not a flag read along the way: a probe says how it
+reads a piece (``read``, or ``glance`` then ``fill``), tells pieces apart (``same``), locates and
+confirms a kink (``locate``, ``confirm``).  :func:`critical_points` works every gap of a line in
+rounds (one batch of queries per round); :func:`reach` grows a search interval side by side and
+:func:`search_line` both sides at once.  relu2's three modes (attacks/relu2.py) and the deep attack
+(attacks/relu.py) stand on it.
 """
 
 from __future__ import annotations
