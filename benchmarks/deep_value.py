@@ -2,7 +2,7 @@
 networks, beside the published figures.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/deep_value.py [--only 10-10-10-1,...] [--inputs N]
-        [--json rows.json] [--figure docs/img/deep-value-queries.png]
+        [--round-decimals N] [--json rows.json] [--figure docs/img/deep-value-queries.png]
 
 Columns: status; value queries of the attack (the verification's fresh values apart), per hidden neuron,
 and their log2;
@@ -38,10 +38,10 @@ NETWORKS = {
 }
 
 
-def run(name: str, inputs: int) -> dict:
+def run(name: str, inputs: int, round_decimals: int | None = None) -> dict:
     spec, published, source = NETWORKS[name]
     target = load(spec)
-    oracle = local_oracle(target, ["value"])
+    oracle = local_oracle(target, ["value"], round_decimals=round_decimals)
     start, cpu = time.perf_counter(), time.process_time()
     result = DeepValueAttack(seed=0).run(oracle)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -86,6 +86,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(NETWORKS), help="comma-separated network names")
     ap.add_argument("--inputs", type=int, default=10**6, help="random inputs for the worst output error")
+    ap.add_argument("--round-decimals", type=int, default=None, help="the oracle rounds its values to N decimals")
     ap.add_argument("--json", default=None, help="write the rows here")
     ap.add_argument("--figure", default=None, help="draw queries per neuron against depth and width here (png)")
     ap.add_argument("--from-json", default=None, help="rows from a saved run (no attack): only the figure")
@@ -99,9 +100,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name in args.only.split(","):
-        r = run(name, args.inputs)
+        r = run(name, args.inputs, args.round_decimals)
         rows.append({k: v for k, v in r.items() if isinstance(v, (int, float, str, type(None)))})
-        fewer = f"{2 ** (r['published_log2'] - r['log2_queries']):.1f}x" if r["published_log2"] else "-"
+        fewer = f"{2 ** (r['published_log2'] - r['log2_queries']):.1f}x" if r["published_log2"] and r["status"] == "complete" else "-"
         err = r.get("worst_output_error")
         neurons = sum(int(w) for w in name.split("-")[1:-1])
         print(f"| {name} | {r['status']} | {r['queries']:,} | {r['queries'] / neurons:,.0f} | {r['log2_queries']:.1f} | "

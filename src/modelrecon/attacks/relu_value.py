@@ -107,10 +107,15 @@ class DeepValueAttack(Attack):
         v = self._rng.standard_normal(n)
         return v / np.linalg.norm(v)
 
+    def _row_error(self) -> float:
+        """Relative error of a row measured by derivatives: the answers' noise over the step, times the ratio of
+        the output scale to a jump (about 1e-3 at 8 decimals, 1e-11 for float64 answers)."""
+        p = self._probe
+        return 1e3 * p.noise / (p.scale * self._step_rel)
+
     def _rel_tol(self) -> float:
         """Relative agreement of two measured rows: the finite-difference error, with a margin."""
-        p = self._probe
-        return max(1e-6, 1e3 * p.noise / (p.scale * self._step_rel))
+        return max(1e-6, self._row_error())
 
     # -- layer 1 -----------------------------------------------------------------------------
     def _first_layer(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -237,7 +242,7 @@ class DeepValueAttack(Attack):
                 left, right = np.max(np.abs(f[0] - f[1])), np.max(np.abs(f[2] - f[1]))
                 # the rows' own error leaks into the other neurons: a change of the flat side in proportion to
                 # the other side's, by the rows' relative error (rounded answers: about 1e-3), not O(1)
-                flat = tol + 10 * self._rel_tol() * max(left, right)
+                flat = tol + 10 * self._row_error() * max(left, right)
                 if left <= flat and right > tol and right > left:
                     signs[j] = 1.0
                 elif right <= flat and left > tol and left > right:
@@ -382,7 +387,7 @@ class DeepValueAttack(Attack):
             xp = xp - ((n @ (A @ xp + a) + b) / (n @ (A @ u))) * u  # back onto the hyperplane
             delta = 0.25 * min(self._room(xp, u, Z, z, self._sigma), self._room(xp, -u, Z, z, self._sigma))
             # the crossing is predicted from the measured row: off by its error times the distance travelled
-            near = min(0.25, max(1e-3, 10 * self._rel_tol() * np.linalg.norm(xp - x_kink) / delta))
+            near = min(0.25, max(1e-3, 10 * self._row_error() * np.linalg.norm(xp - x_kink) / delta))
             t = self._cross(xp, u, delta, near=near)
             if t is not None:
                 Y.append(A @ (xp + t * u) + a)
@@ -394,7 +399,7 @@ class DeepValueAttack(Attack):
         Y = np.array(Y)
         # crossings of another neuron that happened to pass the check lie off the hyperplane: left out
         # (off by more than the derivatives' own error: rounded answers make that error larger)
-        Y = Y[np.abs(Y @ n + b) <= max(1e-4, 10 * self._rel_tol()) * (1 + np.linalg.norm(Y, axis=1))]
+        Y = Y[np.abs(Y @ n + b) <= max(1e-4, 10 * self._row_error()) * (1 + np.linalg.norm(Y, axis=1))]
         if len(Y) <= h:
             return n, b
         for _ in range(3):  # fit, leave out the points far off the fitted plane (1000x the median), refit
@@ -409,8 +414,12 @@ class DeepValueAttack(Attack):
         if np.max(np.abs(m - n)) > 1e3 * self._rel_tol() or sv[-2] < 1e-6 * sv[0]:
             return n, b  # points not spread enough to improve on the derivatives
         fit_res, derivative_res = np.max(np.abs((Y - mean) @ m)), np.max(np.abs(Y @ n + b))
-        if fit_res > 1e4 * EPS * np.abs(Y).max() and 4 * fit_res > derivative_res:
-            return n, b  # crossings located less precisely than the derivatives (a small jump): keep those
+        # the crossings' plane wins when they are precise, or when they fit it 4x better than the derivatives'
+        # plane is off them by no more than its own measured error explains (rounded answers); else they were
+        # located less precisely than the derivatives (a small jump) or are not all this neuron's: keep those
+        explained = derivative_res <= 10 * self._row_error() * (1 + np.abs(Y).max())
+        if fit_res > 1e4 * EPS * np.abs(Y).max() and not (4 * fit_res <= derivative_res and explained):
+            return n, b
         return m, -float(m @ mean)
 
     def _reach(self, x0, A, a, U, Z, z, y):
