@@ -133,6 +133,8 @@ def test_first_layer_neuron_seen_once_is_traced_784_16_16_1():
     target, r = _run("builtin:deep?d=784&widths=16,16,1&init=random&seed=0", "value+gradient")
     assert r.status == "complete", r.message
     assert r.details["widths"] == [16, 16]
+    # the region's segments stop once no plane recurs (was one per corner): 18.4 points per neuron measured
+    assert r.queries["points"] / 32 <= 20
     assert r.metrics["parameter_relative_error"] <= 1e-9
     assert r.metrics["worst_output_error_relative"] <= 1e-9
 
@@ -144,3 +146,14 @@ def test_layer_two_neuron_rarely_crossed_in_the_region_is_confirmed_10_10_10_1_s
     assert r.status == "complete", r.message
     assert r.details["widths"] == [10, 10]
     assert r.metrics["parameter_relative_error"] <= 1e-9
+
+
+def test_depth_four_network_recovers_its_first_two_layers_and_names_the_third():
+    """24-10-8-6-2: layer 2 had 13 rows (spurious and incomplete ones) with no orientation resolved; inside the
+    all-active region of layer 1 its 8 rows are whole and oriented from the gradients' coefficients.  Layer 3
+    switches nowhere in the all-active region of layers 1-2: it stays partial, named, with its residual."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", "value+gradient")
+    assert r.status == "partial" and "layer 3" in r.message and "residual" in r.message
+    assert r.details["widths"][:2] == [10, 8]
+    assert r.details["layers"][1]["orientation_unresolved"] == []
+    assert r.metrics["hidden_units_matched"] >= 18

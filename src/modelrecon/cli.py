@@ -175,7 +175,7 @@ def attack_relu(
     answers: Annotated[str, typer.Option(help="value mode: what the oracle answers: value | probabilities")] = "value",
     round_decimals: Annotated[Optional[int], typer.Option(help="value mode: answers rounded to N decimals")] = None,
     output: Annotated[int, typer.Option(help="the logit whose gradient is asked (k-class targets)")] = 0,
-    lines: Annotated[int, typer.Option(help="random lines searched first")] = 3,
+    lines: Annotated[int, typer.Option(help="random lines searched first")] = 2,
     max_lines: Annotated[int, typer.Option(help="random lines searched at most")] = 24,
     verify: Annotated[int, typer.Option(help="fresh points spent verifying the recovered network")] = 256,
     seed: Annotated[int, typer.Option(help="seed of the lines and check points")] = 0,

@@ -57,6 +57,10 @@ EXACT = 1e-9
 SAME_ROW = 1e-6
 TRACE_TRIES = 3
 TRACE_POINTS = 1  # far points of a surface checked per try
+# segments of the all-active region searched at least, and the run of segments meeting no plane for the second time
+# that ends the search (before every corner of the last known layer has its segment)
+SEGMENTS_MIN = 4
+SEGMENTS_QUIET = 3
 TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
 
 
@@ -181,7 +185,7 @@ class ReluAttack(Attack):
 
     name = "relu"
 
-    def __init__(self, mode: str = "value+gradient", output: int = 0, lines: int = 3, max_lines: int = 24,
+    def __init__(self, mode: str = "value+gradient", output: int = 0, lines: int = 2, max_lines: int = 24,
                  verify: int = 256, checks: int = 16, seed: int = 0, max_points_per_line: int = 50_000,
                  max_targeted: int = 64):
         if mode not in PROBES:
@@ -514,11 +518,11 @@ class ReluAttack(Attack):
             return False
         normal /= nn_
         # a first-layer candidate seen at one kink only has no second kink on its plane: two far points instead of one
-        points = TRACE_POINTS + (len(row.kinks) == 1)
-        verdicts = [self._trace_along(x, normal, zs, kink, row) for _ in range(points)]
-        if False in verdicts:
-            return False
-        return None if None in verdicts else True
+        for _ in range(TRACE_POINTS + (len(row.kinks) == 1)):
+            verdict = self._trace_along(x, normal, zs, kink, row)
+            if verdict is not True:
+                return verdict
+        return True
 
     def _follow(self, row: _Row, x: np.ndarray, direction: np.ndarray, walls: int):
         """Walk along the row's surface in a fixed direction (projected onto the surface in each cell) across
@@ -674,10 +678,15 @@ class ReluAttack(Attack):
         if xc is None:
             return kinks
         key = len(self._known.layers)
-        want = len(a) + self._extra_segments.get(key, 0)
-        done = self._segments.setdefault(key, 0)
-        for i in range(done, want):
-            line, lo, hi = self._segment(A, a, Z, z, xc, i if i < len(a) else None)
+        h = len(a)
+        extra = self._extra_segments.get(key, 0)
+        order = self._corner_order.setdefault(key, self._rng.permutation(h))
+        seen = self._region_rows.setdefault(key, [])
+        while self._segments.setdefault(key, 0) < h + extra:
+            i = self._segments[key]
+            if i >= min(h, SEGMENTS_MIN) + extra and self._quiet.get(key, 0) >= SEGMENTS_QUIET:
+                break
+            line, lo, hi = self._segment(A, a, Z, z, xc, int(order[i]) if i < h else None)
             self._segments[key] = i + 1
             if hi - lo <= 0:
                 continue
@@ -686,7 +695,34 @@ class ReluAttack(Attack):
             self._kinks += found
             self._samples += [(line.at(q.t), q) for q in pieces]
             kinks += found
+            self._quiet[key] = 0 if self._recurs(found, seen, i) else self._quiet.get(key, 0) + 1
         return kinks
+
+    def _recurs(self, found: list[Kink], seen: list[tuple[_Row, set]], segment: int) -> bool:
+        """Whether a row among these kinks' (pulled back) is met on a second segment for the first time: while that
+        happens the region's planes are still being found (Carlini et al.'s clustering of partial rows, on whole
+        rows)."""
+        known = self._known
+        new = False
+        for k in found:
+            zs = [z[0] for z in known.pre(k.x[None])]
+            u, resid = known.pullback(k.jump, zs)
+            if resid > SAME_ROW or not np.any(u):
+                continue
+            sup = zs[-1] > 0
+            a_ = known.top(k.x[None])[0]
+            u = u / np.linalg.norm(u)
+            b = -float(u @ a_)
+            scale = float(np.abs(u) @ np.abs(a_)) + abs(b) + EPS
+            for row, segs in seen:
+                if row.match(sup, u, b, scale) is not None:
+                    if segment not in segs:
+                        new |= len(segs) == 1
+                        segs.add(segment)
+                    break
+            else:
+                seen.append((_Row(sup, u, b, k, zs), {segment}))
+        return new
 
     def _hit_rate(self, row: _Row) -> bool | None:
         """Whether the row's hyperplane carries a kink wherever a searched segment of the region crosses it: a neuron of
@@ -979,6 +1015,9 @@ class ReluAttack(Attack):
         self._segments: dict[int, int] = {}
         self._segment_log: dict[int, list] = {}
         self._traced_in_region: dict[tuple, bool | None] = {}
+        self._corner_order: dict[int, np.ndarray] = {}
+        self._region_rows: dict[int, list] = {}
+        self._quiet: dict[int, int] = {}
         self._extra_segments: dict[int, int] = {}
         details: dict[str, Any] = {"mode": self.mode, "layers": []}
         status, problems = "complete", []
@@ -1007,6 +1046,8 @@ class ReluAttack(Attack):
                 ok, _, worst = self._verify(self._known.layers + [(out_W, out_b)], bias_known, self.checks, "attack")
                 if ok:
                     break
+                for key in self._segments:  # a neuron missed: more of every region's segments, and a line
+                    self._extra_segments[key] = self._extra_segments.get(key, 0) + 2
                 self._search(through=worst)
         except NotPiecewiseLinear as e:
             return self._failed(f"not a ReLU network: {e}", details)
