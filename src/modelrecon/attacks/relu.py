@@ -560,6 +560,8 @@ class ReluAttack(Attack):
         scale = float(np.linalg.norm(kink.line.v)) * max(1.0, abs(kink.t))
         if not known.layers:  # no walls: well across the input region
             p -= (p @ normal) * normal
+            if not np.linalg.norm(p) > 0:  # d = 1: every surface is a point, nothing to trace (and one hidden
+                return True                # layer makes any piecewise-linear function of one input)
             y = x + 4 * max(scale, math.sqrt(self._d) * (self._box[1] - self._box[0])) * p / np.linalg.norm(p)
         else:  # along the surface through TRACE_WALLS known walls (where the row is known), then half a cell on
             y, far_normal = self._follow(row, x, p, TRACE_WALLS)
