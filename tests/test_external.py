@@ -370,3 +370,15 @@ def test_value_line_search_on_a_smooth_target_stops_at_its_cap():
     with pytest.raises(NotPiecewiseLinear, match="2000 values"):
         probe.kinks(np.zeros(4), np.ones(4), -5.0, 5.0, max_values=2000)
     assert probe.asked <= 2100
+
+
+def test_deep_attack_whose_budget_ends_in_verification_is_partial_with_its_model():
+    """'report' was unbound when the verify phase ran out: an UnboundLocalError instead of the partial model."""
+    from modelrecon.attacks.relu import ReluAttack
+
+    spec = "factories:mlp_needing_arguments?d=20&hidden=8"
+    full = ReluAttack(mode="value+gradient").run(local_oracle(load(spec), ["value", "gradient"]))
+    budget = full.queries["all_phases_total"] - 20  # the attack phase fits, the verification does not
+    r = ReluAttack(mode="value+gradient").run(local_oracle(load(spec), ["value", "gradient"], budget=budget))
+    assert r.status == "partial" and "no budget left to verify" in r.message and r.model is not None
+    assert "nan" not in r.message

@@ -1035,6 +1035,7 @@ class ReluAttack(Attack):
         details["bias_identified"] = bias_known
         result = Result(self.name, status, "", params=params, model=model, details=details)
         # verification on fresh points
+        report: dict[str, Any] = {}  # none when the budget ends first
         try:
             ok, report, _ = self._verify(layers, bias_known, self.verify, "verify")
             details["verification"] = report
@@ -1050,7 +1051,7 @@ class ReluAttack(Attack):
                             f"{report['gradient_error']:.3g} of the scale) after {self._n_lines} lines: a neuron no line "
                             "found, or not a fully connected ReLU network")
             status = "failed"
-        if status == "partial" and not ok:
+        if status == "partial" and not ok and report:
             problems.append(f"residual on {self.verify} fresh points: value {report.get('value_error', float('nan')):.3g}, "
                             f"gradient {report.get('gradient_error', float('nan')):.3g} (relative to their scale)")
         result.status = status
