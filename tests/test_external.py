@@ -382,3 +382,13 @@ def test_deep_attack_whose_budget_ends_in_verification_is_partial_with_its_model
     r = ReluAttack(mode="value+gradient").run(local_oracle(load(spec), ["value", "gradient"], budget=budget))
     assert r.status == "partial" and "no budget left to verify" in r.message and r.model is not None
     assert "nan" not in r.message
+
+
+def test_value_mode_whose_budget_ends_in_verification_keeps_its_model():
+    """The verify phase's exhausted budget dropped the recovered layers: 'stopped', no model."""
+    from modelrecon.attacks.relu_value import DeepValueAttack
+
+    spec = "factories:mlp_needing_arguments?d=20&hidden=8"
+    full = DeepValueAttack().run(local_oracle(load(spec), ["value"]))
+    r = DeepValueAttack().run(local_oracle(load(spec), ["value"], budget=full.queries["all_phases_total"] - 20))
+    assert r.status == "partial" and "no budget left to verify" in r.message and r.model is not None
