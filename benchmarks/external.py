@@ -3,7 +3,9 @@
 Targets are built here the way users have them: scikit-learn models (digits) copied into torch and
 saved as TorchScript, the same exported with skl2onnx's default options, networks ending in sigmoid
 or softmax, Captum's one-conv test network, a factory that needs constructor arguments, a module with
-an unused layer.  Each cell: status, attack queries, the error the attack verified (its residual over
+an unused layer, a residual net, a hand-written deep ReLU net, a dead neuron, leaky-ReLU and tanh nets, one input,
+a model that answers NaN, one that answers integer labels.  The deep attacks are relu-gradient, relu-value+gradient
+and relu-value (`--attacks relu-gradient,relu-value+gradient,relu-value`).  Each cell: status, attack queries, the error the attack verified (its residual over
 its own tolerance, 'verify' column) and the error against the truth the evaluator measured
 (parameter error when known, else output fidelity).  Runs on any checkout (issue 12's before/after):
 
@@ -65,6 +67,13 @@ def build_files(folder: Path) -> dict[str, str]:
         "factory-args": "factories:mlp_needing_arguments?d=20&hidden=8",
         "residual-relu": "factories:ResidualRelu",
         "deep-relu": "factories:HandWrittenDeepRelu",
+        "dead-neuron": "factories:deep_with_dead_unit",
+        "leaky-relu": "factories:leaky_relu_net",
+        "tanh-net": "factories:tanh_net",
+        "one-input": "factories:mlp_needing_arguments?d=1&hidden=4",
+        "softmax-declared": "factories:softmax_net?d=20&h=10&outputs=probabilities",
+        "nan-answers": "factories:nan_net",
+        "label-answers": "factories:label_net",
     })
     return specs
 

@@ -88,3 +88,48 @@ class ResidualRelu(nn.Module):
     def forward(self, x):
         h = torch.relu(self.fc1(x))
         return self.out(torch.relu(self.fc2(h)) + h)
+
+
+def leaky_relu_net(d: int = 10, h: int = 8, seed: int = 0) -> nn.Module:
+    """Piecewise linear but not ReLU: leaky ReLU (slope 0.01) hidden units."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, h), nn.LeakyReLU(0.01), nn.Linear(h, 1))
+
+
+def tanh_net(d: int = 10, h: int = 8, seed: int = 0) -> nn.Module:
+    """A smooth network: tanh hidden units."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, 1))
+
+
+def nan_net(d: int = 6, h: int = 5, seed: int = 0) -> nn.Module:
+    """A ReLU network that answers NaN wherever its first input is negative (a broken export)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, 1))
+
+    class NanWhereNegative(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            y = self.net(x)
+            return torch.where(x[:, :1] < 0, torch.full_like(y, float("nan")), y)
+
+    return NanWhereNegative()
+
+
+def label_net(d: int = 6, h: int = 5, k: int = 3, seed: int = 0) -> nn.Module:
+    """A ReLU classifier that returns its predicted label (an integer), not scores."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k))
+
+    class Argmax(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x).argmax(dim=1)
+
+    return Argmax()

@@ -310,3 +310,85 @@ def test_linear_model_of_an_image_shaped_target_is_evaluated_and_saved(tmp_path)
     assert result.status == "complete" and result.metrics["fidelity_relative_error"] < 1e-12
     pt, _ = result.save_model(tmp_path / "lin", (1, 4, 4))
     assert load(str(pt)).forward_numpy(np.ones((2, 1, 4, 4))).shape == (2, 1)
+
+
+# -- the deep attacks on models as users bring them ------------------------------------------
+def test_deep_attack_on_one_input_ends_partial_not_in_an_oracle_error():
+    """d = 1: the trace within a first-layer surface (a point) divided by a zero norm and asked NaN inputs."""
+    from modelrecon.attacks.relu import ReluAttack
+
+    r = ReluAttack(mode="value+gradient").run(local_oracle(load("factories:mlp_needing_arguments?d=1&hidden=4"),
+                                                           ["value", "gradient"]))
+    assert r.status == "partial" and "orientation" in r.message
+
+
+def test_worst_output_error_of_a_target_answering_nan_is_infinite():
+    """max(0.0, nan) is 0.0: a target answering NaN read as reproduced to 1074 bits."""
+    from modelrecon.evaluate.relu import worst_output_error
+
+    target = load("factories:nan_net")
+    got = worst_output_error(target, target.model.net.double(), 1000)
+    assert got["worst_output_error"] == float("inf") and got["worst_output_error_relative"] == float("inf")
+
+
+def test_value_mode_on_softmax_probabilities_is_evaluated_on_logit_differences():
+    """The model read from k = 3 probabilities outputs log p_k - log p_0 (2 outputs); the evaluator compared it with
+    the 3 probabilities and crashed aligning the output layer."""
+    from modelrecon.attacks.relu_value import DeepValueAttack
+
+    target = load("factories:softmax_net?d=6&h=5&k=3&outputs=probabilities")
+    r = DeepValueAttack().run(local_oracle(target, ["probabilities"]))
+    evaluate(r, target)
+    assert r.status == "complete" and r.metrics["hidden_units_matched"] == 5
+    assert r.metrics["worst_output_error_relative"] < 1e-9 and r.metrics["parameter_relative_error"] < 1e-9
+
+
+def test_gradient_of_a_label_returning_target_is_one_clear_error():
+    """An argmax module: torch's 'element 0 of tensors does not require grad' came out as an internal error."""
+    from modelrecon.oracle import OracleError
+
+    o = local_oracle(load("factories:label_net"), ["gradient", "value"])
+    with pytest.raises(OracleError, match="no gradient"):
+        o.query(np.zeros((1, 6)), ("gradient",), 0)
+
+
+def test_value_mode_on_a_target_answering_nan_fails_at_once():
+    """NaN answers never made a collinear stencil: the line search ran past 120 s."""
+    from modelrecon.attacks.relu_value import DeepValueAttack
+
+    r = DeepValueAttack().run(local_oracle(load("factories:nan_net"), ["value"]))
+    assert r.status == "failed" and "NaN" in r.message and r.queries["total"] < 100
+
+
+def test_value_line_search_on_a_smooth_target_stops_at_its_cap():
+    """A saturated sigmoid passed the curvature probe, then every bend was split down to 1e-12 of the line: over
+    600 000 values in 120 s and no end; a line now stops at max_values, and the attack ends failed."""
+    from modelrecon.attacks.piecewise import NotPiecewiseLinear
+    from modelrecon.attacks.value_probe import ValueProbe
+
+    probe = ValueProbe(local_oracle(load("factories:tanh_net?d=4&h=3"), ["value"]))
+    with pytest.raises(NotPiecewiseLinear, match="2000 values"):
+        probe.kinks(np.zeros(4), np.ones(4), -5.0, 5.0, max_values=2000)
+    assert probe.asked <= 2100
+
+
+def test_deep_attack_whose_budget_ends_in_verification_is_partial_with_its_model():
+    """'report' was unbound when the verify phase ran out: an UnboundLocalError instead of the partial model."""
+    from modelrecon.attacks.relu import ReluAttack
+
+    spec = "factories:mlp_needing_arguments?d=20&hidden=8"
+    full = ReluAttack(mode="value+gradient").run(local_oracle(load(spec), ["value", "gradient"]))
+    budget = full.queries["all_phases_total"] - 20  # the attack phase fits, the verification does not
+    r = ReluAttack(mode="value+gradient").run(local_oracle(load(spec), ["value", "gradient"], budget=budget))
+    assert r.status == "partial" and "no budget left to verify" in r.message and r.model is not None
+    assert "nan" not in r.message
+
+
+def test_value_mode_whose_budget_ends_in_verification_keeps_its_model():
+    """The verify phase's exhausted budget dropped the recovered layers: 'stopped', no model."""
+    from modelrecon.attacks.relu_value import DeepValueAttack
+
+    spec = "factories:mlp_needing_arguments?d=20&hidden=8"
+    full = DeepValueAttack().run(local_oracle(load(spec), ["value"]))
+    r = DeepValueAttack().run(local_oracle(load(spec), ["value"], budget=full.queries["all_phases_total"] - 20))
+    assert r.status == "partial" and "no budget left to verify" in r.message and r.model is not None

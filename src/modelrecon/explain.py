@@ -114,6 +114,11 @@ def explanations(
     xt = torch.as_tensor(x, dtype=torch.float64)
     with torch.no_grad():
         logits = as_outputs(model(xt), len(xt))
+    if not logits.is_floating_point():
+        from modelrecon.oracle import OracleError  # (oracle.py imports this module)
+
+        raise OracleError(f"the target answers {logits.dtype} outputs (labels?), which have no gradient; "
+                          "declare outputs=label and use a label attack")
     scalar = logits.shape[1] == 1
     if output == "predicted":
         idx = torch.zeros(len(xt), dtype=torch.long) if scalar else logits.argmax(dim=1)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from modelrecon.attacks.piecewise import NotPiecewiseLinear
 from modelrecon.oracle import Oracle, QueryBudgetExceeded
 from modelrecon.result import Result
 
 
 class Attack:
     """Base: times the run, fills the ledger into the result, turns an exhausted budget
-    into a partial result (the attack's own partial result when it attached one)."""
+    into a partial result (the attack's own partial result when it attached one), a target found not piecewise
+    linear by a probe into a failed one."""
 
     name = "attack"
 
@@ -28,6 +30,8 @@ class Attack:
             result = self.execute(oracle)
         except QueryBudgetExceeded as e:
             result = e.partial or Result(self.name, "partial", f"stopped: {e}")
+        except NotPiecewiseLinear as e:
+            result = Result(self.name, "failed", f"not a ReLU network: {e}")
         result.wall_time_s = time.perf_counter() - start
         result.target = oracle.spec
         result.oracle = {"kinds": list(oracle.kinds), "options": oracle.options}

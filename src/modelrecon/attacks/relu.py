@@ -564,6 +564,8 @@ class ReluAttack(Attack):
         scale = float(np.linalg.norm(kink.line.v)) * max(1.0, abs(kink.t))
         if not known.layers:  # no walls: well across the input region
             p -= (p @ normal) * normal
+            if not np.linalg.norm(p) > 0:  # d = 1: every surface is a point, nothing to trace (and one hidden
+                return True                # layer makes any piecewise-linear function of one input)
             y = x + 4 * max(scale, math.sqrt(self._d) * (self._box[1] - self._box[0])) * p / np.linalg.norm(p)
         else:  # along the surface through TRACE_WALLS known walls (where the row is known), then half a cell on
             y, far_normal = self._follow(row, x, p, TRACE_WALLS)
@@ -1074,6 +1076,7 @@ class ReluAttack(Attack):
         details["bias_identified"] = bias_known
         result = Result(self.name, status, "", params=params, model=model, details=details)
         # verification on fresh points
+        report: dict[str, Any] = {}  # none when the budget ends first
         try:
             ok, report, _ = self._verify(layers, bias_known, self.verify, "verify")
             details["verification"] = report
@@ -1089,7 +1092,7 @@ class ReluAttack(Attack):
                             f"{report['gradient_error']:.3g} of the scale) after {self._n_lines} lines: a neuron no line "
                             "found, or not a fully connected ReLU network")
             status = "failed"
-        if status == "partial" and not ok:
+        if status == "partial" and not ok and report:
             problems.append(f"residual on {self.verify} fresh points: value {report.get('value_error', float('nan')):.3g}, "
                             f"gradient {report.get('gradient_error', float('nan')):.3g} (relative to their scale)")
         result.status = status

@@ -42,7 +42,7 @@ from torch import nn
 
 from modelrecon.attacks import Attack
 from modelrecon.attacks.value_probe import EPS, ValueProbe
-from modelrecon.oracle import Oracle
+from modelrecon.oracle import Oracle, QueryBudgetExceeded
 from modelrecon.result import Result
 from modelrecon.verdict import passes, worst_ratio
 
@@ -631,7 +631,11 @@ class DeepValueAttack(Attack):
             return Result(self.name, "failed", "; ".join(status_notes + self._notes))
         V, c, resid = self._fit_last()
         model_layers = self._layers + [(V, c)]
-        check = self._verify(oracle, model_layers)
+        try:
+            check = self._verify(oracle, model_layers)
+        except QueryBudgetExceeded:  # the model stands, unverified
+            check = {"relative_error": math.inf, "residual_over_tolerance": math.inf}
+            status_notes.append("no budget left to verify")
         err, verified = check["relative_error"], passes(check["residual_over_tolerance"])
         widths = [len(b) for _, b in self._layers]
         ok = verified and not status_notes

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelrecon.attacks.piecewise import NotPiecewiseLinear
 from modelrecon.oracle import Oracle, OracleError
 
 EPS = np.finfo(np.float64).eps
@@ -50,6 +51,7 @@ class ValueProbe:
         self.scale = 1.0  # output scale, raised as answers come in
         self.points: list[np.ndarray] = []
         self.answers: list[np.ndarray] = []
+        self.asked = 0  # values asked so far
 
     # -- answers ---------------------------------------------------------------------
     def values(self, X: np.ndarray) -> np.ndarray:
@@ -58,6 +60,9 @@ class ValueProbe:
         shaped = X.reshape(len(X), *self.oracle.input_shape)  # the points are flat; the target takes its own shape
         if self.kind == "value":
             Y = np.asarray(self.oracle.value(shaped), dtype=np.float64).reshape(len(X), -1)
+            if not np.isfinite(Y).all():
+                raise NotPiecewiseLinear(f"it answered NaN or Inf at {int(np.sum(~np.isfinite(Y).all(axis=1)))} of "
+                                         f"{len(X)} points")
         else:
             P = np.asarray(self.oracle.probabilities(shaped), dtype=np.float64)
             with np.errstate(divide="ignore"):
@@ -70,6 +75,7 @@ class ValueProbe:
                                   "value-only extraction needs unsaturated probabilities")
         self.points.append(X)
         self.answers.append(Y)
+        self.asked += len(X)
         self.scale = max(self.scale, float(np.max(np.abs(Y))))
         return Y
 
@@ -109,8 +115,10 @@ class ValueProbe:
         raise _Unresolved(t)
 
     def kinks(self, x0: np.ndarray, v: np.ndarray, lo: float, hi: float, resolution: float | None = None,
-              max_kinks: int = 100000) -> list[float]:
-        """Critical points of the outputs on x0 + t v, lo < t < hi (sorted)."""
+              max_kinks: int = 100000, max_values: int = 100_000) -> list[float]:
+        """Critical points of the outputs on x0 + t v, lo < t < hi (sorted); more than ``max_values`` values on the
+        line (a smooth target's bends split down to the resolution) is not a ReLU network."""
+        start = self.asked
         x0, v = np.asarray(x0, float), np.asarray(v, float)
         span = hi - lo
         h = span * 1e-6
@@ -121,6 +129,8 @@ class ValueProbe:
         noise = 2 * self.noise
         stack = [(a, ga, sa, 2 * noise / h, b, gb, sb, 2 * noise / h)]
         while stack and len(found) < max_kinks:
+            if self.asked - start > max_values:
+                raise NotPiecewiseLinear(f"more than {max_values} values on one line without isolating its kinks")
             a, ga, sa, ea, b, gb, sb, eb = stack.pop()  # ea, eb: errors of the stencils' slopes
 
             def near(g, g0, s0, e0, dt):  # g on the line (g0, s0) at distance dt, within the errors

@@ -100,19 +100,31 @@ def align_layers(true: list[tuple[np.ndarray, np.ndarray]], got: list[tuple[np.n
     return out
 
 
-def worst_output_error(target: Target, model, n: int, seed: int = 54321, batch: int = 50_000) -> dict[str, float]:
+def logits(P: np.ndarray) -> np.ndarray:
+    """What a model recovered from probabilities outputs: a sigmoid's logit, or softmax's logits less class 0's."""
+    P = P.reshape(len(P), -1)
+    with np.errstate(divide="ignore"):
+        return np.log(P) - np.log1p(-P) if P.shape[1] == 1 else np.log(P[:, 1:]) - np.log(P[:, :1])
+
+
+def worst_output_error(target: Target, model, n: int, seed: int = 54321, batch: int = 50_000,
+                       read=lambda y: y) -> dict[str, float]:
     """Worst absolute output error over n random inputs (standard normal, or uniform in the input box), and in bits
-    (Carlini et al.'s max |f - f_hat| = 2^-bits)."""
+    (Carlini et al.'s max |f - f_hat| = 2^-bits); ``read``: the target's outputs as the model gives them.  A NaN
+    anywhere is an infinite error."""
     rng = np.random.default_rng(seed)
     worst, scale = 0.0, 0.0
     for start in range(0, n, batch):
         m = min(batch, n - start)
         X = (rng.uniform(*target.input_box, size=(m, *target.input_shape)) if target.input_box
              else rng.normal(size=(m, *target.input_shape)))
-        y, y_hat = target.forward_numpy(X), outputs(model, X)
+        y, y_hat = read(target.forward_numpy(X)), outputs(model, X)
         if y.shape != y_hat.shape:
             return {"worst_output_error": math.inf}
-        worst = max(worst, float(np.abs(y - y_hat).max()))
+        err = np.abs(y - y_hat)
+        if not (np.isfinite(err).all() and np.isfinite(y).all()):  # max(0.0, nan) is 0.0: a NaN once read as exact
+            return {"worst_output_error": math.inf, "worst_output_error_relative": math.inf, "worst_output_inputs": n}
+        worst = max(worst, float(err.max()))
         scale = max(scale, float(np.abs(y).max()))
     return {"worst_output_error": worst, "worst_output_error_bits": -math.log2(worst) if worst > 0 else 1074.0,
             "worst_output_error_relative": worst / scale if scale > 0 else math.inf, "worst_output_inputs": n}
@@ -126,12 +138,17 @@ def evaluate_relu(result: Result, target: Target, X: np.ndarray | None, n_random
     p = result.params
     got = [(np.asarray(p[f"W{i}"]), np.asarray(p[f"b{i}"])) for i in range(1, 1 + sum(k.startswith("W") for k in p))]
     truth = true_layers(target)
+    from_probabilities = "probabilities" in result.queries.get("by_kind", {})
+    if truth is not None and from_probabilities and target.truth.get("output_activation") == "softmax":
+        W, b = truth[-1]
+        truth[-1] = (W[1:] - W[:1], b[1:] - b[:1])  # the logits less class 0's: what probabilities determine
     if truth is not None and got:
         metrics.update(align_layers(truth, got))
-    metrics.update(fidelity(target, result.model, np.random.default_rng(12345).normal(size=(1000, *target.input_shape))
-                            if not target.input_box else
-                            np.random.default_rng(12345).uniform(*target.input_box, size=(1000, *target.input_shape))))
-    metrics.update(worst_output_error(target, result.model, n_random))
+    X = (np.random.default_rng(12345).normal(size=(1000, *target.input_shape)) if not target.input_box else
+         np.random.default_rng(12345).uniform(*target.input_box, size=(1000, *target.input_shape)))
+    read = logits if from_probabilities else (lambda y: y)
+    metrics.update(fidelity(target, result.model, X, y=read(target.forward_numpy(X))))
+    metrics.update(worst_output_error(target, result.model, n_random, read=read))
     if X is not None:
         metrics.update(fidelity(target, result.model, X, prefix="data_fidelity"))
     return metrics
