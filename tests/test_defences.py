@@ -104,6 +104,7 @@ def test_what_if_grows_a_clone_that_an_option_only_delays(tmp_path, monkeypatch)
     assert rep["attacks"]["needs-points"]["points"] == 32 and rep["attacks"]["needs-points"]["succeeded"]
     row = rep["defences"][0]["attacks"]["needs-points"]
     assert row["points"] == 64 and row["succeeded"] and not row["stopped"]
+    assert row["queries"] == 64  # 64 points once each: the 32 asked first are replayed, not counted twice
     assert rep["advice"]["needs-points"]["cheapest_stop"] is None
 
 

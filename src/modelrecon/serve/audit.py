@@ -35,6 +35,7 @@ import html
 import importlib
 import io
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -466,8 +467,12 @@ def audit(url: str, key: str, budget: int, out: str | Path, *, data: str | None 
         journal = journals / f"{entry.name}.sqlite"
         if defence is None:
             oracle = http_oracle(url, key, journal=journal, budget=share, spend_cap=cap, **client)
-        else:  # the service's raw answers already paid for by this attack are reused, then transformed
+        else:  # the service's raw answers already paid for by this attack are reused, then transformed; a
+            # growing attack's earlier points are replayed uncounted from the option's own journal, as without it
+            # (only there: an attack that asks a point again under noise must get fresh noise, and pay for it)
+            slug = re.sub(r"[^a-z0-9]+", "-", defence.name.lower()).strip("-")
             oracle = http_oracle(url, key, kinds=kinds, budget=share, cache=Journal(journal, base.describe()),
+                                 journal=journals / f"{entry.name}--{slug}.sqlite" if entry.grows else None,
                                  spend_cap=cap,
                                  transform=defence.transform(np.random.default_rng(seed)) if defence.transform else None,
                                  options=defence.option, **client)
