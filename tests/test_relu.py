@@ -157,3 +157,19 @@ def test_depth_four_network_recovers_its_first_two_layers_and_names_the_third():
     assert r.details["widths"][:2] == [10, 8]
     assert r.details["layers"][1]["orientation_unresolved"] == []
     assert r.metrics["hidden_units_matched"] >= 18
+
+
+def test_streamed_least_squares_matches_one_stacked_solve():
+    """The last hidden layer's fit streams its equations (784 per gradient sample: stacked, 784-64x2-1 in gradient
+    mode asked for 23 GB): chunked QR gives lstsq's solution and residual, full rank or not."""
+    from modelrecon.attacks.relu import _lstsq_stream
+
+    rng = np.random.default_rng(0)
+    for rank in (9, 6):
+        M = rng.normal(size=(3000, rank)) @ rng.normal(size=(rank, 9))
+        y = M @ rng.normal(size=9) + 1e-3 * rng.normal(size=3000)
+        blocks = ((M[i:i + 37], y[i:i + 37]) for i in range(0, 3000, 37))
+        sol, residual = _lstsq_stream(blocks, 9, chunk=200)
+        ref, *_ = np.linalg.lstsq(M, y, rcond=None)
+        assert np.allclose(sol, ref, rtol=1e-9, atol=1e-12)
+        assert residual == pytest.approx(np.linalg.norm(M @ ref - y) / np.linalg.norm(y), rel=1e-9)

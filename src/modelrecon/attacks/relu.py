@@ -78,6 +78,25 @@ def relu_network(layers: list[tuple[np.ndarray, np.ndarray]]) -> nn.Sequential:
     return nn.Sequential(*mods).eval()
 
 
+def _lstsq_stream(blocks, m: int, chunk: int = 4096) -> tuple[np.ndarray, float]:
+    """Least squares over equation blocks (E, y) too many to stack: the R factor of [E | y] is accumulated by
+    Householder QR a chunk of rows at a time (as stable as one QR of the whole system, memory O(chunk m)).
+    Returns the minimum-norm solution and the residual relative to |y|."""
+    R, buf, rows, ynorm2 = np.zeros((0, m + 1)), [], 0, 0.0
+    for E, y in blocks:
+        buf.append(np.hstack([E, y[:, None]]))
+        rows += len(y)
+        ynorm2 += float(y @ y)
+        if rows >= chunk:
+            R, buf, rows = np.linalg.qr(np.vstack([R, *buf]), mode="r"), [], 0
+    R = np.linalg.qr(np.vstack([R, *buf]), mode="r")
+    T, c = R[:m, :m], R[:m, m]
+    sol, *_ = np.linalg.lstsq(T, c, rcond=None)
+    tail = float(R[m, m]) if len(R) > m else 0.0
+    residual2 = float(np.sum((T @ sol - c) ** 2)) + tail ** 2
+    return sol, math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
+
+
 class _Known:
     """The hidden layers recovered so far (orientation resolved), in numpy."""
 
@@ -873,31 +892,32 @@ class ReluAttack(Attack):
         P = [p for _, p in self._samples]
         A = known.top(X)
         Z = A @ W.T + b
-        eq, rhs = [], []
         zs_all = known.pre(X)
         # a row with weights never seen (units not active at its kinks) is right only where those units are off
         top = zs_all[-1] > 0 if zs_all else np.ones((len(X), known.width), bool)
         missing = np.array([~r.support for r in rows])
         clean = ~np.any(top[:, None, :] & missing[None, :, :], axis=(1, 2)) & self._clear(X, W, b)
-        for i, p in enumerate(P):
-            if not clean[i]:
-                continue
-            zs = [z[i] for z in zs_all]
-            h, resid = known.pullback(p.g, zs)
-            sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
-            pos = (Z[i] > 0)[None, :] * W[:, sup].T
-            neg = -1.0 * (Z[i] < 0)[None, :] * W[:, sup].T
-            eq.append(np.hstack([pos, neg, np.zeros((int(sup.sum()), 1))]))
-            rhs.append(h[sup])
-            if p.f is not None:
-                eq.append(np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None])
-                rhs.append(np.array([p.f]))
-        if not eq:  # no sample is clear of every surface where every row is known: nothing to fit
+        if not clean.any():  # no sample is clear of every surface where every row is known: nothing to fit
             return [None] * n, math.inf
-        M, y = np.vstack(eq), np.concatenate(rhs)
-        colscale = np.maximum(np.abs(M).max(axis=0), np.finfo(float).tiny)
-        sol, *_ = np.linalg.lstsq(M / colscale, y, rcond=None)
-        residual = float(np.linalg.norm(M @ (sol / colscale) - y) / max(np.linalg.norm(y), np.finfo(float).tiny))
+        values = any(p.f is not None for p in P)
+        colscale = np.maximum(np.concatenate([np.abs(W).max(axis=1), np.abs(W).max(axis=1),
+                                              [1.0]]), np.finfo(float).tiny)
+        if values:
+            colscale[:2 * n] = np.maximum(colscale[:2 * n], np.tile(np.abs(Z[clean]).max(axis=0), 2))
+
+        def equations():
+            for i in np.flatnonzero(clean):
+                zs = [z[i] for z in zs_all]
+                h, _ = known.pullback(P[i].g, zs)
+                sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
+                pos = (Z[i] > 0)[None, :] * W[:, sup].T
+                neg = -1.0 * (Z[i] < 0)[None, :] * W[:, sup].T
+                yield np.hstack([pos, neg, np.zeros((int(sup.sum()), 1))]) / colscale, h[sup]
+                if P[i].f is not None:
+                    yield (np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None] / colscale,
+                           np.array([P[i].f]))
+
+        sol, residual = _lstsq_stream(equations(), 2 * n + 1)
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
