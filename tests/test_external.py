@@ -392,3 +392,30 @@ def test_value_mode_whose_budget_ends_in_verification_keeps_its_model():
     full = DeepValueAttack().run(local_oracle(load(spec), ["value"]))
     r = DeepValueAttack().run(local_oracle(load(spec), ["value"], budget=full.queries["all_phases_total"] - 20))
     assert r.status == "partial" and "no budget left to verify" in r.message and r.model is not None
+
+
+def test_value_mode_on_a_float32_onnx_relu_net_says_its_answers_are_rounded(sk_mlp, digits, tmp_path):
+    """A float32 ONNX ReLU classifier was refused as 'a smooth activation, not ReLU' (2.75e6 x the tolerance): its
+    float32 rounding read as curvature.  The bends do not shrink with the step: the message says the answers are
+    rounded, and never calls a ReLU network smooth."""
+    from modelrecon.attacks.relu_value import DeepValueAttack
+
+    X, _ = digits
+    r = DeepValueAttack().run(local_oracle(load(str(export_onnx(sk_mlp, X, tmp_path / "mlp.onnx"))), ["probabilities"]))
+    assert r.status == "failed" and "answers are rounded" in r.message and "--round-decimals" in r.message
+    assert "not ReLU" not in r.message and 0 < r.details["answers_rounded_at"] < 1e-5
+    assert r.queries["total"] <= 20
+
+
+def test_value_mode_on_a_net_with_a_dead_unit_is_complete():
+    """12-6-2 with a never-active unit: the plane refitted through the crossings replaced a precise derivative row
+    (1e-13) by one 1.3e-5 off (a crossing of another neuron in the fit), the neuron was then found again, over the
+    1e-5 duplicate tolerance, and its duplicate's sign test was flat on both sides: 'failed'."""
+    from modelrecon.attacks.relu_value import DeepValueAttack
+
+    target = load("factories:deep_with_dead_unit")
+    for seed in (0, 3):
+        r = DeepValueAttack(seed=seed).run(local_oracle(target, ["value"]))
+        evaluate(r, target)
+        assert r.status == "complete" and r.details["widths"] == [5]
+        assert r.metrics["worst_output_error_relative"] < 1e-10

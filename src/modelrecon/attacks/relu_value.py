@@ -546,10 +546,25 @@ class DeepValueAttack(Attack):
         X = self._center + self._sigma * rng.standard_normal((points, self._d))
         U = rng.standard_normal((points, self._d))
         U *= 2.0 ** -10 * self._sigma / np.linalg.norm(U, axis=1, keepdims=True)
-        g = self._probe.g(np.vstack([X - U, X, X + U]))
-        change = np.abs(g[:points] - 2 * g[points:2 * points] + g[2 * points:])
-        ratios = [worst_ratio(c, 4 * self._probe.noise) for c in change]
+        self._bends = (X, U, self._second_differences(X, U))
+        ratios = [worst_ratio(c, 4 * self._probe.noise) for c in self._bends[2]]
         return min(ratios) if all(math.isfinite(r) and r > 1.0 for r in ratios) else None
+
+    def _second_differences(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
+        g = self._probe.g(np.vstack([X - U, X, X + U]))
+        return np.abs(g[:len(X)] - 2 * g[len(X):2 * len(X)] + g[2 * len(X):])
+
+    def _rounding_bend(self) -> float | None:
+        """The probe's bends again at a 32x shorter step: a smooth bend shrinks 1024x (eta^2), a kink's vanishes
+        once the step no longer spans it, the answers' rounding stays (float32 files, rounded APIs).  When one
+        stays above float64's tolerance and shrank less than 32x, the answers are rounded: the size of their
+        second differences there, relative to the output scale, is returned."""
+        X, U, wide = self._bends
+        narrow = self._second_differences(X, U / 32)
+        stays = narrow > np.maximum(wide / 32, 4 * self._probe.noise)
+        if np.any(stays):
+            return float(narrow[stays].max()) / (self._probe.scale * float(np.sum(np.abs(self._probe.r))))
+        return None
 
     # -- fit and verify ----------------------------------------------------------------------
     def _fit_last(self) -> tuple[np.ndarray, np.ndarray, float]:
@@ -581,9 +596,19 @@ class DeepValueAttack(Attack):
         p = self._probe
         curved = self._curvature_probe()
         if curved is not None:
+            details = {"mode": "value", "curvature_over_tolerance": curved}
+            rounding = self._rounding_bend()
+            if rounding is not None:
+                return Result(self.name, "failed", f"the answers are rounded: their second differences ({curved:.3g} x "
+                              "the tolerance for float64 answers) do not shrink with a 32x shorter step (a smooth "
+                              f"bend's would, 1024x), about {rounding:.2g} of the output scale (float32 answers are "
+                              "rounded to ~6e-8 of their size); at that precision this probe cannot tell a smooth "
+                              "activation from ReLU: value mode needs float64 answers, or state their precision "
+                              "(--round-decimals N)",
+                              details=details | {"answers_rounded_at": rounding})
             return Result(self.name, "failed", "not piecewise linear: the values bend over a step of 2^-10 of the "
                           f"input scale at each of 2 random points (at least {curved:.3g} x the tolerance): a smooth "
-                          "activation, not ReLU", details={"mode": "value", "curvature_over_tolerance": curved})
+                          "activation, not ReLU", details=details)
         W1, b1, pts = self._first_layer()
         if len(W1) == 0:
             return Result(self.name, "failed", "no first-layer neuron found on the searched lines",
