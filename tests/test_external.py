@@ -419,3 +419,11 @@ def test_value_mode_on_a_net_with_a_dead_unit_is_complete():
         evaluate(r, target)
         assert r.status == "complete" and r.details["widths"] == [5]
         assert r.metrics["worst_output_error_relative"] < 1e-10
+
+
+def test_value_mode_on_one_input_says_why_it_cannot():
+    """d = 1: 'no first-layer neuron found on the searched lines' after 320 values; the parallel lines coincide."""
+    from modelrecon.attacks.relu_value import DeepValueAttack
+
+    r = DeepValueAttack().run(local_oracle(load("factories:mlp_needing_arguments?d=1&hidden=4"), ["value"]))
+    assert r.status == "failed" and "one input (d = 1)" in r.message and r.queries["total"] == 0

@@ -594,6 +594,10 @@ class DeepValueAttack(Attack):
         self._setup(oracle)
         self._step_rel = 1e-3 if self._probe.rounding is None else max(1e-4, 10.0 ** (-self._probe.rounding / 2))
         p = self._probe
+        if self._d == 1:  # the parallel lines of step 1 would be one line, and every neuron's hyperplane a point
+            return Result(self.name, "failed", "one input (d = 1): the parallel lines that tell first-layer neurons "
+                          "(hyperplanes) from deeper ones (bent surfaces) are one line, and every kink is a point: "
+                          "value mode needs at least 2 inputs", details={"mode": "value"})
         curved = self._curvature_probe()
         if curved is not None:
             details = {"mode": "value", "curvature_over_tolerance": curved}
@@ -603,8 +607,9 @@ class DeepValueAttack(Attack):
                               "the tolerance for float64 answers) do not shrink with a 32x shorter step (a smooth "
                               f"bend's would, 1024x), about {rounding:.2g} of the output scale (float32 answers are "
                               "rounded to ~6e-8 of their size); at that precision this probe cannot tell a smooth "
-                              "activation from ReLU: value mode needs float64 answers, or state their precision "
-                              "(--round-decimals N)",
+                              "activation from ReLU: value mode needs float64 answers"
+                              + (" (--round-decimals N would round small probabilities to 0: saturated)"
+                                 if p.kind == "probabilities" else ", or their precision stated (--round-decimals N)"),
                               details=details | {"answers_rounded_at": rounding})
             return Result(self.name, "failed", "not piecewise linear: the values bend over a step of 2^-10 of the "
                           f"input scale at each of 2 random points (at least {curved:.3g} x the tolerance): a smooth "
