@@ -367,9 +367,24 @@ def test_value_line_search_on_a_smooth_target_stops_at_its_cap():
     from modelrecon.attacks.value_probe import ValueProbe
 
     probe = ValueProbe(local_oracle(load("factories:tanh_net?d=4&h=3"), ["value"]))
-    with pytest.raises(NotPiecewiseLinear, match="2000 values"):
+    with pytest.raises(NotPiecewiseLinear, match="2000 values") as raised:
         probe.kinks(np.zeros(4), np.ones(4), -5.0, 5.0, max_values=2000)
-    assert probe.asked <= 2100
+    assert probe.asked <= 2100 and "rounded" not in str(raised.value)
+
+
+def test_value_line_search_on_float32_relu_answers_says_they_are_rounded():
+    """A float32 ReLU net passed the curvature probe, then its rounding split one line past 100 000 values: 'not a
+    ReLU network'.  At the cap, second differences that do not shrink with the step name the rounding."""
+    from modelrecon.attacks.piecewise import RoundedAnswers
+    from modelrecon.attacks.value_probe import ValueProbe
+    from modelrecon.targets.base import Target
+
+    net = load("factories:mlp_needing_arguments?d=20&hidden=8").model.float()
+    t = Target("float32", None, (20,), 1, "regression", backend="onnx",
+               _forward=lambda x: net(torch.as_tensor(np.asarray(x), dtype=torch.float32)).detach().numpy())
+    probe = ValueProbe(local_oracle(t, ["value"]))
+    with pytest.raises(RoundedAnswers, match="answers are rounded"):
+        probe.kinks(np.zeros(20), np.ones(20) / np.sqrt(20), -8.0, 8.0, max_values=2000)
 
 
 def test_deep_attack_whose_budget_ends_in_verification_is_partial_with_its_model():

@@ -546,25 +546,9 @@ class DeepValueAttack(Attack):
         X = self._center + self._sigma * rng.standard_normal((points, self._d))
         U = rng.standard_normal((points, self._d))
         U *= 2.0 ** -10 * self._sigma / np.linalg.norm(U, axis=1, keepdims=True)
-        self._bends = (X, U, self._second_differences(X, U))
+        self._bends = (X, U, self._probe.second_differences(X, U))
         ratios = [worst_ratio(c, 4 * self._probe.noise) for c in self._bends[2]]
         return min(ratios) if all(math.isfinite(r) and r > 1.0 for r in ratios) else None
-
-    def _second_differences(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
-        g = self._probe.g(np.vstack([X - U, X, X + U]))
-        return np.abs(g[:len(X)] - 2 * g[len(X):2 * len(X)] + g[2 * len(X):])
-
-    def _rounding_bend(self) -> float | None:
-        """The probe's bends again at a 32x shorter step: a smooth bend shrinks 1024x (eta^2), a kink's vanishes
-        once the step no longer spans it, the answers' rounding stays (float32 files, rounded APIs).  When one
-        stays above float64's tolerance and shrank less than 32x, the answers are rounded: the size of their
-        second differences there, relative to the output scale, is returned."""
-        X, U, wide = self._bends
-        narrow = self._second_differences(X, U / 32)
-        stays = narrow > np.maximum(wide / 32, 4 * self._probe.noise)
-        if np.any(stays):
-            return float(narrow[stays].max()) / (self._probe.scale * float(np.sum(np.abs(self._probe.r))))
-        return None
 
     # -- fit and verify ----------------------------------------------------------------------
     def _fit_last(self) -> tuple[np.ndarray, np.ndarray, float]:
@@ -601,7 +585,7 @@ class DeepValueAttack(Attack):
         curved = self._curvature_probe()
         if curved is not None:
             details = {"mode": "value", "curvature_over_tolerance": curved}
-            rounding = self._rounding_bend()
+            rounding = p.rounded_at(*self._bends)  # or rounding: it stays at a shorter step, a bend does not
             if rounding is not None:
                 return Result(self.name, "failed", f"the answers are rounded: their second differences ({curved:.3g} x "
                               "the tolerance for float64 answers) do not shrink with a 32x shorter step (a smooth "
@@ -609,7 +593,8 @@ class DeepValueAttack(Attack):
                               "rounded to ~6e-8 of their size); at that precision this probe cannot tell a smooth "
                               "activation from ReLU: value mode needs float64 answers"
                               + (" (--round-decimals N would round small probabilities to 0: saturated)"
-                                 if p.kind == "probabilities" else ", or their precision stated (--round-decimals N)"),
+                                 if p.kind == "probabilities" else " (a precision stated with --round-decimals N is "
+                                 "taken into account, but the search may still find nothing at it)"),
                               details=details | {"answers_rounded_at": rounding})
             return Result(self.name, "failed", "not piecewise linear: the values bend over a step of 2^-10 of the "
                           f"input scale at each of 2 random points (at least {curved:.3g} x the tolerance): a smooth "
