@@ -367,9 +367,24 @@ def test_value_line_search_on_a_smooth_target_stops_at_its_cap():
     from modelrecon.attacks.value_probe import ValueProbe
 
     probe = ValueProbe(local_oracle(load("factories:tanh_net?d=4&h=3"), ["value"]))
-    with pytest.raises(NotPiecewiseLinear, match="2000 values"):
+    with pytest.raises(NotPiecewiseLinear, match="2000 values") as raised:
         probe.kinks(np.zeros(4), np.ones(4), -5.0, 5.0, max_values=2000)
-    assert probe.asked <= 2100
+    assert probe.asked <= 2100 and "rounded" not in str(raised.value)
+
+
+def test_value_line_search_on_float32_relu_answers_says_they_are_rounded():
+    """A float32 ReLU net passed the curvature probe, then its rounding split one line past 100 000 values: 'not a
+    ReLU network'.  At the cap, second differences that do not shrink with the step name the rounding."""
+    from modelrecon.attacks.piecewise import RoundedAnswers
+    from modelrecon.attacks.value_probe import ValueProbe
+    from modelrecon.targets.base import Target
+
+    net = load("factories:mlp_needing_arguments?d=20&hidden=8").model.float()
+    t = Target("float32", None, (20,), 1, "regression", backend="onnx",
+               _forward=lambda x: net(torch.as_tensor(np.asarray(x), dtype=torch.float32)).detach().numpy())
+    probe = ValueProbe(local_oracle(t, ["value"]))
+    with pytest.raises(RoundedAnswers, match="answers are rounded"):
+        probe.kinks(np.zeros(20), np.ones(20) / np.sqrt(20), -8.0, 8.0, max_values=2000)
 
 
 def test_deep_attack_whose_budget_ends_in_verification_is_partial_with_its_model():
@@ -392,3 +407,38 @@ def test_value_mode_whose_budget_ends_in_verification_keeps_its_model():
     full = DeepValueAttack().run(local_oracle(load(spec), ["value"]))
     r = DeepValueAttack().run(local_oracle(load(spec), ["value"], budget=full.queries["all_phases_total"] - 20))
     assert r.status == "partial" and "no budget left to verify" in r.message and r.model is not None
+
+
+def test_value_mode_on_a_float32_onnx_relu_net_says_its_answers_are_rounded(sk_mlp, digits, tmp_path):
+    """A float32 ONNX ReLU classifier was refused as 'a smooth activation, not ReLU' (2.75e6 x the tolerance): its
+    float32 rounding read as curvature.  The bends do not shrink with the step: the message says the answers are
+    rounded, and never calls a ReLU network smooth."""
+    from modelrecon.attacks.relu_value import DeepValueAttack
+
+    X, _ = digits
+    r = DeepValueAttack().run(local_oracle(load(str(export_onnx(sk_mlp, X, tmp_path / "mlp.onnx"))), ["probabilities"]))
+    assert r.status == "failed" and "answers are rounded" in r.message and "--round-decimals" in r.message
+    assert "not ReLU" not in r.message and 0 < r.details["answers_rounded_at"] < 1e-5
+    assert r.queries["total"] <= 20
+
+
+def test_value_mode_on_a_net_with_a_dead_unit_is_complete():
+    """12-6-2 with a never-active unit: the plane refitted through the crossings replaced a precise derivative row
+    (1e-13) by one 1.3e-5 off (a crossing of another neuron in the fit), the neuron was then found again, over the
+    1e-5 duplicate tolerance, and its duplicate's sign test was flat on both sides: 'failed'."""
+    from modelrecon.attacks.relu_value import DeepValueAttack
+
+    target = load("factories:deep_with_dead_unit")
+    for seed in (0, 3):
+        r = DeepValueAttack(seed=seed).run(local_oracle(target, ["value"]))
+        evaluate(r, target)
+        assert r.status == "complete" and r.details["widths"] == [5]
+        assert r.metrics["worst_output_error_relative"] < 1e-10
+
+
+def test_value_mode_on_one_input_says_why_it_cannot():
+    """d = 1: 'no first-layer neuron found on the searched lines' after 320 values; the parallel lines coincide."""
+    from modelrecon.attacks.relu_value import DeepValueAttack
+
+    r = DeepValueAttack().run(local_oracle(load("factories:mlp_needing_arguments?d=1&hidden=4"), ["value"]))
+    assert r.status == "failed" and "one input (d = 1)" in r.message and r.queries["total"] == 0

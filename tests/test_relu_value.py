@@ -155,7 +155,7 @@ def test_smooth_target_refused_within_a_few_values():
     result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"], budget=3000))
     assert result.status == "failed"
     assert "not piecewise linear" in result.message
-    assert result.queries["total"] <= 10
+    assert result.queries["total"] <= 12  # 6 values, and 6 more at a shorter step: a bend, not rounding
 
 
 def test_verification_goes_through_the_verdict():

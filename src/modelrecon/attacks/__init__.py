@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from modelrecon.attacks.piecewise import NotPiecewiseLinear
+from modelrecon.attacks.piecewise import NotPiecewiseLinear, RoundedAnswers
 from modelrecon.oracle import Oracle, QueryBudgetExceeded
 from modelrecon.result import Result
 
@@ -30,6 +30,8 @@ class Attack:
             result = self.execute(oracle)
         except QueryBudgetExceeded as e:
             result = e.partial or Result(self.name, "partial", f"stopped: {e}")
+        except RoundedAnswers as e:
+            result = Result(self.name, "failed", str(e))
         except NotPiecewiseLinear as e:
             result = Result(self.name, "failed", f"not a ReLU network: {e}")
         result.wall_time_s = time.perf_counter() - start

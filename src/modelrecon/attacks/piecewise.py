@@ -43,6 +43,10 @@ class NotPiecewiseLinear(RuntimeError):
     """The gradient along a line keeps changing: the target is not a ReLU (piecewise-linear) network."""
 
 
+class RoundedAnswers(NotPiecewiseLinear):
+    """The values keep bending because they are rounded (float32 files): not a sign of a smooth target."""
+
+
 @dataclass
 class Piece:
     """What a probe read at line position t: the gradient of the probed output and, if asked, its value."""

@@ -546,9 +546,8 @@ class DeepValueAttack(Attack):
         X = self._center + self._sigma * rng.standard_normal((points, self._d))
         U = rng.standard_normal((points, self._d))
         U *= 2.0 ** -10 * self._sigma / np.linalg.norm(U, axis=1, keepdims=True)
-        g = self._probe.g(np.vstack([X - U, X, X + U]))
-        change = np.abs(g[:points] - 2 * g[points:2 * points] + g[2 * points:])
-        ratios = [worst_ratio(c, 4 * self._probe.noise) for c in change]
+        self._bends = (X, U, self._probe.second_differences(X, U))
+        ratios = [worst_ratio(c, 4 * self._probe.noise) for c in self._bends[2]]
         return min(ratios) if all(math.isfinite(r) and r > 1.0 for r in ratios) else None
 
     # -- fit and verify ----------------------------------------------------------------------
@@ -579,11 +578,27 @@ class DeepValueAttack(Attack):
         self._setup(oracle)
         self._step_rel = 1e-3 if self._probe.rounding is None else max(1e-4, 10.0 ** (-self._probe.rounding / 2))
         p = self._probe
+        if self._d == 1:  # the parallel lines of step 1 would be one line, and every neuron's hyperplane a point
+            return Result(self.name, "failed", "one input (d = 1): the parallel lines that tell first-layer neurons "
+                          "(hyperplanes) from deeper ones (bent surfaces) are one line, and every kink is a point: "
+                          "value mode needs at least 2 inputs", details={"mode": "value"})
         curved = self._curvature_probe()
         if curved is not None:
+            details = {"mode": "value", "curvature_over_tolerance": curved}
+            rounding = p.rounded_at(*self._bends)  # or rounding: it stays at a shorter step, a bend does not
+            if rounding is not None:
+                return Result(self.name, "failed", f"the answers are rounded: their second differences ({curved:.3g} x "
+                              "the tolerance for float64 answers) do not shrink with a 32x shorter step (a smooth "
+                              f"bend's would, 1024x), about {rounding:.2g} of the output scale (float32 answers are "
+                              "rounded to ~6e-8 of their size); at that precision this probe cannot tell a smooth "
+                              "activation from ReLU: value mode needs float64 answers"
+                              + (" (--round-decimals N would round small probabilities to 0: saturated)"
+                                 if p.kind == "probabilities" else " (a precision stated with --round-decimals N is "
+                                 "taken into account, but the search may still find nothing at it)"),
+                              details=details | {"answers_rounded_at": rounding})
             return Result(self.name, "failed", "not piecewise linear: the values bend over a step of 2^-10 of the "
                           f"input scale at each of 2 random points (at least {curved:.3g} x the tolerance): a smooth "
-                          "activation, not ReLU", details={"mode": "value", "curvature_over_tolerance": curved})
+                          "activation, not ReLU", details=details)
         W1, b1, pts = self._first_layer()
         if len(W1) == 0:
             return Result(self.name, "failed", "no first-layer neuron found on the searched lines",

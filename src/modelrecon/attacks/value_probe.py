@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelrecon.attacks.piecewise import NotPiecewiseLinear
+from modelrecon.attacks.piecewise import NotPiecewiseLinear, RoundedAnswers
 from modelrecon.oracle import Oracle, OracleError
 
 EPS = np.finfo(np.float64).eps
@@ -130,7 +130,13 @@ class ValueProbe:
         stack = [(a, ga, sa, 2 * noise / h, b, gb, sb, 2 * noise / h)]
         while stack and len(found) < max_kinks:
             if self.asked - start > max_values:
-                raise NotPiecewiseLinear(f"more than {max_values} values on one line without isolating its kinks")
+                cap = f"more than {max_values} values on one line without isolating its kinks"
+                level = self.rounded_at(x0 + np.outer(np.linspace(lo, hi, 5)[1:-1], v), h * v[None])
+                if level is not None:
+                    raise RoundedAnswers(f"{cap}: the answers are rounded (second differences about {level:.2g} of the "
+                                         "output scale that do not shrink with the step, as a bend's would): value "
+                                         "mode needs float64 answers")
+                raise NotPiecewiseLinear(cap)
             a, ga, sa, ea, b, gb, sb, eb = stack.pop()  # ea, eb: errors of the stencils' slopes
 
             def near(g, g0, s0, e0, dt):  # g on the line (g0, s0) at distance dt, within the errors
@@ -180,6 +186,23 @@ class ValueProbe:
             stack.append((a, ga, sa, ea, m, gm, sm, em))
             stack.append((m, gm, sm, em, b, gb, sb, eb))
         return sorted(found)
+
+    def second_differences(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """|g(x - u) - 2 g(x) + g(x + u)| at each row x of X, u of U."""
+        g = self.g(np.vstack([X - U, X, X + U]))
+        return np.abs(g[:len(X)] - 2 * g[len(X):2 * len(X)] + g[2 * len(X):])
+
+    def rounded_at(self, X: np.ndarray, U: np.ndarray, wide: np.ndarray | None = None) -> float | None:
+        """Second differences at the rows of X along U (``wide``, when already asked) and along U / 32: a smooth
+        bend shrinks 1024x, a kink's vanishes once the step no longer spans it, the answers' rounding stays (float32
+        files, rounded APIs).  When one stays over the float64 tolerance, shrunk less than 32x: its size relative
+        to the output scale; else None."""
+        wide = self.second_differences(X, U) if wide is None else wide
+        narrow = self.second_differences(X, U / 32)
+        stays = narrow > np.maximum(wide / 32, 4 * self.noise)
+        if np.any(stays):
+            return float(narrow[stays].max()) / (self.scale * float(np.sum(np.abs(self.r))))
+        return None
 
     # -- derivatives -------------------------------------------------------------------
     def derivatives(self, x: np.ndarray, U: np.ndarray, step: float) -> np.ndarray:
