@@ -384,3 +384,22 @@ def test_every_shipped_study_loads():
     runs = {path.stem: len(load_study(path).runs()) for path in configs}
     assert runs["defences-precision"] == 105 and runs["defences-exact"] == 20 and runs["linear-interfaces"] == 24
     assert len(Study.from_dict(sweep_config()).runs()) == 139
+
+
+def test_each_seed_band_takes_its_lines_colour(tmp_path, monkeypatch):
+    import matplotlib.colors as mcolors
+
+    import modelrecon.sweep as sweep
+
+    db = tmp_path / "small.sqlite"
+    run_sweep(Study.from_dict(SMALL), db=db, workers=0, progress=False)
+    figures = []
+    monkeypatch.setattr(sweep, "save_figure", lambda fig, path, dpi=120: figures.append(fig) or Path(path))
+    rows = [r for r in ResultsDB(db).rows("small")  # 'equations' (drawn first): one seed, so no band
+            if not (r["point"]["attack.method"] == "equations" and r["point"]["seed"] == 1)]
+    sweep.plot_groups(rows, "d", "queries", tmp_path / "q.png", hue=["method"])
+    (ax,) = figures[0].axes
+    (equations, gradient), (band,) = ax.get_lines(), ax.collections
+    assert equations.get_label() == "equations" and gradient.get_label() == "gradient"
+    assert mcolors.to_rgb(equations.get_color()) != mcolors.to_rgb(gradient.get_color())
+    assert mcolors.to_rgb(band.get_facecolor()[0]) == mcolors.to_rgb(gradient.get_color())

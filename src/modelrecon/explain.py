@@ -41,6 +41,10 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 
 _EVALUATIONS = {"saliency": 1, "saliency-signed": 1, "input-x-gradient": 1, "deeplift": 2, "guided-backprop": 1}
 
+MAX_ROWS = 256
+"""Model rows (inputs x noise samples, or inputs and their baselines) per forward/backward pass:
+bounds the memory of an explanation (SmoothGrad of 1,000 CNN inputs in one pass took 12 GB)."""
+
 
 class _Space(nn.Module):
     """The model's outputs in the space explanations are taken in: logits or probabilities."""
@@ -75,6 +79,33 @@ def integrated_gradients(f: nn.Module, x: torch.Tensor, idx: torch.Tensor, basel
         (g,) = torch.autograd.grad(f(point).gather(1, idx[:, None]).sum(), point)
         total += s * g
     return (x - baseline) * total
+
+
+def smoothgrad(f: nn.Module, x: torch.Tensor, idx: torch.Tensor, samples: int, stdev: float,
+               seed: int) -> torch.Tensor:
+    """SmoothGrad as Captum's ``NoiseTunnel(Saliency(abs=False))`` computes it, in passes of at
+    most :data:`MAX_ROWS` noisy points.
+
+    The noise is NoiseTunnel's own draw for the whole batch (seeded, float32, one row per input
+    and sample, samples of an input adjacent), so the answer does not depend on the passes."""
+    from captum.attr import Saliency
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        noise = torch.normal(0, torch.tensor(stdev).repeat((len(x) * samples,) + tuple(x.shape[1:])))
+    noise = noise.view(len(x), samples, *x.shape[1:])
+    means = []
+    for p in passes(len(x), MAX_ROWS // samples):
+        noisy = (x[p, None] + noise[p]).flatten(0, 1)
+        g = Saliency(f).attribute(noisy, target=idx[p].repeat_interleave(samples).tolist(), abs=False)
+        means.append(g.view(-1, samples, *x.shape[1:]).sum(dim=1) * 1 / samples)  # NoiseTunnel's mean
+    return torch.cat(means)
+
+
+def passes(n: int, inputs_per_pass: int) -> list[slice]:
+    """The chunks of a batch of n inputs (at least one input a pass; an empty batch: one empty pass)."""
+    step = max(1, inputs_per_pass)
+    return [slice(i, i + step) for i in range(0, max(n, 1), step)]
 
 
 def predictions(logits: np.ndarray, kinds: tuple[str, ...], task: str, options: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -113,7 +144,7 @@ def explanations(
     """gradient and explanation:* answers for a batch, and the model evaluations they cost."""
     xt = torch.as_tensor(x, dtype=torch.float64)
     with torch.no_grad():
-        logits = as_outputs(model(xt), len(xt))
+        logits = torch.cat([as_outputs(model(xt[p]), len(xt[p])) for p in passes(len(xt), MAX_ROWS)])
     if not logits.is_floating_point():
         from modelrecon.oracle import OracleError  # (oracle.py imports this module)
 
@@ -130,20 +161,36 @@ def explanations(
     with warnings.catch_warnings():  # Captum warns about hooks and requires_grad on every call
         warnings.simplefilter("ignore")
         for kind in kinds:
-            out[kind], cost = _attribute(f, xt, idx, kind, options)
-            evaluations += cost * len(xt)
+            out[kind] = _attribute(f, xt, idx, kind, options)
+            evaluations += _cost(kind, options) * len(xt)
     return out, evaluations
 
 
-def _attribute(f: nn.Module, xt: torch.Tensor, idx: torch.Tensor, kind: str,
-               options: dict[str, Any]) -> tuple[np.ndarray, int]:
-    """One kind for a batch: the answer and its evaluations per input."""
-    from captum.attr import DeepLift, GuidedBackprop, InputXGradient, NoiseTunnel, Saliency
+def _cost(kind: str, options: dict[str, Any]) -> int:
+    """Model evaluations per input of one kind."""
+    method = kind.split(":", 1)[-1]
+    return {"integrated-gradients": int(options["ig_steps"]),
+            "smoothgrad": int(options["smoothgrad_samples"])}.get(method, _EVALUATIONS.get(method, 1))
+
+
+def _attribute(f: nn.Module, xt: torch.Tensor, idx: torch.Tensor, kind: str, options: dict[str, Any]) -> np.ndarray:
+    """One kind for a batch, in passes of at most :data:`MAX_ROWS` model rows."""
+    if kind == "explanation:smoothgrad":  # draws the whole batch's noise, then passes in chunks
+        return smoothgrad(f, xt, idx, int(options["smoothgrad_samples"]), float(options["smoothgrad_stdev"]),
+                          int(options["seed"])).detach().numpy()
+    step = MAX_ROWS // (2 if kind == "explanation:deeplift" else 1)  # DeepLift adds a baseline row
+    return np.concatenate([_attribute_pass(f, xt[p], idx[p], kind, options) for p in passes(len(xt), step)])
+
+
+def _attribute_pass(f: nn.Module, xt: torch.Tensor, idx: torch.Tensor, kind: str,
+                    options: dict[str, Any]) -> np.ndarray:
+    """One kind for a chunk of inputs (integrated gradients: a pass per step)."""
+    from captum.attr import DeepLift, GuidedBackprop, InputXGradient, Saliency
 
     if kind == "gradient":
         xg = xt.clone().requires_grad_(True)
         (g,) = torch.autograd.grad(f(xg).gather(1, idx[:, None]).sum(), xg)
-        return g.detach().numpy(), 1
+        return g.detach().numpy()
     method = kind.split(":", 1)[1]
     target = idx.tolist()
     if method == "saliency":
@@ -155,18 +202,10 @@ def _attribute(f: nn.Module, xt: torch.Tensor, idx: torch.Tensor, kind: str,
     elif method == "integrated-gradients":
         a = integrated_gradients(f, xt, idx, float(options["ig_baseline"]), int(options["ig_steps"]),
                                  str(options.get("ig_method", "gausslegendre")))
-    elif method == "smoothgrad":
-        with torch.random.fork_rng():
-            torch.manual_seed(int(options["seed"]))
-            a = NoiseTunnel(Saliency(f)).attribute(xt, nt_type="smoothgrad", target=target, abs=False,
-                                                   nt_samples=int(options["smoothgrad_samples"]),
-                                                   stdevs=float(options["smoothgrad_stdev"]))
     elif method == "deeplift":
         a = DeepLift(f).attribute(xt, baselines=float(options["deeplift_baseline"]), target=target)
     elif method == "guided-backprop":
         a = GuidedBackprop(f).attribute(xt, target=target)
     else:  # the oracle validates kinds; this guards direct callers
         raise ValueError(f"unknown explanation method {method!r}; known: {', '.join(METHODS)}")
-    cost = {"integrated-gradients": int(options["ig_steps"]),
-            "smoothgrad": int(options["smoothgrad_samples"])}.get(method, _EVALUATIONS.get(method, 1))
-    return a.detach().numpy(), cost
+    return a.detach().numpy()

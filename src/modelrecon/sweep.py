@@ -834,10 +834,11 @@ def plot_groups(rows: list[dict[str, Any]], x: str, y: str | list[str], path: st
                 continue
             xs = [p[0] for p in pts]
             name = ", ".join(map(str, label + ((metric,) if len(ys) > 1 else ()))) or metric
-            ax.plot(xs, [p[1]["mean"] for p in pts], marker="os^Dv<>p"[i % 8], linestyle=("-", "--", ":", "-.")[i % 4],
-                    label=name)
-            if any(p[1]["n"] > 1 for p in pts):
-                ax.fill_between(xs, [p[1]["min"] for p in pts], [p[1]["max"] for p in pts], alpha=0.2)
+            (line,) = ax.plot(xs, [p[1]["mean"] for p in pts], marker="os^Dv<>p"[i % 8],
+                              linestyle=("-", "--", ":", "-.")[i % 4], label=name)
+            if any(p[1]["n"] > 1 for p in pts):  # the band in its line's colour
+                ax.fill_between(xs, [p[1]["min"] for p in pts], [p[1]["max"] for p in pts],
+                                color=line.get_color(), alpha=0.2)
             i += 1
     ax.set_xlabel(x)
     ax.set_ylabel(ys[0] if len(ys) == 1 else "value")
