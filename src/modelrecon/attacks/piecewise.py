@@ -349,3 +349,16 @@ def search_line(probe: Probe, line: Line, extent: float | None, max_doublings: i
         ends = far
     kinks, pieces = critical_points(probe, line, -T, T, pieces=read, **kw)
     return kinks, pieces, (-T, T)
+
+
+def stay_above(rates: np.ndarray, offsets: np.ndarray, floor: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    """The part [lo, hi] of a line on which every affine function offsets + t rates stays >= floor (the line's
+    stretch inside a region where known neurons are all active); (0, 0) when a constant one is below its floor."""
+    for r_, o_, f_ in zip(rates, offsets, floor):
+        if r_ > 0:
+            lo = max(lo, (f_ - o_) / r_)
+        elif r_ < 0:
+            hi = min(hi, (f_ - o_) / r_)
+        elif o_ < f_:
+            return 0.0, 0.0
+    return lo, hi

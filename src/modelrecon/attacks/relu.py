@@ -45,7 +45,7 @@ from torch import nn
 
 from modelrecon.attacks import Attack
 from modelrecon.attacks.piecewise import (EPS, PROBES, Kink, Line, NotPiecewiseLinear, Piece, Probe,
-                                          critical_points, search_line)
+                                          critical_points, search_line, stay_above)
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
 from modelrecon.result import Result
 from modelrecon.verdict import worst_ratio
@@ -672,15 +672,7 @@ class ReluAttack(Attack):
         rates, offs = Z @ line.v, Z @ line.x0 + z
         norms = np.linalg.norm(Z, axis=1)
         floor = 1e-6 * scale * norms / norms.max()
-        lo, hi = span
-        for r_, o_, f_ in zip(rates, offs, floor):  # every known pre-activation stays >= floor
-            if r_ > 0:
-                lo = max(lo, (f_ - o_) / r_)
-            elif r_ < 0:
-                hi = min(hi, (f_ - o_) / r_)
-            elif o_ < f_:
-                return line, 0.0, 0.0
-        return line, lo, hi
+        return line, *stay_above(rates, offs, floor, *span)  # every known pre-activation stays >= floor
 
     @staticmethod
     def _room(x: np.ndarray, e: np.ndarray, Z, z, far: float) -> float:

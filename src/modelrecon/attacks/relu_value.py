@@ -41,6 +41,7 @@ from scipy.optimize import linprog
 from torch import nn
 
 from modelrecon.attacks import Attack
+from modelrecon.attacks.piecewise import stay_above
 from modelrecon.attacks.value_probe import EPS, ValueProbe
 from modelrecon.oracle import Oracle, QueryBudgetExceeded
 from modelrecon.result import Result
@@ -526,15 +527,7 @@ class DeepValueAttack(Attack):
         x0, v = ends[0], ends[1] - ends[0]
         rates, offs = Z @ v, Z @ x0 + z
         floor = 1e-6 * scale * np.linalg.norm(Z, axis=1) / np.linalg.norm(Z, axis=1).max()
-        lo, hi = 0.0, 1.0
-        for r_, o_, f_ in zip(rates, offs, floor):  # every known pre-activation stays >= floor
-            if r_ > 0:
-                lo = max(lo, (f_ - o_) / r_)
-            elif r_ < 0:
-                hi = min(hi, (f_ - o_) / r_)
-            elif o_ < f_:
-                return x0, v, 0.0, 0.0
-        return x0, v, lo, hi
+        return x0, v, *stay_above(rates, offs, floor, 0.0, 1.0)  # every known pre-activation stays >= floor
 
     def _curvature_probe(self, points: int = 2) -> float | None:
         """A piecewise-linear network's values at x - eta u, x, x + eta u (eta = 2^-10 of the input scale) lie on
