@@ -114,6 +114,7 @@ def run_study(cfg: StudyConfig, out: str | Path, workers: int | None = 0, show_p
     """Run (or resume) the study as a sweep into ``OUT/results.sqlite``, then its headline and plot.
 
     Runs of another training setup (steps, lambda, surrogate, pool) have other keys: they are never reused."""
+    from modelrecon import report
     from modelrecon.sweep import ResultsDB, Study, run_key, run_sweep
     from modelrecon.targets import load
 
@@ -127,7 +128,10 @@ def run_study(cfg: StudyConfig, out: str | Path, workers: int | None = 0, show_p
     store = ResultsDB(out / "results.sqlite")
     rows = [r for r in store.rows(study.name) if r["key"] in keys]
     store.close()
-    return {**summarize(cfg, records(rows), out), "ran": summary.ran, "wall_time_s": summary.wall_time_s}
+    drawn = summarize(cfg, records(rows), out)
+    report.console.print(f"runs in {out / 'results.sqlite'} (`modelrecon results` tables them); "
+                         f"headline.md, headline.json and agreement.png in {out}/")
+    return {**drawn, "ran": summary.ran, "wall_time_s": summary.wall_time_s}
 
 
 def records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -302,6 +306,4 @@ def summarize(cfg: StudyConfig, records: list[dict[str, Any]], out: Path) -> dic
     (out / "headline.md").write_text("\n".join(md) + "\n")
     png = plot(records, out / "agreement.png", f"surrogate agreement vs queries: {cfg.target}")
     report.console.print(report.comparison_table(f"queries to reach agreement: {cfg.target}", HEADLINE_COLUMNS, rows))
-    report.console.print(f"runs in {out / 'results.sqlite'} (`modelrecon results` tables them); "
-                         f"headline.md, headline.json and {png.name} in {out}/")
     return {"records": records, "headline": h, "plot": str(png)}
