@@ -147,6 +147,34 @@ def test_study_is_a_sweep_that_resumes_and_never_reuses_runs_of_another_setup(tm
     db.close()
 
 
+def test_digits_queries_sweep_recipe_writes_the_headline_and_plot(tmp_path):
+    """configs/surrogate-digits-queries.toml at 2 small budgets, 1 seed, few steps: the recipe rebuilds the
+    headline table and the plot from the database alone, and refuses runs of two setups at one grid point."""
+    import tomllib
+    from pathlib import Path
+
+    from modelrecon.sweep import Study, StudyError, run_recipe, run_sweep
+
+    cfg = tomllib.loads((Path(__file__).parent.parent / "configs" / "surrogate-digits-queries.toml").read_text())
+    assert cfg["results"]["recipe"] == study.sweep_config(study.StudyConfig(target=TINY), None)["results"]["recipe"]
+    cfg["grid"]["interface"] = [i for i in cfg["grid"]["interface"] if i["name"] in ("probabilities", "gradient")]
+    cfg["grid"].update({"attack.budget": [10, 30], "seed": [0]})
+    cfg["attack"]["steps"] = 5
+    db = tmp_path / "results.sqlite"
+    assert run_sweep(Study.from_dict(cfg), db=db, workers=0, progress=False).complete == 4
+    md, js, png = run_recipe(db, cfg["study"]["name"], tmp_path / "figs")
+    assert png.name == "agreement.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = md.read_text()
+    assert "Target `builtin:digits-mlp`, 1 seeds, budgets 10, 30 query points" in table
+    assert [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")][1:] == [
+        "| probabilities", "| gradient"]
+    assert set(json.loads(js.read_text())["interfaces"]) == {"probabilities", "gradient"}
+    cfg["attack"]["steps"] = 6  # another training setup into the same database: the recipe must not average them
+    run_sweep(Study.from_dict(cfg), db=db, workers=0, progress=False)
+    with pytest.raises(StudyError, match="two runs of surrogate-digits-queries"):
+        run_recipe(db, cfg["study"]["name"], tmp_path / "figs")
+
+
 def test_headline_counts_queries_to_threshold():
     recs = [{"label": lab, "budget": b, "agreement": a}
             for lab, curve in {"probabilities": {10: 0.5, 100: 0.91, 1000: 0.96},

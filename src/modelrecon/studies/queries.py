@@ -7,7 +7,8 @@ The study is a sweep (:mod:`modelrecon.sweep`): :func:`sweep_config` turns a
 a :class:`SurrogateAttack` with that budget against a fresh oracle, evaluated on the held-out
 test split.  The runs go to ``OUT/results.sqlite`` (one row per run; a run already there is not
 run again, so an interrupted study resumes; ``modelrecon results OUT/results.sqlite`` tables
-and plots it).  The plot recipe then writes
+and plots it).  The plot recipe :func:`figures` (``[results] recipe``; ``modelrecon results
+DB --figures DIR`` runs it from the database alone) writes
 
 ``agreement.png``                    agreement vs query points (log x), one line per
                                      interface (seed mean), a band from seed min to max
@@ -105,13 +106,15 @@ def sweep_config(cfg: StudyConfig, pool: str | None) -> dict[str, Any]:
             "metrics": {"keep": ["agreement", "surrogate_accuracy", "target_accuracy", "random_agreement",
                                  "fidelity_relative_error"]},
             "results": {"group_by": ["interface", "budget"], "metric": ["queries", "agreement", "wall_time_s"],
-                        "plot": {"x": "budget", "y": "agreement", "hue": ["interface"], "logx": True}}}
+                        "plot": {"x": "budget", "y": "agreement", "hue": ["interface"], "logx": True},
+                        "recipe": "modelrecon.studies.queries:figures"}}
 
 
 def run_study(cfg: StudyConfig, out: str | Path, workers: int | None = 0, show_progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the study as a sweep into ``OUT/results.sqlite``, then its headline and plot.
 
     Runs of another training setup (steps, lambda, surrogate, pool) have other keys: they are never reused."""
+    from modelrecon import report
     from modelrecon.sweep import ResultsDB, Study, run_key, run_sweep
     from modelrecon.targets import load
 
@@ -125,14 +128,50 @@ def run_study(cfg: StudyConfig, out: str | Path, workers: int | None = 0, show_p
     store = ResultsDB(out / "results.sqlite")
     rows = [r for r in store.rows(study.name) if r["key"] in keys]
     store.close()
+    drawn = summarize(cfg, records(rows), out)
+    report.console.print(f"runs in {out / 'results.sqlite'} (`modelrecon results` tables them); "
+                         f"headline.md, headline.json and agreement.png in {out}/")
+    return {**drawn, "ran": summary.ran, "wall_time_s": summary.wall_time_s}
+
+
+def records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The study's finished runs (database rows) as records: interface label, budget, seed, agreement.
+    A failed run, or two runs at one grid point (runs of another training setup in the same
+    database), is an error: the headline would silently miss or mix them."""
+    from modelrecon.sweep import StudyError
+
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
-        raise ValueError(f"{len(failed)} run(s) of {study.name} failed (first: {failed[0]['message']}); "
-                         f"see `modelrecon results {out / 'results.sqlite'} --failures`")
-    records = [{"label": r["point"]["interface"], "budget": r["point"]["attack.budget"], "seed": r["point"]["seed"],
-                "agreement": r["metrics"].get("agreement"), "points": r["details"].get("points"),
-                "wall_time_s": r["wall_time_s"]} for r in rows]
-    return {**summarize(cfg, records, out), "ran": summary.ran, "wall_time_s": summary.wall_time_s}
+        raise StudyError(f"{len(failed)} run(s) of {failed[0]['study']} failed (first: {failed[0]['message']}); "
+                         f"see `modelrecon results DB --failures`")
+    recs, seen = [], set()
+    for r in rows:
+        if r["status"] == "pending":
+            continue
+        point = (r["point"]["interface"], r["point"]["attack.budget"], r["point"]["seed"])
+        if point in seen:
+            raise StudyError(f"two runs of {r['study']} at interface, budget, seed = {point} (another training "
+                             "setup in the same database): run `modelrecon study queries` into a new folder")
+        seen.add(point)
+        recs.append({"label": point[0], "budget": point[1], "seed": point[2], "agreement": r["metrics"].get("agreement"),
+                     "points": r["details"].get("points"), "wall_time_s": r["wall_time_s"]})
+    return recs
+
+
+def figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """The plot recipe: headline.md, headline.json and agreement.png from the study's rows alone."""
+    from modelrecon.sweep import StudyError
+
+    recs = records(rows)
+    if not recs:
+        raise StudyError("the queries study has no finished runs yet: nothing to draw")
+    targets = {r["target"] for r in rows}
+    if len(targets) != 1:
+        raise StudyError(f"the queries study's rows have targets {sorted(targets)}: one target per study")
+    cfg = StudyConfig(target=targets.pop(), budgets=tuple(sorted({int(r["budget"]) for r in recs})),
+                      seeds=len({r["seed"] for r in recs}))
+    drawn = summarize(cfg, recs, out)
+    return [out / "headline.md", out / "headline.json", Path(drawn["plot"])]
 
 
 def _curves(records: list[dict[str, Any]]) -> dict[str, dict[int, list[float]]]:
@@ -267,6 +306,4 @@ def summarize(cfg: StudyConfig, records: list[dict[str, Any]], out: Path) -> dic
     (out / "headline.md").write_text("\n".join(md) + "\n")
     png = plot(records, out / "agreement.png", f"surrogate agreement vs queries: {cfg.target}")
     report.console.print(report.comparison_table(f"queries to reach agreement: {cfg.target}", HEADLINE_COLUMNS, rows))
-    report.console.print(f"runs in {out / 'results.sqlite'} (`modelrecon results` tables them); "
-                         f"headline.md, headline.json and {png.name} in {out}/")
     return {"records": records, "headline": h, "plot": str(png)}
