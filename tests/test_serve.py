@@ -354,20 +354,12 @@ def test_concurrent_batches_near_the_quota_keep_the_prefix(target, tmp_path):
         assert len(oracle.journal) == 50
 
 
-def test_audit_takes_mnist_probes_and_pool(tmp_path, monkeypatch):
+def test_audit_takes_mnist_probes_and_pool(tmp_path, fake_mnist):
     """`audit --data mnist` (and any known data set) reads the honest probes from the test split and the
     attacker's pool from the pool split; it used to accept `digits` only ("known: digits")."""
-    from modelrecon import data
     from modelrecon.serve.audit import audit
 
-    monkeypatch.delenv("MODELRECON_MNIST", raising=False)
-    monkeypatch.setenv("MODELRECON_CACHE", str(tmp_path / "cache"))
-    folder = data.mnist_cache()
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(2)
-    for part, n in (("train", 3), ("valid", 12), ("test", 7)):
-        np.save(folder / f"X_{part}.npy", rng.random((n, 784), dtype=np.float32))
-        np.save(folder / f"y_{part}.npy", rng.integers(0, 10, n))
+    fake_mnist(3, 12, 7, seed=2)
     target = load("builtin:relu2?d=784&h=2&k=3&seed=0")
     service = Service(target, explanations=["gradient"], keys=KEYS)
     with ServerThread(create_app(service)) as server:

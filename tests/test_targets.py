@@ -174,18 +174,11 @@ def test_mnist_fetch_refuses_files_whose_checksum_differs(tmp_path, monkeypatch)
     assert not (tmp_path / "cache").exists()
 
 
-def test_mnist_reads_the_fetched_cache_and_names_the_fetch_command_when_absent(tmp_path, monkeypatch):
-    monkeypatch.delenv("MODELRECON_MNIST", raising=False)
-    monkeypatch.setenv("MODELRECON_CACHE", str(tmp_path / "cache"))
+def test_mnist_reads_the_fetched_cache_and_names_the_fetch_command_when_absent(tmp_path, monkeypatch, fake_mnist):
     monkeypatch.setenv("MODELRECON_DATA", str(tmp_path / "data"))
     with pytest.raises(data.DatasetMissing, match="modelrecon data fetch mnist"):
         data.mnist()
-    folder = data.mnist_cache()
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    for part, n in (("train", 6), ("valid", 4), ("test", 3)):
-        np.save(folder / f"X_{part}.npy", rng.random((n, 784), dtype=np.float32))
-        np.save(folder / f"y_{part}.npy", rng.integers(0, 10, n))
+    fake_mnist(6, 4, 3, seed=1)
     ds = data.mnist()
     assert ds.input_shape == (1, 28, 28) and (len(ds.X_train), len(ds.X_pool), len(ds.X_test)) == (6, 4, 3)
     assert ds.X_train.dtype == np.float64
