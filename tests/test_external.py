@@ -185,10 +185,14 @@ def test_conv_net_truth_says_it_cannot():
 @pytest.mark.parametrize("spec", ["factories:sigmoid_net?d=20&h=10", "factories:softmax_net"])
 @pytest.mark.parametrize("mode", ["value+gradient", "value", "gradient"])
 def test_relu2_on_a_smooth_network_fails_early(spec, mode):
-    """main spent 40k to 330k queries before 'more than 20000 linear pieces'."""
-    r = Relu2Attack(mode=mode).run(local_oracle(load(spec)))
+    """main spent 40k to 330k queries before 'more than 20000 linear pieces'; the failed result (a model of no
+    units) is evaluated too (on a k-output target the evaluator crashed: "cannot reshape array of size 0")."""
+    target = load(spec)
+    r = Relu2Attack(mode=mode).run(local_oracle(target))
     assert r.status == "failed" and "not piecewise linear" in r.message
     assert r.queries["total"] <= 8
+    evaluate(r, target)
+    assert r.metrics["hidden_units_recovered"] == 0
 
 
 # -- defect 6: evaluation data declared ---------------------------------------------------------

@@ -74,7 +74,8 @@ def evaluate_relu2(result: Result, target: Target, X: np.ndarray | None) -> dict
     truth = true_relu2(target)
     p = result.params
     output = None  # a k-output target of which the attack recovered one logit (through an explanation of it)
-    if target.n_outputs > 1 and p.get("V") is not None and np.asarray(p["V"]).reshape(-1, np.shape(p["W"])[0]).shape[0] == 1:
+    units = np.shape(p["W"])[0] if p.get("W") is not None else 0
+    if target.n_outputs > 1 and units and p.get("V") is not None and np.asarray(p["V"]).reshape(-1, units).shape[0] == 1:
         output = int(result.details.get("hyperparameters", {}).get("output", 0))
         metrics["output_compared"] = output
     if truth is not None and p.get("W") is not None:
