@@ -403,3 +403,30 @@ def test_each_seed_band_takes_its_lines_colour(tmp_path, monkeypatch):
     assert equations.get_label() == "equations" and gradient.get_label() == "gradient"
     assert mcolors.to_rgb(equations.get_color()) != mcolors.to_rgb(gradient.get_color())
     assert mcolors.to_rgb(band.get_facecolor()[0]) == mcolors.to_rgb(gradient.get_color())
+
+
+def test_evaluator_options_come_from_the_config():
+    """[evaluate] n_inputs reaches the relu evaluator (the worst output error over that many inputs);
+    unknown keys, options of an attack whose evaluator takes none, and bad values are refused at load."""
+    from modelrecon.sweep import execute_run
+
+    deep = {"study": {"name": "deep", "attack": "modelrecon.attacks.relu:ReluAttack",
+                      "target": "builtin:deep?d=6&widths=4,1&init=random&seed={seed}"},
+            "oracle": {"kinds": ["value", "gradient"]}, "attack": {"mode": "gradient"},
+            "evaluate": {"n_inputs": 1234}, "grid": {"seed": [0]}}
+    run = Study.from_dict(deep).runs()[0]
+    assert run["evaluate"] == {"n_inputs": 1234}
+    rec = execute_run(run)
+    assert rec["status"] == "complete" and rec["metrics"]["worst_output_inputs"] == 1234
+    assert rec["metrics"]["worst_output_error"] < 1e-9
+    assert execute_run({**run, "evaluate": {}})["metrics"]["worst_output_inputs"] == 10_000  # the default
+    with pytest.raises(StudyError, match=r"unknown keys n_input; the relu evaluator takes: data, enabled, n_inputs"):
+        Study.from_dict({**deep, "evaluate": {"n_input": 10}})
+    with pytest.raises(StudyError, match="n_inputs must be an integer >= 1, got 0"):
+        Study.from_dict({**deep, "evaluate": {"n_inputs": 0}})
+    with pytest.raises(StudyError, match="n_inputs must be an integer >= 1"):
+        Study.from_dict({**deep, "grid": {"seed": [0], "evaluate": {"n_inputs": [10, 1.5]}}})
+    with pytest.raises(StudyError, match="unknown keys n_inputs; the linear evaluator takes: data, enabled$"):
+        Study.from_dict({**SMALL, "evaluate": {"n_inputs": 10}})
+    with pytest.raises(StudyError, match="enabled must be true or false"):
+        Study.from_dict({**SMALL, "evaluate": {"enabled": "no"}})

@@ -18,6 +18,7 @@ A study is a TOML file (stdlib ``tomllib``)::
 
     [evaluate]                             # optional
     data = {data = "digits", split = "test"}   # evaluate(result, target, X=that split)
+    n_inputs = 1000000                     # any other key: an option of the attack's evaluator
 
     [grid]                                 # the cartesian product of these lists
     d = [10, 100, 1000]
@@ -109,6 +110,7 @@ def register_attack(name: str, path: str) -> None:
 SECTIONS = {"study", "oracle", "attack", "evaluate", "grid", "metrics", "results"}
 STUDY_KEYS = {"name", "attack", "target", "description", "db", "threads"}
 AXIS_TABLE_KEYS = {"name", "attack", "oracle", "target", "evaluate", "labels"}
+EVALUATE_KEYS = {"enabled", "data"}  # and the options of the attack's evaluator (evaluate.evaluator_options)
 PSEUDO_METRICS = ("queries", "all_queries", "wall_time_s", "run_time_s")
 SCHEMA_VERSION = "1"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.\-]*)\}")
@@ -178,6 +180,31 @@ def _check_run(run: dict[str, Any]) -> None:
     r = options.get("round_decimals")
     if r is not None and not (isinstance(r, int) and not isinstance(r, bool) and 0 <= r <= 15):
         raise StudyError(f"[oracle] {where}: round_decimals must be an integer in [0, 15], got {r!r}")
+    _check_evaluate(run, attack, where)
+
+
+def _check_evaluate(run: dict[str, Any], attack: Any, where: str) -> None:
+    """[evaluate]: enabled, data, and the options of the attack's evaluator (names and integer values)."""
+    from modelrecon.evaluate import EVALUATORS, evaluator_options
+
+    ev = run.get("evaluate", {})
+    if not isinstance(ev.get("enabled", True), bool):
+        raise StudyError(f"[evaluate] {where}: enabled must be true or false, got {ev['enabled']!r}")
+    options = {k: v for k, v in ev.items() if k not in EVALUATE_KEYS}
+    if not options:
+        return
+    name = getattr(attack, "name", None) if _is_attack_class(attack) else None
+    if name not in EVALUATORS:
+        raise StudyError(f"[evaluate] {where}: options {', '.join(sorted(options))} need an attack class whose "
+                         f"evaluator is known; {run['attack']} has none (allowed here: {', '.join(sorted(EVALUATE_KEYS))})")
+    known = evaluator_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise StudyError(f"[evaluate] {where}: unknown keys {', '.join(unknown)}; the {name} evaluator takes: "
+                         f"{', '.join(sorted(EVALUATE_KEYS | set(known)))}")
+    for k, v in options.items():
+        if isinstance(known[k], int) and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise StudyError(f"[evaluate] {where}: {k} must be an integer >= 1, got {v!r}")
 
 
 def _is_attack_class(obj: Any) -> bool:
@@ -437,7 +464,7 @@ def run_attack(run: dict[str, Any]) -> tuple[Any, Any]:
     ev = run.get("evaluate", {})
     if ev.get("enabled", True) and result.attack in EVALUATORS:
         X = _data_ref(ev.get("data"), target) if ev.get("data") is not None else None
-        evaluate(result, target, X)
+        evaluate(result, target, X, **{k: v for k, v in ev.items() if k not in EVALUATE_KEYS})
     return result, target
 
 

@@ -7,6 +7,7 @@ by a submodule (one per attack family) and writes ``result.metrics``.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from typing import Any, Callable
 
@@ -76,11 +77,25 @@ def probe_description(target: Target, n: int = 1000) -> str:
     return f"{n} random standard Gaussian inputs N(0, I) (the target declares no input box: add box=LO,HI or data=FILE)"
 
 
-def evaluate(result: Result, target: Target, X: np.ndarray | None = None) -> dict[str, Any]:
+def evaluator_options(attack: str) -> dict[str, Any]:
+    """The options (keyword arguments after result, target, X) the evaluator of ``attack`` takes, with
+    their defaults: what ``evaluate(..., **options)`` and a sweep's ``[evaluate]`` table may set."""
+    params = list(inspect.signature(EVALUATORS[attack]).parameters.values())[3:]
+    return {p.name: p.default for p in params}
+
+
+def evaluate(result: Result, target: Target, X: np.ndarray | None = None, **options: Any) -> dict[str, Any]:
     """Fill ``result.metrics`` against the truth; X (else the target's declared evaluation inputs) adds
-    data inputs to the random probes.  ``inputs`` in the metrics says on what each family was measured."""
+    data inputs to the random probes; ``options`` go to the attack's evaluator (``evaluator_options``:
+    e.g. ``n_inputs``, the random inputs of the relu evaluator's worst output error).  ``inputs`` in the
+    metrics says on what each family was measured."""
     if result.attack not in EVALUATORS:
         raise KeyError(f"no evaluator for attack {result.attack!r}; known: {', '.join(sorted(EVALUATORS))}")
+    known = evaluator_options(result.attack)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"the {result.attack} evaluator has no option {', '.join(unknown)}; "
+                         f"it takes: {', '.join(known) or 'none'}")
     inputs = {"random": probe_description(target)}
     if X is not None:
         inputs["data"] = f"{len(X)} inputs given to the evaluator"
@@ -88,7 +103,7 @@ def evaluate(result: Result, target: Target, X: np.ndarray | None = None) -> dic
         declared = declared_inputs(target, "eval")
         if declared is not None:
             X, inputs["data"] = declared
-    result.metrics.update(EVALUATORS[result.attack](result, target, X))
+    result.metrics.update(EVALUATORS[result.attack](result, target, X, **options))
     result.metrics["inputs"] = inputs
     if target.truth.get("family") == "unknown" and target.truth.get("reason"):
         result.metrics["truth"] = f"no parameters compared: {target.truth['reason']}"

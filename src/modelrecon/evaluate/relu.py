@@ -131,7 +131,11 @@ def worst_output_error(target: Target, model, n: int, seed: int = 54321, batch: 
 
 
 @register("relu")
-def evaluate_relu(result: Result, target: Target, X: np.ndarray | None, n_random: int = 10_000) -> dict[str, Any]:
+def evaluate_relu(result: Result, target: Target, X: np.ndarray | None, n_inputs: int = 10_000) -> dict[str, Any]:
+    """Layers aligned with the truth, fidelity on 1,000 random inputs, and the worst output error over
+    ``n_inputs`` random inputs (10^4 by default; the deep benchmarks use 10^6)."""
+    if not (isinstance(n_inputs, int) and not isinstance(n_inputs, bool) and n_inputs >= 1):
+        raise ValueError(f"n_inputs (random inputs of the worst output error) must be an integer >= 1, got {n_inputs!r}")
     metrics: dict[str, Any] = {}
     if result.model is None:
         return metrics
@@ -148,7 +152,7 @@ def evaluate_relu(result: Result, target: Target, X: np.ndarray | None, n_random
          np.random.default_rng(12345).uniform(*target.input_box, size=(1000, *target.input_shape)))
     read = logits if from_probabilities else (lambda y: y)
     metrics.update(fidelity(target, result.model, X, y=read(target.forward_numpy(X))))
-    metrics.update(worst_output_error(target, result.model, n_random, read=read))
+    metrics.update(worst_output_error(target, result.model, n_inputs, read=read))
     if X is not None:
         metrics.update(fidelity(target, result.model, X, prefix="data_fidelity"))
     return metrics
