@@ -263,3 +263,12 @@ def test_obfuscation_sweep_recipe_draws_the_run_it_recorded(tmp_path):
     assert {k: again.metrics[k] for k in row["metrics"]} == row["metrics"]
     grid, = run_recipe(db, study.name, tmp_path / "figs")
     assert grid.name == "grid.png" and grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_short_span_from_box_points_is_partial(target, inputs):
+    """Regression: a span recovered at box points (details["points"] is the span attack's point count,
+    not the region's table) that leaves directions out gave AttributeError instead of a partial verdict."""
+    r = Obfuscation(None, inputs, noise=5.0, recover={"setting": "relu-value", "output": 0, "points": "box",
+                                                      "max_points": 2}).run(local_oracle(target, ["value"]))
+    assert r.status == "partial" and "short of the first layer's" in r.message
+    assert r.details["span_recovery"]["dim"] < 8 and "points='box'" not in r.message

@@ -447,7 +447,8 @@ def _verdict(details: dict[str, Any], message: str, span_summary: dict[str, Any]
         why = (f"the {dim}-dimensional span is short of the first layer's: noise in its complement is seen "
                f"({1 - rate:.1%} of the inputs change class)" if rate is not None and np.isfinite(rate) else
                "the oracle check gave no rate")
-        if span_summary is not None and span_summary.get("details", {}).get("points", {}).get("kind") == "region":
+        points = (span_summary or {}).get("details", {}).get("points")  # the span attack's count, or the region's
+        if isinstance(points, dict) and points.get("kind") == "region":
             why += "; recovering the span with points='box' (--span-points box) may find the directions it missed"
         return "partial", f"{why}; {message}"
     return "complete", message
