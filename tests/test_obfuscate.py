@@ -261,8 +261,9 @@ def test_obfuscation_sweep_recipe_draws_the_run_it_recorded(tmp_path):
     assert row["metrics"]["random_subspace_label_preserved_rate"] < 0.5
     again, _ = run_attack(row["config"])
     assert {k: again.metrics[k] for k in row["metrics"]} == row["metrics"]
-    grid, = run_recipe(db, study.name, tmp_path / "figs")
+    grid, table = run_recipe(db, study.name, tmp_path / "figs")
     assert grid.name == "grid.png" and grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert table.name == "obfuscate-noise.md" and "| - | recovered span | 5 | none | complete |" in table.read_text()
 
 
 def test_a_short_span_from_box_points_is_partial(target, inputs):

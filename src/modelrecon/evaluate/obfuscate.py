@@ -2,7 +2,8 @@
 
 For the obfuscated inputs the attack produced: ``label_preserved_rate`` (top-1 of the
 true network on x' equals top-1 on x), ``max_abs_logit_difference``, ``cosine_to_original``
-and ``noise_to_signal``.  Then the same obfuscation (same ratio, seed and clipping) is
+and ``noise_to_signal``; ``inside_input_box``: the share of x' inside the target's input box.  Then
+the same obfuscation (same ratio, seed and clipping) is
 repeated with the TRUE span (an orthonormal basis of rowspan of
 ``target.truth["first_layer"]``) and with a random subspace of the same dimension as a
 control, which must fail.  The recovered span is compared with the true one
@@ -100,6 +101,9 @@ def evaluate_obfuscate(result: Result, target: Target, X: np.ndarray | None = No
         metrics["max_principal_angle_rad"] = float(np.max(subspace_angles(B.T, Bt.T)))
         metrics["first_layer_leak"] = first_layer_leak(target, B)
     Xin, Xp = p["inputs"], p["obfuscated"]
+    if target.input_box:  # the share of obfuscated inputs that are valid inputs
+        F = Xp.reshape(len(Xp), -1)
+        metrics["inside_input_box"] = float(np.mean((F >= target.input_box[0]).all(1) & (F <= target.input_box[1]).all(1)))
     controls = control_bases(target, B.shape[0], n, seed)
     if d.get("mode") == "class":
         c = int(d["target_class"])

@@ -1,9 +1,10 @@
-"""Glue for ``modelrecon obfuscate`` and ``benchmarks/obfuscate.py``: inputs, the attack run,
-the pictures.  The attack part sees only the oracle and the basis; the control rows of the
+"""Glue for ``modelrecon obfuscate`` and the obfuscation sweeps' plot recipe: inputs, the attack run,
+the pictures and tables.  The attack part sees only the oracle and the basis; the control rows of the
 pictures and the curves are evaluator-side (they run the true network)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ def picture_rows(result: Result, target: Target, k: int = 10) -> list[dict[str, 
 
     p, hp = result.params, result.details.get("hyperparameters", {})
     X, Xp = p["inputs"], p["obfuscated"]
+    k = min(k, len(Xp))  # fewer noise-looking inputs than k: as many exemplar pictures as there are
     rows: list[dict[str, Any]] = []
     if result.details.get("mode") == "class":
         rows.append({"title": "exemplar", "images": _images(np.repeat(p["exemplar"][None], k, 0), k),
@@ -118,19 +120,129 @@ def run_cli(target: Target, oracle, *, span: Path | None, recover: dict[str, Any
     return result
 
 
-def figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """Plot recipe of the obfuscation sweeps (configs/obfuscate-*.toml; their curve is the config's ``--plot``):
-    ``grid.png``, ten inputs obfuscated at the ratio nearest 5 with the random-subspace control, from that
-    point's first-seed run executed again (the database holds metrics, not inputs)."""
-    import math
+def _hp(row: dict[str, Any], name: str, default: Any = None) -> Any:
+    """A hyperparameter of a sweep row's run (grid value or fixed in [attack])."""
+    return row["config"]["hyperparameters"].get(name, default)
 
+
+def _source(row: dict[str, Any]) -> str:
+    """The row's span source: its ``span`` grid label, else how the span was obtained."""
+    from modelrecon.sweep import field_value
+
+    label = field_value(row, "span")
+    return f"recovered span ({label})" if label is not None else "recovered span"
+
+
+def _mean(rows: list[dict[str, Any]], metric: str) -> float | None:
+    vals = [r["metrics"].get(metric) for r in rows]
+    vals = [v for v in vals if isinstance(v, (int, float)) and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def _groups(rows: list[dict[str, Any]], key) -> dict[Any, list[dict[str, Any]]]:
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(key(r), []).append(r)
+    return out
+
+
+def _num(v: Any, fmt: str = ".3g") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def tables(rows: list[dict[str, Any]]) -> str:
+    """The obfuscation sweep as Markdown (means over seeds): per span source, ratio and box handling the
+    span (dimension, angle, leak, span queries) and what the true network does with the obfuscated inputs
+    (label preserved, output change, cosine; the true span and the random subspace beside); per chosen
+    class, the reverse direction."""
+    from modelrecon.sweep import field_value
+
+    hide = [r for r in rows if r["status"] != "pending" and _hp(r, "target_class") is None]
+    cls = [r for r in rows if r["status"] != "pending" and _hp(r, "target_class") is not None]
+    out = []
+    if hide:
+        out += ["| net | span | ratio | box handling | status | dim / true | max angle (rad) | first-layer leak "
+                "| span queries | label preserved | max \\|logit change\\| | cosine | ratio achieved | in box "
+                "| true span: preserved | random subspace: preserved |", "|" + "---|" * 16]
+        key = lambda r: (field_value(r, "net"), _source(r), float(_hp(r, "noise", 5.0)), _hp(r, "clip", "none"))  # noqa: E731
+        for (net, source, noise, clip), rs in _groups(hide, key).items():
+            span = rs[0]["details"].get("span_recovery", {})
+            status = "/".join(sorted({r["status"] for r in rs}))
+            if status == "failed":
+                status += f": {rs[0]['message'][:90]}"
+            dim, true = _mean(rs, "recovered_dim"), _mean(rs, "true_dim")
+            out.append(f"| {net or '-'} | {source} | {noise:g} | {clip} | {status} | "
+                       f"{_num(dim, '.0f') if dim is not None else span.get('dim', '-')} / {_num(true, '.0f')} | "
+                       f"{_num(_mean(rs, 'max_principal_angle_rad'), '.1e')} | {_num(_mean(rs, 'first_layer_leak'))} | "
+                       f"{span.get('queries', '-')} | {_num(_mean(rs, 'label_preserved_rate'))} | "
+                       f"{_num(_mean(rs, 'max_abs_logit_difference'), '.2g')} | {_num(_mean(rs, 'cosine_to_original'))} | "
+                       f"{_num(_mean(rs, 'noise_to_signal'))} | {_num(_mean(rs, 'inside_input_box'))} | {_num(_mean(rs, 'true_span_label_preserved_rate'))} | "
+                       f"{_num(_mean(rs, 'random_subspace_label_preserved_rate'))} |")
+    if cls:
+        out += ["" if out else None, "| net | class | status | classified as the class | mean confidence | cosine to exemplar "
+                "| random subspace: classified as the class | exemplar search queries |", "|" + "---|" * 8]
+        key = lambda r: (field_value(r, "net"), int(_hp(r, "target_class")))  # noqa: E731
+        for (net, c), rs in _groups(cls, key).items():
+            search = [r["queries"] - r["details"].get("span_recovery", {}).get("queries", 0) for r in rs
+                      if r["queries"] is not None]
+            out.append(f"| {net or '-'} | {c} | {'/'.join(sorted({r['status'] for r in rs}))} | "
+                       f"{_num(_mean(rs, 'target_class_rate'))} | {_num(_mean(rs, 'mean_confidence_target_class'))} | "
+                       f"{_num(_mean(rs, 'cosine_to_original'))} | {_num(_mean(rs, 'random_subspace_target_class_rate'))} | "
+                       f"{int(np.mean(search)) if search else '-'} |")
+    return "\n".join(line for line in out if line is not None) + "\n"
+
+
+def figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Plot recipe of the obfuscation sweeps (configs/obfuscate-*.toml), per value of the grid key ``net``
+    (file names suffixed -NET when the study has one):
+
+    * ``grid.png`` (runs without box handling): ten inputs obfuscated at the ratio nearest 5 with the
+      random-subspace control, from the first span source's first-seed run executed again (the database
+      holds metrics, not inputs);
+    * ``curve.png`` (several span sources, three ratios or more; with one source the config's ``--plot``
+      draws it): label preserved against the ratio, a line per span source, the true span and the random
+      subspace (evaluator side, first source's runs), chance dotted;
+    * ``class.png`` (target_class runs): noise-looking inputs built to be read as 3 (or the first class run);
+    * ``STUDY.md``: :func:`tables`."""
     from modelrecon.sweep import field_value, run_attack
 
-    done = [r for r in rows if r["status"] == "complete"]
+    done = [r for r in rows if r["status"] in ("complete", "partial")]
     if not done:
-        raise ObfuscationError("no complete run to draw")
-    shown = min(done, key=lambda r: (abs(math.log(field_value(r, "noise") / 5)), str(field_value(r, "seed"))))
-    result, target = run_attack(shown["config"])
-    shape = tuple(target.input_shape[-2:]) if len(target.input_shape) >= 2 else None
-    return [obfuscate_plots.grid(picture_rows(result, target), out / "grid.png", image_shape=shape,
-                                 title=f"{target.spec}: {result.message.split(';')[0]}")]
+        raise ObfuscationError("no finished run to draw")
+    paths = []
+    for net in dict.fromkeys(field_value(r, "net") for r in done):
+        mine = [r for r in done if field_value(r, "net") == net]
+        suffix = f"-{net}" if net is not None else ""
+        hide = [r for r in mine if _hp(r, "target_class") is None]
+        cls = [r for r in mine if _hp(r, "target_class") is not None]
+        if hide and all(_hp(r, "clip", "none") == "none" for r in hide):  # box handling: its table only
+            first = [r for r in hide if _source(r) == _source(hide[0])]
+            shown = min(first, key=lambda r: (abs(math.log(max(float(_hp(r, "noise", 5.0)), 1e-3) / 5)),
+                                              str(field_value(r, "seed"))))
+            result, target = run_attack(shown["config"])
+            shape = tuple(target.input_shape[-2:]) if len(target.input_shape) >= 2 else None
+            paths.append(obfuscate_plots.grid(picture_rows(result, target), out / f"grid{suffix}.png", image_shape=shape,
+                                              title=f"{target.spec}: {result.message.split(';')[0]}"))
+            if len({_source(r) for r in hide}) > 1 and len({_hp(r, "noise") for r in first}) >= 3:
+                points = []
+                for source, rs in _groups(hide, _source).items():
+                    for noise, at in _groups(rs, lambda r: float(_hp(r, "noise", 5.0))).items():
+                        points.append({"span": source, "ratio": noise,
+                                       "label_preserved_rate": _mean(at, "label_preserved_rate")})
+                for name, prefix in (("true span", "true_span_"), ("random subspace", "random_subspace_")):
+                    for noise, at in _groups(first, lambda r: float(_hp(r, "noise", 5.0))).items():
+                        points.append({"span": name, "ratio": noise,
+                                       "label_preserved_rate": _mean(at, f"{prefix}label_preserved_rate")})
+                paths.append(obfuscate_plots.curve([p for p in points if p["label_preserved_rate"] is not None],
+                                                   out / f"curve{suffix}.png", chance=1.0 / max(target.n_outputs, 2),
+                                                   title=f"{target.spec} ({shown['study']})"))
+        if cls:
+            shown = next((r for r in cls if int(_hp(r, "target_class")) == 3), cls[0])
+            result, target = run_attack(shown["config"])
+            shape = tuple(target.input_shape[-2:]) if len(target.input_shape) >= 2 else None
+            paths.append(obfuscate_plots.grid(
+                picture_rows(result, target), out / f"class{suffix}.png", image_shape=shape,
+                title=f"{target.spec}: noise-looking inputs built to be read as {int(_hp(shown, 'target_class'))}"))
+    md = out / f"{rows[0]['study']}.md"
+    md.write_text(tables(rows))
+    return paths + [md]

@@ -57,8 +57,8 @@ def _square(size: int) -> tuple[int, int]:
     return (side, size // side) if side * (size // side) == size else (1, size)
 
 
-STYLE = {"recovered span": ("tab:blue", "o-"), "recovered span (box points, output 0)": ("tab:orange", "d-."),
-         "recovered span (box points, output 1)": ("tab:purple", "v-."),
+STYLE = {"recovered span": ("tab:blue", "o-"), "recovered span (box, output 0)": ("tab:orange", "d-."),
+         "recovered span (box, output 1)": ("tab:purple", "v-."),
          "true span": ("tab:green", "s--"), "random subspace": ("tab:red", "^-")}
 
 
