@@ -3,7 +3,10 @@ beside the published value-only figures.
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/deep.py --quick          # small networks, 10^4 inputs
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/deep.py                  # the issue's table, 10^6 inputs
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/deep.py --only 784-128-1 --plot docs/figures/deep.png
+
+The figure (queries per hidden neuron, docs/figures/deep.png) is the sweep configs/deep-relu.toml and its
+recipe: ``modelrecon sweep configs/deep-relu.toml && modelrecon results out/sweeps/deep-relu.sqlite
+--figures docs/figures``.
 
 For each network and mode: status, distinct points and queries per hidden neuron (attack phase;
 verification apart), Carlini et al.'s bits of precision of the aligned weights, the worst output
@@ -96,7 +99,6 @@ def main() -> None:
     ap.add_argument("--modes", default="value+gradient", help="comma-separated: value+gradient, gradient")
     ap.add_argument("--inputs", type=int, default=None, help="random inputs for the worst output error")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per run")
-    ap.add_argument("--plot", default="", help="write a figure (queries per neuron by network and mode) here")
     args = ap.parse_args()
     torch.set_num_threads(1)
     names = args.only.split(",") if args.only else (QUICK if args.quick else [n for n, _, _ in NETWORKS])
@@ -119,24 +121,6 @@ def main() -> None:
     for row in rows:
         if row["status"] != "complete" and "message" in row:
             print(f"- {row['net']} {row['mode']}: {row['message'][:300]}")
-    if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        done = [r for r in rows if "points" in r]
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        labels = [f"{r['net']}\n{r['mode']}" for r in done]
-        ax.bar(range(len(done)), [r["queries"] / r["hidden"] for r in done],
-               color=["tab:green" if r["status"] == "complete" else "tab:gray" for r in done])
-        ax.set_xticks(range(len(done)), labels, fontsize=7)
-        ax.set_yscale("log")
-        ax.set_ylabel("queries per hidden neuron")
-        ax.set_title("deep ReLU extraction from gradients (green: exact, grey: partial / failed)", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"figure written to {args.plot}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 networks, beside the published figures.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/deep_value.py [--only 10-10-10-1,...] [--inputs N]
-        [--round-decimals N] [--json rows.json] [--figure docs/img/deep-value-queries.png]
+        [--round-decimals N] [--json rows.json]
 
 Columns: status; value queries of the attack (the verification's fresh values apart), per hidden neuron,
 and their log2;
@@ -10,6 +10,9 @@ worst absolute output error over N random N(0, I) inputs (10^6 by default) and i
 the weights after alignment (Carlini et al.'s metric, from modelrecon.evaluate.relu); wall time; the
 published value-only query count.  The published counts are the anchors' (docs/deep.md says which are
 read in the paper and which are recalled); the peer's own code is run by benchmarks/_carlini_peer.py.
+The figure (queries per neuron against depth and width, docs/img/deep-value-queries.png) is the sweep
+configs/deep-value.toml and its recipe: ``modelrecon sweep configs/deep-value.toml --workers 1 &&
+modelrecon results out/sweeps/deep-value.sqlite --figures docs/img``.
 """
 
 from __future__ import annotations
@@ -55,45 +58,13 @@ def run(name: str, inputs: int, round_decimals: int | None = None) -> dict:
     return row
 
 
-def figure(rows: list[dict], path: str) -> None:
-    """Queries per hidden neuron against depth (hidden layers) and width (widest hidden layer)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
-    for r in rows:
-        widths = [int(w) for w in r["network"].split("-")[1:-1]]
-        per = r["queries"] / sum(widths)
-        style = dict(marker="o" if r["status"] == "complete" else "x", color="C0" if r["status"] == "complete" else "C3")
-        for ax, x in zip(axes, (len(widths), max(widths))):
-            ax.scatter([x], [per], **style)
-            ax.annotate(r["network"], (x, per), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    axes[0].set_xlabel("hidden layers")
-    axes[1].set_xlabel("widest hidden layer")
-    axes[1].set_xscale("log")
-    axes[0].set_ylabel("value queries per hidden neuron")
-    for ax in axes:
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    fig.suptitle("relu --mode value: queries per neuron (o complete, x not complete)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(NETWORKS), help="comma-separated network names")
     ap.add_argument("--inputs", type=int, default=10**6, help="random inputs for the worst output error")
     ap.add_argument("--round-decimals", type=int, default=None, help="the oracle rounds its values to N decimals")
     ap.add_argument("--json", default=None, help="write the rows here")
-    ap.add_argument("--figure", default=None, help="draw queries per neuron against depth and width here (png)")
-    ap.add_argument("--from-json", default=None, help="rows from a saved run (no attack): only the figure")
     args = ap.parse_args()
-    if args.from_json:
-        figure(json.loads(open(args.from_json).read()), args.figure or "deep-value-queries.png")
-        return
     torch.set_num_threads(1)
     print("| network | status | queries | per neuron | log2 | published log2 | fewer | worst output error | bits "
           "| weight bits | wall / CPU time |")
@@ -116,8 +87,6 @@ def main() -> None:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)
-    if args.figure:
-        figure(rows, args.figure)
 
 
 if __name__ == "__main__":

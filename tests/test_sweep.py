@@ -430,3 +430,20 @@ def test_evaluator_options_come_from_the_config():
         Study.from_dict({**SMALL, "evaluate": {"n_inputs": 10}})
     with pytest.raises(StudyError, match="enabled must be true or false"):
         Study.from_dict({**SMALL, "evaluate": {"enabled": "no"}})
+
+
+def test_a_named_study_is_loaded_from_the_function_that_builds_its_config():
+    """`modelrecon sweep modelrecon.studies.span:sweep_config` runs the named study span (its grid built in code)."""
+    from modelrecon.studies.span import sweep_config
+    from modelrecon.sweep import load_study
+
+    study = load_study("modelrecon.studies.span:sweep_config")
+    assert study.name == "span-study" and study.runs() == Study.from_dict(sweep_config()).runs()
+    with pytest.raises(StudyError, match="not a function of no arguments"):
+        load_study("modelrecon.studies.queries:sweep_config")  # it takes the study's options
+    with pytest.raises(StudyError, match="not a function of no arguments"):
+        load_study("modelrecon.studies.nope:sweep_config")
+    with pytest.raises(StudyError, match="returned str, not a study config"):
+        load_study("modelrecon.sweep:_now")
+    with pytest.raises(StudyError, match="no study config at nothing.toml"):
+        load_study("nothing.toml")

@@ -471,7 +471,8 @@ def _csv(value: Optional[str]) -> list[str] | None:
 
 @app.command()
 def sweep(
-    config: Annotated[Path, typer.Argument(help="study config (TOML): attack, target template, grid, metrics")],
+    config: Annotated[Path, typer.Argument(help="study config (TOML): attack, target template, grid, metrics; or "
+                                                 "package.module:function returning one (a named study)")],
     db: Annotated[Optional[Path], typer.Option("--db", help="SQLite results file (default: the study's db, else out/sweeps/NAME.sqlite)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="local worker processes (default: cores; 0 = in this process)")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="run on a Dask cluster: tcp://HOST:PORT")] = None,

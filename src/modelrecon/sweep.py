@@ -370,7 +370,20 @@ class Study:
 
 
 def load_study(path: str | Path) -> Study:
+    """A study from a TOML file, or from ``package.module:function`` returning the same config as a dict
+    (a named study whose grid is built in code, e.g. ``modelrecon.studies.span:sweep_config``)."""
     path = Path(path)
+    if not path.exists() and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", str(path)):
+        module, _, attr = str(path).partition(":")
+        try:
+            build = getattr(importlib.import_module(module), attr)
+            cfg = build()
+        except (ImportError, AttributeError, TypeError) as e:
+            raise StudyError(f"{path} is not a study: no TOML file there, and not a function of no arguments that "
+                             f"returns a study config ({type(e).__name__}: {e})") from None
+        if not isinstance(cfg, dict):
+            raise StudyError(f"{path} returned {type(cfg).__name__}, not a study config (a dict)")
+        return Study.from_dict(cfg, source=str(path))
     if not path.exists():
         raise StudyError(f"no study config at {path}")
     try:
