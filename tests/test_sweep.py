@@ -433,15 +433,27 @@ def test_evaluator_options_come_from_the_config():
 
 
 def test_a_named_study_is_loaded_from_the_function_that_builds_its_config():
-    """`modelrecon sweep modelrecon.studies.span:sweep_config` runs the named study span (its grid built in code)."""
+    """`modelrecon sweep modelrecon.studies.span:sweep_config` runs the named study span (its grid built in code);
+    `modelrecon.studies.queries:study?target=...` the named study queries with its options."""
     from modelrecon.studies.span import sweep_config
     from modelrecon.sweep import load_study
 
     study = load_study("modelrecon.studies.span:sweep_config")
     assert study.name == "span-study" and study.runs() == Study.from_dict(sweep_config()).runs()
-    with pytest.raises(StudyError, match="not a function of no arguments"):
-        load_study("modelrecon.studies.queries:sweep_config")  # it takes the study's options
-    with pytest.raises(StudyError, match="not a function of no arguments"):
+    # `study queries` through `modelrecon sweep`: its options as text, the same runs (the same keys)
+    from modelrecon.studies.queries import StudyConfig, resolved_config
+
+    named = load_study("modelrecon.studies.queries:study?target=builtin:digits-mlp&budgets=10,30&seeds=2&arch=mlp:16")
+    same = Study.from_dict(resolved_config(StudyConfig(target="builtin:digits-mlp", budgets=(10, 30), seeds=2,
+                                                       arch="mlp:16")))
+    assert [run_key(r) for r in named.runs()] == [run_key(r) for r in same.runs()] and len(same.runs()) == 24
+    with pytest.raises(StudyError, match=r"not a function that returns a study config .*TypeError"):
+        load_study("modelrecon.studies.queries:sweep_config")  # it takes a StudyConfig
+    with pytest.raises(StudyError, match=r"TypeError: .*unexpected keyword argument 'budget'"):
+        load_study("modelrecon.studies.queries:study?budget=10")
+    with pytest.raises(StudyError, match=r"ValueError: invalid literal for int\(\) with base 10: 'many'"):
+        load_study("modelrecon.studies.queries:study?target=builtin:digits-mlp&seeds=many")
+    with pytest.raises(StudyError, match="not a function that returns a study config"):
         load_study("modelrecon.studies.nope:sweep_config")
     with pytest.raises(StudyError, match="returned str, not a study config"):
         load_study("modelrecon.sweep:_now")

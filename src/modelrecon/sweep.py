@@ -371,19 +371,24 @@ class Study:
 
 def load_study(path: str | Path) -> Study:
     """A study from a TOML file, or from ``package.module:function`` returning the same config as a dict
-    (a named study whose grid is built in code, e.g. ``modelrecon.studies.span:sweep_config``)."""
+    (a named study whose grid is built in code, e.g. ``modelrecon.studies.span:sweep_config``), with
+    ``?key=value&...`` its keyword arguments as text (``modelrecon.studies.queries:study?target=...``)."""
+    text = str(path)
     path = Path(path)
-    if not path.exists() and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", str(path)):
-        module, _, attr = str(path).partition(":")
+    named = re.fullmatch(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)(?:\?(.*))?", text)
+    if not path.exists() and named:
+        from urllib.parse import parse_qsl
+
+        module, attr, query = named.groups()
         try:
             build = getattr(importlib.import_module(module), attr)
-            cfg = build()
-        except (ImportError, AttributeError, TypeError) as e:
-            raise StudyError(f"{path} is not a study: no TOML file there, and not a function of no arguments that "
-                             f"returns a study config ({type(e).__name__}: {e})") from None
+            cfg = build(**dict(parse_qsl(query or "", keep_blank_values=True, strict_parsing=bool(query))))
+        except (ImportError, AttributeError, TypeError, ValueError) as e:
+            raise StudyError(f"{text} is not a study: no TOML file there, and not a function that returns a study "
+                             f"config from these arguments ({type(e).__name__}: {e})") from None
         if not isinstance(cfg, dict):
-            raise StudyError(f"{path} returned {type(cfg).__name__}, not a study config (a dict)")
-        return Study.from_dict(cfg, source=str(path))
+            raise StudyError(f"{text} returned {type(cfg).__name__}, not a study config (a dict)")
+        return Study.from_dict(cfg, source=text)
     if not path.exists():
         raise StudyError(f"no study config at {path}")
     try:

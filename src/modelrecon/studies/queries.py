@@ -110,19 +110,36 @@ def sweep_config(cfg: StudyConfig, pool: str | None) -> dict[str, Any]:
                         "recipe": "modelrecon.studies.queries:figures"}}
 
 
+def resolved_config(cfg: StudyConfig) -> dict[str, Any]:
+    """:func:`sweep_config` with the attacker's pool resolved (default: the target's domain)."""
+    from modelrecon.targets import load
+
+    pool = cfg.pool or load(cfg.target).truth.get("dataset")
+    if pool and str(pool).endswith(".npy") and not Path(pool).exists():
+        raise ValueError(f"--pool: no file {pool}")
+    return sweep_config(cfg, pool)
+
+
+def study(target: str = "builtin:digits-cnn", budgets: str = ",".join(map(str, DEFAULT_BUDGETS)),
+          interfaces: str = ",".join(DEFAULT_INTERFACES), seeds: str = "3", strategy: str = "pool", steps: str = "400",
+          lam: str = "1.0", arch: str | None = None, pool: str | None = None) -> dict[str, Any]:
+    """The sweep config of ``modelrecon study queries`` with the same options, given as text:
+    ``modelrecon sweep 'modelrecon.studies.queries:study?target=builtin:mnist-mlp&seeds=3'`` runs the same
+    runs (the same keys) through the sweep runner."""
+    return resolved_config(StudyConfig(target=target, budgets=parse_list(budgets, int),
+                                       interfaces=parse_list(interfaces), seeds=int(seeds), strategy=strategy,
+                                       steps=int(steps), lam=float(lam), arch=arch, pool=pool))
+
+
 def run_study(cfg: StudyConfig, out: str | Path, workers: int | None = 0, show_progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the study as a sweep into ``OUT/results.sqlite``, then its headline and plot.
 
     Runs of another training setup (steps, lambda, surrogate, pool) have other keys: they are never reused."""
     from modelrecon import report
     from modelrecon.sweep import ResultsDB, Study, run_key, run_sweep
-    from modelrecon.targets import load
 
     out = Path(out)
-    pool = cfg.pool or load(cfg.target).truth.get("dataset")
-    if pool and str(pool).endswith(".npy") and not Path(pool).exists():
-        raise ValueError(f"--pool: no file {pool}")
-    study = Study.from_dict(sweep_config(cfg, pool))
+    study = Study.from_dict(resolved_config(cfg))
     summary = run_sweep(study, db=out / "results.sqlite", workers=workers, progress=show_progress)
     keys = {run_key(r) for r in study.runs()}
     store = ResultsDB(out / "results.sqlite")
