@@ -40,6 +40,7 @@ from modelrecon.attacks.piecewise import Kink, Line, Piece, Probe, critical_poin
 
 TOL = 1e-6  # relative: a jump in a span, a point on a plane, a 0/1 rounding (relu.py's SAME_ROW)
 MAX_CROSSINGS = 64  # walls crossed walking to one target wall
+MAX_REJECTED = 3  # seeds in a row whose surface could not be followed end a run (a neuron not crossing every wall)
 
 
 @dataclass
@@ -113,23 +114,50 @@ class ExpansiveOrientation:
         if self.box is not None and (np.any(line.at(np.array([lo, hi])) < self.box[0])
                                      or np.any(line.at(np.array([lo, hi])) > self.box[1])):
             return None
-        kinks, pieces = critical_points(self.probe, line, lo, hi, max_points=self.max_points)
         self.out.searches += 1
+        B = np.stack([n, W[j]], axis=1)
+        # first the two ends of a short piece (the surface crosses it near t = 0 unless w_j is large): when their
+        # gradients differ by a jump in span{n, W_j}, that is the surface's jump (2 points); else every kink of the cell
+        short = (max(lo, -0.1 * room), min(hi, 0.1 * room))
+        ends = self.probe.read(line, short)
+        self.out.samples += [(line.at(pc.t), pc) for pc in ends]
+        got = self._weight(B, ends[1].g - ends[0].g, s, n, j)
+        if got is not None and (ends[0].f is None or self._on_plane(line, ends, got[1], y)):
+            return got[0], y, got[1]
+        kinks, pieces = critical_points(self.probe, line, lo, hi, pieces=ends, max_points=self.max_points)
         self.out.kinks += kinks
         self.out.samples += [(line.at(pc.t), pc) for pc in pieces]
-        B = np.stack([n, W[j]], axis=1)
         for k in kinks:
-            J = k.jump
-            cf, *_ = np.linalg.lstsq(B, J, rcond=None)
-            if cf[0] == 0 or np.linalg.norm(B @ cf - J) > TOL * np.linalg.norm(J):
+            got = self._weight(B, k.jump, s, n, j)
+            if got is None:
                 continue
-            wj = s * float(cf[1] / cf[0])
-            n_new = n + s * wj * W[j]
             step = k.x - y
-            if abs(n_new @ step) > TOL * np.linalg.norm(n_new) * np.linalg.norm(step):
+            if abs(got[1] @ step) > TOL * np.linalg.norm(got[1]) * np.linalg.norm(step):
                 continue
-            return wj, k.x, n_new
+            return got[0], k.x, got[1]
         return None
+
+    @staticmethod
+    def _weight(B: np.ndarray, jump: np.ndarray, s: int, n: np.ndarray, j: int):
+        """w_j and the new normal from a jump in span{n, W_j} (relative residual <= TOL), or None."""
+        if not np.any(jump):
+            return None
+        cf, *_ = np.linalg.lstsq(B, jump, rcond=None)
+        if cf[0] == 0 or np.linalg.norm(B @ cf - jump) > TOL * np.linalg.norm(jump):
+            return None
+        wj = s * float(cf[1] / cf[0])
+        return wj, n + s * wj * B[:, 1]
+
+    @staticmethod
+    def _on_plane(line: Line, ends: list[Piece], normal: np.ndarray, y: np.ndarray) -> bool:
+        """With values: the two ends' lines meet on the predicted plane through y (the kink is the surface's)."""
+        a, b = ends
+        sa, sb = float(a.g @ line.v), float(b.g @ line.v)
+        if sa == sb:
+            return False
+        t = (b.f - a.f + sa * a.t - sb * b.t) / (sa - sb)
+        step = line.at(t) - y
+        return abs(normal @ step) <= TOL * np.linalg.norm(normal) * max(np.linalg.norm(step), np.finfo(float).tiny)
 
     def _walk(self, st: dict, i: int, check: bool = False) -> bool:
         """Walk along the surface (state st: point x, pattern a, normal n, weights w) until wall i is crossed; unknown
@@ -235,16 +263,20 @@ class ExpansiveOrientation:
     # ------------------------------------------------------------------ the solve
     def run(self, seeds: list[Kink]) -> Orientation:
         """Follow a surface from every seed kink no followed row explains; solve for the orientations."""
-        start = self.probe.points
+        start, rejected = self.probe.points, 0
         for k in seeds:
+            if rejected >= MAX_REJECTED:
+                break
             if id(k) in self._tried or self._explained(k):
                 continue
             self._tried.add(id(k))
             row = self._follow(k)
             if row is None:
                 self.out.seeds_rejected += 1
+                rejected += 1
             else:
                 self.out.rows.append(row)
+                rejected = 0
         self.out.points += self.probe.points - start
         self._solve()
         return self.out

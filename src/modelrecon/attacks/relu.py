@@ -322,7 +322,7 @@ class ReluAttack(Attack):
                     signs = self._orient_expansive(W, b, rest, signs, info)
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
             details["layers"].append(info)
-            if info["orientation_unresolved"] and rest:
+            if info["orientation_unresolved"] and (rest or given is not None):  # given: a neuron with no seed yet
                 if self._known.layers and self._more_segments():
                     details["layers"].pop()
                     continue
@@ -1003,6 +1003,7 @@ class ReluAttack(Attack):
             return sol[:-1].T, sol[-1], True
         # gradients: of the probed output from the samples, of the others at a few of the sample points
         Wout = np.zeros((K, len(b)))
+        expansive = any(Wl.shape[0] > Wl.shape[1] for Wl, _ in known.layers)
         for out in range(K):
             pick = self._fit_points(H)
             if out == o:
@@ -1015,8 +1016,12 @@ class ReluAttack(Attack):
             zs_all = known.pre(X[pick])
             for r, i in enumerate(pick):
                 zs = [z[r] for z in zs_all]
-                h, _ = known.pullback(G[r], zs)
                 sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
+                if expansive:  # the pull-back is not unique: the rows' input gradients instead
+                    eq.append((H[i] > 0)[None, :] * (W @ (known.cell_gradients(X[i], zs)[-1] * sup[:, None])).T)
+                    rhs.append(G[r])
+                    continue
+                h, _ = known.pullback(G[r], zs)
                 eq.append(((H[i] > 0)[None, :] * W[:, sup].T))
                 rhs.append(h[sup])
             sol, *_ = np.linalg.lstsq(np.vstack(eq), np.concatenate(rhs), rcond=None)
