@@ -24,7 +24,8 @@ Steps (``probe``: :class:`~modelrecon.attacks.piecewise.GradientProbe` or
    a gradient in the span of the other active neurons' input gradients; when exactly one side
    is, j's orientation follows.  For the last hidden layer instead both orientations of every
    neuron enter one linear least-squares fit of the outputs (relu(z) and relu(-z) as features);
-   exactly one of each pair carries weight.
+   exactly one of each pair carries weight.  A first layer wider than the input: from the second layer's
+   surfaces followed across its walls (:mod:`modelrecon.attacks.orient`), which give its whole rows too.
 4. The last layer is fitted (values of all outputs; gradients of the probed output); depth is
    reached when every kink seen lies on a recovered neuron's surface.
 5. Verification on fresh points: values and gradients within 1e-9 of their scale (the exact
