@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modelrecon.attacks.piecewise import Kink, Line, Piece, Probe, critical_points
+from modelrecon.attacks.piecewise import Kink, Line, Piece, Probe, ValueGradientProbe, critical_points
+from modelrecon.attacks.value_probe import ValueProbe
 
 TOL = 1e-6  # relative: a jump in a span, a point on a plane, a 0/1 rounding (relu.py's SAME_ROW)
 MAX_CROSSINGS = 64  # walls crossed walking to one target wall
@@ -115,6 +116,8 @@ class ExpansiveOrientation:
                                      or np.any(line.at(np.array([lo, hi])) > self.box[1])):
             return None
         self.out.searches += 1
+        if isinstance(self.probe, FiniteDifferenceProbe):  # differences short enough to stay inside the cell
+            self.probe.limit = 0.01 * room
         B = np.stack([n, W[j]], axis=1)
         # first the two ends of a short piece (the surface crosses it near t = 0 unless w_j is large): when their
         # gradients differ by a jump in span{n, W_j}, that is the surface's jump (2 points); else every kink of the cell
@@ -124,7 +127,8 @@ class ExpansiveOrientation:
         got = self._weight(B, ends[1].g - ends[0].g, s, n, j)
         if got is not None and (ends[0].f is None or self._on_plane(line, ends, got[1], y)):
             return got[0], y, got[1]
-        kinks, pieces = critical_points(self.probe, line, lo, hi, pieces=ends, max_points=self.max_points)
+        kinks, pieces = (self.probe.kinks_on(line, lo, hi) if isinstance(self.probe, FiniteDifferenceProbe) else
+                         critical_points(self.probe, line, lo, hi, pieces=ends, max_points=self.max_points))
         self.out.kinks += kinks
         self.out.samples += [(line.at(pc.t), pc) for pc in pieces]
         for k in kinks:
@@ -304,3 +308,60 @@ class ExpansiveOrientation:
         rows_w = np.array([r.w / np.linalg.norm(r.w) for r in rows])
         self.out.next_W = rows_w
         self.out.next_b = np.array([-float(np.maximum(Wo @ r.x + bo, 0.0) @ rw) for r, rw in zip(rows, rows_w)])
+
+
+class FiniteDifferenceProbe(ValueGradientProbe):
+    """Values only, read as a value and a gradient per point: the gradient of the scalar the value probe reads
+    along lines (a random mix of the outputs) by forward differences along the d coordinates (d + 1 values; exact
+    but for the answers' noise over the step inside one linear piece), its error bound carried with it."""
+
+    name = "value (finite differences)"
+
+    def __init__(self, values: ValueProbe, d: int, step: float):
+        self.values, self.step, self.eye = values, step, np.eye(d)
+        self.limit = math.inf  # a shorter step where walls are close (set by the caller)
+        self.output, self.grad_kind, self.points = 0, "gradient", 0
+
+    def read(self, line: Line, ts, kinds=None) -> list[Piece]:
+        out, step = [], min(self.step, self.limit)
+        for t in ts:
+            x = line.at(float(t))
+            y = self.values.values(np.vstack([x[None], x[None] + step * self.eye])) @ self.values.r
+            self.points += len(y)
+            out.append(Piece(float(t), (y[1:] - y[0]) / step, float(y[0]), None, 4 * self.values.noise / step))
+        return out
+
+    def kinks_on(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
+        """The kinks of the segment by the value probe's own line search (three-value slopes), each with the
+        gradients read a little way to either side (never within a difference step of the kink)."""
+        ts = sorted(self.values.kinks(line.x0, line.v, lo, hi))
+        bounds = [lo] + ts + [hi]
+        kinks, pieces = [], []
+        for i, t in enumerate(ts):
+            room = min(t - bounds[i], bounds[i + 2] - t)
+            eta = min(0.25 * room, 100 * min(self.step, self.limit) / max(float(np.linalg.norm(line.v)), 1e-300))
+            left, right = self.read(line, [t - eta, t + eta])
+            kinks.append(Kink(line, t, left, right, eta))
+            pieces += [left, right]
+        return kinks, pieces
+
+    def _value_tol(self, a: Piece, b: Piece, line: Line) -> float:
+        # the answers' noise on both values and the slope's error over the distance between them
+        slope_err = (a.err + b.err) * float(np.abs(line.v).sum()) * abs(b.t - a.t)
+        return ValueGradientProbe._value_tol(a, b, line) + slope_err + 4 * self.values.noise
+
+
+def orient_last(H: np.ndarray, W: np.ndarray, b: np.ndarray, Y: np.ndarray, tol: float) -> tuple[list[int | None], float]:
+    """The last hidden layer's orientations from values: Y (outputs at points whose last known activations are H)
+    fitted on relu(z) and relu(-z) of every row z = W h + b; exactly one of each pair carries weight (the other
+    within ``tol`` of it), or None.  Also the fit's worst residual."""
+    Z = H @ W.T + b
+    D = np.hstack([np.maximum(Z, 0), np.maximum(-Z, 0), np.ones((len(Z), 1))])
+    sol, *_ = np.linalg.lstsq(D, Y, rcond=None)
+    n = len(b)
+    signs: list[int | None] = []
+    for i in range(n):
+        a_, b_ = np.abs(sol[i]).max(), np.abs(sol[n + i]).max()
+        big = max(a_, b_)
+        signs.append(None if big == 0 or min(a_, b_) > tol * big else (1 if a_ >= b_ else -1))
+    return signs, float(np.abs(D @ sol - Y).max())
