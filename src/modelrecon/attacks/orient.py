@@ -117,7 +117,7 @@ class ExpansiveOrientation:
             return None
         self.out.searches += 1
         if isinstance(self.probe, FiniteDifferenceProbe):  # differences short enough to stay inside the cell
-            self.probe.limit = 0.01 * room
+            self.probe.limit = 0.1 * min(room, abs(float(W[j] @ y1 + b[j])) / float(norms[j]))
         B = np.stack([n, W[j]], axis=1)
         # first the two ends of a short piece (the surface crosses it near t = 0 unless w_j is large): when their
         # gradients differ by a jump in span{n, W_j}, that is the surface's jump (2 points); else every kink of the cell
@@ -136,10 +136,20 @@ class ExpansiveOrientation:
             if got is None:
                 continue
             step = k.x - y
-            if abs(got[1] @ step) > TOL * np.linalg.norm(got[1]) * np.linalg.norm(step):
+            if abs(got[1] @ step) > np.linalg.norm(got[1]) * (TOL * np.linalg.norm(step) + self._located(k, y)):
                 continue
             return got[0], k.x, got[1]
         return None
+
+    def _located(self, k: Kink, y: np.ndarray) -> float:
+        """How far off the predicted plane a kink found by values may lie (0 where gradients confirm it): the answers'
+        noise over the change of slope along the line, and the walked plane's own error (the differences' relative
+        error) over the distance from the origin of the walk."""
+        if not isinstance(self.probe, FiniteDifferenceProbe):
+            return 0.0
+        dslope = abs(float(k.jump @ k.line.v))
+        located = 8 * self.probe.values.noise / max(dslope, 1e-300) * float(np.linalg.norm(k.line.v))
+        return located + 4 * k.left.err / max(float(np.linalg.norm(k.jump)), 1e-300) * (float(np.linalg.norm(y)) + 1)
 
     @staticmethod
     def _weight(B: np.ndarray, jump: np.ndarray, s: int, n: np.ndarray, j: int):
@@ -354,14 +364,17 @@ class FiniteDifferenceProbe(ValueGradientProbe):
 def orient_last(H: np.ndarray, W: np.ndarray, b: np.ndarray, Y: np.ndarray, tol: float) -> tuple[list[int | None], float]:
     """The last hidden layer's orientations from values: Y (outputs at points whose last known activations are H)
     fitted on relu(z) and relu(-z) of every row z = W h + b; exactly one of each pair carries weight (the other
-    within ``tol`` of it), or None.  Also the fit's worst residual."""
+    within ``tol`` of it, or of 10 x the fit's relative residual where the rows are less precise), or None.  Also
+    the fit's worst residual."""
     Z = H @ W.T + b
     D = np.hstack([np.maximum(Z, 0), np.maximum(-Z, 0), np.ones((len(Z), 1))])
     sol, *_ = np.linalg.lstsq(D, Y, rcond=None)
+    residual = float(np.abs(D @ sol - Y).max())
+    tol = max(tol, 10 * residual / max(float(np.abs(Y).max()), np.finfo(float).tiny))  # rows measured less precisely
     n = len(b)
     signs: list[int | None] = []
     for i in range(n):
         a_, b_ = np.abs(sol[i]).max(), np.abs(sol[n + i]).max()
         big = max(a_, b_)
         signs.append(None if big == 0 or min(a_, b_) > tol * big else (1 if a_ >= b_ else -1))
-    return signs, float(np.abs(D @ sol - Y).max())
+    return signs, residual

@@ -284,6 +284,7 @@ class DeepValueAttack(Attack):
                            f"({out.searches} crossings, sign solve residual {out.residual:.2g})")
         if None in out.signs:
             return None, None
+        self._given_tol = max(self._rel_tol(), 100 * out.residual)  # the followed rows' own measured consistency
         s = np.array(out.signs, dtype=float)
         return s, ((out.next_W, out.next_b, [r.x for r in out.rows]) if out.next_W is not None else None)
 
@@ -291,7 +292,7 @@ class DeepValueAttack(Attack):
         """Signs of a layer given whole (above an expansive one) from the fit of every value asked on relu(+-z):
         NaN where the fit does not decide (reported as unresolved)."""
         X, Y = self._probe.cache()
-        signs, _ = orient_last(_hidden(self._layers, X), W, b, Y, self._rel_tol())
+        signs, _ = orient_last(_hidden(self._layers, X), W, b, Y, self._given_tol)
         return np.array([np.nan if s_ is None else s_ for s_ in signs], dtype=float)
 
     # -- deeper layers ---------------------------------------------------------------------
