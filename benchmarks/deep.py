@@ -36,6 +36,11 @@ from modelrecon.targets import load
 NETWORKS = [
     ("10-10-10-1", "builtin:deep?d=10&widths=10,10,1&seed=0", "2^16 (recalled)"),
     ("10-20-20-1", "builtin:deep?d=10&widths=20,20,1&seed=0", "2^17.1 (recalled)"),
+    ("10-20-20-1 s1", "builtin:deep?d=10&widths=20,20,1&seed=1", ""),
+    ("10-20-20-1 s2", "builtin:deep?d=10&widths=20,20,1&seed=2", ""),
+    ("8-16-8-1", "builtin:deep?d=8&widths=16,8,1&seed=0", ""),
+    ("8-16-8-1 s1", "builtin:deep?d=8&widths=16,8,1&seed=1", ""),
+    ("8-16-8-1 s2", "builtin:deep?d=8&widths=16,8,1&seed=2", ""),
     ("40-20-10-10-1", "builtin:deep?d=40&widths=20,10,10,1&seed=0", "2^17.8 (recalled)"),
     ("784-32-1", "builtin:deep?d=784&widths=32,1&seed=0", "2^19.2 (recalled)"),
     ("784-128-1", "builtin:deep?d=784&widths=128,1&seed=0", "2^21.5 (paper, ~100k params)"),

@@ -173,3 +173,46 @@ def test_streamed_least_squares_matches_one_stacked_solve():
         ref, *_ = np.linalg.lstsq(M, y, rcond=None)
         assert np.allclose(sol, ref, rtol=1e-9, atol=1e-12)
         assert residual == pytest.approx(np.linalg.norm(M @ ref - y) / np.linalg.norm(y), rel=1e-9)
+
+
+def test_expansive_first_layer_is_oriented_from_the_next_layers_surfaces_6_12_6_1():
+    # 12 first-layer rows in R^6: no one-kink sign test applies (was partial, every orientation open); the second
+    # layer's surfaces, followed across the first layer's walls, give both the signs and the second layer's rows
+    target, r = _run("builtin:deep?d=6&widths=12,6,1&seed=0", "value+gradient")
+    assert r.status == "complete", r.message
+    orient = r.details["layers"][0]["orientation_from_next_layer"]
+    assert orient["rows"] >= 1 and orient["residual"] <= 1e-9
+    m = r.metrics
+    assert m["hidden_units_matched"] == m["hidden_units_true"] == 18
+    assert m["parameter_relative_error"] <= 1e-9 and m["worst_output_error_relative"] <= 1e-9
+
+
+def test_expansive_first_layer_whose_signs_no_surface_pins_is_partial_and_named():
+    # one second-layer neuron: its surface cannot be followed across every wall of 12 rows in R^6, so no orientation
+    # is solved; the result names layer 1's open orientations, never complete
+    target, r = _run("builtin:deep?d=6&widths=12,1,1&seed=0", "value+gradient")
+    assert r.status != "complete"
+    assert "layer 1: orientation of neurons" in r.message
+    assert r.details["layers"][0]["orientation_from_next_layer"]["rows"] == 0
+
+
+def test_sign_solve_rounds_only_what_the_surfaces_pin():
+    from modelrecon.attacks.orient import ExpansiveOrientation, SurfaceRow
+
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(12, 6)), rng.normal(size=12)
+    delta = rng.integers(0, 2, 12)
+
+    def solve(ws, noise=0.0):
+        o = ExpansiveOrientation(None, W, b)
+        o.out.rows = [SurfaceRow(w, W.T @ (w * delta) + noise * rng.normal(size=6), 0.0, np.zeros(6)) for w in ws]
+        o._solve()
+        return o.out
+
+    out = solve(rng.normal(size=(4, 12)))  # 24 equations, 12 unknowns: every sign pinned and exact
+    assert out.signs == [-1 if d else 1 for d in delta] and out.residual <= 1e-12
+    assert out.next_W.shape == (4, 12)
+    out = solve(rng.normal(size=(1, 12)))  # 6 equations: the relaxation has a null space, nothing is rounded
+    assert out.signs == [None] * 12 and out.next_W is None
+    out = solve(rng.normal(size=(4, 12)), noise=1e-3)  # rows that do not fit any 0/1 solution: nothing is claimed
+    assert out.signs == [None] * 12 and out.residual > 1e-6

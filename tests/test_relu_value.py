@@ -181,3 +181,15 @@ def test_rounded_answers_reach_a_stated_precision():
     err = result.details["verified_relative_error"]
     assert err < 1e-6
     assert (result.status == "complete") == (result.details["verification"]["residual_over_tolerance"] <= 1.0)
+
+
+def test_expansive_first_layer_signs_from_the_next_layers_surfaces_by_value():
+    # 12 first-layer rows in R^6: the isolation sign test has no direction moving one neuron alone (was failed,
+    # "wider than the rank"); the second layer's surfaces followed with finite-difference gradients orient it
+    target = load("builtin:deep?d=6&widths=12,6,1&seed=0")
+    r = DeepValueAttack().run(local_oracle(target, ["value"]))
+    assert r.status == "complete", r.message
+    assert "expansive first layer: 6 second-layer surfaces followed" in r.message
+    from modelrecon.evaluate import evaluate
+    evaluate(r, target)
+    assert r.metrics["hidden_units_matched"] == 18 and r.metrics["worst_output_error_relative"] <= 1e-8

@@ -24,7 +24,8 @@ Steps (``probe``: :class:`~modelrecon.attacks.piecewise.GradientProbe` or
    a gradient in the span of the other active neurons' input gradients; when exactly one side
    is, j's orientation follows.  For the last hidden layer instead both orientations of every
    neuron enter one linear least-squares fit of the outputs (relu(z) and relu(-z) as features);
-   exactly one of each pair carries weight.
+   exactly one of each pair carries weight.  A first layer wider than the input: from the second layer's
+   surfaces followed across its walls (:mod:`modelrecon.attacks.orient`), which give its whole rows too.
 4. The last layer is fitted (values of all outputs; gradients of the probed output); depth is
    reached when every kink seen lies on a recovered neuron's surface.
 5. Verification on fresh points: values and gradients within 1e-9 of their scale (the exact
@@ -44,6 +45,7 @@ from scipy.optimize import linprog
 from torch import nn
 
 from modelrecon.attacks import Attack
+from modelrecon.attacks.orient import ExpansiveOrientation
 from modelrecon.attacks.piecewise import (EPS, PROBES, Kink, Line, NotPiecewiseLinear, Piece, Probe,
                                           critical_points, search_line, stay_above)
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
@@ -271,8 +273,9 @@ class ReluAttack(Attack):
             unexplained = [k for k in self._kinks if not self._on_known(k, self._known.layers)]
             if self._known.layers:  # layer l >= 2: whole rows from kinks where every known neuron is active
                 unexplained += self._search_region()
-            rows = self._candidates(unexplained)
-            if self._known.layers:
+            given = self._expansive_rows(unexplained) if len(self._known.layers) == 1 else None
+            rows = self._candidates(unexplained) if given is None else given
+            if self._known.layers and given is None:
                 for r in rows:
                     if r.support.all():
                         r.traced = self._hit_rate(r)
@@ -316,9 +319,11 @@ class ReluAttack(Attack):
                 signs = self._orient_by_span(layer)
                 if self._known.layers:
                     signs = [s_ if s_ is not None else r_ for s_, r_ in zip(self._orient_by_coefficients(layer), signs)]
+                elif None in signs and len(layer) > self._d:
+                    signs = self._orient_expansive(W, b, rest, signs, info)
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
             details["layers"].append(info)
-            if info["orientation_unresolved"] and rest:
+            if info["orientation_unresolved"] and (rest or given is not None):  # given: a neuron with no seed yet
                 if self._known.layers and self._more_segments():
                     details["layers"].pop()
                     continue
@@ -349,6 +354,45 @@ class ReluAttack(Attack):
                 return out_W, out_b, bias_known
             self._note_incomplete(info, incomplete, problems)
             self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+
+    def _orient_expansive(self, W: np.ndarray, b: np.ndarray, seeds: list[Kink], signs: list[int | None],
+                          info: dict[str, Any]) -> list[int | None]:
+        """A first layer wider than the input: orientations from the next layer's surfaces, followed across its walls
+        (``orient.py``), which also give the next layer's whole rows.  Kept across peels while the rows stay."""
+        o = self._expansive
+        if o is None or o.W.shape != W.shape or not np.allclose(o.W, W, rtol=0.0,
+                                                                atol=SAME_ROW * float(np.abs(W).max())):
+            o = self._expansive = ExpansiveOrientation(self._probe, W, b, self._box if self._oracle.input_box else None,
+                                                       self.max_points_per_line)
+        out = self._run_expansive(seeds)
+        info["orientation_from_next_layer"] = {"rows": len(out.rows), "searches": out.searches, "points": out.points,
+                                               "seeds_rejected": out.seeds_rejected, "residual": out.residual}
+        self._expansive_signs = list(out.signs)
+        return [s_ if s_ is not None else e for s_, e in zip(signs, out.signs)]
+
+    def _run_expansive(self, seeds: list[Kink]):
+        o = self._expansive
+        kinks, samples = len(o.out.kinks), len(o.out.samples)
+        out = o.run(seeds)
+        self._kinks += out.kinks[kinks:]
+        self._samples += out.samples[samples:]
+        return out
+
+    def _expansive_rows(self, unexplained: list[Kink]) -> list[_Row] | None:
+        """Layer 2 above an expansive first layer oriented by ``_orient_expansive``: the followed surfaces' rows (new
+        kinks followed first), or None (the usual peel) where that orientation was not used or would now change."""
+        o = self._expansive
+        if o is None or None in self._expansive_signs or not np.allclose(
+                np.abs(o.W), np.abs(self._known.layers[0][0]), rtol=0.0, atol=SAME_ROW * float(np.abs(o.W).max())):
+            return None
+        out = self._run_expansive(unexplained)
+        if out.signs != self._expansive_signs or out.next_W is None:
+            return None
+        rows = []
+        for w, c in zip(out.next_W, out.next_b):
+            rows.append(_Row(np.ones(len(w), bool), w.copy(), float(c), None, None))
+            rows[-1].kinks, rows[-1].traced = [], True
+        return rows
 
     def _independent(self, rows: list[_Row]) -> list[_Row]:
         """Drop rows that are combinations of other rows (with their biases): a deeper neuron's surface, inside one
@@ -897,14 +941,21 @@ class ReluAttack(Attack):
         if values:
             colscale[:2 * n] = np.maximum(colscale[:2 * n], np.tile(np.abs(Z[clean]).max(axis=0), 2))
 
+        expansive = any(Wl.shape[0] > Wl.shape[1] for Wl, _ in known.layers)
+
         def equations():
             for i in np.flatnonzero(clean):
                 zs = [z[i] for z in zs_all]
-                h, _ = known.pullback(P[i].g, zs)
                 sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
-                pos = (Z[i] > 0)[None, :] * W[:, sup].T
-                neg = -1.0 * (Z[i] < 0)[None, :] * W[:, sup].T
-                yield np.hstack([pos, neg, np.zeros((int(sup.sum()), 1))]) / colscale, h[sup]
+                if expansive:  # the pull-back is not unique: the rows' input gradients instead
+                    R = (W @ (known.cell_gradients(X[i], zs)[-1] * sup[:, None])).T
+                    yield (np.hstack([(Z[i] > 0) * R, -1.0 * (Z[i] < 0) * R, np.zeros((self._d, 1))]) / colscale,
+                           P[i].g)
+                else:
+                    h, _ = known.pullback(P[i].g, zs)
+                    pos = (Z[i] > 0)[None, :] * W[:, sup].T
+                    neg = -1.0 * (Z[i] < 0)[None, :] * W[:, sup].T
+                    yield np.hstack([pos, neg, np.zeros((int(sup.sum()), 1))]) / colscale, h[sup]
                 if P[i].f is not None:
                     yield (np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None] / colscale,
                            np.array([P[i].f]))
@@ -953,6 +1004,7 @@ class ReluAttack(Attack):
             return sol[:-1].T, sol[-1], True
         # gradients: of the probed output from the samples, of the others at a few of the sample points
         Wout = np.zeros((K, len(b)))
+        expansive = any(Wl.shape[0] > Wl.shape[1] for Wl, _ in known.layers)
         for out in range(K):
             pick = self._fit_points(H)
             if out == o:
@@ -965,8 +1017,12 @@ class ReluAttack(Attack):
             zs_all = known.pre(X[pick])
             for r, i in enumerate(pick):
                 zs = [z[r] for z in zs_all]
-                h, _ = known.pullback(G[r], zs)
                 sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
+                if expansive:  # the pull-back is not unique: the rows' input gradients instead
+                    eq.append((H[i] > 0)[None, :] * (W @ (known.cell_gradients(X[i], zs)[-1] * sup[:, None])).T)
+                    rhs.append(G[r])
+                    continue
+                h, _ = known.pullback(G[r], zs)
                 eq.append(((H[i] > 0)[None, :] * W[:, sup].T))
                 rhs.append(h[sup])
             sol, *_ = np.linalg.lstsq(np.vstack(eq), np.concatenate(rhs), rcond=None)
@@ -1023,6 +1079,8 @@ class ReluAttack(Attack):
         self._tried: set[tuple[int, int]] = set()
         self._targeted = 0
         self._combinations = 0
+        self._expansive: ExpansiveOrientation | None = None
+        self._expansive_signs: list[int | None] = []
         self._stray: list[Kink] = []
         self._known = _Known(self._d)
         self._centers: dict[int, np.ndarray | None] = {}

@@ -41,7 +41,8 @@ from scipy.optimize import linprog
 from torch import nn
 
 from modelrecon.attacks import Attack
-from modelrecon.attacks.piecewise import stay_above
+from modelrecon.attacks.orient import ExpansiveOrientation, FiniteDifferenceProbe, orient_last
+from modelrecon.attacks.piecewise import Line, stay_above
 from modelrecon.attacks.value_probe import EPS, ValueProbe
 from modelrecon.oracle import Oracle, QueryBudgetExceeded
 from modelrecon.result import Result
@@ -67,6 +68,9 @@ class DeepReluModel(nn.Module):
             x = torch.relu(lin(x))
         z = self.linears[-1](x)
         return z[:, 0] if z.shape[1] == 1 else z
+
+
+EXPANSIVE_LINES = 12  # random lines searched at most for the second-layer surfaces above an expansive first layer
 
 
 def _hidden(layers, X):
@@ -254,6 +258,42 @@ class DeepValueAttack(Attack):
                     signs[j] = np.nan  # a neuron of this layer not found (or a wider layer) moves with it
                     break
         return signs
+
+    def _orient_expansive(self, W1: np.ndarray, b1: np.ndarray):
+        """A first layer wider than the input: the second layer's surfaces, found on random lines and followed across
+        the first layer's walls with finite-difference gradients (``orient.ExpansiveOrientation``), give its signs and
+        the second layer's whole rows; lines are added until the outputs are affine in relu(+-z) of those rows."""
+        p = self._probe
+        fd = FiniteDifferenceProbe(p, self._d, 1e-4 * self._sigma)
+        orient = ExpansiveOrientation(fd, W1, b1, None)
+        norms = np.linalg.norm(W1, axis=1)
+        out = None
+        for _ in range(EXPANSIVE_LINES):
+            line = Line(self._center + self._sigma * self._rng.standard_normal(self._d), self._unit(self._d))
+            fd.limit = math.inf
+            kinks, _ = fd.kinks_on(line, -4 * self._sigma, 4 * self._sigma)
+            seeds = [k for k in kinks if np.min(np.abs(W1 @ k.x + b1) / norms) > 1e-6 * self._sigma]
+            out = orient.run(seeds)
+            if out.next_W is not None:
+                X, Y = p.cache()
+                s = np.array(out.signs, dtype=float)
+                H = np.maximum(X @ (W1 * s[:, None]).T + b1 * s, 0.0)
+                if orient_last(H, out.next_W, out.next_b, Y, self._rel_tol())[1] <= 1e3 * p.noise + self.precision * p.scale:
+                    break
+        self._notes.append(f"expansive first layer: {len(out.rows)} second-layer surfaces followed ({out.seeds_rejected} seeds rejected, {fd.points} values) "
+                           f"({out.searches} crossings, sign solve residual {out.residual:.2g})")
+        if None in out.signs:
+            return None, None
+        self._given_tol = max(self._rel_tol(), 100 * out.residual)  # the followed rows' own measured consistency
+        s = np.array(out.signs, dtype=float)
+        return s, ((out.next_W, out.next_b, [r.x for r in out.rows]) if out.next_W is not None else None)
+
+    def _last_signs(self, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Signs of a layer given whole (above an expansive one) from the fit of every value asked on relu(+-z):
+        NaN where the fit does not decide (reported as unresolved)."""
+        X, Y = self._probe.cache()
+        signs, _ = orient_last(_hidden(self._layers, X), W, b, Y, self._given_tol)
+        return np.array([np.nan if s_ is None else s_ for s_ in signs], dtype=float)
 
     # -- deeper layers ---------------------------------------------------------------------
     def _affine(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -605,6 +645,9 @@ class DeepValueAttack(Attack):
             if len(b1) == found:
                 break
             signs = self._signs(W1, b1, pts, np.zeros((0, self._d)), np.zeros(0))
+        given = None
+        if signs is None and len(b1) > self._d:  # expansive: signs from the next layer's surfaces (orient.py)
+            signs, given = self._orient_expansive(W1, b1)
         layer, P_pts = (W1, b1), pts
         while True:
             if signs is None:
@@ -626,15 +669,15 @@ class DeepValueAttack(Attack):
             V, c, resid = self._fit_last()
             if resid <= 1e3 * p.noise / p.scale + self.precision or len(self._layers) >= self.max_layers:
                 break
-            nxt = self._next_layer()
+            nxt = given or self._next_layer()
             if nxt is None or len(nxt[1]) == 0:
                 status_notes.append(f"outputs not affine in layer {len(self._layers)} (residual {resid:.2e}) "
                                     "and no further neuron found")
                 break
             Wn, bn, npts = nxt
             A, a, Z, z = self._affine()
-            signs = self._signs(Wn @ A, Wn @ a + bn, npts, Z, z)
-            layer = (Wn, bn)
+            signs = self._signs(Wn @ A, Wn @ a + bn, npts, Z, z) if given is None else self._last_signs(Wn, bn)
+            layer, given = (Wn, bn), None
         if not self._layers:
             return Result(self.name, "failed", "; ".join(status_notes + self._notes))
         V, c, resid = self._fit_last()
