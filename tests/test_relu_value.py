@@ -181,3 +181,28 @@ def test_rounded_answers_reach_a_stated_precision():
     err = result.details["verified_relative_error"]
     assert err < 1e-6
     assert (result.status == "complete") == (result.details["verification"]["residual_over_tolerance"] <= 1.0)
+
+
+def test_a_neuron_switching_only_outside_the_all_active_region():
+    """On Carlini's 40-20-10-10-1 one third-layer neuron switches only where some known neurons are off (it was
+    missed: `partial`, 9 of 10).  Rows measured on the active units at kinks outside that region, merged across
+    cells, with the units never seen there looked for near its predicted surface, recover it: `complete`, and
+    right over many random inputs (not only over the 1000 verification values)."""
+    from modelrecon.evaluate.relu import worst_output_error
+
+    t = load("builtin:deep?d=40&widths=20,10,10,1")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    assert result.status == "complete", result.message
+    assert result.details["widths"] == [20, 10, 10]
+    assert worst_output_error(t, result.model, 100_000)["worst_output_error_relative"] < 1e-8
+
+
+def test_a_weight_never_seen_leaves_the_result_partial(monkeypatch):
+    """Without the search near the surface, the outside neuron of 40-20-10-10-1 has one weight never seen (its
+    unit is on where that neuron switches at 40 of 10^6 random inputs): the 1000 verification values pass, yet
+    the result must not read `complete` (the weight is set to 0, unverified)."""
+    monkeypatch.setattr(DeepValueAttack, "_surface_points", lambda self, c, u, rng, count=4: [])
+    t = load("builtin:deep?d=40&widths=20,10,10,1")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    assert result.status == "partial"
+    assert "never seen" in result.message

@@ -103,6 +103,15 @@ class DeepValueAttack(Attack):
             self._center, self._sigma = 0.0, 1.0 if self.scale is None else self.scale
         self._layers: list[tuple[np.ndarray, np.ndarray]] = []
         self._notes: list[str] = []
+        self._open: list[str] = []  # what keeps the result from complete, found on the way
+        self._lines: list[tuple] = []  # every line searched: x0, v, lo, hi, its kinks
+
+    def _kinks(self, x0, v, lo, hi) -> list[float]:
+        """The probe's kinks on x0 + t v, lo < t < hi; the line is kept (its kinks are read again, at no query
+        cost, by the search for neurons outside the all-active region)."""
+        ts = self._probe.kinks(x0, v, lo, hi)
+        self._lines.append((np.asarray(x0, float), np.asarray(v, float), lo, hi, np.asarray(ts)))
+        return ts
 
     def _unit(self, n: int) -> np.ndarray:
         v = self._rng.standard_normal(n)
@@ -147,7 +156,7 @@ class DeepValueAttack(Attack):
         o = sig * self._rng.standard_normal(d)
         v = self._unit(d)
         T = 4 * sig * np.sqrt(d) + 4 * sig
-        lines = [np.asarray(p.kinks(x0 + s * o, v, -T, T)) for s in range(3)]
+        lines = [np.asarray(self._kinks(x0 + s * o, v, -T, T)) for s in range(3)]
         if min(len(ln) for ln in lines) == 0:
             return
         tol = 1e-7 * T
@@ -301,7 +310,7 @@ class DeepValueAttack(Attack):
             seg += 1
             if hi - lo <= 0:
                 continue
-            ts = p.kinks(x0, v, lo, hi)
+            ts = self._kinks(x0, v, lo, hi)
             searched.append((x0, v, lo, hi, np.asarray(ts)))
             new = False
             for i, t in enumerate(ts):
@@ -543,6 +552,185 @@ class DeepValueAttack(Attack):
         ratios = [worst_ratio(c, 4 * self._probe.noise) for c in self._bends[2]]
         return min(ratios) if all(math.isfinite(r) and r > 1.0 for r in ratios) else None
 
+    # -- neurons of the last layer that switch only outside the all-active region ----------------
+    def _cells(self, layers, x):
+        """The known layers on the cell of x: each layer's pre-activations Z_k x + z_k there, the last one's
+        output h = A x + a, and how far x is from the nearest switch of a known neuron."""
+        A, a = np.eye(self._d), np.zeros(self._d)
+        pres, dist = [], np.inf
+        for W, b in layers:
+            Zk, zk = W @ A, W @ a + b
+            pre, norms = Zk @ x + zk, np.linalg.norm(Zk, axis=1)
+            if np.any(norms > 0):
+                dist = min(dist, float(np.min(np.abs(pre[norms > 0]) / norms[norms > 0])))
+            pres.append((Zk, zk))
+            A, a = Zk * (pre > 0)[:, None], zk * (pre > 0)
+        return pres, A, a, dist
+
+    def _pattern(self, x) -> np.ndarray:
+        return np.concatenate([Zk @ x + zk > 0 for Zk, zk in self._cells(self._layers, x)[0]])
+
+    def _partial_row(self, x, v, eta):
+        """At a kink x (line direction v) of a neuron of the last known layer m: its row on the units of layer
+        m - 1 active at x (the jump of the derivatives along the directions that move each of them alone) and its
+        bias (w.h(x) + b = 0, h computed); None when those units cannot be moved one by one."""
+        below = self._layers[:-1]
+        _, A, a, _ = self._cells(below, x)
+        y = A @ x + a
+        S = y > 0
+        if not S.any() or np.linalg.matrix_rank(A[S]) < S.sum():
+            return None
+        U = np.linalg.pinv(A[S])
+        step = self._step_rel * self._sigma / max(np.linalg.norm(U, axis=0).max(), 1e-300)
+        for _ in range(4):  # every difference inside the cell of its base point (known neurons only)
+            if all(np.array_equal(self._pattern(xb), self._pattern(xb + step * U[:, i]))
+                   for xb in (x - eta * v, x + eta * v) for i in range(U.shape[1])):
+                break
+            step /= 8
+        else:
+            return None
+        n = self._row(self._probe.jump(x, v, eta, U, step))
+        if n is None:
+            return None
+        full = np.zeros(len(y))
+        full[S] = n
+        return full, S, -float(n @ y[S])
+
+    def _same(self, c, n, S, b) -> float | None:
+        """The scale lam with (n, b) = lam (c's row, bias) on their common units, when they agree (at least two)."""
+        common = c["seen"] & S
+        if common.sum() < 2:
+            return None
+        u, w = np.append(n[common], b), np.append(c["n"][common], c["b"])
+        lam = float(u @ w) / float(w @ w)
+        return lam if np.linalg.norm(u - lam * w) <= 10 * self._rel_tol() * np.linalg.norm(u) else None
+
+    def _explained(self, x, cands, tol) -> bool:
+        """Whether a kink at x is a known neuron's, or on the surface of a candidate where only its units are on."""
+        if self._cells(self._layers, x)[3] <= tol:
+            return True
+        _, A, a, _ = self._cells(self._layers[:-1], x)
+        y = A @ x + a
+        for c in cands:
+            grad = c["n"] @ A
+            if np.all(y[~c["seen"]] <= 0) and abs(c["n"] @ y + c["b"]) <= tol * np.linalg.norm(grad):
+                return True
+        return False
+
+    def _add_kink(self, cands, x, v, eta) -> bool:
+        """Measure the partial row at an unexplained kink and merge it into the candidate it agrees with."""
+        got = self._partial_row(x, v, eta)
+        if got is None:
+            return False
+        n, S, b = got
+        for c in cands:
+            lam = self._same(c, n, S, b)
+            if lam is not None:
+                new = S & ~c["seen"]
+                c["n"][new] = n[new] / lam
+                c["seen"] |= S
+                c["kinks"] += 1
+                return bool(new.any())
+        cands.append({"n": n, "seen": S.copy(), "b": b, "x": x, "kinks": 1})
+        return True
+
+    def _scan(self, cands, x0, v, lo, hi, ts) -> None:
+        tol = 1e-7 * (hi - lo)
+        for i, t in enumerate(ts):
+            x = x0 + t * v
+            if self._explained(x, cands, tol):
+                continue
+            eta = 0.25 * min([abs(t - u) for j, u in enumerate(ts) if j != i] + [t - lo, hi - t])
+            self._add_kink(cands, x, v, eta)
+
+    def _surface_points(self, c, u, rng, count: int = 4) -> list[np.ndarray]:
+        """Points of candidate c's predicted surface where unit u of layer m - 1 (not seen at c's kinks) is on and the
+        other unseen units off, so that the prediction nearly holds there: the random inputs (no query) nearest to
+        the surface with that pattern, moved onto it inside their cell."""
+        below = self._layers[:-1]
+        widest = max(len(b) for _, b in below)
+        X = self._center + self._sigma * rng.standard_normal((max(2000, min(200_000, 10**8 // (self._d * widest))),
+                                                               self._d))
+        H = X
+        for W, b in below[:-1]:
+            H = np.maximum(H @ W.T + b, 0.0)
+        P = H @ below[-1][0].T + below[-1][1]
+        others = np.flatnonzero(~c["seen"] & (np.arange(len(c["n"])) != u))
+        ok = (P[:, u] > 0) & np.all(P[:, others] <= 0, axis=1)
+        g = np.abs(np.maximum(P[ok], 0.0) @ c["n"] + c["b"])
+        points = []
+        for x in X[ok][np.argsort(g)[:count]]:
+            _, A, a, _ = self._cells(below, x)
+            grad = c["n"] @ A
+            x = x - (c["n"] @ (A @ x + a) + c["b"]) / (grad @ grad) * grad
+            pre = self._cells(below, x)[0][-1]
+            pre = pre[0] @ x + pre[1]
+            if pre[u] > 0 and np.all(pre[others] <= 0):
+                points.append(x)
+        return points
+
+    def _missing(self, resid: float) -> int:
+        """Neurons of the last recovered layer m that switch only outside the region where every known neuron is
+        active (Carlini et al.'s partial rows, merged across cells).  With no deeper neuron found, every kink that
+        no known neuron explains is one of them: at it, the jump of the derivatives along the directions that move
+        each active unit of layer m - 1 alone is its row on those units, and w.h(x) + b = 0 (h computed) its bias.
+        Rows that agree on their common units are one neuron; a unit never active at its kinks is looked for at
+        random inputs (no query) near the predicted surface where it is on, moved onto the surface, and a short line
+        search across it there; a weight never seen leaves the result partial.  Kinks on
+        the lines searched so far cost no new line search.  Orientation: the one whose last-layer fit (cached
+        values, no query) drops the residual.  Returns the number of neurons added to layer m."""
+        cands: list[dict[str, Any]] = []
+        for line in list(self._lines):
+            self._scan(cands, *line)
+        lines = 0
+        while not any(c["kinks"] >= 2 for c in cands) and lines < self.patience:
+            lines += 1
+            x0, v = self._center + self._sigma * self._rng.standard_normal(self._d), self._unit(self._d)
+            T = 4 * self._sigma * np.sqrt(self._d) + 4 * self._sigma
+            self._scan(cands, x0, v, -T, T, np.asarray(self._kinks(x0, v, -T, T)))
+        rng = np.random.default_rng([self.seed, 16])  # its own stream: the other searches stay as they were
+        live = np.linalg.norm(self._layers[-2][0], axis=1) > 0
+        for c in list(cands):
+            for x in [x for u in np.flatnonzero(~c["seen"] & live) for x in self._surface_points(c, u, rng)]:
+                if c["seen"][live].all():
+                    break
+                _, A, _, _ = self._cells(self._layers[:-1], x)
+                v = c["n"] @ A
+                v /= np.linalg.norm(v)
+                delta = 0.05 * self._sigma
+                ts = np.asarray(self._kinks(x, v, -delta, delta))
+                for i, t in enumerate(ts):
+                    if not self._explained(x + t * v, [k for k in cands if k is not c], 1e-7 * delta):
+                        eta = 0.25 * min([abs(t - u) for j, u in enumerate(ts) if j != i] + [t + delta, delta - t])
+                        got = self._partial_row(x + t * v, v, eta)
+                        lam = None if got is None else self._same(c, *got)
+                        if lam is not None:
+                            n, S, _ = got
+                            c["n"][S & ~c["seen"]] = n[S & ~c["seen"]] / lam
+                            c["seen"] |= S
+                            c["kinks"] += 1
+        added = 0
+        for c in sorted(cands, key=lambda c: -c["kinks"]):
+            if c["kinks"] < 2 and len(cands) > 1:
+                continue
+            W, b = self._layers[-1]
+            trials = []
+            for s in (1.0, -1.0):
+                self._layers[-1] = (np.vstack([W, s * c["n"]]), np.append(b, s * c["b"]))
+                trials.append((self._fit_last()[2], s))
+            self._layers[-1] = (W, b)
+            (best, s), (other, _) = sorted(trials)
+            if best <= resid / 4 and best < other / 4:
+                self._layers[-1] = (np.vstack([W, s * c["n"]]), np.append(b, s * c["b"]))
+                resid, added = best, added + 1
+                if not c["seen"][live].all():
+                    self._open.append(f"a neuron of layer {len(self._layers)} found outside the all-active region "
+                                      f"has {int((~c['seen'] & live).sum())} weights never seen (set to 0)")
+        if added:
+            self._notes.append(f"{added} neuron(s) of layer {len(self._layers)} found outside the all-active region "
+                               "(rows merged across cells, oriented by the last layer's fit)")
+        return added
+
     # -- fit and verify ----------------------------------------------------------------------
     def _fit_last(self) -> tuple[np.ndarray, np.ndarray, float]:
         X, Y = self._probe.cache()
@@ -627,6 +815,10 @@ class DeepValueAttack(Attack):
             if resid <= 1e3 * p.noise / p.scale + self.precision or len(self._layers) >= self.max_layers:
                 break
             nxt = self._next_layer()
+            if (nxt is None or len(nxt[1]) == 0) and len(self._layers) >= 2 and self._missing(resid):
+                V, c, resid = self._fit_last()
+                if resid <= 1e3 * p.noise / p.scale + self.precision:
+                    break
             if nxt is None or len(nxt[1]) == 0:
                 status_notes.append(f"outputs not affine in layer {len(self._layers)} (residual {resid:.2e}) "
                                     "and no further neuron found")
@@ -637,6 +829,7 @@ class DeepValueAttack(Attack):
             layer = (Wn, bn)
         if not self._layers:
             return Result(self.name, "failed", "; ".join(status_notes + self._notes))
+        status_notes += self._open
         V, c, resid = self._fit_last()
         model_layers = self._layers + [(V, c)]
         try:
