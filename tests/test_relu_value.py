@@ -206,3 +206,18 @@ def test_a_weight_never_seen_leaves_the_result_partial(monkeypatch):
     result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
     assert result.status == "partial"
     assert "never seen" in result.message
+
+
+def test_deeper_open_signs_read_from_the_last_layers_fit():
+    """10-10-8-4-1 (seed 5): one third-layer neuron was found in the all-active region, its sign test changed on
+    both sides (the other three move with it, switching only outside that region) and the peel stopped there
+    (`partial`).  The open sign now enters the last layer's fit in both orientations, the three are found outside
+    the region, and the network is recovered."""
+    from modelrecon.evaluate.relu import worst_output_error
+
+    t = load("builtin:deep?d=10&widths=10,8,4,1&seed=5")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    assert result.status == "complete", result.message
+    assert result.details["widths"] == [10, 8, 4]
+    assert "read from the last layer's fit" in result.message
+    assert worst_output_error(t, result.model, 100_000)["worst_output_error_relative"] < 1e-8

@@ -646,11 +646,13 @@ class DeepValueAttack(Attack):
     def _surface_points(self, c, u, rng, count: int = 4) -> list[np.ndarray]:
         """Points of candidate c's predicted surface where unit u of layer m - 1 (not seen at c's kinks) is on and the
         other unseen units off, so that the prediction nearly holds there: the random inputs (no query) nearest to
-        the surface with that pattern, moved onto it inside their cell."""
+        the surface with that pattern (drawn at 1, 3 and 10 times the input scale), moved onto it inside their
+        cell."""
         below = self._layers[:-1]
         widest = max(len(b) for _, b in below)
-        X = self._center + self._sigma * rng.standard_normal((max(2000, min(200_000, 10**8 // (self._d * widest))),
-                                                               self._d))
+        count_x = max(2000, min(200_000, 10**8 // (self._d * widest)))
+        spread = self._sigma * rng.choice([1.0, 3.0, 10.0], size=(count_x, 1))  # far inputs hold other patterns
+        X = self._center + spread * rng.standard_normal((count_x, self._d))
         H = X
         for W, b in below[:-1]:
             H = np.maximum(H @ W.T + b, 0.0)
@@ -662,6 +664,8 @@ class DeepValueAttack(Attack):
         for x in X[ok][np.argsort(g)[:count]]:
             _, A, a, _ = self._cells(below, x)
             grad = c["n"] @ A
+            if grad @ grad == 0:
+                continue
             x = x - (c["n"] @ (A @ x + a) + c["b"]) / (grad @ grad) * grad
             pre = self._cells(below, x)[0][-1]
             pre = pre[0] @ x + pre[1]
@@ -669,30 +673,15 @@ class DeepValueAttack(Attack):
                 points.append(x)
         return points
 
-    def _missing(self, resid: float) -> int:
-        """Neurons of the last recovered layer m that switch only outside the region where every known neuron is
-        active (Carlini et al.'s partial rows, merged across cells).  With no deeper neuron found, every kink that
-        no known neuron explains is one of them: at it, the jump of the derivatives along the directions that move
-        each active unit of layer m - 1 alone is its row on those units, and w.h(x) + b = 0 (h computed) its bias.
-        Rows that agree on their common units are one neuron; a unit never active at its kinks is looked for at
-        random inputs (no query) near the predicted surface where it is on, moved onto the surface, and a short line
-        search across it there; a weight never seen leaves the result partial.  Kinks on
-        the lines searched so far cost no new line search.  Orientation: the one whose last-layer fit (cached
-        values, no query) drops the residual.  Returns the number of neurons added to layer m."""
-        cands: list[dict[str, Any]] = []
-        for line in list(self._lines):
-            self._scan(cands, *line)
-        lines = 0
-        while not any(c["kinks"] >= 2 for c in cands) and lines < self.patience:
-            lines += 1
-            x0, v = self._center + self._sigma * self._rng.standard_normal(self._d), self._unit(self._d)
-            T = 4 * self._sigma * np.sqrt(self._d) + 4 * self._sigma
-            self._scan(cands, x0, v, -T, T, np.asarray(self._kinks(x0, v, -T, T)))
-        rng = np.random.default_rng([self.seed, 16])  # its own stream: the other searches stay as they were
+    def _complete_support(self, c, cands, rng) -> None:
+        """Candidate c's weights on units of layer m - 1 never on at its kinks: at points near its predicted surface
+        where such a unit is on (``_surface_points``), a short line search across the surface, and the partial row at
+        the kink there when it agrees with c on their common units."""
         live = np.linalg.norm(self._layers[-2][0], axis=1) > 0
-        for c in list(cands):
-            for x in [x for u in np.flatnonzero(~c["seen"] & live) for x in self._surface_points(c, u, rng)]:
-                if c["seen"][live].all():
+        for u in np.flatnonzero(~c["seen"] & live & ~c["tried"]):
+            c["tried"][u] = True
+            for x in self._surface_points(c, u, rng):
+                if c["seen"][u]:
                     break
                 _, A, _, _ = self._cells(self._layers[:-1], x)
                 v = c["n"] @ A
@@ -700,36 +689,106 @@ class DeepValueAttack(Attack):
                 delta = 0.05 * self._sigma
                 ts = np.asarray(self._kinks(x, v, -delta, delta))
                 for i, t in enumerate(ts):
-                    if not self._explained(x + t * v, [k for k in cands if k is not c], 1e-7 * delta):
-                        eta = 0.25 * min([abs(t - u) for j, u in enumerate(ts) if j != i] + [t + delta, delta - t])
-                        got = self._partial_row(x + t * v, v, eta)
-                        lam = None if got is None else self._same(c, *got)
-                        if lam is not None:
-                            n, S, _ = got
-                            c["n"][S & ~c["seen"]] = n[S & ~c["seen"]] / lam
-                            c["seen"] |= S
-                            c["kinks"] += 1
-        added = 0
-        for c in sorted(cands, key=lambda c: -c["kinks"]):
-            if c["kinks"] < 2 and len(cands) > 1:
-                continue
-            W, b = self._layers[-1]
-            trials = []
-            for s in (1.0, -1.0):
-                self._layers[-1] = (np.vstack([W, s * c["n"]]), np.append(b, s * c["b"]))
-                trials.append((self._fit_last()[2], s))
-            self._layers[-1] = (W, b)
-            (best, s), (other, _) = sorted(trials)
-            if best <= resid / 4 and best < other / 4:
-                self._layers[-1] = (np.vstack([W, s * c["n"]]), np.append(b, s * c["b"]))
-                resid, added = best, added + 1
-                if not c["seen"][live].all():
-                    self._open.append(f"a neuron of layer {len(self._layers)} found outside the all-active region "
-                                      f"has {int((~c['seen'] & live).sum())} weights never seen (set to 0)")
-        if added:
-            self._notes.append(f"{added} neuron(s) of layer {len(self._layers)} found outside the all-active region "
-                               "(rows merged across cells, oriented by the last layer's fit)")
-        return added
+                    if self._explained(x + t * v, [k for k in cands if k is not c], 1e-7 * delta):
+                        continue
+                    eta = 0.25 * min([abs(t - w) for j, w in enumerate(ts) if j != i] + [t + delta, delta - t])
+                    got = self._partial_row(x + t * v, v, eta)
+                    lam = None if got is None else self._same(c, *got)
+                    if lam is not None:
+                        n, S, _ = got
+                        c["n"][S & ~c["seen"]] = n[S & ~c["seen"]] / lam
+                        c["seen"] |= S
+                        c["kinks"] += 1
+
+    def _fit_with(self, cands):
+        """The last-layer fit (cached values, no query) with every candidate in both orientations: its residual and
+        the orientation of each (the one with the larger outgoing weight)."""
+        W, b = self._layers[-1]
+        N, B = np.array([c["n"] for c in cands]), np.array([c["b"] for c in cands])
+        self._layers[-1] = (np.vstack([W, N, -N]), np.concatenate([b, B, -B]))
+        V, _, resid = self._fit_last()
+        self._layers[-1] = (W, b)
+        used = np.abs(V).max(axis=0)[len(b):].reshape(2, -1)
+        return resid, np.where(used[0] >= used[1], 1.0, -1.0)
+
+    def _missing(self, resid: float) -> int:
+        """Neurons of the last recovered layer m that switch only outside the region where every known neuron is
+        active (Carlini et al.'s partial rows, merged across cells).  With no deeper neuron found, every kink that
+        no known neuron explains is one of them: at it, the jump of the derivatives along the directions that move
+        each active unit of layer m - 1 alone is its row on those units, and w.h(x) + b = 0 (h computed) its bias.
+        Rows that agree on their common units are one neuron (``_add_kink``); units never on at its kinks are
+        looked for near its surface (``_complete_support``); a weight never seen leaves the result partial.  The
+        lines searched so far are read first (no query), then fresh lines until the outputs are affine in the layer
+        with the candidates (each in both orientations: the fit keeps the one the outputs use) or ``patience``
+        lines add nothing.  Returns the number of neurons added to layer m."""
+        cands: list[dict[str, Any]] = []
+        rng = np.random.default_rng([self.seed, 16])  # its own stream: the other searches stay as they were
+        for line in list(self._lines):
+            self._scan(cands, *line)
+        lines = 0
+        while True:
+            for c in cands:
+                c.setdefault("tried", np.zeros(len(c["n"]), bool))
+                if c["kinks"] >= 2 or len(cands) == 1:
+                    self._complete_support(c, cands, rng)
+            good = [c for c in cands if c["kinks"] >= 2 or len(cands) == 1]
+            if good and self._affine_enough(self._fit_with(good)[0]) or lines >= self.patience:
+                break
+            lines += 1
+            x0, v = self._center + self._sigma * self._rng.standard_normal(self._d), self._unit(self._d)
+            T = 4 * self._sigma * np.sqrt(self._d) + 4 * self._sigma
+            self._scan(cands, x0, v, -T, T, np.asarray(self._kinks(x0, v, -T, T)))
+        if not good:
+            return 0
+        got, signs = self._fit_with(good)
+        if not got < resid / 4:
+            return 0
+        W, b = self._layers[-1]
+        self._layers[-1] = (np.vstack([W] + [s * c["n"] for s, c in zip(signs, good)]),
+                            np.concatenate([b, [s * c["b"] for s, c in zip(signs, good)]]))
+        live = np.linalg.norm(self._layers[-2][0], axis=1) > 0
+        for c in good:
+            if not c["seen"][live].all():
+                self._open.append(f"a neuron of layer {len(self._layers)} found outside the all-active region "
+                                  f"has {int((~c['seen'] & live).sum())} weights never seen (set to 0)")
+        self._notes.append(f"{len(good)} neuron(s) of layer {len(self._layers)} found outside the all-active region "
+                           "(rows merged across cells, oriented by the last layer's fit)")
+        return len(good)
+
+    def _affine_enough(self, resid: float) -> bool:
+        return resid <= 1e3 * self._probe.noise / self._probe.scale + self.precision
+
+    def _signs_by_fit(self, layer, signs) -> bool:
+        """Signs that a deeper layer's isolation test left open (a neuron of the layer not found moves with them, or
+        both sides flat), read from the last layer's fit when this layer is the last hidden one: each open neuron
+        enters in both orientations, relu(z) and relu(-z), and the fit (cached values, no query) uses the one the
+        outputs use; neurons switching only outside the all-active region are looked for too.  True (the layer
+        appended, oriented) when the outputs are then affine in it; else nothing changes."""
+        W, b = layer
+        h, open_ = len(b), np.flatnonzero(np.abs(signs) != 1)
+        s = np.where(np.abs(signs) == 1, signs, 1.0)
+        both = (np.vstack([W * s[:, None], -W[open_]]), np.concatenate([b * s, -b[open_]]))
+        self._layers.append(both)
+        said = len(self._notes), len(self._open)
+        resid = self._fit_last()[2]
+        if not self._affine_enough(resid) and self._missing(resid):
+            resid = self._fit_last()[2]
+        if not self._affine_enough(resid):
+            self._layers.pop()
+            del self._notes[said[0]:], self._open[said[1]:]
+            return False
+        used = np.abs(self._fit_last()[0]).max(axis=0)
+        keep = np.ones(len(used), bool)
+        for i, j in enumerate(open_):  # the orientation with the larger outgoing weight; the other's is noise
+            pos, neg = (j, h + i) if used[j] >= used[h + i] else (h + i, j)
+            keep[neg] = False
+            if used[neg] > 1e-6 * used[pos]:
+                self._open.append(f"layer {len(self._layers)}: a neuron is used in both orientations by the fit "
+                                  f"({used[neg]:.2g} against {used[pos]:.2g})")
+        self._layers[-1] = (self._layers[-1][0][keep], self._layers[-1][1][keep])
+        self._notes.append(f"layer {len(self._layers)}: the signs of {len(open_)} neurons read from the last layer's "
+                           "fit (both orientations offered)")
+        return True
 
     # -- fit and verify ----------------------------------------------------------------------
     def _fit_last(self) -> tuple[np.ndarray, np.ndarray, float]:
@@ -799,6 +858,8 @@ class DeepValueAttack(Attack):
                 status_notes.append(f"layer {len(self._layers) + 1}: signs not resolved: its {len(layer[1])} rows "
                                     f"span {np.linalg.matrix_rank(layer[0])} dimensions (a layer wider than the "
                                     "rank below it cannot be isolated)")
+                break
+            if not np.all(np.abs(signs) == 1) and self._layers and self._signs_by_fit(layer, signs):
                 break
             if not np.all(np.abs(signs) == 1):
                 moved, flat = int(np.sum(np.isnan(signs))), int(np.sum(signs == 0))
