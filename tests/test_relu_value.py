@@ -221,3 +221,25 @@ def test_deeper_open_signs_read_from_the_last_layers_fit():
     assert result.details["widths"] == [10, 8, 4]
     assert "read from the last layer's fit" in result.message
     assert worst_output_error(t, result.model, 100_000)["worst_output_error_relative"] < 1e-8
+
+
+def test_no_line_across_a_surface_that_is_flat_where_it_is_looked_for():
+    """A candidate whose row is zero on every unit on at the point offered (its predicted surface flat there) made
+    a 0/0 line direction and a query with NaN inputs (`OracleError`, a traceback; seen with a longer derivative
+    step on 40-20-10-10-1): the point is now skipped, at no query."""
+    from modelrecon.evaluate.relu import true_layers
+
+    t = load("builtin:deep?d=10&widths=10,8,4,1&seed=5")
+    attack = DeepValueAttack(seed=0)
+    attack._setup(local_oracle(t, ["value"]))
+    attack._step_rel = 1e-3
+    attack._layers = true_layers(t)[:3]
+    x = np.random.default_rng(0).standard_normal(10)
+    h = np.maximum(x @ attack._layers[0][0].T + attack._layers[0][1], 0) @ attack._layers[1][0].T + attack._layers[1][1]
+    off = int(np.argmin(h))
+    assert h[off] < 0  # a unit of layer 2 that is off at x
+    c = {"n": np.eye(len(h))[off], "b": 0.0, "seen": np.eye(len(h), dtype=bool)[off], "kinks": 2, "x": x,
+         "tried": np.zeros(len(h), bool)}
+    attack._surface_points = lambda c, u, rng, count=4: [x]
+    attack._complete_support(c, [c], np.random.default_rng(1))
+    assert attack._probe.asked == 0

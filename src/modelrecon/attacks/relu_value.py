@@ -685,6 +685,8 @@ class DeepValueAttack(Attack):
                     break
                 _, A, _, _ = self._cells(self._layers[:-1], x)
                 v = c["n"] @ A
+                if not np.linalg.norm(v) > 0:  # its predicted surface is flat here: no line across it
+                    continue
                 v /= np.linalg.norm(v)
                 delta = 0.05 * self._sigma
                 ts = np.asarray(self._kinks(x, v, -delta, delta))
