@@ -101,7 +101,11 @@ def main() -> None:
     utils.run = counted_run
     start = time.perf_counter()
 
+    main_pid = os.getpid()
+
     def on_term(signum, frame):  # killed from outside (a time limit): report what it had spent
+        if os.getpid() != main_pid:  # a worker (it inherits the handler) ended by the pool: not a time limit
+            os._exit(0)
         print("PEER_RESULT", {"arch": args.arch, "seed": args.seed, "outcome": "killed (time limit)",
                               "queries_so_far": counter.value, "wall_s": round(time.perf_counter() - start, 1)},
               flush=True)

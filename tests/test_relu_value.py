@@ -193,3 +193,65 @@ def test_expansive_first_layer_signs_from_the_next_layers_surfaces_by_value():
     from modelrecon.evaluate import evaluate
     evaluate(r, target)
     assert r.metrics["hidden_units_matched"] == 18 and r.metrics["worst_output_error_relative"] <= 1e-8
+
+
+def test_a_neuron_switching_only_outside_the_all_active_region():
+    """On Carlini's 40-20-10-10-1 one third-layer neuron switches only where some known neurons are off (it was
+    missed: `partial`, 9 of 10).  Rows measured on the active units at kinks outside that region, merged across
+    cells, with the units never seen there looked for near its predicted surface, recover it: `complete`, and
+    right over many random inputs (not only over the 1000 verification values)."""
+    from modelrecon.evaluate.relu import worst_output_error
+
+    t = load("builtin:deep?d=40&widths=20,10,10,1")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    assert result.status == "complete", result.message
+    assert result.details["widths"] == [20, 10, 10]
+    assert worst_output_error(t, result.model, 100_000)["worst_output_error_relative"] < 1e-8
+
+
+def test_a_weight_never_seen_leaves_the_result_partial(monkeypatch):
+    """Without the search near the surface, the outside neuron of 40-20-10-10-1 has one weight never seen (its
+    unit is on where that neuron switches at 40 of 10^6 random inputs): the 1000 verification values pass, yet
+    the result must not read `complete` (the weight is set to 0, unverified)."""
+    monkeypatch.setattr(DeepValueAttack, "_surface_points", lambda self, c, u, rng, count=4: [])
+    t = load("builtin:deep?d=40&widths=20,10,10,1")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    assert result.status == "partial"
+    assert "never seen" in result.message
+
+
+def test_deeper_open_signs_read_from_the_last_layers_fit():
+    """10-10-8-4-1 (seed 5): one third-layer neuron was found in the all-active region, its sign test changed on
+    both sides (the other three move with it, switching only outside that region) and the peel stopped there
+    (`partial`).  The open sign now enters the last layer's fit in both orientations, the three are found outside
+    the region, and the network is recovered."""
+    from modelrecon.evaluate.relu import worst_output_error
+
+    t = load("builtin:deep?d=10&widths=10,8,4,1&seed=5")
+    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    assert result.status == "complete", result.message
+    assert result.details["widths"] == [10, 8, 4]
+    assert "read from the last layer's fit" in result.message
+    assert worst_output_error(t, result.model, 100_000)["worst_output_error_relative"] < 1e-8
+
+
+def test_no_line_across_a_surface_that_is_flat_where_it_is_looked_for():
+    """A candidate whose row is zero on every unit on at the point offered (its predicted surface flat there) made
+    a 0/0 line direction and a query with NaN inputs (`OracleError`, a traceback; seen with a longer derivative
+    step on 40-20-10-10-1): the point is now skipped, at no query."""
+    from modelrecon.evaluate.relu import true_layers
+
+    t = load("builtin:deep?d=10&widths=10,8,4,1&seed=5")
+    attack = DeepValueAttack(seed=0)
+    attack._setup(local_oracle(t, ["value"]))
+    attack._step_rel = 1e-3
+    attack._layers = true_layers(t)[:3]
+    x = np.random.default_rng(0).standard_normal(10)
+    h = np.maximum(x @ attack._layers[0][0].T + attack._layers[0][1], 0) @ attack._layers[1][0].T + attack._layers[1][1]
+    off = int(np.argmin(h))
+    assert h[off] < 0  # a unit of layer 2 that is off at x
+    c = {"n": np.eye(len(h))[off], "b": 0.0, "seen": np.eye(len(h), dtype=bool)[off], "kinks": 2, "x": x,
+         "tried": np.zeros(len(h), bool)}
+    attack._surface_points = lambda c, u, rng, count=4: [x]
+    attack._complete_support(c, [c], np.random.default_rng(1))
+    assert attack._probe.asked == 0

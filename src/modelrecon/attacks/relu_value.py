@@ -107,6 +107,15 @@ class DeepValueAttack(Attack):
             self._center, self._sigma = 0.0, 1.0 if self.scale is None else self.scale
         self._layers: list[tuple[np.ndarray, np.ndarray]] = []
         self._notes: list[str] = []
+        self._open: list[str] = []  # what keeps the result from complete, found on the way
+        self._lines: list[tuple] = []  # every line searched: x0, v, lo, hi, its kinks
+
+    def _kinks(self, x0, v, lo, hi) -> list[float]:
+        """The probe's kinks on x0 + t v, lo < t < hi; the line is kept (its kinks are read again, at no query
+        cost, by the search for neurons outside the all-active region)."""
+        ts = self._probe.kinks(x0, v, lo, hi)
+        self._lines.append((np.asarray(x0, float), np.asarray(v, float), lo, hi, np.asarray(ts)))
+        return ts
 
     def _unit(self, n: int) -> np.ndarray:
         v = self._rng.standard_normal(n)
@@ -151,7 +160,7 @@ class DeepValueAttack(Attack):
         o = sig * self._rng.standard_normal(d)
         v = self._unit(d)
         T = 4 * sig * np.sqrt(d) + 4 * sig
-        lines = [np.asarray(p.kinks(x0 + s * o, v, -T, T)) for s in range(3)]
+        lines = [np.asarray(self._kinks(x0 + s * o, v, -T, T)) for s in range(3)]
         if min(len(ln) for ln in lines) == 0:
             return
         tol = 1e-7 * T
@@ -341,7 +350,7 @@ class DeepValueAttack(Attack):
             seg += 1
             if hi - lo <= 0:
                 continue
-            ts = p.kinks(x0, v, lo, hi)
+            ts = self._kinks(x0, v, lo, hi)
             searched.append((x0, v, lo, hi, np.asarray(ts)))
             new = False
             for i, t in enumerate(ts):
@@ -583,6 +592,246 @@ class DeepValueAttack(Attack):
         ratios = [worst_ratio(c, 4 * self._probe.noise) for c in self._bends[2]]
         return min(ratios) if all(math.isfinite(r) and r > 1.0 for r in ratios) else None
 
+    # -- neurons of the last layer that switch only outside the all-active region ----------------
+    def _cells(self, layers, x):
+        """The known layers on the cell of x: each layer's pre-activations Z_k x + z_k there, the last one's
+        output h = A x + a, and how far x is from the nearest switch of a known neuron."""
+        A, a = np.eye(self._d), np.zeros(self._d)
+        pres, dist = [], np.inf
+        for W, b in layers:
+            Zk, zk = W @ A, W @ a + b
+            pre, norms = Zk @ x + zk, np.linalg.norm(Zk, axis=1)
+            if np.any(norms > 0):
+                dist = min(dist, float(np.min(np.abs(pre[norms > 0]) / norms[norms > 0])))
+            pres.append((Zk, zk))
+            A, a = Zk * (pre > 0)[:, None], zk * (pre > 0)
+        return pres, A, a, dist
+
+    def _pattern(self, x) -> np.ndarray:
+        return np.concatenate([Zk @ x + zk > 0 for Zk, zk in self._cells(self._layers, x)[0]])
+
+    def _partial_row(self, x, v, eta):
+        """At a kink x (line direction v) of a neuron of the last known layer m: its row on the units of layer
+        m - 1 active at x (the jump of the derivatives along the directions that move each of them alone) and its
+        bias (w.h(x) + b = 0, h computed); None when those units cannot be moved one by one."""
+        below = self._layers[:-1]
+        _, A, a, _ = self._cells(below, x)
+        y = A @ x + a
+        S = y > 0
+        if not S.any() or np.linalg.matrix_rank(A[S]) < S.sum():
+            return None
+        U = np.linalg.pinv(A[S])
+        step = self._step_rel * self._sigma / max(np.linalg.norm(U, axis=0).max(), 1e-300)
+        for _ in range(4):  # every difference inside the cell of its base point (known neurons only)
+            if all(np.array_equal(self._pattern(xb), self._pattern(xb + step * U[:, i]))
+                   for xb in (x - eta * v, x + eta * v) for i in range(U.shape[1])):
+                break
+            step /= 8
+        else:
+            return None
+        n = self._row(self._probe.jump(x, v, eta, U, step))
+        if n is None:
+            return None
+        full = np.zeros(len(y))
+        full[S] = n
+        return full, S, -float(n @ y[S])
+
+    def _same(self, c, n, S, b) -> float | None:
+        """The scale lam with (n, b) = lam (c's row, bias) on their common units, when they agree (at least two)."""
+        common = c["seen"] & S
+        if common.sum() < 2:
+            return None
+        u, w = np.append(n[common], b), np.append(c["n"][common], c["b"])
+        lam = float(u @ w) / float(w @ w)
+        return lam if np.linalg.norm(u - lam * w) <= 10 * self._rel_tol() * np.linalg.norm(u) else None
+
+    def _explained(self, x, cands, tol) -> bool:
+        """Whether a kink at x is a known neuron's, or on the surface of a candidate where only its units are on."""
+        if self._cells(self._layers, x)[3] <= tol:
+            return True
+        _, A, a, _ = self._cells(self._layers[:-1], x)
+        y = A @ x + a
+        for c in cands:
+            grad = c["n"] @ A
+            if np.all(y[~c["seen"]] <= 0) and abs(c["n"] @ y + c["b"]) <= tol * np.linalg.norm(grad):
+                return True
+        return False
+
+    def _add_kink(self, cands, x, v, eta) -> bool:
+        """Measure the partial row at an unexplained kink and merge it into the candidate it agrees with."""
+        got = self._partial_row(x, v, eta)
+        if got is None:
+            return False
+        n, S, b = got
+        for c in cands:
+            lam = self._same(c, n, S, b)
+            if lam is not None:
+                new = S & ~c["seen"]
+                c["n"][new] = n[new] / lam
+                c["seen"] |= S
+                c["kinks"] += 1
+                return bool(new.any())
+        cands.append({"n": n, "seen": S.copy(), "b": b, "x": x, "kinks": 1})
+        return True
+
+    def _scan(self, cands, x0, v, lo, hi, ts) -> None:
+        tol = 1e-7 * (hi - lo)
+        for i, t in enumerate(ts):
+            x = x0 + t * v
+            if self._explained(x, cands, tol):
+                continue
+            eta = 0.25 * min([abs(t - u) for j, u in enumerate(ts) if j != i] + [t - lo, hi - t])
+            self._add_kink(cands, x, v, eta)
+
+    def _surface_points(self, c, u, rng, count: int = 4) -> list[np.ndarray]:
+        """Points of candidate c's predicted surface where unit u of layer m - 1 (not seen at c's kinks) is on and the
+        other unseen units off, so that the prediction nearly holds there: the random inputs (no query) nearest to
+        the surface with that pattern (drawn at 1, 3 and 10 times the input scale), moved onto it inside their
+        cell."""
+        below = self._layers[:-1]
+        widest = max(len(b) for _, b in below)
+        count_x = max(2000, min(200_000, 10**8 // (self._d * widest)))
+        spread = self._sigma * rng.choice([1.0, 3.0, 10.0], size=(count_x, 1))  # far inputs hold other patterns
+        X = self._center + spread * rng.standard_normal((count_x, self._d))
+        H = X
+        for W, b in below[:-1]:
+            H = np.maximum(H @ W.T + b, 0.0)
+        P = H @ below[-1][0].T + below[-1][1]
+        others = np.flatnonzero(~c["seen"] & (np.arange(len(c["n"])) != u))
+        ok = (P[:, u] > 0) & np.all(P[:, others] <= 0, axis=1)
+        g = np.abs(np.maximum(P[ok], 0.0) @ c["n"] + c["b"])
+        points = []
+        for x in X[ok][np.argsort(g)[:count]]:
+            _, A, a, _ = self._cells(below, x)
+            grad = c["n"] @ A
+            if grad @ grad == 0:
+                continue
+            x = x - (c["n"] @ (A @ x + a) + c["b"]) / (grad @ grad) * grad
+            pre = self._cells(below, x)[0][-1]
+            pre = pre[0] @ x + pre[1]
+            if pre[u] > 0 and np.all(pre[others] <= 0):
+                points.append(x)
+        return points
+
+    def _complete_support(self, c, cands, rng) -> None:
+        """Candidate c's weights on units of layer m - 1 never on at its kinks: at points near its predicted surface
+        where such a unit is on (``_surface_points``), a short line search across the surface, and the partial row at
+        the kink there when it agrees with c on their common units."""
+        live = np.linalg.norm(self._layers[-2][0], axis=1) > 0
+        for u in np.flatnonzero(~c["seen"] & live & ~c["tried"]):
+            c["tried"][u] = True
+            for x in self._surface_points(c, u, rng):
+                if c["seen"][u]:
+                    break
+                _, A, _, _ = self._cells(self._layers[:-1], x)
+                v = c["n"] @ A
+                if not np.linalg.norm(v) > 0:  # its predicted surface is flat here: no line across it
+                    continue
+                v /= np.linalg.norm(v)
+                delta = 0.05 * self._sigma
+                ts = np.asarray(self._kinks(x, v, -delta, delta))
+                for i, t in enumerate(ts):
+                    if self._explained(x + t * v, [k for k in cands if k is not c], 1e-7 * delta):
+                        continue
+                    eta = 0.25 * min([abs(t - w) for j, w in enumerate(ts) if j != i] + [t + delta, delta - t])
+                    got = self._partial_row(x + t * v, v, eta)
+                    lam = None if got is None else self._same(c, *got)
+                    if lam is not None:
+                        n, S, _ = got
+                        c["n"][S & ~c["seen"]] = n[S & ~c["seen"]] / lam
+                        c["seen"] |= S
+                        c["kinks"] += 1
+
+    def _fit_with(self, cands):
+        """The last-layer fit (cached values, no query) with every candidate in both orientations: its residual and
+        the orientation of each (the one with the larger outgoing weight)."""
+        W, b = self._layers[-1]
+        N, B = np.array([c["n"] for c in cands]), np.array([c["b"] for c in cands])
+        self._layers[-1] = (np.vstack([W, N, -N]), np.concatenate([b, B, -B]))
+        V, _, resid = self._fit_last()
+        self._layers[-1] = (W, b)
+        used = np.abs(V).max(axis=0)[len(b):].reshape(2, -1)
+        return resid, np.where(used[0] >= used[1], 1.0, -1.0)
+
+    def _missing(self, resid: float) -> int:
+        """Neurons of the last recovered layer m that switch only outside the region where every known neuron is
+        active (Carlini et al.'s partial rows, merged across cells).  With no deeper neuron found, every kink that
+        no known neuron explains is one of them: at it, the jump of the derivatives along the directions that move
+        each active unit of layer m - 1 alone is its row on those units, and w.h(x) + b = 0 (h computed) its bias.
+        Rows that agree on their common units are one neuron (``_add_kink``); units never on at its kinks are
+        looked for near its surface (``_complete_support``); a weight never seen leaves the result partial.  The
+        lines searched so far are read first (no query), then fresh lines until the outputs are affine in the layer
+        with the candidates (each in both orientations: the fit keeps the one the outputs use) or ``patience``
+        lines add nothing.  Returns the number of neurons added to layer m."""
+        cands: list[dict[str, Any]] = []
+        rng = np.random.default_rng([self.seed, 16])  # its own stream: the other searches stay as they were
+        for line in list(self._lines):
+            self._scan(cands, *line)
+        lines = 0
+        while True:
+            for c in cands:
+                c.setdefault("tried", np.zeros(len(c["n"]), bool))
+                if c["kinks"] >= 2 or len(cands) == 1:
+                    self._complete_support(c, cands, rng)
+            good = [c for c in cands if c["kinks"] >= 2 or len(cands) == 1]
+            if good and self._affine_enough(self._fit_with(good)[0]) or lines >= self.patience:
+                break
+            lines += 1
+            x0, v = self._center + self._sigma * self._rng.standard_normal(self._d), self._unit(self._d)
+            T = 4 * self._sigma * np.sqrt(self._d) + 4 * self._sigma
+            self._scan(cands, x0, v, -T, T, np.asarray(self._kinks(x0, v, -T, T)))
+        if not good:
+            return 0
+        got, signs = self._fit_with(good)
+        if not got < resid / 4:
+            return 0
+        W, b = self._layers[-1]
+        self._layers[-1] = (np.vstack([W] + [s * c["n"] for s, c in zip(signs, good)]),
+                            np.concatenate([b, [s * c["b"] for s, c in zip(signs, good)]]))
+        live = np.linalg.norm(self._layers[-2][0], axis=1) > 0
+        for c in good:
+            if not c["seen"][live].all():
+                self._open.append(f"a neuron of layer {len(self._layers)} found outside the all-active region "
+                                  f"has {int((~c['seen'] & live).sum())} weights never seen (set to 0)")
+        self._notes.append(f"{len(good)} neuron(s) of layer {len(self._layers)} found outside the all-active region "
+                           "(rows merged across cells, oriented by the last layer's fit)")
+        return len(good)
+
+    def _affine_enough(self, resid: float) -> bool:
+        return resid <= 1e3 * self._probe.noise / self._probe.scale + self.precision
+
+    def _signs_by_fit(self, layer, signs) -> bool:
+        """Signs that a deeper layer's isolation test left open (a neuron of the layer not found moves with them, or
+        both sides flat), read from the last layer's fit when this layer is the last hidden one: each open neuron
+        enters in both orientations, relu(z) and relu(-z), and the fit (cached values, no query) uses the one the
+        outputs use; neurons switching only outside the all-active region are looked for too.  True (the layer
+        appended, oriented) when the outputs are then affine in it; else nothing changes."""
+        W, b = layer
+        h, open_ = len(b), np.flatnonzero(np.abs(signs) != 1)
+        s = np.where(np.abs(signs) == 1, signs, 1.0)
+        both = (np.vstack([W * s[:, None], -W[open_]]), np.concatenate([b * s, -b[open_]]))
+        self._layers.append(both)
+        said = len(self._notes), len(self._open)
+        resid = self._fit_last()[2]
+        if not self._affine_enough(resid) and self._missing(resid):
+            resid = self._fit_last()[2]
+        if not self._affine_enough(resid):
+            self._layers.pop()
+            del self._notes[said[0]:], self._open[said[1]:]
+            return False
+        used = np.abs(self._fit_last()[0]).max(axis=0)
+        keep = np.ones(len(used), bool)
+        for i, j in enumerate(open_):  # the orientation with the larger outgoing weight; the other's is noise
+            pos, neg = (j, h + i) if used[j] >= used[h + i] else (h + i, j)
+            keep[neg] = False
+            if used[neg] > 1e-6 * used[pos]:
+                self._open.append(f"layer {len(self._layers)}: a neuron is used in both orientations by the fit "
+                                  f"({used[neg]:.2g} against {used[pos]:.2g})")
+        self._layers[-1] = (self._layers[-1][0][keep], self._layers[-1][1][keep])
+        self._notes.append(f"layer {len(self._layers)}: the signs of {len(open_)} neurons read from the last layer's "
+                           "fit (both orientations offered)")
+        return True
+
     # -- fit and verify ----------------------------------------------------------------------
     def _fit_last(self) -> tuple[np.ndarray, np.ndarray, float]:
         X, Y = self._probe.cache()
@@ -655,6 +904,8 @@ class DeepValueAttack(Attack):
                                     f"span {np.linalg.matrix_rank(layer[0])} dimensions (a layer wider than the "
                                     "rank below it cannot be isolated)")
                 break
+            if not np.all(np.abs(signs) == 1) and self._layers and self._signs_by_fit(layer, signs):
+                break
             if not np.all(np.abs(signs) == 1):
                 moved, flat = int(np.sum(np.isnan(signs))), int(np.sum(signs == 0))
                 status_notes.append(f"layer {len(self._layers) + 1}: signs of {moved + flat} of {len(signs)} "
@@ -670,6 +921,10 @@ class DeepValueAttack(Attack):
             if resid <= 1e3 * p.noise / p.scale + self.precision or len(self._layers) >= self.max_layers:
                 break
             nxt = given or self._next_layer()
+            if (nxt is None or len(nxt[1]) == 0) and len(self._layers) >= 2 and self._missing(resid):
+                V, c, resid = self._fit_last()
+                if resid <= 1e3 * p.noise / p.scale + self.precision:
+                    break
             if nxt is None or len(nxt[1]) == 0:
                 status_notes.append(f"outputs not affine in layer {len(self._layers)} (residual {resid:.2e}) "
                                     "and no further neuron found")
@@ -680,6 +935,7 @@ class DeepValueAttack(Attack):
             layer, given = (Wn, bn), None
         if not self._layers:
             return Result(self.name, "failed", "; ".join(status_notes + self._notes))
+        status_notes += self._open
         V, c, resid = self._fit_last()
         model_layers = self._layers + [(V, c)]
         try:
