@@ -131,7 +131,8 @@ class _Known:
 
     def pullback(self, vec: np.ndarray, zs: list[np.ndarray]) -> tuple[np.ndarray, float]:
         """Coefficients y on the last known layer's active units with J^T y = vec (J: Jacobian of its
-        activations), and the relative residual.  Layer 0 (no known layer): vec itself."""
+        activations), and the relative residual: infinite where y is not unique (the active units' input gradients
+        are dependent, e.g. more active units than active ones below).  Layer 0 (no known layer): vec itself."""
         if not self.layers:
             return vec.copy(), 0.0
         y, resid = vec, 0.0
@@ -145,15 +146,19 @@ class _Known:
                     r = W[active].T @ sol[active] - y
                 else:
                     sol = np.zeros(W.shape[0])
-                    s, *_ = np.linalg.lstsq(W[active].T, y, rcond=None)
+                    s, _, rank, _ = np.linalg.lstsq(W[active].T, y, rcond=None)
                     sol[active] = s
                     r = W[active].T @ s - y
+                    if rank < active.sum():
+                        return sol, math.inf
             else:
                 M = W[np.ix_(active, prev_active)].T
                 sol = np.zeros(W.shape[0])
-                s, *_ = np.linalg.lstsq(M, y[prev_active], rcond=None)
+                s, _, rank, _ = np.linalg.lstsq(M, y[prev_active], rcond=None)
                 sol[active] = s
                 r = M @ s - y[prev_active]
+                if rank < active.sum():
+                    return sol, math.inf
             resid = max(resid, float(np.linalg.norm(r)) / max(float(np.linalg.norm(y)), np.finfo(float).tiny))
             y, prev_active = sol, active
         return y, resid
@@ -443,15 +448,16 @@ class ReluAttack(Attack):
         there with a jump along the surface's normal (2 points per try; up to TRACE_TRIES kinks, since the neuron's
         gain can be zero at the far point; remembered per kink)."""
         order = sorted(row.kinks, key=lambda kz: -int(np.sum(kz[1][-1] > 0)) if kz[1] else 0)
+        layer = len(self._known.layers)  # a kink traced as a candidate of a lower layer is traced anew
         tried = 0
         for kink, zs in order:
-            if id(kink) not in self._traced:
-                if tried + sum(id(k) in self._traced for k, _ in row.kinks) >= TRACE_TRIES:
+            if (layer, id(kink)) not in self._traced:
+                if tried + sum((layer, id(k)) in self._traced for k, _ in row.kinks) >= TRACE_TRIES:
                     break
-                self._traced[id(kink)] = self._trace_at(row, kink, zs)
+                self._traced[layer, id(kink)] = self._trace_at(row, kink, zs)
                 tried += 1
-            if self._traced[id(kink)] is not None:
-                return self._traced[id(kink)]
+            if self._traced[layer, id(kink)] is not None:
+                return self._traced[layer, id(kink)]
         return False
 
     def _complete(self, row: _Row) -> bool:
@@ -900,11 +906,12 @@ class ReluAttack(Attack):
         def equations():
             for i in np.flatnonzero(clean):
                 zs = [z[i] for z in zs_all]
-                h, _ = known.pullback(P[i].g, zs)
-                sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
-                pos = (Z[i] > 0)[None, :] * W[:, sup].T
-                neg = -1.0 * (Z[i] < 0)[None, :] * W[:, sup].T
-                yield np.hstack([pos, neg, np.zeros((int(sup.sum()), 1))]) / colscale, h[sup]
+                h, resid = known.pullback(P[i].g, zs)
+                if math.isfinite(resid):  # else the gradient does not determine the top layer's coefficients here
+                    sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
+                    pos = (Z[i] > 0)[None, :] * W[:, sup].T
+                    neg = -1.0 * (Z[i] < 0)[None, :] * W[:, sup].T
+                    yield np.hstack([pos, neg, np.zeros((int(sup.sum()), 1))]) / colscale, h[sup]
                 if P[i].f is not None:
                     yield (np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None] / colscale,
                            np.array([P[i].f]))
@@ -965,7 +972,9 @@ class ReluAttack(Attack):
             zs_all = known.pre(X[pick])
             for r, i in enumerate(pick):
                 zs = [z[r] for z in zs_all]
-                h, _ = known.pullback(G[r], zs)
+                h, resid = known.pullback(G[r], zs)
+                if not math.isfinite(resid):
+                    continue
                 sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
                 eq.append(((H[i] > 0)[None, :] * W[:, sup].T))
                 rhs.append(h[sup])
@@ -1019,7 +1028,7 @@ class ReluAttack(Attack):
         self._samples: list[tuple[np.ndarray, Piece]] = []
         self._n_lines = 0
         self._inconsistent = 0
-        self._traced: dict[int, bool | None] = {}
+        self._traced: dict[tuple[int, int], bool | None] = {}
         self._tried: set[tuple[int, int]] = set()
         self._targeted = 0
         self._combinations = 0
