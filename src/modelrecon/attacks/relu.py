@@ -486,7 +486,81 @@ class ReluAttack(Attack):
                 self._samples += [(line.at(q.t), q) for q in pieces]
                 self._targeted += 1
                 return True
+        for m in np.flatnonzero(~row.support):
+            line = self._across_unit(row, m)
+            if line is not None:
+                kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
+                self._kinks += kinks
+                self._samples += [(line.at(q.t), q) for q in pieces]
+                self._targeted += 1
+                return True
         return False
+
+    def _across_unit(self, row: _Row, m: int, tries: int = 3) -> Line | None:
+        """Where the walk along the surface does not reach unit m: a short line across the row's surface in a cell
+        where m is just active (a linear program per activation pattern of the known layers, taken from samples
+        where m is active and the row knows every other active unit, none asked for: the point on the surface of the
+        row's known part farthest from every other known wall, m within a fifth of that distance); the neuron's
+        kink on it, m active, completes its row.  None when no pattern is left to try (at most ``tries`` per unit)."""
+        known = self._known
+        key = (len(known.layers), id(row.kinks[0][0]), int(m))
+        done = self._crossed.setdefault(key, set())
+        if len(done) >= tries or not self._samples:
+            return None
+        X = np.array([x for x, _ in self._samples])
+        zs_all = known.pre(X)
+        top = zs_all[-1] > 0
+        fits = top[:, m] & ~np.any(top & ~row.support & (np.arange(known.width) != m), axis=1)
+        lo, hi = self._box if self._oracle.input_box else (-3.0, 3.0)
+        for i in self._rng.permutation(np.flatnonzero(fits)):
+            pattern = np.concatenate([z[i] > 0 for z in zs_all])
+            code = pattern.tobytes()
+            if code in done:
+                continue
+            if len(done) >= tries:
+                break
+            done.add(code)
+            # the pre-activations of every known unit as affine maps of x in this pattern
+            Zs, zs, A, a = [], [], np.eye(self._d), np.zeros(self._d)
+            for (W, b), z in zip(known.layers, zs_all):
+                A, a = W @ A, W @ a + b
+                Zs.append(A)
+                zs.append(a)
+                act = z[i] > 0
+                A, a = A * act[:, None], a * act
+            G = Zs[-1][top[i]]
+            if np.linalg.matrix_rank(G) < G.shape[0]:  # a kink here would not give a unique row
+                continue
+            k, k0 = row.w @ A, float(row.w @ a + row.b)  # the row's known part (its weight on m is 0)
+            Z, z = np.vstack(Zs), np.concatenate(zs)
+            norms = np.maximum(np.linalg.norm(Z, axis=1), np.finfo(float).tiny)
+            sign = np.where(pattern, 1.0, -1.0)
+            j = Z.shape[0] - known.width + m  # unit m among the stacked pre-activations
+            # maximise s: every other unit keeps its state by s (distance), m is active by s/20 .. s/5, k.x + k0 = 0
+            others = np.ones(len(Z), bool)
+            others[j] = False
+            A_ub = np.vstack([np.hstack([-(sign / norms)[others, None] * Z[others], np.ones((others.sum(), 1))]),
+                              np.hstack([-Z[j:j + 1] / norms[j], [[0.05]]]),
+                              np.hstack([Z[j:j + 1] / norms[j], [[-0.2]]])])
+            b_ub = np.concatenate([(sign * z / norms)[others], [z[j] / norms[j]], [-z[j] / norms[j]]])
+            c = np.zeros(self._d + 1)
+            c[-1] = -1.0
+            res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=np.append(k, 0.0)[None], b_eq=[-k0],
+                          bounds=[(lo, hi)] * self._d + [(0, None)], method="highs")
+            if res.status != 0 or not res.x[-1] > 0:
+                continue
+            x0, room = res.x[:self._d], float(res.x[-1])
+            normal = k / max(np.linalg.norm(k), np.finfo(float).tiny)
+            reach = room
+            if self._oracle.input_box:  # the segment stays inside the box
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    steps = np.where(normal != 0, np.minimum((hi - x0) / np.abs(normal), (x0 - lo) / np.abs(normal)),
+                                     np.inf)
+                reach = min(reach, float(steps.min()))
+            if not reach > 0:
+                continue
+            return Line(x0, 0.9 * reach * normal)
+        return None
 
     def _walk(self, row: _Row, x: np.ndarray, m: int, segments: int = 32):
         """From x on the row's surface, along the surface towards unit m's surface (computed, no queries): the point
@@ -1030,6 +1104,7 @@ class ReluAttack(Attack):
         self._inconsistent = 0
         self._traced: dict[tuple[int, int], bool | None] = {}
         self._tried: set[tuple[int, int]] = set()
+        self._crossed: dict[tuple, set] = {}
         self._targeted = 0
         self._combinations = 0
         self._stray: list[Kink] = []
