@@ -98,12 +98,14 @@ def _lstsq_stream(blocks, m: int, chunk: int = 4096) -> tuple[np.ndarray, float]
 
 
 class _Known:
-    """The hidden layers recovered so far (orientation resolved), in numpy."""
+    """The hidden layers recovered so far (orientation resolved), in numpy; ``memo`` keeps what was computed from
+    them per kink (its pull-back, whether it lies on a known neuron) until a layer is added."""
 
     def __init__(self, d: int):
         self.d = d
         self.layers: list[tuple[np.ndarray, np.ndarray]] = []
         self._pinv: np.ndarray | None = None
+        self.memo: dict[tuple[str, int], Any] = {}
 
     @property
     def width(self) -> int:
@@ -111,6 +113,7 @@ class _Known:
 
     def add(self, W: np.ndarray, b: np.ndarray) -> None:
         self.layers.append((W, b))
+        self.memo = {}
         if len(self.layers) == 1 and W.shape[0] <= W.shape[1]:
             self._pinv = np.linalg.pinv(W.T)
 
@@ -183,6 +186,7 @@ class _Row:
         self.kinks = [(kink, zs)]
         self.traced: bool | None = None
         self.hits = 0.0  # share of the region's segments crossing its hyperplane with a kink there
+        self.segments: set[int] = set()  # the region's segments where it was met (``_recurs``)
 
     def match(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> float | None:
         """The factor mapping a candidate onto this row on their common units, or None if they differ."""
@@ -202,6 +206,49 @@ class _Row:
         self.w[new] = u[new] / lam
         self.support |= support
         self.kinks.append((kink, zs))
+
+
+class _Rows:
+    """Candidate rows, each new kink's row compared with all of them at once: a vectorised estimate of
+    :meth:`_Row.match`'s residual (from the Gram terms, accurate to about sqrt(eps)) picks the rows that can match,
+    :meth:`_Row.match` decides, in order (the first match, as one row at a time would find)."""
+
+    def __init__(self, n: int):
+        self.rows: list[_Row] = []
+        self._W, self._S, self._b = np.zeros((16, n)), np.zeros((16, n), bool), np.zeros(16)
+
+    def find(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> tuple[int | None, float]:
+        r = len(self.rows)
+        if not r:
+            return None, 0.0
+        common = self._S[:r] & support
+        wc = self._W[:r] * common
+        ww, uw, uu = np.einsum("ij,ij->i", wc, wc), wc @ u, common @ (u * u)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = uw / ww
+            r2 = uu - uw * lam
+        near = ((common.sum(axis=1) >= min(2, int(support.sum()))) & (ww > 0) & (lam != 0)
+                & (r2 <= (10 * SAME_ROW) ** 2 * uu) & (np.abs(b - lam * self._b[:r]) <= 10 * SAME_ROW * scale))
+        for i in np.flatnonzero(near):
+            got = self.rows[i].match(support, u, b, scale)
+            if got is not None:
+                return int(i), got
+        return None, 0.0
+
+    def add(self, support: np.ndarray, u: np.ndarray, b: float, scale: float, kink: Kink, zs) -> _Row:
+        """Merge the kink's row into the row it matches, or start a new one; the row."""
+        i, lam = self.find(support, u, b, scale)
+        if i is None:
+            i = len(self.rows)
+            self.rows.append(_Row(support, u.copy(), b, kink, zs))
+            if i == len(self._b):
+                self._W, self._S = np.vstack([self._W, np.zeros_like(self._W)]), np.vstack([self._S, np.zeros_like(self._S)])
+                self._b = np.concatenate([self._b, np.zeros_like(self._b)])
+        else:
+            self.rows[i].absorb(support, u, b, lam, kink, zs)
+        row = self.rows[i]
+        self._W[i], self._S[i], self._b[i] = row.w, row.support, row.b
+        return row
 
 
 class ReluAttack(Attack):
@@ -278,11 +325,11 @@ class ReluAttack(Attack):
                 unexplained += self._search_region()
             rows = self._candidates(unexplained)
             if self._known.layers:
-                for r in rows:
-                    if r.support.all():
-                        r.traced = self._hit_rate(r)
-                        if r.traced is None:
-                            r.traced = self._traced_in_region.setdefault(self._row_key(r), self._trace_in_region(r))
+                whole = [r for r in rows if r.support.all()]
+                for r, verdict in zip(whole, self._hit_rates(whole)):
+                    r.traced = verdict
+                    if r.traced is None:
+                        r.traced = self._traced_in_region.setdefault(self._row_key(r), self._trace_in_region(r))
             for r in rows:
                 if r.traced is None and (len(r.kinks) >= 2 or not self._known.layers):
                     r.traced = self._trace(r)
@@ -399,6 +446,11 @@ class ReluAttack(Attack):
         """Whether the kink lies on the surface of a recovered neuron (within its own localisation)."""
         if not rows:
             return False
+        if rows is self._known.layers:
+            key = ("on", id(k))
+            if key not in self._known.memo:
+                self._known.memo[key] = self._on_known(k, list(rows))
+            return self._known.memo[key]
         x = k.x
         known = _Known(self._d)
         for W, b in rows:
@@ -414,34 +466,45 @@ class ReluAttack(Attack):
                 return True
         return False
 
-    def _candidates(self, kinks: list[Kink]) -> list[_Row]:
-        """Rows of the next layer from the kinks not on known neurons, merged per neuron."""
-        rows: list[_Row] = []
+    def _pulled(self, k: Kink):
+        """The kink's row on the known layer's active units (support, unit row u, bias, scale of u.a + b, the known
+        pre-activations there), or None where its jump is not a unique combination of them (remembered per kink
+        until a layer is added)."""
         known = self._known
-        n = known.width
-        for k in kinks:
+        key = ("pulled", id(k))
+        if key not in known.memo:
             x = k.x
             zs = [z[0] for z in known.pre(x[None])]
             u, resid = known.pullback(k.jump, zs)
+            support = zs[-1] > 0 if zs else np.ones(known.width, bool)
             if resid > SAME_ROW:  # the jump is not a combination of the known layer's active units
                 self._inconsistent += 1
-                continue
-            support = zs[-1] > 0 if zs else np.ones(n, bool)
-            if not support.any() or not np.any(u):
-                continue
-            a = known.top(x[None])[0]
-            norm = np.linalg.norm(u)
-            u = u / norm
-            b = -float(u @ a)
-            scale = float(np.abs(u) @ np.abs(a)) + abs(b) + EPS
-            for row in rows:
-                lam = row.match(support, u, b, scale)
-                if lam is not None:
-                    row.absorb(support, u, b, lam, k, zs)
-                    break
+                known.memo[key] = None
+            elif not support.any() or not np.any(u):
+                known.memo[key] = None
             else:
-                rows.append(_Row(support, u.copy(), b, k, zs))
-        return rows
+                a = known.top(x[None])[0]
+                u = u / np.linalg.norm(u)
+                b = -float(u @ a)
+                known.memo[key] = (support, u, b, float(np.abs(u) @ np.abs(a)) + abs(b) + EPS, zs)
+        return known.memo[key]
+
+    def _candidates(self, kinks: list[Kink]) -> list[_Row]:
+        """Rows of the next layer from the kinks not on known neurons, merged per neuron (kept until a layer is added:
+        only the kinks not seen before are merged in, in order, as a merge of all of them would)."""
+        memo = self._known.memo
+        rows, seen = memo.setdefault("rows", _Rows(self._known.width)), memo.setdefault("rows_from", set())
+        for k in kinks:
+            if id(k) in seen:
+                continue
+            seen.add(id(k))
+            got = self._pulled(k)
+            if got is not None:
+                support, u, b, scale, zs = got
+                rows.add(support, u, b, scale, k, zs)
+        for r in rows.rows:
+            r.traced = None
+        return list(rows.rows)
 
     def _trace(self, row: _Row) -> bool:
         """Follow the row's surface inside the known cell of one of its kinks to a far point and look for a kink
@@ -706,13 +769,15 @@ class ReluAttack(Attack):
     def _region(self):
         """Where every known neuron is active the known layers are one affine map y = A x + a; Z x + z stacks every
         known pre-activation.  Also a point of the region far from its walls (linear program), or None."""
-        A, a = np.eye(self._d), np.zeros(self._d)
-        Zs, zs = [], []
-        for W, b in self._known.layers:
-            A, a = W @ A, W @ a + b
-            Zs.append(A)
-            zs.append(a)
-        Z, z = np.vstack(Zs), np.concatenate(zs)
+        if "region" not in self._known.memo:
+            A, a = np.eye(self._d), np.zeros(self._d)
+            Zs, zs = [], []
+            for W, b in self._known.layers:
+                A, a = W @ A, W @ a + b
+                Zs.append(A)
+                zs.append(a)
+            self._known.memo["region"] = A, a, np.vstack(Zs), np.concatenate(zs)
+        A, a, Z, z = self._known.memo["region"]
         key = len(self._known.layers)
         if key not in self._centers:
             norms = np.maximum(np.linalg.norm(Z, axis=1), np.finfo(float).tiny)
@@ -774,7 +839,7 @@ class ReluAttack(Attack):
         h = len(a)
         extra = self._extra_segments.get(key, 0)
         order = self._corner_order.setdefault(key, self._rng.permutation(h))
-        seen = self._region_rows.setdefault(key, [])
+        seen = self._region_rows.setdefault(key, _Rows(h))
         while self._segments.setdefault(key, 0) < h + extra:
             i = self._segments[key]
             if i >= min(h, SEGMENTS_MIN) + extra and self._quiet.get(key, 0) >= SEGMENTS_QUIET:
@@ -791,51 +856,48 @@ class ReluAttack(Attack):
             self._quiet[key] = 0 if self._recurs(found, seen, i) else self._quiet.get(key, 0) + 1
         return kinks
 
-    def _recurs(self, found: list[Kink], seen: list[tuple[_Row, set]], segment: int) -> bool:
+    def _recurs(self, found: list[Kink], seen: _Rows, segment: int) -> bool:
         """Whether a row among these kinks' (pulled back) is met on a second segment for the first time: while that
         happens the region's planes are still being found (Carlini et al.'s clustering of partial rows, on whole
         rows)."""
-        known = self._known
         new = False
         for k in found:
-            zs = [z[0] for z in known.pre(k.x[None])]
-            u, resid = known.pullback(k.jump, zs)
-            if resid > SAME_ROW or not np.any(u):
+            got = self._pulled(k)
+            if got is None:
                 continue
-            sup = zs[-1] > 0
-            a_ = known.top(k.x[None])[0]
-            u = u / np.linalg.norm(u)
-            b = -float(u @ a_)
-            scale = float(np.abs(u) @ np.abs(a_)) + abs(b) + EPS
-            for row, segs in seen:
-                if row.match(sup, u, b, scale) is not None:
-                    if segment not in segs:
-                        new |= len(segs) == 1
-                        segs.add(segment)
-                    break
-            else:
-                seen.append((_Row(sup, u, b, k, zs), {segment}))
+            sup, u, b, scale, zs = got
+            i, _ = seen.find(sup, u, b, scale)
+            if i is None:
+                seen.add(sup, u, b, scale, k, zs).segments = {segment}
+            elif segment not in seen.rows[i].segments:
+                new |= len(seen.rows[i].segments) == 1
+                seen.rows[i].segments.add(segment)
         return new
 
-    def _hit_rate(self, row: _Row) -> bool | None:
-        """Whether the row's hyperplane carries a kink wherever a searched segment of the region crosses it: a neuron of
-        this layer does (its surface is that plane all over the region), a deeper neuron's surface is flat only
+    def _hit_rates(self, rows: list[_Row]) -> list[bool | None]:
+        """Whether each row's hyperplane carries a kink wherever a searched segment of the region crosses it: a neuron
+        of this layer does (its surface is that plane all over the region), a deeper neuron's surface is flat only
         within one cell of this layer (Carlini et al.).  True from 3 crossings at least 2/3 of them with a kink,
-        False from 3 at most a third; None (trace it) otherwise."""
+        False from 3 at most a third; None (trace it) otherwise.  Sets each row's ``hits`` (its share)."""
+        if not rows:
+            return []
         A, a, *_ = self._region()
-        crossed = hit = 0
+        Wr, br = np.array([r.w for r in rows]), np.array([r.b for r in rows])
+        crossed, hit = np.zeros(len(rows)), np.zeros(len(rows))
         for line, lo, hi, ts in self._segment_log.get(len(self._known.layers), []):
-            rate = row.w @ (A @ line.v)
-            if rate == 0:
-                continue
-            t = -(row.w @ (A @ line.x0 + a) + row.b) / rate
-            if lo < t < hi:
-                crossed += 1
-                hit += bool(len(ts)) and float(np.min(np.abs(ts - t))) <= 1e-6 * (hi - lo)
-        row.hits = hit / crossed if crossed else 0.0
-        if crossed < 3:
-            return None
-        return True if 3 * hit >= 2 * crossed else False if 3 * hit <= crossed else None
+            rate = Wr @ (A @ line.v)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = -(Wr @ (A @ line.x0 + a) + br) / rate
+            inside = (rate != 0) & (lo < t) & (t < hi)
+            crossed += inside
+            if len(ts) and inside.any():
+                near = np.min(np.abs(np.sort(ts)[None, :] - t[inside, None]), axis=1) <= 1e-6 * (hi - lo)
+                hit[inside] += near
+        verdicts: list[bool | None] = []
+        for r, c, h in zip(rows, crossed, hit):
+            r.hits = h / c if c else 0.0
+            verdicts.append(None if c < 3 else True if 3 * h >= 2 * c else False if 3 * h <= c else None)
+        return verdicts
 
     def _trace_in_region(self, row: _Row, tries: int = 4) -> bool | None:
         """A row crossed by too few of the region's segments: its plane is crossed along its normal at fresh points of
@@ -1114,7 +1176,7 @@ class ReluAttack(Attack):
         self._segment_log: dict[int, list] = {}
         self._traced_in_region: dict[tuple, bool | None] = {}
         self._corner_order: dict[int, np.ndarray] = {}
-        self._region_rows: dict[int, list] = {}
+        self._region_rows: dict[int, _Rows] = {}
         self._quiet: dict[int, int] = {}
         self._extra_segments: dict[int, int] = {}
         details: dict[str, Any] = {"mode": self.mode, "layers": []}
