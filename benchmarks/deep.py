@@ -34,6 +34,7 @@ NETWORKS = [
     ("10-10-10-1", "builtin:deep?d=10&widths=10,10,1&seed=0", "2^16 (recalled)"),
     ("10-20-20-1", "builtin:deep?d=10&widths=20,20,1&seed=0", "2^17.1 (recalled)"),
     ("40-20-10-10-1", "builtin:deep?d=40&widths=20,10,10,1&seed=0", "2^17.8 (recalled)"),
+    ("24-10-8-6-2", "builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", ""),
     ("784-32-1", "builtin:deep?d=784&widths=32,1&seed=0", "2^19.2 (recalled)"),
     ("784-128-1", "builtin:deep?d=784&widths=128,1&seed=0", "2^21.5 (paper, ~100k params)"),
     ("784-16x2-1", "builtin:deep?d=784&widths=16,16,1&init=random&seed=0", ""),
