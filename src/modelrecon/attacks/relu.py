@@ -187,6 +187,7 @@ class _Row:
         self.traced: bool | None = None
         self.hits = 0.0  # share of the region's segments crossing its hyperplane with a kink there
         self.segments: set[int] = set()  # the region's segments where it was met (``_recurs``)
+        self.crossed = 0  # the region's segments crossing its hyperplane
 
     def match(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> float | None:
         """The factor mapping a candidate onto this row on their common units, or None if they differ."""
@@ -335,7 +336,7 @@ class ReluAttack(Attack):
                     r.traced = self._trace(r)
             layer = self._independent([r for r in rows if r.traced])
             if self._known.layers:
-                layer = self._independent_rows(layer)
+                layer = self._drop_deeper(self._independent_rows(layer))
             incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
             if incomplete and any([self._complete(layer[i]) for i in incomplete]):
                 continue
@@ -435,6 +436,45 @@ class ReluAttack(Attack):
                     continue
             kept.append(row)
         return kept
+
+    def _drop_deeper(self, rows: list[_Row]) -> list[_Row]:
+        """Drop rows that are a deeper neuron's local linearisation.  The rows whose planes carry a kink at every one of
+        (at least 3) crossings by the region's segments are this layer's; oriented by their coefficients, they say
+        which of them are active at another row's kink.  A deeper neuron's row there is a combination of the active
+        ones (restricted to the units active below; its bias also holds its own), which a row of this layer is not
+        where they are fewer than those units.  Needed where the span tests stop (this layer as wide as the one
+        below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons)."""
+        sure = [r for r in rows if r.support.all() and r.crossed >= 3 and r.hits == 1.0]
+        rest = [r for r in rows if not any(r is q for q in sure)]
+        if not sure or not rest:
+            return rows
+        signs = self._orient_by_coefficients(sure)
+        if None in signs:
+            return rows
+        known = self._known
+        Wc = np.array([r.w for r in sure]) * np.array(signs)[:, None]
+        bc = np.array([r.b for r in sure]) * np.array(signs)
+        kept = list(sure)
+        for row in rest:
+            deeper = False
+            for kink, zs in row.kinks[:3]:
+                support = zs[-1] > 0
+                a = known.top(kink.x[None])[0]
+                zc = Wc @ a + bc
+                if np.any(np.abs(zc) <= SAME_ROW * (np.abs(Wc) @ np.abs(a) + np.abs(bc))):
+                    continue  # on a sure row's surface too: which of them is active is not clear
+                B = Wc[zc > 0][:, support]
+                if len(B) >= support.sum():
+                    continue  # they span the units: no test
+                u = row.w[support]
+                c, *_ = np.linalg.lstsq(B.T, u, rcond=None) if len(B) else (np.zeros(0),)
+                deeper = bool(np.linalg.norm(B.T @ c - u) <= SAME_ROW * np.linalg.norm(u))
+                break
+            if deeper:
+                self._combinations += 1
+            else:
+                kept.append(row)
+        return [r for r in rows if any(r is q for q in kept)]
 
     def _note_incomplete(self, info: dict[str, Any], incomplete: list[int], problems: list[str]) -> None:
         if incomplete:
@@ -895,7 +935,7 @@ class ReluAttack(Attack):
                 hit[inside] += near
         verdicts: list[bool | None] = []
         for r, c, h in zip(rows, crossed, hit):
-            r.hits = h / c if c else 0.0
+            r.hits, r.crossed = (h / c if c else 0.0), int(c)
             verdicts.append(None if c < 3 else True if 3 * h >= 2 * c else False if 3 * h <= c else None)
         return verdicts
 
