@@ -206,3 +206,13 @@ def test_row_missing_a_unit_is_completed_across_that_unit_24_10_8_6_2_seed_2():
     assert r.status == "complete", r.message
     assert r.metrics["parameter_relative_error"] <= 1e-9
     assert r.queries["total"] / 24 <= 120
+
+
+def test_deeper_neurons_rows_are_dropped_as_combinations_of_the_sure_rows_24_10_8_6_2_seed_1():
+    """Layer 2 of this net took 30 rows (22 of them layer-3 neurons' local rows from cells outside the all-active
+    region); at their kinks they are combinations of the whole layer-2 rows active there (oriented first), and are
+    dropped: 15 rows now.  The net is still partial (rows left incomplete), never complete with a wrong model."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=1", "value+gradient")
+    assert r.details["widths"][0] == 10 and 8 <= r.details["widths"][1] <= 15
+    assert r.details["rows_dropped_as_combinations"] > 0
+    assert r.status != "complete" or r.metrics["worst_output_error_relative"] <= 1e-9

@@ -444,12 +444,15 @@ class ReluAttack(Attack):
         ones (restricted to the units active below; its bias also holds its own), which a row of this layer is not
         where they are fewer than those units.  Needed where the span tests stop (this layer as wide as the one
         below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons)."""
-        sure = [r for r in rows if r.support.all() and r.crossed >= 3 and r.hits == 1.0]
-        rest = [r for r in rows if not any(r is q for q in sure)]
-        if not sure or not rest:
-            return rows
-        signs = self._orient_by_coefficients(sure)
-        if None in signs:
+        whole = [r for r in rows if r.support.all()]
+        for sure in ([r for r in whole if r.crossed >= 3 and r.hits == 1.0], whole):  # or every whole row, if
+            rest = [r for r in rows if not any(r is q for q in sure)]                 # those orient where the sure
+            if not sure or not rest:                                                  # ones do not (a row of the
+                continue                                                              # layer crossed too rarely)
+            signs = self._orient_by_coefficients(sure)
+            if None not in signs:
+                break
+        else:
             return rows
         known = self._known
         Wc = np.array([r.w for r in sure]) * np.array(signs)[:, None]
@@ -457,7 +460,7 @@ class ReluAttack(Attack):
         kept = list(sure)
         for row in rest:
             deeper = False
-            for kink, zs in row.kinks[:3]:
+            for kink, zs in row.kinks:
                 support = zs[-1] > 0
                 a = known.top(kink.x[None])[0]
                 zc = Wc @ a + bc
