@@ -42,6 +42,7 @@ NETWORKS = [
     ("8-16-8-1 s1", "builtin:deep?d=8&widths=16,8,1&seed=1", ""),
     ("8-16-8-1 s2", "builtin:deep?d=8&widths=16,8,1&seed=2", ""),
     ("40-20-10-10-1", "builtin:deep?d=40&widths=20,10,10,1&seed=0", "2^17.8 (recalled)"),
+    ("24-10-8-6-2", "builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", ""),
     ("784-32-1", "builtin:deep?d=784&widths=32,1&seed=0", "2^19.2 (recalled)"),
     ("784-128-1", "builtin:deep?d=784&widths=128,1&seed=0", "2^21.5 (paper, ~100k params)"),
     ("784-16x2-1", "builtin:deep?d=784&widths=16,16,1&init=random&seed=0", ""),

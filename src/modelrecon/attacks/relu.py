@@ -100,12 +100,14 @@ def _lstsq_stream(blocks, m: int, chunk: int = 4096) -> tuple[np.ndarray, float]
 
 
 class _Known:
-    """The hidden layers recovered so far (orientation resolved), in numpy."""
+    """The hidden layers recovered so far (orientation resolved), in numpy; ``memo`` keeps what was computed from
+    them per kink (its pull-back, whether it lies on a known neuron) until a layer is added."""
 
     def __init__(self, d: int):
         self.d = d
         self.layers: list[tuple[np.ndarray, np.ndarray]] = []
         self._pinv: np.ndarray | None = None
+        self.memo: dict[tuple[str, int], Any] = {}
 
     @property
     def width(self) -> int:
@@ -113,6 +115,7 @@ class _Known:
 
     def add(self, W: np.ndarray, b: np.ndarray) -> None:
         self.layers.append((W, b))
+        self.memo = {}
         if len(self.layers) == 1 and W.shape[0] <= W.shape[1]:
             self._pinv = np.linalg.pinv(W.T)
 
@@ -133,7 +136,8 @@ class _Known:
 
     def pullback(self, vec: np.ndarray, zs: list[np.ndarray]) -> tuple[np.ndarray, float]:
         """Coefficients y on the last known layer's active units with J^T y = vec (J: Jacobian of its
-        activations), and the relative residual.  Layer 0 (no known layer): vec itself."""
+        activations), and the relative residual: infinite where y is not unique (the active units' input gradients
+        are dependent, e.g. more active units than active ones below).  Layer 0 (no known layer): vec itself."""
         if not self.layers:
             return vec.copy(), 0.0
         y, resid = vec, 0.0
@@ -147,15 +151,19 @@ class _Known:
                     r = W[active].T @ sol[active] - y
                 else:
                     sol = np.zeros(W.shape[0])
-                    s, *_ = np.linalg.lstsq(W[active].T, y, rcond=None)
+                    s, _, rank, _ = np.linalg.lstsq(W[active].T, y, rcond=None)
                     sol[active] = s
                     r = W[active].T @ s - y
+                    if rank < active.sum():
+                        return sol, math.inf
             else:
                 M = W[np.ix_(active, prev_active)].T
                 sol = np.zeros(W.shape[0])
-                s, *_ = np.linalg.lstsq(M, y[prev_active], rcond=None)
+                s, _, rank, _ = np.linalg.lstsq(M, y[prev_active], rcond=None)
                 sol[active] = s
                 r = M @ s - y[prev_active]
+                if rank < active.sum():
+                    return sol, math.inf
             resid = max(resid, float(np.linalg.norm(r)) / max(float(np.linalg.norm(y)), np.finfo(float).tiny))
             y, prev_active = sol, active
         return y, resid
@@ -180,6 +188,8 @@ class _Row:
         self.kinks = [(kink, zs)]
         self.traced: bool | None = None
         self.hits = 0.0  # share of the region's segments crossing its hyperplane with a kink there
+        self.segments: set[int] = set()  # the region's segments where it was met (``_recurs``)
+        self.crossed = 0  # the region's segments crossing its hyperplane
 
     def match(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> float | None:
         """The factor mapping a candidate onto this row on their common units, or None if they differ."""
@@ -199,6 +209,49 @@ class _Row:
         self.w[new] = u[new] / lam
         self.support |= support
         self.kinks.append((kink, zs))
+
+
+class _Rows:
+    """Candidate rows, each new kink's row compared with all of them at once: a vectorised estimate of
+    :meth:`_Row.match`'s residual (from the Gram terms, accurate to about sqrt(eps)) picks the rows that can match,
+    :meth:`_Row.match` decides, in order (the first match, as one row at a time would find)."""
+
+    def __init__(self, n: int):
+        self.rows: list[_Row] = []
+        self._W, self._S, self._b = np.zeros((16, n)), np.zeros((16, n), bool), np.zeros(16)
+
+    def find(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> tuple[int | None, float]:
+        r = len(self.rows)
+        if not r:
+            return None, 0.0
+        common = self._S[:r] & support
+        wc = self._W[:r] * common
+        ww, uw, uu = np.einsum("ij,ij->i", wc, wc), wc @ u, common @ (u * u)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = uw / ww
+            r2 = uu - uw * lam
+        near = ((common.sum(axis=1) >= min(2, int(support.sum()))) & (ww > 0) & (lam != 0)
+                & (r2 <= (10 * SAME_ROW) ** 2 * uu) & (np.abs(b - lam * self._b[:r]) <= 10 * SAME_ROW * scale))
+        for i in np.flatnonzero(near):
+            got = self.rows[i].match(support, u, b, scale)
+            if got is not None:
+                return int(i), got
+        return None, 0.0
+
+    def add(self, support: np.ndarray, u: np.ndarray, b: float, scale: float, kink: Kink, zs) -> _Row:
+        """Merge the kink's row into the row it matches, or start a new one; the row."""
+        i, lam = self.find(support, u, b, scale)
+        if i is None:
+            i = len(self.rows)
+            self.rows.append(_Row(support, u.copy(), b, kink, zs))
+            if i == len(self._b):
+                self._W, self._S = np.vstack([self._W, np.zeros_like(self._W)]), np.vstack([self._S, np.zeros_like(self._S)])
+                self._b = np.concatenate([self._b, np.zeros_like(self._b)])
+        else:
+            self.rows[i].absorb(support, u, b, lam, kink, zs)
+        row = self.rows[i]
+        self._W[i], self._S[i], self._b[i] = row.w, row.support, row.b
+        return row
 
 
 class ReluAttack(Attack):
@@ -276,17 +329,17 @@ class ReluAttack(Attack):
             given = self._expansive_rows(unexplained) if len(self._known.layers) == 1 else None
             rows = self._candidates(unexplained) if given is None else given
             if self._known.layers and given is None:
-                for r in rows:
-                    if r.support.all():
-                        r.traced = self._hit_rate(r)
-                        if r.traced is None:
-                            r.traced = self._traced_in_region.setdefault(self._row_key(r), self._trace_in_region(r))
+                whole = [r for r in rows if r.support.all()]
+                for r, verdict in zip(whole, self._hit_rates(whole)):
+                    r.traced = verdict
+                    if r.traced is None:
+                        r.traced = self._traced_in_region.setdefault(self._row_key(r), self._trace_in_region(r))
             for r in rows:
                 if r.traced is None and (len(r.kinks) >= 2 or not self._known.layers):
                     r.traced = self._trace(r)
             layer = self._independent([r for r in rows if r.traced])
             if self._known.layers:
-                layer = self._independent_rows(layer)
+                layer = self._drop_deeper(self._independent_rows(layer))
             incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
             if incomplete and any([self._complete(layer[i]) for i in incomplete]):
                 continue
@@ -428,6 +481,48 @@ class ReluAttack(Attack):
             kept.append(row)
         return kept
 
+    def _drop_deeper(self, rows: list[_Row]) -> list[_Row]:
+        """Drop rows that are a deeper neuron's local linearisation.  The rows whose planes carry a kink at every one of
+        (at least 3) crossings by the region's segments are this layer's; oriented by their coefficients, they say
+        which of them are active at another row's kink.  A deeper neuron's row there is a combination of the active
+        ones (restricted to the units active below; its bias also holds its own), which a row of this layer is not
+        where they are fewer than those units.  Needed where the span tests stop (this layer as wide as the one
+        below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons)."""
+        whole = [r for r in rows if r.support.all()]
+        for sure in ([r for r in whole if r.crossed >= 3 and r.hits == 1.0], whole):  # or every whole row, if
+            rest = [r for r in rows if not any(r is q for q in sure)]                 # those orient where the sure
+            if not sure or not rest:                                                  # ones do not (a row of the
+                continue                                                              # layer crossed too rarely)
+            signs = self._orient_by_coefficients(sure)
+            if None not in signs:
+                break
+        else:
+            return rows
+        known = self._known
+        Wc = np.array([r.w for r in sure]) * np.array(signs)[:, None]
+        bc = np.array([r.b for r in sure]) * np.array(signs)
+        kept = list(sure)
+        for row in rest:
+            deeper = False
+            for kink, zs in row.kinks:
+                support = zs[-1] > 0
+                a = known.top(kink.x[None])[0]
+                zc = Wc @ a + bc
+                if np.any(np.abs(zc) <= SAME_ROW * (np.abs(Wc) @ np.abs(a) + np.abs(bc))):
+                    continue  # on a sure row's surface too: which of them is active is not clear
+                B = Wc[zc > 0][:, support]
+                if len(B) >= support.sum():
+                    continue  # they span the units: no test
+                u = row.w[support]
+                c, *_ = np.linalg.lstsq(B.T, u, rcond=None) if len(B) else (np.zeros(0),)
+                deeper = bool(np.linalg.norm(B.T @ c - u) <= SAME_ROW * np.linalg.norm(u))
+                break
+            if deeper:
+                self._combinations += 1
+            else:
+                kept.append(row)
+        return [r for r in rows if any(r is q for q in kept)]
+
     def _note_incomplete(self, info: dict[str, Any], incomplete: list[int], problems: list[str]) -> None:
         if incomplete:
             info["rows_incomplete"] = incomplete
@@ -438,6 +533,11 @@ class ReluAttack(Attack):
         """Whether the kink lies on the surface of a recovered neuron (within its own localisation)."""
         if not rows:
             return False
+        if rows is self._known.layers:
+            key = ("on", id(k))
+            if key not in self._known.memo:
+                self._known.memo[key] = self._on_known(k, list(rows))
+            return self._known.memo[key]
         x = k.x
         known = _Known(self._d)
         for W, b in rows:
@@ -453,49 +553,61 @@ class ReluAttack(Attack):
                 return True
         return False
 
-    def _candidates(self, kinks: list[Kink]) -> list[_Row]:
-        """Rows of the next layer from the kinks not on known neurons, merged per neuron."""
-        rows: list[_Row] = []
+    def _pulled(self, k: Kink):
+        """The kink's row on the known layer's active units (support, unit row u, bias, scale of u.a + b, the known
+        pre-activations there), or None where its jump is not a unique combination of them (remembered per kink
+        until a layer is added)."""
         known = self._known
-        n = known.width
-        for k in kinks:
+        key = ("pulled", id(k))
+        if key not in known.memo:
             x = k.x
             zs = [z[0] for z in known.pre(x[None])]
             u, resid = known.pullback(k.jump, zs)
+            support = zs[-1] > 0 if zs else np.ones(known.width, bool)
             if resid > SAME_ROW:  # the jump is not a combination of the known layer's active units
                 self._inconsistent += 1
-                continue
-            support = zs[-1] > 0 if zs else np.ones(n, bool)
-            if not support.any() or not np.any(u):
-                continue
-            a = known.top(x[None])[0]
-            norm = np.linalg.norm(u)
-            u = u / norm
-            b = -float(u @ a)
-            scale = float(np.abs(u) @ np.abs(a)) + abs(b) + EPS
-            for row in rows:
-                lam = row.match(support, u, b, scale)
-                if lam is not None:
-                    row.absorb(support, u, b, lam, k, zs)
-                    break
+                known.memo[key] = None
+            elif not support.any() or not np.any(u):
+                known.memo[key] = None
             else:
-                rows.append(_Row(support, u.copy(), b, k, zs))
-        return rows
+                a = known.top(x[None])[0]
+                u = u / np.linalg.norm(u)
+                b = -float(u @ a)
+                known.memo[key] = (support, u, b, float(np.abs(u) @ np.abs(a)) + abs(b) + EPS, zs)
+        return known.memo[key]
+
+    def _candidates(self, kinks: list[Kink]) -> list[_Row]:
+        """Rows of the next layer from the kinks not on known neurons, merged per neuron (kept until a layer is added:
+        only the kinks not seen before are merged in, in order, as a merge of all of them would)."""
+        memo = self._known.memo
+        rows, seen = memo.setdefault("rows", _Rows(self._known.width)), memo.setdefault("rows_from", set())
+        for k in kinks:
+            if id(k) in seen:
+                continue
+            seen.add(id(k))
+            got = self._pulled(k)
+            if got is not None:
+                support, u, b, scale, zs = got
+                rows.add(support, u, b, scale, k, zs)
+        for r in rows.rows:
+            r.traced = None
+        return list(rows.rows)
 
     def _trace(self, row: _Row) -> bool:
         """Follow the row's surface inside the known cell of one of its kinks to a far point and look for a kink
         there with a jump along the surface's normal (2 points per try; up to TRACE_TRIES kinks, since the neuron's
         gain can be zero at the far point; remembered per kink)."""
         order = sorted(row.kinks, key=lambda kz: -int(np.sum(kz[1][-1] > 0)) if kz[1] else 0)
+        layer = len(self._known.layers)  # a kink traced as a candidate of a lower layer is traced anew
         tried = 0
         for kink, zs in order:
-            if id(kink) not in self._traced:
-                if tried + sum(id(k) in self._traced for k, _ in row.kinks) >= TRACE_TRIES:
+            if (layer, id(kink)) not in self._traced:
+                if tried + sum((layer, id(k)) in self._traced for k, _ in row.kinks) >= TRACE_TRIES:
                     break
-                self._traced[id(kink)] = self._trace_at(row, kink, zs)
+                self._traced[layer, id(kink)] = self._trace_at(row, kink, zs)
                 tried += 1
-            if self._traced[id(kink)] is not None:
-                return self._traced[id(kink)]
+            if self._traced[layer, id(kink)] is not None:
+                return self._traced[layer, id(kink)]
         return False
 
     def _complete(self, row: _Row) -> bool:
@@ -524,7 +636,81 @@ class ReluAttack(Attack):
                 self._samples += [(line.at(q.t), q) for q in pieces]
                 self._targeted += 1
                 return True
+        for m in np.flatnonzero(~row.support):
+            line = self._across_unit(row, m)
+            if line is not None:
+                kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
+                self._kinks += kinks
+                self._samples += [(line.at(q.t), q) for q in pieces]
+                self._targeted += 1
+                return True
         return False
+
+    def _across_unit(self, row: _Row, m: int, tries: int = 3) -> Line | None:
+        """Where the walk along the surface does not reach unit m: a short line across the row's surface in a cell
+        where m is just active (a linear program per activation pattern of the known layers, taken from samples
+        where m is active and the row knows every other active unit, none asked for: the point on the surface of the
+        row's known part farthest from every other known wall, m within a fifth of that distance); the neuron's
+        kink on it, m active, completes its row.  None when no pattern is left to try (at most ``tries`` per unit)."""
+        known = self._known
+        key = (len(known.layers), id(row.kinks[0][0]), int(m))
+        done = self._crossed.setdefault(key, set())
+        if len(done) >= tries or not self._samples:
+            return None
+        X = np.array([x for x, _ in self._samples])
+        zs_all = known.pre(X)
+        top = zs_all[-1] > 0
+        fits = top[:, m] & ~np.any(top & ~row.support & (np.arange(known.width) != m), axis=1)
+        lo, hi = self._box if self._oracle.input_box else (-3.0, 3.0)
+        for i in self._rng.permutation(np.flatnonzero(fits)):
+            pattern = np.concatenate([z[i] > 0 for z in zs_all])
+            code = pattern.tobytes()
+            if code in done:
+                continue
+            if len(done) >= tries:
+                break
+            done.add(code)
+            # the pre-activations of every known unit as affine maps of x in this pattern
+            Zs, zs, A, a = [], [], np.eye(self._d), np.zeros(self._d)
+            for (W, b), z in zip(known.layers, zs_all):
+                A, a = W @ A, W @ a + b
+                Zs.append(A)
+                zs.append(a)
+                act = z[i] > 0
+                A, a = A * act[:, None], a * act
+            G = Zs[-1][top[i]]
+            if np.linalg.matrix_rank(G) < G.shape[0]:  # a kink here would not give a unique row
+                continue
+            k, k0 = row.w @ A, float(row.w @ a + row.b)  # the row's known part (its weight on m is 0)
+            Z, z = np.vstack(Zs), np.concatenate(zs)
+            norms = np.maximum(np.linalg.norm(Z, axis=1), np.finfo(float).tiny)
+            sign = np.where(pattern, 1.0, -1.0)
+            j = Z.shape[0] - known.width + m  # unit m among the stacked pre-activations
+            # maximise s: every other unit keeps its state by s (distance), m is active by s/20 .. s/5, k.x + k0 = 0
+            others = np.ones(len(Z), bool)
+            others[j] = False
+            A_ub = np.vstack([np.hstack([-(sign / norms)[others, None] * Z[others], np.ones((others.sum(), 1))]),
+                              np.hstack([-Z[j:j + 1] / norms[j], [[0.05]]]),
+                              np.hstack([Z[j:j + 1] / norms[j], [[-0.2]]])])
+            b_ub = np.concatenate([(sign * z / norms)[others], [z[j] / norms[j]], [-z[j] / norms[j]]])
+            c = np.zeros(self._d + 1)
+            c[-1] = -1.0
+            res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=np.append(k, 0.0)[None], b_eq=[-k0],
+                          bounds=[(lo, hi)] * self._d + [(0, None)], method="highs")
+            if res.status != 0 or not res.x[-1] > 0:
+                continue
+            x0, room = res.x[:self._d], float(res.x[-1])
+            normal = k / max(np.linalg.norm(k), np.finfo(float).tiny)
+            reach = room
+            if self._oracle.input_box:  # the segment stays inside the box
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    steps = np.where(normal != 0, np.minimum((hi - x0) / np.abs(normal), (x0 - lo) / np.abs(normal)),
+                                     np.inf)
+                reach = min(reach, float(steps.min()))
+            if not reach > 0:
+                continue
+            return Line(x0, 0.9 * reach * normal)
+        return None
 
     def _walk(self, row: _Row, x: np.ndarray, m: int, segments: int = 32):
         """From x on the row's surface, along the surface towards unit m's surface (computed, no queries): the point
@@ -670,13 +856,15 @@ class ReluAttack(Attack):
     def _region(self):
         """Where every known neuron is active the known layers are one affine map y = A x + a; Z x + z stacks every
         known pre-activation.  Also a point of the region far from its walls (linear program), or None."""
-        A, a = np.eye(self._d), np.zeros(self._d)
-        Zs, zs = [], []
-        for W, b in self._known.layers:
-            A, a = W @ A, W @ a + b
-            Zs.append(A)
-            zs.append(a)
-        Z, z = np.vstack(Zs), np.concatenate(zs)
+        if "region" not in self._known.memo:
+            A, a = np.eye(self._d), np.zeros(self._d)
+            Zs, zs = [], []
+            for W, b in self._known.layers:
+                A, a = W @ A, W @ a + b
+                Zs.append(A)
+                zs.append(a)
+            self._known.memo["region"] = A, a, np.vstack(Zs), np.concatenate(zs)
+        A, a, Z, z = self._known.memo["region"]
         key = len(self._known.layers)
         if key not in self._centers:
             norms = np.maximum(np.linalg.norm(Z, axis=1), np.finfo(float).tiny)
@@ -738,7 +926,7 @@ class ReluAttack(Attack):
         h = len(a)
         extra = self._extra_segments.get(key, 0)
         order = self._corner_order.setdefault(key, self._rng.permutation(h))
-        seen = self._region_rows.setdefault(key, [])
+        seen = self._region_rows.setdefault(key, _Rows(h))
         while self._segments.setdefault(key, 0) < h + extra:
             i = self._segments[key]
             if i >= min(h, SEGMENTS_MIN) + extra and self._quiet.get(key, 0) >= SEGMENTS_QUIET:
@@ -755,51 +943,48 @@ class ReluAttack(Attack):
             self._quiet[key] = 0 if self._recurs(found, seen, i) else self._quiet.get(key, 0) + 1
         return kinks
 
-    def _recurs(self, found: list[Kink], seen: list[tuple[_Row, set]], segment: int) -> bool:
+    def _recurs(self, found: list[Kink], seen: _Rows, segment: int) -> bool:
         """Whether a row among these kinks' (pulled back) is met on a second segment for the first time: while that
         happens the region's planes are still being found (Carlini et al.'s clustering of partial rows, on whole
         rows)."""
-        known = self._known
         new = False
         for k in found:
-            zs = [z[0] for z in known.pre(k.x[None])]
-            u, resid = known.pullback(k.jump, zs)
-            if resid > SAME_ROW or not np.any(u):
+            got = self._pulled(k)
+            if got is None:
                 continue
-            sup = zs[-1] > 0
-            a_ = known.top(k.x[None])[0]
-            u = u / np.linalg.norm(u)
-            b = -float(u @ a_)
-            scale = float(np.abs(u) @ np.abs(a_)) + abs(b) + EPS
-            for row, segs in seen:
-                if row.match(sup, u, b, scale) is not None:
-                    if segment not in segs:
-                        new |= len(segs) == 1
-                        segs.add(segment)
-                    break
-            else:
-                seen.append((_Row(sup, u, b, k, zs), {segment}))
+            sup, u, b, scale, zs = got
+            i, _ = seen.find(sup, u, b, scale)
+            if i is None:
+                seen.add(sup, u, b, scale, k, zs).segments = {segment}
+            elif segment not in seen.rows[i].segments:
+                new |= len(seen.rows[i].segments) == 1
+                seen.rows[i].segments.add(segment)
         return new
 
-    def _hit_rate(self, row: _Row) -> bool | None:
-        """Whether the row's hyperplane carries a kink wherever a searched segment of the region crosses it: a neuron of
-        this layer does (its surface is that plane all over the region), a deeper neuron's surface is flat only
+    def _hit_rates(self, rows: list[_Row]) -> list[bool | None]:
+        """Whether each row's hyperplane carries a kink wherever a searched segment of the region crosses it: a neuron
+        of this layer does (its surface is that plane all over the region), a deeper neuron's surface is flat only
         within one cell of this layer (Carlini et al.).  True from 3 crossings at least 2/3 of them with a kink,
-        False from 3 at most a third; None (trace it) otherwise."""
+        False from 3 at most a third; None (trace it) otherwise.  Sets each row's ``hits`` (its share)."""
+        if not rows:
+            return []
         A, a, *_ = self._region()
-        crossed = hit = 0
+        Wr, br = np.array([r.w for r in rows]), np.array([r.b for r in rows])
+        crossed, hit = np.zeros(len(rows)), np.zeros(len(rows))
         for line, lo, hi, ts in self._segment_log.get(len(self._known.layers), []):
-            rate = row.w @ (A @ line.v)
-            if rate == 0:
-                continue
-            t = -(row.w @ (A @ line.x0 + a) + row.b) / rate
-            if lo < t < hi:
-                crossed += 1
-                hit += bool(len(ts)) and float(np.min(np.abs(ts - t))) <= 1e-6 * (hi - lo)
-        row.hits = hit / crossed if crossed else 0.0
-        if crossed < 3:
-            return None
-        return True if 3 * hit >= 2 * crossed else False if 3 * hit <= crossed else None
+            rate = Wr @ (A @ line.v)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = -(Wr @ (A @ line.x0 + a) + br) / rate
+            inside = (rate != 0) & (lo < t) & (t < hi)
+            crossed += inside
+            if len(ts) and inside.any():
+                near = np.min(np.abs(np.sort(ts)[None, :] - t[inside, None]), axis=1) <= 1e-6 * (hi - lo)
+                hit[inside] += near
+        verdicts: list[bool | None] = []
+        for r, c, h in zip(rows, crossed, hit):
+            r.hits, r.crossed = (h / c if c else 0.0), int(c)
+            verdicts.append(None if c < 3 else True if 3 * h >= 2 * c else False if 3 * h <= c else None)
+        return verdicts
 
     def _trace_in_region(self, row: _Row, tries: int = 4) -> bool | None:
         """A row crossed by too few of the region's segments: its plane is crossed along its normal at fresh points of
@@ -952,10 +1137,11 @@ class ReluAttack(Attack):
                     yield (np.hstack([(Z[i] > 0) * R, -1.0 * (Z[i] < 0) * R, np.zeros((self._d, 1))]) / colscale,
                            P[i].g)
                 else:
-                    h, _ = known.pullback(P[i].g, zs)
-                    pos = (Z[i] > 0)[None, :] * W[:, sup].T
-                    neg = -1.0 * (Z[i] < 0)[None, :] * W[:, sup].T
-                    yield np.hstack([pos, neg, np.zeros((int(sup.sum()), 1))]) / colscale, h[sup]
+                    h, resid = known.pullback(P[i].g, zs)
+                    if math.isfinite(resid):  # else the gradient does not determine the top layer's coefficients here
+                        pos = (Z[i] > 0)[None, :] * W[:, sup].T
+                        neg = -1.0 * (Z[i] < 0)[None, :] * W[:, sup].T
+                        yield np.hstack([pos, neg, np.zeros((int(sup.sum()), 1))]) / colscale, h[sup]
                 if P[i].f is not None:
                     yield (np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None] / colscale,
                            np.array([P[i].f]))
@@ -1022,7 +1208,9 @@ class ReluAttack(Attack):
                     eq.append((H[i] > 0)[None, :] * (W @ (known.cell_gradients(X[i], zs)[-1] * sup[:, None])).T)
                     rhs.append(G[r])
                     continue
-                h, _ = known.pullback(G[r], zs)
+                h, resid = known.pullback(G[r], zs)
+                if not math.isfinite(resid):
+                    continue
                 eq.append(((H[i] > 0)[None, :] * W[:, sup].T))
                 rhs.append(h[sup])
             sol, *_ = np.linalg.lstsq(np.vstack(eq), np.concatenate(rhs), rcond=None)
@@ -1075,8 +1263,9 @@ class ReluAttack(Attack):
         self._samples: list[tuple[np.ndarray, Piece]] = []
         self._n_lines = 0
         self._inconsistent = 0
-        self._traced: dict[int, bool | None] = {}
+        self._traced: dict[tuple[int, int], bool | None] = {}
         self._tried: set[tuple[int, int]] = set()
+        self._crossed: dict[tuple, set] = {}
         self._targeted = 0
         self._combinations = 0
         self._expansive: ExpansiveOrientation | None = None
@@ -1088,7 +1277,7 @@ class ReluAttack(Attack):
         self._segment_log: dict[int, list] = {}
         self._traced_in_region: dict[tuple, bool | None] = {}
         self._corner_order: dict[int, np.ndarray] = {}
-        self._region_rows: dict[int, list] = {}
+        self._region_rows: dict[int, _Rows] = {}
         self._quiet: dict[int, int] = {}
         self._extra_segments: dict[int, int] = {}
         details: dict[str, Any] = {"mode": self.mode, "layers": []}
