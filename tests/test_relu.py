@@ -259,3 +259,12 @@ def test_deeper_neurons_rows_are_dropped_as_combinations_of_the_sure_rows_24_10_
     assert r.details["widths"][0] == 10 and 8 <= r.details["widths"][1] <= 15
     assert r.details["rows_dropped_as_combinations"] > 0
     assert r.status != "complete" or r.metrics["worst_output_error_relative"] <= 1e-9
+
+
+def test_a_neuron_no_line_met_is_caught_by_the_verification_8_16_8_1_gradient():
+    # a second-layer neuron active on 0.42% of the inputs, met by no line: the 256 points verified before let gradient
+    # mode read `complete` with a model 2.3e-2 off; 4096 fresh points catch it (failed, never complete)
+    target, r = _run("builtin:deep?d=8&widths=16,8,1&seed=0", "gradient")
+    assert r.status == "failed" and "does not reproduce the target on 4096 fresh points" in r.message
+    assert r.details["verification"]["points"] == 4096
+    assert r.metrics["worst_output_error_relative"] > 1e-3

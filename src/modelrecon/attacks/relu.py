@@ -260,7 +260,7 @@ class ReluAttack(Attack):
     name = "relu"
 
     def __init__(self, mode: str = "value+gradient", output: int = 0, lines: int = 2, max_lines: int = 24,
-                 verify: int = 256, checks: int = 16, seed: int = 0, max_points_per_line: int = 50_000,
+                 verify: int = 4096, checks: int = 16, seed: int = 0, max_points_per_line: int = 50_000,
                  max_targeted: int = 64):
         if mode not in PROBES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(PROBES)}")
