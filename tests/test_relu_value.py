@@ -195,6 +195,18 @@ def test_expansive_first_layer_signs_from_the_next_layers_surfaces_by_value():
     assert r.metrics["hidden_units_matched"] == 18 and r.metrics["worst_output_error_relative"] <= 1e-8
 
 
+def test_expansive_second_layer_rows_refitted_through_precise_crossings():
+    # Carlini et al.'s 10-20-20-1: the followed second-layer rows (finite differences near the walls, ~1e-7) left it
+    # partial at 12.8x its 1e-8 tolerance; each plane refitted through 2h + 3 crossings located by values is ~1e-12
+    target = load("builtin:deep?d=10&widths=20,20,1&seed=0")
+    r = DeepValueAttack().run(local_oracle(target, ["value"]))
+    assert r.status == "complete", r.message
+    assert r.details["verification"]["residual_over_tolerance"] <= 0.01
+    from modelrecon.evaluate import evaluate
+    evaluate(r, target)
+    assert r.metrics["hidden_units_matched"] == 40 and r.metrics["worst_output_error_relative"] <= 1e-10
+
+
 def test_a_neuron_switching_only_outside_the_all_active_region():
     """On Carlini's 40-20-10-10-1 one third-layer neuron switches only where some known neurons are off (it was
     missed: `partial`, 9 of 10).  Rows measured on the active units at kinks outside that region, merged across

@@ -276,7 +276,7 @@ class DeepValueAttack(Attack):
         fd = FiniteDifferenceProbe(p, self._d, 1e-4 * self._sigma)
         orient = ExpansiveOrientation(fd, W1, b1, None)
         norms = np.linalg.norm(W1, axis=1)
-        out = None
+        out, refitted = None, {}
         for _ in range(EXPANSIVE_LINES):
             line = Line(self._center + self._sigma * self._rng.standard_normal(self._d), self._unit(self._d))
             fd.limit = math.inf
@@ -284,9 +284,14 @@ class DeepValueAttack(Attack):
             seeds = [k for k in kinks if np.min(np.abs(W1 @ k.x + b1) / norms) > 1e-6 * self._sigma]
             out = orient.run(seeds)
             if out.next_W is not None:
-                X, Y = p.cache()
                 s = np.array(out.signs, dtype=float)
-                H = np.maximum(X @ (W1 * s[:, None]).T + b1 * s, 0.0)
+                Wo, bo = W1 * s[:, None], b1 * s
+                for i in range(len(out.rows)):  # rows keep their index across solves: each is refitted once
+                    if i not in refitted:
+                        refitted[i] = self._refit_surface(Wo, bo, out.next_W, out.next_b, i)
+                    out.next_W[i], out.next_b[i] = refitted[i]
+                X, Y = p.cache()
+                H = np.maximum(X @ Wo.T + bo, 0.0)
                 if orient_last(H, out.next_W, out.next_b, Y, self._rel_tol())[1] <= 1e3 * p.noise + self.precision * p.scale:
                     break
         self._notes.append(f"expansive first layer: {len(out.rows)} second-layer surfaces followed ({out.seeds_rejected} seeds rejected, {fd.points} values) "
@@ -296,6 +301,68 @@ class DeepValueAttack(Attack):
         self._given_tol = max(self._rel_tol(), 100 * out.residual)  # the followed rows' own measured consistency
         s = np.array(out.signs, dtype=float)
         return s, ((out.next_W, out.next_b, [r.x for r in out.rows]) if out.next_W is not None else None)
+
+    def _refit_surface(self, W1, b1, Wn, bn, k: int, lines: int = 200) -> tuple[np.ndarray, float]:
+        """Second-layer neuron k's plane refitted through precise crossings (as the first layer's, ``_refine``): its
+        surface is w . relu(W1 x + b1) + c = 0 exactly, so crossings of random lines, predicted from the followed rows
+        (walls and surfaces computed, no query) and located by values (``_cross``: five values, the window kept clear
+        of every other predicted kink), are points of a hyperplane in the first layer's outputs.  With h + 3 of them
+        the plane through them (least squares, the correction orthogonal to the followed row: a unit never active at
+        them keeps its followed weight) replaces the row when it fits them 4x better; else the row stays."""
+        h, d, sig = len(b1), self._d, self._sigma
+        n, b = Wn[k].copy(), float(bn[k])
+        need, pts = 2 * h + 3, []
+        for _ in range(lines):
+            if len(pts) >= need:
+                break
+            x0, v = self._center + sig * self._rng.standard_normal(d), self._unit(d)
+            rate, off = W1 @ v, W1 @ x0 + b1
+            with np.errstate(divide="ignore", invalid="ignore"):
+                walls = np.where(rate != 0, -off / rate, np.nan)
+            T = 4 * sig
+            ts = np.unique(np.concatenate([[-T, T], walls[np.abs(walls) < T]]))
+            F = np.maximum(np.outer(ts, rate) + off, 0.0) @ Wn.T + bn  # every surface, at the walls (linear between)
+            kinks, mine = list(walls[np.abs(walls) < T]), []
+            for i in range(len(ts) - 1):
+                flip = np.flatnonzero(np.sign(F[i]) * np.sign(F[i + 1]) < 0)
+                tc = ts[i] + (ts[i + 1] - ts[i]) * F[i, flip] / (F[i, flip] - F[i + 1, flip])
+                kinks += list(tc)
+                mine += [t for j, t in zip(flip, tc) if j == k]
+            kinks = np.array(kinks + [-T, T])
+            for t in mine:
+                gap = np.sort(np.abs(kinks - t))[1]  # the nearest other kink (the first is this one)
+                if gap < 1e-3 * sig:
+                    continue
+                got = self._cross(x0 + t * v, v, 0.5 * gap, near=0.1)
+                if got is not None:
+                    pts.append(np.maximum(W1 @ (x0 + (t + got) * v) + b1, 0.0))
+        if len(pts) < need:
+            return n, b
+        Y = np.array(pts)
+        r = Y @ n + b
+        # a crossing of another surface that passed the check lies far off the followed plane (1000x the median)
+        keep = np.abs(r) <= max(1e3 * np.median(np.abs(r)), 64 * EPS * np.abs(Y).max())
+        Y, r = Y[keep], r[keep]
+        if len(Y) <= h:
+            return n, b
+        Q = np.linalg.svd(n[None], full_matrices=True)[2][1:].T  # the directions orthogonal to the row
+        for _ in range(3):  # fit, leave out the points far off the fitted plane (1000x the median), refit
+            D = np.hstack([Y @ Q, np.ones((len(Y), 1))])
+            sv = np.linalg.svd(D, compute_uv=False)
+            if len(Y) <= h or sv[-1] < 1e-6 * sv[0]:
+                return n, b  # points not spread enough over the units to improve on the followed row
+            sol, *_ = np.linalg.lstsq(D, -r, rcond=None)
+            m, c = n + Q @ sol[:-1], b + sol[-1]
+            res = np.abs(Y @ m + c)
+            keep = res <= max(1e3 * np.median(res), 64 * EPS * np.abs(Y).max())
+            if keep.all():
+                break
+            Y, r = Y[keep], r[keep]
+        scale = float(np.linalg.norm(m))
+        m, c = m / scale, c / scale
+        if 4 * np.max(np.abs(Y @ m + c)) > np.max(np.abs(r)):
+            return n, b
+        return m, float(c)
 
     def _last_signs(self, W: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Signs of a layer given whole (above an expansive one) from the fit of every value asked on relu(+-z):
