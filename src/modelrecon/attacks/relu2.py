@@ -271,6 +271,11 @@ class _Net:
     def value(self, X: np.ndarray) -> np.ndarray:
         return np.maximum(self.pre(X), 0.0) @ self.G.T + X @ self.A.T + self.c
 
+    def sums(self, X: np.ndarray) -> np.ndarray:
+        """Size of the sums behind the values at X (per point; their rounding is a few eps times it)."""
+        pre = np.abs(X) @ np.abs(self.N.T) + np.abs(self.dv)
+        return (pre @ np.abs(self.G.T) + np.abs(X) @ np.abs(self.A.T) + np.abs(self.c)).max(axis=1, initial=0.0)
+
     def grad(self, X: np.ndarray, k: int) -> np.ndarray:
         return ((self.pre(X) > 0) * self.G[k]) @ self.N + self.A[k]
 
@@ -404,6 +409,9 @@ class Relu2Attack(Attack):
             Z = raw - model
             # residuals carry the rounding of the full answers: remember their size for the tolerances
             mags = (np.abs(raw) + np.abs(model)) @ np.abs(self._r)
+            # a stencil's rounding: that of the answers and of the model's sums (the target's are about the model's)
+            if self.mode == "value":
+                self._answer_mag = float(np.abs(Z).max() + 2 * self._net.sums(X).max())
             for t, m in zip(self._t_of(X), mags):
                 self._fmag[t] = float(m)
         if grad:
@@ -651,9 +659,9 @@ class Relu2Attack(Attack):
                 vals[p] = Z[0]
                 Jacs[p] = ((Z[1:] - Z[0]) / S[p][:, None]).T
                 # size of the values and of the sums behind them: the rounding of a value is a few eps times it
-                mag[p] = np.abs(Z).max() + np.abs(P).max() * np.abs(Jacs[p]).sum(axis=1).max()
+                mag[p] = self._answer_mag + np.abs(P).max() * np.abs(Jacs[p]).sum(axis=1).max()
                 # the sums behind the values at the stencil (first-order size of their rounding: eps times it)
-                terms[p] = (np.abs(Z).max() + (np.abs(Jacs[p]) @ np.abs(X[p])).max()
+                terms[p] = (self._answer_mag + (np.abs(Jacs[p]) @ np.abs(X[p])).max()
                             + (np.abs(Jacs[p]) * np.abs(S[p])).max())
             N, dv, Gc = self._units_from_jacobians(kinks, reps, X, vals, Jacs)
             if self._fd_rounds >= 8 or not len(N):
@@ -714,28 +722,35 @@ class Relu2Attack(Attack):
                     if cost[k] < (terms[p] ** 2) * np.sum(1.0 / best[p] ** 2):
                         reps[p], X[p], best[p] = cand[k], Xc[k], Sc[k]
                 S[todo] = best[todo]
-        # relative error of the units (bound), weighted by their size: the model's values err by about this
-        # much relative to the sums of |unit| |x| behind them
+        # the units' error (bound): forward differences err by (d + 8) eps mag / step per column
         colerr = ((d + 8) * EPS * mag[:, None] + 2 * self._round_value) / np.abs(S)
         jump_err = np.linalg.norm(colerr[:-1], axis=1) + np.linalg.norm(colerr[1:], axis=1)
-        size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, K * d), axis=1)
-        # summed over the units of every line so far (a residual line's few small units, known to fewer digits,
-        # must not set the tolerance of the whole model)
+        jumps = np.diff(Jacs, axis=0)
+        size = np.linalg.norm(jumps.reshape(len(reps) - 1, K * d), axis=1)
+        # (on the first line only: on a residual line the kinks the model's own errors leave between two pieces,
+        # each below what a search can see, add to the jump a rank of their size)
+        composite = self._composite(jumps, jump_err) if self._net.h == 0 else np.zeros(len(N), bool)
+        if len(N) and refined:
+            # units still over the precision (a small cell on the line and a small |u_i|): their jump again,
+            # from two stencils on either side of their hyperplane where the cells are larger
+            noise = EPS * terms[:, None] + self._round_value
+            now = np.sqrt(((noise / np.abs(S)) ** 2).sum(axis=1))
+            est = (now[:-1] + now[1:]) / np.maximum(size, np.finfo(float).tiny)
+            for i in np.flatnonzero((est > self.value_precision) & ~composite):
+                N[i], Gc[i], jump_err[i] = self._jump_elsewhere(i, N, dv, Gc, est[i] * size[i], jump_err[i])
+        # a kink whose jump is several units' is no unit: left out (the line's check then asks for a residual line)
+        self._composites = int(composite.sum())
+        keep = ~composite
+        N, dv, Gc, jump_err, size = N[keep], dv[keep], Gc[keep], jump_err[keep], size[keep]
+        # relative error of the units (bound), weighted by their size: the model's values err by about this
+        # much relative to the sums of |unit| |x| behind them; summed over the units of every line so far (a
+        # residual line's few small units, known to fewer digits, must not set the tolerance of the whole model)
         if self._net.h == 0:
             self._vm_err = [0.0, 0.0]
         self._vm_err[0] += float(jump_err.sum()) * math.sqrt(K)
         self._vm_err[1] += float(size.sum())
         if self._vm_err[1] > 0:
             self._rel_err = self._vm_err[0] / self._vm_err[1]
-        if len(N) and refined:
-            # units still over the precision (a small cell on the line and a small |u_i|): their jump again,
-            # from two stencils on either side of their hyperplane where the cells are larger
-            noise = EPS * terms[:, None] + self._round_value
-            now = np.sqrt(((noise / np.abs(S)) ** 2).sum(axis=1))
-            size = np.linalg.norm(np.diff(Jacs, axis=0).reshape(len(reps) - 1, K * d), axis=1)
-            est = (now[:-1] + now[1:]) / np.maximum(size, np.finfo(float).tiny)
-            for i in np.flatnonzero(est > self.value_precision):
-                N[i], Gc[i] = self._jump_elsewhere(i, N, dv, Gc, est[i] * size[i])
         dv = self._offsets_across(N, dv, Gc)
         A = Jacs[0].copy()
         # c from the value nearest the origin (far out, the error of A times |x| would swamp it)
@@ -744,11 +759,11 @@ class Relu2Attack(Attack):
         self._net.add(N, dv, Gc.T, A, c)
         return len(kinks), found["clusters"]
 
-    def _jump_elsewhere(self, i: int, N: np.ndarray, dv: np.ndarray, Gc: np.ndarray, err: float):
+    def _jump_elsewhere(self, i: int, N: np.ndarray, dv: np.ndarray, Gc: np.ndarray, err: float, bound: float):
         """Unit i's jump from a stencil on each side of its hyperplane, at the point of the hyperplane (among
         its point nearest the origin and a few around it) where the two cells leave the stencils the most room;
         kept only if that is expected 4x more precise and agrees with the jump from the line (within the two
-        expected errors)."""
+        expected errors).  Returns its normal, output weights and error bound (``bound``: the line's)."""
         d = self._d
         Nall, dvall = np.vstack([self._net.N, N]), np.concatenate([self._net.dv, dv])
         own = self._net.h + i
@@ -776,25 +791,27 @@ class Relu2Attack(Attack):
             if best is None or cost < best[0]:
                 best = (cost, sides, steps)
         if best is None:
-            return N[i], Gc[i]
+            return N[i], Gc[i], bound
         _, sides, steps = best
-        J, terms = [], []
+        J, terms, colerr = [], [], []
         for x, st in zip(sides, steps):
             P = np.repeat(x[None], d + 1, axis=0)
             P[np.arange(1, d + 1), np.arange(d)] += st
             Z, _ = self._ask(P, True, False)
             Jx = ((Z[1:] - Z[0]) / st[:, None]).T
             J.append(Jx)
-            terms.append(np.abs(Z).max() + (np.abs(Jx) @ np.abs(x)).max() + (np.abs(Jx) * np.abs(st)).max())
+            terms.append(self._answer_mag + (np.abs(Jx) @ np.abs(x)).max() + (np.abs(Jx) * np.abs(st)).max())
+            mag = self._answer_mag + np.abs(P).max() * np.abs(Jx).sum(axis=1).max()
+            colerr.append(((d + 8) * EPS * mag + 2 * self._round_value) / np.abs(st))
         Jk = J[0] - J[1]  # the active side minus the other: G_i n_i
         new_err = sum(float(np.sqrt(((EPS * m + self._round_value) / st) ** 2).sum()) for m, st in zip(terms, steps))
         old = Gc[i][:, None] * N[i][None, :]
         if not (new_err < err / 4 and np.linalg.norm(Jk - old) <= 4 * (err + new_err)):
-            return N[i], Gc[i]
+            return N[i], Gc[i], bound
         Jl = Jk[int(np.argmax(np.linalg.norm(Jk, axis=1)))]
         n = Jl * (1.0 if Jl @ N[i] >= 0 else -1.0)
         n = n / np.linalg.norm(n) * norm  # the same scale as before (the offset stays valid)
-        return n, Jk @ n / float(n @ n)
+        return n, Jk @ n / float(n @ n), float(sum(np.linalg.norm(e) for e in colerr))
 
     def _offsets_across(self, N: np.ndarray, dv: np.ndarray, Gc: np.ndarray) -> np.ndarray:
         """Each unit's offset again, measured across its hyperplane at the hyperplane's point nearest the
@@ -833,6 +850,17 @@ class Relu2Attack(Attack):
         inside = np.isfinite(s0) & (np.abs(s0) < Lk / 2)  # else the kink is not where the units say: keep
         new[idx[inside]] = dv[idx[inside]] - norms[idx[inside]] * s0[inside]
         return new
+
+    @staticmethod
+    def _composite(jumps: np.ndarray, err: np.ndarray) -> np.ndarray:
+        """Kinks whose jump (K x d over the outputs) is not one unit's: a unit's is V[:, i] w_i, of rank 1, so a
+        second singular value above the jump's error (Frobenius bound: sqrt(K) times its per-column bound) means
+        several units, a kink the search could not tell from its neighbour (its slope change along the line
+        within the rounding of the slopes read there) charged to it.  Never with one output."""
+        if jumps.shape[1] < 2 or not len(jumps):
+            return np.zeros(len(jumps), bool)
+        second = np.linalg.svd(jumps, compute_uv=False)[:, 1]
+        return second > math.sqrt(jumps.shape[1]) * err
 
     @staticmethod
     def _coord_steps(x, N, dv, cap) -> np.ndarray:
@@ -1143,6 +1171,7 @@ class Relu2Attack(Attack):
             else self._round_grad
         self._fscale = 0.0
         self._rel_err = 0.0  # relative error of finite-difference Jacobians (value mode)
+        self._composites = 0  # value mode: kinks of the last line whose jump was several units' (left out)
         self._net = _Net(self._d, self._K)
         self._found = None
         self._worst_x = None
@@ -1202,8 +1231,10 @@ class Relu2Attack(Attack):
                     self._net_bias_known = False
                 ratio, resid = self._check_points(self.checks, "attack")
                 details["lines"][-1]["check_residual_over_tolerance"] = ratio
+                if self._composites:
+                    details["lines"][-1]["composite_kinks_left_out"] = self._composites
                 unexplained = self._unexplained_direction() if passes(ratio) and line + 1 < self.max_lines else None
-                if passes(ratio) and unexplained is None:
+                if passes(ratio) and unexplained is None and not self._composites:
                     break
         except _NotPiecewiseLinear:
             status = "failed"
