@@ -127,19 +127,20 @@ class ExpansiveOrientation:
         got = self._weight(B, ends[1].g - ends[0].g, s, n, j)
         if got is not None and (ends[0].f is None or self._on_plane(line, ends, got[1], y)):
             return got[0], y, got[1]
-        kinks, pieces = (self.probe.kinks_on(line, lo, hi) if isinstance(self.probe, FiniteDifferenceProbe) else
+
+        def fits(k: Kink):  # the surface's kink: a jump in span{n, W_j}, on the plane predicted through y
+            got = self._weight(B, k.jump, s, n, j)
+            step = k.x - y
+            if got is None or abs(got[1] @ step) > np.linalg.norm(got[1]) * (TOL * np.linalg.norm(step) + self._located(k, y)):
+                return None
+            return got[0], k.x, got[1]
+
+        kinks, pieces = (self.probe.kinks_on(line, lo, hi, until=lambda k: fits(k) is not None)
+                         if isinstance(self.probe, FiniteDifferenceProbe) else
                          critical_points(self.probe, line, lo, hi, pieces=ends, max_points=self.max_points))
         self.out.kinks += kinks
         self.out.samples += [(line.at(pc.t), pc) for pc in pieces]
-        for k in kinks:
-            got = self._weight(B, k.jump, s, n, j)
-            if got is None:
-                continue
-            step = k.x - y
-            if abs(got[1] @ step) > np.linalg.norm(got[1]) * (TOL * np.linalg.norm(step) + self._located(k, y)):
-                continue
-            return got[0], k.x, got[1]
-        return None
+        return next((got for got in map(fits, kinks) if got is not None), None)
 
     def _located(self, k: Kink, y: np.ndarray) -> float:
         """How far off the predicted plane a kink found by values may lie (0 where gradients confirm it): the answers'
@@ -341,18 +342,24 @@ class FiniteDifferenceProbe(ValueGradientProbe):
             out.append(Piece(float(t), (y[1:] - y[0]) / step, float(y[0]), None, 4 * self.values.noise / step))
         return out
 
-    def kinks_on(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
+    def kinks_on(self, line: Line, lo: float, hi: float, skip=None, until=None) -> tuple[list[Kink], list[Piece]]:
         """The kinks of the segment by the value probe's own line search (three-value slopes), each with the
-        gradients read a little way to either side (never within a difference step of the kink)."""
+        gradients read a little way to either side (never within a difference step of the kink); kinks at points
+        x where ``skip(x)`` holds (known already) are left out, and the reading stops after the first kink where
+        ``until(kink)`` holds (the one looked for): their 2(d + 1) values unasked."""
         ts = sorted(self.values.kinks(line.x0, line.v, lo, hi))
         bounds = [lo] + ts + [hi]
         kinks, pieces = [], []
         for i, t in enumerate(ts):
+            if skip is not None and skip(line.at(t)):
+                continue
             room = min(t - bounds[i], bounds[i + 2] - t)
             eta = min(0.25 * room, 100 * min(self.step, self.limit) / max(float(np.linalg.norm(line.v)), 1e-300))
             left, right = self.read(line, [t - eta, t + eta])
             kinks.append(Kink(line, t, left, right, eta))
             pieces += [left, right]
+            if until is not None and until(kinks[-1]):
+                break
         return kinks, pieces
 
     def _value_tol(self, a: Piece, b: Piece, line: Line) -> float:
