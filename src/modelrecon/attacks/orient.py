@@ -275,12 +275,19 @@ class ExpansiveOrientation:
         c = -float(np.maximum(W @ st["x"] + b, 0.0) @ w - u @ st["x"])
         return SurfaceRow(w, u, c, st["x"].copy())
 
+    def _on_surface(self, r: SurfaceRow, x: np.ndarray) -> bool:
+        size = np.abs(np.maximum(self.W @ x + self.b, 0.0)) @ np.abs(r.w) + np.abs(r.u) @ np.abs(x) + abs(r.c)
+        return abs(r.value(self.W, self.b, x[None])[0]) <= TOL * size
+
+    def followed(self, x: np.ndarray) -> bool:
+        """Whether x lies on a surface followed already (a kink there seeds nothing new: its gradients unread)."""
+        return any(self._on_surface(r, x) for r in self.out.rows)
+
     def _explained(self, kink: Kink) -> bool:
         x, jump = kink.x, kink.jump
         for r in self.out.rows:
             g = r.grad(self.W, self.b, x)
-            size = np.abs(np.maximum(self.W @ x + self.b, 0.0)) @ np.abs(r.w) + np.abs(r.u) @ np.abs(x) + abs(r.c)
-            if abs(r.value(self.W, self.b, x[None])[0]) > TOL * size:
+            if not self._on_surface(r, x):
                 continue
             cf = (g @ jump) / (g @ g) if g @ g > 0 else 0.0
             if np.linalg.norm(jump - cf * g) <= TOL * np.linalg.norm(jump):

@@ -278,13 +278,13 @@ class DeepValueAttack(Attack):
         norms = np.linalg.norm(W1, axis=1)
         out, refitted = None, {}
 
-        def on_wall(x):  # a first-layer kink: no seed, its gradients not read
-            return np.min(np.abs(W1 @ x + b1) / norms) <= 1e-6 * self._sigma
+        def known(x):  # a first-layer kink or one of a surface followed already: no seed, its gradients not read
+            return np.min(np.abs(W1 @ x + b1) / norms) <= 1e-6 * self._sigma or orient.followed(x)
 
         for _ in range(EXPANSIVE_LINES):
             line = Line(self._center + self._sigma * self._rng.standard_normal(self._d), self._unit(self._d))
             fd.limit = math.inf
-            seeds, _ = fd.kinks_on(line, -4 * self._sigma, 4 * self._sigma, skip=on_wall)
+            seeds, _ = fd.kinks_on(line, -4 * self._sigma, 4 * self._sigma, skip=known)
             out = orient.run(seeds)
             if out.next_W is not None:
                 s = np.array(out.signs, dtype=float)
