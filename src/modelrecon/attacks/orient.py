@@ -147,9 +147,15 @@ class ExpansiveOrientation:
                 return None
             return got[0], k.x, got[1]
 
-        kinks, pieces = (self.probe.kinks_on(line, lo, hi, until=lambda k: fits(k) is not None)
-                         if isinstance(self.probe, FiniteDifferenceProbe) else
-                         critical_points(self.probe, line, lo, hi, pieces=ends, max_points=self.max_points))
+        if isinstance(self.probe, FiniteDifferenceProbe):  # by values: the near part of the cell first, then the rest
+            kinks, pieces = [], []
+            near = (max(lo, -room), min(hi, room))
+            for a, b_ in (near, (lo, near[0]), (near[1], hi)):
+                if b_ > a and not any(fits(k) is not None for k in kinks):
+                    got_k, got_p = self.probe.kinks_on(line, a, b_, until=lambda k: fits(k) is not None)
+                    kinks, pieces = kinks + got_k, pieces + got_p
+        else:
+            kinks, pieces = critical_points(self.probe, line, lo, hi, pieces=ends, max_points=self.max_points)
         self.out.kinks += kinks
         self.out.samples += [(line.at(pc.t), pc) for pc in pieces]
         return next((got for got in map(fits, kinks) if got is not None), None)
