@@ -267,3 +267,23 @@ def test_no_line_across_a_surface_that_is_flat_where_it_is_looked_for():
     attack._surface_points = lambda c, u, rng, count=4: [x]
     attack._complete_support(c, [c], np.random.default_rng(1))
     assert attack._probe.asked == 0
+
+
+def test_finite_difference_kinks_read_gradients_only_where_asked():
+    # the expansive path reads no gradients at first-layer walls (no seed) nor past the kink a crossing looks for:
+    # 2(d + 1) values saved per kink left out, the kinks read unchanged
+    from modelrecon.attacks.orient import FiniteDifferenceProbe
+    from modelrecon.attacks.piecewise import Line
+
+    t = _target("6", d=8)
+    rng = np.random.default_rng(3)
+    line = Line(rng.standard_normal(8), rng.standard_normal(8) / np.sqrt(8))
+    asked = []
+    for skip, until in ((None, None), (lambda x: True, None), (None, lambda k: True)):
+        oracle = local_oracle(t, ["value"])
+        kinks, _ = FiniteDifferenceProbe(ValueProbe(oracle, seed=1), 8, 1e-4).kinks_on(line, -30.0, 30.0, skip, until)
+        asked.append((kinks, oracle.ledger.total()))
+    (every, n_all), (none, n_none), (first, n_first) = asked
+    assert len(every) >= 3 and none == [] and len(first) == 1
+    assert first[0].t == every[0].t and np.array_equal(first[0].jump, every[0].jump)
+    assert n_all - n_none == 2 * 9 * len(every) and n_all - n_first == 2 * 9 * (len(every) - 1)

@@ -277,11 +277,14 @@ class DeepValueAttack(Attack):
         orient = ExpansiveOrientation(fd, W1, b1, None)
         norms = np.linalg.norm(W1, axis=1)
         out, refitted = None, {}
+
+        def known(x):  # a first-layer kink or one of a surface followed already: no seed, its gradients not read
+            return np.min(np.abs(W1 @ x + b1) / norms) <= 1e-6 * self._sigma or orient.followed(x)
+
         for _ in range(EXPANSIVE_LINES):
             line = Line(self._center + self._sigma * self._rng.standard_normal(self._d), self._unit(self._d))
             fd.limit = math.inf
-            kinks, _ = fd.kinks_on(line, -4 * self._sigma, 4 * self._sigma)
-            seeds = [k for k in kinks if np.min(np.abs(W1 @ k.x + b1) / norms) > 1e-6 * self._sigma]
+            seeds, _ = fd.kinks_on(line, -4 * self._sigma, 4 * self._sigma, skip=known)
             out = orient.run(seeds)
             if out.next_W is not None:
                 s = np.array(out.signs, dtype=float)
