@@ -177,7 +177,7 @@ def attack_relu(
     output: Annotated[int, typer.Option(help="the logit whose gradient is asked (k-class targets)")] = 0,
     lines: Annotated[int, typer.Option(help="random lines searched first")] = 2,
     max_lines: Annotated[int, typer.Option(help="random lines searched at most")] = 24,
-    verify: Annotated[int, typer.Option(help="fresh points spent verifying the recovered network")] = 256,
+    verify: Annotated[int, typer.Option(help="fresh points spent verifying the recovered network")] = 4096,
     seed: Annotated[int, typer.Option(help="seed of the lines and check points")] = 0,
     budget: BudgetOpt = None,
     budget_per_kind: BudgetsOpt = None,
