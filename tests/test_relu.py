@@ -89,6 +89,11 @@ def test_cli_attack_relu_writes_json(tmp_path):
     assert doc["status"] == "complete" and doc["queries"]["points"] > 0
     res = CliRunner().invoke(app, ["attack", "relu", "--mode", "labels"])
     assert res.exit_code != 0 and "unknown mode" in res.output + str(res.exception)
+    # the command line verifies on as many fresh points as the attack does (its own 256 let 8-16-8-1 read complete)
+    res = CliRunner().invoke(app, ["attack", "relu", "--mode", "gradient", "--target", "builtin:deep?d=8&widths=16,8,1&seed=0",
+                                   "--json", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "failed" and doc["details"]["verification"]["points"] == 4096
 
 
 def test_zoo_deep_entry_builds_as_carlini():
