@@ -84,6 +84,7 @@ class ExpansiveOrientation:
         self.out = Orientation([None] * len(W))
         self._tried: set[int] = set()  # seed kinks followed (or rejected) already
         self._dead: list[tuple[int, np.ndarray]] = []  # (wall j, unit normal): a crossing searched for in vain
+        self._rng = np.random.default_rng(0)  # the check direction of a crossing read by values
 
     # ------------------------------------------------------------------ following one surface
     def _cross(self, y: np.ndarray, p: np.ndarray, n: np.ndarray, j: int, s: int):
@@ -94,7 +95,11 @@ class ExpansiveOrientation:
         unit = n / np.linalg.norm(n)
         if any(i == j and np.linalg.norm(m - unit) <= TOL for i, m in self._dead):
             return None  # the same surface's plane failed to cross wall j before (a retry never found it: measured)
-        got = self._search_cross(y, p, n, j, s)
+        try:
+            got = self._search_cross(y, p, n, j, s)
+        finally:
+            if isinstance(self.probe, FiniteDifferenceProbe):
+                self.probe.dirs = None
         if got is None and isinstance(self.probe, FiniteDifferenceProbe):  # values only: gradient mode as it was
             self._dead.append((j, unit))
         return got
@@ -130,18 +135,23 @@ class ExpansiveOrientation:
         self.out.searches += 1
         if isinstance(self.probe, FiniteDifferenceProbe):  # differences short enough to stay inside the cell
             self.probe.limit = 0.1 * min(room, abs(float(W[j] @ y1 + b[j])) / float(norms[j]))
-        B = np.stack([n, W[j]], axis=1)
+        B, P = np.stack([n, W[j]], axis=1), None
+        if isinstance(self.probe, FiniteDifferenceProbe):
+            # by values, derivatives along q, W_j and one random check direction only (3 + 1 values a read instead of
+            # d + 1): the surface's jump lies in span{n, W_j} = span{q, W_j}, so its part along the third is zero
+            D = np.linalg.qr(np.stack([q, W[j], self._rng.standard_normal(len(q))], axis=1))[0]
+            self.probe.dirs, P = D, D @ D.T
         # first the two ends of a short piece (the surface crosses it near t = 0 unless w_j is large): when their
         # gradients differ by a jump in span{n, W_j}, that is the surface's jump (2 points); else every kink of the cell
         short = (max(lo, -0.1 * room), min(hi, 0.1 * room))
         ends = self.probe.read(line, short)
         self.out.samples += [(line.at(pc.t), pc) for pc in ends]
-        got = self._weight(B, ends[1].g - ends[0].g, s, n, j)
+        got = self._weight(B, ends[1].g - ends[0].g, s, n, j, P)
         if got is not None and (ends[0].f is None or self._on_plane(line, ends, got[1], y)):
             return got[0], y, got[1]
 
         def fits(k: Kink):  # the surface's kink: a jump in span{n, W_j}, on the plane predicted through y
-            got = self._weight(B, k.jump, s, n, j)
+            got = self._weight(B, k.jump, s, n, j, P)
             step = k.x - y
             if got is None or abs(got[1] @ step) > np.linalg.norm(got[1]) * (TOL * np.linalg.norm(step) + self._located(k, y)):
                 return None
@@ -171,12 +181,14 @@ class ExpansiveOrientation:
         return located + 4 * k.left.err / max(float(np.linalg.norm(k.jump)), 1e-300) * (float(np.linalg.norm(y)) + 1)
 
     @staticmethod
-    def _weight(B: np.ndarray, jump: np.ndarray, s: int, n: np.ndarray, j: int):
-        """w_j and the new normal from a jump in span{n, W_j} (relative residual <= TOL), or None."""
+    def _weight(B: np.ndarray, jump: np.ndarray, s: int, n: np.ndarray, j: int, P: np.ndarray | None = None):
+        """w_j and the new normal from a jump in span{n, W_j} (relative residual <= TOL), or None; with P, the jump
+        was read in the range of the projection P only (and is compared with P n, P W_j)."""
         if not np.any(jump):
             return None
-        cf, *_ = np.linalg.lstsq(B, jump, rcond=None)
-        if cf[0] == 0 or np.linalg.norm(B @ cf - jump) > TOL * np.linalg.norm(jump):
+        A = B if P is None else P @ B
+        cf, *_ = np.linalg.lstsq(A, jump, rcond=None)
+        if cf[0] == 0 or np.linalg.norm(A @ cf - jump) > TOL * np.linalg.norm(jump):
             return None
         wj = s * float(cf[1] / cf[0])
         return wj, n + s * wj * B[:, 1]
@@ -356,15 +368,19 @@ class FiniteDifferenceProbe(ValueGradientProbe):
     def __init__(self, values: ValueProbe, d: int, step: float):
         self.values, self.step, self.eye = values, step, np.eye(d)
         self.limit = math.inf  # a shorter step where walls are close (set by the caller)
+        self.dirs: np.ndarray | None = None  # orthonormal columns: read the gradient's projection on them only
         self.output, self.grad_kind, self.points = 0, "gradient", 0
 
     def read(self, line: Line, ts, kinds=None) -> list[Piece]:
         out, step = [], min(self.step, self.limit)
+        E = self.eye if self.dirs is None else self.dirs.T
         for t in ts:
             x = line.at(float(t))
-            y = self.values.values(np.vstack([x[None], x[None] + step * self.eye])) @ self.values.r
+            y = self.values.values(np.vstack([x[None], x[None] + step * E])) @ self.values.r
             self.points += len(y)
-            out.append(Piece(float(t), (y[1:] - y[0]) / step, float(y[0]), None, 4 * self.values.noise / step))
+            g = (y[1:] - y[0]) / step
+            out.append(Piece(float(t), g if self.dirs is None else self.dirs @ g, float(y[0]), None,
+                             4 * self.values.noise / step))
         return out
 
     def kinks_on(self, line: Line, lo: float, hi: float, skip=None, until=None) -> tuple[list[Kink], list[Piece]]:
