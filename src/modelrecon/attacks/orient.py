@@ -82,7 +82,7 @@ class ExpansiveOrientation:
                  max_points: int = 50_000):
         self.probe, self.W, self.b, self.box, self.max_points = probe, W, b, box, max_points
         self.out = Orientation([None] * len(W))
-        self._tried: set[int] = set()  # seed kinks followed (or rejected) already
+        self._tried: dict[int, Kink] = {}  # seed kinks followed (or rejected) already (kept: their ids stay theirs)
         self._dead: list[tuple[int, np.ndarray]] = []  # (wall j, unit normal): a crossing searched for in vain
         self._rng = np.random.default_rng(0)  # the check direction of a crossing read by values
 
@@ -147,7 +147,8 @@ class ExpansiveOrientation:
         ends = self.probe.read(line, short)
         self.out.samples += [(line.at(pc.t), pc) for pc in ends]
         got = self._weight(B, ends[1].g - ends[0].g, s, n, j, P)
-        if got is not None and (ends[0].f is None or self._on_plane(line, ends, got[1], y)):
+        noise = self.probe.values.noise if isinstance(self.probe, FiniteDifferenceProbe) else None
+        if got is not None and (ends[0].f is None or self._on_plane(line, ends, got[1], y, noise)):
             return got[0], y, got[1]
 
         def fits(k: Kink):  # the surface's kink: a jump in span{n, W_j}, on the plane predicted through y
@@ -194,15 +195,19 @@ class ExpansiveOrientation:
         return wj, n + s * wj * B[:, 1]
 
     @staticmethod
-    def _on_plane(line: Line, ends: list[Piece], normal: np.ndarray, y: np.ndarray) -> bool:
-        """With values: the two ends' lines meet on the predicted plane through y (the kink is the surface's)."""
+    def _on_plane(line: Line, ends: list[Piece], normal: np.ndarray, y: np.ndarray, noise: float | None = None) -> bool:
+        """With values: the two ends' lines meet on the predicted plane through y (the kink is the surface's); with
+        finite-difference slopes (``noise``: the values' own), within where their errors can put the meeting point."""
         a, b = ends
         sa, sb = float(a.g @ line.v), float(b.g @ line.v)
         if sa == sb:
             return False
         t = (b.f - a.f + sa * a.t - sb * b.t) / (sa - sb)
         step = line.at(t) - y
-        return abs(normal @ step) <= TOL * np.linalg.norm(normal) * max(np.linalg.norm(step), np.finfo(float).tiny)
+        located = 0.0 if noise is None else \
+            (8 * noise + 2 * (a.err + b.err) * abs(b.t - a.t)) / abs(sa - sb) * float(np.linalg.norm(line.v))
+        return abs(normal @ step) <= np.linalg.norm(normal) * (TOL * max(np.linalg.norm(step), np.finfo(float).tiny)
+                                                               + located)
 
     def _walk(self, st: dict, i: int, check: bool = False) -> bool:
         """Walk along the surface (state st: point x, pattern a, normal n, weights w) until wall i is crossed; unknown
@@ -321,7 +326,7 @@ class ExpansiveOrientation:
                 break
             if id(k) in self._tried or self._explained(k):
                 continue
-            self._tried.add(id(k))
+            self._tried[id(k)] = k
             row = self._follow(k)
             if row is None:
                 self.out.seeds_rejected += 1
@@ -383,12 +388,13 @@ class FiniteDifferenceProbe(ValueGradientProbe):
                              4 * self.values.noise / step))
         return out
 
-    def kinks_on(self, line: Line, lo: float, hi: float, skip=None, until=None) -> tuple[list[Kink], list[Piece]]:
+    def kinks_on(self, line: Line, lo: float, hi: float, skip=None, until=None, ts=None) -> tuple[list[Kink], list[Piece]]:
         """The kinks of the segment by the value probe's own line search (three-value slopes), each with the
         gradients read a little way to either side (never within a difference step of the kink); kinks at points
         x where ``skip(x)`` holds (known already) are left out, and the reading stops after the first kink where
-        ``until(kink)`` holds (the one looked for): their 2(d + 1) values unasked."""
-        ts = sorted(self.values.kinks(line.x0, line.v, lo, hi))
+        ``until(kink)`` holds (the one looked for): their 2(d + 1) values unasked.  ``ts``: the segment's kinks when
+        they were searched already (no line search)."""
+        ts = sorted(self.values.kinks(line.x0, line.v, lo, hi) if ts is None else ts)
         bounds = [lo] + ts + [hi]
         kinks, pieces = [], []
         for i, t in enumerate(ts):

@@ -281,10 +281,16 @@ class DeepValueAttack(Attack):
         def known(x):  # a first-layer kink or one of a surface followed already: no seed, its gradients not read
             return np.min(np.abs(W1 @ x + b1) / norms) <= 1e-6 * self._sigma or orient.followed(x)
 
-        for _ in range(EXPANSIVE_LINES):
-            line = Line(self._center + self._sigma * self._rng.standard_normal(self._d), self._unit(self._d))
+        searched = list(self._lines)  # the first layer's lines: their kinks off the walls are seeds at no line search
+        for i in range(len(searched) + EXPANSIVE_LINES):
+            if i < len(searched):
+                x0, v, lo, hi, ts = searched[i]
+                line = Line(x0, v)
+            else:
+                line, lo, hi, ts = (Line(self._center + self._sigma * self._rng.standard_normal(self._d),
+                                         self._unit(self._d)), -4 * self._sigma, 4 * self._sigma, None)
             fd.limit = math.inf
-            seeds, _ = fd.kinks_on(line, -4 * self._sigma, 4 * self._sigma, skip=known)
+            seeds, _ = fd.kinks_on(line, lo, hi, skip=known, ts=ts)
             out = orient.run(seeds)
             if out.next_W is not None:
                 s = np.array(out.signs, dtype=float)
