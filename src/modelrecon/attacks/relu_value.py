@@ -321,7 +321,7 @@ class DeepValueAttack(Attack):
         them keeps its followed weight) replaces the row when it fits them 4x better; else the row stays."""
         h, d, sig = len(b1), self._d, self._sigma
         n, b = Wn[k].copy(), float(bn[k])
-        need, pts = 2 * h + 3, []
+        need, pts = h + 3, []
         for _ in range(lines):
             if len(pts) >= need:
                 break
