@@ -84,7 +84,6 @@ class ExpansiveOrientation:
         self.out = Orientation([None] * len(W))
         self._tried: dict[int, Kink] = {}  # seed kinks followed (or rejected) already (kept: their ids stay theirs)
         self._dead: list[tuple[int, np.ndarray]] = []  # (wall j, unit normal): a crossing searched for in vain
-        self._rng = np.random.default_rng(0)  # the check direction of a crossing read by values
 
     # ------------------------------------------------------------------ following one surface
     def _cross(self, y: np.ndarray, p: np.ndarray, n: np.ndarray, j: int, s: int):
@@ -137,9 +136,9 @@ class ExpansiveOrientation:
             self.probe.limit = 0.1 * min(room, abs(float(W[j] @ y1 + b[j])) / float(norms[j]))
         B, P = np.stack([n, W[j]], axis=1), None
         if isinstance(self.probe, FiniteDifferenceProbe):
-            # by values, derivatives along q, W_j and one random check direction only (3 + 1 values a read instead of
-            # d + 1): the surface's jump lies in span{n, W_j} = span{q, W_j}, so its part along the third is zero
-            D = np.linalg.qr(np.stack([q, W[j], self._rng.standard_normal(len(q))], axis=1))[0]
+            # by values, derivatives along q and W_j only (3 values a read instead of d + 1): the surface's jump lies in
+            # span{n, W_j} = span{q, W_j}; its two parts give w_j, checked by where the two ends' lines meet
+            D = np.linalg.qr(np.stack([q, W[j]], axis=1))[0]
             self.probe.dirs, P = D, D @ D.T
         # first the two ends of a short piece (the surface crosses it near t = 0 unless w_j is large): when their
         # gradients differ by a jump in span{n, W_j}, that is the surface's jump (2 points); else every kink of the cell

@@ -132,14 +132,22 @@ class DeepValueAttack(Attack):
         return max(1e-6, self._row_error())
 
     # -- layer 1 -----------------------------------------------------------------------------
-    def _first_layer(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    def _first_layer(self, quiet_families: int | None = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """First-layer rows, biases and a kink point of each, from families of lines until ``patience // 8``
-        families in a row add nothing (called again, it goes on where it stopped, for a neuron still missing)."""
+        families in a row add nothing, one once more rows than inputs are found (an expansive layer is checked by
+        the next layer's surfaces, followed across each of its walls) (called again, it goes on where it stopped,
+        for a neuron still missing)."""
         if not hasattr(self, "_l1"):
             self._l1, self._families = ([], [], []), 0
         rows, biases, points = self._l1
         quiet = 0
-        while self._families < self.max_segments and quiet < max(1, self.patience // 8):
+
+        def enough(quiet):
+            if quiet_families is not None:
+                return quiet >= quiet_families
+            return quiet >= (1 if len(rows) > self._d else max(1, self.patience // 8))
+
+        while self._families < self.max_segments and not enough(quiet):
             self._families += 1
             before = len(rows)
             self._first_layer_family(rows, biases, points)
@@ -974,6 +982,11 @@ class DeepValueAttack(Attack):
         given = None
         if signs is None and len(b1) > self._d:  # expansive: signs from the next layer's surfaces (orient.py)
             signs, given = self._orient_expansive(W1, b1)
+            if signs is None:  # a wall not found bends the surfaces: the families' usual patience, then again
+                found = len(b1)
+                W1, b1, pts = self._first_layer(max(1, self.patience // 8))
+                if len(b1) > found:
+                    signs, given = self._orient_expansive(W1, b1)
         layer, P_pts = (W1, b1), pts
         while True:
             if signs is None:
