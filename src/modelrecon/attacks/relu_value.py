@@ -437,7 +437,7 @@ class DeepValueAttack(Attack):
                 continue
             ts = self._kinks(x0, v, lo, hi)
             searched.append((x0, v, lo, hi, np.asarray(ts)))
-            new = False
+            new, grown = False, []
             for i, t in enumerate(ts):
                 gaps = [abs(t - u) for j, u in enumerate(ts) if j != i] + [t - lo, hi - t]
                 eta = 0.25 * min(gaps)
@@ -448,7 +448,7 @@ class DeepValueAttack(Attack):
                     c = seen[0]
                     c["x"].append(x)
                     if seg not in c["segs"]:
-                        new = new or len(c["segs"]) == 1
+                        grown += [c] if len(c["segs"]) == 1 else []
                         c["segs"].add(seg)
                     continue
                 n = self._row(p.jump(x, v, eta, U, step))
@@ -462,22 +462,24 @@ class DeepValueAttack(Attack):
                         break
                 if hit is None:
                     clusters.append({"n": n, "b": bias, "x": [x], "segs": {seg}})
-                    new = True
                 else:
                     hit["x"].append(x)
                     if seg not in hit["segs"]:
-                        new = new or len(hit["segs"]) == 1
+                        grown += [hit] if len(hit["segs"]) == 1 else []
                         hit["segs"].add(seg)
-            quiet = 0 if new else quiet + 1
+            # progress: a row seen on a second segment whose plane has a kink on most segments crossing it (a deeper
+            # neuron's row, flat only in one cell of the next layer, recurs too but not across the region)
+            new = any(self._hit_rate(c["n"], c["b"], A, a, searched) >= 0.5 for c in grown)
+            quiet = 0 if new or seg <= h else quiet + 1
         rows, biases, points = [], [], []
         yc = A @ xc + a
         for c in clusters:
             rate = self._hit_rate(c["n"], c["b"], A, a, searched)
             if rate < 0.5:
                 continue  # a deeper neuron's surface: flat only in one cell of the next layer
-            # a plane with a kink on most of many crossing segments needs no further confirmation
-            need = 0 if rate >= 0.8 and len(c["segs"]) >= 3 else 2
-            refined = self._refine(c["n"], c["b"], c["x"][0], A, a, U, Z, z, need=need, yc=yc)
+            # confirmed by crossings at fresh points of its plane (a deeper neuron's surface with a kink on 8 of the 9
+            # segments crossing its plane passed the hit rate when the search stopped sooner)
+            refined = self._refine(c["n"], c["b"], c["x"][0], A, a, U, Z, z, need=2, yc=yc)
             if refined is None or self._known(rows, biases, *refined):
                 continue
             rows.append(refined[0])
@@ -625,11 +627,14 @@ class DeepValueAttack(Attack):
 
     def _cross(self, x, u, delta, near: float = 1e-3) -> float | None:
         """Where the outputs bend on x + t u, |t| < near * delta (the predicted crossing is t = 0): two values
-        on each side, one at 0."""
+        on each side, one at 0 (asked once: a retry on a shorter window reuses it)."""
         p = self._probe
+        g0 = None
         for _ in range(3):
             ts = np.array([-delta, -delta / 2, 0.0, delta / 2, delta])
-            g = p.g(x + np.outer(ts, u))
+            X = x + np.outer(ts, u)
+            g = p.g(X) if g0 is None else np.insert(p.g(X[[0, 1, 3, 4]]), 2, g0)
+            g0 = g[2]
             sl, sr = (g[1] - g[0]) / (delta / 2), (g[4] - g[3]) / (delta / 2)
             tol = 4 * p.noise
             if abs(sl - sr) * delta > 64 * tol:
@@ -784,7 +789,8 @@ class DeepValueAttack(Attack):
         P = H @ below[-1][0].T + below[-1][1]
         others = np.flatnonzero(~c["seen"] & (np.arange(len(c["n"])) != u))
         ok = (P[:, u] > 0) & np.all(P[:, others] <= 0, axis=1)
-        g = np.abs(np.maximum(P[ok], 0.0) @ c["n"] + c["b"])
+        # off the true surface by w_u h_u (w_u unknown, set to 0): nearest to the predicted surface with u just on
+        g = np.abs(np.maximum(P[ok], 0.0) @ c["n"] + c["b"]) + np.abs(c["n"]).max() * P[ok, u]
         points = []
         for x in X[ok][np.argsort(g)[:count]]:
             _, A, a, _ = self._cells(below, x)
