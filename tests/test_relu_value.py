@@ -190,6 +190,9 @@ def test_expansive_first_layer_signs_from_the_next_layers_surfaces_by_value():
     r = DeepValueAttack().run(local_oracle(target, ["value"]))
     assert r.status == "complete", r.message
     assert "expansive first layer: 6 second-layer surfaces followed" in r.message
+    # wall crossings read along two directions, seeds from the first layer's lines, h + 3 refit crossings, one quiet
+    # family: 4,323 values (6,414 with full finite-difference gradients at each crossing)
+    assert r.queries["total"] <= 5_500
     from modelrecon.evaluate import evaluate
     evaluate(r, target)
     assert r.metrics["hidden_units_matched"] == 18 and r.metrics["worst_output_error_relative"] <= 1e-8
