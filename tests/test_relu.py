@@ -187,6 +187,22 @@ def test_pullback_is_refused_where_it_is_not_unique():
     assert resid <= 1e-12
 
 
+def test_slopes_along_a_direction_are_the_cell_gradients_times_it():
+    """The rates of every known pre-activation along v, propagated layer by layer (O(n d)), are the cell's input
+    gradients times v (O(n^2 d) to form): what the on-surface test and the orientations read."""
+    from modelrecon.attacks.relu import _Known
+
+    rng = np.random.default_rng(1)
+    known = _Known(30)
+    for n_in, n_out in ((30, 12), (12, 9), (9, 7)):
+        known.add(rng.normal(size=(n_out, n_in)), rng.normal(size=n_out))
+    x, v = rng.normal(size=30), rng.normal(size=30)
+    zs = [z[0] for z in known.pre(x[None])]
+    assert all(z.min() < 0 < z.max() for z in zs)  # a cell with units of both states
+    for G, r in zip(known.cell_gradients(x, zs), known.slopes(v, zs)):
+        assert np.allclose(G @ v, r, rtol=1e-12, atol=1e-12 * np.abs(G).sum())
+
+
 def test_streamed_least_squares_matches_one_stacked_solve():
     """The last hidden layer's fit streams its equations (784 per gradient sample: stacked, 784-64x2-1 in gradient
     mode asked for 23 GB): chunked QR gives lstsq's solution and residual, full rank or not."""

@@ -91,12 +91,33 @@ def _lstsq_stream(blocks, m: int, chunk: int = 4096) -> tuple[np.ndarray, float]
         ynorm2 += float(y @ y)
         if rows >= chunk:
             R, buf, rows = np.linalg.qr(np.vstack([R, *buf]), mode="r"), [], 0
-    R = np.linalg.qr(np.vstack([R, *buf]), mode="r")
+    sol, residual2 = _solve_factored(np.linalg.qr(np.vstack([R, *buf]), mode="r"), m)
+    return sol, math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
+
+
+def _solve_factored(R: np.ndarray, m: int) -> tuple[np.ndarray, float]:
+    """The minimum-norm least-squares solution from the R factor of [E | y], and its squared residual."""
     T, c = R[:m, :m], R[:m, m]
     sol, *_ = np.linalg.lstsq(T, c, rcond=None)
     tail = float(R[m, m]) if len(R) > m else 0.0
-    residual2 = float(np.sum((T @ sol - c) ** 2)) + tail ** 2
-    return sol, math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
+    return sol, float(np.sum((T @ sol - c) ** 2)) + tail ** 2
+
+
+def _residual_bound(blocks, m: int, chunk: int = 4096) -> float:
+    """A lower bound of the least-squares residual of the blocks' system (relative to |y| of all its rows): the
+    residual of its first ``chunk`` rows or so, which more rows can only raise; the others are only counted into |y|
+    (one small factorisation instead of the whole system's, where the residual is far above what is asked)."""
+    buf, rows, ynorm2, residual2 = [], 0, 0.0, None
+    for E, y in blocks:
+        ynorm2 += float(y @ y)
+        if residual2 is None:
+            buf.append(np.hstack([E, y[:, None]]))
+            rows += len(y)
+            if rows >= chunk:
+                residual2, buf = _solve_factored(np.linalg.qr(np.vstack(buf), mode="r"), m)[1], []
+    if residual2 is None:
+        residual2 = _solve_factored(np.linalg.qr(np.vstack(buf), mode="r"), m)[1] if buf else 0.0
+    return math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
 
 
 class _Known:
@@ -170,11 +191,21 @@ class _Known:
 
     def cell_gradients(self, x: np.ndarray, zs: list[np.ndarray]) -> list[np.ndarray]:
         """Input gradients of every known neuron in the cell of x, layer by layer (n_l x d)."""
-        out, M = [], np.eye(self.d)
+        out, M = [], None
         for (W, _), z in zip(self.layers, zs):
-            G = W @ M
+            G = W if M is None else W @ M
             out.append(G)
             M = (z > 0)[:, None] * G
+        return out
+
+    def slopes(self, v: np.ndarray, zs: list[np.ndarray]) -> list[np.ndarray]:
+        """The cell gradients times v (every known pre-activation's rate along v in the cell), layer by layer,
+        without forming the gradients (O(n d), not O(n^2 d))."""
+        out, s = [], v
+        for (W, _), z in zip(self.layers, zs):
+            r = W @ s
+            out.append(r)
+            s = (z > 0) * r
         return out
 
 
@@ -362,7 +393,7 @@ class ReluAttack(Attack):
                     "candidates_rejected": len(rows) - len(layer)}
             # the last hidden layer: the outputs are linear in its activations (a few stray kinks, e.g. two neurons
             # switching within one localisation, do not make another layer; the verification has the last word)
-            signs, residual = self._final_fit(layer)
+            signs, residual = self._final_fit(layer, decisive=not rest)
             last = not rest or (None not in signs and residual <= SAME_ROW)
             self._stray = rest if last else []
             if last and rest:
@@ -543,10 +574,10 @@ class ReluAttack(Attack):
         for W, b in rows:
             known.layers.append((W, b))
         zs = known.pre(x[None])
-        grads = known.cell_gradients(x, [z[0] for z in zs])
+        rates = known.slopes(k.line.v, [z[0] for z in zs])
         tol = 2 * k.width + 1e-9 * (1 + abs(k.t))
-        for z, G in zip(zs, grads):
-            slope = np.abs(G @ k.line.v)
+        for z, rate in zip(zs, rates):
+            slope = np.abs(rate)
             with np.errstate(divide="ignore", invalid="ignore"):
                 dist = np.abs(z[0]) / slope
             if np.any(dist <= tol):
@@ -1054,8 +1085,7 @@ class ReluAttack(Attack):
                 lo_, hi_ = sorted(abs(c) for c in coef)
                 if hi_ > 0 and lo_ <= SAME_ROW * hi_:
                     active_right = abs(coef[1]) > abs(coef[0])
-                    normal = (known.cell_gradients(kink.x, zs)[-1] * sup[:, None]).T @ row.w
-                    slope = float(normal @ kink.line.v)
+                    slope = float(row.w @ (sup * known.slopes(kink.line.v, zs)[-1]))
                     signs[j] = (1 if slope > 0 else -1) * (1 if active_right else -1)
                     break
         return signs
@@ -1065,6 +1095,7 @@ class ReluAttack(Attack):
         other rows' input gradients (the side where it is inactive); None where no kink decides."""
         signs: list[int | None] = [None] * len(rows)
         known = self._known
+        Wr, br = np.array([r.w for r in rows]), np.array([r.b for r in rows])
         for sweep in range(3):
             changed = False
             for j, row in enumerate(rows):
@@ -1073,27 +1104,24 @@ class ReluAttack(Attack):
                 for kink, zs in row.kinks:
                     x = kink.x
                     a = known.top(x[None])[0]
-                    zrow = np.array([r.w @ a + r.b for r in rows])
+                    zrow = Wr @ a + br
                     others = [i for i in range(len(rows)) if i != j and (
                         signs[i] is None if sweep == 0 else (signs[i] is None or signs[i] * zrow[i] > 0))]
                     gl, _ = known.pullback(kink.left.g, zs)
                     gr, _ = known.pullback(kink.right.g, zs)
                     sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
-                    B = np.array([rows[i].w[sup] for i in others]).T if others else np.zeros((int(sup.sum()), 0))
-                    res = []
-                    for h in (gl[sup], gr[sup]):
-                        if B.shape[1]:
-                            c, *_ = np.linalg.lstsq(B, h, rcond=None)
-                            r = np.linalg.norm(B @ c - h)
-                        else:
-                            r = np.linalg.norm(h)
-                        res.append(r / max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]), np.finfo(float).tiny))
+                    H = np.stack([gl[sup], gr[sup]], axis=1)
+                    if others:  # both sides' residuals off the others' span, from one factorisation
+                        B = Wr[np.ix_(others, np.flatnonzero(sup))].T
+                        c, *_ = np.linalg.lstsq(B, H, rcond=None)
+                        H = B @ c - H
+                    res = list(np.linalg.norm(H, axis=0) / max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]),
+                                                               np.finfo(float).tiny))
                     lo_, hi_ = min(res), max(res)
                     if lo_ <= SAME_ROW and hi_ > 1e3 * SAME_ROW:
                         inactive_left = res[0] < res[1]
-                        grads = known.cell_gradients(x, zs)
-                        normal = (grads[-1] * (zs[-1] > 0)[:, None]).T @ row.w if zs else row.w
-                        slope = float(normal @ kink.line.v)
+                        slope = float(row.w @ (sup * known.slopes(kink.line.v, zs)[-1])) if zs else \
+                            float(row.w @ kink.line.v)
                         # z+ rises along the line with this slope: inactive on the left means active for z+ > 0
                         signs[j] = (1 if slope > 0 else -1) * (1 if inactive_left else -1)
                         changed = True
@@ -1102,9 +1130,10 @@ class ReluAttack(Attack):
                 break
         return signs
 
-    def _final_fit(self, rows: list[_Row]) -> tuple[list[int | None], float]:
+    def _final_fit(self, rows: list[_Row], decisive: bool = True) -> tuple[list[int | None], float]:
         """Orientation of the last hidden layer and the output layer from one least-squares fit: both relu(z) and
-        relu(-z) of every row as features; exactly one of each pair carries weight."""
+        relu(-z) of every row as features; exactly one of each pair carries weight.  Not ``decisive`` (only a residual
+        <= SAME_ROW matters): no orientation and a lower bound of the residual where that bound is already above."""
         known = self._known
         W = np.array([r.w for r in rows])
         b = np.array([r.b for r in rows])
@@ -1127,12 +1156,21 @@ class ReluAttack(Attack):
             colscale[:2 * n] = np.maximum(colscale[:2 * n], np.tile(np.abs(Z[clean]).max(axis=0), 2))
 
         expansive = any(Wl.shape[0] > Wl.shape[1] for Wl, _ in known.layers)
+        # the first layer's rows narrower than the input: W^T = Q R, and |W^T c - g|^2 = |R c - Q^T g|^2 + |g - Q Q^T g|^2
+        # turns each sample's d gradient equations into n and one for the part of g off the rows' span (the same
+        # least squares, an orthogonal transformation of its rows)
+        Q, Rw = np.linalg.qr(W.T) if not known.layers and n < self._d else (None, None)
 
         def equations():
             for i in np.flatnonzero(clean):
                 zs = [z[i] for z in zs_all]
                 sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
-                if expansive:  # the pull-back is not unique: the rows' input gradients instead
+                if Q is not None:
+                    gq = Q.T @ P[i].g
+                    block = np.hstack([(Z[i] > 0) * Rw, -1.0 * (Z[i] < 0) * Rw, np.zeros((n, 1))]) / colscale
+                    yield (np.vstack([block, np.zeros((1, 2 * n + 1))]),
+                           np.append(gq, np.linalg.norm(P[i].g - Q @ gq)))
+                elif expansive:  # the pull-back is not unique: the rows' input gradients instead
                     R = (W @ (known.cell_gradients(X[i], zs)[-1] * sup[:, None])).T
                     yield (np.hstack([(Z[i] > 0) * R, -1.0 * (Z[i] < 0) * R, np.zeros((self._d, 1))]) / colscale,
                            P[i].g)
@@ -1146,6 +1184,10 @@ class ReluAttack(Attack):
                     yield (np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None] / colscale,
                            np.array([P[i].f]))
 
+        if not decisive:
+            bound = _residual_bound(equations(), 2 * n + 1)
+            if bound > SAME_ROW:
+                return [None] * n, bound
         sol, residual = _lstsq_stream(equations(), 2 * n + 1)
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
