@@ -245,23 +245,25 @@ class _Row:
 class _Rows:
     """Candidate rows, each new kink's row compared with all of them at once: a vectorised estimate of
     :meth:`_Row.match`'s residual (from the Gram terms, accurate to about sqrt(eps)) picks the rows that can match,
-    :meth:`_Row.match` decides, in order (the first match, as one row at a time would find)."""
+    :meth:`_Row.match` decides, in order (the first match, as one row at a time would find).  A row is zero off its
+    support, so the terms on the common units are products with the rows, their squares and supports (kept as
+    floats): four matrix-vector products, no masked copy of every row."""
 
     def __init__(self, n: int):
         self.rows: list[_Row] = []
-        self._W, self._S, self._b = np.zeros((16, n)), np.zeros((16, n), bool), np.zeros(16)
+        self._W, self._W2, self._S, self._b = np.zeros((16, n)), np.zeros((16, n)), np.zeros((16, n)), np.zeros(16)
 
     def find(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> tuple[int | None, float]:
         r = len(self.rows)
         if not r:
             return None, 0.0
-        common = self._S[:r] & support
-        wc = self._W[:r] * common
-        ww, uw, uu = np.einsum("ij,ij->i", wc, wc), wc @ u, common @ (u * u)
+        s = support.astype(np.float64)
+        uc = u * s
+        ww, uw, uu, common = self._W2[:r] @ s, self._W[:r] @ uc, self._S[:r] @ (uc * uc), self._S[:r] @ s
         with np.errstate(divide="ignore", invalid="ignore"):
             lam = uw / ww
             r2 = uu - uw * lam
-        near = ((common.sum(axis=1) >= min(2, int(support.sum()))) & (ww > 0) & (lam != 0)
+        near = ((common >= min(2, int(support.sum()))) & (ww > 0) & (lam != 0)
                 & (r2 <= (10 * SAME_ROW) ** 2 * uu) & (np.abs(b - lam * self._b[:r]) <= 10 * SAME_ROW * scale))
         for i in np.flatnonzero(near):
             got = self.rows[i].match(support, u, b, scale)
@@ -276,12 +278,12 @@ class _Rows:
             i = len(self.rows)
             self.rows.append(_Row(support, u.copy(), b, kink, zs))
             if i == len(self._b):
-                self._W, self._S = np.vstack([self._W, np.zeros_like(self._W)]), np.vstack([self._S, np.zeros_like(self._S)])
+                self._W, self._W2, self._S = (np.vstack([M, np.zeros_like(M)]) for M in (self._W, self._W2, self._S))
                 self._b = np.concatenate([self._b, np.zeros_like(self._b)])
         else:
             self.rows[i].absorb(support, u, b, lam, kink, zs)
         row = self.rows[i]
-        self._W[i], self._S[i], self._b[i] = row.w, row.support, row.b
+        self._W[i], self._W2[i], self._S[i], self._b[i] = row.w, row.w ** 2, row.support, row.b
         return row
 
 
@@ -1096,6 +1098,9 @@ class ReluAttack(Attack):
         signs: list[int | None] = [None] * len(rows)
         known = self._known
         Wr, br = np.array([r.w for r in rows]), np.array([r.b for r in rows])
+        # the first layer narrower than the input: W^T = Q R; a residual off the others' span is the part of h off
+        # every row's span and that of Q^T h off the others' columns of R (n equations, not d)
+        Q, Rw = np.linalg.qr(Wr.T) if not known.layers and len(rows) < known.width else (None, None)
         for sweep in range(3):
             changed = False
             for j, row in enumerate(rows):
@@ -1111,12 +1116,16 @@ class ReluAttack(Attack):
                     gr, _ = known.pullback(kink.right.g, zs)
                     sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
                     H = np.stack([gl[sup], gr[sup]], axis=1)
+                    off = np.zeros(2)
+                    if Q is not None:
+                        Hq = Q.T @ H
+                        off, H = np.sum((H - Q @ Hq) ** 2, axis=0), Hq
                     if others:  # both sides' residuals off the others' span, from one factorisation
-                        B = Wr[np.ix_(others, np.flatnonzero(sup))].T
+                        B = Wr[np.ix_(others, np.flatnonzero(sup))].T if Q is None else Rw[:, others]
                         c, *_ = np.linalg.lstsq(B, H, rcond=None)
                         H = B @ c - H
-                    res = list(np.linalg.norm(H, axis=0) / max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]),
-                                                               np.finfo(float).tiny))
+                    res = list(np.sqrt(np.sum(H ** 2, axis=0) + off) /
+                               max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]), np.finfo(float).tiny))
                     lo_, hi_ = min(res), max(res)
                     if lo_ <= SAME_ROW and hi_ > 1e3 * SAME_ROW:
                         inactive_left = res[0] < res[1]
@@ -1146,7 +1155,8 @@ class ReluAttack(Attack):
         # a row with weights never seen (units not active at its kinks) is right only where those units are off
         top = zs_all[-1] > 0 if zs_all else np.ones((len(X), known.width), bool)
         missing = np.array([~r.support for r in rows])
-        clean = ~np.any(top[:, None, :] & missing[None, :, :], axis=(1, 2)) & self._clear(X, W, b)
+        # (a count of active units a row misses per sample and row: one product, not an N x n x width mask)
+        clean = ~np.any(top.astype(np.float64) @ missing.T.astype(np.float64) > 0, axis=1) & self._clear(X, W, b)
         if not clean.any():  # no sample is clear of every surface where every row is known: nothing to fit
             return [None] * n, math.inf
         values = any(p.f is not None for p in P)
