@@ -219,6 +219,26 @@ def test_streamed_least_squares_matches_one_stacked_solve():
         assert residual == pytest.approx(np.linalg.norm(M @ ref - y) / np.linalg.norm(y), rel=1e-9)
 
 
+def test_normal_equations_refined_once_match_the_streamed_qr():
+    """The last layer's fit by its normal equations, refined once from the rows: lstsq's solution and residual where
+    the system is well conditioned (a column no row uses is 0), the streamed QR's where it is not."""
+    from modelrecon.attacks.relu import _lstsq_normal, _lstsq_stream
+
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(3000, 9)) * np.logspace(0, 3, 9)
+    M[:, 4] = 0.0  # a feature no row uses
+    ill = M.copy()
+    ill[:, 8] = ill[:, 7] + 1e-9 * rng.normal(size=3000)  # cond(G) eps >> SAME_ROW: the QR decides
+    for E in (M, ill):
+        for y in (E @ rng.normal(size=9), E @ rng.normal(size=9) + 1e-3 * rng.normal(size=3000)):
+            blocks = lambda: ((E[i:i + 37], y[i:i + 37]) for i in range(0, 3000, 37))  # noqa: E731
+            sol, residual = _lstsq_normal(blocks, 9, chunk=200)
+            ref, ref_residual = _lstsq_stream(blocks(), 9, chunk=200)
+            assert sol[4] == 0.0 or E is ill  # (the QR's minimum-norm solution has it at rounding level)
+            assert np.allclose(E @ sol, E @ ref, rtol=0, atol=1e-9 * np.abs(y).max())
+            assert residual == pytest.approx(ref_residual, rel=1e-6, abs=1e-13)
+
+
 def test_expansive_first_layer_is_oriented_from_the_next_layers_surfaces_6_12_6_1():
     # 12 first-layer rows in R^6: no one-kink sign test applies (was partial, every orientation open); the second
     # layer's surfaces, followed across the first layer's walls, give both the signs and the second layer's rows

@@ -95,6 +95,44 @@ def _lstsq_stream(blocks, m: int, chunk: int = 4096) -> tuple[np.ndarray, float]
     return sol, math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
 
 
+def _lstsq_normal(make_blocks, m: int, chunk: int = 4096) -> tuple[np.ndarray, float]:
+    """The least squares of ``_lstsq_stream`` from its normal equations G s = E^T y, refined once from the rows:
+    s0 off by about cond(G) eps (relative), s1 = s0 + G^-1 E^T (y - E s0) by its square, which must be <= SAME_ROW /
+    100 (the decisions made on it), else the streamed QR decides.  G is accumulated a chunk of rows at a time (one
+    product, against QR's two and its slower kernels) and solved on its nonzero columns (a column no row uses stays
+    0, as in the minimum-norm solution); the residual is recomputed from the rows.  ``make_blocks()`` gives the blocks
+    anew for each pass (three: G, the refinement, the residual)."""
+    G, rhs, ynorm2, buf, rows = np.zeros((m, m)), np.zeros(m), 0.0, [], 0
+    for E, y in make_blocks():
+        buf.append((E, y))
+        rows += len(y)
+        ynorm2 += float(y @ y)
+        if rows >= chunk:
+            A = np.vstack([E_ for E_, _ in buf])
+            G += A.T @ A
+            rhs += A.T @ np.concatenate([y_ for _, y_ in buf])
+            buf, rows = [], 0
+    if buf:
+        A = np.vstack([E_ for E_, _ in buf])
+        G += A.T @ A
+        rhs += A.T @ np.concatenate([y_ for _, y_ in buf])
+    live = np.diag(G) > 0
+    if not live.any():
+        return np.zeros(m), 1.0 if ynorm2 > 0 else 0.0
+    Gl = G[np.ix_(live, live)]
+    w = np.linalg.eigvalsh(Gl)
+    if not w[0] > 0 or (w[-1] / w[0] * EPS) ** 2 > SAME_ROW / 100:
+        return _lstsq_stream(make_blocks(), m)
+    sol = np.zeros(m)
+    sol[live] = np.linalg.solve(Gl, rhs[live])
+    correction = np.zeros(m)
+    for E, y in make_blocks():
+        correction += E.T @ (y - E @ sol)
+    sol[live] += np.linalg.solve(Gl, correction[live])
+    residual2 = sum(float(np.sum((E @ sol - y) ** 2)) for E, y in make_blocks())
+    return sol, math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
+
+
 def _solve_factored(R: np.ndarray, m: int) -> tuple[np.ndarray, float]:
     """The minimum-norm least-squares solution from the R factor of [E | y], and its squared residual."""
     T, c = R[:m, :m], R[:m, m]
@@ -285,6 +323,28 @@ class _Rows:
         row = self.rows[i]
         self._W[i], self._W2[i], self._S[i], self._b[i] = row.w, row.w ** 2, row.support, row.b
         return row
+
+
+class _Span:
+    """The span of vectors added one at a time, as an orthonormal basis (Gram-Schmidt, twice): whether a vector lies
+    in it (residual <= SAME_ROW of its norm) costs O(dim k), not a least-squares solve of O(dim k^2) per vector."""
+
+    def __init__(self, dim: int):
+        self.Q = np.zeros((dim, 0))
+
+    def _residual(self, v: np.ndarray) -> np.ndarray:
+        for _ in range(2):
+            v = v - self.Q @ (self.Q.T @ v)
+        return v
+
+    def within(self, v: np.ndarray) -> bool:
+        return bool(self.Q.shape[1]) and bool(np.linalg.norm(self._residual(v)) <= SAME_ROW * np.linalg.norm(v))
+
+    def add(self, v: np.ndarray) -> None:
+        r = self._residual(v)
+        size = np.linalg.norm(r)
+        if size > 0:
+            self.Q = np.hstack([self.Q, (r / size)[:, None]])
 
 
 class ReluAttack(Attack):
@@ -486,16 +546,15 @@ class ReluAttack(Attack):
         independent as long as they number at most the units below plus one.  Rows with more kinks go first."""
         kept: list[_Row] = []
         dim = self._known.width + 1
+        span = _Span(dim)  # the whole rows kept
         for row in sorted(rows, key=lambda r: -len(r.kinks)):
-            if kept and len(kept) < dim - 1 and row.support.all():
-                B = np.array([np.append(r.w, r.b) for r in kept if r.support.all()]).T
-                v = np.append(row.w, row.b)
-                if B.size:
-                    c, *_ = np.linalg.lstsq(B, v, rcond=None)
-                    if np.linalg.norm(B @ c - v) <= SAME_ROW * np.linalg.norm(v):
-                        self._combinations += 1
-                        continue
+            v = np.append(row.w, row.b)
+            if kept and len(kept) < dim - 1 and row.support.all() and span.within(v):
+                self._combinations += 1
+                continue
             kept.append(row)
+            if row.support.all():
+                span.add(v)
         return kept
 
     def _independent_rows(self, rows: list[_Row]) -> list[_Row]:
@@ -504,14 +563,14 @@ class ReluAttack(Attack):
         below.  Rows whose hyperplanes carry kinks on more segments go first; a row in the span of those kept is
         dropped while fewer than the units below are kept."""
         kept: list[_Row] = []
+        span = _Span(self._known.width)
         for row in sorted(rows, key=lambda r: (-r.hits, -len(r.kinks))):
-            if kept and len(kept) < self._known.width and row.support.all() and all(r.support.all() for r in kept):
-                B = np.array([r.w for r in kept]).T
-                c, *_ = np.linalg.lstsq(B, row.w, rcond=None)
-                if np.linalg.norm(B @ c - row.w) <= SAME_ROW * np.linalg.norm(row.w):
-                    self._combinations += 1
-                    continue
+            if (kept and len(kept) < self._known.width and row.support.all() and all(r.support.all() for r in kept)
+                    and span.within(row.w)):
+                self._combinations += 1
+                continue
             kept.append(row)
+            span.add(row.w)
         return kept
 
     def _drop_deeper(self, rows: list[_Row]) -> list[_Row]:
@@ -1198,7 +1257,7 @@ class ReluAttack(Attack):
             bound = _residual_bound(equations(), 2 * n + 1)
             if bound > SAME_ROW:
                 return [None] * n, bound
-        sol, residual = _lstsq_stream(equations(), 2 * n + 1)
+        sol, residual = _lstsq_normal(equations, 2 * n + 1)
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
