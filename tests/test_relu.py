@@ -187,6 +187,22 @@ def test_pullback_is_refused_where_it_is_not_unique():
     assert resid <= 1e-12
 
 
+def test_slopes_along_a_direction_are_the_cell_gradients_times_it():
+    """The rates of every known pre-activation along v, propagated layer by layer (O(n d)), are the cell's input
+    gradients times v (O(n^2 d) to form): what the on-surface test and the orientations read."""
+    from modelrecon.attacks.relu import _Known
+
+    rng = np.random.default_rng(1)
+    known = _Known(30)
+    for n_in, n_out in ((30, 12), (12, 9), (9, 7)):
+        known.add(rng.normal(size=(n_out, n_in)), rng.normal(size=n_out))
+    x, v = rng.normal(size=30), rng.normal(size=30)
+    zs = [z[0] for z in known.pre(x[None])]
+    assert all(z.min() < 0 < z.max() for z in zs)  # a cell with units of both states
+    for G, r in zip(known.cell_gradients(x, zs), known.slopes(v, zs)):
+        assert np.allclose(G @ v, r, rtol=1e-12, atol=1e-12 * np.abs(G).sum())
+
+
 def test_streamed_least_squares_matches_one_stacked_solve():
     """The last hidden layer's fit streams its equations (784 per gradient sample: stacked, 784-64x2-1 in gradient
     mode asked for 23 GB): chunked QR gives lstsq's solution and residual, full rank or not."""
@@ -201,6 +217,26 @@ def test_streamed_least_squares_matches_one_stacked_solve():
         ref, *_ = np.linalg.lstsq(M, y, rcond=None)
         assert np.allclose(sol, ref, rtol=1e-9, atol=1e-12)
         assert residual == pytest.approx(np.linalg.norm(M @ ref - y) / np.linalg.norm(y), rel=1e-9)
+
+
+def test_normal_equations_refined_once_match_the_streamed_qr():
+    """The last layer's fit by its normal equations, refined once from the rows: lstsq's solution and residual where
+    the system is well conditioned (a column no row uses is 0), the streamed QR's where it is not."""
+    from modelrecon.attacks.relu import _lstsq_normal, _lstsq_stream
+
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(3000, 9)) * np.logspace(0, 3, 9)
+    M[:, 4] = 0.0  # a feature no row uses
+    ill = M.copy()
+    ill[:, 8] = ill[:, 7] + 1e-9 * rng.normal(size=3000)  # cond(G) eps >> SAME_ROW: the QR decides
+    for E in (M, ill):
+        for y in (E @ rng.normal(size=9), E @ rng.normal(size=9) + 1e-3 * rng.normal(size=3000)):
+            blocks = lambda: ((E[i:i + 37], y[i:i + 37]) for i in range(0, 3000, 37))  # noqa: E731
+            sol, residual = _lstsq_normal(blocks, 9, chunk=200)
+            ref, ref_residual = _lstsq_stream(blocks(), 9, chunk=200)
+            assert sol[4] == 0.0 or E is ill  # (the QR's minimum-norm solution has it at rounding level)
+            assert np.allclose(E @ sol, E @ ref, rtol=0, atol=1e-9 * np.abs(y).max())
+            assert residual == pytest.approx(ref_residual, rel=1e-6, abs=1e-13)
 
 
 def test_expansive_first_layer_is_oriented_from_the_next_layers_surfaces_6_12_6_1():

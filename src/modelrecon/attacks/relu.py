@@ -91,12 +91,71 @@ def _lstsq_stream(blocks, m: int, chunk: int = 4096) -> tuple[np.ndarray, float]
         ynorm2 += float(y @ y)
         if rows >= chunk:
             R, buf, rows = np.linalg.qr(np.vstack([R, *buf]), mode="r"), [], 0
-    R = np.linalg.qr(np.vstack([R, *buf]), mode="r")
+    sol, residual2 = _solve_factored(np.linalg.qr(np.vstack([R, *buf]), mode="r"), m)
+    return sol, math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
+
+
+def _lstsq_normal(make_blocks, m: int, chunk: int = 4096) -> tuple[np.ndarray, float]:
+    """The least squares of ``_lstsq_stream`` from its normal equations G s = E^T y, refined once from the rows:
+    s0 off by about cond(G) eps (relative), s1 = s0 + G^-1 E^T (y - E s0) by its square, which must be <= SAME_ROW /
+    100 (the decisions made on it), else the streamed QR decides.  G is accumulated a chunk of rows at a time (one
+    product, against QR's two and its slower kernels) and solved on its nonzero columns (a column no row uses stays
+    0, as in the minimum-norm solution); the residual is recomputed from the rows.  ``make_blocks()`` gives the blocks
+    anew for each pass (three: G, the refinement, the residual)."""
+    G, rhs, ynorm2, buf, rows = np.zeros((m, m)), np.zeros(m), 0.0, [], 0
+    for E, y in make_blocks():
+        buf.append((E, y))
+        rows += len(y)
+        ynorm2 += float(y @ y)
+        if rows >= chunk:
+            A = np.vstack([E_ for E_, _ in buf])
+            G += A.T @ A
+            rhs += A.T @ np.concatenate([y_ for _, y_ in buf])
+            buf, rows = [], 0
+    if buf:
+        A = np.vstack([E_ for E_, _ in buf])
+        G += A.T @ A
+        rhs += A.T @ np.concatenate([y_ for _, y_ in buf])
+    live = np.diag(G) > 0
+    if not live.any():
+        return np.zeros(m), 1.0 if ynorm2 > 0 else 0.0
+    Gl = G[np.ix_(live, live)]
+    w = np.linalg.eigvalsh(Gl)
+    if not w[0] > 0 or (w[-1] / w[0] * EPS) ** 2 > SAME_ROW / 100:
+        return _lstsq_stream(make_blocks(), m)
+    sol = np.zeros(m)
+    sol[live] = np.linalg.solve(Gl, rhs[live])
+    correction = np.zeros(m)
+    for E, y in make_blocks():
+        correction += E.T @ (y - E @ sol)
+    sol[live] += np.linalg.solve(Gl, correction[live])
+    residual2 = sum(float(np.sum((E @ sol - y) ** 2)) for E, y in make_blocks())
+    return sol, math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
+
+
+def _solve_factored(R: np.ndarray, m: int) -> tuple[np.ndarray, float]:
+    """The minimum-norm least-squares solution from the R factor of [E | y], and its squared residual."""
     T, c = R[:m, :m], R[:m, m]
     sol, *_ = np.linalg.lstsq(T, c, rcond=None)
     tail = float(R[m, m]) if len(R) > m else 0.0
-    residual2 = float(np.sum((T @ sol - c) ** 2)) + tail ** 2
-    return sol, math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
+    return sol, float(np.sum((T @ sol - c) ** 2)) + tail ** 2
+
+
+def _residual_bound(blocks, m: int, chunk: int = 4096) -> float:
+    """A lower bound of the least-squares residual of the blocks' system (relative to |y| of all its rows): the
+    residual of its first ``chunk`` rows or so, which more rows can only raise; the others are only counted into |y|
+    (one small factorisation instead of the whole system's, where the residual is far above what is asked)."""
+    buf, rows, ynorm2, residual2 = [], 0, 0.0, None
+    for E, y in blocks:
+        ynorm2 += float(y @ y)
+        if residual2 is None:
+            buf.append(np.hstack([E, y[:, None]]))
+            rows += len(y)
+            if rows >= chunk:
+                residual2, buf = _solve_factored(np.linalg.qr(np.vstack(buf), mode="r"), m)[1], []
+    if residual2 is None:
+        residual2 = _solve_factored(np.linalg.qr(np.vstack(buf), mode="r"), m)[1] if buf else 0.0
+    return math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
 
 
 class _Known:
@@ -170,11 +229,21 @@ class _Known:
 
     def cell_gradients(self, x: np.ndarray, zs: list[np.ndarray]) -> list[np.ndarray]:
         """Input gradients of every known neuron in the cell of x, layer by layer (n_l x d)."""
-        out, M = [], np.eye(self.d)
+        out, M = [], None
         for (W, _), z in zip(self.layers, zs):
-            G = W @ M
+            G = W if M is None else W @ M
             out.append(G)
             M = (z > 0)[:, None] * G
+        return out
+
+    def slopes(self, v: np.ndarray, zs: list[np.ndarray]) -> list[np.ndarray]:
+        """The cell gradients times v (every known pre-activation's rate along v in the cell), layer by layer,
+        without forming the gradients (O(n d), not O(n^2 d))."""
+        out, s = [], v
+        for (W, _), z in zip(self.layers, zs):
+            r = W @ s
+            out.append(r)
+            s = (z > 0) * r
         return out
 
 
@@ -214,23 +283,25 @@ class _Row:
 class _Rows:
     """Candidate rows, each new kink's row compared with all of them at once: a vectorised estimate of
     :meth:`_Row.match`'s residual (from the Gram terms, accurate to about sqrt(eps)) picks the rows that can match,
-    :meth:`_Row.match` decides, in order (the first match, as one row at a time would find)."""
+    :meth:`_Row.match` decides, in order (the first match, as one row at a time would find).  A row is zero off its
+    support, so the terms on the common units are products with the rows, their squares and supports (kept as
+    floats): four matrix-vector products, no masked copy of every row."""
 
     def __init__(self, n: int):
         self.rows: list[_Row] = []
-        self._W, self._S, self._b = np.zeros((16, n)), np.zeros((16, n), bool), np.zeros(16)
+        self._W, self._W2, self._S, self._b = np.zeros((16, n)), np.zeros((16, n)), np.zeros((16, n)), np.zeros(16)
 
     def find(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> tuple[int | None, float]:
         r = len(self.rows)
         if not r:
             return None, 0.0
-        common = self._S[:r] & support
-        wc = self._W[:r] * common
-        ww, uw, uu = np.einsum("ij,ij->i", wc, wc), wc @ u, common @ (u * u)
+        s = support.astype(np.float64)
+        uc = u * s
+        ww, uw, uu, common = self._W2[:r] @ s, self._W[:r] @ uc, self._S[:r] @ (uc * uc), self._S[:r] @ s
         with np.errstate(divide="ignore", invalid="ignore"):
             lam = uw / ww
             r2 = uu - uw * lam
-        near = ((common.sum(axis=1) >= min(2, int(support.sum()))) & (ww > 0) & (lam != 0)
+        near = ((common >= min(2, int(support.sum()))) & (ww > 0) & (lam != 0)
                 & (r2 <= (10 * SAME_ROW) ** 2 * uu) & (np.abs(b - lam * self._b[:r]) <= 10 * SAME_ROW * scale))
         for i in np.flatnonzero(near):
             got = self.rows[i].match(support, u, b, scale)
@@ -245,13 +316,35 @@ class _Rows:
             i = len(self.rows)
             self.rows.append(_Row(support, u.copy(), b, kink, zs))
             if i == len(self._b):
-                self._W, self._S = np.vstack([self._W, np.zeros_like(self._W)]), np.vstack([self._S, np.zeros_like(self._S)])
+                self._W, self._W2, self._S = (np.vstack([M, np.zeros_like(M)]) for M in (self._W, self._W2, self._S))
                 self._b = np.concatenate([self._b, np.zeros_like(self._b)])
         else:
             self.rows[i].absorb(support, u, b, lam, kink, zs)
         row = self.rows[i]
-        self._W[i], self._S[i], self._b[i] = row.w, row.support, row.b
+        self._W[i], self._W2[i], self._S[i], self._b[i] = row.w, row.w ** 2, row.support, row.b
         return row
+
+
+class _Span:
+    """The span of vectors added one at a time, as an orthonormal basis (Gram-Schmidt, twice): whether a vector lies
+    in it (residual <= SAME_ROW of its norm) costs O(dim k), not a least-squares solve of O(dim k^2) per vector."""
+
+    def __init__(self, dim: int):
+        self.Q = np.zeros((dim, 0))
+
+    def _residual(self, v: np.ndarray) -> np.ndarray:
+        for _ in range(2):
+            v = v - self.Q @ (self.Q.T @ v)
+        return v
+
+    def within(self, v: np.ndarray) -> bool:
+        return bool(self.Q.shape[1]) and bool(np.linalg.norm(self._residual(v)) <= SAME_ROW * np.linalg.norm(v))
+
+    def add(self, v: np.ndarray) -> None:
+        r = self._residual(v)
+        size = np.linalg.norm(r)
+        if size > 0:
+            self.Q = np.hstack([self.Q, (r / size)[:, None]])
 
 
 class ReluAttack(Attack):
@@ -362,7 +455,7 @@ class ReluAttack(Attack):
                     "candidates_rejected": len(rows) - len(layer)}
             # the last hidden layer: the outputs are linear in its activations (a few stray kinks, e.g. two neurons
             # switching within one localisation, do not make another layer; the verification has the last word)
-            signs, residual = self._final_fit(layer)
+            signs, residual = self._final_fit(layer, decisive=not rest)
             last = not rest or (None not in signs and residual <= SAME_ROW)
             self._stray = rest if last else []
             if last and rest:
@@ -453,16 +546,15 @@ class ReluAttack(Attack):
         independent as long as they number at most the units below plus one.  Rows with more kinks go first."""
         kept: list[_Row] = []
         dim = self._known.width + 1
+        span = _Span(dim)  # the whole rows kept
         for row in sorted(rows, key=lambda r: -len(r.kinks)):
-            if kept and len(kept) < dim - 1 and row.support.all():
-                B = np.array([np.append(r.w, r.b) for r in kept if r.support.all()]).T
-                v = np.append(row.w, row.b)
-                if B.size:
-                    c, *_ = np.linalg.lstsq(B, v, rcond=None)
-                    if np.linalg.norm(B @ c - v) <= SAME_ROW * np.linalg.norm(v):
-                        self._combinations += 1
-                        continue
+            v = np.append(row.w, row.b)
+            if kept and len(kept) < dim - 1 and row.support.all() and span.within(v):
+                self._combinations += 1
+                continue
             kept.append(row)
+            if row.support.all():
+                span.add(v)
         return kept
 
     def _independent_rows(self, rows: list[_Row]) -> list[_Row]:
@@ -471,14 +563,14 @@ class ReluAttack(Attack):
         below.  Rows whose hyperplanes carry kinks on more segments go first; a row in the span of those kept is
         dropped while fewer than the units below are kept."""
         kept: list[_Row] = []
+        span = _Span(self._known.width)
         for row in sorted(rows, key=lambda r: (-r.hits, -len(r.kinks))):
-            if kept and len(kept) < self._known.width and row.support.all() and all(r.support.all() for r in kept):
-                B = np.array([r.w for r in kept]).T
-                c, *_ = np.linalg.lstsq(B, row.w, rcond=None)
-                if np.linalg.norm(B @ c - row.w) <= SAME_ROW * np.linalg.norm(row.w):
-                    self._combinations += 1
-                    continue
+            if (kept and len(kept) < self._known.width and row.support.all() and all(r.support.all() for r in kept)
+                    and span.within(row.w)):
+                self._combinations += 1
+                continue
             kept.append(row)
+            span.add(row.w)
         return kept
 
     def _drop_deeper(self, rows: list[_Row]) -> list[_Row]:
@@ -543,10 +635,10 @@ class ReluAttack(Attack):
         for W, b in rows:
             known.layers.append((W, b))
         zs = known.pre(x[None])
-        grads = known.cell_gradients(x, [z[0] for z in zs])
+        rates = known.slopes(k.line.v, [z[0] for z in zs])
         tol = 2 * k.width + 1e-9 * (1 + abs(k.t))
-        for z, G in zip(zs, grads):
-            slope = np.abs(G @ k.line.v)
+        for z, rate in zip(zs, rates):
+            slope = np.abs(rate)
             with np.errstate(divide="ignore", invalid="ignore"):
                 dist = np.abs(z[0]) / slope
             if np.any(dist <= tol):
@@ -1054,8 +1146,7 @@ class ReluAttack(Attack):
                 lo_, hi_ = sorted(abs(c) for c in coef)
                 if hi_ > 0 and lo_ <= SAME_ROW * hi_:
                     active_right = abs(coef[1]) > abs(coef[0])
-                    normal = (known.cell_gradients(kink.x, zs)[-1] * sup[:, None]).T @ row.w
-                    slope = float(normal @ kink.line.v)
+                    slope = float(row.w @ (sup * known.slopes(kink.line.v, zs)[-1]))
                     signs[j] = (1 if slope > 0 else -1) * (1 if active_right else -1)
                     break
         return signs
@@ -1065,6 +1156,10 @@ class ReluAttack(Attack):
         other rows' input gradients (the side where it is inactive); None where no kink decides."""
         signs: list[int | None] = [None] * len(rows)
         known = self._known
+        Wr, br = np.array([r.w for r in rows]), np.array([r.b for r in rows])
+        # the first layer narrower than the input: W^T = Q R; a residual off the others' span is the part of h off
+        # every row's span and that of Q^T h off the others' columns of R (n equations, not d)
+        Q, Rw = np.linalg.qr(Wr.T) if not known.layers and len(rows) < known.width else (None, None)
         for sweep in range(3):
             changed = False
             for j, row in enumerate(rows):
@@ -1073,27 +1168,28 @@ class ReluAttack(Attack):
                 for kink, zs in row.kinks:
                     x = kink.x
                     a = known.top(x[None])[0]
-                    zrow = np.array([r.w @ a + r.b for r in rows])
+                    zrow = Wr @ a + br
                     others = [i for i in range(len(rows)) if i != j and (
                         signs[i] is None if sweep == 0 else (signs[i] is None or signs[i] * zrow[i] > 0))]
                     gl, _ = known.pullback(kink.left.g, zs)
                     gr, _ = known.pullback(kink.right.g, zs)
                     sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
-                    B = np.array([rows[i].w[sup] for i in others]).T if others else np.zeros((int(sup.sum()), 0))
-                    res = []
-                    for h in (gl[sup], gr[sup]):
-                        if B.shape[1]:
-                            c, *_ = np.linalg.lstsq(B, h, rcond=None)
-                            r = np.linalg.norm(B @ c - h)
-                        else:
-                            r = np.linalg.norm(h)
-                        res.append(r / max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]), np.finfo(float).tiny))
+                    H = np.stack([gl[sup], gr[sup]], axis=1)
+                    off = np.zeros(2)
+                    if Q is not None:
+                        Hq = Q.T @ H
+                        off, H = np.sum((H - Q @ Hq) ** 2, axis=0), Hq
+                    if others:  # both sides' residuals off the others' span, from one factorisation
+                        B = Wr[np.ix_(others, np.flatnonzero(sup))].T if Q is None else Rw[:, others]
+                        c, *_ = np.linalg.lstsq(B, H, rcond=None)
+                        H = B @ c - H
+                    res = list(np.sqrt(np.sum(H ** 2, axis=0) + off) /
+                               max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]), np.finfo(float).tiny))
                     lo_, hi_ = min(res), max(res)
                     if lo_ <= SAME_ROW and hi_ > 1e3 * SAME_ROW:
                         inactive_left = res[0] < res[1]
-                        grads = known.cell_gradients(x, zs)
-                        normal = (grads[-1] * (zs[-1] > 0)[:, None]).T @ row.w if zs else row.w
-                        slope = float(normal @ kink.line.v)
+                        slope = float(row.w @ (sup * known.slopes(kink.line.v, zs)[-1])) if zs else \
+                            float(row.w @ kink.line.v)
                         # z+ rises along the line with this slope: inactive on the left means active for z+ > 0
                         signs[j] = (1 if slope > 0 else -1) * (1 if inactive_left else -1)
                         changed = True
@@ -1102,9 +1198,10 @@ class ReluAttack(Attack):
                 break
         return signs
 
-    def _final_fit(self, rows: list[_Row]) -> tuple[list[int | None], float]:
+    def _final_fit(self, rows: list[_Row], decisive: bool = True) -> tuple[list[int | None], float]:
         """Orientation of the last hidden layer and the output layer from one least-squares fit: both relu(z) and
-        relu(-z) of every row as features; exactly one of each pair carries weight."""
+        relu(-z) of every row as features; exactly one of each pair carries weight.  Not ``decisive`` (only a residual
+        <= SAME_ROW matters): no orientation and a lower bound of the residual where that bound is already above."""
         known = self._known
         W = np.array([r.w for r in rows])
         b = np.array([r.b for r in rows])
@@ -1117,7 +1214,8 @@ class ReluAttack(Attack):
         # a row with weights never seen (units not active at its kinks) is right only where those units are off
         top = zs_all[-1] > 0 if zs_all else np.ones((len(X), known.width), bool)
         missing = np.array([~r.support for r in rows])
-        clean = ~np.any(top[:, None, :] & missing[None, :, :], axis=(1, 2)) & self._clear(X, W, b)
+        # (a count of active units a row misses per sample and row: one product, not an N x n x width mask)
+        clean = ~np.any(top.astype(np.float64) @ missing.T.astype(np.float64) > 0, axis=1) & self._clear(X, W, b)
         if not clean.any():  # no sample is clear of every surface where every row is known: nothing to fit
             return [None] * n, math.inf
         values = any(p.f is not None for p in P)
@@ -1127,12 +1225,21 @@ class ReluAttack(Attack):
             colscale[:2 * n] = np.maximum(colscale[:2 * n], np.tile(np.abs(Z[clean]).max(axis=0), 2))
 
         expansive = any(Wl.shape[0] > Wl.shape[1] for Wl, _ in known.layers)
+        # the first layer's rows narrower than the input: W^T = Q R, and |W^T c - g|^2 = |R c - Q^T g|^2 + |g - Q Q^T g|^2
+        # turns each sample's d gradient equations into n and one for the part of g off the rows' span (the same
+        # least squares, an orthogonal transformation of its rows)
+        Q, Rw = np.linalg.qr(W.T) if not known.layers and n < self._d else (None, None)
 
         def equations():
             for i in np.flatnonzero(clean):
                 zs = [z[i] for z in zs_all]
                 sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
-                if expansive:  # the pull-back is not unique: the rows' input gradients instead
+                if Q is not None:
+                    gq = Q.T @ P[i].g
+                    block = np.hstack([(Z[i] > 0) * Rw, -1.0 * (Z[i] < 0) * Rw, np.zeros((n, 1))]) / colscale
+                    yield (np.vstack([block, np.zeros((1, 2 * n + 1))]),
+                           np.append(gq, np.linalg.norm(P[i].g - Q @ gq)))
+                elif expansive:  # the pull-back is not unique: the rows' input gradients instead
                     R = (W @ (known.cell_gradients(X[i], zs)[-1] * sup[:, None])).T
                     yield (np.hstack([(Z[i] > 0) * R, -1.0 * (Z[i] < 0) * R, np.zeros((self._d, 1))]) / colscale,
                            P[i].g)
@@ -1146,7 +1253,11 @@ class ReluAttack(Attack):
                     yield (np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None] / colscale,
                            np.array([P[i].f]))
 
-        sol, residual = _lstsq_stream(equations(), 2 * n + 1)
+        if not decisive:
+            bound = _residual_bound(equations(), 2 * n + 1)
+            if bound > SAME_ROW:
+                return [None] * n, bound
+        sol, residual = _lstsq_normal(equations, 2 * n + 1)
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
