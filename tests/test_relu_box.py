@@ -52,3 +52,19 @@ def test_a_box_kept_to_is_never_left_and_never_reads_complete_with_a_wrong_model
         assert enforced.metrics["worst_output_error_relative"] <= 1e-9
     else:
         assert enforced.status in ("partial", "failed") and enforced.message
+
+
+def test_cli_attack_relu_inside_box_keeps_every_query_in_the_box(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelrecon.cli import app
+
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["attack", "relu", "--target", DIGITS, "--inside-box", "--max-lines", "2",
+                                   "--verify", "64", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["details"]["region"] == "input box" and doc["details"]["hyperparameters"]["inside_box"] is True
+    assert doc["status"] != "complete"  # in the box, 2 lines do not reach this network (nor claim to)
