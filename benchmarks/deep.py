@@ -158,6 +158,7 @@ def main() -> None:
     ap.add_argument("--modes", default="value+gradient", help="comma-separated: value+gradient, gradient")
     ap.add_argument("--inputs", type=int, default=None, help="random inputs for the worst output error")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per run")
+    ap.add_argument("--boxes", default=",".join(BOXES), help="trained classifiers: comma-separated, leaves, enforced")
     args = ap.parse_args()
     torch.set_num_threads(1)
     names = args.only.split(",") if args.only else (QUICK if args.quick else [n for n, _, _ in NETWORKS + TRAINED])
@@ -186,7 +187,7 @@ def main() -> None:
               "worst error R^d | worst error box | max error test digits | wall / CPU s |")
         print("|---|---|---|---|---|---|---|---|---|---|")
     for name, spec, dataset in trained:
-        for box in BOXES:
+        for box in args.boxes.split(","):
             row = run_trained(name, spec, dataset, box, inputs, args.timeout)
             rows.append({**row, "mode": f"box {box}"})
             print(fmt_trained(row), flush=True)

@@ -301,9 +301,9 @@ class ReluAttack(Attack):
 
     def _new_line(self) -> Line:
         lo, hi = self._box
-        if self._inside:  # near the centre along a diagonal: a chord of at least half the box's diagonal (a random
-            # point and direction give one of ~1/d of it, the nearest wall's)
-            x0 = (lo + hi) / 2 + (hi - lo) * self._rng.uniform(-0.25, 0.25, self._d)
+        if self._inside:  # near the centre along a diagonal: a chord of at least 90% of the box's diagonal, nearly
+            # corner to corner (a random point and direction give one of ~1/d of it, the nearest wall's)
+            x0 = (lo + hi) / 2 + (hi - lo) * self._rng.uniform(-0.05, 0.05, self._d)
             return Line(x0, (hi - lo) / 2 * self._rng.choice([-1.0, 1.0], self._d))
         centre, width = self._frame
         x0 = centre + width * 0.5 * self._rng.normal(size=self._d)
