@@ -36,8 +36,9 @@ Steps (``probe``: :class:`~modelrecon.attacks.piecewise.GradientProbe` or
 The input box.  A declared box is a hint unless the oracle enforces it (``oracle.enforce_box``) or
 ``inside_box`` asks to stay in it: the network is defined on all of R^d, so lines start in the box
 and run on past it, and the result is exact on R^d (verified on points in the box and around it,
-half each).  Kept inside, every line is the box's chord and every trace's far point must lie in the
-box; neurons active only outside it, or never met by a chord, leave the result partial.
+half each).  Kept inside, lines are the box's chords along diagonals near its centre, and traces,
+segments and steps across surfaces are cut to the box; neurons that switch only near its corners,
+never met, leave the result partial (docs/deep.md, "Trained classifiers and the input box").
 """
 
 from __future__ import annotations
