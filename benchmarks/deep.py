@@ -15,6 +15,12 @@ does not grow with the machine's load), and the published value-only
 query count where one exists (Carlini, Jagielski, Mironov 2020; "recalled" figures are from the
 anchors note and still to be checked against the paper).  A run longer than --timeout seconds is
 stopped and reported as such.
+
+Trained classifiers (a second table; ``--only`` takes their names too): MLPs trained on scikit-learn digits and on
+MNIST (``modelrecon data fetch mnist``; the rows say so and skip when it is not fetched), input box [0, 1].  Each
+twice: lines leaving the box (the oracle answers anywhere: the result is exact on R^d) and the box enforced by the
+oracle (every query inside it).  Worst output error over standard normal inputs (R^d) and uniform in the box, the max
+error on the test digits, wall and CPU time of the attack.
 """
 
 from __future__ import annotations
@@ -53,7 +59,14 @@ NETWORKS = [
     ("100-64x3-10", "builtin:deep?d=100&widths=64,64,64,10&init=random&seed=0", ""),
     ("3072-256x3-10", "builtin:deep?d=3072&widths=256,256,256,10&init=random&seed=0", ""),
 ]
-QUICK = ["10-10-10-1", "784-32-1", "784-16x2-1"]
+QUICK = ["10-10-10-1", "784-32-1", "784-16x2-1", "digits 64-32x2-10"]
+# trained classifiers: name, spec, dataset of the test inputs
+TRAINED = [
+    ("digits 64-32x2-10", "builtin:digits-mlp?widths=32,32", "digits"),
+    ("mnist 784-128-64-10", "builtin:mnist-mlp", "mnist"),
+    ("mnist 784-256x2-10", "builtin:mnist-mlp?widths=256,256", "mnist"),
+]
+BOXES = ("leaves", "enforced")
 KINDS = ["value", "gradient"]
 
 
@@ -91,6 +104,46 @@ def run(name: str, spec: str, mode: str, inputs: int, timeout: int) -> dict:
             "message": result.message}
 
 
+def run_trained(name: str, spec: str, dataset: str, box: str, inputs: int, timeout: int) -> dict:
+    """One trained classifier, lines leaving its box or the box enforced by the oracle."""
+    from modelrecon.data import DatasetMissing, load as load_data
+
+    try:
+        target = load(spec)
+        X = load_data(dataset).flat().X_test
+    except DatasetMissing as e:
+        return {"net": name, "box": box, "status": f"skipped: {e}".splitlines()[0][:160]}
+    hidden = sum(W.shape[0] for W, _ in target.truth["layers"][:-1])
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(timeout)
+    cpu = time.process_time()
+    try:
+        result = ReluAttack(mode="value+gradient").run(local_oracle(target, KINDS, enforce_box=box == "enforced"))
+    except _Timeout:
+        return {"net": name, "box": box, "status": f"timeout > {timeout} s", "hidden": hidden}
+    finally:
+        signal.alarm(0)
+    cpu = time.process_time() - cpu
+    m = evaluate(result, target, X, n_inputs=inputs)  # in the box, and on R^d (rd_)
+    return {"net": name, "box": box, "status": result.status, "hidden": hidden,
+            "points": result.queries.get("points", 0), "queries": result.queries["total"],
+            "bits": m.get("precision_bits"), "rd": m.get("rd_worst_output_error_relative"),
+            "inbox": m.get("worst_output_error_relative"), "digits": m.get("data_fidelity_max_abs_error"),
+            "agreement": m.get("data_fidelity_agreement"), "time": result.wall_time_s, "cpu": cpu,
+            "message": result.message}
+
+
+def fmt_trained(row: dict) -> str:
+    if "points" not in row:
+        return f"| {row['net']} | {row['box']} | {row['status']} | | | | | | | |"
+    h = row["hidden"]
+    e = lambda v: "—" if v is None else f"{v:.1e}"  # noqa: E731
+    bits = "—" if row["bits"] is None else f"{row['bits']:.1f}"
+    return (f"| {row['net']} | {row['box']} | {row['status']} | {row['points'] / h:.1f} | {row['queries'] / h:.1f} "
+            f"({row['queries']:,}) | {bits} | {e(row['rd'])} | {e(row['inbox'])} | {e(row['digits'])} | "
+            f"{row['time']:.0f} / {row['cpu']:.0f} |")
+
+
 def fmt(row: dict, published: str) -> str:
     if "points" not in row:
         return f"| {row['net']} | {row['mode']} | {row['status']} | | | | | | | {published} |"
@@ -110,13 +163,16 @@ def main() -> None:
     ap.add_argument("--modes", default="value+gradient", help="comma-separated: value+gradient, gradient")
     ap.add_argument("--inputs", type=int, default=None, help="random inputs for the worst output error")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per run")
+    ap.add_argument("--boxes", default=",".join(BOXES), help="trained classifiers: comma-separated, leaves, enforced")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    names = args.only.split(",") if args.only else (QUICK if args.quick else [n for n, _, _ in NETWORKS])
+    names = args.only.split(",") if args.only else (QUICK if args.quick else [n for n, _, _ in NETWORKS + TRAINED])
     inputs = args.inputs or (10_000 if args.quick else 1_000_000)
-    unknown = set(names) - {n for n, _, _ in NETWORKS}
+    unknown = set(names) - {n for n, _, _ in NETWORKS + TRAINED}
     if unknown:
-        sys.exit(f"unknown networks {sorted(unknown)}; known: {', '.join(n for n, _, _ in NETWORKS)}")
+        sys.exit(f"unknown networks {sorted(unknown)}; known: {', '.join(n for n, _, _ in NETWORKS + TRAINED)}")
+    trained = [t for t in TRAINED if t[0] in names]
+    names = [n for n in names if n not in {t[0] for t in TRAINED}]
     print(f"worst output error over {inputs} standard normal inputs; queries and points in the attack phase")
     print("| network | mode | status | points / neuron | queries / neuron (total) | precision bits | "
           "worst output error | time s | cpu s | value-only (Carlini et al.) |")
@@ -129,6 +185,17 @@ def main() -> None:
             row = run(name, spec, mode, inputs, args.timeout)
             rows.append(row)
             print(fmt(row, published), flush=True)
+    if trained:
+        print(f"\ntrained classifiers, value+gradient: worst output error (relative to the output scale) over {inputs} "
+              "standard normal inputs (R^d) and uniform in the box [0, 1]; max abs error on the test digits")
+        print("| network | box | status | points / neuron | queries / neuron (total) | precision bits | "
+              "worst error R^d | worst error box | max error test digits | wall / CPU s |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, spec, dataset in trained:
+        for box in args.boxes.split(","):
+            row = run_trained(name, spec, dataset, box, inputs, args.timeout)
+            rows.append({**row, "mode": f"box {box}"})
+            print(fmt_trained(row), flush=True)
     for row in rows:
         if row["status"] != "complete" and "message" in row:
             print(f"- {row['net']} {row['mode']}: {row['message'][:300]}")

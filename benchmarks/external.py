@@ -1,7 +1,8 @@
 """Models as users bring them: every attack on external-style targets, one table.
 
 Targets are built here the way users have them: scikit-learn models (digits) copied into torch and
-saved as TorchScript, the same exported with skl2onnx's default options, networks ending in sigmoid
+saved as TorchScript, the same exported with skl2onnx's default options (sk-mlp2: two hidden layers, 64-32-32-10,
+declared ``box=0,1&data=digits``), networks ending in sigmoid
 or softmax, Captum's one-conv test network, a factory that needs constructor arguments, a module with
 an unused layer, a residual net, a hand-written deep ReLU net, a dead neuron, leaky-ReLU and tanh nets, one input,
 a model that answers NaN, one that answers integer labels.  The deep attacks are relu-gradient, relu-value+gradient
@@ -45,20 +46,25 @@ def build_files(folder: Path) -> dict[str, str]:
         warnings.simplefilter("ignore")
         mlp = MLPClassifier(hidden_layer_sizes=(32,), random_state=0, max_iter=300).fit(X, y)
         lr = LogisticRegression(max_iter=500).fit(X, (y == 3).astype(int))
+        deep = MLPClassifier(hidden_layer_sizes=(32, 32), random_state=0, max_iter=300).fit(X, y)
     net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).double()
+    net2 = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10)).double()
     logreg = nn.Sequential(nn.Linear(64, 1), nn.Sigmoid()).double()
     with torch.no_grad():
         for layer, W, b in ((net[0], mlp.coefs_[0], mlp.intercepts_[0]), (net[2], mlp.coefs_[1], mlp.intercepts_[1]),
-                            (logreg[0], lr.coef_.T, lr.intercept_)):
+                            (logreg[0], lr.coef_.T, lr.intercept_),
+                            *zip(net2[::2], deep.coefs_, deep.intercepts_)):
             layer.weight.copy_(torch.as_tensor(W.T))
             layer.bias.copy_(torch.as_tensor(b))
     specs = {}
-    for name, model in (("sk-mlp.pt", net), ("sk-logreg+sigmoid.pt", logreg)):
+    for name, model in (("sk-mlp.pt", net), ("sk-logreg+sigmoid.pt", logreg), ("sk-mlp2.pt", net2)):
         torch.jit.save(torch.jit.script(model.eval()), str(folder / name))
         specs[name] = str(folder / name)
-    for name, model in (("sk-mlp.onnx", mlp), ("sk-logreg.onnx", lr)):
+    for name, model in (("sk-mlp.onnx", mlp), ("sk-logreg.onnx", lr), ("sk-mlp2.onnx", deep)):
         (folder / name).write_bytes(to_onnx(model, X[:1].astype(np.float32)).SerializeToString())
         specs[name] = str(folder / name)
+    for name in ("sk-mlp2.pt", "sk-mlp2.onnx"):  # two hidden layers, declared as users would: box and data
+        specs[name] += "?box=0,1&data=digits"
     specs.update({
         "sigmoid-net": "factories:sigmoid_net?d=20&h=10",
         "softmax-net": "factories:softmax_net?d=20&h=10",

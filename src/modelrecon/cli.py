@@ -179,6 +179,8 @@ def attack_relu(
     max_lines: Annotated[int, typer.Option(help="random lines searched at most")] = 24,
     verify: Annotated[int, typer.Option(help="fresh points spent verifying the recovered network")] = 4096,
     seed: Annotated[int, typer.Option(help="seed of the lines and check points")] = 0,
+    inside_box: Annotated[bool, typer.Option("--inside-box", help="keep every query in the target's input box (by "
+                                             "default lines leave a box the oracle does not enforce)")] = False,
     budget: BudgetOpt = None,
     budget_per_kind: BudgetsOpt = None,
     journal: JournalOpt = None,
@@ -199,7 +201,8 @@ def attack_relu(
     if oracle is None:
         raise CliError(f"unknown mode {mode!r}; known: gradient, value+gradient, value")
     t, o = make_oracle(target, oracle, budget, budget_per_kind, journal)
-    attack = ReluAttack(mode=mode, output=output, lines=lines, max_lines=max_lines, verify=verify, seed=seed)
+    attack = ReluAttack(mode=mode, output=output, lines=lines, max_lines=max_lines, verify=verify, seed=seed,
+                        inside_box=inside_box)
     finish(attack.run(o), t, json)
 
 

@@ -213,8 +213,9 @@ class Oracle:
 
     Public metadata (what a real API documents): ``input_shape``, ``n_outputs``,
     ``task`` (regression | binary | multiclass), ``kinds`` offered, ``input_box``
-    (the valid input range, if any), ``explain_space`` (logit | probability), and
-    ``options`` (the output post-processing in force).  Nothing else.
+    (the valid input range, if any), ``enforce_box`` (whether inputs outside it are refused;
+    else the box is a hint and the model answers anywhere), ``explain_space`` (logit |
+    probability), and ``options`` (the output post-processing in force).  Nothing else.
     """
 
     def __init__(
@@ -228,6 +229,7 @@ class Oracle:
         kinds: Iterable[str],
         options: dict[str, Any],
         input_box: tuple[float, float] | None = None,
+        enforce_box: bool = False,
         budget: int | None = None,
         budgets: dict[str, int] | None = None,
         journal: str | Path | None = None,
@@ -241,6 +243,7 @@ class Oracle:
         self.kinds = tuple(kinds)
         self.options = dict(options)
         self.input_box = input_box
+        self.enforce_box = bool(enforce_box and input_box)
         self.explain_space = self.options.get("explain_space", "logit")
         self.dtype = np.dtype(dtype)
         for k, n in {"total": budget, **(budgets or {})}.items():
@@ -257,9 +260,12 @@ class Oracle:
         return int(np.prod(self.input_shape))
 
     def describe(self) -> dict[str, Any]:
-        return {"spec": self.spec, "input_shape": list(self.input_shape), "n_outputs": self.n_outputs,
-                "task": self.task, "kinds": list(self.kinds), "options": self.options,
-                "input_box": list(self.input_box) if self.input_box else None}
+        out = {"spec": self.spec, "input_shape": list(self.input_shape), "n_outputs": self.n_outputs,
+               "task": self.task, "kinds": list(self.kinds), "options": self.options,
+               "input_box": list(self.input_box) if self.input_box else None}
+        if self.enforce_box:  # only then: journals of oracles that answer anywhere keep their fingerprint
+            out["enforce_box"] = True
+        return out
 
     # -- queries -----------------------------------------------------------------------
     def _check_inputs(self, x: Any) -> tuple[np.ndarray, bool]:
@@ -275,6 +281,12 @@ class Oracle:
         bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
         if bad.any():
             raise OracleError(f"inputs contain NaN or Inf (rows {np.flatnonzero(bad)[:10].tolist()}); nothing was asked")
+        if self.enforce_box:
+            lo, hi = self.input_box
+            out = ((x < lo) | (x > hi)).reshape(len(x), -1).any(axis=1)
+            if out.any():
+                raise OracleError(f"inputs outside the input box [{lo:g}, {hi:g}] (rows {np.flatnonzero(out)[:10].tolist()}); "
+                                  "this oracle refuses them; nothing was asked")
         return x, single
 
     def _check_kinds(self, kinds: Iterable[str]) -> tuple[str, ...]:
@@ -418,19 +430,23 @@ def replay_oracle(journal: str | Path, **kwargs: Any) -> Oracle:
 
     return Oracle(offline, spec=fp["spec"], input_shape=tuple(fp["input_shape"]), n_outputs=fp["n_outputs"],
                   task=fp["task"], kinds=fp["kinds"], options=fp["options"],
-                  input_box=tuple(fp["input_box"]) if fp["input_box"] else None, journal=path, **kwargs)
+                  input_box=tuple(fp["input_box"]) if fp["input_box"] else None,
+                  enforce_box=bool(fp.get("enforce_box")), journal=path, **kwargs)
 
 
 def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decimals: int | None = None,
                  top_k: int | None = None, label_only: bool = False, threshold: float = 0.0,
                  label_format: str = "01", budget: int | None = None, budgets: dict[str, int] | None = None,
-                 journal: str | Path | None = None, explanation_noise: float = 0.0, **explain_options: Any) -> Oracle:
+                 journal: str | Path | None = None, explanation_noise: float = 0.0, enforce_box: bool = False,
+                 **explain_options: Any) -> Oracle:
     """An oracle over a :class:`modelrecon.targets.Target` in this process.
 
     Output post-processing that real APIs apply is set here: ``round_decimals``
     (every numeric answer), ``top_k`` (probabilities outside the top k set to 0),
     ``label_only`` (only ``label`` is answered), ``explanation_noise`` (Gaussian noise of
-    that size times each gradient's or explanation's RMS, fresh per answer, seeded by ``seed``).  ``explain_options`` override
+    that size times each gradient's or explanation's RMS, fresh per answer, seeded by ``seed``).  ``enforce_box``:
+    inputs outside the target's input box are refused (as a service run with ``--enforce-box``); by default the
+    box is a hint and the model answers anywhere.  ``explain_options`` override
     :data:`modelrecon.explain.DEFAULT_OPTIONS` (explain_space, ig_steps, ...).
     """
     from modelrecon import explain
@@ -501,7 +517,7 @@ def local_oracle(target: Any, kinds: Iterable[str] | None = None, *, round_decim
 
     return Oracle(answer, spec=target.spec, input_shape=target.input_shape, n_outputs=target.n_outputs,
                   task=target.task, kinds=offered, options=options, input_box=target.input_box,
-                  budget=budget, budgets=budgets, journal=journal)
+                  enforce_box=enforce_box, budget=budget, budgets=budgets, journal=journal)
 
 
 def _noisy(e: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:

@@ -32,6 +32,13 @@ Steps (``probe``: :class:`~modelrecon.attacks.piecewise.GradientProbe` or
    criterion), or the status is ``partial`` (neurons seen but not recovered, named) or
    ``failed`` (not a fully connected ReLU network: the gradient is not piecewise constant,
    or a complete model does not reproduce the target).
+
+The input box.  A declared box is a hint unless the oracle enforces it (``oracle.enforce_box``) or
+``inside_box`` asks to stay in it: the network is defined on all of R^d, so lines start in the box
+and run on past it, and the result is exact on R^d (verified on points in the box and around it,
+half each).  Kept inside, lines are the box's chords along diagonals near its centre, and traces,
+segments and steps across surfaces are cut to the box; neurons that switch only near its corners,
+never met, leave the result partial (docs/deep.md, "Trained classifiers and the input box").
 """
 
 from __future__ import annotations
@@ -354,7 +361,7 @@ class ReluAttack(Attack):
 
     def __init__(self, mode: str = "value+gradient", output: int = 0, lines: int = 2, max_lines: int = 24,
                  verify: int = 4096, checks: int = 16, seed: int = 0, max_points_per_line: int = 50_000,
-                 max_targeted: int = 64):
+                 max_targeted: int = 64, inside_box: bool = False):
         if mode not in PROBES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(PROBES)}")
         if lines < 1 or max_lines < lines or verify < 1 or max_points_per_line < 16 or max_targeted < 0:
@@ -369,6 +376,7 @@ class ReluAttack(Attack):
         self.seed = seed
         self.max_points_per_line = max_points_per_line
         self.max_targeted = max_targeted  # targeted searches at most: each adds kinks, and so new places to search
+        self.inside_box = inside_box  # keep every query in the declared box even where the oracle answers outside it
 
     # ------------------------------------------------------------------ setup
     def _plan(self, oracle: Oracle) -> Probe:
@@ -387,19 +395,46 @@ class ReluAttack(Attack):
 
     def _new_line(self) -> Line:
         lo, hi = self._box
-        x0 = self._rng.uniform(lo, hi, self._d) if self._oracle.input_box else self._rng.normal(size=self._d) * 0.5
+        if self._inside:  # near the centre along a diagonal: a chord of at least 90% of the box's diagonal, nearly
+            # corner to corner (a random point and direction give one of ~1/d of it, the nearest wall's)
+            x0 = (lo + hi) / 2 + (hi - lo) * self._rng.uniform(-0.05, 0.05, self._d)
+            return Line(x0, (hi - lo) / 2 * self._rng.choice([-1.0, 1.0], self._d))
+        centre, width = self._frame
+        x0 = centre + width * 0.5 * self._rng.normal(size=self._d)
         v = self._rng.normal(size=self._d)
-        v *= (hi - lo) / 2 * math.sqrt(self._d) / np.linalg.norm(v) if self._oracle.input_box else 1 / np.linalg.norm(v)
-        return Line(x0, v)
+        return Line(x0, v * (width / np.linalg.norm(v)))
+
+    @property
+    def _frame(self) -> tuple[float, float]:
+        """Where lines may leave the box: its centre and width (the origin and 1 without a box), the frame of
+        random points and of the region the linear programs search (centre -/+ 3 widths)."""
+        lo, hi = self._box
+        return ((lo + hi) / 2, hi - lo) if self._oracle.input_box else (0.0, 1.0)
+
+    def _bounds(self) -> tuple[float, float]:
+        """Bounds of the linear programs' points: the box kept to, else 3 widths around the frame's centre."""
+        if self._inside:
+            return self._box
+        centre, width = self._frame
+        return centre - 3 * width, centre + 3 * width
 
     def _extent(self, line: Line) -> float | None:
-        """The chord of the input box (the line restricted to it), or None without a box."""
-        if not self._oracle.input_box:
+        """The chord of the input box: the line is moved to the chord's middle (its whole length searched) and its
+        half-length returned, short of the walls by rounding; None where lines may leave the box."""
+        if not self._inside:
             return None
         lo, hi = self._box
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             t1, t2 = (lo - line.x0) / line.v, (hi - line.x0) / line.v
-        return float(np.min(np.maximum(t1, t2)))
+        ahead, behind = float(np.nanmin(np.maximum(t1, t2))), float(np.nanmin(-np.minimum(t1, t2)))
+        line.x0 = np.clip(line.x0 + (ahead - behind) / 2 * line.v, lo, hi)
+        extent = (ahead + behind) / 2
+        for _ in range(64):  # x0 -/+ extent v rounds into the box
+            ends = np.stack([line.at(-extent), line.at(extent)])
+            if np.all(ends >= lo) and np.all(ends <= hi):
+                break
+            extent *= 1 - 2.0 ** -40
+        return extent
 
     def _search(self, through: np.ndarray | None = None) -> None:
         line = self._new_line()
@@ -508,7 +543,7 @@ class ReluAttack(Attack):
         o = self._expansive
         if o is None or o.W.shape != W.shape or not np.allclose(o.W, W, rtol=0.0,
                                                                 atol=SAME_ROW * float(np.abs(W).max())):
-            o = self._expansive = ExpansiveOrientation(self._probe, W, b, self._box if self._oracle.input_box else None,
+            o = self._expansive = ExpansiveOrientation(self._probe, W, b, self._box if self._inside else None,
                                                        self.max_points_per_line)
         out = self._run_expansive(seeds)
         info["orientation_from_next_layer"] = {"rows": len(out.rows), "searches": out.searches, "points": out.points,
@@ -718,7 +753,7 @@ class ReluAttack(Attack):
                     continue
                 y, normal, gm, room = found
                 line = Line(y + 1e-3 * room * gm / np.linalg.norm(gm), normal * 0.5 * room)
-                if self._oracle.input_box:
+                if self._inside:
                     lo, hi = self._box
                     ends = np.stack([line.at(-1.0), line.at(1.0)])
                     if np.any(ends < lo) or np.any(ends > hi):
@@ -753,7 +788,7 @@ class ReluAttack(Attack):
         zs_all = known.pre(X)
         top = zs_all[-1] > 0
         fits = top[:, m] & ~np.any(top & ~row.support & (np.arange(known.width) != m), axis=1)
-        lo, hi = self._box if self._oracle.input_box else (-3.0, 3.0)
+        lo, hi = self._bounds()
         for i in self._rng.permutation(np.flatnonzero(fits)):
             pattern = np.concatenate([z[i] > 0 for z in zs_all])
             code = pattern.tobytes()
@@ -794,7 +829,7 @@ class ReluAttack(Attack):
             x0, room = res.x[:self._d], float(res.x[-1])
             normal = k / max(np.linalg.norm(k), np.finfo(float).tiny)
             reach = room
-            if self._oracle.input_box:  # the segment stays inside the box
+            if self._inside:  # the segment stays inside the box
                 with np.errstate(divide="ignore", invalid="ignore"):
                     steps = np.where(normal != 0, np.minimum((hi - x0) / np.abs(normal), (x0 - lo) / np.abs(normal)),
                                      np.inf)
@@ -908,6 +943,8 @@ class ReluAttack(Attack):
             if not np.linalg.norm(p) > 0:  # d = 1: every surface is a point, nothing to trace (and one hidden
                 return True                # layer makes any piecewise-linear function of one input)
             y = x + 4 * max(scale, math.sqrt(self._d) * (self._box[1] - self._box[0])) * p / np.linalg.norm(p)
+            if self._inside:  # as far along the surface as the box allows, half way to its wall
+                y = x + 0.5 * self._to_wall(x, y - x) * (y - x)
         else:  # along the surface through TRACE_WALLS known walls (where the row is known), then half a cell on
             y, far_normal = self._follow(row, x, p, TRACE_WALLS)
             if y is None:  # the row is not known beyond this cell: half way to its wall
@@ -917,12 +954,19 @@ class ReluAttack(Attack):
             normal = far_normal
         return self._kink_across(y, normal, scale)
 
+    def _to_wall(self, x: np.ndarray, e: np.ndarray) -> float:
+        """How far from x (in the box) along e the box goes on, in units of e (at most 1)."""
+        lo, hi = self._box
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steps = np.where(e > 0, (hi - x) / e, np.where(e < 0, (lo - x) / e, np.inf))
+        return float(min(1.0, max(0.0, steps.min())))
+
     def _kink_across(self, y: np.ndarray, normal: np.ndarray, scale: float) -> bool | None:
         """A small step across the surface through y with this normal, short of every known neuron's surface (2
         points): a kink along the normal (True), none (None: the neuron's gain may be zero there), or one across
         another direction (False)."""
         known = self._known
-        if self._oracle.input_box:
+        if self._inside:
             lo, hi = self._box
             if np.any(y < lo) or np.any(y > hi):
                 return None
@@ -936,6 +980,10 @@ class ReluAttack(Attack):
             eps = min(eps, 0.25 * float(np.min(room)))
         if eps <= 0:
             return False
+        if self._inside:
+            ends = np.stack([y - eps * normal, y + eps * normal])
+            if np.any(ends < self._box[0]) or np.any(ends > self._box[1]):
+                return None
         got = self._probe.ask(np.stack([y - eps * normal, y + eps * normal]))
         J = got["g"][1] - got["g"][0]
         size = np.linalg.norm(J)
@@ -960,8 +1008,8 @@ class ReluAttack(Attack):
         key = len(self._known.layers)
         if key not in self._centers:
             norms = np.maximum(np.linalg.norm(Z, axis=1), np.finfo(float).tiny)
-            # maximise s with (Z x + z) / |Z_i| >= s, inside the box (or a wide one around the origin)
-            lo, hi = self._box if self._oracle.input_box else (-3.0, 3.0)
+            # maximise s with (Z x + z) / |Z_i| >= s, inside the box kept to (or a wide one around the frame's centre)
+            lo, hi = self._bounds()
             c = np.zeros(self._d + 1)
             c[-1] = -1.0
             res = linprog(c, A_ub=np.hstack([-Z / norms[:, None], np.ones((len(Z), 1))]), b_ub=z / norms,
@@ -996,6 +1044,10 @@ class ReluAttack(Attack):
         rates, offs = Z @ line.v, Z @ line.x0 + z
         norms = np.linalg.norm(Z, axis=1)
         floor = 1e-6 * scale * norms / norms.max()
+        if self._inside:  # and every coordinate in the box
+            lo, hi = self._box
+            span = stay_above(np.concatenate([line.v, -line.v]), np.concatenate([line.x0 - lo, hi - line.x0]),
+                              np.zeros(2 * self._d), *span)
         return line, *stay_above(rates, offs, floor, *span)  # every known pre-activation stays >= floor
 
     @staticmethod
@@ -1370,6 +1422,7 @@ class ReluAttack(Attack):
         self._d, self._K = oracle.input_dim, oracle.n_outputs
         self._rng = np.random.default_rng(self.seed)
         self._box = oracle.input_box or (-1.0, 1.0)
+        self._inside = bool(oracle.input_box) and (self.inside_box or oracle.enforce_box)
         self._kinks: list[Kink] = []
         self._samples: list[tuple[np.ndarray, Piece]] = []
         self._n_lines = 0
@@ -1391,7 +1444,8 @@ class ReluAttack(Attack):
         self._region_rows: dict[int, _Rows] = {}
         self._quiet: dict[int, int] = {}
         self._extra_segments: dict[int, int] = {}
-        details: dict[str, Any] = {"mode": self.mode, "layers": []}
+        details: dict[str, Any] = {"mode": self.mode, "layers": [],
+                                   "region": "input box" if self._inside else "R^d"}
         status, problems = "complete", []
         out_W = out_b = None
         bias_known = True
@@ -1477,10 +1531,15 @@ class ReluAttack(Attack):
 
     def _verify(self, layers, bias_known: bool, n: int, phase: str) -> tuple[bool, dict[str, Any], np.ndarray]:
         """Compare the recovered network with the target at n fresh points: within EXACT of the scale of the values
-        and of the gradients.  Also the point where it is worst (a line through it finds what was missed)."""
+        and of the gradients.  Also the point where it is worst (a line through it finds what was missed).  The
+        points: uniform in the box kept to; with a box the lines left, half there and half Gaussian around it (one
+        box width per coordinate); else standard Gaussian."""
         o = self._oracle
         lo, hi = self._box
         X = self._rng.uniform(lo, hi, (n, self._d)) if o.input_box else self._rng.normal(size=(n, self._d))
+        if o.input_box and not self._inside:
+            centre, width = self._frame
+            X[n // 2:] = centre + width * self._rng.normal(size=(n - n // 2, self._d))
         kinds = tuple(k for k in ("value", self._probe.grad_kind) if k in o.kinds)
         with o.ledger.phase(phase):
             got = o.query(X.reshape(n, *o.input_shape), kinds, self.output)

@@ -108,15 +108,15 @@ def logits(P: np.ndarray) -> np.ndarray:
 
 
 def worst_output_error(target: Target, model, n: int, seed: int = 54321, batch: int = 50_000,
-                       read=lambda y: y) -> dict[str, float]:
-    """Worst absolute output error over n random inputs (standard normal, or uniform in the input box), and in bits
-    (Carlini et al.'s max |f - f_hat| = 2^-bits); ``read``: the target's outputs as the model gives them.  A NaN
-    anywhere is an infinite error."""
+                       read=lambda y: y, box: bool = True) -> dict[str, float]:
+    """Worst absolute output error over n random inputs (standard normal, or uniform in the input box unless ``box``
+    is False), and in bits (Carlini et al.'s max |f - f_hat| = 2^-bits); ``read``: the target's outputs as the model
+    gives them.  A NaN anywhere is an infinite error."""
     rng = np.random.default_rng(seed)
     worst, scale = 0.0, 0.0
     for start in range(0, n, batch):
         m = min(batch, n - start)
-        X = (rng.uniform(*target.input_box, size=(m, *target.input_shape)) if target.input_box
+        X = (rng.uniform(*target.input_box, size=(m, *target.input_shape)) if target.input_box and box
              else rng.normal(size=(m, *target.input_shape)))
         y, y_hat = read(target.forward_numpy(X)), outputs(model, X)
         if y.shape != y_hat.shape:
@@ -133,7 +133,8 @@ def worst_output_error(target: Target, model, n: int, seed: int = 54321, batch: 
 @register("relu")
 def evaluate_relu(result: Result, target: Target, X: np.ndarray | None, n_inputs: int = 10_000) -> dict[str, Any]:
     """Layers aligned with the truth, fidelity on 1,000 random inputs, and the worst output error over
-    ``n_inputs`` random inputs (10^4 by default; the deep benchmarks use 10^6)."""
+    ``n_inputs`` random inputs (10^4 by default; the deep benchmarks use 10^6); for a target with an input box,
+    in the box and, as ``rd_worst_output_error*``, over standard normal inputs (the network on R^d)."""
     if not (isinstance(n_inputs, int) and not isinstance(n_inputs, bool) and n_inputs >= 1):
         raise ValueError(f"n_inputs (random inputs of the worst output error) must be an integer >= 1, got {n_inputs!r}")
     metrics: dict[str, Any] = {}
@@ -153,6 +154,9 @@ def evaluate_relu(result: Result, target: Target, X: np.ndarray | None, n_inputs
     read = logits if from_probabilities else (lambda y: y)
     metrics.update(fidelity(target, result.model, X, y=read(target.forward_numpy(X))))
     metrics.update(worst_output_error(target, result.model, n_inputs, read=read))
+    if target.input_box:
+        rd = worst_output_error(target, result.model, n_inputs, read=read, box=False)
+        metrics.update({f"rd_{k}": v for k, v in rd.items()})
     if X is not None:
         metrics.update(fidelity(target, result.model, X, prefix="data_fidelity"))
     return metrics

@@ -279,7 +279,7 @@ def http_oracle(url: str, key: str, *, budget: int | None = None, budgets: dict[
     oracle = Oracle(backend, spec=conn.url, input_shape=input_shape, n_outputs=int(meta["n_outputs"]),
                     task=meta["task"], kinds=offered, options={**meta["options"], **(options or {})},
                     input_box=tuple(meta["input_box"]) if meta.get("input_box") else None,
-                    budget=budget, budgets=budgets, journal=journal)
+                    enforce_box=bool((meta.get("limits") or {}).get("enforce_input_box")), budget=budget, budgets=budgets, journal=journal)
     recorder["journal"] = oracle.journal
     oracle.connection = conn
     oracle.metadata = meta
