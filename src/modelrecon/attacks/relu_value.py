@@ -98,6 +98,7 @@ class DeepValueAttack(Attack):
     # -- helpers ---------------------------------------------------------------------------
     def _setup(self, oracle: Oracle) -> None:
         self._rng = np.random.default_rng(self.seed)
+        self._spare_rng = np.random.default_rng([self.seed, 18])  # crossings made up for (``_refine``)
         self._probe = ValueProbe(oracle, seed=self.seed)
         self._d = oracle.input_dim
         if oracle.input_box is not None:
@@ -134,7 +135,10 @@ class DeepValueAttack(Attack):
     # -- layer 1 -----------------------------------------------------------------------------
     def _first_layer(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """First-layer rows, biases and a kink point of each, from families of lines until ``patience // 8``
-        families in a row add nothing (called again, it goes on where it stopped, for a neuron still missing)."""
+        families in a row add nothing (called again, it goes on where it stopped, for a neuron still missing).
+        A plane with a kink on under half of the searched lines that cross it is left out (no query): a deeper
+        neuron's surface, flat over one large cell of the first layer, passes every local test (10-10-10-1 with
+        attack seed 3: 25%, an 11th row; the true rows of the benchmark networks: 93-100%)."""
         if not hasattr(self, "_l1"):
             self._l1, self._families = ([], [], []), 0
         rows, biases, points = self._l1
@@ -144,7 +148,13 @@ class DeepValueAttack(Attack):
             before = len(rows)
             self._first_layer_family(rows, biases, points)
             quiet = 0 if len(rows) > before else quiet + 1
-        return np.array(rows).reshape(-1, self._d), np.array(biases), list(points)
+        keep = [i for i in range(len(rows)) if self._hit_rate(rows[i], biases[i], None, None, self._lines) >= 0.5]
+        note = (f"{len(rows) - len(keep)} first-layer candidate(s) left out: a kink on under half of the searched "
+                "lines crossing the plane (a deeper neuron's surface)")
+        if len(keep) < len(rows) and note not in self._notes:
+            self._notes.append(note)
+        return (np.array([rows[i] for i in keep]).reshape(-1, self._d), np.array([biases[i] for i in keep]),
+                [points[i] for i in keep])
 
     def _known(self, rows, biases, n, bias) -> bool:
         """Whether (n, bias) is one of the (row, bias) pairs, in either orientation."""
@@ -483,12 +493,9 @@ class DeepValueAttack(Attack):
         predicted point.  With ``need`` crossings the neuron is confirmed; with h + 1 of them (h the width
         below) the hyperplane through them replaces the row and bias measured from derivatives.
         Returns (row, bias) or None."""
-        p = self._probe
         h = len(n)
         y0 = A @ x_kink + a
         yc = y0 if yc is None else yc
-        u = U @ n
-        u /= np.linalg.norm(u)
         fit_all = h <= self.refine_width
         tries = h + 3 if fit_all else 3
         Y = [y0]
@@ -497,21 +504,14 @@ class DeepValueAttack(Attack):
                 break
             if attempt == 3 and len(Y) - 1 < need:
                 return None  # the first three fresh points decide: a bent surface is a deeper neuron's
-            if len(z):  # toward a random point of the region's interior (kinks near a face have little room)
-                r = yc * self._rng.uniform(0.25, 2.0, h) - y0
-            else:
-                r = self._rng.standard_normal(h) * 2 * self._sigma
-            r -= (n @ r) * n
-            step = self._reach(x_kink, A, a, U, Z, z, y0 + r) - x_kink
-            lam = min(1.0, self._room(x_kink, step, Z, z, fallback=1.0))
-            xp = x_kink + lam * self._rng.uniform(0.5, 1.0) * step
-            xp = xp - ((n @ (A @ xp + a) + b) / (n @ (A @ u))) * u  # back onto the hyperplane
-            delta = 0.25 * min(self._room(xp, u, Z, z, self._sigma), self._room(xp, -u, Z, z, self._sigma))
-            # the crossing is predicted from the measured row: off by its error times the distance travelled
-            near = min(0.25, max(1e-3, 10 * self._row_error() * np.linalg.norm(xp - x_kink) / delta))
-            t = self._cross(xp, u, delta, near=near)
-            if t is not None:
-                Y.append(A @ (xp + t * u) + a)
+            Y += self._fresh_crossing(self._rng, n, b, x_kink, A, a, U, Z, z, yc)
+        if fit_all and len(Y) - 1 >= need:
+            # crossings not found, or of another neuron (``_on_plane``), made up for on a stream of their own: the rows
+            # whose crossings fail most are the least precise (the crossing is looked for within the row's nominal error)
+            for _ in range(3 * (tries + 1 - int(self._on_plane(np.array(Y), n, b).sum()))):
+                if self._on_plane(np.array(Y), n, b).sum() - 1 >= tries:
+                    break
+                Y += self._fresh_crossing(self._spare_rng, n, b, x_kink, A, a, U, Z, z, yc)
         found = len(Y) - 1
         if found < need:
             return None
@@ -521,6 +521,7 @@ class DeepValueAttack(Attack):
         # crossings of another neuron that happened to pass the check lie off the hyperplane: left out
         # (off by more than the derivatives' own error: rounded answers make that error larger)
         Y = Y[np.abs(Y @ n + b) <= max(1e-4, 10 * self._row_error()) * (1 + np.linalg.norm(Y, axis=1))]
+        Y = Y[self._on_plane(Y, n, b)]
         if len(Y) <= h:
             return n, b
         for _ in range(3):  # fit, leave out the points far off the fitted plane (1000x the median), refit
@@ -542,6 +543,36 @@ class DeepValueAttack(Attack):
         if fit_res > 1e4 * EPS * np.abs(Y).max() and not (4 * fit_res <= derivative_res and explained):
             return n, b
         return m, -float(m @ mean)
+
+    def _fresh_crossing(self, rng, n, b, x_kink, A, a, U, Z, z, yc) -> list[np.ndarray]:
+        """The crossing of the plane n.y + b = 0 (y = A x + a) along its normal at a fresh point of it, toward a random
+        point of the region: [its reading y], or [] when no kink is found there."""
+        h, y0 = len(n), A @ x_kink + a
+        u = U @ n
+        u /= np.linalg.norm(u)
+        if len(z):  # toward a random point of the region's interior (kinks near a face have little room)
+            r = yc * rng.uniform(0.25, 2.0, h) - y0
+        else:
+            r = rng.standard_normal(h) * 2 * self._sigma
+        r -= (n @ r) * n
+        step = self._reach(x_kink, A, a, U, Z, z, y0 + r) - x_kink
+        lam = min(1.0, self._room(x_kink, step, Z, z, fallback=1.0))
+        xp = x_kink + lam * rng.uniform(0.5, 1.0) * step
+        xp = xp - ((n @ (A @ xp + a) + b) / (n @ (A @ u))) * u  # back onto the hyperplane
+        delta = 0.25 * min(self._room(xp, u, Z, z, self._sigma), self._room(xp, -u, Z, z, self._sigma))
+        # the crossing is predicted from the measured row: off by its error times the distance travelled
+        near = min(0.25, max(1e-3, 10 * self._row_error() * np.linalg.norm(xp - x_kink) / delta))
+        t = self._cross(xp, u, delta, near=near)
+        return [] if t is None else [A @ (xp + t * u) + a]
+
+    @staticmethod
+    def _on_plane(Y, n, b) -> np.ndarray:
+        """Which crossings Y lie on the measured plane n.y + b = 0 within 100x their median distance from it.  A
+        crossing of another neuron that passed ``_cross``'s check is far off (300x to 10^6x the median on
+        784-64-64-1, where the neuron's own are within 6x); a plane fitted with it among h + 3 points absorbs it
+        (fitted rows 1e-6 off instead of the derivatives' 1e-9)."""
+        off = np.abs(Y @ n + b)
+        return off <= max(100 * np.median(off), 64 * EPS * np.abs(Y).max())
 
     def _reach(self, x0, A, a, U, Z, z, y):
         """An input where the last known layer reads y (or the point of the segment from x0's reading
@@ -568,10 +599,10 @@ class DeepValueAttack(Attack):
     def _hit_rate(n, b, A, a, searched) -> float:
         """Of the searched segments that cross the hyperplane n.y + b = 0, the share with a kink where they
         cross it: 1 for a neuron of the next layer (its surface is that plane all over the region), less for
-        a deeper neuron's surface, flat only inside one cell of the next layer."""
+        a deeper neuron's surface, flat only inside one cell of the next layer.  A None: the inputs (layer 1)."""
         crossed = hit = 0
         for x0, v, lo, hi, ts in searched:
-            rate, off = n @ (A @ v), n @ (A @ x0 + a) + b
+            rate, off = (n @ v, n @ x0 + b) if A is None else (n @ (A @ v), n @ (A @ x0 + a) + b)
             if rate == 0:
                 continue
             t = -off / rate
