@@ -313,3 +313,46 @@ def test_a_deeper_neurons_surface_over_a_large_cell_is_not_a_first_layer_row():
     assert result.status == "complete", result.message
     assert result.details["widths"] == [10, 10]
     assert "1 first-layer candidate(s) left out" in result.message
+
+
+def test_softmax_outputs_evaluated_on_the_logit_differences():
+    """A builtin net with 2 logits attacked through its probabilities recovers log p_1 - log p_0; the evaluation read
+    the target's raw logits as probabilities (log of a negative number: worst output error inf) and left the
+    truth's last layer unreduced for a target not declared softmax."""
+    from modelrecon.evaluate import evaluate
+    target = load("builtin:deep?d=10&widths=10,10,2")
+    r = DeepValueAttack(seed=0).run(local_oracle(target, ["probabilities"]))
+    assert r.status == "complete", r.message
+    evaluate(r, target)
+    assert r.metrics["hidden_units_matched"] == 20 and r.metrics["worst_output_error_relative"] <= 1e-10
+
+
+def test_answers_rounded_above_the_precision_are_never_complete():
+    """Probabilities rounded to 12 decimals, read in log space, carry an error bound of 0.13 of the output scale
+    (far points' small probabilities): the verification's tolerance (precision x scale + that bound) let a model 37%
+    off through at 2.8x.  Whatever the residual, answers rounded above the precision asked cannot confirm it: the
+    result says so and is not complete."""
+    target = load("builtin:deep?d=10&widths=10,10,2")
+    r = DeepValueAttack(seed=0).run(local_oracle(target, ["probabilities"], round_decimals=12))
+    assert r.status != "complete"
+    assert r.details["verification"]["answers_error"] > 1e-8
+    assert "the answers are rounded to 12 decimals" in r.message and "not to the precision 1e-08" in r.message
+
+
+def test_probabilities_saturated_by_rounding_mid_run_end_failed():
+    """Probabilities rounded to 10 decimals come back 0 far out on the lines: the run raised OracleError (a
+    traceback in the benchmark) after thousands of values; it now ends failed, saying so."""
+    target = load("builtin:deep?d=10&widths=10,10,2")
+    r = DeepValueAttack(seed=0).run(local_oracle(target, ["probabilities"], round_decimals=10))
+    assert r.status == "failed" and "saturated by the rounding" in r.message
+    assert r.queries["total"] > 0
+
+
+def test_fine_rounding_keeps_the_float64_derivative_step():
+    """Answers rounded to 12 decimals took a derivative step of 1e-4 of the input scale, 10x shorter than float64
+    answers' (the rule max(1e-4, 10^(-N/2)) shrinks below it for N > 6): 784-32-1 found 34 rows, 3 signs flat,
+    failed after 82,816 values.  With the float64 step as the floor it is complete."""
+    target = load("builtin:deep?d=784&widths=32,1")
+    r = DeepValueAttack(seed=0).run(local_oracle(target, ["value"], round_decimals=12))
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [32] and r.details["verified_relative_error"] <= 1e-8

@@ -148,7 +148,8 @@ class DeepValueAttack(Attack):
             before = len(rows)
             self._first_layer_family(rows, biases, points)
             quiet = 0 if len(rows) > before else quiet + 1
-        keep = [i for i in range(len(rows)) if self._hit_rate(rows[i], biases[i], None, None, self._lines) >= 0.5]
+        err = 10 * self._row_error()  # a measured row predicts its crossing within its error times the distance
+        keep = [i for i in range(len(rows)) if self._hit_rate(rows[i], biases[i], None, None, self._lines, err) >= 0.5]
         note = (f"{len(rows) - len(keep)} first-layer candidate(s) left out: a kink on under half of the searched "
                 "lines crossing the plane (a deeper neuron's surface)")
         if len(keep) < len(rows) and note not in self._notes:
@@ -596,10 +597,11 @@ class DeepValueAttack(Attack):
         return res.x[:d] if res.status == 0 else x0
 
     @staticmethod
-    def _hit_rate(n, b, A, a, searched) -> float:
+    def _hit_rate(n, b, A, a, searched, err: float = 0.0) -> float:
         """Of the searched segments that cross the hyperplane n.y + b = 0, the share with a kink where they
         cross it: 1 for a neuron of the next layer (its surface is that plane all over the region), less for
-        a deeper neuron's surface, flat only inside one cell of the next layer.  A None: the inputs (layer 1)."""
+        a deeper neuron's surface, flat only inside one cell of the next layer.  A None: the inputs (layer 1), the
+        unit row n known to ``err`` relative (the crossing predicted within err (1 + |x|) / |n.v| more)."""
         crossed = hit = 0
         for x0, v, lo, hi, ts in searched:
             rate, off = (n @ v, n @ x0 + b) if A is None else (n @ (A @ v), n @ (A @ x0 + a) + b)
@@ -608,7 +610,8 @@ class DeepValueAttack(Attack):
             t = -off / rate
             if lo < t < hi:
                 crossed += 1
-                hit += bool(len(ts)) and np.min(np.abs(ts - t)) <= 1e-6 * (hi - lo)
+                tol = 1e-6 * (hi - lo) + err * (1 + np.linalg.norm(x0 + t * v)) / abs(rate)
+                hit += bool(len(ts)) and np.min(np.abs(ts - t)) <= tol
         return hit / crossed if crossed else 0.0
 
     def _offset(self, n, b) -> float:
@@ -952,15 +955,17 @@ class DeepValueAttack(Attack):
             Y = self._probe.values(X)
         Yhat = _hidden(model_layers[:-1], X) @ model_layers[-1][0].T + model_layers[-1][1]
         scale = float(np.max(np.abs(Y))) if len(Y) else 0.0
-        tol = self.precision * scale + self._probe.noise / max(float(np.sum(np.abs(self._probe.r))), 1e-300)
+        floor = self._probe.noise / max(float(np.sum(np.abs(self._probe.r))), 1e-300)  # one answer's error bound
+        tol = self.precision * scale + floor
         err = float(np.max(np.abs(Yhat - Y))) / scale if len(Y) and scale > 0 else math.inf
         return {"points": len(X), "tolerance": tol, "residual_over_tolerance": worst_ratio(Yhat - Y, tol),
-                "relative_error": err if math.isfinite(err) else math.inf}
+                "relative_error": err if math.isfinite(err) else math.inf,
+                "answers_error": floor / scale if scale > 0 else math.inf}
 
     # -- the run ----------------------------------------------------------------------------
     def execute(self, oracle: Oracle) -> Result:
         self._setup(oracle)
-        self._step_rel = 1e-3 if self._probe.rounding is None else max(1e-4, 10.0 ** (-self._probe.rounding / 2))
+        self._step_rel = 1e-3 if self._probe.rounding is None else max(1e-3, 10.0 ** (-self._probe.rounding / 2))
         p = self._probe
         if self._d == 1:  # the parallel lines of step 1 would be one line, and every neuron's hyperplane a point
             return Result(self.name, "failed", "one input (d = 1): the parallel lines that tell first-layer neurons "
@@ -1046,6 +1051,10 @@ class DeepValueAttack(Attack):
             check = {"relative_error": math.inf, "residual_over_tolerance": math.inf}
             status_notes.append("no budget left to verify")
         err, verified = check["relative_error"], passes(check["residual_over_tolerance"])
+        if p.rounding is not None and not check.get("answers_error", 0.0) <= self.precision:
+            # answers rounded above the precision asked can confirm the model only to their rounding: not complete
+            status_notes.append(f"the answers are rounded to {p.rounding} decimals ({check.get('answers_error', math.inf):.2g} "
+                                f"of the output scale): verified only to that, not to the precision {self.precision:g}")
         widths = [len(b) for _, b in self._layers]
         ok = verified and not status_notes
         msg = (f"{len(widths)} hidden layers, widths {widths}; worst verified error {err:.2e} of the output scale"
