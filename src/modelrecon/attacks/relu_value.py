@@ -98,6 +98,7 @@ class DeepValueAttack(Attack):
     # -- helpers ---------------------------------------------------------------------------
     def _setup(self, oracle: Oracle) -> None:
         self._rng = np.random.default_rng(self.seed)
+        self._spare_rng = np.random.default_rng([self.seed, 18])  # crossings made up for (``_refine``)
         self._probe = ValueProbe(oracle, seed=self.seed)
         self._d = oracle.input_dim
         if oracle.input_box is not None:
@@ -136,7 +137,9 @@ class DeepValueAttack(Attack):
         """First-layer rows, biases and a kink point of each, from families of lines until ``patience // 8``
         families in a row add nothing, one once more rows than inputs are found (an expansive layer is checked by
         the next layer's surfaces, followed across each of its walls) (called again, it goes on where it stopped,
-        for a neuron still missing)."""
+        for a neuron still missing). A plane with a kink on under half of the searched lines that cross it is left
+        out (no query): a deeper neuron's surface, flat over one large cell of the first layer, passes every local
+        test (10-10-10-1 with attack seed 3: 25%, an 11th row; the true rows of the benchmark networks: 93-100%)."""
         if not hasattr(self, "_l1"):
             self._l1, self._families = ([], [], []), 0
         rows, biases, points = self._l1
@@ -152,7 +155,14 @@ class DeepValueAttack(Attack):
             before = len(rows)
             self._first_layer_family(rows, biases, points)
             quiet = 0 if len(rows) > before else quiet + 1
-        return np.array(rows).reshape(-1, self._d), np.array(biases), list(points)
+        err = 10 * self._row_error()  # a measured row predicts its crossing within its error times the distance
+        keep = [i for i in range(len(rows)) if self._hit_rate(rows[i], biases[i], None, None, self._lines, err) >= 0.5]
+        note = (f"{len(rows) - len(keep)} first-layer candidate(s) left out: a kink on under half of the searched "
+                "lines crossing the plane (a deeper neuron's surface)")
+        if len(keep) < len(rows) and note not in self._notes:
+            self._notes.append(note)
+        return (np.array([rows[i] for i in keep]).reshape(-1, self._d), np.array([biases[i] for i in keep]),
+                [points[i] for i in keep])
 
     def _known(self, rows, biases, n, bias) -> bool:
         """Whether (n, bias) is one of the (row, bias) pairs, in either orientation."""
@@ -499,12 +509,9 @@ class DeepValueAttack(Attack):
         predicted point.  With ``need`` crossings the neuron is confirmed; with h + 1 of them (h the width
         below) the hyperplane through them replaces the row and bias measured from derivatives.
         Returns (row, bias) or None."""
-        p = self._probe
         h = len(n)
         y0 = A @ x_kink + a
         yc = y0 if yc is None else yc
-        u = U @ n
-        u /= np.linalg.norm(u)
         fit_all = h <= self.refine_width
         tries = h + 3 if fit_all else 3
         Y = [y0]
@@ -513,21 +520,14 @@ class DeepValueAttack(Attack):
                 break
             if attempt == 3 and len(Y) - 1 < need:
                 return None  # the first three fresh points decide: a bent surface is a deeper neuron's
-            if len(z):  # toward a random point of the region's interior (kinks near a face have little room)
-                r = yc * self._rng.uniform(0.25, 2.0, h) - y0
-            else:
-                r = self._rng.standard_normal(h) * 2 * self._sigma
-            r -= (n @ r) * n
-            step = self._reach(x_kink, A, a, U, Z, z, y0 + r) - x_kink
-            lam = min(1.0, self._room(x_kink, step, Z, z, fallback=1.0))
-            xp = x_kink + lam * self._rng.uniform(0.5, 1.0) * step
-            xp = xp - ((n @ (A @ xp + a) + b) / (n @ (A @ u))) * u  # back onto the hyperplane
-            delta = 0.25 * min(self._room(xp, u, Z, z, self._sigma), self._room(xp, -u, Z, z, self._sigma))
-            # the crossing is predicted from the measured row: off by its error times the distance travelled
-            near = min(0.25, max(1e-3, 10 * self._row_error() * np.linalg.norm(xp - x_kink) / delta))
-            t = self._cross(xp, u, delta, near=near)
-            if t is not None:
-                Y.append(A @ (xp + t * u) + a)
+            Y += self._fresh_crossing(self._rng, n, b, x_kink, A, a, U, Z, z, yc)
+        if fit_all and len(Y) - 1 >= need:
+            # crossings not found, or of another neuron (``_on_plane``), made up for on a stream of their own: the rows
+            # whose crossings fail most are the least precise (the crossing is looked for within the row's nominal error)
+            for _ in range(3 * (tries + 1 - int(self._on_plane(np.array(Y), n, b).sum()))):
+                if self._on_plane(np.array(Y), n, b).sum() - 1 >= tries:
+                    break
+                Y += self._fresh_crossing(self._spare_rng, n, b, x_kink, A, a, U, Z, z, yc)
         found = len(Y) - 1
         if found < need or (fit_all and len(z) and found < h):
             # a deeper neuron's surface is crossed only in its own cell of the next layer: at 9 of 13 and 16 of 23 fresh
@@ -539,6 +539,7 @@ class DeepValueAttack(Attack):
         # crossings of another neuron that happened to pass the check lie off the hyperplane: left out
         # (off by more than the derivatives' own error: rounded answers make that error larger)
         Y = Y[np.abs(Y @ n + b) <= max(1e-4, 10 * self._row_error()) * (1 + np.linalg.norm(Y, axis=1))]
+        Y = Y[self._on_plane(Y, n, b)]
         if len(Y) <= h:
             return n, b
         for _ in range(3):  # fit, leave out the points far off the fitted plane (1000x the median), refit
@@ -560,6 +561,36 @@ class DeepValueAttack(Attack):
         if fit_res > 1e4 * EPS * np.abs(Y).max() and not (4 * fit_res <= derivative_res and explained):
             return n, b
         return m, -float(m @ mean)
+
+    def _fresh_crossing(self, rng, n, b, x_kink, A, a, U, Z, z, yc) -> list[np.ndarray]:
+        """The crossing of the plane n.y + b = 0 (y = A x + a) along its normal at a fresh point of it, toward a random
+        point of the region: [its reading y], or [] when no kink is found there."""
+        h, y0 = len(n), A @ x_kink + a
+        u = U @ n
+        u /= np.linalg.norm(u)
+        if len(z):  # toward a random point of the region's interior (kinks near a face have little room)
+            r = yc * rng.uniform(0.25, 2.0, h) - y0
+        else:
+            r = rng.standard_normal(h) * 2 * self._sigma
+        r -= (n @ r) * n
+        step = self._reach(x_kink, A, a, U, Z, z, y0 + r) - x_kink
+        lam = min(1.0, self._room(x_kink, step, Z, z, fallback=1.0))
+        xp = x_kink + lam * rng.uniform(0.5, 1.0) * step
+        xp = xp - ((n @ (A @ xp + a) + b) / (n @ (A @ u))) * u  # back onto the hyperplane
+        delta = 0.25 * min(self._room(xp, u, Z, z, self._sigma), self._room(xp, -u, Z, z, self._sigma))
+        # the crossing is predicted from the measured row: off by its error times the distance travelled
+        near = min(0.25, max(1e-3, 10 * self._row_error() * np.linalg.norm(xp - x_kink) / delta))
+        t = self._cross(xp, u, delta, near=near)
+        return [] if t is None else [A @ (xp + t * u) + a]
+
+    @staticmethod
+    def _on_plane(Y, n, b) -> np.ndarray:
+        """Which crossings Y lie on the measured plane n.y + b = 0 within 100x their median distance from it.  A
+        crossing of another neuron that passed ``_cross``'s check is far off (300x to 10^6x the median on
+        784-64-64-1, where the neuron's own are within 6x); a plane fitted with it among h + 3 points absorbs it
+        (fitted rows 1e-6 off instead of the derivatives' 1e-9)."""
+        off = np.abs(Y @ n + b)
+        return off <= max(100 * np.median(off), 64 * EPS * np.abs(Y).max())
 
     def _reach(self, x0, A, a, U, Z, z, y):
         """An input where the last known layer reads y (or the point of the segment from x0's reading
@@ -583,19 +614,21 @@ class DeepValueAttack(Attack):
         return res.x[:d] if res.status == 0 else x0
 
     @staticmethod
-    def _hit_rate(n, b, A, a, searched) -> float:
+    def _hit_rate(n, b, A, a, searched, err: float = 0.0) -> float:
         """Of the searched segments that cross the hyperplane n.y + b = 0, the share with a kink where they
         cross it: 1 for a neuron of the next layer (its surface is that plane all over the region), less for
-        a deeper neuron's surface, flat only inside one cell of the next layer."""
+        a deeper neuron's surface, flat only inside one cell of the next layer.  A None: the inputs (layer 1), the
+        unit row n known to ``err`` relative (the crossing predicted within err (1 + |x|) / |n.v| more)."""
         crossed = hit = 0
         for x0, v, lo, hi, ts in searched:
-            rate, off = n @ (A @ v), n @ (A @ x0 + a) + b
+            rate, off = (n @ v, n @ x0 + b) if A is None else (n @ (A @ v), n @ (A @ x0 + a) + b)
             if rate == 0:
                 continue
             t = -off / rate
             if lo < t < hi:
                 crossed += 1
-                hit += bool(len(ts)) and np.min(np.abs(ts - t)) <= 1e-6 * (hi - lo)
+                tol = 1e-6 * (hi - lo) + err * (1 + np.linalg.norm(x0 + t * v)) / abs(rate)
+                hit += bool(len(ts)) and np.min(np.abs(ts - t)) <= tol
         return hit / crossed if crossed else 0.0
 
     def _offset(self, n, b) -> float:
@@ -943,15 +976,17 @@ class DeepValueAttack(Attack):
             Y = self._probe.values(X)
         Yhat = _hidden(model_layers[:-1], X) @ model_layers[-1][0].T + model_layers[-1][1]
         scale = float(np.max(np.abs(Y))) if len(Y) else 0.0
-        tol = self.precision * scale + self._probe.noise / max(float(np.sum(np.abs(self._probe.r))), 1e-300)
+        floor = self._probe.noise / max(float(np.sum(np.abs(self._probe.r))), 1e-300)  # one answer's error bound
+        tol = self.precision * scale + floor
         err = float(np.max(np.abs(Yhat - Y))) / scale if len(Y) and scale > 0 else math.inf
         return {"points": len(X), "tolerance": tol, "residual_over_tolerance": worst_ratio(Yhat - Y, tol),
-                "relative_error": err if math.isfinite(err) else math.inf}
+                "relative_error": err if math.isfinite(err) else math.inf,
+                "answers_error": floor / scale if scale > 0 else math.inf}
 
     # -- the run ----------------------------------------------------------------------------
     def execute(self, oracle: Oracle) -> Result:
         self._setup(oracle)
-        self._step_rel = 1e-3 if self._probe.rounding is None else max(1e-4, 10.0 ** (-self._probe.rounding / 2))
+        self._step_rel = 1e-3 if self._probe.rounding is None else max(1e-3, 10.0 ** (-self._probe.rounding / 2))
         p = self._probe
         if self._d == 1:  # the parallel lines of step 1 would be one line, and every neuron's hyperplane a point
             return Result(self.name, "failed", "one input (d = 1): the parallel lines that tell first-layer neurons "
@@ -1042,6 +1077,10 @@ class DeepValueAttack(Attack):
             check = {"relative_error": math.inf, "residual_over_tolerance": math.inf}
             status_notes.append("no budget left to verify")
         err, verified = check["relative_error"], passes(check["residual_over_tolerance"])
+        if p.rounding is not None and not check.get("answers_error", 0.0) <= self.precision:
+            # answers rounded above the precision asked can confirm the model only to their rounding: not complete
+            status_notes.append(f"the answers are rounded to {p.rounding} decimals ({check.get('answers_error', math.inf):.2g} "
+                                f"of the output scale): verified only to that, not to the precision {self.precision:g}")
         widths = [len(b) for _, b in self._layers]
         ok = verified and not status_notes
         msg = (f"{len(widths)} hidden layers, widths {widths}; worst verified error {err:.2e} of the output scale"

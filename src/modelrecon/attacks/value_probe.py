@@ -71,6 +71,9 @@ class ValueProbe:
                 else:
                     Y = np.log(P[:, 1:]) - np.log(P[:, :1])
             if not np.isfinite(Y).all():
+                if self.rounding is not None and self.asked:  # an attack's failure, not a refused target
+                    raise RoundedAnswers(f"a probability rounded to {self.rounding} decimals came back 0 or 1 after "
+                                         f"{self.asked} values: its logit is lost (saturated by the rounding)")
                 raise OracleError("a probability answer is 0 or 1: its logit is lost (saturated); "
                                   "value-only extraction needs unsaturated probabilities")
         self.points.append(X)

@@ -12,6 +12,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from modelrecon.evaluate import fidelity, outputs, register
+from modelrecon.oracle import _as_logits
 from modelrecon.result import Result
 from modelrecon.targets import Target
 
@@ -100,11 +101,12 @@ def align_layers(true: list[tuple[np.ndarray, np.ndarray]], got: list[tuple[np.n
     return out
 
 
-def logits(P: np.ndarray) -> np.ndarray:
-    """What a model recovered from probabilities outputs: a sigmoid's logit, or softmax's logits less class 0's."""
-    P = P.reshape(len(P), -1)
-    with np.errstate(divide="ignore"):
-        return np.log(P) - np.log1p(-P) if P.shape[1] == 1 else np.log(P[:, 1:]) - np.log(P[:, :1])
+def logits(Y: np.ndarray, outputs: str | None = "probabilities") -> np.ndarray:
+    """What a model recovered from probabilities outputs, from the target's outputs Y (declared as ``outputs``:
+    probabilities or sigmoid read back on the logit scale, as the oracle does; raw scores, None, as they are): a
+    sigmoid's logit, or softmax's logits less class 0's."""
+    Z = _as_logits(Y.reshape(len(Y), -1), outputs)
+    return Z if Z.shape[1] == 1 else Z[:, 1:] - Z[:, :1]
 
 
 def worst_output_error(target: Target, model, n: int, seed: int = 54321, batch: int = 50_000,
@@ -144,14 +146,14 @@ def evaluate_relu(result: Result, target: Target, X: np.ndarray | None, n_inputs
     got = [(np.asarray(p[f"W{i}"]), np.asarray(p[f"b{i}"])) for i in range(1, 1 + sum(k.startswith("W") for k in p))]
     truth = true_layers(target)
     from_probabilities = "probabilities" in result.queries.get("by_kind", {})
-    if truth is not None and from_probabilities and target.truth.get("output_activation") == "softmax":
+    if truth is not None and from_probabilities and len(truth[-1][1]) > 1:
         W, b = truth[-1]
         truth[-1] = (W[1:] - W[:1], b[1:] - b[:1])  # the logits less class 0's: what probabilities determine
     if truth is not None and got:
         metrics.update(align_layers(truth, got))
     X = (np.random.default_rng(12345).normal(size=(1000, *target.input_shape)) if not target.input_box else
          np.random.default_rng(12345).uniform(*target.input_box, size=(1000, *target.input_shape)))
-    read = logits if from_probabilities else (lambda y: y)
+    read = (lambda y: logits(y, target.outputs)) if from_probabilities else (lambda y: y)
     metrics.update(fidelity(target, result.model, X, y=read(target.forward_numpy(X))))
     metrics.update(worst_output_error(target, result.model, n_inputs, read=read))
     if target.input_box:
