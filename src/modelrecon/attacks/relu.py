@@ -6,8 +6,8 @@ follows the value-only cryptanalytic attacks (Carlini, Jagielski, Mironov, CRYPT
 Canales-Martinez et al., EUROCRYPT 2024), each of whose finite-difference directional
 derivatives a gradient query answers exactly.
 
-Steps (``probe``: :class:`~modelrecon.attacks.piecewise.GradientProbe` or
-:class:`~modelrecon.attacks.piecewise.ValueGradientProbe`, the mode):
+Steps (``probe``: :class:`~modelrecon.attacks.piecewise.GradientProbe` or, in value+gradient mode, the points of
+:class:`~modelrecon.attacks.piecewise.ValueGradientProbe` with a gradient first and a value only for a new piece):
 
 1. Kinks.  Random lines through the input region; every critical point on them is found
    by the probe (:func:`~modelrecon.attacks.piecewise.search_line`), with the gradients of
@@ -53,8 +53,8 @@ from torch import nn
 
 from modelrecon.attacks import Attack
 from modelrecon.attacks.orient import ExpansiveOrientation
-from modelrecon.attacks.piecewise import (EPS, PROBES, Kink, Line, NotPiecewiseLinear, Piece, Probe,
-                                          critical_points, search_line, stay_above)
+from modelrecon.attacks.piecewise import (EPS, PROBES, Kink, LazyValueGradientProbe, Line, NotPiecewiseLinear, Piece,
+                                          Probe, ValueGradientProbe, critical_points, search_line, stay_above)
 from modelrecon.oracle import Oracle, OracleError, QueryBudgetExceeded
 from modelrecon.result import Result
 from modelrecon.verdict import worst_ratio
@@ -354,6 +354,26 @@ class _Span:
             self.Q = np.hstack([self.Q, (r / size)[:, None]])
 
 
+class _GradientFirstProbe(LazyValueGradientProbe):
+    """value+gradient mode: the points of :class:`ValueGradientProbe` (a kink confirmed by the gradients on both
+    sides), but a gradient first and a value only for a new piece; a point whose gradient is a neighbouring piece's
+    takes its value from that piece's line.  The value of a point already read is no new point."""
+
+    same = ValueGradientProbe.same
+
+    def fill(self, line: Line, pieces: list[Piece], neighbours: list[tuple[Piece, ...]]) -> list[Piece]:
+        points = self.points
+        out = super().fill(line, pieces, neighbours)
+        self.points = points
+        return out
+
+    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
+        sides = self.fill(line, self.glance(line, [t + s * delta for _, _, t, delta in checks for s in (-1, 1)]),
+                          [(a, b) for a, b, *_ in checks for _ in (0, 1)])
+        return [(self.same(a, left, line) and self.same(right, b, line), [left, right])
+                for (a, b, _, _), left, right in zip(checks, sides[::2], sides[1::2])]
+
+
 class ReluAttack(Attack):
     """Recover a fully connected ReLU network exactly, up to permutation and positive scaling per neuron."""
 
@@ -380,7 +400,7 @@ class ReluAttack(Attack):
 
     # ------------------------------------------------------------------ setup
     def _plan(self, oracle: Oracle) -> Probe:
-        probe_cls = PROBES[self.mode]
+        probe_cls = _GradientFirstProbe if self.mode == "value+gradient" else PROBES[self.mode]
         missing = [k for k in probe_cls.kinds if k not in oracle.kinds]
         if missing:
             raise OracleError(f"mode {self.mode!r} needs {', '.join(missing)} queries; the oracle offers "
@@ -984,7 +1004,7 @@ class ReluAttack(Attack):
             ends = np.stack([y - eps * normal, y + eps * normal])
             if np.any(ends < self._box[0]) or np.any(ends > self._box[1]):
                 return None
-        got = self._probe.ask(np.stack([y - eps * normal, y + eps * normal]))
+        got = self._probe.ask(np.stack([y - eps * normal, y + eps * normal]), (self._probe.grad_kind,))
         J = got["g"][1] - got["g"][0]
         size = np.linalg.norm(J)
         floor = 2 * EPS * 2.0 ** 10 * max(np.abs(got["g"]).max(), np.finfo(float).tiny) * math.sqrt(self._d)
@@ -1346,9 +1366,10 @@ class ReluAttack(Attack):
         H = np.maximum(known.top(X) @ W.T + b, 0.0)
         K = self._K
         o = self.output
-        if samples[0][1].y is not None:  # the values of every output came with each sample
-            Y = np.array([p.y for _, p in samples])
-            D = np.hstack([H, np.ones((len(H), 1))])
+        valued = [i for i, (_, p) in enumerate(samples) if p.y is not None]  # every output's value was asked there
+        if valued:
+            Y = np.array([samples[i][1].y for i in valued])
+            D = np.hstack([H[valued], np.ones((len(valued), 1))])
             sol, *_ = np.linalg.lstsq(D, Y, rcond=None)
             return sol[:-1].T, sol[-1], True
         # gradients: of the probed output from the samples, of the others at a few of the sample points
