@@ -470,7 +470,7 @@ class DeepValueAttack(Attack):
             # progress: a row seen on a second segment whose plane has a kink on most segments crossing it (a deeper
             # neuron's row, flat only in one cell of the next layer, recurs too but not across the region)
             new = any(self._hit_rate(c["n"], c["b"], A, a, searched) >= 0.5 for c in grown)
-            quiet = 0 if new or seg <= h else quiet + 1
+            quiet = 0 if new else quiet + 1
         rows, biases, points = [], [], []
         yc = A @ xc + a
         for c in clusters:
