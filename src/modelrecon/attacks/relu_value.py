@@ -324,7 +324,7 @@ class DeepValueAttack(Attack):
         surface is w . relu(W1 x + b1) + c = 0 exactly, so crossings of random lines, predicted from the followed rows
         (walls and surfaces computed, no query) and located by values (``_cross``: five values, the window kept clear
         of every other predicted kink), are points of a hyperplane in the first layer's outputs.  With h + 3 of them
-        (2h + 3 before the followed rows were this consistent: measured, 3x-5x more precise, 2,300 more values on
+        (2h + 3 before the followed rows were this consistent: measured, 3x-5x more precise, 2,789 more values on
         10-20-20-1), those 1000x the median off the followed plane left out, the
         plane through them (least squares, the correction orthogonal to the followed row: a unit never active at
         them keeps its followed weight) replaces the row when it fits them 4x better; else the row stays."""
