@@ -2,7 +2,7 @@
 networks, beside the published figures.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/deep_value.py [--only 10-10-10-1,...] [--inputs N]
-        [--round-decimals N] [--answers value|probabilities] [--json rows.json]
+        [--round-decimals N] [--answers value|probabilities] [--json rows.json] [--attack-seed N]
 
 Columns: status; value queries of the attack (the verification's fresh values apart), per hidden neuron,
 and their log2;
@@ -44,12 +44,12 @@ NETWORKS = {
 }
 
 
-def run(name: str, inputs: int, round_decimals: int | None = None, answers: str = "value") -> dict:
+def run(name: str, inputs: int, round_decimals: int | None = None, answers: str = "value", seed: int = 0) -> dict:
     spec, published, source = NETWORKS[name]
     target = load(spec)
     oracle = local_oracle(target, [answers], round_decimals=round_decimals)
     start, cpu = time.perf_counter(), time.process_time()
-    result = DeepValueAttack(seed=0).run(oracle)
+    result = DeepValueAttack(seed=seed).run(oracle)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     q = result.queries["total"]
     row = {"network": name, "status": result.status, "queries": q, "log2_queries": math.log2(q) if q else None,
@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--answers", default="value", choices=["value", "probabilities"],
                     help="what the oracle answers: values, or softmax/sigmoid probabilities (read in log space)")
     ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--attack-seed", type=int, default=0, help="the attack's own seed (its random lines)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print("| network | status | queries | per neuron | log2 | published log2 | fewer | worst output error | bits "
@@ -87,7 +88,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name in args.only.split(","):
-        r = run(name, args.inputs, args.round_decimals, args.answers)
+        r = run(name, args.inputs, args.round_decimals, args.answers, args.attack_seed)
         rows.append({k: v for k, v in r.items() if isinstance(v, (int, float, str, type(None)))})
         fewer = f"{2 ** (r['published_log2'] - r['log2_queries']):.1f}x" if r["published_log2"] and r["status"] == "complete" else "-"
         err = r.get("worst_output_error")

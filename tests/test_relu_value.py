@@ -8,6 +8,7 @@ from modelrecon.attacks.relu_value import DeepValueAttack
 from modelrecon.attacks.value_probe import ValueProbe
 from modelrecon.oracle import local_oracle
 from modelrecon.targets.load import load
+from modelrecon.verdict import passes
 
 
 def _target(widths, d=10, seed=0):
@@ -228,12 +229,13 @@ def test_a_neuron_switching_only_outside_the_all_active_region():
 
 
 def test_a_weight_never_seen_leaves_the_result_partial(monkeypatch):
-    """Without the search near the surface, the outside neuron of 40-20-10-10-1 has one weight never seen (its
-    unit is on where that neuron switches at 40 of 10^6 random inputs): the 1000 verification values pass, yet
-    the result must not read `complete` (the weight is set to 0, unverified)."""
+    """Without the search near the surface, an outside neuron of 40-20-10-10-1 has a weight never seen (attack seed
+    5; seed 0 sees every weight on its lines since the search for layer 2 stops sooner): the 1000 verification values
+    pass, yet the result must not read `complete` (the weight is set to 0, unverified)."""
     monkeypatch.setattr(DeepValueAttack, "_surface_points", lambda self, c, u, rng, count=4: [])
     t = load("builtin:deep?d=40&widths=20,10,10,1")
-    result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
+    result = DeepValueAttack(seed=5).run(local_oracle(t, ["value"]))
+    assert passes(result.details["verification"]["residual_over_tolerance"])
     assert result.status == "partial"
     assert "never seen" in result.message
 
