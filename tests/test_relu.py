@@ -122,6 +122,14 @@ def test_queries_per_neuron_10_10_10_1_stay_low():
     assert r.queries["by_kind"]["value"] <= r.queries["by_kind"]["gradient"] / 2
 
 
+def test_gradient_mode_searches_the_region_itself_10_10_10_1():
+    """Reading the region's known planes at their predicted crossings cut gradient mode's gaps there, and
+    10-10-10-1 lost a layer-2 neuron (failed, 0.25 off); gradient mode searches every segment itself."""
+    target, r = _run("builtin:deep?d=10&widths=10,10,1&seed=0", "gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["parameter_relative_error"] <= 1e-9
+
+
 def test_a_row_whose_tries_are_spent_keeps_the_verdict_of_its_traced_kinks():
     """A complete layer-3 row (24-10-8-6-2 seed 2, exact to 6e-15) was dropped: a new kink, first in the order,
     found the trace's tries spent and ended the loop with False before the kinks already traced True were read."""

@@ -969,9 +969,10 @@ class ReluAttack(Attack):
         """The kinks of the region's rows met on two segments already, where their planes cross this segment (computed,
         no query): the two sides of each predicted crossing are read (2 points, a gradient each; a value only for a
         new piece), and a jump along the row's normal between them is its kink, as a confirmed guess of the search
-        is; the segment's ends too.  The search then only works the gaps between them that still hold a change."""
+        is; the segment's ends too.  The search then only works the gaps between them that still hold a change.  With
+        values only (gradient mode bisects each gap itself: 10-10-10-1 lost a neuron when its gaps were cut here)."""
         rows = [r for r in seen.rows if len(r.segments) >= 2]
-        if not rows:
+        if not rows or "value" not in self._probe.kinds:
             return [], []
         W = np.array([r.w for r in rows])
         rate = W @ (A @ line.v)
