@@ -7,8 +7,8 @@ after each call; a nested step's points counted only under it), labelled by the 
 the segments searched inside the all-active region of layer 1, ``lines``: random lines through the input region,
 ``trace``: far points of a candidate's surface, ``targeted``: searches completing rows, ``expansive``: the second
 layer's surfaces followed to orient an expansive first layer, ``checks``: the attack's 16 check points).  In
-value+gradient mode every point is two queries (a value and a gradient); the benchmark's per-neuron figure is the
-total without the verification's fresh points (``verify`` row).
+value+gradient mode every point is a gradient and, where a new piece starts, a value; the benchmark's per-neuron
+figures count the attack's queries and points (the verification's 4096 fresh points are printed apart).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from deep import KINDS, NETWORKS
 
 STEPS = {"_curvature_probe": "curvature", "_search": "lines", "_search_region": "region", "_trace": "trace",
          "_trace_in_region": "trace", "_complete": "targeted", "_run_expansive": "expansive",
-         "_output_layer": "output", "_verify": "checks"}  # the verification's points are not the probe's
+         "_output_layer": "output", "_verify": "checks"}
 
 
 class PhaseCounter:

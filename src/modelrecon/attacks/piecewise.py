@@ -254,16 +254,18 @@ PROBES = {p.name: p for p in (GradientProbe, ValueGradientProbe)}
 
 def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list[Piece] | None = None,
                     resolution: float = 2.0 ** -40, max_points: int = 100_000,
-                    relative_to: str = "span") -> tuple[list[Kink], list[Piece]]:
+                    relative_to: str = "span", known: list[Kink] | None = None) -> tuple[list[Kink], list[Piece]]:
     """Every kink of ``line`` between t = lo and hi, and the pieces read on the way (sorted by t).
 
-    ``pieces`` already read on the line are reused.  A gap narrower than ``resolution`` of the line's extent
+    ``pieces`` already read on the line are reused; ``known`` kinks, each between two of them, are taken as found
+    (the gap between their two sides is not searched again).  A gap narrower than ``resolution`` of the line's extent
     (``relative_to="position"``: of its own |t|, at least 1) that still holds a change is one kink (several
     neurons switching there at once are reported as one).  The gaps are worked on in rounds, one query per round.
     On an exhausted budget the ``QueryBudgetExceeded`` carries ``found``: the kinks and pieces found so far.
     """
     have = {p.t: p for p in (pieces or [])}
-    kinks: list[Kink] = []
+    kinks: list[Kink] = list(known or [])
+    found = {(k.left.t, k.right.t) for k in kinks}
     span = hi - lo
 
     def narrow(a: Piece, b: Piece) -> bool:
@@ -282,7 +284,7 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
                 raise NotPiecewiseLinear(f"more than {max_points} points on one line without isolating its kinks")
             checks, halves = [], []
             for a, b in gaps:
-                if probe.same(a, b, line):
+                if (a.t, b.t) in found or probe.same(a, b, line):
                     continue
                 if narrow(a, b):
                     kinks.append(Kink(line, (a.t + b.t) / 2, a, b, (b.t - a.t) / 2))
