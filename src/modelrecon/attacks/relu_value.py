@@ -522,18 +522,19 @@ class DeepValueAttack(Attack):
             if attempt == 3 and len(Y) - 1 < need:
                 return None  # the first three fresh points decide: a bent surface is a deeper neuron's
             Y += self._fresh_crossing(self._rng, n, b, x_kink, A, a, U, Z, z, yc)
-        if fit_all and len(Y) - 1 >= need:
+        found = len(Y) - 1  # decided on the h + 3 fresh points alone, before any is made up for
+        if found < need or (fit_all and len(z) and found < h):
+            # a deeper neuron's surface is crossed only in its own cell of the next layer: at 9 of 13 and 16 of 23 fresh
+            # points where the next layer's neurons were crossed at 12-13 of 13 and 23 of 23 (measured)
+            return None
+        if fit_all:
             # crossings not found, or of another neuron (``_on_plane``), made up for on a stream of their own: the rows
             # whose crossings fail most are the least precise (the crossing is looked for within the row's nominal error)
             for _ in range(3 * (tries + 1 - int(self._on_plane(np.array(Y), n, b).sum()))):
                 if self._on_plane(np.array(Y), n, b).sum() - 1 >= tries:
                     break
                 Y += self._fresh_crossing(self._spare_rng, n, b, x_kink, A, a, U, Z, z, yc)
-        found = len(Y) - 1
-        if found < need or (fit_all and len(z) and found < h):
-            # a deeper neuron's surface is crossed only in its own cell of the next layer: at 9 of 13 and 16 of 23 fresh
-            # points where the next layer's neurons were crossed at 12-13 of 13 and 23 of 23 (measured)
-            return None
+            found = len(Y) - 1
         if not fit_all or found < h:
             return n, self._offset(n, b) if len(z) == 0 else b
         Y = np.array(Y)
