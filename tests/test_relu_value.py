@@ -6,9 +6,17 @@ import torch
 
 from modelrecon.attacks.relu_value import DeepValueAttack
 from modelrecon.attacks.value_probe import ValueProbe
+from modelrecon.evaluate import evaluate
 from modelrecon.oracle import local_oracle
 from modelrecon.targets.load import load
 from modelrecon.verdict import passes
+
+
+def _assert_matches(result, target, units, error):
+    """The evaluator (it alone reads the target) matches every hidden unit and finds the outputs within error."""
+    evaluate(result, target)
+    assert result.metrics["hidden_units_matched"] == units
+    assert result.metrics["worst_output_error_relative"] <= error
 
 
 def _target(widths, d=10, seed=0):
@@ -138,7 +146,6 @@ def test_a_target_taking_image_shaped_inputs_is_queried_in_its_shape():
     from torch import nn
 
     from modelrecon.attacks.relu_value import DeepValueAttack
-    from modelrecon.evaluate import evaluate
     from modelrecon.oracle import local_oracle
     from modelrecon.targets.base import Target, sequential_truth
 
@@ -195,9 +202,7 @@ def test_expansive_first_layer_signs_from_the_next_layers_surfaces_by_value():
     # wall crossings read along two directions, seeds from the first layer's lines, h + 3 refit crossings, one quiet
     # family: 4,323 values (6,414 with full finite-difference gradients at each crossing)
     assert r.queries["total"] <= 5_500
-    from modelrecon.evaluate import evaluate
-    evaluate(r, target)
-    assert r.metrics["hidden_units_matched"] == 18 and r.metrics["worst_output_error_relative"] <= 1e-8
+    _assert_matches(r, target, units=18, error=1e-8)
 
 
 def test_expansive_second_layer_rows_refitted_through_precise_crossings():
@@ -210,9 +215,7 @@ def test_expansive_second_layer_rows_refitted_through_precise_crossings():
     # wider than the input; h + 3 refit crossings (28,203 values before, 13,744 after)
     assert r.queries["total"] <= 16_000
     assert r.details["verification"]["residual_over_tolerance"] <= 0.01
-    from modelrecon.evaluate import evaluate
-    evaluate(r, target)
-    assert r.metrics["hidden_units_matched"] == 40 and r.metrics["worst_output_error_relative"] <= 1e-10
+    _assert_matches(r, target, units=40, error=1e-10)
 
 
 def test_a_neuron_switching_only_outside_the_all_active_region():
@@ -307,9 +310,7 @@ def test_second_layer_planes_refitted_without_other_neurons_crossings():
     target = load("builtin:deep?d=32&widths=32,32,1")
     r = DeepValueAttack(seed=0).run(local_oracle(target, ["value"]))
     assert r.status == "complete", r.message
-    from modelrecon.evaluate import evaluate
-    evaluate(r, target)
-    assert r.metrics["hidden_units_matched"] == 64 and r.metrics["worst_output_error_relative"] <= 1e-10
+    _assert_matches(r, target, units=64, error=1e-10)
 
 
 def test_a_deeper_neurons_surface_over_a_large_cell_is_not_a_first_layer_row():
@@ -328,12 +329,10 @@ def test_softmax_outputs_evaluated_on_the_logit_differences():
     """A builtin net with 2 logits attacked through its probabilities recovers log p_1 - log p_0; the evaluation read
     the target's raw logits as probabilities (log of a negative number: worst output error inf) and left the
     truth's last layer unreduced for a target not declared softmax."""
-    from modelrecon.evaluate import evaluate
     target = load("builtin:deep?d=10&widths=10,10,2")
     r = DeepValueAttack(seed=0).run(local_oracle(target, ["probabilities"]))
     assert r.status == "complete", r.message
-    evaluate(r, target)
-    assert r.metrics["hidden_units_matched"] == 20 and r.metrics["worst_output_error_relative"] <= 1e-10
+    _assert_matches(r, target, units=20, error=1e-10)
 
 
 def test_answers_rounded_above_the_precision_are_never_complete():
