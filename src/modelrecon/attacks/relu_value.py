@@ -222,12 +222,6 @@ class DeepValueAttack(Attack):
             biases.append(bias)
             points.append(xs[0])
 
-    def _kink_at(self, x: np.ndarray, n: np.ndarray) -> bool:
-        """Whether the outputs bend at x along n (three values)."""
-        eps = 1e-3 * self._sigma
-        g = self._probe.g(np.vstack([x - eps * n, x, x + eps * n]))
-        return bool(abs(g[0] - 2 * g[1] + g[2]) > 16 * self._probe.noise)
-
     @staticmethod
     def _row(J: np.ndarray) -> np.ndarray | None:
         """The direction of a rank-one jump (k, m), unit norm, first large entry positive."""
