@@ -773,11 +773,8 @@ class ReluAttack(Attack):
                     continue
                 y, normal, gm, room = found
                 line = Line(y + 1e-3 * room * gm / np.linalg.norm(gm), normal * 0.5 * room)
-                if self._inside:
-                    lo, hi = self._box
-                    ends = np.stack([line.at(-1.0), line.at(1.0)])
-                    if np.any(ends < lo) or np.any(ends > hi):
-                        continue
+                if self._outside(np.stack([line.at(-1.0), line.at(1.0)])):
+                    continue
                 kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
                 self._kinks += kinks
                 self._samples += [(line.at(q.t), q) for q in pieces]
@@ -974,6 +971,11 @@ class ReluAttack(Attack):
             normal = far_normal
         return self._kink_across(y, normal, scale)
 
+    def _outside(self, X: np.ndarray) -> bool:
+        """Whether any of the points X leaves the box kept to (never, where lines may leave it)."""
+        lo, hi = self._box if self._inside else (-np.inf, np.inf)
+        return bool(np.any(X < lo) or np.any(X > hi))
+
     def _to_wall(self, x: np.ndarray, e: np.ndarray) -> float:
         """How far from x (in the box) along e the box goes on, in units of e (at most 1)."""
         lo, hi = self._box
@@ -986,10 +988,8 @@ class ReluAttack(Attack):
         points): a kink along the normal (True), none (None: the neuron's gain may be zero there), or one across
         another direction (False)."""
         known = self._known
-        if self._inside:
-            lo, hi = self._box
-            if np.any(y < lo) or np.any(y > hi):
-                return None
+        if self._outside(y):
+            return None
         zy = known.pre(y[None])
         gy = known.cell_gradients(y, [z[0] for z in zy])
         eps = 1e-6 * scale
@@ -1000,11 +1000,10 @@ class ReluAttack(Attack):
             eps = min(eps, 0.25 * float(np.min(room)))
         if eps <= 0:
             return False
-        if self._inside:
-            ends = np.stack([y - eps * normal, y + eps * normal])
-            if np.any(ends < self._box[0]) or np.any(ends > self._box[1]):
-                return None
-        got = self._probe.ask(np.stack([y - eps * normal, y + eps * normal]), (self._probe.grad_kind,))
+        ends = np.stack([y - eps * normal, y + eps * normal])
+        if self._outside(ends):
+            return None
+        got = self._probe.ask(ends, (self._probe.grad_kind,))
         J = got["g"][1] - got["g"][0]
         size = np.linalg.norm(J)
         floor = 2 * EPS * 2.0 ** 10 * max(np.abs(got["g"]).max(), np.finfo(float).tiny) * math.sqrt(self._d)
