@@ -374,3 +374,20 @@ def test_a_deeper_neurons_surface_is_rejected_on_fresh_crossings_alone():
     assert result.status == "complete", result.message
     assert result.details["widths"] == [20, 10, 10]
     assert result.queries["total"] < 30_000
+
+
+def test_a_crossings_retry_keeps_the_side_that_was_clean():
+    """Another kink inside one side of a crossing's window spoiled only that side: the retry re-reads that side alone
+    on a shorter window (2 values, not 4); 40-20-10-10-1 spent 6,693 values on 909 first-layer crossings, 2,148 of
+    them on retries (now 22,423 values in all, under the 10x of the recalled 2^17.8 = 228,170)."""
+    t = _target("2", d=2)
+    W, b = t.model[0].weight.detach().numpy().astype(float), t.model[0].bias.detach().numpy().astype(float)
+    u, delta = np.array([0.6, 0.8]), 0.5
+    # on neuron 0's line at t = 0, neuron 1's kink 0.7 delta before it (inside the left side's window only)
+    x = np.linalg.solve(W, -b + np.array([0.0, 0.7 * delta * (W[1] @ u)]))
+    oracle = local_oracle(t, ["value"])
+    attack = DeepValueAttack()
+    attack._setup(oracle)
+    found = attack._cross(x, u, delta)
+    assert found is not None and abs(found) < 1e-9 * delta
+    assert oracle.ledger.total() == 5 + 2

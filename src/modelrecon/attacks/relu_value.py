@@ -658,22 +658,32 @@ class DeepValueAttack(Attack):
 
     def _cross(self, x, u, delta, near: float = 1e-3) -> float | None:
         """Where the outputs bend on x + t u, |t| < near * delta (the predicted crossing is t = 0): two values
-        on each side, one at 0 (asked once: a retry on a shorter window reuses it)."""
+        on each side, one at 0.  A retry shortens a side's window only when the miss may be its own: the value at
+        0 is asked once, and a side whose line passes through it (0 is on its piece, so another kink is on the
+        other side) keeps its two values (2 values a retry instead of 4)."""
         p = self._probe
-        g0 = None
-        for _ in range(3):
-            ts = np.array([-delta, -delta / 2, 0.0, delta / 2, delta])
-            X = x + np.outer(ts, u)
-            g = p.g(X) if g0 is None else np.insert(p.g(X[[0, 1, 3, 4]]), 2, g0)
-            g0 = g[2]
-            sl, sr = (g[1] - g[0]) / (delta / 2), (g[4] - g[3]) / (delta / 2)
-            tol = 4 * p.noise
-            if abs(sl - sr) * delta > 64 * tol:
-                t = (g[3] - g[1] + sl * ts[1] - sr * ts[3]) / (sl - sr)
-                line0 = g[1] + sl * (0 - ts[1]) if t > 0 else g[3] + sr * (0 - ts[3])
-                if abs(t) < near * delta and abs(g[2] - line0) <= tol + 1e-12 * p.scale:
+        tol = 4 * p.noise
+        dl = dr = delta
+        g = p.g(x + np.outer([-dl, -dl / 2, 0.0, dr / 2, dr], u))
+        left, g0, right = g[:2], g[2], g[3:]
+        for attempt in range(3):
+            if attempt:
+                ts = ([-dl, -dl / 2] if left is None else []) + ([dr / 2, dr] if right is None else [])
+                g = p.g(x + np.outer(ts, u))
+                left, right = (g[:2], g[2:] if right is None else right) if left is None else (left, g)
+            sl, sr = (left[1] - left[0]) / (dl / 2), (right[1] - right[0]) / (dr / 2)
+            tight = tol + 1e-12 * p.scale
+            on_left = abs(g0 - (left[1] + sl * dl / 2)) <= tight
+            on_right = abs(g0 - (right[0] - sr * dr / 2)) <= tight
+            w = min(dl, dr)
+            if abs(sl - sr) * w > 64 * tol:
+                t = (right[0] - left[1] - sl * dl / 2 - sr * dr / 2) / (sl - sr)
+                if abs(t) < near * w and (on_left if t > 0 else on_right):
                     return float(t)
-            delta /= 4
+            if on_left == on_right or not on_left:
+                dl, left = dl / 4, None
+            if on_left == on_right or not on_right:
+                dr, right = dr / 4, None
         return None
 
     def _segment(self, xc, A, a, U, Z, z, corner: int | None = None):
