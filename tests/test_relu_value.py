@@ -391,3 +391,17 @@ def test_a_crossings_retry_keeps_the_side_that_was_clean():
     found = attack._cross(x, u, delta)
     assert found is not None and abs(found) < 1e-9 * delta
     assert oracle.ledger.total() == 5 + 2
+
+
+@pytest.mark.parametrize("attack_seed", [2, 4])
+def test_an_outside_neurons_unseen_weight_looked_for_at_fresh_points(attack_seed):
+    """40-20-10-10-1 with attack seeds 2 and 4 ended `partial` (a weight never seen; seed 4: 8 of 10 third-layer
+    neurons and their signs open): the one draw of points near the predicted surface had no kink of the neuron on its
+    lines.  Fresh draws are made until the unit is seen (at most 8)."""
+    from modelrecon.evaluate.relu import worst_output_error
+
+    t = load("builtin:deep?d=40&widths=20,10,10,1")
+    result = DeepValueAttack(seed=attack_seed).run(local_oracle(t, ["value"]))
+    assert result.status == "complete", result.message
+    assert result.details["widths"] == [20, 10, 10]
+    assert worst_output_error(t, result.model, 100_000)["worst_output_error_relative"] < 1e-8
