@@ -602,7 +602,7 @@ class ReluAttack(Attack):
         kept: list[_Row] = []
         dim = self._known.width + 1
         span = _Span(dim)  # the whole rows kept
-        for row in sorted(rows, key=lambda r: -len(r.kinks)):
+        for row in sorted(rows, key=lambda r: (-r.hits, -len(r.kinks))):
             v = np.append(row.w, row.b)
             if kept and len(kept) < dim - 1 and row.support.all() and span.within(v):
                 self._combinations += 1
