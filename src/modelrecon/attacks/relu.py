@@ -599,7 +599,9 @@ class ReluAttack(Attack):
     def _independent(self, rows: list[_Row]) -> list[_Row]:
         """Drop rows that are combinations of other rows (with their biases): a deeper neuron's surface, inside one
         activation pattern of this layer, is such a combination and can pass the trace; a layer's own rows are
-        independent as long as they number at most the units below plus one.  Rows with more kinks go first."""
+        independent as long as they number at most the units below plus one.  Rows with a higher hit rate in the
+        region go first, then rows with more kinks (deeper surfaces seen at many kinks made a layer's own rows
+        combinations: 40-20-10-10-1)."""
         kept: list[_Row] = []
         dim = self._known.width + 1
         span = _Span(dim)  # the whole rows kept
