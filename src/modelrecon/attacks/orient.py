@@ -143,12 +143,14 @@ class ExpansiveOrientation:
         # first the two ends of a short piece (the surface crosses it near t = 0 unless w_j is large): when their
         # gradients differ by a jump in span{n, W_j}, that is the surface's jump (2 points); else every kink of the cell
         short = (max(lo, -0.1 * room), min(hi, 0.1 * room))
-        ends = self.probe.read(line, short)
+        # (with a gradient-first probe their gradients alone, as in gradient mode: values only where the search goes on)
+        ends = self.probe.glance(line, short)
         self.out.samples += [(line.at(pc.t), pc) for pc in ends]
         got = self._weight(B, ends[1].g - ends[0].g, s, n, j, P)
         noise = self.probe.values.noise if isinstance(self.probe, FiniteDifferenceProbe) else None
         if got is not None and (ends[0].f is None or self._on_plane(line, ends, got[1], y, noise)):
             return got[0], y, got[1]
+        ends = self.probe.fill(line, ends, [(), ()])
 
         def fits(k: Kink):  # the surface's kink: a jump in span{n, W_j}, on the plane predicted through y
             got = self._weight(B, k.jump, s, n, j, P)

@@ -461,7 +461,8 @@ class ReluAttack(Attack):
         if through is not None:
             line.x0 = np.asarray(through, dtype=np.float64)
         extent = self._extent(line)
-        kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line)
+        kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line,
+                                       predict=lambda lo, hi: self._known_kinks(line, lo, hi))
         self._kinks += kinks
         self._samples += [(line.at(p.t), p) for p in pieces]
         self._n_lines += 1
@@ -598,11 +599,13 @@ class ReluAttack(Attack):
     def _independent(self, rows: list[_Row]) -> list[_Row]:
         """Drop rows that are combinations of other rows (with their biases): a deeper neuron's surface, inside one
         activation pattern of this layer, is such a combination and can pass the trace; a layer's own rows are
-        independent as long as they number at most the units below plus one.  Rows with more kinks go first."""
+        independent as long as they number at most the units below plus one.  Rows with a higher hit rate in the
+        region go first, then rows with more kinks (deeper surfaces seen at many kinks made a layer's own rows
+        combinations: 40-20-10-10-1)."""
         kept: list[_Row] = []
         dim = self._known.width + 1
         span = _Span(dim)  # the whole rows kept
-        for row in sorted(rows, key=lambda r: -len(r.kinks)):
+        for row in sorted(rows, key=lambda r: (-r.hits, -len(r.kinks))):
             v = np.append(row.w, row.b)
             if kept and len(kept) < dim - 1 and row.support.all() and span.within(v):
                 self._combinations += 1
@@ -1118,34 +1121,77 @@ class ReluAttack(Attack):
         if not rows or "value" not in self._probe.kinds:
             return [], []
         W = np.array([r.w for r in rows])
-        rate = W @ (A @ line.v)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = -(W @ (A @ line.x0 + a) + np.array([r.b for r in rows])) / rate
+            t = -(W @ (A @ line.x0 + a) + np.array([r.b for r in rows])) / (W @ (A @ line.v))
+        return self._read_crossings(line, lo, hi, t, W @ A)
+
+    def _read_crossings(self, line: Line, lo: float, hi: float, t: np.ndarray, normals: np.ndarray,
+                        ends: bool = True) -> tuple[list[Kink], list[Piece]]:
+        """Kinks predicted at line positions t (surfaces with these input-space normals there): the two sides of each
+        crossing inside (lo, hi) are read (2 points, a gradient each; a value only for a new piece; the ends too, where
+        ``ends``), and a jump along the normal between them is that surface's kink, located where the two sides' lines
+        meet, as a confirmed guess of the search is.  Crossings closer than 4 sides' steps are left to the search."""
         delta = 2.0 ** -30 * (hi - lo)
-        inside = np.flatnonzero((rate != 0) & (lo + 4 * delta < t) & (t < hi - 4 * delta))
+        inside = np.flatnonzero(np.isfinite(t) & (lo + 4 * delta < t) & (t < hi - 4 * delta))
         inside = inside[np.argsort(t[inside])]
         gaps = np.diff(np.concatenate([[lo], t[inside], [hi]]))
         alone = inside[(gaps[:-1] > 4 * delta) & (gaps[1:] > 4 * delta)]  # two crossings closer: left to the search
         if not len(alone):
             return [], []
-        pieces = self._probe.glance(line, [lo] + [tk + s_ * delta for tk in t[alone] for s_ in (-1, 1)] + [hi])
+        sides = [tk + s_ * delta for tk in t[alone] for s_ in (-1, 1)]
+        pieces = self._probe.glance(line, [lo] + sides + [hi] if ends else sides)
         # a value for the first piece of each run of equal gradients, the others from its line
         first = [p for i, p in enumerate(pieces) if i == 0 or not self._probe.same_gradient(pieces[i - 1], p)]
         self._probe.fill(line, first, [()] * len(first))
         for prev, p in zip(pieces[:-1], pieces[1:]):
             if p.f is None:
                 self._probe.fill(line, [p], [(prev,)])
+        read = pieces[1:-1] if ends else pieces
         kinks = []
-        for j, left, right in zip(alone, pieces[1:-1:2], pieces[2::2]):
+        for j, left, right in zip(alone, read[::2], read[1::2]):
             jump = right.g - left.g
-            normal = A.T @ W[j]
+            normal = normals[j]
             size = float(np.linalg.norm(jump))
             if not size > 0 or np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) > SAME_ROW * size:
-                continue  # no kink, or not the row's alone: the search works this gap
+                continue  # no kink, or not the surface's alone: the search works this gap
             guess = self._probe.locate(left, right, line)
             if guess is not None and left.t < guess[0] < right.t:
                 kinks.append(Kink(line, guess[0], left, right, delta))
         return kinks, pieces
+
+    def _known_kinks(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
+        """The kinks of the known neurons on a new line (value+gradient mode): their crossings between lo and hi,
+        computed cell by cell along it (no query), read as the region's predicted ones (``_read_crossings``); the
+        line's search then works only the gaps between them that still hold a change (unknown neurons' kinks).  Above
+        an expansive first layer, the next layer's rows followed along their surfaces are known too."""
+        if not self._known.layers or "value" not in self._probe.kinds:
+            return [], []
+        known = _Known(self._d)
+        known.layers = list(self._known.layers)
+        o = self._expansive
+        if (len(known.layers) == 1 and o is not None and o.out.next_W is not None
+                and o.W.shape == known.layers[0][0].shape and np.allclose(
+                    np.abs(o.W), np.abs(known.layers[0][0]), rtol=0.0, atol=SAME_ROW * float(np.abs(o.W).max()))):
+            known.layers.append((o.out.next_W, o.out.next_b))
+        step = 2.0 ** -28 * (hi - lo)  # past a crossing, more than the sides' steps
+        ts, normals, t = [], [], lo
+        for _ in range(64 * sum(len(b) for _, b in known.layers)):
+            x = line.at(t)
+            zs = [z[0] for z in known.pre(x[None])]
+            z, rate = np.concatenate(zs), np.concatenate(known.slopes(line.v, zs))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ahead = np.where(z * rate < 0, -z / rate, np.inf)
+            i = int(np.argmin(ahead))
+            if not t + ahead[i] < hi:
+                break
+            layer = int(np.searchsorted(np.cumsum([len(b) for _, b in known.layers]), i, side="right"))
+            unit = i - sum(len(b) for _, b in known.layers[:layer])
+            normals.append(known.layers[0][0][unit] if layer == 0 else known.cell_gradients(x, zs)[layer][unit])
+            ts.append(t + ahead[i])
+            t = ts[-1] + step
+        if not ts:
+            return [], []
+        return self._read_crossings(line, lo, hi, np.array(ts), np.array(normals), ends=False)
 
     def _recurs(self, found: list[Kink], seen: _Rows, segment: int) -> bool:
         """Whether a row among these kinks' (pulled back) is met on a second segment for the first time: while that
