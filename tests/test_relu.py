@@ -356,6 +356,19 @@ def test_rows_of_one_neuron_met_apart_are_merged_40_20_10_10_1_seed_1():
     assert r.queries["total"] / 40 <= 60
 
 
+def test_layer_three_neuron_on_only_far_out_is_found_and_completed_20_10_8_8_1():
+    """A layer-3 neuron active on no standard normal input: met once far out (|x| ~ 10), its kink gave no row and the
+    new lines were drawn at random and peeled as layer 4; now a line goes through a kink left and the peel starts
+    again from the first layer.  Its row then missed units whose cells the linear program of step 4 looked for in
+    [-3, 3]^d among patterns of random samples (infeasible): now out to twice its kinks' distance, patterns of the
+    samples nearest its kinks first.  Partial after 24 lines (175.5 queries per neuron) before; exact now."""
+    target, r = _run("builtin:deep?d=20&widths=10,8,8,1&init=random&seed=0", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [10, 8, 8]
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.queries["total"] / 26 <= 60
+
+
 def test_a_neuron_no_line_met_is_caught_by_the_verification_8_16_8_1_gradient():
     # a second-layer neuron active on 0.42% of the inputs, met by no line: the 256 points verified before let gradient
     # mode read `complete` with a model 2.3e-2 off; 4096 fresh points catch it (failed, never complete)

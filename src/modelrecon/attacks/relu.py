@@ -525,6 +525,14 @@ class ReluAttack(Attack):
             if not layer or incomplete:
                 if self._known.layers and self._more_segments():
                     continue
+                if self._n_lines < self.max_lines and not layer and unexplained and self._known.layers:
+                    # no row from the kinks left: a line through one (its neuron, met there once, is met again) and
+                    # the peel from the first layer (that neuron may belong to a layer already peeled)
+                    self._search(through=unexplained[self._n_lines % len(unexplained)].x)
+                    self._known = _Known(self._d)
+                    problems.clear()
+                    details["layers"].clear()
+                    continue
                 if self._n_lines < self.max_lines:
                     self._search()
                     continue
@@ -854,7 +862,11 @@ class ReluAttack(Attack):
             centre, _ = self._frame  # there: 20-10-8-8-1's layer-3 neuron on no standard normal input)
             far = 2 * max(float(np.abs(k.x - centre).max()) for k, _ in row.kinks)
             lo, hi = min(lo, centre - far), max(hi, centre + far)
-        for i in self._rng.permutation(np.flatnonzero(fits)):
+        near = np.flatnonzero(fits)  # patterns nearest the row's kinks first (where its surface is)
+        K = np.array([k.x for k, _ in row.kinks])
+        near = near[np.argsort(np.min(np.sum(X[near] ** 2, axis=1)[:, None] - 2 * X[near] @ K.T
+                                      + np.sum(K ** 2, axis=1)[None, :], axis=1), kind="stable")]
+        for i in near:
             pattern = np.concatenate([z[i] > 0 for z in zs_all])
             code = pattern.tobytes()
             if code in done:
