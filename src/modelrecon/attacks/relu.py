@@ -671,9 +671,9 @@ class ReluAttack(Attack):
         """Drop rows that are a deeper neuron's local linearisation.  The rows whose planes carry a kink at every one of
         (at least 3) crossings by the region's segments are this layer's; oriented by their coefficients, they say
         which of them are active at another row's kink.  A deeper neuron's row there is a combination of the active
-        ones (restricted to the units active below; its bias also holds its own), which a row of this layer is not
-        where they are fewer than those units.  Needed where the span tests stop (this layer as wide as the one
-        below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons)."""
+        ones (restricted to the units active below; its bias also holds its own), with the same coefficients at all
+        its kinks (:meth:`_combination_of`), which a row of this layer is not.  Needed where the span tests stop (this
+        layer as wide as the one below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons)."""
         whole = [r for r in rows if r.support.all()]
         for sure in ([r for r in whole if r.crossed >= 3 and r.hits == 1.0], whole):  # or every whole row, if
             rest = [r for r in rows if not any(r is q for q in sure)]                 # those orient where the sure
