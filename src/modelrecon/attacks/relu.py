@@ -266,6 +266,7 @@ class _Row:
         self.hits = 0.0  # share of the region's segments crossing its hyperplane with a kink there
         self.segments: set[int] = set()  # the region's segments where it was met (``_recurs``)
         self.crossed = 0  # the region's segments crossing its hyperplane
+        self.scale = 0.0  # of u.a + b at its first kink (the bias test of a match)
 
     def match(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> float | None:
         """The factor mapping a candidate onto this row on their common units, or None if they differ."""
@@ -298,8 +299,9 @@ class _Rows:
         self.rows: list[_Row] = []
         self._W, self._W2, self._S, self._b = np.zeros((16, n)), np.zeros((16, n)), np.zeros((16, n)), np.zeros(16)
 
-    def find(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> tuple[int | None, float]:
-        r = len(self.rows)
+    def find(self, support: np.ndarray, u: np.ndarray, b: float, scale: float,
+             before: int | None = None) -> tuple[int | None, float]:
+        r = len(self.rows) if before is None else before
         if not r:
             return None, 0.0
         s = support.astype(np.float64)
@@ -322,14 +324,43 @@ class _Rows:
         if i is None:
             i = len(self.rows)
             self.rows.append(_Row(support, u.copy(), b, kink, zs))
+            self.rows[-1].scale = scale
             if i == len(self._b):
                 self._W, self._W2, self._S = (np.vstack([M, np.zeros_like(M)]) for M in (self._W, self._W2, self._S))
                 self._b = np.concatenate([self._b, np.zeros_like(self._b)])
         else:
             self.rows[i].absorb(support, u, b, lam, kink, zs)
+        self._store(i)
+        return self.rows[i]
+
+    def _store(self, i: int) -> None:
         row = self.rows[i]
         self._W[i], self._W2[i], self._S[i], self._b[i] = row.w, row.w ** 2, row.support, row.b
-        return row
+
+    def merge(self) -> None:
+        """Merge rows of one neuron: two rows first met where too few units were active in common both to match grow
+        apart and are never compared again as kinks come in (40-20-10-10-1 seed 1 kept three such partial rows beside
+        their neurons' whole rows).  Each row is compared with those before it, until none matches."""
+        merged = True
+        while merged:
+            merged = False
+            i = 1
+            while i < len(self.rows):
+                r = self.rows[i]
+                j, lam = self.find(r.support, r.w, r.b, r.scale, before=i)
+                if j is None:
+                    i += 1
+                    continue
+                q = self.rows[j]
+                new = r.support & ~q.support
+                q.w[new] = r.w[new] / lam
+                q.support |= r.support
+                q.kinks += r.kinks
+                self._store(j)
+                del self.rows[i]
+                for M in (self._W, self._W2, self._S, self._b):
+                    M[i:len(self.rows)] = M[i + 1:len(self.rows) + 1]
+                merged = True
 
 
 class _Span:
@@ -495,6 +526,14 @@ class ReluAttack(Attack):
             if not layer or incomplete:
                 if self._known.layers and self._more_segments():
                     continue
+                if self._n_lines < self.max_lines and not layer and unexplained and self._known.layers:
+                    # no row from the kinks left: a line through one (its neuron, met there once, is met again) and
+                    # the peel from the first layer (that neuron may belong to a layer already peeled)
+                    self._search(through=unexplained[self._n_lines % len(unexplained)].x)
+                    self._known = _Known(self._d)
+                    problems.clear()
+                    details["layers"].clear()
+                    continue
                 if self._n_lines < self.max_lines:
                     self._search()
                     continue
@@ -635,9 +674,9 @@ class ReluAttack(Attack):
         """Drop rows that are a deeper neuron's local linearisation.  The rows whose planes carry a kink at every one of
         (at least 3) crossings by the region's segments are this layer's; oriented by their coefficients, they say
         which of them are active at another row's kink.  A deeper neuron's row there is a combination of the active
-        ones (restricted to the units active below; its bias also holds its own), which a row of this layer is not
-        where they are fewer than those units.  Needed where the span tests stop (this layer as wide as the one
-        below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons)."""
+        ones (restricted to the units active below; its bias also holds its own), with the same coefficients at all
+        its kinks (:meth:`_combination_of`), which a row of this layer is not.  Needed where the span tests stop (this
+        layer as wide as the one below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons)."""
         whole = [r for r in rows if r.support.all()]
         for sure in ([r for r in whole if r.crossed >= 3 and r.hits == 1.0], whole):  # or every whole row, if
             rest = [r for r in rows if not any(r is q for q in sure)]                 # those orient where the sure
@@ -653,25 +692,37 @@ class ReluAttack(Attack):
         bc = np.array([r.b for r in sure]) * np.array(signs)
         kept = list(sure)
         for row in rest:
-            deeper = False
-            for kink, zs in row.kinks:
-                support = zs[-1] > 0
-                a = known.top(kink.x[None])[0]
-                zc = Wc @ a + bc
-                if np.any(np.abs(zc) <= SAME_ROW * (np.abs(Wc) @ np.abs(a) + np.abs(bc))):
-                    continue  # on a sure row's surface too: which of them is active is not clear
-                B = Wc[zc > 0][:, support]
-                if len(B) >= support.sum():
-                    continue  # they span the units: no test
-                u = row.w[support]
-                c, *_ = np.linalg.lstsq(B.T, u, rcond=None) if len(B) else (np.zeros(0),)
-                deeper = bool(np.linalg.norm(B.T @ c - u) <= SAME_ROW * np.linalg.norm(u))
-                break
-            if deeper:
+            if self._combination_of(row, Wc, bc):
                 self._combinations += 1
             else:
                 kept.append(row)
         return [r for r in rows if any(r is q for q in kept)]
+
+    def _combination_of(self, row: _Row, Wc: np.ndarray, bc: np.ndarray) -> bool:
+        """Whether the row is, at every one of its kinks, the same combination of the oriented rows Wc active there
+        (restricted to the units active below): one set of coefficients for all its kinks, as a deeper neuron's
+        downstream weights are (its row was merged across them).  Decided only where the kinks' equations say
+        something: more of them than the active rows take (the stacked system does not span every row on the units
+        seen; a single kink's does where more rows than units are active)."""
+        known = self._known
+        blocks: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        for kink, zs in row.kinks:
+            support = zs[-1] > 0
+            a = known.top(kink.x[None])[0]
+            zc = Wc @ a + bc
+            if np.any(np.abs(zc) <= SAME_ROW * (np.abs(Wc) @ np.abs(a) + np.abs(bc))):
+                continue  # on a sure row's surface too: which of them is active is not clear
+            blocks.setdefault(support.tobytes() + (zc > 0).tobytes(), (support, zc > 0))
+        if not blocks:
+            return False
+        units = np.flatnonzero(row.support)
+        M = np.vstack([(Wc * on[:, None])[:, support].T for support, on in blocks.values()])
+        P = np.vstack([np.eye(len(row.w))[support][:, units] for support, _ in blocks.values()])
+        if np.linalg.matrix_rank(np.hstack([M, P])) <= np.linalg.matrix_rank(M):
+            return False  # the active rows span every row on these units: no test
+        u = np.concatenate([row.w[support] for support, _ in blocks.values()])
+        c, *_ = np.linalg.lstsq(M, u, rcond=None)
+        return bool(np.linalg.norm(M @ c - u) <= SAME_ROW * np.linalg.norm(u))
 
     def _note_incomplete(self, info: dict[str, Any], incomplete: list[int], problems: list[str]) -> None:
         if incomplete:
@@ -739,6 +790,7 @@ class ReluAttack(Attack):
             if got is not None:
                 support, u, b, scale, zs = got
                 rows.add(support, u, b, scale, k, zs)
+        rows.merge()
         for r in rows.rows:
             r.traced = None
         return list(rows.rows)
@@ -809,7 +861,15 @@ class ReluAttack(Attack):
         top = zs_all[-1] > 0
         fits = top[:, m] & ~np.any(top & ~row.support & (np.arange(known.width) != m), axis=1)
         lo, hi = self._bounds()
-        for i in self._rng.permutation(np.flatnonzero(fits)):
+        if not self._inside:  # out to twice as far as the row's kinks (a neuron active only far out has its surface
+            centre, _ = self._frame  # there: 20-10-8-8-1's layer-3 neuron on no standard normal input)
+            far = 2 * max(float(np.abs(k.x - centre).max()) for k, _ in row.kinks)
+            lo, hi = min(lo, centre - far), max(hi, centre + far)
+        near = np.flatnonzero(fits)  # patterns nearest the row's kinks first (where its surface is)
+        K = np.array([k.x for k, _ in row.kinks])
+        near = near[np.argsort(np.min(np.sum(X[near] ** 2, axis=1)[:, None] - 2 * X[near] @ K.T
+                                      + np.sum(K ** 2, axis=1)[None, :], axis=1), kind="stable")]
+        for i in near:
             pattern = np.concatenate([z[i] > 0 for z in zs_all])
             code = pattern.tobytes()
             if code in done:
