@@ -1149,8 +1149,9 @@ class DeepValueAttack(Attack):
             status_notes.append(f"the answers are rounded to {p.rounding} decimals ({check.get('answers_error', math.inf):.2g} "
                                 f"of the output scale): verified only to that, not to the precision {self.precision:g}")
         if p.rounding is not None and not verified:
-            status_notes.append(f"at {p.rounding} decimals the rows are measured to about {self._row_error():.1g} (relative): "
-                                f"the precision reached is the verified {err:.2g} of the output scale")
+            worst = max(getattr(self, "_l1", ([], [], [], [self._row_error()]))[3] or [self._row_error()])
+            status_notes.append(f"at {p.rounding} decimals the first layer's rows are measured to {worst:.1g} at worst "
+                                f"(relative): the precision reached is the verified {err:.2g} of the output scale")
         widths = [len(b) for _, b in self._layers]
         ok = verified and not status_notes
         msg = (f"{len(widths)} hidden layers, widths {widths}; worst verified error {err:.2e} of the output scale"
