@@ -725,9 +725,10 @@ class DeepValueAttack(Attack):
 
     def _cross(self, x, u, delta, near: float = 1e-3) -> float | None:
         """Where the outputs bend on x + t u, |t| < near * delta (the predicted crossing is t = 0): two values
-        on each side, one at 0 (asked once: a retry on a shorter window reuses it).  A crossing found further than
-        1e-3 delta from the prediction (a wide window: a row of large measured error) is measured again on a
-        shorter window centred on it (10-10-10-1 at 8 decimals: crossings 1e-5 off without)."""
+        on each side, one at 0 (asked once: a retry on a shorter window reuses it).  Rounded answers: a crossing found
+        further than 1e-3 delta from the prediction (a wide window: a row of large measured error) is measured again
+        on a shorter window centred on it (10-1 at 8 decimals: crossings 1e-5 off without; float64 answers read it
+        as precisely off centre: 10-20-20-1 took 85 more values for the same precision)."""
         p = self._probe
         g0, shift = None, 0.0
         for _ in range(3):
@@ -741,7 +742,7 @@ class DeepValueAttack(Attack):
                 t = (g[3] - g[1] + sl * ts[1] - sr * ts[3]) / (sl - sr)
                 line0 = g[1] + sl * (0 - ts[1]) if t > 0 else g[3] + sr * (0 - ts[3])
                 if abs(t) < near * delta and abs(g[2] - line0) <= tol + 1e-12 * p.scale:
-                    if abs(t) <= 1e-3 * delta or near <= 1e-3:
+                    if abs(t) <= 1e-3 * delta or near <= 1e-3 or p.rounding is None:
                         return float(shift + t)
                     g0, shift, near = None, shift + t, 1e-3 * 4  # the next window is 4x shorter
             delta /= 4
