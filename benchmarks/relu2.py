@@ -5,6 +5,7 @@
     OMP_NUM_THREADS=1 python benchmarks/relu2.py --confirm  # value+gradient only: kink check 'pair' vs 'side'
     OMP_NUM_THREADS=1 python benchmarks/relu2.py --art-grid # small targets: value-only vs ART FEE, 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/relu2.py --robustness  # seeded scans: 72 nets, rounded answers, points
+    OMP_NUM_THREADS=1 python benchmarks/relu2.py --value-rounding 8,6  # value mode's 20 seeded nets, rounded answers
 
 Prints one table: queries per hidden unit (attack phase; verification counted apart),
 parameter_relative_error, wall time, for each mode, and ART's FunctionallyEquivalentExtraction
@@ -230,6 +231,35 @@ def _distinct_points(spec: str, confirm: str) -> tuple[int, int]:
     return r.queries["total"], points
 
 
+ROUNDED_VALUE_SCAN = [f"builtin:relu2?d={d}&h={h}&seed={s}" for (d, h), s in
+                      itertools.product([(12, 6), (20, 8), (32, 16), (64, 16), (64, 32)], range(4))]
+
+
+def value_rounding(decimals: list[int]) -> None:
+    """Value mode on the 20 seeded networks of ``--robustness`` with answers rounded to each number of decimals: how
+    many end complete (with every unit), partial, failed, complete with wrong units; queries per unit; the parameter
+    error of the complete runs and the error the attack itself verified (of the output scale)."""
+    rows = []
+    for n in decimals:
+        runs = []
+        for spec in ROUNDED_VALUE_SCAN:
+            target = load(spec)
+            r = Relu2Attack(mode="value").run(local_oracle(target, ["value"], round_decimals=n))
+            evaluate(r, target)
+            m = r.metrics
+            runs.append((r.status, m["parameter_relative_error"], m["hidden_units_recovered"] == m["hidden_units_true"],
+                         r.queries["total"] / m["hidden_units_true"]))
+        done = [e for st, e, u, _ in runs if st == "complete" and u]
+        rows.append([str(n), len(runs), len(done), sum(st == "partial" for st, *_ in runs),
+                     sum(st == "failed" for st, *_ in runs), sum(st == "complete" and not u for st, _, u, _ in runs),
+                     f"{statistics.median(q for *_, q in runs):.2f}",
+                     f"{min(done):.1e} .. {max(done):.1e}" if done else "-"])
+    report.console.print(report.comparison_table(
+        "relu2 value mode, rounded answers (20 seeded networks of --robustness)",
+        ["decimals", "networks", "complete (every unit)", "partial", "failed", "complete, wrong units", "median q/unit",
+         "parameter error (complete)"], rows))
+
+
 def robustness() -> None:
     """The seeded scans behind docs/relu2.md: both kink checks on 72 networks, rounded answers, points."""
     rows = []
@@ -242,9 +272,7 @@ def robustness() -> None:
     runs = _tally(rounded_vg, "value+gradient", ["value", "gradient"], round_decimals=6)
     rows.append(["value+gradient", "rounded to 6 decimals", len(runs), sum(st == "complete" and u for st, _, u, _ in runs),
                  sum(st != "complete" for st, *_ in runs), f"{statistics.median(q for *_, q in runs):.2f}"])
-    rounded_v = [f"builtin:relu2?d={d}&h={h}&seed={s}" for (d, h), s in
-                 itertools.product([(12, 6), (20, 8), (32, 16), (64, 16), (64, 32)], range(4))]
-    runs = _tally(rounded_v, "value", ["value"], round_decimals=8)
+    runs = _tally(ROUNDED_VALUE_SCAN, "value", ["value"], round_decimals=8)
     wrong = sum(st == "complete" and not u for st, _, u, _ in runs)
     rows.append(["value", f"rounded to 8 decimals ({wrong} complete with wrong units)", len(runs),
                  sum(st == "complete" and u for st, _, u, _ in runs), sum(st != "complete" for st, *_ in runs),
@@ -278,7 +306,12 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="--art-grid: write all runs to this JSON file")
     ap.add_argument("--robustness", action="store_true",
                     help="seeded scans: both kink checks on 72 networks, rounded answers, distinct points")
+    ap.add_argument("--value-rounding", default=None,
+                    help="comma-separated decimals: value mode on --robustness's 20 networks, answers rounded to each")
     args = ap.parse_args()
+    if args.value_rounding:
+        value_rounding([int(n) for n in args.value_rounding.split(",")])
+        return
     if args.robustness:
         robustness()
         return
