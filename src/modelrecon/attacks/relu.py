@@ -370,6 +370,28 @@ class _Span:
         if size > 0:
             self.Q = np.hstack([self.Q, (r / size)[:, None]])
 
+    @classmethod
+    def of(cls, C: np.ndarray) -> "_Span":
+        """The span of C's columns from its SVD (singular values below numpy's ``lstsq`` cut, eps max(C.shape) of
+        the largest, left out), keeping what :meth:`residual2_without` needs."""
+        span = cls(C.shape[0])
+        U, s, Vt = np.linalg.svd(C, full_matrices=False)
+        r = int(np.sum(s > EPS * max(C.shape) * s[0])) if len(s) and s[0] > 0 else 0
+        span.Q, span._s, span._V = U[:, :r], s[:r], Vt[:r].T
+        return span
+
+    def residual2_without(self, p: int, H: np.ndarray) -> np.ndarray:
+        """Squared residuals of H's columns off the span of every column of C but column p, from C's SVD (``of``):
+        the part of H off C's span, plus, where column p is no combination of the others (its row of V has norm 1,
+        up to rounding), the part along the direction column p adds: c_p^2 / |row p of pinv(C)|^2, c = pinv(C) H."""
+        Hp = self.Q.T @ H
+        resid2 = np.sum((H - self.Q @ Hp) ** 2, axis=0)
+        v = self._V[p]
+        if 1.0 - float(v @ v) <= math.sqrt(EPS):
+            w = v / self._s
+            resid2 = resid2 + (w @ Hp) ** 2 / float(w @ w)
+        return resid2
+
 
 class _GradientFirstProbe(LazyValueGradientProbe):
     """value+gradient mode: the points of :class:`ValueGradientProbe` (a kink confirmed by the gradients on both
@@ -1306,6 +1328,7 @@ class ReluAttack(Attack):
         # the first layer narrower than the input: W^T = Q R; a residual off the others' span is the part of h off
         # every row's span and that of Q^T h off the others' columns of R (n equations, not d)
         Q, Rw = np.linalg.qr(Wr.T) if not known.layers and len(rows) < known.width else (None, None)
+        cells: dict[tuple[bytes, tuple[int, ...]], _Span] = {}  # one factorisation per pattern and set of rows
         for sweep in range(3):
             changed = False
             for j, row in enumerate(rows):
@@ -1324,11 +1347,15 @@ class ReluAttack(Attack):
                     if Q is not None:
                         Hq = Q.T @ H
                         off, H = np.sum((H - Q @ Hq) ** 2, axis=0), Hq
-                    if others:  # both sides' residuals off the others' span, from one factorisation
-                        B = Wr[np.ix_(others, np.flatnonzero(sup))].T if Q is None else Rw[:, others]
-                        c, *_ = np.linalg.lstsq(B, H, rcond=None)
-                        H = B @ c - H
-                    res = list(np.sqrt(np.sum(H ** 2, axis=0) + off) /
+                    resid2 = np.sum(H ** 2, axis=0)
+                    if others:  # both sides' residuals off the others' span, from the rows' with j (one per cell)
+                        with_j = sorted(others + [j])
+                        key = (sup.tobytes(), tuple(with_j))
+                        if key not in cells:
+                            cells[key] = _Span.of(Wr[np.ix_(with_j, np.flatnonzero(sup))].T if Q is None
+                                                  else Rw[:, with_j])
+                        resid2 = cells[key].residual2_without(with_j.index(j), H)
+                    res = list(np.sqrt(resid2 + off) /
                                max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]), np.finfo(float).tiny))
                     lo_, hi_ = min(res), max(res)
                     if lo_ <= SAME_ROW and hi_ > 1e3 * SAME_ROW:
