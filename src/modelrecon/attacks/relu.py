@@ -1404,6 +1404,7 @@ class ReluAttack(Attack):
 
         # the rows' columns scaled once (a block's entries as (Z > 0) * W / colscale gives them, bit for bit)
         Wpos, Wneg = W.T / colscale[:n], -W.T / colscale[n:2 * n]
+        Rpos, Rneg = (Rw / colscale[:n], -Rw / colscale[n:2 * n]) if Q is not None else (None, None)
 
         def equations(build: bool = True):
             for i in np.flatnonzero(clean):
@@ -1411,9 +1412,12 @@ class ReluAttack(Attack):
                 sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
                 if Q is not None:
                     gq = Q.T @ P[i].g
-                    block = np.hstack([(Z[i] > 0) * Rw, -1.0 * (Z[i] < 0) * Rw, np.zeros((n, 1))]) / colscale
-                    yield (np.vstack([block, np.zeros((1, 2 * n + 1))]),
-                           np.append(gq, np.linalg.norm(P[i].g - Q @ gq)))
+                    block = None
+                    if build:
+                        block = np.zeros((n + 1, 2 * n + 1))
+                        block[:n, :n][:, Z[i] > 0] = Rpos[:, Z[i] > 0]
+                        block[:n, n:2 * n][:, Z[i] < 0] = Rneg[:, Z[i] < 0]
+                    yield block, np.append(gq, np.linalg.norm(P[i].g - Q @ gq))
                 elif expansive:  # the pull-back is not unique: the rows' input gradients instead
                     R = (W @ (known.cell_gradients(X[i], zs)[-1] * sup[:, None])).T
                     yield (np.hstack([(Z[i] > 0) * R, -1.0 * (Z[i] < 0) * R, np.zeros((self._d, 1))]) / colscale,
