@@ -182,6 +182,13 @@ def _left_inverse(B: np.ndarray) -> np.ndarray | None:
     return (Vt.T / s) @ U.T
 
 
+def _spans_all(B: np.ndarray) -> bool:
+    """Whether B's columns span its whole column space (rank by numpy's ``lstsq`` cut, from the singular values
+    alone: a third of a full SVD's work)."""
+    s = np.linalg.svd(B, compute_uv=False)
+    return len(s) == B.shape[0] and s[0] > 0 and int(np.sum(s > EPS * max(B.shape) * s[0])) == B.shape[0]
+
+
 class _Known:
     """The hidden layers recovered so far (orientation resolved), in numpy; ``memo`` keeps what was computed from
     them per kink (its pull-back, whether it lies on a known neuron) until a layer is added."""
@@ -1348,7 +1355,9 @@ class ReluAttack(Attack):
                         Hq = Q.T @ H
                         off, H = np.sum((H - Q @ Hq) ** 2, axis=0), Hq
                     resid2 = np.sum(H ** 2, axis=0)
-                    if others:  # both sides' residuals off the others' span, from the rows' with j (one per cell)
+                    if others and len(others) >= sup.sum() and Q is None and _spans_all(Wr[np.ix_(others, sup)].T):
+                        resid2 = np.zeros(2)  # the others' rows span every unit: both sides in their span, no decision
+                    elif others:  # both sides' residuals off the others' span, from the rows' with j (one per cell)
                         with_j = sorted(others + [j])
                         key = (sup.tobytes(), tuple(with_j))
                         if key not in cells:
