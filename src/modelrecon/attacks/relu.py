@@ -377,27 +377,33 @@ class _Span:
         if size > 0:
             self.Q = np.hstack([self.Q, (r / size)[:, None]])
 
-    @classmethod
-    def of(cls, C: np.ndarray) -> "_Span":
-        """The span of C's columns from its SVD (singular values below numpy's ``lstsq`` cut, eps max(C.shape) of
-        the largest, left out), keeping what :meth:`residual2_without` needs."""
-        span = cls(C.shape[0])
-        U, s, Vt = np.linalg.svd(C, full_matrices=False)
-        r = int(np.sum(s > EPS * max(C.shape) * s[0])) if len(s) and s[0] > 0 else 0
-        span.Q, span._s, span._V = U[:, :r], s[:r], Vt[:r].T
-        return span
 
-    def residual2_without(self, p: int, H: np.ndarray) -> np.ndarray:
-        """Squared residuals of H's columns off the span of every column of C but column p, from C's SVD (``of``):
-        the part of H off C's span, plus, where column p is no combination of the others (its row of V has norm 1,
-        up to rounding), the part along the direction column p adds: c_p^2 / |row p of pinv(C)|^2, c = pinv(C) H."""
-        Hp = self.Q.T @ H
-        resid2 = np.sum((H - self.Q @ Hp) ** 2, axis=0)
-        v = self._V[p]
-        if 1.0 - float(v @ v) <= math.sqrt(EPS):
-            w = v / self._s
-            resid2 = resid2 + (w @ Hp) ** 2 / float(w @ w)
-        return resid2
+class _Basis:
+    """Independent columns B (m x p, rank p), factorised once (SVD) to give the residual of any H off the span of any
+    subset S of them: with c = pinv(B) H and N = (B^T B)^-1, |H - P_S H|^2 = |H - P_B H|^2 + c_C^T N_CC^-1 c_C, C the
+    columns left out (the rows of pinv(B) at C span the part of B's span orthogonal to the others), a |C| x |C| solve
+    instead of a factorisation of B_S per subset."""
+
+    def __init__(self, U: np.ndarray, Vs: np.ndarray):
+        self.U, self.Vs, self.N = U, Vs, Vs @ Vs.T
+
+    @classmethod
+    def of(cls, B: np.ndarray) -> "_Basis | None":
+        """None where B's columns are dependent (by numpy's ``lstsq`` cut, eps max(B.shape) of the largest singular
+        value) or more than its rows."""
+        if B.shape[0] < B.shape[1] or not B.size:
+            return None
+        U, s, Vt = np.linalg.svd(B, full_matrices=False)
+        if not s[0] > 0 or np.sum(s > EPS * max(B.shape) * s[0]) < B.shape[1]:
+            return None
+        return cls(U, Vt.T / s)
+
+    def residual2_without(self, left_out: np.ndarray, H: np.ndarray) -> np.ndarray:
+        """Squared residuals of H's columns off the span of the columns not in ``left_out`` (indices)."""
+        Hu = self.U.T @ H
+        resid2 = np.sum((H - self.U @ Hu) ** 2, axis=0)
+        c = (self.Vs @ Hu)[left_out]
+        return resid2 + np.sum(c * np.linalg.solve(self.N[np.ix_(left_out, left_out)], c), axis=0)
 
 
 class _GradientFirstProbe(LazyValueGradientProbe):
@@ -1335,7 +1341,7 @@ class ReluAttack(Attack):
         # the first layer narrower than the input: W^T = Q R; a residual off the others' span is the part of h off
         # every row's span and that of Q^T h off the others' columns of R (n equations, not d)
         Q, Rw = np.linalg.qr(Wr.T) if not known.layers and len(rows) < known.width else (None, None)
-        cells: dict[tuple[bytes, tuple[int, ...]], _Span] = {}  # one factorisation per pattern and set of rows
+        bases: dict[bytes, _Basis | None] = {}  # every row's columns on the units active below, once per pattern
         for sweep in range(3):
             changed = False
             for j, row in enumerate(rows):
@@ -1357,13 +1363,17 @@ class ReluAttack(Attack):
                     resid2 = np.sum(H ** 2, axis=0)
                     if others and len(others) >= sup.sum() and Q is None and _spans_all(Wr[np.ix_(others, sup)].T):
                         resid2 = np.zeros(2)  # the others' rows span every unit: both sides in their span, no decision
-                    elif others:  # both sides' residuals off the others' span, from the rows' with j (one per cell)
-                        with_j = sorted(others + [j])
-                        key = (sup.tobytes(), tuple(with_j))
-                        if key not in cells:
-                            cells[key] = _Span.of(Wr[np.ix_(with_j, np.flatnonzero(sup))].T if Q is None
-                                                  else Rw[:, with_j])
-                        resid2 = cells[key].residual2_without(with_j.index(j), H)
+                    elif others:  # both sides' residuals off the others' span
+                        key = sup.tobytes()
+                        if key not in bases:
+                            bases[key] = _Basis.of(Wr[:, sup].T if Q is None else Rw)
+                        if bases[key] is not None:  # from one factorisation per pattern
+                            left_out = np.setdiff1d(np.arange(len(rows)), others)
+                            resid2 = bases[key].residual2_without(left_out, H)
+                        else:
+                            B = Wr[np.ix_(others, np.flatnonzero(sup))].T if Q is None else Rw[:, others]
+                            c, *_ = np.linalg.lstsq(B, H, rcond=None)
+                            resid2 = np.sum((B @ c - H) ** 2, axis=0)
                     res = list(np.sqrt(resid2 + off) /
                                max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]), np.finfo(float).tiny))
                     lo_, hi_ = min(res), max(res)
