@@ -300,6 +300,31 @@ def test_normal_equations_refined_once_match_the_streamed_qr():
             assert residual == pytest.approx(ref_residual, rel=1e-6, abs=1e-13)
 
 
+def test_residuals_off_subsets_of_a_basis_match_least_squares():
+    """Orientation by span reads, per kink, the residual of both sides' gradients off the span of some rows' columns:
+    from one SVD of all the columns (``_Basis``) it equals lstsq's on the subset, for any subset left out; dependent
+    columns give no basis (lstsq decides there), and the others' columns spanning every unit are told apart."""
+    from modelrecon.attacks.relu import _Basis, _left_inverse, _spans_all
+
+    rng = np.random.default_rng(0)
+    B = rng.normal(size=(40, 25))
+    H = np.column_stack([B[:, 3:9] @ rng.normal(size=6), rng.normal(size=40)])  # in a subset's span, and not
+    basis = _Basis.of(B)
+    for left_out in ([0], [3], [0, 1, 2, 20], list(range(9, 25)), list(range(25))):
+        kept = np.setdiff1d(np.arange(25), left_out)
+        want = np.sum(H ** 2, axis=0)
+        if len(kept):
+            c, *_ = np.linalg.lstsq(B[:, kept], H, rcond=None)
+            want = np.sum((B[:, kept] @ c - H) ** 2, axis=0)
+        got = basis.residual2_without(np.array(left_out), H)
+        assert np.allclose(np.sqrt(got), np.sqrt(want), rtol=1e-9, atol=1e-12 * np.linalg.norm(H))
+    dependent = np.column_stack([B, B[:, :3] @ rng.normal(size=3)])
+    assert _Basis.of(dependent) is None and _left_inverse(dependent) is None
+    assert np.allclose(_left_inverse(B) @ B, np.eye(25))
+    assert _spans_all(rng.normal(size=(10, 12)))
+    assert not _spans_all(rng.normal(size=(10, 3)) @ rng.normal(size=(3, 12))) and not _spans_all(B[:20, :9])
+
+
 def test_expansive_first_layer_is_oriented_from_the_next_layers_surfaces_6_12_6_1():
     # 12 first-layer rows in R^6: no one-kink sign test applies (was partial, every orientation open); the second
     # layer's surfaces, followed across the first layer's walls, give both the signs and the second layer's rows

@@ -43,6 +43,7 @@ never met, leave the result partial (docs/deep.md, "Trained classifiers and the 
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -148,21 +149,44 @@ def _solve_factored(R: np.ndarray, m: int) -> tuple[np.ndarray, float]:
     return sol, float(np.sum((T @ sol - c) ** 2)) + tail ** 2
 
 
-def _residual_bound(blocks, m: int, chunk: int = 4096) -> float:
+def _residual_bound(make_blocks, m: int, chunk: int = 4096) -> float:
     """A lower bound of the least-squares residual of the blocks' system (relative to |y| of all its rows): the
     residual of its first ``chunk`` rows or so, which more rows can only raise; the others are only counted into |y|
-    (one small factorisation instead of the whole system's, where the residual is far above what is asked)."""
-    buf, rows, ynorm2, residual2 = [], 0, 0.0, None
-    for E, y in blocks:
+    (one small factorisation instead of the whole system's, where the residual is far above what is asked).
+    ``make_blocks(build)`` gives the blocks, their E as None where ``build`` is false (the right-hand sides only)."""
+    buf, rows, ynorm2, residual2, used = [], 0, 0.0, None, 0
+    for E, y in make_blocks(True):
         ynorm2 += float(y @ y)
-        if residual2 is None:
-            buf.append(np.hstack([E, y[:, None]]))
-            rows += len(y)
-            if rows >= chunk:
-                residual2, buf = _solve_factored(np.linalg.qr(np.vstack(buf), mode="r"), m)[1], []
+        buf.append(np.hstack([E, y[:, None]]))
+        rows += len(y)
+        used += 1
+        if rows >= chunk:
+            residual2 = _solve_factored(np.linalg.qr(np.vstack(buf), mode="r"), m)[1]
+            break
     if residual2 is None:
         residual2 = _solve_factored(np.linalg.qr(np.vstack(buf), mode="r"), m)[1] if buf else 0.0
+    else:
+        for _, y in itertools.islice(make_blocks(False), used, None):
+            ynorm2 += float(y @ y)
     return math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
+
+
+def _left_inverse(B: np.ndarray) -> np.ndarray | None:
+    """The pseudo-inverse of B where its columns are independent (numpy's ``matrix_rank`` test, from the same SVD),
+    else None: the coefficients of any right-hand side in one product."""
+    if B.shape[0] < B.shape[1]:
+        return None
+    U, s, Vt = np.linalg.svd(B, full_matrices=False)
+    if not len(s) or np.sum(s > s.max() * max(B.shape) * EPS) < B.shape[1]:
+        return None
+    return (Vt.T / s) @ U.T
+
+
+def _spans_all(B: np.ndarray) -> bool:
+    """Whether B's columns span its whole column space (rank by numpy's ``lstsq`` cut, from the singular values
+    alone: a third of a full SVD's work)."""
+    s = np.linalg.svd(B, compute_uv=False)
+    return len(s) == B.shape[0] and s[0] > 0 and int(np.sum(s > EPS * max(B.shape) * s[0])) == B.shape[0]
 
 
 class _Known:
@@ -383,6 +407,34 @@ class _Span:
         size = np.linalg.norm(r)
         if size > 0:
             self.Q = np.hstack([self.Q, (r / size)[:, None]])
+
+
+class _Basis:
+    """Independent columns B (m x p, rank p), factorised once (SVD) to give the residual of any H off the span of any
+    subset S of them: with c = pinv(B) H and N = (B^T B)^-1, |H - P_S H|^2 = |H - P_B H|^2 + c_C^T N_CC^-1 c_C, C the
+    columns left out (the rows of pinv(B) at C span the part of B's span orthogonal to the others), a |C| x |C| solve
+    instead of a factorisation of B_S per subset."""
+
+    def __init__(self, U: np.ndarray, Vs: np.ndarray):
+        self.U, self.Vs, self.N = U, Vs, Vs @ Vs.T
+
+    @classmethod
+    def of(cls, B: np.ndarray) -> "_Basis | None":
+        """None where B's columns are dependent (by numpy's ``lstsq`` cut, eps max(B.shape) of the largest singular
+        value) or more than its rows."""
+        if B.shape[0] < B.shape[1] or not B.size:
+            return None
+        U, s, Vt = np.linalg.svd(B, full_matrices=False)
+        if not s[0] > 0 or np.sum(s > EPS * max(B.shape) * s[0]) < B.shape[1]:
+            return None
+        return cls(U, Vt.T / s)
+
+    def residual2_without(self, left_out: np.ndarray, H: np.ndarray) -> np.ndarray:
+        """Squared residuals of H's columns off the span of the columns not in ``left_out`` (indices)."""
+        Hu = self.U.T @ H
+        resid2 = np.sum((H - self.U @ Hu) ** 2, axis=0)
+        c = (self.Vs @ Hu)[left_out]
+        return resid2 + np.sum(c * np.linalg.solve(self.N[np.ix_(left_out, left_out)], c), axis=0)
 
 
 class _GradientFirstProbe(LazyValueGradientProbe):
@@ -1350,19 +1402,18 @@ class ReluAttack(Attack):
         if not rows:
             return signs
         Wr = np.array([r.w for r in rows])
+        missing = ~np.array([r.support for r in rows])
+        cells: dict[bytes, np.ndarray | None] = {}  # per pattern of the units below: pinv of the restricted rows
         for j, row in enumerate(rows):
             for kink, zs in row.kinks:
                 sup = zs[-1] > 0
-                if any(not r.support[sup].all() for r in rows):
+                key = sup.tobytes()
+                if key not in cells:
+                    cells[key] = _left_inverse(Wr[:, sup].T) if not missing[:, sup].any() else None
+                P = cells[key]
+                if P is None:
                     continue
-                B = Wr[:, sup].T
-                if B.shape[0] < B.shape[1] or np.linalg.matrix_rank(B) < B.shape[1]:
-                    continue
-                coef = []
-                for g in (kink.left.g, kink.right.g):
-                    h, _ = known.pullback(g, zs)
-                    c, *_ = np.linalg.lstsq(B, h[sup], rcond=None)
-                    coef.append(c[j])
+                coef = [float(P[j] @ h[sup]) for h in self._pulled_sides(kink, zs)]
                 lo_, hi_ = sorted(abs(c) for c in coef)
                 if hi_ > 0 and lo_ <= SAME_ROW * hi_:
                     active_right = abs(coef[1]) > abs(coef[0])
@@ -1370,6 +1421,22 @@ class ReluAttack(Attack):
                     signs[j] = (1 if slope > 0 else -1) * (1 if active_right else -1)
                     break
         return signs
+
+    def _pulled_sample(self, i: int, zs) -> tuple[np.ndarray, float]:
+        """Sample i's gradient pulled back onto the last known layer's units, and the residual (remembered until a
+        layer is added)."""
+        key = ("sample", i)
+        if key not in self._known.memo:
+            self._known.memo[key] = self._known.pullback(self._samples[i][1].g, zs)
+        return self._known.memo[key]
+
+    def _pulled_sides(self, kink: Kink, zs) -> tuple[np.ndarray, np.ndarray]:
+        """The gradients on the kink's two sides pulled back onto the last known layer's units (remembered until a
+        layer is added)."""
+        key = ("sides", id(kink))
+        if key not in self._known.memo:
+            self._known.memo[key] = tuple(self._known.pullback(g, zs)[0] for g in (kink.left.g, kink.right.g))
+        return self._known.memo[key]
 
     def _orient_by_span(self, rows: list[_Row]) -> list[int | None]:
         """Orientation (+1 / -1) of each row from the side of its kinks whose gradient lies in the span of the
@@ -1380,6 +1447,7 @@ class ReluAttack(Attack):
         # the first layer narrower than the input: W^T = Q R; a residual off the others' span is the part of h off
         # every row's span and that of Q^T h off the others' columns of R (n equations, not d)
         Q, Rw = np.linalg.qr(Wr.T) if not known.layers and len(rows) < known.width else (None, None)
+        bases: dict[bytes, _Basis | None] = {}  # every row's columns on the units active below, once per pattern
         for sweep in range(3):
             changed = False
             for j, row in enumerate(rows):
@@ -1391,19 +1459,28 @@ class ReluAttack(Attack):
                     zrow = Wr @ a + br
                     others = [i for i in range(len(rows)) if i != j and (
                         signs[i] is None if sweep == 0 else (signs[i] is None or signs[i] * zrow[i] > 0))]
-                    gl, _ = known.pullback(kink.left.g, zs)
-                    gr, _ = known.pullback(kink.right.g, zs)
+                    gl, gr = self._pulled_sides(kink, zs)
                     sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
                     H = np.stack([gl[sup], gr[sup]], axis=1)
                     off = np.zeros(2)
                     if Q is not None:
                         Hq = Q.T @ H
                         off, H = np.sum((H - Q @ Hq) ** 2, axis=0), Hq
-                    if others:  # both sides' residuals off the others' span, from one factorisation
-                        B = Wr[np.ix_(others, np.flatnonzero(sup))].T if Q is None else Rw[:, others]
-                        c, *_ = np.linalg.lstsq(B, H, rcond=None)
-                        H = B @ c - H
-                    res = list(np.sqrt(np.sum(H ** 2, axis=0) + off) /
+                    resid2 = np.sum(H ** 2, axis=0)
+                    if others and len(others) >= sup.sum() and Q is None and _spans_all(Wr[np.ix_(others, sup)].T):
+                        resid2 = np.zeros(2)  # the others' rows span every unit: both sides in their span, no decision
+                    elif others:  # both sides' residuals off the others' span
+                        key = sup.tobytes()
+                        if key not in bases:
+                            bases[key] = _Basis.of(Wr[:, sup].T if Q is None else Rw)
+                        if bases[key] is not None:  # from one factorisation per pattern
+                            left_out = np.setdiff1d(np.arange(len(rows)), others)
+                            resid2 = bases[key].residual2_without(left_out, H)
+                        else:
+                            B = Wr[np.ix_(others, np.flatnonzero(sup))].T if Q is None else Rw[:, others]
+                            c, *_ = np.linalg.lstsq(B, H, rcond=None)
+                            resid2 = np.sum((B @ c - H) ** 2, axis=0)
+                    res = list(np.sqrt(resid2 + off) /
                                max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]), np.finfo(float).tiny))
                     lo_, hi_ = min(res), max(res)
                     if lo_ <= SAME_ROW and hi_ > 1e3 * SAME_ROW:
@@ -1450,31 +1527,41 @@ class ReluAttack(Attack):
         # least squares, an orthogonal transformation of its rows)
         Q, Rw = np.linalg.qr(W.T) if not known.layers and n < self._d else (None, None)
 
-        def equations():
+        # the rows' columns scaled once (a block's entries as (Z > 0) * W / colscale gives them, bit for bit)
+        Wpos, Wneg = W.T / colscale[:n], -W.T / colscale[n:2 * n]
+        Rpos, Rneg = (Rw / colscale[:n], -Rw / colscale[n:2 * n]) if Q is not None else (None, None)
+
+        def equations(build: bool = True):
             for i in np.flatnonzero(clean):
                 zs = [z[i] for z in zs_all]
                 sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
                 if Q is not None:
                     gq = Q.T @ P[i].g
-                    block = np.hstack([(Z[i] > 0) * Rw, -1.0 * (Z[i] < 0) * Rw, np.zeros((n, 1))]) / colscale
-                    yield (np.vstack([block, np.zeros((1, 2 * n + 1))]),
-                           np.append(gq, np.linalg.norm(P[i].g - Q @ gq)))
+                    block = None
+                    if build:
+                        block = np.zeros((n + 1, 2 * n + 1))
+                        block[:n, :n][:, Z[i] > 0] = Rpos[:, Z[i] > 0]
+                        block[:n, n:2 * n][:, Z[i] < 0] = Rneg[:, Z[i] < 0]
+                    yield block, np.append(gq, np.linalg.norm(P[i].g - Q @ gq))
                 elif expansive:  # the pull-back is not unique: the rows' input gradients instead
                     R = (W @ (known.cell_gradients(X[i], zs)[-1] * sup[:, None])).T
                     yield (np.hstack([(Z[i] > 0) * R, -1.0 * (Z[i] < 0) * R, np.zeros((self._d, 1))]) / colscale,
                            P[i].g)
                 else:
-                    h, resid = known.pullback(P[i].g, zs)
+                    h, resid = self._pulled_sample(i, zs)
                     if math.isfinite(resid):  # else the gradient does not determine the top layer's coefficients here
-                        pos = (Z[i] > 0)[None, :] * W[:, sup].T
-                        neg = -1.0 * (Z[i] < 0)[None, :] * W[:, sup].T
-                        yield np.hstack([pos, neg, np.zeros((int(sup.sum()), 1))]) / colscale, h[sup]
+                        block = None
+                        if build:
+                            block = np.zeros((int(sup.sum()), 2 * n + 1))
+                            block[:, :n][:, Z[i] > 0] = Wpos[np.ix_(sup, Z[i] > 0)]
+                            block[:, n:2 * n][:, Z[i] < 0] = Wneg[np.ix_(sup, Z[i] < 0)]
+                        yield block, h[sup]
                 if P[i].f is not None:
                     yield (np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None] / colscale,
                            np.array([P[i].f]))
 
         if not decisive:
-            bound = _residual_bound(equations(), 2 * n + 1)
+            bound = _residual_bound(equations, 2 * n + 1)
             if bound > SAME_ROW:
                 return [None] * n, bound
         sol, residual = _lstsq_normal(equations, 2 * n + 1)
