@@ -172,6 +172,8 @@ class _Known:
     def __init__(self, d: int):
         self.d = d
         self.layers: list[tuple[np.ndarray, np.ndarray]] = []
+        self.errors: list[np.ndarray] = []  # per layer: each row's pre-activation error (``ReluAttack._row_errors``;
+        # NaN: not known)
         self._pinv: np.ndarray | None = None
         self.memo: dict[tuple[str, int], Any] = {}
 
@@ -179,8 +181,9 @@ class _Known:
     def width(self) -> int:
         return self.layers[-1][0].shape[0] if self.layers else self.d
 
-    def add(self, W: np.ndarray, b: np.ndarray) -> None:
+    def add(self, W: np.ndarray, b: np.ndarray, errors: np.ndarray | None = None) -> None:
         self.layers.append((W, b))
+        self.errors.append(np.full(len(b), np.nan) if errors is None else errors)
         self.memo = {}
         if len(self.layers) == 1 and W.shape[0] <= W.shape[1]:
             self._pinv = np.linalg.pinv(W.T)
@@ -505,7 +508,9 @@ class ReluAttack(Attack):
                     return None
             W = np.array([r.w for r in layer])
             b = np.array([r.b for r in layer])
-            rest = [k for k in unexplained if not self._on_known(k, self._known.layers + [(W, b)])]
+            errors = self._row_errors(layer)
+            rest = [k for k in unexplained
+                    if not self._on_known(k, self._known.layers + [(W, b)], self._known.errors + [errors])]
             info = {"neurons": len(layer), "kinks_used": sum(len(r.kinks) for r in layer),
                     "candidates_rejected": len(rows) - len(layer)}
             # the last hidden layer: the outputs are linear in its activations (a few stray kinks, e.g. two neurons
@@ -542,7 +547,7 @@ class ReluAttack(Attack):
                 live = np.abs(out_W).max(axis=0) > SAME_ROW * max(float(np.abs(out_W).max()), np.finfo(float).tiny)
                 if not live.all():
                     info["dropped_without_output_weight"] = np.flatnonzero(~live).tolist()
-                    W, b, out_W = W[live], b[live], out_W[:, live]
+                    W, b, errors, out_W = W[live], b[live], errors[live], out_W[:, live]
                     signs = [s_ for s_, keep in zip(signs, live) if keep]
                     incomplete = [int(np.sum(live[:i])) for i in incomplete if live[i]]
                     unresolved = [u for u, keep in zip(unresolved, live) if keep]
@@ -551,10 +556,10 @@ class ReluAttack(Attack):
                     problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
                                     f"{info['orientation_unresolved']} not resolved")
                 self._note_incomplete(info, incomplete, problems)
-                self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+                self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
                 return out_W, out_b, bias_known
             self._note_incomplete(info, incomplete, problems)
-            self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+            self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
 
     def _orient_expansive(self, W: np.ndarray, b: np.ndarray, seeds: list[Kink], signs: list[int | None],
                           info: dict[str, Any]) -> list[int | None]:
@@ -676,14 +681,20 @@ class ReluAttack(Attack):
             problems.append(f"layer {len(self._known.layers) + 1}: rows of neurons {incomplete} miss the weights from "
                             "units never seen active at their kinks")
 
-    def _on_known(self, k: Kink, rows: list[tuple[np.ndarray, np.ndarray]]) -> bool:
-        """Whether the kink lies on the surface of a recovered neuron (within its own localisation)."""
+    def _on_known(self, k: Kink, rows: list[tuple[np.ndarray, np.ndarray]],
+                  errors: list[np.ndarray] | None = None) -> bool:
+        """Whether the kink lies on the surface of a recovered neuron: its pre-activation there within the neuron's own
+        error (``errors``, per layer: ``_row_errors``; the known layers' by default), the rounding of computing it, and
+        its rate along the line times the kink's localisation.  (A line meeting a surface at a grazing angle puts the
+        recovered surface far along it from the true one: the distance along the line is the error over the rate.)
+        A row with no error of its own (read without kinks, by ``orient.py``) keeps a fixed tolerance along the line:
+        2 x the kink's half-width + 1e-9 (1 + |t|)."""
         if not rows:
             return False
         if rows is self._known.layers:
             key = ("on", id(k))
             if key not in self._known.memo:
-                self._known.memo[key] = self._on_known(k, list(rows))
+                self._known.memo[key] = self._on_known(k, list(rows), self._known.errors)
             return self._known.memo[key]
         x = k.x
         known = _Known(self._d)
@@ -691,14 +702,31 @@ class ReluAttack(Attack):
             known.layers.append((W, b))
         zs = known.pre(x[None])
         rates = known.slopes(k.line.v, [z[0] for z in zs])
-        tol = 2 * k.width + 1e-9 * (1 + abs(k.t))
-        for z, rate in zip(zs, rates):
+        a = x
+        for (W, b), z, rate, err in zip(rows, zs, rates, errors):
             slope = np.abs(rate)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dist = np.abs(z[0]) / slope
-            if np.any(dist <= tol):
+            own = err + (W.shape[1] + 1) * EPS * (np.abs(W) @ np.abs(a) + np.abs(b)) + 2 * k.width * slope
+            if np.any(np.abs(z[0]) <= np.where(np.isnan(err), (2 * k.width + 1e-9 * (1 + abs(k.t))) * slope, own)):
                 return True
+            a = np.maximum(z[0], 0.0)
         return False
+
+    def _row_errors(self, rows: list[_Row]) -> np.ndarray:
+        """Each row's pre-activation error, from its own kinks: the true surface passes within a kink's half-width of
+        it along its line, so |z(x_k)| + |rate along the line| x half-width bounds the recovered row's error at x_k
+        (its bias read at one kink, its weights pulled back from jumps); the largest over the row's kinks (NaN for a
+        row given without kinks)."""
+        known, out = self._known, np.full(len(rows), np.nan)
+        for i, row in enumerate(rows):
+            if not row.kinks:
+                continue
+            X = np.array([kink.x for kink, _ in row.kinks])
+            V = np.array([kink.line.v for kink, _ in row.kinks])
+            if known.layers:
+                V = np.array([(zs[-1] > 0) * known.slopes(kink.line.v, zs)[-1] for kink, zs in row.kinks])
+            widths = np.array([kink.width for kink, _ in row.kinks])
+            out[i] = float(np.max(np.abs(known.top(X) @ row.w + row.b) + np.abs(V @ row.w) * widths))
+        return out
 
     def _pulled(self, k: Kink):
         """The kink's row on the known layer's active units (support, unit row u, bias, scale of u.a + b, the known
