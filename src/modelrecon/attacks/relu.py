@@ -1141,22 +1141,30 @@ class ReluAttack(Attack):
         no query): the two sides of each predicted crossing are read (2 points, a gradient each; a value only for a
         new piece), and a jump along the row's normal between them is its kink, as a confirmed guess of the search
         is; the segment's ends too.  The search then only works the gaps between them that still hold a change.  With
-        values only (gradient mode bisects each gap itself: 10-10-10-1 lost a neuron when its gaps were cut here)."""
+        values the two sides are 2^-30 of the segment apart and the kink is where the pieces' lines meet; with
+        gradients only, the sides are 4 x the row's own error (``_row_errors``, over its rate along the segment) from
+        the predicted crossing, and that interval is the kink's."""
         rows = [r for r in seen.rows if len(r.segments) >= 2]
-        if not rows or "value" not in self._probe.kinds:
+        if not rows:
             return [], []
         W = np.array([r.w for r in rows])
         rate = W @ (A @ line.v)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = -(W @ (A @ line.x0 + a) + np.array([r.b for r in rows])) / rate
-        delta = 2.0 ** -30 * (hi - lo)
+            if "value" in self._probe.kinds:
+                delta = np.full(len(rows), 2.0 ** -30 * (hi - lo))
+            else:  # no values to locate the kink between the two sides: they are read just past the row's own error
+                y = line.at(np.nan_to_num(t)) @ A.T + a
+                delta = 4 * (self._row_errors(rows) + EPS * np.sum(np.abs(W) * np.abs(y), axis=1)) / np.abs(rate)
         inside = np.flatnonzero((rate != 0) & (lo + 4 * delta < t) & (t < hi - 4 * delta))
         inside = inside[np.argsort(t[inside])]
         gaps = np.diff(np.concatenate([[lo], t[inside], [hi]]))
-        alone = inside[(gaps[:-1] > 4 * delta) & (gaps[1:] > 4 * delta)]  # two crossings closer: left to the search
+        near = np.concatenate([[0.0], delta[inside], [0.0]])  # two crossings closer: left to the search
+        alone = inside[(gaps[:-1] > 4 * np.maximum(near[:-2], near[1:-1]))
+                       & (gaps[1:] > 4 * np.maximum(near[1:-1], near[2:]))]
         if not len(alone):
             return [], []
-        pieces = self._probe.glance(line, [lo] + [tk + s_ * delta for tk in t[alone] for s_ in (-1, 1)] + [hi])
+        pieces = self._probe.glance(line, [lo] + [t[j] + s_ * delta[j] for j in alone for s_ in (-1, 1)] + [hi])
         # a value for the first piece of each run of equal gradients, the others from its line
         first = [p for i, p in enumerate(pieces) if i == 0 or not self._probe.same_gradient(pieces[i - 1], p)]
         self._probe.fill(line, first, [()] * len(first))
@@ -1170,9 +1178,12 @@ class ReluAttack(Attack):
             size = float(np.linalg.norm(jump))
             if not size > 0 or np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) > SAME_ROW * size:
                 continue  # no kink, or not the row's alone: the search works this gap
+            if "value" not in self._probe.kinds:
+                kinks.append(Kink(line, t[j], left, right, delta[j]))
+                continue
             guess = self._probe.locate(left, right, line)
             if guess is not None and left.t < guess[0] < right.t:
-                kinks.append(Kink(line, guess[0], left, right, delta))
+                kinks.append(Kink(line, guess[0], left, right, delta[j]))
         return kinks, pieces
 
     def _recurs(self, found: list[Kink], seen: _Rows, segment: int) -> bool:
@@ -1479,11 +1490,18 @@ class ReluAttack(Attack):
         return Wout, c, identified
 
     def _fit_points(self, H: np.ndarray) -> np.ndarray:
-        """Sample indices whose activation patterns together make the output fit well posed (a few spare)."""
+        """Sample indices whose activation patterns together make the output fit well posed (a few spare): random ones,
+        and for each neuron active at none of them the first (in the same random order) where it is active (a neuron
+        active at 14 of 2,001 samples was missed by the 30 random ones, its output weight read as 0 and the row
+        dropped)."""
         n = H.shape[1]
         order = self._rng.permutation(len(H))
         want = min(len(H), 2 * (n + 1) + 8)
-        return np.sort(order[:want])
+        pick, rest = order[:want], order[want:]
+        for j in np.flatnonzero(~np.any(H[pick] > 0, axis=0)):
+            active = rest[H[rest, j] > 0]
+            pick = np.append(pick, active[:1])
+        return np.unique(pick)
 
     def _curvature_probe(self, points: int = 2) -> None:
         """A ReLU network has one activation pattern, and so one gradient bit for bit, at a random x and at
