@@ -127,11 +127,22 @@ def test_gradient_mode_reads_the_regions_planes_at_their_predicted_crossings_10_
     planes at their predicted crossings, the two sides just past the row's own error (2 points), lost a layer-2
     neuron (failed, 0.25 off) -- not through the crossings: the output fit's 30 random samples missed the one
     neuron active at 14 of 2,001 samples, its weight read 0 and its row dropped (``_fit_points`` now adds a sample
-    where each neuron is active).  170.1 queries per neuron before, 104.2 now."""
+    where each neuron is active).  170.1 queries per neuron before, 104.2 after, 90.5 with the lines' first-layer
+    kinks read at their predicted crossings too."""
     target, r = _run("builtin:deep?d=10&widths=10,10,1&seed=0", "gradient")
     assert r.status == "complete", r.message
     assert r.metrics["parameter_relative_error"] <= 1e-9
     assert r.queries["total"] <= 20 * 120
+
+
+def test_gradient_mode_reads_a_new_lines_first_layer_kinks_at_their_predicted_crossings_784_32_1():
+    # the second line bisected each of its 32 kinks to 2^-40 of the line (~33 points a kink, 67.9 queries per neuron);
+    # the first line's rows put them within their own error: 2 points a kink (38.4 per neuron), the same rows
+    target, r = _run("builtin:deep?d=784&widths=32,1&seed=0", "gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["parameter_relative_error"] <= 1e-9
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.queries["total"] <= 32 * 45
 
 
 def test_output_fit_points_include_a_sample_where_each_neuron_is_active():

@@ -331,13 +331,15 @@ def reach(probe: Probe, line: Line, start: Piece, grow: float = 2.0, patience: i
     return kept
 
 
-def search_line(probe: Probe, line: Line, extent: float | None, max_doublings: int = 12,
+def search_line(probe: Probe, line: Line, extent: float | None, max_doublings: int = 12, predict=None,
                 **kw) -> tuple[list[Kink], list[Piece], tuple[float, float]]:
     """Kinks of a line on [-extent, extent] (an input box's chord), or, with ``extent`` None, on an interval
     doubled from [-1, 1] until the pieces at both ends stop changing (far out every neuron of a ReLU network keeps
-    one state)."""
+    one state).  ``predict(lo, hi)``: kinks confirmed before the search and the pieces read for them (taken as
+    found: ``critical_points(known=...)``)."""
     if extent is not None:
-        kinks, pieces = critical_points(probe, line, -extent, extent, **kw)
+        given, read = predict(-extent, extent) if predict else ([], [])
+        kinks, pieces = critical_points(probe, line, -extent, extent, pieces=read, known=given, **kw)
         return kinks, pieces, (-extent, extent)
     T = 1.0
     ends = probe.read(line, [-T, T])
@@ -349,7 +351,8 @@ def search_line(probe: Probe, line: Line, extent: float | None, max_doublings: i
         if probe.same(far[0], ends[0], line) and probe.same(ends[1], far[1], line):
             break
         ends = far
-    kinks, pieces = critical_points(probe, line, -T, T, pieces=read, **kw)
+    given, more = predict(-T, T) if predict else ([], [])
+    kinks, pieces = critical_points(probe, line, -T, T, pieces=read + more, known=given, **kw)
     return kinks, pieces, (-T, T)
 
 

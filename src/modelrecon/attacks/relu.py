@@ -11,7 +11,8 @@ Steps (``probe``: :class:`~modelrecon.attacks.piecewise.GradientProbe` or, in va
 
 1. Kinks.  Random lines through the input region; every critical point on them is found
    by the probe (:func:`~modelrecon.attacks.piecewise.search_line`), with the gradients of
-   the pieces on both sides: the jump is gain x the switching neuron's input gradient.
+   the pieces on both sides: the jump is gain x the switching neuron's input gradient.  (Gradient mode reads a new
+   line's kinks on first-layer rows already seen at their predicted crossings first: 2 points each, not ~33.)
 2. Layer l, from the known layers 1..l-1 (signs resolved): a kink not on a known neuron's
    surface, pulled back through the known layers' Jacobian on their active units, gives the
    switching neuron's row on those units up to scale (A_S^T u = jump) and its bias (the
@@ -464,10 +465,27 @@ class ReluAttack(Attack):
         if through is not None:
             line.x0 = np.asarray(through, dtype=np.float64)
         extent = self._extent(line)
-        kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line)
+        predict = None if "value" in self._probe.kinds else lambda lo, hi: self._first_layer_crossings(line, lo, hi)
+        kinks, pieces, _ = search_line(self._probe, line, extent, predict=predict, max_points=self.max_points_per_line)
         self._kinks += kinks
         self._samples += [(line.at(p.t), p) for p in pieces]
         self._n_lines += 1
+
+    def _first_layer_crossings(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
+        """Gradient mode: a new line's kinks on the first layer's rows (known, or candidates from the kinks so far),
+        read at their predicted crossings as the region's planes are (``_crossings``): 2 points a kink, not ~33."""
+        if self._known.layers:
+            W, b = self._known.layers[0]
+            errors = self._known.errors[0]
+        else:
+            rows = self._candidates(self._kinks)
+            if not rows:
+                return [], []
+            W, b, errors = np.array([r.w for r in rows]), np.array([r.b for r in rows]), self._row_errors(rows)
+        ok = np.isfinite(errors)
+        if not ok.any():
+            return [], []
+        return self._crossings(line, lo, hi, W[ok], b[ok], errors[ok], np.eye(self._d), np.zeros(self._d))
 
     # ------------------------------------------------------------------ peeling
     def _peel(self, details: dict[str, Any], problems: list[str]):
@@ -1147,15 +1165,20 @@ class ReluAttack(Attack):
         rows = [r for r in seen.rows if len(r.segments) >= 2]
         if not rows:
             return [], []
-        W = np.array([r.w for r in rows])
+        errors = None if "value" in self._probe.kinds else self._row_errors(rows)
+        return self._crossings(line, lo, hi, np.array([r.w for r in rows]), np.array([r.b for r in rows]), errors, A, a)
+
+    def _crossings(self, line: Line, lo: float, hi: float, W, b, errors, A, a) -> tuple[list[Kink], list[Piece]]:
+        """Rows (W, b on y = A x + a) read at their predicted crossings of the line (``_predicted_kinks``); ``errors``:
+        the rows' own (gradient mode), None with values."""
         rate = W @ (A @ line.v)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = -(W @ (A @ line.x0 + a) + np.array([r.b for r in rows])) / rate
-            if "value" in self._probe.kinds:
-                delta = np.full(len(rows), 2.0 ** -30 * (hi - lo))
+            t = -(W @ (A @ line.x0 + a) + b) / rate
+            if errors is None:
+                delta = np.full(len(W), 2.0 ** -30 * (hi - lo))
             else:  # no values to locate the kink between the two sides: they are read just past the row's own error
                 y = line.at(np.nan_to_num(t)) @ A.T + a
-                delta = 4 * (self._row_errors(rows) + EPS * np.sum(np.abs(W) * np.abs(y), axis=1)) / np.abs(rate)
+                delta = 4 * (errors + EPS * np.sum(np.abs(W) * np.abs(y), axis=1)) / np.abs(rate)
         inside = np.flatnonzero((rate != 0) & (lo + 4 * delta < t) & (t < hi - 4 * delta))
         inside = inside[np.argsort(t[inside])]
         gaps = np.diff(np.concatenate([[lo], t[inside], [hi]]))
@@ -1178,8 +1201,8 @@ class ReluAttack(Attack):
             size = float(np.linalg.norm(jump))
             if not size > 0 or np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) > SAME_ROW * size:
                 continue  # no kink, or not the row's alone: the search works this gap
-            if "value" not in self._probe.kinds:
-                kinks.append(Kink(line, t[j], left, right, delta[j]))
+            if errors is not None:  # where the row puts it, within its own error (the sides confirm the row switches
+                kinks.append(Kink(line, t[j], left, right, delta[j] / 4))  # there; their 4x would compound line by line)
                 continue
             guess = self._probe.locate(left, right, line)
             if guess is not None and left.t < guess[0] < right.t:
