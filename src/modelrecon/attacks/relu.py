@@ -485,7 +485,7 @@ class ReluAttack(Attack):
         ok = np.isfinite(errors)
         if not ok.any():
             return [], []
-        return self._crossings(line, lo, hi, W[ok], b[ok], errors[ok], np.eye(self._d), np.zeros(self._d))
+        return self._crossings(line, lo, hi, W[ok], b[ok], errors[ok], None, None)
 
     # ------------------------------------------------------------------ peeling
     def _peel(self, details: dict[str, Any], problems: list[str]):
@@ -1161,7 +1161,7 @@ class ReluAttack(Attack):
         is; the segment's ends too.  The search then only works the gaps between them that still hold a change.  With
         values the two sides are 2^-30 of the segment apart and the kink is where the pieces' lines meet; with
         gradients only, the sides are 4 x the row's own error (``_row_errors``, over its rate along the segment) from
-        the predicted crossing, and that interval is the kink's."""
+        the predicted crossing, and the kink is there, within that error."""
         rows = [r for r in seen.rows if len(r.segments) >= 2]
         if not rows:
             return [], []
@@ -1169,15 +1169,16 @@ class ReluAttack(Attack):
         return self._crossings(line, lo, hi, np.array([r.w for r in rows]), np.array([r.b for r in rows]), errors, A, a)
 
     def _crossings(self, line: Line, lo: float, hi: float, W, b, errors, A, a) -> tuple[list[Kink], list[Piece]]:
-        """Rows (W, b on y = A x + a) read at their predicted crossings of the line (``_predicted_kinks``); ``errors``:
-        the rows' own (gradient mode), None with values."""
-        rate = W @ (A @ line.v)
+        """Rows (W, b on y = A x + a; A None: on x) read at their predicted crossings of the line
+        (``_predicted_kinks``); ``errors``: the rows' own (gradient mode), None with values."""
+        v, y0 = (line.v, line.x0) if A is None else (A @ line.v, A @ line.x0 + a)
+        rate = W @ v
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = -(W @ (A @ line.x0 + a) + b) / rate
+            t = -(W @ y0 + b) / rate
             if errors is None:
                 delta = np.full(len(W), 2.0 ** -30 * (hi - lo))
             else:  # no values to locate the kink between the two sides: they are read just past the row's own error
-                y = line.at(np.nan_to_num(t)) @ A.T + a
+                y = y0 + t[:, None] * v
                 delta = 4 * (errors + EPS * np.sum(np.abs(W) * np.abs(y), axis=1)) / np.abs(rate)
         inside = np.flatnonzero((rate != 0) & (lo + 4 * delta < t) & (t < hi - 4 * delta))
         inside = inside[np.argsort(t[inside])]
@@ -1197,7 +1198,7 @@ class ReluAttack(Attack):
         kinks = []
         for j, left, right in zip(alone, pieces[1:-1:2], pieces[2::2]):
             jump = right.g - left.g
-            normal = A.T @ W[j]
+            normal = W[j] if A is None else A.T @ W[j]
             size = float(np.linalg.norm(jump))
             if not size > 0 or np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) > SAME_ROW * size:
                 continue  # no kink, or not the row's alone: the search works this gap
