@@ -168,6 +168,16 @@ def test_gradient_mode_reads_a_new_lines_first_layer_kinks_at_their_predicted_cr
     assert r.queries["total"] <= 32 * 45
 
 
+def test_gradient_mode_takes_a_layers_own_rows_before_deeper_surfaces_40_20_10_10_1():
+    # without the hit-rate order of _independent (value+gradient's fix), gradient mode's layer 2 took deeper surfaces
+    # first: 94 rows dropped as combinations, 6 lines, 8,719 queries (218.0 per neuron); 2 lines, 5,538 (138.4) with it
+    target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=0", "gradient")
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [20, 10, 10] and r.details["lines"] == 2
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.queries["total"] <= 40 * 150
+
+
 def test_output_fit_points_include_a_sample_where_each_neuron_is_active():
     attack = ReluAttack(mode="gradient")
     attack._rng = np.random.default_rng(0)
