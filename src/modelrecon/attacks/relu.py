@@ -11,7 +11,8 @@ Steps (``probe``: :class:`~modelrecon.attacks.piecewise.GradientProbe` or, in va
 
 1. Kinks.  Random lines through the input region; every critical point on them is found
    by the probe (:func:`~modelrecon.attacks.piecewise.search_line`), with the gradients of
-   the pieces on both sides: the jump is gain x the switching neuron's input gradient.
+   the pieces on both sides: the jump is gain x the switching neuron's input gradient.  (Gradient mode reads a new
+   line's kinks on first-layer rows already seen at their predicted crossings first: 2 points each, not ~33.)
 2. Layer l, from the known layers 1..l-1 (signs resolved): a kink not on a known neuron's
    surface, pulled back through the known layers' Jacobian on their active units, gives the
    switching neuron's row on those units up to scale (A_S^T u = jump) and its bias (the
@@ -196,6 +197,8 @@ class _Known:
     def __init__(self, d: int):
         self.d = d
         self.layers: list[tuple[np.ndarray, np.ndarray]] = []
+        self.errors: list[np.ndarray] = []  # per layer: each row's pre-activation error (``ReluAttack._row_errors``;
+        # NaN: not known)
         self._pinv: np.ndarray | None = None
         self.memo: dict[tuple[str, int], Any] = {}
 
@@ -203,8 +206,9 @@ class _Known:
     def width(self) -> int:
         return self.layers[-1][0].shape[0] if self.layers else self.d
 
-    def add(self, W: np.ndarray, b: np.ndarray) -> None:
+    def add(self, W: np.ndarray, b: np.ndarray, errors: np.ndarray | None = None) -> None:
         self.layers.append((W, b))
+        self.errors.append(np.full(len(b), np.nan) if errors is None else errors)
         self.memo = {}
         if len(self.layers) == 1 and W.shape[0] <= W.shape[1]:
             self._pinv = np.linalg.pinv(W.T)
@@ -544,11 +548,28 @@ class ReluAttack(Attack):
         if through is not None:
             line.x0 = np.asarray(through, dtype=np.float64)
         extent = self._extent(line)
+        predict = self._known_kinks if "value" in self._probe.kinds else self._first_layer_crossings
         kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line,
-                                       predict=lambda lo, hi: self._known_kinks(line, lo, hi))
+                                       predict=lambda lo, hi: predict(line, lo, hi))
         self._kinks += kinks
         self._samples += [(line.at(p.t), p) for p in pieces]
         self._n_lines += 1
+
+    def _first_layer_crossings(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
+        """Gradient mode: a new line's kinks on the first layer's rows (known, or candidates from the kinks so far),
+        read at their predicted crossings as the region's planes are (``_crossings``): 2 points a kink, not ~33."""
+        if self._known.layers:
+            W, b = self._known.layers[0]
+            errors = self._known.errors[0]
+        else:
+            rows = self._candidates(self._kinks)
+            if not rows:
+                return [], []
+            W, b, errors = np.array([r.w for r in rows]), np.array([r.b for r in rows]), self._row_errors(rows)
+        ok = np.isfinite(errors)
+        if not ok.any():
+            return [], []
+        return self._crossings(line, lo, hi, W[ok], b[ok], errors[ok], None, None)
 
     # ------------------------------------------------------------------ peeling
     def _peel(self, details: dict[str, Any], problems: list[str]):
@@ -597,7 +618,9 @@ class ReluAttack(Attack):
                     return None
             W = np.array([r.w for r in layer])
             b = np.array([r.b for r in layer])
-            rest = [k for k in unexplained if not self._on_known(k, self._known.layers + [(W, b)])]
+            errors = self._row_errors(layer)
+            rest = [k for k in unexplained
+                    if not self._on_known(k, self._known.layers + [(W, b)], self._known.errors + [errors])]
             info = {"neurons": len(layer), "kinks_used": sum(len(r.kinks) for r in layer),
                     "candidates_rejected": len(rows) - len(layer)}
             # the last hidden layer: the outputs are linear in its activations (a few stray kinks, e.g. two neurons
@@ -634,7 +657,7 @@ class ReluAttack(Attack):
                 live = np.abs(out_W).max(axis=0) > SAME_ROW * max(float(np.abs(out_W).max()), np.finfo(float).tiny)
                 if not live.all():
                     info["dropped_without_output_weight"] = np.flatnonzero(~live).tolist()
-                    W, b, out_W = W[live], b[live], out_W[:, live]
+                    W, b, errors, out_W = W[live], b[live], errors[live], out_W[:, live]
                     signs = [s_ for s_, keep in zip(signs, live) if keep]
                     incomplete = [int(np.sum(live[:i])) for i in incomplete if live[i]]
                     unresolved = [u for u, keep in zip(unresolved, live) if keep]
@@ -643,10 +666,10 @@ class ReluAttack(Attack):
                     problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
                                     f"{info['orientation_unresolved']} not resolved")
                 self._note_incomplete(info, incomplete, problems)
-                self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+                self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
                 return out_W, out_b, bias_known
             self._note_incomplete(info, incomplete, problems)
-            self._known.add(W * np.array(signs)[:, None], b * np.array(signs))
+            self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
 
     def _orient_expansive(self, W: np.ndarray, b: np.ndarray, seeds: list[Kink], signs: list[int | None],
                           info: dict[str, Any]) -> list[int | None]:
@@ -782,14 +805,20 @@ class ReluAttack(Attack):
             problems.append(f"layer {len(self._known.layers) + 1}: rows of neurons {incomplete} miss the weights from "
                             "units never seen active at their kinks")
 
-    def _on_known(self, k: Kink, rows: list[tuple[np.ndarray, np.ndarray]]) -> bool:
-        """Whether the kink lies on the surface of a recovered neuron (within its own localisation)."""
+    def _on_known(self, k: Kink, rows: list[tuple[np.ndarray, np.ndarray]],
+                  errors: list[np.ndarray] | None = None) -> bool:
+        """Whether the kink lies on the surface of a recovered neuron: its pre-activation there within the neuron's own
+        error (``errors``, per layer: ``_row_errors``; the known layers' by default), the rounding of computing it, and
+        its rate along the line times the kink's localisation.  (A line meeting a surface at a grazing angle puts the
+        recovered surface far along it from the true one: the distance along the line is the error over the rate.)
+        A row with no error of its own (read without kinks, by ``orient.py``) keeps a fixed tolerance along the line:
+        2 x the kink's half-width + 1e-9 (1 + |t|)."""
         if not rows:
             return False
         if rows is self._known.layers:
             key = ("on", id(k))
             if key not in self._known.memo:
-                self._known.memo[key] = self._on_known(k, list(rows))
+                self._known.memo[key] = self._on_known(k, list(rows), self._known.errors)
             return self._known.memo[key]
         x = k.x
         known = _Known(self._d)
@@ -797,14 +826,31 @@ class ReluAttack(Attack):
             known.layers.append((W, b))
         zs = known.pre(x[None])
         rates = known.slopes(k.line.v, [z[0] for z in zs])
-        tol = 2 * k.width + 1e-9 * (1 + abs(k.t))
-        for z, rate in zip(zs, rates):
+        a = x
+        for (W, b), z, rate, err in zip(rows, zs, rates, errors):
             slope = np.abs(rate)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dist = np.abs(z[0]) / slope
-            if np.any(dist <= tol):
+            own = err + (W.shape[1] + 1) * EPS * (np.abs(W) @ np.abs(a) + np.abs(b)) + 2 * k.width * slope
+            if np.any(np.abs(z[0]) <= np.where(np.isnan(err), (2 * k.width + 1e-9 * (1 + abs(k.t))) * slope, own)):
                 return True
+            a = np.maximum(z[0], 0.0)
         return False
+
+    def _row_errors(self, rows: list[_Row]) -> np.ndarray:
+        """Each row's pre-activation error, from its own kinks: the true surface passes within a kink's half-width of
+        it along its line, so |z(x_k)| + |rate along the line| x half-width bounds the recovered row's error at x_k
+        (its bias read at one kink, its weights pulled back from jumps); the largest over the row's kinks (NaN for a
+        row given without kinks)."""
+        known, out = self._known, np.full(len(rows), np.nan)
+        for i, row in enumerate(rows):
+            if not row.kinks:
+                continue
+            X = np.array([kink.x for kink, _ in row.kinks])
+            V = np.array([kink.line.v for kink, _ in row.kinks])
+            if known.layers:
+                V = np.array([(zs[-1] > 0) * known.slopes(kink.line.v, zs)[-1] for kink, zs in row.kinks])
+            widths = np.array([kink.width for kink, _ in row.kinks])
+            out[i] = float(np.max(np.abs(known.top(X) @ row.w + row.b) + np.abs(V @ row.w) * widths))
+        return out
 
     def _pulled(self, k: Kink):
         """The kink's row on the known layer's active units (support, unit row u, bias, scale of u.a + b, the known
@@ -1228,29 +1274,48 @@ class ReluAttack(Attack):
         no query): the two sides of each predicted crossing are read (2 points, a gradient each; a value only for a
         new piece), and a jump along the row's normal between them is its kink, as a confirmed guess of the search
         is; the segment's ends too.  The search then only works the gaps between them that still hold a change.  With
-        values only (gradient mode bisects each gap itself: 10-10-10-1 lost a neuron when its gaps were cut here)."""
+        values the two sides are 2^-30 of the segment apart and the kink is where the pieces' lines meet; with
+        gradients only, the sides are 4 x the row's own error (``_row_errors``, over its rate along the segment) from
+        the predicted crossing, and the kink is there, within that error."""
         rows = [r for r in seen.rows if len(r.segments) >= 2]
-        if not rows or "value" not in self._probe.kinds:
+        if not rows:
             return [], []
-        W = np.array([r.w for r in rows])
+        errors = None if "value" in self._probe.kinds else self._row_errors(rows)
+        return self._crossings(line, lo, hi, np.array([r.w for r in rows]), np.array([r.b for r in rows]), errors, A, a)
+
+    def _crossings(self, line: Line, lo: float, hi: float, W, b, errors, A, a) -> tuple[list[Kink], list[Piece]]:
+        """Rows (W, b on y = A x + a; A None: on x) read at their predicted crossings of the line
+        (``_read_crossings``); ``errors``: the rows' own (gradient mode: the sides 4 x that error over the row's rate
+        from the crossing), None with values."""
+        v, y0 = (line.v, line.x0) if A is None else (A @ line.v, A @ line.x0 + a)
+        rate = W @ v
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = -(W @ (A @ line.x0 + a) + np.array([r.b for r in rows])) / (W @ (A @ line.v))
-        return self._read_crossings(line, lo, hi, t, W @ A)
+            t = -(W @ y0 + b) / rate
+            y = y0 + t[:, None] * v
+            delta = None if errors is None else 4 * (errors + EPS * np.sum(np.abs(W) * np.abs(y), axis=1)) / np.abs(rate)
+        return self._read_crossings(line, lo, hi, t, W if A is None else W @ A, delta)
 
     def _read_crossings(self, line: Line, lo: float, hi: float, t: np.ndarray, normals: np.ndarray,
-                        ends: bool = True) -> tuple[list[Kink], list[Piece]]:
+                        delta: np.ndarray | None = None, ends: bool = True) -> tuple[list[Kink], list[Piece]]:
         """Kinks predicted at line positions t (surfaces with these input-space normals there): the two sides of each
         crossing inside (lo, hi) are read (2 points, a gradient each; a value only for a new piece; the ends too, where
-        ``ends``), and a jump along the normal between them is that surface's kink, located where the two sides' lines
-        meet, as a confirmed guess of the search is.  Crossings closer than 4 sides' steps are left to the search."""
-        delta = 2.0 ** -30 * (hi - lo)
-        inside = np.flatnonzero(np.isfinite(t) & (lo + 4 * delta < t) & (t < hi - 4 * delta))
+        ``ends``), and a jump along the normal between them is that surface's kink, as a confirmed guess of the search
+        is.  With values (``delta`` None) the sides are 2^-30 of (lo, hi) apart and the kink is where their lines
+        meet; with gradients only, the sides are delta[j] from crossing j and the kink is there, within delta[j] / 4.
+        Crossings closer than 4 sides' steps are left to the search."""
+        values = delta is None
+        if values:
+            delta = np.full(len(t), 2.0 ** -30 * (hi - lo))
+        with np.errstate(invalid="ignore"):
+            inside = np.flatnonzero(np.isfinite(t) & (lo + 4 * delta < t) & (t < hi - 4 * delta))
         inside = inside[np.argsort(t[inside])]
         gaps = np.diff(np.concatenate([[lo], t[inside], [hi]]))
-        alone = inside[(gaps[:-1] > 4 * delta) & (gaps[1:] > 4 * delta)]  # two crossings closer: left to the search
+        near = np.concatenate([[0.0], delta[inside], [0.0]])  # two crossings closer: left to the search
+        alone = inside[(gaps[:-1] > 4 * np.maximum(near[:-2], near[1:-1]))
+                       & (gaps[1:] > 4 * np.maximum(near[1:-1], near[2:]))]
         if not len(alone):
             return [], []
-        sides = [tk + s_ * delta for tk in t[alone] for s_ in (-1, 1)]
+        sides = [t[j] + s_ * delta[j] for j in alone for s_ in (-1, 1)]
         pieces = self._probe.glance(line, [lo] + sides + [hi] if ends else sides)
         # a value for the first piece of each run of equal gradients, the others from its line
         first = [p for i, p in enumerate(pieces) if i == 0 or not self._probe.same_gradient(pieces[i - 1], p)]
@@ -1266,9 +1331,12 @@ class ReluAttack(Attack):
             size = float(np.linalg.norm(jump))
             if not size > 0 or np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) > SAME_ROW * size:
                 continue  # no kink, or not the surface's alone: the search works this gap
+            if not values:  # where the row puts it, within its own error (the sides confirm the row switches there;
+                kinks.append(Kink(line, t[j], left, right, delta[j] / 4))  # their 4x would compound line by line)
+                continue
             guess = self._probe.locate(left, right, line)
             if guess is not None and left.t < guess[0] < right.t:
-                kinks.append(Kink(line, guess[0], left, right, delta))
+                kinks.append(Kink(line, guess[0], left, right, delta[j]))
         return kinks, pieces
 
     def _known_kinks(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
@@ -1644,11 +1712,18 @@ class ReluAttack(Attack):
         return Wout, c, identified
 
     def _fit_points(self, H: np.ndarray) -> np.ndarray:
-        """Sample indices whose activation patterns together make the output fit well posed (a few spare)."""
+        """Sample indices whose activation patterns together make the output fit well posed (a few spare): random ones,
+        and for each neuron active at none of them the first (in the same random order) where it is active (a neuron
+        active at 14 of 2,001 samples was missed by the 30 random ones, its output weight read as 0 and the row
+        dropped)."""
         n = H.shape[1]
         order = self._rng.permutation(len(H))
         want = min(len(H), 2 * (n + 1) + 8)
-        return np.sort(order[:want])
+        pick, rest = order[:want], order[want:]
+        for j in np.flatnonzero(~np.any(H[pick] > 0, axis=0)):
+            active = rest[H[rest, j] > 0]
+            pick = np.append(pick, active[:1])
+        return np.unique(pick)
 
     def _curvature_probe(self, points: int = 2) -> None:
         """A ReLU network has one activation pattern, and so one gradient bit for bit, at a random x and at
