@@ -456,13 +456,20 @@ class ReluAttack(Attack):
             extent *= 1 - 2.0 ** -40
         return extent
 
+    def _line_scale(self, line: Line) -> float:
+        """How far a line leaving the box is searched at least: its distance from the frame's centre in steps of v,
+        the scale of its crossings with planes through the frame (~sqrt(d)/2 on a random line)."""
+        centre, _ = self._frame
+        return float(np.linalg.norm(line.x0 - centre) / np.linalg.norm(line.v))
+
     def _search(self, through: np.ndarray | None = None) -> None:
         line = self._new_line()
         if through is not None:
             line.x0 = np.asarray(through, dtype=np.float64)
         extent = self._extent(line)
         kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line,
-                                       predict=lambda lo, hi: self._known_kinks(line, lo, hi))
+                                       predict=lambda lo, hi: self._known_kinks(line, lo, hi),
+                                       scale=self._line_scale(line))
         self._kinks += kinks
         self._samples += [(line.at(p.t), p) for p in pieces]
         self._n_lines += 1
