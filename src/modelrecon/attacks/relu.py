@@ -532,7 +532,7 @@ class ReluAttack(Attack):
                     signs = self._orient_expansive(W, b, rest, signs, info)
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
             details["layers"].append(info)
-            if info["orientation_unresolved"] and (rest or given is not None):  # given: a neuron with no seed yet
+            if info["orientation_unresolved"]:  # on the last layer too: another line may show its neurons
                 if self._known.layers and self._more_segments():
                     details["layers"].pop()
                     continue
@@ -540,8 +540,9 @@ class ReluAttack(Attack):
                     self._search()
                     details["layers"].pop()
                     continue
-                problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
-                                f"{info['orientation_unresolved']} not resolved")
+                if rest or given is not None:  # the last layer's are named below, once its dead rows are dropped
+                    problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
+                                    f"{info['orientation_unresolved']} not resolved")
             unresolved = [s is None for s in signs]
             signs = [s or 1 for s in signs]
             if not rest:
