@@ -243,6 +243,29 @@ def test_first_layer_neuron_seen_once_is_traced_784_16_16_1():
     assert r.metrics["worst_output_error_relative"] <= 1e-9
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lines_leaving_the_box_are_searched_at_their_own_scale_784_16_16_1(seed):
+    """Lines were searched on [-2, 2] only (the pieces at -/+1 and -/+2 agreed) while a 784-d line crosses the first
+    layer at |t| 3-20: one kink on two lines, one neuron, partial.  The doubling now covers the line's own scale."""
+    target, r = _run("builtin:deep?d=784&widths=16,16,1&init=random&seed=0", "value+gradient", seed=seed)
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [16, 16]
+    assert r.queries["points"] / 32 <= 20  # 16.8-18.6 points per neuron measured on seeds 1-3
+    assert r.metrics["parameter_relative_error"] <= 1e-9
+
+
+def test_last_layer_left_unoriented_draws_another_line(monkeypatch):
+    """With lines searched on [-2, 2] only (the short search of 784-16x2-1 attack seed 1, one kink on two lines), the
+    one neuron found was taken for the last layer, its orientation stayed open and the peel ended `partial` with 22
+    lines left; it draws another line now."""
+    monkeypatch.setattr(ReluAttack, "_line_scale", lambda self, line: 0.0)
+    target, r = _run("builtin:deep?d=784&widths=16,16,1&init=random&seed=0", "value+gradient", seed=1)
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [16, 16]
+    assert r.details["lines"] > 2
+    assert r.metrics["parameter_relative_error"] <= 1e-9
+
+
 def test_layer_two_neuron_rarely_crossed_in_the_region_is_confirmed_10_10_10_1_seed_3():
     """A layer-2 neuron that switches in a thin part of the all-active region was crossed by too few segments to
     be confirmed, and the layer closed without it (partial on main); its plane is now crossed at fresh points."""

@@ -332,10 +332,13 @@ def reach(probe: Probe, line: Line, start: Piece, grow: float = 2.0, patience: i
 
 
 def search_line(probe: Probe, line: Line, extent: float | None, max_doublings: int = 12, predict=None,
-                **kw) -> tuple[list[Kink], list[Piece], tuple[float, float]]:
+                scale: float = 0.0, **kw) -> tuple[list[Kink], list[Piece], tuple[float, float]]:
     """Kinks of a line on [-extent, extent] (an input box's chord), or, with ``extent`` None, on an interval
-    doubled from [-1, 1] until the pieces at both ends stop changing (far out every neuron of a ReLU network keeps
-    one state).  ``predict(lo, hi)``: kinks known on the interval and the pieces read for them (taken as found)."""
+    doubled from [-1, 1] until it covers [-scale, scale] and the pieces at both ends stop changing (far out every
+    neuron of a ReLU network keeps one state).  ``scale``: the line's own scale, where its kinks lie (ends that
+    agree nearer in are weak evidence: a d-dimensional line crosses a plane through its region at ~sqrt(d) times
+    its distance to it).  ``predict(lo, hi)``: kinks known on the interval and the pieces read for them (taken as
+    found)."""
     if extent is not None:
         known, read = predict(-extent, extent) if predict else ([], [])
         kinks, pieces = critical_points(probe, line, -extent, extent, pieces=read, known=known, **kw)
@@ -347,7 +350,7 @@ def search_line(probe: Probe, line: Line, extent: float | None, max_doublings: i
         far = probe.read(line, [-2 * T, 2 * T])
         read += far
         T *= 2
-        if probe.same(far[0], ends[0], line) and probe.same(ends[1], far[1], line):
+        if T >= scale and probe.same(far[0], ends[0], line) and probe.same(ends[1], far[1], line):
             break
         ends = far
     known, more = predict(-T, T) if predict else ([], [])

@@ -543,6 +543,12 @@ class ReluAttack(Attack):
             extent *= 1 - 2.0 ** -40
         return extent
 
+    def _line_scale(self, line: Line) -> float:
+        """How far a line leaving the box is searched at least: its distance from the frame's centre in steps of v,
+        the scale of its crossings with planes through the frame (~sqrt(d)/2 on a random line)."""
+        centre, _ = self._frame
+        return float(np.linalg.norm(line.x0 - centre) / np.linalg.norm(line.v))
+
     def _search(self, through: np.ndarray | None = None) -> None:
         line = self._new_line()
         if through is not None:
@@ -550,7 +556,7 @@ class ReluAttack(Attack):
         extent = self._extent(line)
         predict = self._known_kinks if "value" in self._probe.kinds else self._first_layer_crossings
         kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line,
-                                       predict=lambda lo, hi: predict(line, lo, hi))
+                                       predict=lambda lo, hi: predict(line, lo, hi), scale=self._line_scale(line))
         self._kinks += kinks
         self._samples += [(line.at(p.t), p) for p in pieces]
         self._n_lines += 1
@@ -639,7 +645,7 @@ class ReluAttack(Attack):
                     signs = self._orient_expansive(W, b, rest, signs, info)
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
             details["layers"].append(info)
-            if info["orientation_unresolved"] and (rest or given is not None):  # given: a neuron with no seed yet
+            if info["orientation_unresolved"]:  # on the last layer too: another line may show its neurons
                 if self._known.layers and self._more_segments():
                     details["layers"].pop()
                     continue
@@ -647,8 +653,9 @@ class ReluAttack(Attack):
                     self._search()
                     details["layers"].pop()
                     continue
-                problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
-                                f"{info['orientation_unresolved']} not resolved")
+                if rest or given is not None:  # the last layer's are named below, once its dead rows are dropped
+                    problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
+                                    f"{info['orientation_unresolved']} not resolved")
             unresolved = [s is None for s in signs]
             signs = [s or 1 for s in signs]
             if not rest:
