@@ -1314,6 +1314,14 @@ class Relu2Attack(Attack):
                                        f"the verification's tolerance could hide a missed unit of |v| |w| up to "
                                        f"{blind:.2g}, against {sizes.min():.2g} for the smallest one found and "
                                        f"{np.median(sizes):.2g} for the typical one")
+                # a unit under the bound can hide, and the units found do not say the network has none that small:
+                # 'complete' only when the bound is below every unit found (a missed unit would be smaller than all
+                # of them), else the units found are stated as a partial network with the bound
+                bound = details["verification"]["missed_unit_bound"]
+                if status == "complete" and len(sizes) and bound >= sizes.min():
+                    status = "partial"
+                    messages.append(f"the verification could hide a missed unit of |v| |w| up to {bound:.2g}, not "
+                                    f"below the smallest unit found ({sizes.min():.2g}): units that small may be missing")
             except QueryBudgetExceeded:
                 if status == "complete":
                     status = "partial"
