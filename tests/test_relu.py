@@ -451,6 +451,30 @@ def test_deeper_neurons_rows_are_dropped_as_combinations_of_the_sure_rows_24_10_
     assert r.status != "complete" or r.metrics["worst_output_error_relative"] <= 1e-9
 
 
+def test_a_neuron_active_at_every_sample_is_folded_and_named_never_complete_24_10_8_6_2_seed_1():
+    """A layer-3 neuron active on every standard normal input never switched on any line: its rows' orientations stayed
+    open (the outputs hold a linear part of layer 2 that no feature explained) and the model was 0.48 of the scale off
+    after 24 lines.  Once the lines are spent, that linear part is folded in (layer 2 passed through): the function is
+    exact where the neuron is active, and the result says so -- ``partial``, the fold named, never ``complete``: the
+    neuron's own row and bias are not recovered, and it does switch off far out (|x| ~ 10: 0.05% of the inputs)."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=1", "value+gradient")
+    assert r.status == "partial"
+    folded = r.details["layers"][-1]["folded"]
+    assert folded["neurons"] == 5 and folded["units_passed_through"] >= 1
+    assert "passing layer 2 through" in r.message and "own row is not recovered" in r.message
+    v = r.details["verification"]
+    assert v["value_error"] <= 1e-9 and v["gradient_error"] <= 1e-9
+    assert "the folded model verified on 4096 fresh points" in r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9  # 10^4 standard normal inputs: where the neuron is on
+
+
+def test_layers_peeled_anew_with_another_width_search_a_new_region_40_20_10_10_1_attack_seed_1():
+    """The region's segments were remembered per layer count only: peeled anew with 21 first-layer rows (a deeper
+    neuron's local row passed layer 1's trace), the region of 20 took a corner index out of range (IndexError)."""
+    target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=0", "value+gradient", seed=1)
+    assert r.status != "complete" or r.metrics["worst_output_error_relative"] <= 1e-9
+
+
 def test_rows_of_one_neuron_met_apart_are_merged_40_20_10_10_1_seed_1():
     """Two rows of one neuron first met where fewer than two units were active in common grow apart and were never
     compared again: layer 3 kept 13 rows (3 partial copies of whole ones, orientations open; partial after 24 lines,

@@ -632,7 +632,14 @@ class ReluAttack(Attack):
             # the last hidden layer: the outputs are linear in its activations (a few stray kinks, e.g. two neurons
             # switching within one localisation, do not make another layer; the verification has the last word)
             signs, residual = self._final_fit(layer, decisive=not rest)
-            last = not rest or (None not in signs and residual <= SAME_ROW)
+            fold = None in signs and self._n_lines >= self.max_lines and self._foldable()
+            if fold:  # lines spent: a neuron active at every sample, never seen to switch, as a linear map (which
+                # also takes up relu(z) - relu(-z) = z: the orientations come from the kinks, or stay open)
+                fold = self._final_fit(layer, fold=True)[1] <= SAME_ROW
+                if fold:
+                    signs = [s_ if s_ is not None else r_ for s_, r_ in
+                             zip(self._orient_by_coefficients(layer), self._orient_by_span(layer))]
+            last = fold or not rest or (None not in signs and residual <= SAME_ROW)
             self._stray = rest if last else []
             if last and rest:
                 info["kinks_unexplained"] = len(rest)
@@ -659,7 +666,11 @@ class ReluAttack(Attack):
             unresolved = [s is None for s in signs]
             signs = [s or 1 for s in signs]
             if not rest:
-                out_W, out_b, bias_known = self._output_layer(signs, W, b)
+                f = self._known.width if fold else 0
+                if fold:  # the layer below passed through (relu(a) = a for a >= 0): the outputs' linear part in it
+                    W, b, errors = np.vstack([W, np.eye(f)]), np.append(b, np.zeros(f)), np.append(errors, np.zeros(f))
+                    signs, unresolved = signs + [1] * f, unresolved + [False] * f
+                out_W, out_b, bias_known = self._output_layer(signs, W, b, fold=f)
                 # a row no output depends on (a neuron counted twice, or one whose every path is cut) goes
                 live = np.abs(out_W).max(axis=0) > SAME_ROW * max(float(np.abs(out_W).max()), np.finfo(float).tiny)
                 if not live.all():
@@ -669,6 +680,8 @@ class ReluAttack(Attack):
                     incomplete = [int(np.sum(live[:i])) for i in incomplete if live[i]]
                     unresolved = [u for u, keep in zip(unresolved, live) if keep]
                 info["orientation_unresolved"] = [i for i, u in enumerate(unresolved) if u]
+                if fold and live[-f:].any():
+                    self._note_folded(info, live, f, problems)
                 if info["orientation_unresolved"]:
                     problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
                                     f"{info['orientation_unresolved']} not resolved")
@@ -805,6 +818,22 @@ class ReluAttack(Attack):
         u = np.concatenate([row.w[support] for support, _ in blocks.values()])
         c, *_ = np.linalg.lstsq(M, u, rcond=None)
         return bool(np.linalg.norm(M @ c - u) <= SAME_ROW * np.linalg.norm(u))
+
+    def _foldable(self) -> bool:
+        """Whether ``_final_fit`` can fold: the layer peeled has a known layer below, none of them wider than its input
+        (the pulled-back gradient path)."""
+        return bool(self._known.layers) and all(Wl.shape[0] <= Wl.shape[1] for Wl, _ in self._known.layers)
+
+    def _note_folded(self, info: dict[str, Any], live: np.ndarray, f: int, problems: list[str]) -> None:
+        """A fold is never a recovery: the folded neuron's row and bias are not identifiable where it never switches
+        (its bias joins the outputs'), and where it does switch (a region no line met) the model is wrong; so the
+        result is ``partial``, the fold named."""
+        layer, rows, through = len(self._known.layers) + 1, int(live[:-f].sum()), int(live[-f:].sum())
+        info["folded"] = {"neurons": rows, "units_passed_through": through}
+        problems.append(f"layer {layer} holds {rows} neurons and {through} units passing layer {layer - 1} through: "
+                        f"at every sample the outputs hold a linear part of layer {layer - 1} that no recovered neuron "
+                        "explains (as a neuron active at every sample, never seen to switch, gives), folded in; that "
+                        "neuron's own row is not recovered, and the model holds only where the part is linear")
 
     def _note_incomplete(self, info: dict[str, Any], incomplete: list[int], problems: list[str]) -> None:
         if incomplete:
@@ -1249,11 +1278,15 @@ class ReluAttack(Attack):
         """Search the region's segments for this layer not yet searched (one from each corner of the last known
         layer, or as many chords, and the random ones asked for since): the kinks found (none if the region is
         empty)."""
+        key = len(self._known.layers)
+        if len(self._corner_order.get(key, ())) not in (0, self._known.width):  # the layers below were peeled anew
+            for state in (self._centers, self._corner_order, self._region_rows, self._segments, self._segment_log,
+                          self._quiet):  # with another width: another region (40-20-10-10-1, attack seed 1)
+                state.pop(key, None)
         A, a, Z, z, xc = self._region()
         kinks: list[Kink] = []
         if xc is None:
             return kinks
-        key = len(self._known.layers)
         h = len(a)
         extra = self._extra_segments.get(key, 0)
         order = self._corner_order.setdefault(key, self._rng.permutation(h))
@@ -1570,10 +1603,12 @@ class ReluAttack(Attack):
                 break
         return signs
 
-    def _final_fit(self, rows: list[_Row], decisive: bool = True) -> tuple[list[int | None], float]:
+    def _final_fit(self, rows: list[_Row], decisive: bool = True, fold: bool = False) -> tuple[list[int | None], float]:
         """Orientation of the last hidden layer and the output layer from one least-squares fit: both relu(z) and
         relu(-z) of every row as features; exactly one of each pair carries weight.  Not ``decisive`` (only a residual
-        <= SAME_ROW matters): no orientation and a lower bound of the residual where that bound is already above."""
+        <= SAME_ROW matters): no orientation and a lower bound of the residual where that bound is already above.
+        ``fold``: the last known layer's activations as features too (a neuron of this layer active at every sample
+        is a linear map of them there; the pulled-back gradient path only: ``_foldable``)."""
         known = self._known
         W = np.array([r.w for r in rows])
         b = np.array([r.b for r in rows])
@@ -1595,6 +1630,9 @@ class ReluAttack(Attack):
                                               [1.0]]), np.finfo(float).tiny)
         if values:
             colscale[:2 * n] = np.maximum(colscale[:2 * n], np.tile(np.abs(Z[clean]).max(axis=0), 2))
+        f = known.width if fold else 0  # the folded features' columns follow the constant's
+        if fold:
+            colscale = np.concatenate([colscale, np.maximum(np.abs(A[clean]).max(axis=0), 1.0)])
 
         expansive = any(Wl.shape[0] > Wl.shape[1] for Wl, _ in known.layers)
         # the first layer's rows narrower than the input: W^T = Q R, and |W^T c - g|^2 = |R c - Q^T g|^2 + |g - Q Q^T g|^2
@@ -1627,19 +1665,22 @@ class ReluAttack(Attack):
                     if math.isfinite(resid):  # else the gradient does not determine the top layer's coefficients here
                         block = None
                         if build:
-                            block = np.zeros((int(sup.sum()), 2 * n + 1))
+                            block = np.zeros((int(sup.sum()), 2 * n + 1 + f))
                             block[:, :n][:, Z[i] > 0] = Wpos[np.ix_(sup, Z[i] > 0)]
                             block[:, n:2 * n][:, Z[i] < 0] = Wneg[np.ix_(sup, Z[i] < 0)]
+                            if fold:  # d(m.a)/da on the active units: m itself
+                                block[np.arange(len(block)), 2 * n + 1 + np.flatnonzero(sup)] = \
+                                    1.0 / colscale[2 * n + 1:][sup]
                         yield block, h[sup]
                 if P[i].f is not None:
-                    yield (np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]])[None] / colscale,
-                           np.array([P[i].f]))
+                    yield (np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0], A[i] if fold else []])[None]
+                           / colscale, np.array([P[i].f]))
 
         if not decisive:
             bound = _residual_bound(equations, 2 * n + 1)
             if bound > SAME_ROW:
                 return [None] * n, bound
-        sol, residual = _lstsq_normal(equations, 2 * n + 1)
+        sol, residual = _lstsq_normal(equations, 2 * n + 1 + f)
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
@@ -1665,12 +1706,14 @@ class ReluAttack(Attack):
             a = np.maximum(z, 0.0)
         return ok
 
-    def _output_layer(self, signs: list[int], W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        """W_L, b_L from the samples: values of every output (value+gradient) or gradients of each output."""
+    def _output_layer(self, signs: list[int], W: np.ndarray, b: np.ndarray,
+                      fold: int = 0) -> tuple[np.ndarray, np.ndarray, bool]:
+        """W_L, b_L from the samples: values of every output (value+gradient) or gradients of each output.  ``fold``:
+        the last ``fold`` rows pass the layer below through (the fold of ``_peel``), on no surface of their own."""
         known = self._known
         W = W * np.array(signs)[:, None]
         b = b * np.array(signs)
-        keep = self._clear(np.array([x for x, _ in self._samples]), W, b)
+        keep = self._clear(np.array([x for x, _ in self._samples]), W[:len(b) - fold], b[:len(b) - fold])
         samples = [s for s, k in zip(self._samples, keep) if k]
         X = np.array([x for x, _ in samples])
         H = np.maximum(known.top(X) @ W.T + b, 0.0)
@@ -1854,6 +1897,10 @@ class ReluAttack(Attack):
                             f"{report['gradient_error']:.3g} of the scale) after {self._n_lines} lines: a neuron no line "
                             "found, or not a fully connected ReLU network")
             status = "failed"
+        folded = any("folded" in info for info in details["layers"])
+        if folded and ok:
+            problems.append(f"the folded model verified on {self.verify} fresh points: value error "
+                            f"{report['value_error']:.3g}, gradient error {report['gradient_error']:.3g} of the scale")
         if status == "partial" and not ok and report:
             problems.append(f"residual on {self.verify} fresh points: value {report.get('value_error', float('nan')):.3g}, "
                             f"gradient {report.get('gradient_error', float('nan')):.3g} (relative to their scale)")
