@@ -34,7 +34,8 @@ class PhaseCounter:
     """Patches ReluAttack's steps to count each one's own points (a nested step's points go to it alone)."""
 
     def __init__(self):
-        self.points, self.calls, self._stack = collections.Counter(), collections.Counter(), []
+        self.points, self.queries, self.calls = collections.Counter(), collections.Counter(), collections.Counter()
+        self._stack = []
 
     def _wrap(self, name):
         step = getattr(relu.ReluAttack, name)
@@ -46,16 +47,19 @@ class PhaseCounter:
                 label = "verify" if args[-1] == "verify" else "checks"
             elif name != "_curvature_probe":
                 label += f"[L{len(attack._known.layers) + 1}]"
-            self._stack.append([label, attack._probe.points, 0])
+            ledger = attack._probe.oracle.ledger
+            self._stack.append([label, attack._probe.points, ledger.total(), 0, 0])
             self.calls[label] += 1
             try:
                 return step(attack, *args, **kwargs)
             finally:
-                label, start, nested = self._stack.pop()
-                used = attack._probe.points - start
+                label, start, asked, nested, nested_asked = self._stack.pop()
+                used, used_asked = attack._probe.points - start, ledger.total() - asked
                 self.points[label] += used - nested
+                self.queries[label] += used_asked - nested_asked
                 if self._stack:
-                    self._stack[-1][2] += used
+                    self._stack[-1][3] += used
+                    self._stack[-1][4] += used_asked
         return counted
 
     def __enter__(self):
@@ -90,11 +94,14 @@ def main() -> None:
               f"({result.queries['total'] / hidden:.1f} per neuron), {attack:,} points in the attack "
               f"({attack / hidden:.1f} per neuron); {verify:,} queries to verify apart; lines {result.details.get('lines')}, "
               f"kinks {result.details.get('kinks')}, targeted {result.details.get('targeted_searches')}\n\n"
-              "| step | points | share | calls |\n|---|---|---|---|")
-        for label, n in sorted(counter.points.items(), key=lambda kv: -kv[1]):
+              "| step | points | queries | queries / neuron | share of queries | calls |\n|---|---|---|---|---|---|")
+        for label, n in sorted(counter.queries.items(), key=lambda kv: -kv[1]):
             if n:
-                share = f"{100 * n / attack:.1f}%"
-                print(f"| {label} | {n:,} | {share} | {counter.calls[label]} |", flush=True)
+                print(f"| {label} | {counter.points[label]:,} | {n:,} | {n / hidden:.1f} | "
+                      f"{100 * n / result.queries['total']:.1f}% | {counter.calls[label]} |", flush=True)
+        rest = result.queries["total"] + verify - sum(counter.queries.values())
+        if rest:
+            print(f"| (no step) | | {rest:,} | {rest / hidden:.1f} | {100 * rest / result.queries['total']:.1f}% | |")
 
 
 if __name__ == "__main__":

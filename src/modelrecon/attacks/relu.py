@@ -442,9 +442,10 @@ class _Basis:
 
 
 class _GradientFirstProbe(LazyValueGradientProbe):
-    """value+gradient mode: the points of :class:`ValueGradientProbe` (a kink confirmed by the gradients on both
-    sides), but a gradient first and a value only for a new piece; a point whose gradient is a neighbouring piece's
-    takes its value from that piece's line.  The value of a point already read is no new point."""
+    """value+gradient mode: a kink confirmed by the gradients on both sides, a gradient first and a value only for
+    a new piece (a point whose gradient is a neighbouring piece's takes its value from that piece's line), the right
+    side read only where the left one passed (:class:`LazyValueGradientProbe`); pieces told apart by gradients and
+    values.  The value of a point already read is no new point."""
 
     same = ValueGradientProbe.same
 
@@ -454,11 +455,6 @@ class _GradientFirstProbe(LazyValueGradientProbe):
         self.points = points
         return out
 
-    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
-        sides = self.fill(line, self.glance(line, [t + s * delta for _, _, t, delta in checks for s in (-1, 1)]),
-                          [(a, b) for a, b, *_ in checks for _ in (0, 1)])
-        return [(self.same(a, left, line) and self.same(right, b, line), [left, right])
-                for (a, b, _, _), left, right in zip(checks, sides[::2], sides[1::2])]
 
 
 class ReluAttack(Attack):
