@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--only", default="10-10-10-1,784-64x2-1,40-20-10-10-1,10-20-20-1",
                     help="comma-separated network names")
     ap.add_argument("--mode", default="value+gradient")
+    ap.add_argument("--attack-seed", type=int, default=0, help="ReluAttack's seed (its lines and segments)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     table = {n: spec for n, spec, _ in NETWORKS}
@@ -87,10 +88,10 @@ def main() -> None:
         target = load(table[name])
         hidden = sum(W.shape[0] for W, _ in target.truth["layers"][:-1])
         with PhaseCounter() as counter:
-            result = relu.ReluAttack(mode=args.mode).run(local_oracle(target, KINDS))
+            result = relu.ReluAttack(mode=args.mode, seed=args.attack_seed).run(local_oracle(target, KINDS))
         attack = result.queries["points"]  # the attack phase's points (the verification's are not counted there)
         verify = result.queries.get("verify", {}).get("total", 0)
-        print(f"\n{name} ({args.mode}): {result.status}, {result.queries['total']:,} queries "
+        print(f"\n{name} ({args.mode}, attack seed {args.attack_seed}): {result.status}, {result.queries['total']:,} queries "
               f"({result.queries['total'] / hidden:.1f} per neuron), {attack:,} points in the attack "
               f"({attack / hidden:.1f} per neuron); {verify:,} queries to verify apart; lines {result.details.get('lines')}, "
               f"kinks {result.details.get('kinks')}, targeted {result.details.get('targeted_searches')}\n\n"

@@ -605,6 +605,7 @@ class ReluAttack(Attack):
                     # no row from the kinks left: a line through one (its neuron, met there once, is met again) and
                     # the peel from the first layer (that neuron may belong to a layer already peeled)
                     self._search(through=unexplained[self._n_lines % len(unexplained)].x)
+                    self._not_first_layer()
                     self._known = _Known(self._d)
                     problems.clear()
                     details["layers"].clear()
@@ -673,6 +674,16 @@ class ReluAttack(Attack):
                 return out_W, out_b, bias_known
             self._note_incomplete(info, incomplete, problems)
             self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
+
+    def _not_first_layer(self) -> None:
+        """Before the peel starts again from the first layer: a kink on a recovered deeper neuron's surface (and on no
+        first-layer neuron's) is no first-layer candidate; its trace verdict is set so, with no query (a kink of a
+        neuron missing from layer 1 lies on a deeper neuron's surface with probability zero)."""
+        layers, errors = self._known.layers, self._known.errors
+        for k in self._kinks:
+            if (0, id(k)) not in self._traced and len(layers) > 1 and self._on_known(k, layers) and \
+                    not self._on_known(k, layers[:1], errors[:1]):
+                self._traced[0, id(k)] = False
 
     def _orient_expansive(self, W: np.ndarray, b: np.ndarray, seeds: list[Kink], signs: list[int | None],
                           info: dict[str, Any]) -> list[int | None]:
@@ -931,20 +942,24 @@ class ReluAttack(Attack):
                 line = Line(y + 1e-3 * room * gm / np.linalg.norm(gm), normal * 0.5 * room)
                 if self._outside(np.stack([line.at(-1.0), line.at(1.0)])):
                     continue
-                kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
-                self._kinks += kinks
-                self._samples += [(line.at(q.t), q) for q in pieces]
-                self._targeted += 1
+                self._search_short(line)
                 return True
         for m in np.flatnonzero(~row.support):
             line = self._across_unit(row, m)
             if line is not None:
-                kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
-                self._kinks += kinks
-                self._samples += [(line.at(q.t), q) for q in pieces]
-                self._targeted += 1
+                self._search_short(line)
                 return True
         return False
+
+    def _search_short(self, line: Line) -> None:
+        """A targeted search: every kink of the line on [-1, 1], the known neurons' read at their predicted
+        crossings (``_known_kinks``)."""
+        given, read = self._known_kinks(line, -1.0, 1.0)
+        kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, pieces=read, known=given,
+                                        max_points=self.max_points_per_line)
+        self._kinks += kinks
+        self._samples += [(line.at(q.t), q) for q in pieces]
+        self._targeted += 1
 
     def _across_unit(self, row: _Row, m: int, tries: int = 3) -> Line | None:
         """Where the walk along the surface does not reach unit m: a short line across the row's surface in a cell
