@@ -587,8 +587,11 @@ class ReluAttack(Attack):
                 whole = [r for r in rows if r.support.all()]
                 for r, verdict in zip(whole, self._hit_rates(whole)):
                     r.traced = verdict
+                    key = self._row_key(r)
+                    if r.traced is None and key not in self._traced_in_region:  # once per row (setdefault asked anew)
+                        self._traced_in_region[key] = self._trace_in_region(r)
                     if r.traced is None:
-                        r.traced = self._traced_in_region.setdefault(self._row_key(r), self._trace_in_region(r))
+                        r.traced = self._traced_in_region[key]
             for r in rows:
                 if r.traced is None and (len(r.kinks) >= 2 or not self._known.layers):
                     r.traced = self._trace(r)
@@ -1288,14 +1291,17 @@ class ReluAttack(Attack):
         return kinks
 
     def _predicted_kinks(self, line: Line, lo: float, hi: float, A, a, seen: _Rows) -> tuple[list[Kink], list[Piece]]:
-        """The kinks of the region's rows met on two segments already, where their planes cross this segment (computed,
-        no query): the two sides of each predicted crossing are read (2 points, a gradient each; a value only for a
+        """The kinks of the region's rows met on two segments already (and with a kink at 2/3 of the searched segments'
+        crossings of their planes at least: a deeper neuron's piece met twice in one cell is not), where their planes
+        cross this segment (computed, no query): the two sides of each predicted crossing are read (2 points, a gradient each; a value only for a
         new piece), and a jump along the row's normal between them is its kink, as a confirmed guess of the search
         is; the segment's ends too.  The search then only works the gaps between them that still hold a change.  With
         values the two sides are 2^-30 of the segment apart and the kink is where the pieces' lines meet; with
         gradients only, the sides are 4 x the row's own error (``_row_errors``, over its rate along the segment) from
         the predicted crossing, and the kink is there, within that error."""
         rows = [r for r in seen.rows if len(r.segments) >= 2]
+        self._hit_rates(rows)  # a deeper neuron's piece met twice is crossed elsewhere without a kink: not predicted
+        rows = [r for r in rows if 3 * r.hits >= 2]
         if not rows:
             return [], []
         errors = None if "value" in self._probe.kinds else self._row_errors(rows)
@@ -1747,14 +1753,14 @@ class ReluAttack(Attack):
         """A ReLU network has one activation pattern, and so one gradient bit for bit, at a random x and at
         x + eta u (eta = 2^-20 of the box width) but for a kink in between (probability about eta per neuron);
         a smooth network's gradient moves by eta times its curvature.  When it moves at every probe point the
-        target is refused at once (4 points) instead of after a line search through endless pieces."""
+        target is refused at once (4 points, gradients only) instead of after a line search through endless pieces."""
         lo, hi = self._box
         rng = np.random.default_rng([self.seed, 12])  # its own stream: the search's lines stay as they were
         X = rng.uniform(lo, hi, size=(points, self._d))
         U = rng.normal(size=X.shape)
         U *= (hi - lo) * 2.0 ** -20 / np.linalg.norm(U, axis=1, keepdims=True)
         o = self._oracle
-        got = o.query(np.vstack([X, X + U]).reshape(2 * points, *o.input_shape), self._probe.kinds, self.output)
+        got = o.query(np.vstack([X, X + U]).reshape(2 * points, *o.input_shape), (self._probe.grad_kind,), self.output)
         self._probe.points += 2 * points
         G = np.asarray(got[self._probe.grad_kind], dtype=np.float64).reshape(2 * points, -1)
         tol = (self._d + 4) * EPS * (np.abs(G[:points]).sum(1) + np.abs(G[points:]).sum(1))
