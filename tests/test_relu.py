@@ -304,6 +304,20 @@ def test_a_whole_row_is_traced_in_the_region_once_24_10_8_6_2(monkeypatch):
     assert calls and max(calls.values()) == 1
 
 
+def test_region_corners_follow_a_layer_peeled_again_with_another_width(monkeypatch):
+    """The corners' order was kept per layer number: after a restart from the first layer with 21 rows where there had
+    been 20 (40-20-10-10-1, attack seed 1), corner 20 was looked up in an order of 20 (IndexError, a traceback)."""
+    search = ReluAttack._search_region
+
+    def stale(attack):
+        attack._corner_order.setdefault(len(attack._known.layers), np.arange(1))  # as left by a narrower layer
+        return search(attack)
+
+    monkeypatch.setattr(ReluAttack, "_search_region", stale)
+    target, r = _run("builtin:deep?d=10&widths=10,10,1&seed=0", "value+gradient")
+    assert r.status == "complete", r.message
+
+
 def test_pullback_is_refused_where_it_is_not_unique():
     """Three active layer-2 units over two active layer-1 units: their input gradients are dependent, so a jump
     pulled back onto them has many solutions; the residual says so (infinite) instead of giving one of them."""

@@ -1271,6 +1271,8 @@ class ReluAttack(Attack):
         h = len(a)
         extra = self._extra_segments.get(key, 0)
         order = self._corner_order.setdefault(key, self._rng.permutation(h))
+        if len(order) != h:  # the layer below was peeled again with another width: its region has other corners
+            order = self._corner_order[key] = self._rng.permutation(h)
         seen = self._region_rows.setdefault(key, _Rows(h))
         while self._segments.setdefault(key, 0) < h + extra:
             i = self._segments[key]
