@@ -956,8 +956,11 @@ class ReluAttack(Attack):
 
     def _search_short(self, line: Line) -> None:
         """A targeted search: every kink of the line on [-1, 1], the known neurons' read at their predicted
-        crossings (``_known_kinks``)."""
+        crossings (``_known_kinks``; the line's ends then ask a value only where they start a new piece)."""
         given, read = self._known_kinks(line, -1.0, 1.0)
+        if read:
+            ends = self._probe.glance(line, [-1.0, 1.0])
+            read = [*self._probe.fill(line, ends, [(read[0],), (read[-1],)])[:1], *read, ends[1]]
         kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, pieces=read, known=given,
                                         max_points=self.max_points_per_line)
         self._kinks += kinks
@@ -1283,6 +1286,10 @@ class ReluAttack(Attack):
             if hi - lo <= 0:
                 continue
             given, read = self._predicted_kinks(line, lo, hi, A, a, seen)
+            if not read:  # the ends: a value for the second only where it starts a new piece
+                read = self._probe.glance(line, [lo, hi])
+                self._probe.fill(line, read[:1], [()])
+                self._probe.fill(line, read[1:], [(read[0],)])
             found, pieces = critical_points(self._probe, line, lo, hi, pieces=read, known=given,
                                             max_points=self.max_points_per_line)
             self._segment_log.setdefault(key, []).append((line, lo, hi, np.array([k.t for k in found])))
@@ -1343,26 +1350,29 @@ class ReluAttack(Attack):
             return [], []
         sides = [t[j] + s_ * delta[j] for j in alone for s_ in (-1, 1)]
         pieces = self._probe.glance(line, [lo] + sides + [hi] if ends else sides)
-        # a value for the first piece of each run of equal gradients, the others from its line
-        first = [p for i, p in enumerate(pieces) if i == 0 or not self._probe.same_gradient(pieces[i - 1], p)]
-        self._probe.fill(line, first, [()] * len(first))
-        for prev, p in zip(pieces[:-1], pieces[1:]):
-            if p.f is None:
-                self._probe.fill(line, [p], [(prev,)])
         read = pieces[1:-1] if ends else pieces
-        kinks = []
+        kinks, across = [], set()
         for j, left, right in zip(alone, read[::2], read[1::2]):
             jump = right.g - left.g
             normal = normals[j]
             size = float(np.linalg.norm(jump))
             if not size > 0 or np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) > SAME_ROW * size:
                 continue  # no kink, or not the surface's alone: the search works this gap
-            if not values:  # where the row puts it, within its own error (the sides confirm the row switches there;
-                kinks.append(Kink(line, t[j], left, right, delta[j] / 4))  # their 4x would compound line by line)
-                continue
-            guess = self._probe.locate(left, right, line)
-            if guess is not None and left.t < guess[0] < right.t:
-                kinks.append(Kink(line, guess[0], left, right, delta[j]))
+            # where the row puts it: the sides confirm that the row switches between them (gradient mode: within the
+            # row's own error; their 4x would compound line by line); with values, within the sides' 2^-30
+            kinks.append(Kink(line, t[j], left, right, delta[j] / 4 if not values else delta[j]))
+            across.add(id(right))
+        if values:  # a value for the first piece of each run of equal gradients not across a kink read here, the
+            # others from their left neighbour's line (across a kink: continuous there, on its own slope after it)
+            asked = [p for i, p in enumerate(pieces)
+                     if i == 0 or (id(p) not in across and not self._probe.same_gradient(pieces[i - 1], p))]
+            self._probe.fill(line, asked, [()] * len(asked))
+            for prev, p in zip(pieces[:-1], pieces[1:]):
+                if p.f is None and id(p) in across:
+                    k = next(k for k in kinks if k.right is p)
+                    p.f = self._probe.value_on(prev, k.t, line) + float(p.g @ line.v) * (p.t - k.t)
+                elif p.f is None:
+                    self._probe.fill(line, [p], [(prev,)])
         return kinks, pieces
 
     def _known_kinks(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
