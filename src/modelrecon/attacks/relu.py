@@ -1300,17 +1300,18 @@ class ReluAttack(Attack):
         return kinks
 
     def _predicted_kinks(self, line: Line, lo: float, hi: float, A, a, seen: _Rows) -> tuple[list[Kink], list[Piece]]:
-        """The kinks of the region's rows met on two segments already (and with a kink at 2/3 of the searched segments'
-        crossings of their planes at least: a deeper neuron's piece met twice in one cell is not), where their planes
-        cross this segment (computed, no query): the two sides of each predicted crossing are read (2 points, a gradient each; a value only for a
+        """The kinks of the region's rows met on two segments already (with values, and a kink at 2/3 of the searched
+        segments' crossings of their planes at least: a deeper neuron's piece met twice in one cell is not), where
+        their planes cross this segment (computed, no query): the two sides of each predicted crossing are read (2 points, a gradient each; a value only for a
         new piece), and a jump along the row's normal between them is its kink, as a confirmed guess of the search
         is; the segment's ends too.  The search then only works the gaps between them that still hold a change.  With
         values the two sides are 2^-30 of the segment apart and the kink is where the pieces' lines meet; with
         gradients only, the sides are 4 x the row's own error (``_row_errors``, over its rate along the segment) from
         the predicted crossing, and the kink is there, within that error."""
         rows = [r for r in seen.rows if len(r.segments) >= 2]
-        self._hit_rates(rows)  # a deeper neuron's piece met twice is crossed elsewhere without a kink: not predicted
-        rows = [r for r in rows if 3 * r.hits >= 2]
+        if "value" in self._probe.kinds:  # a deeper neuron's piece met twice, crossed elsewhere without a kink, is not
+            self._hit_rates(rows)  # predicted (with gradients only a wrong prediction costs 2 points, a search ~30)
+            rows = [r for r in rows if 3 * r.hits >= 2]
         if not rows:
             return [], []
         errors = None if "value" in self._probe.kinds else self._row_errors(rows)
