@@ -34,7 +34,8 @@ class PhaseCounter:
     """Patches ReluAttack's steps to count each one's own points (a nested step's points go to it alone)."""
 
     def __init__(self):
-        self.points, self.calls, self._stack = collections.Counter(), collections.Counter(), []
+        self.points, self.queries, self.calls = collections.Counter(), collections.Counter(), collections.Counter()
+        self._stack = []
 
     def _wrap(self, name):
         step = getattr(relu.ReluAttack, name)
@@ -46,16 +47,19 @@ class PhaseCounter:
                 label = "verify" if args[-1] == "verify" else "checks"
             elif name != "_curvature_probe":
                 label += f"[L{len(attack._known.layers) + 1}]"
-            self._stack.append([label, attack._probe.points, 0])
+            ledger = attack._probe.oracle.ledger
+            self._stack.append([label, attack._probe.points, ledger.total(), 0, 0])
             self.calls[label] += 1
             try:
                 return step(attack, *args, **kwargs)
             finally:
-                label, start, nested = self._stack.pop()
-                used = attack._probe.points - start
+                label, start, asked, nested, nested_asked = self._stack.pop()
+                used, used_asked = attack._probe.points - start, ledger.total() - asked
                 self.points[label] += used - nested
+                self.queries[label] += used_asked - nested_asked
                 if self._stack:
-                    self._stack[-1][2] += used
+                    self._stack[-1][3] += used
+                    self._stack[-1][4] += used_asked
         return counted
 
     def __enter__(self):
@@ -74,6 +78,7 @@ def main() -> None:
     ap.add_argument("--only", default="10-10-10-1,784-64x2-1,40-20-10-10-1,10-20-20-1",
                     help="comma-separated network names")
     ap.add_argument("--mode", default="value+gradient")
+    ap.add_argument("--attack-seed", type=int, default=0, help="ReluAttack's seed (its lines and segments)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     table = {n: spec for n, spec, _ in NETWORKS}
@@ -83,18 +88,21 @@ def main() -> None:
         target = load(table[name])
         hidden = sum(W.shape[0] for W, _ in target.truth["layers"][:-1])
         with PhaseCounter() as counter:
-            result = relu.ReluAttack(mode=args.mode).run(local_oracle(target, KINDS))
+            result = relu.ReluAttack(mode=args.mode, seed=args.attack_seed).run(local_oracle(target, KINDS))
         attack = result.queries["points"]  # the attack phase's points (the verification's are not counted there)
         verify = result.queries.get("verify", {}).get("total", 0)
-        print(f"\n{name} ({args.mode}): {result.status}, {result.queries['total']:,} queries "
+        print(f"\n{name} ({args.mode}, attack seed {args.attack_seed}): {result.status}, {result.queries['total']:,} queries "
               f"({result.queries['total'] / hidden:.1f} per neuron), {attack:,} points in the attack "
               f"({attack / hidden:.1f} per neuron); {verify:,} queries to verify apart; lines {result.details.get('lines')}, "
               f"kinks {result.details.get('kinks')}, targeted {result.details.get('targeted_searches')}\n\n"
-              "| step | points | share | calls |\n|---|---|---|---|")
-        for label, n in sorted(counter.points.items(), key=lambda kv: -kv[1]):
+              "| step | points | queries | queries / neuron | share of queries | calls |\n|---|---|---|---|---|---|")
+        for label, n in sorted(counter.queries.items(), key=lambda kv: -kv[1]):
             if n:
-                share = f"{100 * n / attack:.1f}%"
-                print(f"| {label} | {n:,} | {share} | {counter.calls[label]} |", flush=True)
+                print(f"| {label} | {counter.points[label]:,} | {n:,} | {n / hidden:.1f} | "
+                      f"{100 * n / result.queries['total']:.1f}% | {counter.calls[label]} |", flush=True)
+        rest = result.queries["total"] + verify - sum(counter.queries.values())
+        if rest:
+            print(f"| (no step) | | {rest:,} | {rest / hidden:.1f} | {100 * rest / result.queries['total']:.1f}% | |")
 
 
 if __name__ == "__main__":

@@ -347,7 +347,7 @@ def search_line(probe: Probe, line: Line, extent: float | None, max_doublings: i
     ends = probe.read(line, [-T, T])
     read = list(ends)
     for _ in range(max_doublings):
-        far = probe.read(line, [-2 * T, 2 * T])
+        far = probe.read_between(line, [-2 * T, 2 * T], [(ends[0],), (ends[1],)])  # a lazy probe: values for new pieces
         read += far
         T *= 2
         if T >= scale and probe.same(far[0], ends[0], line) and probe.same(ends[1], far[1], line):

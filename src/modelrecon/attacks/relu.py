@@ -442,9 +442,10 @@ class _Basis:
 
 
 class _GradientFirstProbe(LazyValueGradientProbe):
-    """value+gradient mode: the points of :class:`ValueGradientProbe` (a kink confirmed by the gradients on both
-    sides), but a gradient first and a value only for a new piece; a point whose gradient is a neighbouring piece's
-    takes its value from that piece's line.  The value of a point already read is no new point."""
+    """value+gradient mode: a kink confirmed by the gradients on both sides, a gradient first and a value only for
+    a new piece (a point whose gradient is a neighbouring piece's takes its value from that piece's line), the right
+    side read only where the left one passed (:class:`LazyValueGradientProbe`); pieces told apart by gradients and
+    values.  The value of a point already read is no new point."""
 
     same = ValueGradientProbe.same
 
@@ -454,11 +455,6 @@ class _GradientFirstProbe(LazyValueGradientProbe):
         self.points = points
         return out
 
-    def confirm(self, line: Line, checks: list[tuple[Piece, Piece, float, float]]) -> list[tuple[bool, list[Piece]]]:
-        sides = self.fill(line, self.glance(line, [t + s * delta for _, _, t, delta in checks for s in (-1, 1)]),
-                          [(a, b) for a, b, *_ in checks for _ in (0, 1)])
-        return [(self.same(a, left, line) and self.same(right, b, line), [left, right])
-                for (a, b, _, _), left, right in zip(checks, sides[::2], sides[1::2])]
 
 
 class ReluAttack(Attack):
@@ -591,8 +587,11 @@ class ReluAttack(Attack):
                 whole = [r for r in rows if r.support.all()]
                 for r, verdict in zip(whole, self._hit_rates(whole)):
                     r.traced = verdict
+                    key = self._row_key(r)
+                    if r.traced is None and key not in self._traced_in_region:  # once per row (setdefault asked anew)
+                        self._traced_in_region[key] = self._trace_in_region(r)
                     if r.traced is None:
-                        r.traced = self._traced_in_region.setdefault(self._row_key(r), self._trace_in_region(r))
+                        r.traced = self._traced_in_region[key]
             for r in rows:
                 if r.traced is None and (len(r.kinks) >= 2 or not self._known.layers):
                     r.traced = self._trace(r)
@@ -609,6 +608,7 @@ class ReluAttack(Attack):
                     # no row from the kinks left: a line through one (its neuron, met there once, is met again) and
                     # the peel from the first layer (that neuron may belong to a layer already peeled)
                     self._search(through=unexplained[self._n_lines % len(unexplained)].x)
+                    self._not_first_layer()
                     self._known = _Known(self._d)
                     problems.clear()
                     details["layers"].clear()
@@ -690,6 +690,16 @@ class ReluAttack(Attack):
                 return out_W, out_b, bias_known
             self._note_incomplete(info, incomplete, problems)
             self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
+
+    def _not_first_layer(self) -> None:
+        """Before the peel starts again from the first layer: a kink on a recovered deeper neuron's surface (and on no
+        first-layer neuron's) is no first-layer candidate; its trace verdict is set so, with no query (a kink of a
+        neuron missing from layer 1 lies on a deeper neuron's surface with probability zero)."""
+        layers, errors = self._known.layers, self._known.errors
+        for k in self._kinks:
+            if (0, id(k)) not in self._traced and len(layers) > 1 and self._on_known(k, layers) and \
+                    not self._on_known(k, layers[:1], errors[:1]):
+                self._traced[0, id(k)] = False
 
     def _orient_expansive(self, W: np.ndarray, b: np.ndarray, seeds: list[Kink], signs: list[int | None],
                           info: dict[str, Any]) -> list[int | None]:
@@ -964,20 +974,27 @@ class ReluAttack(Attack):
                 line = Line(y + 1e-3 * room * gm / np.linalg.norm(gm), normal * 0.5 * room)
                 if self._outside(np.stack([line.at(-1.0), line.at(1.0)])):
                     continue
-                kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
-                self._kinks += kinks
-                self._samples += [(line.at(q.t), q) for q in pieces]
-                self._targeted += 1
+                self._search_short(line)
                 return True
         for m in np.flatnonzero(~row.support):
             line = self._across_unit(row, m)
             if line is not None:
-                kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
-                self._kinks += kinks
-                self._samples += [(line.at(q.t), q) for q in pieces]
-                self._targeted += 1
+                self._search_short(line)
                 return True
         return False
+
+    def _search_short(self, line: Line) -> None:
+        """A targeted search: every kink of the line on [-1, 1], the known neurons' read at their predicted
+        crossings (``_known_kinks``; the line's ends then ask a value only where they start a new piece)."""
+        given, read = self._known_kinks(line, -1.0, 1.0)
+        if read:
+            ends = self._probe.glance(line, [-1.0, 1.0])
+            read = [*self._probe.fill(line, ends, [(read[0],), (read[-1],)])[:1], *read, ends[1]]
+        kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, pieces=read, known=given,
+                                        max_points=self.max_points_per_line)
+        self._kinks += kinks
+        self._samples += [(line.at(q.t), q) for q in pieces]
+        self._targeted += 1
 
     def _across_unit(self, row: _Row, m: int, tries: int = 3) -> Line | None:
         """Where the walk along the surface does not reach unit m: a short line across the row's surface in a cell
@@ -1300,6 +1317,10 @@ class ReluAttack(Attack):
             if hi - lo <= 0:
                 continue
             given, read = self._predicted_kinks(line, lo, hi, A, a, seen)
+            if not read:  # the ends: a value for the second only where it starts a new piece
+                read = self._probe.glance(line, [lo, hi])
+                self._probe.fill(line, read[:1], [()])
+                self._probe.fill(line, read[1:], [(read[0],)])
             found, pieces = critical_points(self._probe, line, lo, hi, pieces=read, known=given,
                                             max_points=self.max_points_per_line)
             self._segment_log.setdefault(key, []).append((line, lo, hi, np.array([k.t for k in found])))
@@ -1310,14 +1331,18 @@ class ReluAttack(Attack):
         return kinks
 
     def _predicted_kinks(self, line: Line, lo: float, hi: float, A, a, seen: _Rows) -> tuple[list[Kink], list[Piece]]:
-        """The kinks of the region's rows met on two segments already, where their planes cross this segment (computed,
-        no query): the two sides of each predicted crossing are read (2 points, a gradient each; a value only for a
+        """The kinks of the region's rows met on two segments already (with values, and a kink at 2/3 of the searched
+        segments' crossings of their planes at least: a deeper neuron's piece met twice in one cell is not), where
+        their planes cross this segment (computed, no query): the two sides of each predicted crossing are read (2 points, a gradient each; a value only for a
         new piece), and a jump along the row's normal between them is its kink, as a confirmed guess of the search
         is; the segment's ends too.  The search then only works the gaps between them that still hold a change.  With
         values the two sides are 2^-30 of the segment apart and the kink is where the pieces' lines meet; with
         gradients only, the sides are 4 x the row's own error (``_row_errors``, over its rate along the segment) from
         the predicted crossing, and the kink is there, within that error."""
         rows = [r for r in seen.rows if len(r.segments) >= 2]
+        if "value" in self._probe.kinds:  # a deeper neuron's piece met twice, crossed elsewhere without a kink, is not
+            self._hit_rates(rows)  # predicted (with gradients only a wrong prediction costs 2 points, a search ~30)
+            rows = [r for r in rows if 3 * r.hits >= 2]
         if not rows:
             return [], []
         errors = None if "value" in self._probe.kinds else self._row_errors(rows)
@@ -1357,26 +1382,29 @@ class ReluAttack(Attack):
             return [], []
         sides = [t[j] + s_ * delta[j] for j in alone for s_ in (-1, 1)]
         pieces = self._probe.glance(line, [lo] + sides + [hi] if ends else sides)
-        # a value for the first piece of each run of equal gradients, the others from its line
-        first = [p for i, p in enumerate(pieces) if i == 0 or not self._probe.same_gradient(pieces[i - 1], p)]
-        self._probe.fill(line, first, [()] * len(first))
-        for prev, p in zip(pieces[:-1], pieces[1:]):
-            if p.f is None:
-                self._probe.fill(line, [p], [(prev,)])
         read = pieces[1:-1] if ends else pieces
-        kinks = []
+        kinks, across = [], set()
         for j, left, right in zip(alone, read[::2], read[1::2]):
             jump = right.g - left.g
             normal = normals[j]
             size = float(np.linalg.norm(jump))
             if not size > 0 or np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) > SAME_ROW * size:
                 continue  # no kink, or not the surface's alone: the search works this gap
-            if not values:  # where the row puts it, within its own error (the sides confirm the row switches there;
-                kinks.append(Kink(line, t[j], left, right, delta[j] / 4))  # their 4x would compound line by line)
-                continue
-            guess = self._probe.locate(left, right, line)
-            if guess is not None and left.t < guess[0] < right.t:
-                kinks.append(Kink(line, guess[0], left, right, delta[j]))
+            # where the row puts it: the sides confirm that the row switches between them (gradient mode: within the
+            # row's own error; their 4x would compound line by line); with values, within the sides' 2^-30
+            kinks.append(Kink(line, t[j], left, right, delta[j] / 4 if not values else delta[j]))
+            across.add(id(right))
+        if values:  # a value for the first piece of each run of equal gradients not across a kink read here, the
+            # others from their left neighbour's line (across a kink: continuous there, on its own slope after it)
+            asked = [p for i, p in enumerate(pieces)
+                     if i == 0 or (id(p) not in across and not self._probe.same_gradient(pieces[i - 1], p))]
+            self._probe.fill(line, asked, [()] * len(asked))
+            for prev, p in zip(pieces[:-1], pieces[1:]):
+                if p.f is None and id(p) in across:
+                    k = next(k for k in kinks if k.right is p)
+                    p.f = self._probe.value_on(prev, k.t, line) + float(p.g @ line.v) * (p.t - k.t)
+                elif p.f is None:
+                    self._probe.fill(line, [p], [(prev,)])
         return kinks, pieces
 
     def _known_kinks(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
@@ -1779,14 +1807,14 @@ class ReluAttack(Attack):
         """A ReLU network has one activation pattern, and so one gradient bit for bit, at a random x and at
         x + eta u (eta = 2^-20 of the box width) but for a kink in between (probability about eta per neuron);
         a smooth network's gradient moves by eta times its curvature.  When it moves at every probe point the
-        target is refused at once (4 points) instead of after a line search through endless pieces."""
+        target is refused at once (4 points, gradients only) instead of after a line search through endless pieces."""
         lo, hi = self._box
         rng = np.random.default_rng([self.seed, 12])  # its own stream: the search's lines stay as they were
         X = rng.uniform(lo, hi, size=(points, self._d))
         U = rng.normal(size=X.shape)
         U *= (hi - lo) * 2.0 ** -20 / np.linalg.norm(U, axis=1, keepdims=True)
         o = self._oracle
-        got = o.query(np.vstack([X, X + U]).reshape(2 * points, *o.input_shape), self._probe.kinds, self.output)
+        got = o.query(np.vstack([X, X + U]).reshape(2 * points, *o.input_shape), (self._probe.grad_kind,), self.output)
         self._probe.points += 2 * points
         G = np.asarray(got[self._probe.grad_kind], dtype=np.float64).reshape(2 * points, -1)
         tol = (self._d + 4) * EPS * (np.abs(G[:points]).sum(1) + np.abs(G[points:]).sum(1))
