@@ -325,22 +325,24 @@ class _Rows:
 
     def __init__(self, n: int):
         self.rows: list[_Row] = []
+        self._changed: set[int] = set()  # ids of the rows added or changed since the last merge
         self._W, self._W2, self._S, self._b = np.zeros((16, n)), np.zeros((16, n)), np.zeros((16, n)), np.zeros(16)
 
     def find(self, support: np.ndarray, u: np.ndarray, b: float, scale: float,
-             before: int | None = None) -> tuple[int | None, float]:
-        r = len(self.rows) if before is None else before
-        if not r:
+             before: int | None = None, among: np.ndarray | None = None) -> tuple[int | None, float]:
+        """The first row (of those before ``before``, or of the increasing indices ``among``) the candidate matches."""
+        idx = np.arange(len(self.rows) if before is None else before) if among is None else among
+        if not len(idx):
             return None, 0.0
         s = support.astype(np.float64)
         uc = u * s
-        ww, uw, uu, common = self._W2[:r] @ s, self._W[:r] @ uc, self._S[:r] @ (uc * uc), self._S[:r] @ s
+        ww, uw, uu, common = self._W2[idx] @ s, self._W[idx] @ uc, self._S[idx] @ (uc * uc), self._S[idx] @ s
         with np.errstate(divide="ignore", invalid="ignore"):
             lam = uw / ww
             r2 = uu - uw * lam
         near = ((common >= min(2, int(support.sum()))) & (ww > 0) & (lam != 0)
-                & (r2 <= (10 * SAME_ROW) ** 2 * uu) & (np.abs(b - lam * self._b[:r]) <= 10 * SAME_ROW * scale))
-        for i in np.flatnonzero(near):
+                & (r2 <= (10 * SAME_ROW) ** 2 * uu) & (np.abs(b - lam * self._b[idx]) <= 10 * SAME_ROW * scale))
+        for i in idx[near]:
             got = self.rows[i].match(support, u, b, scale)
             if got is not None:
                 return int(i), got
@@ -363,19 +365,27 @@ class _Rows:
 
     def _store(self, i: int) -> None:
         row = self.rows[i]
+        self._changed.add(id(row))
         self._W[i], self._W2[i], self._S[i], self._b[i] = row.w, row.w ** 2, row.support, row.b
 
     def merge(self) -> None:
         """Merge rows of one neuron: two rows first met where too few units were active in common both to match grow
         apart and are never compared again as kinks come in (40-20-10-10-1 seed 1 kept three such partial rows beside
-        their neurons' whole rows).  Each row is compared with those before it, until none matches."""
+        their neurons' whole rows).  Each row is compared with those before it, until none matches.  A match depends on
+        the two rows alone, and none was left at the last merge: only pairs with a row changed since are compared (a
+        changed row with all before it, any other with the changed ones before it), the same merges in the same order."""
         merged = True
         while merged:
             merged = False
+            changed = np.array([id(r) in self._changed for r in self.rows])
+            self._changed = set()
             i = 1
             while i < len(self.rows):
                 r = self.rows[i]
-                j, lam = self.find(r.support, r.w, r.b, r.scale, before=i)
+                if changed[i]:
+                    j, lam = self.find(r.support, r.w, r.b, r.scale, before=i)
+                else:
+                    j, lam = self.find(r.support, r.w, r.b, r.scale, among=np.flatnonzero(changed[:i]))
                 if j is None:
                     i += 1
                     continue
@@ -385,6 +395,8 @@ class _Rows:
                 q.support |= r.support
                 q.kinks += r.kinks
                 self._store(j)
+                changed[j] = True
+                changed = np.delete(changed, i)
                 del self.rows[i]
                 for M in (self._W, self._W2, self._S, self._b):
                     M[i:len(self.rows)] = M[i + 1:len(self.rows) + 1]
