@@ -770,13 +770,17 @@ class ReluAttack(Attack):
         which of them are active at another row's kink.  A deeper neuron's row there is a combination of the active
         ones (restricted to the units active below; its bias also holds its own), with the same coefficients at all
         its kinks (:meth:`_combination_of`), which a row of this layer is not.  Needed where the span tests stop (this
-        layer as wide as the one below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons)."""
+        layer as wide as the one below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons).  The sure rows the
+        coefficients leave open (more rows than units active below) are oriented by span among the sure rows alone
+        (3072-256x3-10: 153 of 256 by coefficients; one deeper row made layer 2 257 rows, orientations open)."""
         whole = [r for r in rows if r.support.all()]
         for sure in ([r for r in whole if r.crossed >= 3 and r.hits == 1.0], whole):  # or every whole row, if
             rest = [r for r in rows if not any(r is q for q in sure)]                 # those orient where the sure
             if not sure or not rest:                                                  # ones do not (a row of the
                 continue                                                              # layer crossed too rarely)
             signs = self._orient_by_coefficients(sure)
+            if None in signs:  # a wide layer (more rows than units active below): the span test where it decides
+                signs = [s_ if s_ is not None else r_ for s_, r_ in zip(signs, self._orient_by_span(sure))]
             if None not in signs:
                 break
         else:
@@ -1527,10 +1531,17 @@ class ReluAttack(Attack):
 
     def _orient_by_span(self, rows: list[_Row]) -> list[int | None]:
         """Orientation (+1 / -1) of each row from the side of its kinks whose gradient lies in the span of the
-        other rows' input gradients (the side where it is inactive); None where no kink decides."""
+        other rows' input gradients (the side where it is inactive); None where no kink decides.  A kink's residuals
+        are kept (until a layer is added) for these rows and the same others: a layer peeled again after another
+        segment (a wide layer: hundreds of times, thousands of kinks) repeats only what changed, bit for bit."""
         signs: list[int | None] = [None] * len(rows)
         known = self._known
         Wr, br = np.array([r.w for r in rows]), np.array([r.b for r in rows])
+        kept = known.memo.setdefault("span", {})  # for the last few row sets (a layer's, its sure rows')
+        done: dict[tuple[int, bytes], np.ndarray] = kept.pop((Wr.tobytes(), br.tobytes()), {})
+        kept[(Wr.tobytes(), br.tobytes())] = done
+        while len(kept) > 4:
+            del kept[next(iter(kept))]
         # the first layer narrower than the input: W^T = Q R; a residual off the others' span is the part of h off
         # every row's span and that of Q^T h off the others' columns of R (n equations, not d)
         Q, Rw = np.linalg.qr(Wr.T) if not known.layers and len(rows) < known.width else (None, None)
@@ -1553,20 +1564,25 @@ class ReluAttack(Attack):
                     if Q is not None:
                         Hq = Q.T @ H
                         off, H = np.sum((H - Q @ Hq) ** 2, axis=0), Hq
-                    resid2 = np.sum(H ** 2, axis=0)
-                    if others and len(others) >= sup.sum() and Q is None and _spans_all(Wr[np.ix_(others, sup)].T):
-                        resid2 = np.zeros(2)  # the others' rows span every unit: both sides in their span, no decision
-                    elif others:  # both sides' residuals off the others' span
-                        key = sup.tobytes()
-                        if key not in bases:
-                            bases[key] = _Basis.of(Wr[:, sup].T if Q is None else Rw)
-                        if bases[key] is not None:  # from one factorisation per pattern
-                            left_out = np.setdiff1d(np.arange(len(rows)), others)
-                            resid2 = bases[key].residual2_without(left_out, H)
-                        else:
-                            B = Wr[np.ix_(others, np.flatnonzero(sup))].T if Q is None else Rw[:, others]
-                            c, *_ = np.linalg.lstsq(B, H, rcond=None)
-                            resid2 = np.sum((B @ c - H) ** 2, axis=0)
+                    memo_key = (id(kink), np.array(others, dtype=np.int64).tobytes())
+                    if memo_key not in done:
+                        resid2 = np.sum(H ** 2, axis=0)
+                        if others and len(others) >= sup.sum() and Q is None and \
+                                _spans_all(Wr[np.ix_(others, sup)].T):
+                            resid2 = np.zeros(2)  # the others' rows span every unit: both sides in it, no decision
+                        elif others:  # both sides' residuals off the others' span
+                            key = sup.tobytes()
+                            if key not in bases:
+                                bases[key] = _Basis.of(Wr[:, sup].T if Q is None else Rw)
+                            if bases[key] is not None:  # from one factorisation per pattern
+                                left_out = np.setdiff1d(np.arange(len(rows)), others)
+                                resid2 = bases[key].residual2_without(left_out, H)
+                            else:
+                                B = Wr[np.ix_(others, np.flatnonzero(sup))].T if Q is None else Rw[:, others]
+                                c, *_ = np.linalg.lstsq(B, H, rcond=None)
+                                resid2 = np.sum((B @ c - H) ** 2, axis=0)
+                        done[memo_key] = resid2
+                    resid2 = done[memo_key]
                     res = list(np.sqrt(resid2 + off) /
                                max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]), np.finfo(float).tiny))
                     lo_, hi_ = min(res), max(res)
