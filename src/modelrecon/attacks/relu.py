@@ -331,17 +331,19 @@ class _Rows:
     def find(self, support: np.ndarray, u: np.ndarray, b: float, scale: float,
              before: int | None = None, among: np.ndarray | None = None) -> tuple[int | None, float]:
         """The first row (of those before ``before``, or of the increasing indices ``among``) the candidate matches."""
-        idx = np.arange(len(self.rows) if before is None else before) if among is None else among
+        r = len(self.rows) if before is None else before
+        idx = np.arange(r) if among is None else among
         if not len(idx):
             return None, 0.0
+        at = slice(0, r) if among is None else among  # a slice: no copy of the rows
         s = support.astype(np.float64)
         uc = u * s
-        ww, uw, uu, common = self._W2[idx] @ s, self._W[idx] @ uc, self._S[idx] @ (uc * uc), self._S[idx] @ s
+        ww, uw, uu, common = self._W2[at] @ s, self._W[at] @ uc, self._S[at] @ (uc * uc), self._S[at] @ s
         with np.errstate(divide="ignore", invalid="ignore"):
             lam = uw / ww
             r2 = uu - uw * lam
         near = ((common >= min(2, int(support.sum()))) & (ww > 0) & (lam != 0)
-                & (r2 <= (10 * SAME_ROW) ** 2 * uu) & (np.abs(b - lam * self._b[idx]) <= 10 * SAME_ROW * scale))
+                & (r2 <= (10 * SAME_ROW) ** 2 * uu) & (np.abs(b - lam * self._b[at]) <= 10 * SAME_ROW * scale))
         for i in idx[near]:
             got = self.rows[i].match(support, u, b, scale)
             if got is not None:
@@ -377,15 +379,18 @@ class _Rows:
         merged = True
         while merged:
             merged = False
-            changed = np.array([id(r) in self._changed for r in self.rows])
+            changed = np.array([id(r) in self._changed for r in self.rows], dtype=bool)
             self._changed = set()
+            maybe, fresh = self._near_changed(changed), len(self.rows)  # fresh: the first row changed in this pass
             i = 1
             while i < len(self.rows):
                 r = self.rows[i]
                 if changed[i]:
                     j, lam = self.find(r.support, r.w, r.b, r.scale, before=i)
-                else:
+                elif maybe[i] or fresh < i:
                     j, lam = self.find(r.support, r.w, r.b, r.scale, among=np.flatnonzero(changed[:i]))
+                else:
+                    j = None
                 if j is None:
                     i += 1
                     continue
@@ -395,12 +400,36 @@ class _Rows:
                 q.support |= r.support
                 q.kinks += r.kinks
                 self._store(j)
-                changed[j] = True
-                changed = np.delete(changed, i)
+                changed[j], fresh = True, min(fresh, j)
+                changed, maybe = np.delete(changed, i), np.delete(maybe, i)
                 del self.rows[i]
                 for M in (self._W, self._W2, self._S, self._b):
                     M[i:len(self.rows)] = M[i + 1:len(self.rows) + 1]
                 merged = True
+
+
+    def _near_changed(self, changed: np.ndarray, block: int = 256) -> np.ndarray:
+        """Per row not changed, whether a changed row before it passes :meth:`find`'s estimate (all pairs at once, a
+        block of changed rows per matrix product; the estimate only picks the rows :meth:`find` then decides)."""
+        n = len(self.rows)
+        maybe = np.zeros(n, dtype=bool)
+        clean = np.flatnonzero(~changed)
+        if not len(clean) or changed.all():
+            return maybe
+        S, W, b = self._S[clean], self._W[clean] * self._S[clean], self._b[clean]
+        count = np.minimum(2, S.sum(axis=1))
+        scale = np.array([self.rows[i].scale for i in clean])
+        picked = np.flatnonzero(changed)
+        for at in range(0, len(picked), block):
+            C = picked[at:at + block]
+            ww, uw, uu, common = self._W2[C] @ S.T, self._W[C] @ W.T, self._S[C] @ (W * W).T, self._S[C] @ S.T
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lam = uw / ww
+                r2 = uu - uw * lam
+            near = ((common >= count) & (ww > 0) & (lam != 0) & (r2 <= (10 * SAME_ROW) ** 2 * uu)
+                    & (np.abs(b - lam * self._b[C][:, None]) <= 10 * SAME_ROW * scale) & (C[:, None] < clean))
+            maybe[clean] |= near.any(axis=0)
+        return maybe
 
 
 class _Span:
