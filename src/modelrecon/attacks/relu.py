@@ -799,17 +799,13 @@ class ReluAttack(Attack):
         which of them are active at another row's kink.  A deeper neuron's row there is a combination of the active
         ones (restricted to the units active below; its bias also holds its own), with the same coefficients at all
         its kinks (:meth:`_combination_of`), which a row of this layer is not.  Needed where the span tests stop (this
-        layer as wide as the one below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons).  The sure rows the
-        coefficients leave open (more rows than units active below) are oriented by span among the sure rows alone
-        (3072-256x3-10: 153 of 256 by coefficients; one deeper row made layer 2 257 rows, orientations open)."""
+        layer as wide as the one below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons)."""
         whole = [r for r in rows if r.support.all()]
         for sure in ([r for r in whole if r.crossed >= 3 and r.hits == 1.0], whole):  # or every whole row, if
             rest = [r for r in rows if not any(r is q for q in sure)]                 # those orient where the sure
             if not sure or not rest:                                                  # ones do not (a row of the
                 continue                                                              # layer crossed too rarely)
             signs = self._orient_by_coefficients(sure)
-            if None in signs:  # a wide layer (more rows than units active below): the span test where it decides
-                signs = [s_ if s_ is not None else r_ for s_, r_ in zip(signs, self._orient_by_span(sure))]
             if None not in signs:
                 break
         else:
