@@ -407,7 +407,6 @@ class _Rows:
                     M[i:len(self.rows)] = M[i + 1:len(self.rows) + 1]
                 merged = True
 
-
     def _near_changed(self, changed: np.ndarray, block: int = 256) -> np.ndarray:
         """Per row not changed, whether a changed row before it passes :meth:`find`'s estimate (all pairs at once, a
         block of changed rows per matrix product; the estimate only picks the rows :meth:`find` then decides)."""
@@ -1589,7 +1588,9 @@ class ReluAttack(Attack):
                     if Q is not None:
                         Hq = Q.T @ H
                         off, H = np.sum((H - Q @ Hq) ** 2, axis=0), Hq
-                    memo_key = (id(kink), np.array(others, dtype=np.int64).tobytes())
+                    on = np.zeros(len(rows), bool)
+                    on[others] = True
+                    memo_key = (id(kink), np.packbits(on).tobytes())
                     if memo_key not in done:
                         resid2 = np.sum(H ** 2, axis=0)
                         if others and len(others) >= sup.sum() and Q is None and \
