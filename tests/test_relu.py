@@ -583,3 +583,30 @@ def test_gradient_mode_784_16x2_1_is_exact_with_grazing_kinks_on_known_neurons()
     assert r.status == "complete", r.message
     assert r.metrics["worst_output_error_relative"] <= 1e-9
     assert r.queries["total"] / 32 <= 150
+
+
+def test_rows_merged_incrementally_as_a_merge_of_all_of_them():
+    """Merging only the rows changed since the last merge (``_Rows.merge``) gives the rows a merge comparing every
+    pair gives: partial rows of 6 neurons on random supports, added and merged in rounds."""
+    import copy
+
+    from modelrecon.attacks.relu import _Rows
+
+    rng = np.random.default_rng(1)
+    n = 12
+    W, b = rng.normal(size=(6, n)), rng.normal(size=6)
+    rows = _Rows(n)
+    for _ in range(6):
+        for _ in range(15):
+            i = rng.integers(6)
+            support = rng.random(n) < 0.3
+            lam = rng.uniform(0.5, 2)
+            rows.add(support, np.where(support, lam * W[i], 0.0), lam * b[i], 1.0, None, None)
+        full = copy.deepcopy(rows)
+        full._changed = {id(r) for r in full.rows}  # every pair compared
+        rows.merge()
+        full.merge()
+        assert len(rows.rows) == len(full.rows) and not rows._changed
+        for r, q in zip(rows.rows, full.rows):
+            assert np.array_equal(r.support, q.support) and np.array_equal(r.w, q.w) and len(r.kinks) == len(q.kinks)
+    assert len(rows.rows) < 6 * 15

@@ -325,22 +325,26 @@ class _Rows:
 
     def __init__(self, n: int):
         self.rows: list[_Row] = []
+        self._changed: set[int] = set()  # ids of the rows added or changed since the last merge
         self._W, self._W2, self._S, self._b = np.zeros((16, n)), np.zeros((16, n)), np.zeros((16, n)), np.zeros(16)
 
     def find(self, support: np.ndarray, u: np.ndarray, b: float, scale: float,
-             before: int | None = None) -> tuple[int | None, float]:
+             before: int | None = None, among: np.ndarray | None = None) -> tuple[int | None, float]:
+        """The first row (of those before ``before``, or of the increasing indices ``among``) the candidate matches."""
         r = len(self.rows) if before is None else before
-        if not r:
+        idx = np.arange(r) if among is None else among
+        if not len(idx):
             return None, 0.0
+        at = slice(0, r) if among is None else among  # a slice: no copy of the rows
         s = support.astype(np.float64)
         uc = u * s
-        ww, uw, uu, common = self._W2[:r] @ s, self._W[:r] @ uc, self._S[:r] @ (uc * uc), self._S[:r] @ s
+        ww, uw, uu, common = self._W2[at] @ s, self._W[at] @ uc, self._S[at] @ (uc * uc), self._S[at] @ s
         with np.errstate(divide="ignore", invalid="ignore"):
             lam = uw / ww
             r2 = uu - uw * lam
         near = ((common >= min(2, int(support.sum()))) & (ww > 0) & (lam != 0)
-                & (r2 <= (10 * SAME_ROW) ** 2 * uu) & (np.abs(b - lam * self._b[:r]) <= 10 * SAME_ROW * scale))
-        for i in np.flatnonzero(near):
+                & (r2 <= (10 * SAME_ROW) ** 2 * uu) & (np.abs(b - lam * self._b[at]) <= 10 * SAME_ROW * scale))
+        for i in idx[near]:
             got = self.rows[i].match(support, u, b, scale)
             if got is not None:
                 return int(i), got
@@ -363,19 +367,30 @@ class _Rows:
 
     def _store(self, i: int) -> None:
         row = self.rows[i]
+        self._changed.add(id(row))
         self._W[i], self._W2[i], self._S[i], self._b[i] = row.w, row.w ** 2, row.support, row.b
 
     def merge(self) -> None:
         """Merge rows of one neuron: two rows first met where too few units were active in common both to match grow
         apart and are never compared again as kinks come in (40-20-10-10-1 seed 1 kept three such partial rows beside
-        their neurons' whole rows).  Each row is compared with those before it, until none matches."""
+        their neurons' whole rows).  Each row is compared with those before it, until none matches.  A match depends on
+        the two rows alone, and none was left at the last merge: only pairs with a row changed since are compared (a
+        changed row with all before it, any other with the changed ones before it), the same merges in the same order."""
         merged = True
         while merged:
             merged = False
+            changed = np.array([id(r) in self._changed for r in self.rows], dtype=bool)
+            self._changed = set()
+            maybe, fresh = self._near_changed(changed), len(self.rows)  # fresh: the first row changed in this pass
             i = 1
             while i < len(self.rows):
                 r = self.rows[i]
-                j, lam = self.find(r.support, r.w, r.b, r.scale, before=i)
+                if changed[i]:
+                    j, lam = self.find(r.support, r.w, r.b, r.scale, before=i)
+                elif maybe[i] or fresh < i:
+                    j, lam = self.find(r.support, r.w, r.b, r.scale, among=np.flatnonzero(changed[:i]))
+                else:
+                    j = None
                 if j is None:
                     i += 1
                     continue
@@ -385,10 +400,35 @@ class _Rows:
                 q.support |= r.support
                 q.kinks += r.kinks
                 self._store(j)
+                changed[j], fresh = True, min(fresh, j)
+                changed, maybe = np.delete(changed, i), np.delete(maybe, i)
                 del self.rows[i]
                 for M in (self._W, self._W2, self._S, self._b):
                     M[i:len(self.rows)] = M[i + 1:len(self.rows) + 1]
                 merged = True
+
+    def _near_changed(self, changed: np.ndarray, block: int = 256) -> np.ndarray:
+        """Per row not changed, whether a changed row before it passes :meth:`find`'s estimate (all pairs at once, a
+        block of changed rows per matrix product; the estimate only picks the rows :meth:`find` then decides)."""
+        n = len(self.rows)
+        maybe = np.zeros(n, dtype=bool)
+        clean = np.flatnonzero(~changed)
+        if not len(clean) or changed.all():
+            return maybe
+        S, W, b = self._S[clean], self._W[clean] * self._S[clean], self._b[clean]
+        count = np.minimum(2, S.sum(axis=1))
+        scale = np.array([self.rows[i].scale for i in clean])
+        picked = np.flatnonzero(changed)
+        for at in range(0, len(picked), block):
+            C = picked[at:at + block]
+            ww, uw, uu, common = self._W2[C] @ S.T, self._W[C] @ W.T, self._S[C] @ (W * W).T, self._S[C] @ S.T
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lam = uw / ww
+                r2 = uu - uw * lam
+            near = ((common >= count) & (ww > 0) & (lam != 0) & (r2 <= (10 * SAME_ROW) ** 2 * uu)
+                    & (np.abs(b - lam * self._b[C][:, None]) <= 10 * SAME_ROW * scale) & (C[:, None] < clean))
+            maybe[clean] |= near.any(axis=0)
+        return maybe
 
 
 class _Span:
@@ -1576,10 +1616,17 @@ class ReluAttack(Attack):
 
     def _orient_by_span(self, rows: list[_Row]) -> list[int | None]:
         """Orientation (+1 / -1) of each row from the side of its kinks whose gradient lies in the span of the
-        other rows' input gradients (the side where it is inactive); None where no kink decides."""
+        other rows' input gradients (the side where it is inactive); None where no kink decides.  A kink's residuals
+        are kept (until a layer is added) for these rows and the same others: a layer peeled again after another
+        segment (a wide layer: hundreds of times, thousands of kinks) repeats only what changed, bit for bit."""
         signs: list[int | None] = [None] * len(rows)
         known = self._known
         Wr, br = np.array([r.w for r in rows]), np.array([r.b for r in rows])
+        kept = known.memo.setdefault("span", {})  # for the last few row sets (a layer's, its sure rows')
+        done: dict[tuple[int, bytes], np.ndarray] = kept.pop((Wr.tobytes(), br.tobytes()), {})
+        kept[(Wr.tobytes(), br.tobytes())] = done
+        while len(kept) > 4:
+            del kept[next(iter(kept))]
         # the first layer narrower than the input: W^T = Q R; a residual off the others' span is the part of h off
         # every row's span and that of Q^T h off the others' columns of R (n equations, not d)
         Q, Rw = np.linalg.qr(Wr.T) if not known.layers and len(rows) < known.width else (None, None)
@@ -1602,20 +1649,27 @@ class ReluAttack(Attack):
                     if Q is not None:
                         Hq = Q.T @ H
                         off, H = np.sum((H - Q @ Hq) ** 2, axis=0), Hq
-                    resid2 = np.sum(H ** 2, axis=0)
-                    if others and len(others) >= sup.sum() and Q is None and _spans_all(Wr[np.ix_(others, sup)].T):
-                        resid2 = np.zeros(2)  # the others' rows span every unit: both sides in their span, no decision
-                    elif others:  # both sides' residuals off the others' span
-                        key = sup.tobytes()
-                        if key not in bases:
-                            bases[key] = _Basis.of(Wr[:, sup].T if Q is None else Rw)
-                        if bases[key] is not None:  # from one factorisation per pattern
-                            left_out = np.setdiff1d(np.arange(len(rows)), others)
-                            resid2 = bases[key].residual2_without(left_out, H)
-                        else:
-                            B = Wr[np.ix_(others, np.flatnonzero(sup))].T if Q is None else Rw[:, others]
-                            c, *_ = np.linalg.lstsq(B, H, rcond=None)
-                            resid2 = np.sum((B @ c - H) ** 2, axis=0)
+                    on = np.zeros(len(rows), bool)
+                    on[others] = True
+                    memo_key = (id(kink), np.packbits(on).tobytes())
+                    if memo_key not in done:
+                        resid2 = np.sum(H ** 2, axis=0)
+                        if others and len(others) >= sup.sum() and Q is None and \
+                                _spans_all(Wr[np.ix_(others, sup)].T):
+                            resid2 = np.zeros(2)  # the others' rows span every unit: both sides in it, no decision
+                        elif others:  # both sides' residuals off the others' span
+                            key = sup.tobytes()
+                            if key not in bases:
+                                bases[key] = _Basis.of(Wr[:, sup].T if Q is None else Rw)
+                            if bases[key] is not None:  # from one factorisation per pattern
+                                left_out = np.setdiff1d(np.arange(len(rows)), others)
+                                resid2 = bases[key].residual2_without(left_out, H)
+                            else:
+                                B = Wr[np.ix_(others, np.flatnonzero(sup))].T if Q is None else Rw[:, others]
+                                c, *_ = np.linalg.lstsq(B, H, rcond=None)
+                                resid2 = np.sum((B @ c - H) ** 2, axis=0)
+                        done[memo_key] = resid2
+                    resid2 = done[memo_key]
                     res = list(np.sqrt(resid2 + off) /
                                max(np.linalg.norm(gl[sup]) + np.linalg.norm(gr[sup]), np.finfo(float).tiny))
                     lo_, hi_ = min(res), max(res)
