@@ -469,6 +469,19 @@ def test_row_missing_a_unit_is_completed_across_that_unit_24_10_8_6_2_seed_2():
     assert r.queries["total"] / 24 <= 120
 
 
+@pytest.mark.parametrize("spec, hidden, before", [("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", 24, 37.4),
+                                                   ("builtin:deep?d=20&widths=10,8,8,1&init=random&seed=0", 26, 44.3)])
+def test_targeted_searches_read_the_kink_from_their_two_ends(spec, hidden, before):
+    """A targeted line across a row's surface, the missing unit held on along it, lies in one cell of the known
+    layers: its two ends (2 points) give the neuron's kink where the pull-back of their jump is the row's (a full
+    search of the line cost ~11 points, the unit's own kink among them).  Exact as before, fewer queries."""
+    target, r = _run(spec, "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert 0 < r.details["targeted_read_at_ends"] <= r.details["targeted_searches"]
+    assert r.queries["total"] / hidden <= before - 3
+
+
 def test_deeper_neurons_rows_are_dropped_as_combinations_of_the_sure_rows_24_10_8_6_2_seed_1():
     """Layer 2 of this net took 30 rows (22 of them layer-3 neurons' local rows from cells outside the all-active
     region); at their kinks they are combinations of the whole layer-2 rows active there (oriented first), and are

@@ -504,7 +504,7 @@ class ReluAttack(Attack):
 
     def __init__(self, mode: str = "value+gradient", output: int = 0, lines: int = 2, max_lines: int = 24,
                  verify: int = 4096, checks: int = 16, seed: int = 0, max_points_per_line: int = 50_000,
-                 max_targeted: int = 64, inside_box: bool = False):
+                 max_targeted: int = 1024, inside_box: bool = False):
         if mode not in PROBES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(PROBES)}")
         if lines < 1 or max_lines < lines or verify < 1 or max_points_per_line < 16 or max_targeted < 0:
@@ -997,13 +997,18 @@ class ReluAttack(Attack):
         return False
 
     def _complete(self, row: _Row) -> bool:
-        """Look for a kink of the row's neuron where a unit it has not yet seen active is on: walk along its surface
-        from one of its kinks (cell by cell, while the cells' active units are ones its row knows) to that unit's
-        surface, step across it and search a short line along the normal there.  Whether it searched."""
-        if not self._known.layers or self._targeted >= self.max_targeted:
+        """Look for kinks of the row's neuron where units it has not yet seen active are on, one for each such unit:
+        walk along its surface from one of its kinks (cell by cell, while the cells' active units are ones its row
+        knows) to that unit's surface, step across it and search a short line along the normal there, the unit held
+        on (``_across_unit`` where no walk gets there).  Whether it searched."""
+        if not self._known.layers:
             return False
-        for kink, _ in row.kinks:
-            for m in np.flatnonzero(~row.support):
+        searched = False
+        for m in np.flatnonzero(~row.support):
+            if self._targeted >= self.max_targeted:
+                break
+            line = None
+            for kink, _ in row.kinks:
                 if (id(kink), m) in self._tried:
                     continue
                 self._tried.add((id(kink), m))
@@ -1011,25 +1016,70 @@ class ReluAttack(Attack):
                 if found is None:
                     continue
                 y, normal, gm, room = found
-                line = Line(y + 1e-3 * room * gm / np.linalg.norm(gm), normal * 0.5 * room)
-                if self._outside(np.stack([line.at(-1.0), line.at(1.0)])):
+                em = gm / np.linalg.norm(gm)  # across m's surface, then along the row's normal with m held on
+                along = normal - (normal @ em) * em
+                if not np.linalg.norm(along) > 0:
                     continue
-                self._search_short(line)
-                return True
-        for m in np.flatnonzero(~row.support):
-            line = self._across_unit(row, m)
+                line = Line(y + 1e-3 * room * em, along / np.linalg.norm(along) * 0.5 * room)
+                if not self._outside(np.stack([line.at(-1.0), line.at(1.0)])):
+                    break
+                line = None
+            if line is None:
+                line = self._across_unit(row, m)
             if line is not None:
-                self._search_short(line)
-                return True
-        return False
+                self._search_across(row, line)
+                searched = True
+        return searched
 
-    def _search_short(self, line: Line) -> None:
+    def _search_across(self, row: _Row, line: Line) -> None:
+        """A targeted line across the row's surface, t in [-1, 1].  With values its two ends are read first (2 points):
+        where both lie in one cell of the known layers and the jump between them, pulled back, is the row's on its
+        known units (and its bias at the point where the two pieces' lines meet), that is its neuron's kink and no other
+        neuron switched in between (a second jump would add a row the pull-back does not match); else the search
+        (``_search_short``, from the ends read)."""
+        ends: list[Piece] = []
+        if "value" in self._probe.kinds:
+            ends = self._probe.glance(line, [-1.0, 1.0])
+            self._probe.fill(line, ends[:1], [()])
+            self._probe.fill(line, ends[1:], [(ends[0],)])
+            kink = self._kink_between(row, line, *ends)
+            if kink is not None:
+                self._kinks.append(kink)
+                self._samples += [(line.at(q.t), q) for q in ends]
+                self._targeted += 1
+                self._read_at_ends += 1
+                return
+        self._search_short(line, ends)
+
+    def _kink_between(self, row: _Row, line: Line, left: Piece, right: Piece) -> Kink | None:
+        """The row's kink between two pieces of a line inside one cell of the known layers, where their values' lines
+        meet, if the jump between them pulled back matches the row; else None."""
+        if self._probe.same(left, right, line):
+            return None
+        zl, zr = (self._known.pre(line.at(q.t)[None]) for q in (left, right))
+        if any(np.any((a > 0) != (b > 0)) for a, b in zip(zl, zr)):
+            return None  # a known neuron switches in between
+        guess = self._probe.locate(left, right, line)
+        if guess is None:
+            return None
+        kink = Kink(line, guess[0], left, right, guess[1])
+        got = self._pulled(kink)
+        if got is not None and row.match(*got[:4]) is not None:
+            return kink
+        self._known.memo.pop(("pulled", id(kink)), None)  # not kept: its id may be taken by another kink
+        return None
+
+    def _search_short(self, line: Line, ends: list[Piece] | None = None) -> None:
         """A targeted search: every kink of the line on [-1, 1], the known neurons' read at their predicted
-        crossings (``_known_kinks``; the line's ends then ask a value only where they start a new piece)."""
+        crossings (``_known_kinks``; the line's ends, unless read already, then ask a value only where they start a
+        new piece)."""
         given, read = self._known_kinks(line, -1.0, 1.0)
         if read:
-            ends = self._probe.glance(line, [-1.0, 1.0])
-            read = [*self._probe.fill(line, ends, [(read[0],), (read[-1],)])[:1], *read, ends[1]]
+            if not ends:
+                ends = self._probe.fill(line, self._probe.glance(line, [-1.0, 1.0]), [(read[0],), (read[-1],)])
+            read = [ends[0], *read, ends[1]]
+        else:
+            read = list(ends or [])
         kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, pieces=read, known=given,
                                         max_points=self.max_points_per_line)
         self._kinks += kinks
@@ -1098,7 +1148,10 @@ class ReluAttack(Attack):
             if res.status != 0 or not res.x[-1] > 0:
                 continue
             x0, room = res.x[:self._d], float(res.x[-1])
-            normal = k / max(np.linalg.norm(k), np.finfo(float).tiny)
+            normal = k - (k @ Z[j]) / max(float(Z[j] @ Z[j]), np.finfo(float).tiny) * Z[j]  # m held on along it
+            if not np.linalg.norm(normal) > 0:
+                continue
+            normal = normal / np.linalg.norm(normal)
             reach = room
             if self._inside:  # the segment stays inside the box
                 with np.errstate(divide="ignore", invalid="ignore"):
@@ -1894,6 +1947,7 @@ class ReluAttack(Attack):
         self._tried: set[tuple[int, int]] = set()
         self._crossed: dict[tuple, set] = {}
         self._targeted = 0
+        self._read_at_ends = 0  # targeted searches settled by their line's two ends
         self._combinations = 0
         self._expansive: ExpansiveOrientation | None = None
         self._expansive_signs: list[int | None] = []
@@ -1946,6 +2000,7 @@ class ReluAttack(Attack):
         details["lines"] = self._n_lines
         details["kinks"] = len(self._kinks)
         details["targeted_searches"] = self._targeted
+        details["targeted_read_at_ends"] = self._read_at_ends
         details["rows_dropped_as_combinations"] = self._combinations
         details["kinks_inconsistent"] = self._inconsistent
         details["widths"] = [W.shape[0] for W, _ in self._known.layers]
