@@ -1303,13 +1303,16 @@ class ReluAttack(Attack):
         return self._read_crossings(line, lo, hi, t, W if A is None else W @ A, delta)
 
     def _read_crossings(self, line: Line, lo: float, hi: float, t: np.ndarray, normals: np.ndarray,
-                        delta: np.ndarray | None = None, ends: bool = True) -> tuple[list[Kink], list[Piece]]:
+                        delta: np.ndarray | None = None, ends: bool = True,
+                        exact: bool = False) -> tuple[list[Kink], list[Piece]]:
         """Kinks predicted at line positions t (surfaces with these input-space normals there): the two sides of each
         crossing inside (lo, hi) are read (2 points, a gradient each; a value only for a new piece; the ends too, where
         ``ends``), and a jump along the normal between them is that surface's kink, as a confirmed guess of the search
         is.  With values (``delta`` None) the sides are 2^-30 of (lo, hi) apart and the kink is where their lines
         meet; with gradients only, the sides are delta[j] from crossing j and the kink is there, within delta[j] / 4.
-        Crossings closer than 4 sides' steps are left to the search."""
+        Crossings closer than 4 sides' steps are left to the search.  ``exact``: the crossings are known neurons' (t
+        exact to rounding): a side past a jump along its normal takes its value from the other side's line at t (the
+        function is continuous there), not from a query."""
         values = delta is None
         if values:
             delta = np.full(len(t), 2.0 ** -30 * (hi - lo))
@@ -1324,19 +1327,30 @@ class ReluAttack(Attack):
             return [], []
         sides = [t[j] + s_ * delta[j] for j in alone for s_ in (-1, 1)]
         pieces = self._probe.glance(line, [lo] + sides + [hi] if ends else sides)
+        read = pieces[1:-1] if ends else pieces
+
+        def along(j, left, right) -> bool:  # a jump along crossing j's normal: that surface's kink alone
+            jump, normal = right.g - left.g, normals[j]
+            size = float(np.linalg.norm(jump))
+            return size > 0 and np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) <= SAME_ROW * size
+
+        across = {id(right): (left, t[j]) for j, left, right in zip(alone, read[::2], read[1::2])
+                  if exact and values and right.f is None and along(j, left, right)}
         # a value for the first piece of each run of equal gradients, the others from its line
-        first = [p for i, p in enumerate(pieces) if i == 0 or not self._probe.same_gradient(pieces[i - 1], p)]
+        first = [p for i, p in enumerate(pieces) if id(p) not in across
+                 and (i == 0 or not self._probe.same_gradient(pieces[i - 1], p))]
         self._probe.fill(line, first, [()] * len(first))
         for prev, p in zip(pieces[:-1], pieces[1:]):
-            if p.f is None:
+            if p.f is not None:
+                continue
+            if id(p) in across:
+                left, tj = across[id(p)]
+                p.f = self._probe.value_on(left, tj, line) + float(p.g @ line.v) * (p.t - tj)
+            else:
                 self._probe.fill(line, [p], [(prev,)])
-        read = pieces[1:-1] if ends else pieces
         kinks = []
         for j, left, right in zip(alone, read[::2], read[1::2]):
-            jump = right.g - left.g
-            normal = normals[j]
-            size = float(np.linalg.norm(jump))
-            if not size > 0 or np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) > SAME_ROW * size:
+            if not along(j, left, right):
                 continue  # no kink, or not the surface's alone: the search works this gap
             if not values:  # where the row puts it, within its own error (the sides confirm the row switches there;
                 kinks.append(Kink(line, t[j], left, right, delta[j] / 4))  # their 4x would compound line by line)
@@ -1378,7 +1392,7 @@ class ReluAttack(Attack):
             t = ts[-1] + step
         if not ts:
             return [], []
-        return self._read_crossings(line, lo, hi, np.array(ts), np.array(normals), ends=False)
+        return self._read_crossings(line, lo, hi, np.array(ts), np.array(normals), ends=False, exact=True)
 
     def _recurs(self, found: list[Kink], seen: _Rows, segment: int) -> bool:
         """Whether a row among these kinks' (pulled back) is met on a second segment for the first time: while that
