@@ -147,6 +147,30 @@ def test_expansive_crossings_read_gradients_first_10_20_20_1():
     assert r.queries["total"] <= 40 * 34  # 33.1 per neuron measured; 55.7 before corner crossings
 
 
+def test_a_value_that_follows_from_a_misplaced_known_crossing_is_asked_again():
+    """On a line drawn once layers are known, a side past a known crossing takes its value from the other side's line
+    at the computed crossing; the last value of each run that follows is asked too, and one that differs (a row placed
+    less well than its predictions need: on 6-12-6-1 seed 5, 36 spurious kinks of zero jump) has every value asked."""
+    from modelrecon.attacks.piecewise import LazyValueGradientProbe, Line
+
+    target = load("builtin:deep?d=4&widths=3,1&seed=0")
+    W1, b1 = (np.asarray(a, float) for a in target.truth["layers"][0])
+    rng = np.random.default_rng(1)
+    line = Line(rng.normal(size=4), rng.normal(size=4))
+    t = -(W1 @ line.x0 + b1) / (W1 @ line.v)
+    lo, hi = float(t.min()) - 1.0, float(t.max()) + 1.0
+    oracle = local_oracle(target, ["value", "gradient"])
+    attack = ReluAttack(mode="value+gradient")
+    for misplaced in (0.0, 1e-10 * (hi - lo)):  # within the sides' 2^-30 of the line: the jump is still read
+        shifted = t.copy()
+        shifted[np.argsort(t)[1]] += misplaced
+        attack._probe = LazyValueGradientProbe(oracle)
+        kinks, pieces = attack._read_crossings(line, lo, hi, shifted, W1, ends=False, exact=True)
+        assert len(kinks) == 3
+        truth = oracle.query(line.at(np.array([p.t for p in pieces])), ("value",), 0)["value"].reshape(-1)
+        assert np.abs(np.array([p.f for p in pieces]) - truth).max() <= 1e-13 * np.abs(truth).max()
+
+
 def test_gradient_mode_reads_the_regions_planes_at_their_predicted_crossings_10_10_10_1():
     """Gradient mode searched every segment of the all-active region itself (~30 points a kink): reading the known
     planes at their predicted crossings, the two sides just past the row's own error (2 points), lost a layer-2

@@ -1312,7 +1312,8 @@ class ReluAttack(Attack):
         meet; with gradients only, the sides are delta[j] from crossing j and the kink is there, within delta[j] / 4.
         Crossings closer than 4 sides' steps are left to the search.  ``exact``: the crossings are known neurons' (t
         exact to rounding): a side past a jump along its normal takes its value from the other side's line at t (the
-        function is continuous there), not from a query."""
+        function is continuous there), not from a query; the last value of each run that follows is asked too, and
+        where one differs (a row placed less well than its predictions need) every value is asked."""
         values = delta is None
         if values:
             delta = np.full(len(t), 2.0 ** -30 * (hi - lo))
@@ -1348,6 +1349,24 @@ class ReluAttack(Attack):
                 p.f = self._probe.value_on(left, tj, line) + float(p.g @ line.v) * (p.t - tj)
             else:
                 self._probe.fill(line, [p], [(prev,)])
+        ends_, dep, asked_ids = [], False, {id(p) for p in first}
+        for i, p in enumerate(pieces):  # the end of each run of values that follow from a crossing's
+            follows = id(p) in across or (dep and id(p) not in asked_ids and self._probe.same_gradient(pieces[i - 1], p))
+            if dep and not follows:
+                ends_.append(pieces[i - 1])
+            dep = follows
+        if dep:
+            ends_.append(pieces[-1])
+        if ends_:
+            asked = self._probe.fill(line, [Piece(p.t, p.g) for p in ends_], [()] * len(ends_))
+            if any(abs(a.f - p.f) > self._probe._value_tol(a, p, line) for a, p in zip(asked, ends_)):
+                for p in pieces:
+                    p.f = None
+                first = [p for i, p in enumerate(pieces) if i == 0 or not self._probe.same_gradient(pieces[i - 1], p)]
+                self._probe.fill(line, first, [()] * len(first))
+                for prev, p in zip(pieces[:-1], pieces[1:]):
+                    if p.f is None:
+                        self._probe.fill(line, [p], [(prev,)])
         kinks = []
         for j, left, right in zip(alone, read[::2], read[1::2]):
             if not along(j, left, right):
