@@ -16,7 +16,10 @@ delta_i = 1 where row i is mirrored.  Steps:
    plane's normal (whatever the orientation: relu(z_j) and relu(z_j) - z_j change alike); a known
    w_k[j] costs nothing, an unknown one costs one short line search in the new cell along the old
    normal, kept at constant z_j: the kink there has a jump in span{normal, W_1[j]} (relative
-   residual <= 1e-6) and lies on the predicted plane; the ratio of the two coefficients is w_k[j].
+   residual <= 1e-6) and lies on the predicted plane; the ratio of the two coefficients is w_k[j].  With
+   gradients, several walls at once first: from a corner where walls S meet the surface, one short line in
+   the cell across all of them (constant z_S) reads a jump in span{n, W_1[j]: j in S unknown}, whose
+   coefficients give every unknown w_k[j] of S (up to d - 2 of them per 2 points).
 2. When every w_k[j] is known, the plane's normal n in the current cell (pattern a) gives
    u_k = W_1^T (w_k o a) - n, and one more crossing is searched although predicted (the row must
    hold in a cell it was not measured in: a deeper neuron's surface bends at the second layer).
