@@ -137,12 +137,38 @@ def test_expansive_crossings_read_gradients_first_10_20_20_1():
     """A crossing of the expansive layer's walls asked a value and a gradient at both ends of its short piece; the
     gradients decide it (as in gradient mode), values only where the search goes on: 3,376 -> 2,552 queries, the same
     2,101 points.  The 4 lines drawn once layer 1 is known read the known neurons' kinks at their computed crossings
-    (layer 1's and the followed layer-2 rows'): 680 -> 390 points, 2,229 queries in all."""
+    (layer 1's and the followed layer-2 rows'): 680 -> 390 points, 2,229 queries in all.  Surfaces followed across
+    several walls per search (corner crossings) and the known neurons' crossings valued by continuity: 1,334 queries
+    (33.4 per neuron: 105x under Carlini et al.'s 2^17.1)."""
     target, r = _run("builtin:deep?d=10&widths=20,20,1&seed=0", "value+gradient")
     assert r.status == "complete", r.message
     assert r.metrics["worst_output_error_relative"] <= 1e-9
-    assert r.queries["by_kind"]["value"] <= r.queries["by_kind"]["gradient"] / 3  # 418 / 1,811 measured; 1,275 before
-    assert r.queries["total"] <= 40 * 60  # 55.7 per neuron measured; 84.4 before
+    assert r.queries["by_kind"]["value"] <= r.queries["by_kind"]["gradient"] / 3  # 224 / 1,110 measured; 1,275 before
+    assert r.queries["total"] <= 40 * 34  # 33.4 per neuron measured; 55.7 before corner crossings
+
+
+def test_a_value_that_follows_from_a_misplaced_known_crossing_is_asked_again():
+    """On a line drawn once layers are known, a side past a known crossing takes its value from the other side's line
+    at the computed crossing; the last value of each run that follows is asked too, and one that differs (a row placed
+    less well than its predictions need: on 6-12-6-1 seed 5, 36 spurious kinks of zero jump) has every value asked."""
+    from modelrecon.attacks.piecewise import LazyValueGradientProbe, Line
+
+    target = load("builtin:deep?d=4&widths=3,1&seed=0")
+    W1, b1 = (np.asarray(a, float) for a in target.truth["layers"][0])
+    rng = np.random.default_rng(1)
+    line = Line(rng.normal(size=4), rng.normal(size=4))
+    t = -(W1 @ line.x0 + b1) / (W1 @ line.v)
+    lo, hi = float(t.min()) - 1.0, float(t.max()) + 1.0
+    oracle = local_oracle(target, ["value", "gradient"])
+    attack = ReluAttack(mode="value+gradient")
+    for misplaced in (0.0, 1e-10 * (hi - lo)):  # within the sides' 2^-30 of the line: the jump is still read
+        shifted = t.copy()
+        shifted[np.argsort(t)[1]] += misplaced
+        attack._probe = LazyValueGradientProbe(oracle)
+        kinks, pieces = attack._read_crossings(line, lo, hi, shifted, W1, ends=False)
+        assert len(kinks) == 3
+        truth = oracle.query(line.at(np.array([p.t for p in pieces])), ("value",), 0)["value"].reshape(-1)
+        assert np.abs(np.array([p.f for p in pieces]) - truth).max() <= 1e-13 * np.abs(truth).max()
 
 
 def test_gradient_mode_reads_the_regions_planes_at_their_predicted_crossings_10_10_10_1():
@@ -428,13 +454,51 @@ def test_expansive_first_layer_is_oriented_from_the_next_layers_surfaces_6_12_6_
     assert m["parameter_relative_error"] <= 1e-9 and m["worst_output_error_relative"] <= 1e-9
 
 
+def test_a_surface_is_followed_across_several_walls_per_search_6_12_6_1():
+    """From a corner where several of layer 1's walls meet a second-layer surface, one short line in the cell across
+    them all reads every unknown weight of those walls from one jump (2 points): 12 walls in 5 searches, 10 points
+    (one wall at a time: 13 searches, 97 points).  The row is exact on every recovered row (any sign and scale)."""
+    from modelrecon.attacks.orient import ExpansiveOrientation
+    from modelrecon.attacks.piecewise import GradientProbe, Kink, Line
+
+    target = load("builtin:deep?d=6&widths=12,6,1&seed=0")
+    (W1, b1), (W2, b2), _ = [(np.asarray(W, float), np.asarray(b, float)) for W, b in target.truth["layers"]]
+    rng = np.random.default_rng(0)
+    s, c = rng.choice([-1.0, 1.0], 12), rng.uniform(0.5, 2.0, 12)
+    W, b = W1 * (s * c)[:, None], b1 * s * c  # layer 1 as recovered: any orientation and scale per row
+
+    def F(x):  # second-layer neuron 0's pre-activation
+        return W2[0] @ np.maximum(W1 @ x + b1, 0) + b2[0]
+
+    x0, v = rng.normal(size=6), rng.normal(size=6)
+    lo, hi = -10.0, 10.0
+    assert F(x0 + lo * v) * F(x0 + hi * v) < 0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if F(x0 + lo * v) * F(x0 + mid * v) > 0 else (lo, mid)
+    probe = GradientProbe(local_oracle(target, ["value", "gradient"]))
+    line, t = Line(x0, v), (lo + hi) / 2
+    left, right = probe.read(line, [t - 1e-6, t + 1e-6])
+    o = ExpansiveOrientation(probe, W, b)
+    probe.points = 0
+    row = o._follow(Kink(line, t, left, right, 1e-6))
+    assert row is not None
+    ratio = row.w / (W2[0] / c)  # the weight on relu(z_j) of recovered row j is the true one over c_j, up to a scale
+    assert np.allclose(ratio, ratio[0], rtol=1e-9, atol=0)
+    assert o.out.searches <= 6 and probe.points <= 12
+
+
 def test_expansive_first_layer_whose_signs_no_surface_pins_is_partial_and_named():
     # one second-layer neuron: its surface cannot be followed across every wall of 12 rows in R^6, so no orientation
     # is solved; the result names layer 1's open orientations, never complete
     target, r = _run("builtin:deep?d=6&widths=12,1,1&seed=0", "value+gradient")
     assert r.status != "complete"
     assert "layer 1: orientation of neurons" in r.message
-    assert r.details["layers"][0]["orientation_from_next_layer"]["rows"] == 0
+    orient = r.details["layers"][0]["orientation_from_next_layer"]
+    # a surface followed by corner crossings need not meet the 4 walls layer 1 misses: its row is then wrong away
+    # from where it was read, and no 0/1 orientation fits it (residual 0.64 measured): nothing is claimed
+    assert orient["rows"] == 0 or orient["residual"] > 1e-6
+    assert r.details["layers"][0]["orientation_unresolved"] == list(range(r.details["layers"][0]["neurons"]))
 
 
 def test_sign_solve_rounds_only_what_the_surfaces_pin():

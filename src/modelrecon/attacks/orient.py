@@ -16,7 +16,10 @@ delta_i = 1 where row i is mirrored.  Steps:
    plane's normal (whatever the orientation: relu(z_j) and relu(z_j) - z_j change alike); a known
    w_k[j] costs nothing, an unknown one costs one short line search in the new cell along the old
    normal, kept at constant z_j: the kink there has a jump in span{normal, W_1[j]} (relative
-   residual <= 1e-6) and lies on the predicted plane; the ratio of the two coefficients is w_k[j].
+   residual <= 1e-6) and lies on the predicted plane; the ratio of the two coefficients is w_k[j].  With
+   gradients, several walls at once first: from a corner where walls S meet the surface, one short line in
+   the cell across all of them (constant z_S) reads a jump in span{n, W_1[j]: j in S unknown}, whose
+   coefficients give every unknown w_k[j] of S (up to d - 2 of them per 2 points).
 2. When every w_k[j] is known, the plane's normal n in the current cell (pattern a) gives
    u_k = W_1^T (w_k o a) - n, and one more crossing is searched although predicted (the row must
    hold in a cell it was not measured in: a deeper neuron's surface bends at the second layer).
@@ -269,6 +272,112 @@ class ExpansiveOrientation:
                 return True
         return False
 
+    def _corner(self, st: dict) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray] | None:
+        """A point y of the surface on several unknown walls S at once, as many as a jump in R^d tells apart (d - 2):
+        pivoting along the surface (each step heads for the nearest unknown wall within the walls reached and stops at
+        the first wall met; a known wall is crossed, the normal changing by its known weight, unless the surface folds
+        back there, which keeps it in S).  (y, S, the cell's pattern and the surface's normal there) or None."""
+        W, b = self.W, self.b
+        x, a, n, w = st["x"], st["a"].copy(), st["n"].copy(), st["w"]
+        d = len(x)
+        norms = np.linalg.norm(W, axis=1)
+        y, S, last = x.copy(), [], -1
+        for _ in range(MAX_CROSSINGS):
+            if len(S) >= d - 1 or sum(np.isnan(w[S])) >= d - 2:
+                break
+            z = W @ y + b
+            todo = [i for i in np.flatnonzero(np.isnan(w)) if i not in S]
+            if not todo:
+                break
+            i = min(todo, key=lambda i: abs(z[i]) / norms[i])
+            u = (-1.0 if a[i] else 1.0) * W[i]
+            B = np.stack([n] + [W[j] for j in S], axis=1)
+            p = u - B @ np.linalg.lstsq(B, u, rcond=None)[0]
+            if np.linalg.norm(p) <= TOL * np.linalg.norm(u):
+                break
+            rate = W @ p
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tau = np.where(a & (rate < 0), z / -rate, np.where(~a & (rate > 0), -z / rate, np.inf))
+            tau[S] = np.inf
+            j = int(np.argmin(tau))
+            if not math.isfinite(tau[j]):
+                break
+            y = y + max(float(tau[j]), 0.0) * p
+            if np.isnan(w[j]) or j == last:
+                S.append(j)
+            else:
+                n = n + (-1.0 if a[j] else 1.0) * w[j] * W[j]
+                a[j] = not a[j]
+                last = j
+        if not np.isnan(w[S]).any() or (self.box is not None and (np.any(y < self.box[0]) or np.any(y > self.box[1]))):
+            return None
+        return y, S, a, n
+
+    def _jump(self, st: dict) -> bool | None:
+        """Cross several walls in one search (gradient probes): from a corner y of the surface on walls S, into the
+        cell across all of them, on a short line at constant z_S.  There the surface's normal is
+        n' = n + sum_S s_j w_j W_j (known weights folded into n), so the jump between the line's two ends lies in
+        span{n, W_j: w_j unknown} and its coefficients give every unknown w_j of S at once (2 points, where the walk
+        spends 2 a wall); the crossing they predict must lie between the two ends.  True: st moved into that cell;
+        False: read, no such jump; None: no corner to try."""
+        if isinstance(self.probe, FiniteDifferenceProbe):
+            return None
+        corner = self._corner(st)
+        if corner is None:
+            return None
+        y, S, a, n = corner
+        W, b, w = self.W, self.b, st["w"]
+        sgn = np.where(a[S], -1.0, 1.0)  # s_j: the side of wall j across it
+        known = [k for k, j in enumerate(S) if not np.isnan(w[j])]
+        U = [j for j in S if np.isnan(w[j])]
+        base = n + sum((sgn[k] * w[S[k]] * W[S[k]] for k in known), np.zeros_like(n))
+        norms = np.linalg.norm(W, axis=1)
+        WS = W[S]
+        e = np.linalg.lstsq(WS, sgn * norms[S], rcond=None)[0]  # unit distance across every wall of S
+        q = base - WS.T @ np.linalg.lstsq(WS.T, base, rcond=None)[0]  # constant z_S
+        if np.linalg.norm(e) == 0 or np.linalg.norm(q) <= TOL * np.linalg.norm(base):
+            return None
+        q /= np.linalg.norm(q)
+        others = np.ones(len(W), bool)
+        others[S] = False
+        zy = W @ y + b
+        room = float((np.abs(zy[others]) / norms[others]).min()) if others.any() else float(np.linalg.norm(y)) + 1.0
+        if not math.isfinite(room) or room <= 0:
+            return None
+        y0 = y + 0.01 * room / float(np.linalg.norm(e)) * e
+        z0, rq = W @ y0 + b, W @ q
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t0 = np.where(others & (rq != 0), -z0 / rq, np.nan)
+        h = 0.1 * room
+        if np.any(t0 > 0):
+            h = min(h, 0.5 * float(np.nanmin(np.where(t0 > 0, t0, np.nan))))
+        if np.any(t0 < 0):
+            h = min(h, -0.5 * float(np.nanmax(np.where(t0 < 0, t0, np.nan))))
+        line = Line(y0, q)
+        ends_x = line.at(np.array([-h, h]))
+        if h <= 0 or (self.box is not None and (np.any(ends_x < self.box[0]) or np.any(ends_x > self.box[1]))):
+            return None
+        self.out.searches += 1
+        ends = self.probe.glance(line, (-h, h))
+        self.out.samples += [(line.at(pc.t), pc) for pc in ends]
+        jump = ends[1].g - ends[0].g
+        B = np.stack([base] + [W[j] for j in U], axis=1)
+        if not np.any(jump):
+            return False
+        cf, *_ = np.linalg.lstsq(B, jump, rcond=None)
+        if cf[0] == 0 or np.linalg.norm(B @ cf - jump) > TOL * np.linalg.norm(jump):
+            return False
+        su = np.where(a[U], -1.0, 1.0)
+        wu = su * cf[1:] / cf[0]
+        n_new = base + W[U].T @ (su * wu)
+        t = -float(n_new @ (y0 - y)) / float(n_new @ q)  # where the surface crosses the line, from the weights read
+        if not -h < t < h:
+            return False
+        w[U] = wu
+        a[S] = ~a[S]
+        st["x"], st["a"], st["n"] = line.at(t), a, n_new
+        return True
+
     def _follow(self, kink: Kink) -> SurfaceRow | None:
         W, b = self.W, self.b
         x = kink.x
@@ -277,7 +386,14 @@ class ExpansiveOrientation:
             return None
         st = {"x": x.copy(), "a": W @ x + b > 0, "n": jump / np.linalg.norm(jump), "w": np.full(len(W), np.nan)}
         failed: set[int] = set()
+        misses = 0  # corner crossings in a row that found no jump (2 of them leave the rest to one wall at a time)
         while np.isnan(st["w"]).any():
+            if misses < 2:
+                jumped = self._jump(st)
+                if jumped is not None:
+                    misses = 0 if jumped else misses + 1
+                    if jumped:
+                        continue
             z = W @ st["x"] + b
             todo = [i for i in np.flatnonzero(np.isnan(st["w"])) if i not in failed]
             if not todo:
@@ -289,10 +405,16 @@ class ExpansiveOrientation:
                 failed.add(i)
             else:
                 failed.clear()
-        # a crossing predicted from the measured weights must hold where it was not measured
+        # a crossing predicted from the measured weights must hold where it was not measured (the farthest wall the
+        # surface reaches: a walk that cannot get there, e.g. from a corner of many walls, tries the next one)
         z = W @ st["x"] + b
-        far = int(np.argmax(np.abs(z) / np.linalg.norm(W, axis=1)))
-        if not self._walk(st, far, check=True):
+        for far in np.argsort(-np.abs(z) / np.linalg.norm(W, axis=1))[:MAX_REJECTED]:
+            searches = self.out.searches
+            if self._walk(st, int(far), check=True):
+                break
+            if st.get("inconsistent") or self.out.searches > searches:
+                return None
+        else:
             return None
         n, a, w = st["n"], st["a"], st["w"]
         u = W.T @ (w * a) - n

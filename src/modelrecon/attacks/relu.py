@@ -1460,7 +1460,10 @@ class ReluAttack(Attack):
         ``ends``), and a jump along the normal between them is that surface's kink, as a confirmed guess of the search
         is.  With values (``delta`` None) the sides are 2^-30 of (lo, hi) apart and the kink is where their lines
         meet; with gradients only, the sides are delta[j] from crossing j and the kink is there, within delta[j] / 4.
-        Crossings closer than 4 sides' steps are left to the search."""
+        Crossings closer than 4 sides' steps are left to the search.  With values, a side past a jump along its normal
+        takes its value from the other side's line at t (the function is continuous there), not from a query; the last
+        value of each run that follows is asked too, and where one differs (a row placed less well than its predictions
+        need) every value is asked."""
         values = delta is None
         if values:
             delta = np.full(len(t), 2.0 ** -30 * (hi - lo))
@@ -1476,28 +1479,54 @@ class ReluAttack(Attack):
         sides = [t[j] + s_ * delta[j] for j in alone for s_ in (-1, 1)]
         pieces = self._probe.glance(line, [lo] + sides + [hi] if ends else sides)
         read = pieces[1:-1] if ends else pieces
-        kinks, across = [], set()
-        for j, left, right in zip(alone, read[::2], read[1::2]):
-            jump = right.g - left.g
-            normal = normals[j]
+
+        def along(j, left, right) -> bool:  # a jump along crossing j's normal: that surface's kink alone
+            jump, normal = right.g - left.g, normals[j]
             size = float(np.linalg.norm(jump))
-            if not size > 0 or np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) > SAME_ROW * size:
+            return size > 0 and np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) <= SAME_ROW * size
+
+        across = {id(right): (left, t[j]) for j, left, right in zip(alone, read[::2], read[1::2])
+                  if values and right.f is None and along(j, left, right)}
+        # a value for the first piece of each run of equal gradients, the others from its line
+        first = [p for i, p in enumerate(pieces) if id(p) not in across
+                 and (i == 0 or not self._probe.same_gradient(pieces[i - 1], p))]
+        self._probe.fill(line, first, [()] * len(first))
+        for prev, p in zip(pieces[:-1], pieces[1:]):
+            if p.f is not None:
+                continue
+            if id(p) in across:
+                left, tj = across[id(p)]
+                p.f = self._probe.value_on(left, tj, line) + float(p.g @ line.v) * (p.t - tj)
+            else:
+                self._probe.fill(line, [p], [(prev,)])
+        ends_, dep, asked_ids = [], False, {id(p) for p in first}
+        for i, p in enumerate(pieces):  # the end of each run of values that follow from a crossing's
+            follows = id(p) in across or (dep and id(p) not in asked_ids and self._probe.same_gradient(pieces[i - 1], p))
+            if dep and not follows:
+                ends_.append(pieces[i - 1])
+            dep = follows
+        if dep:
+            ends_.append(pieces[-1])
+        if ends_:
+            asked = self._probe.fill(line, [Piece(p.t, p.g) for p in ends_], [()] * len(ends_))
+            if any(abs(a.f - p.f) > self._probe._value_tol(a, p, line) for a, p in zip(asked, ends_)):
+                for p in pieces:
+                    p.f = None
+                first = [p for i, p in enumerate(pieces) if i == 0 or not self._probe.same_gradient(pieces[i - 1], p)]
+                self._probe.fill(line, first, [()] * len(first))
+                for prev, p in zip(pieces[:-1], pieces[1:]):
+                    if p.f is None:
+                        self._probe.fill(line, [p], [(prev,)])
+        kinks = []
+        for j, left, right in zip(alone, read[::2], read[1::2]):
+            if not along(j, left, right):
                 continue  # no kink, or not the surface's alone: the search works this gap
-            # where the row puts it: the sides confirm that the row switches between them (gradient mode: within the
-            # row's own error; their 4x would compound line by line); with values, within the sides' 2^-30
-            kinks.append(Kink(line, t[j], left, right, delta[j] / 4 if not values else delta[j]))
-            across.add(id(right))
-        if values:  # a value for the first piece of each run of equal gradients not across a kink read here, the
-            # others from their left neighbour's line (across a kink: continuous there, on its own slope after it)
-            asked = [p for i, p in enumerate(pieces)
-                     if i == 0 or (id(p) not in across and not self._probe.same_gradient(pieces[i - 1], p))]
-            self._probe.fill(line, asked, [()] * len(asked))
-            for prev, p in zip(pieces[:-1], pieces[1:]):
-                if p.f is None and id(p) in across:
-                    k = next(k for k in kinks if k.right is p)
-                    p.f = self._probe.value_on(prev, k.t, line) + float(p.g @ line.v) * (p.t - k.t)
-                elif p.f is None:
-                    self._probe.fill(line, [p], [(prev,)])
+            if not values:  # where the row puts it, within its own error (the sides confirm the row switches there;
+                kinks.append(Kink(line, t[j], left, right, delta[j] / 4))  # their 4x would compound line by line)
+                continue
+            guess = self._probe.locate(left, right, line)
+            if guess is not None and left.t < guess[0] < right.t:
+                kinks.append(Kink(line, guess[0], left, right, delta[j]))
         return kinks, pieces
 
     def _known_kinks(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
