@@ -489,11 +489,27 @@ class _GradientFirstProbe(LazyValueGradientProbe):
 
     same = ValueGradientProbe.same
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._anchors: dict[bytes, Piece] = {}  # points read in full that many lines start from (bit for bit)
+
+    def anchor(self, x: np.ndarray, piece: Piece) -> None:
+        """Remember the gradient and value read at x: a later line starting there takes them with no query."""
+        if piece.f is not None:
+            self._anchors[np.asarray(x, dtype=np.float64).tobytes()] = piece
+
+    def read(self, line: Line, ts, kinds: tuple[str, ...] | None = None) -> list[Piece]:
+        ts = [float(t) for t in ts]
+        known = [self._anchors.get(line.at(t).tobytes()) if t == 0.0 else None for t in ts]
+        asked = iter(super().read(line, [t for t, q in zip(ts, known) if q is None], kinds))
+        return [next(asked) if q is None else Piece(t, q.g, q.f, q.y, q.err) for t, q in zip(ts, known)]
+
     def fill(self, line: Line, pieces: list[Piece], neighbours: list[tuple[Piece, ...]]) -> list[Piece]:
         points = self.points
-        out = super().fill(line, pieces, neighbours)
+        todo = [(p, near) for p, near in zip(pieces, neighbours) if p.f is None]  # an anchor's value is known
+        super().fill(line, [p for p, _ in todo], [near for _, near in todo])
         self.points = points
-        return out
+        return pieces
 
 
 
@@ -1346,7 +1362,7 @@ class ReluAttack(Attack):
     def _segment(self, A, a, Z, z, xc: np.ndarray, corner: int | None) -> tuple[Line, float, float]:
         """A segment inside the region, clipped where a known neuron would switch (Carlini et al.'s restriction to one
         activation pattern).  One known layer of full row rank: the region is the whole positive orthant of its
-        coordinates y, and ``corner`` i runs from near the corner y = s e_i to the diagonal y = s 1 (a hyperplane
+        coordinates y, and ``corner`` i runs from the diagonal y = s 1 to near the corner y = s e_i (a hyperplane
         w.y + b = 0 with weights of both signs and b small separates the two ends for some i, so the corners meet
         every neuron that can switch there).  Otherwise a chord of the region through a random interior point along
         a random direction of y (its least-norm preimage in x)."""
@@ -1354,8 +1370,8 @@ class ReluAttack(Attack):
         h = len(yc)
         scale = float(np.mean(np.abs(yc)))
         U = self._known._pinv.T if len(self._known.layers) == 1 and self._known._pinv is not None else None
-        if corner is not None and U is not None:
-            ys = [scale * (h * np.eye(h)[corner] + 0.01), scale * np.ones(h)]
+        if corner is not None and U is not None:  # from the diagonal (the same point, bit for bit: read once)
+            ys = [scale * np.ones(h), scale * (h * np.eye(h)[corner] + 0.01)]
             x0 = xc + U @ (ys[0] - yc)
             line = Line(x0, U @ (ys[1] - ys[0]))
             span = (0.0, 1.0)
@@ -1417,6 +1433,8 @@ class ReluAttack(Attack):
             found, pieces = critical_points(self._probe, line, lo, hi, pieces=read, known=given,
                                             max_points=self.max_points_per_line)
             self._segment_log.setdefault(key, []).append((line, lo, hi, np.array([k.t for k in found])))
+            if lo == 0.0 and isinstance(self._probe, _GradientFirstProbe):  # a corner's segment starts at the
+                self._probe.anchor(line.x0, pieces[0])  # diagonal, as the next ones do
             self._kinks += found
             self._samples += [(line.at(q.t), q) for q in pieces]
             kinks += found
