@@ -485,7 +485,8 @@ class _GradientFirstProbe(LazyValueGradientProbe):
     """value+gradient mode: a kink confirmed by the gradients on both sides, a gradient first and a value only for
     a new piece (a point whose gradient is a neighbouring piece's takes its value from that piece's line), the right
     side read only where the left one passed (:class:`LazyValueGradientProbe`); pieces told apart by gradients and
-    values.  The value of a point already read is no new point."""
+    values.  The value of a point already read is no new point; a point anchored (read in full, e.g. the diagonal
+    every corner segment of the region starts from) is answered again with no query."""
 
     same = ValueGradientProbe.same
 
