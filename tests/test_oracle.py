@@ -201,6 +201,17 @@ def test_ledger_counts_inputs_times_kinds(batches):
     assert o.ledger.total() == sum(n * len(k) for n, k in batches)
 
 
+def test_a_recharged_verification_counts_as_the_attacks_and_the_total_stays():
+    o = local_oracle(RELU2)
+    o.query(np.zeros((3, 6)), ("value",))
+    with o.ledger.phase("verify"):
+        o.query(np.zeros((5, 6)), ("value", "gradient"))
+    o.ledger.recharge(("value", "gradient"), 2, "verify", "attack")
+    doc = o.ledger.to_dict()
+    assert doc["by_kind"] == {"value": 5, "gradient": 2} and doc["verify"]["by_kind"] == {"value": 3, "gradient": 3}
+    assert doc["total"] == 7 and doc["all_phases_total"] == 13
+
+
 @settings(max_examples=30, deadline=None)
 @given(budget=st.integers(0, 30), sizes=st.lists(st.integers(1, 8), min_size=1, max_size=8),
        kinds=st.sets(st.sampled_from(CHEAP), min_size=1, max_size=3))

@@ -106,6 +106,13 @@ class Ledger:
             self.counts[self.current_phase][k] += n
         self.evaluations += evaluations
 
+    def recharge(self, kinds: Iterable[str], n: int, source: str, target: str) -> None:
+        """Count n inputs already asked for ``kinds`` in phase ``target`` instead of ``source`` (a verification whose
+        answers an attack went on to use)."""
+        for k in kinds:
+            self.counts[source][k] -= n
+            self.counts[target][k] += n
+
     def to_dict(self) -> dict[str, Any]:
         phases = {ph: {"total": self.total(ph), "by_kind": self.by_kind(ph)} for ph in self.counts if ph != "attack"}
         out = {"total": self.total("attack"), "by_kind": self.by_kind("attack"), "evaluations": self.evaluations}
