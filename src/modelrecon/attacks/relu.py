@@ -733,19 +733,18 @@ class ReluAttack(Attack):
             self._note_incomplete(info, incomplete, problems)
             self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
 
-    def _progress(self, layer: list[_Row], signs: list[int | None]) -> tuple[int, int]:
-        """What lines have given the open layer: its rows, and the orientations resolved."""
-        return len(layer), sum(s is not None for s in signs)
+    def _progress(self, layer: list[_Row], signs: list[int | None]) -> tuple[int, ...]:
+        """What lines have given the open layer: its rows, the orientations resolved, the weights known."""
+        return len(layer), sum(s is not None for s in signs), sum(int(r.support.sum()) for r in layer)
 
     def _stalled(self, layer: list[_Row], signs: list[int | None]) -> bool:
         """Whether more lines cannot help the open layer: the last ``STALL_LINES`` lines drawn for its orientations
-        (those after the first through kinks no row explains) added no row to it and resolved no orientation.  Layers
+        (those after the first through kinks no row explains) added no row or weight to it and resolved no orientation.  Layers
         above the first only (the first's orientations come from the next layer's surfaces: ``_orient_expansive``)."""
         if not self._known.layers:
             return False
-        best, idle = self._idle.get(len(self._known.layers), ((-1, -1), 0))
-        now = self._progress(layer, signs)
-        return now[0] <= best[0] and now[1] <= best[1] and idle >= STALL_LINES
+        best, idle = self._idle.get(len(self._known.layers), ((-1, -1, -1), 0))
+        return all(n <= b for n, b in zip(self._progress(layer, signs), best)) and idle >= STALL_LINES
 
     def _aim(self, layer: list[_Row], signs: list[int | None], rest: list[Kink]) -> np.ndarray | None:
         """Where the next line for the open layer's orientations goes: at random while lines add to it; once one
@@ -754,10 +753,10 @@ class ReluAttack(Attack):
         if not self._known.layers:
             return None
         key = len(self._known.layers)
-        best, idle = self._idle.get(key, ((-1, -1), 0))
+        best, idle = self._idle.get(key, ((-1, -1, -1), 0))
         now = self._progress(layer, signs)
-        idle = idle + 1 if now[0] <= best[0] and now[1] <= best[1] else 0
-        self._idle[key] = ((max(now[0], best[0]), max(now[1], best[1])), idle)
+        idle = idle + 1 if all(n <= b for n, b in zip(now, best)) else 0
+        self._idle[key] = (tuple(max(n, b) for n, b in zip(now, best)), idle)
         return rest[(idle - 1) % len(rest)].x if idle and rest else None
 
     def _not_first_layer(self) -> None:
@@ -2019,7 +2018,7 @@ class ReluAttack(Attack):
         self._region_rows: dict[int, _Rows] = {}
         self._quiet: dict[int, int] = {}
         self._extra_segments: dict[int, int] = {}
-        self._idle: dict[int, tuple[tuple[int, int], int]] = {}  # per open layer: its best progress, lines since
+        self._idle: dict[int, tuple[tuple[int, ...], int]] = {}  # per open layer: its best progress, lines since
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
                                    "region": "input box" if self._inside else "R^d"}
         status, problems = "complete", []
