@@ -579,6 +579,17 @@ def test_a_neuron_active_at_every_sample_is_folded_and_named_never_complete_24_1
     assert r.metrics["worst_output_error_relative"] <= 1e-9  # 10^4 standard normal inputs: where the neuron is on
 
 
+def test_lines_that_add_nothing_to_the_open_layer_stop_and_the_fold_follows_24_10_8_6_2_seed_1():
+    """The neuron active at every sample is never met: lines 3-24 added no row and resolved no orientation of layer 3
+    (2,732 queries, 114 per neuron).  Once two lines in a row (the second through a kink no row explains) add nothing,
+    lines count as spent for that layer: the fold follows after 5 lines, the same verified error, still ``partial``."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=1", "value+gradient")
+    assert r.status == "partial"
+    assert r.details["layers"][-1]["folded"]["neurons"] == 5
+    assert r.details["lines"] <= 6 and r.queries["total"] / 24 <= 45
+    assert r.details["verification"]["value_error"] <= 1e-9
+
+
 def test_rows_of_one_neuron_met_apart_are_merged_40_20_10_10_1_seed_1():
     """Two rows of one neuron first met where fewer than two units were active in common grow apart and were never
     compared again: layer 3 kept 13 rows (3 partial copies of whole ones, orientations open; partial after 24 lines,

@@ -72,6 +72,8 @@ TRACE_POINTS = 1  # far points of a surface checked per try
 # that ends the search (before every corner of the last known layer has its segment)
 SEGMENTS_MIN = 4
 SEGMENTS_QUIET = 3
+# lines in a row that add no row and resolve no orientation of the open layer before lines count as spent there
+STALL_LINES = 2
 TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
 # a verification the attack may go on from is asked in two parts, this many points first: where they already miss,
 # only they are charged to the attack (a neuron active on 1.3% of inputs shows in them with probability 96%)
@@ -693,7 +695,7 @@ class ReluAttack(Attack):
             # the last hidden layer: the outputs are linear in its activations (a few stray kinks, e.g. two neurons
             # switching within one localisation, do not make another layer; the verification has the last word)
             signs, residual = self._final_fit(layer, decisive=not rest)
-            fold = None in signs and self._n_lines >= self.max_lines and self._foldable()
+            fold = None in signs and (self._n_lines >= self.max_lines or self._stalled(layer, signs)) and self._foldable()
             if fold:  # lines spent: a neuron active at every sample, never seen to switch, as a linear map (which
                 # also takes up relu(z) - relu(-z) = z: the orientations come from the kinks, or stay open)
                 fold = self._final_fit(layer, fold=True)[1] <= SAME_ROW
@@ -717,8 +719,8 @@ class ReluAttack(Attack):
                 if self._known.layers and self._more_segments():
                     details["layers"].pop()
                     continue
-                if self._n_lines < self.max_lines:
-                    self._search()
+                if self._n_lines < self.max_lines and not self._stalled(layer, signs):
+                    self._search(through=self._aim(layer, signs, rest))
                     details["layers"].pop()
                     continue
                 if rest or given is not None:  # the last layer's are named below, once its dead rows are dropped
@@ -751,6 +753,32 @@ class ReluAttack(Attack):
                 return out_W, out_b, bias_known
             self._note_incomplete(info, incomplete, problems)
             self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
+
+    def _progress(self, layer: list[_Row], signs: list[int | None]) -> tuple[int, ...]:
+        """What lines have given the open layer: its rows, the orientations resolved, the weights known."""
+        return len(layer), sum(s is not None for s in signs), sum(int(r.support.sum()) for r in layer)
+
+    def _stalled(self, layer: list[_Row], signs: list[int | None]) -> bool:
+        """Whether more lines cannot help the open layer: the last ``STALL_LINES`` lines drawn for its orientations
+        (those after the first through kinks no row explains) added no row or weight to it and resolved no orientation.  Layers
+        above the first only (the first's orientations come from the next layer's surfaces: ``_orient_expansive``)."""
+        if not self._known.layers:
+            return False
+        best, idle = self._idle.get(len(self._known.layers), ((-1, -1, -1), 0))
+        return all(n <= b for n, b in zip(self._progress(layer, signs), best)) and idle >= STALL_LINES
+
+    def _aim(self, layer: list[_Row], signs: list[int | None], rest: list[Kink]) -> np.ndarray | None:
+        """Where the next line for the open layer's orientations goes: at random while lines add to it; once one
+        added nothing, through a kink no row explains (its neuron, met there once, is met again: a neuron active
+        almost everywhere is met only far out, e.g. 100-64x3-10's layer-3 neuron 18).  Layers above the first only."""
+        if not self._known.layers:
+            return None
+        key = len(self._known.layers)
+        best, idle = self._idle.get(key, ((-1, -1, -1), 0))
+        now = self._progress(layer, signs)
+        idle = idle + 1 if all(n <= b for n, b in zip(now, best)) else 0
+        self._idle[key] = (tuple(max(n, b) for n, b in zip(now, best)), idle)
+        return rest[(idle - 1) % len(rest)].x if idle and rest else None
 
     def _not_first_layer(self) -> None:
         """Before the peel starts again from the first layer: a kink on a recovered deeper neuron's surface (and on no
@@ -2041,6 +2069,7 @@ class ReluAttack(Attack):
         self._region_rows: dict[int, _Rows] = {}
         self._quiet: dict[int, int] = {}
         self._extra_segments: dict[int, int] = {}
+        self._idle: dict[int, tuple[tuple[int, ...], int]] = {}  # per open layer: its best progress, lines since
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
                                    "region": "input box" if self._inside else "R^d"}
         status, problems = "complete", []
