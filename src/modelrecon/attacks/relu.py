@@ -760,8 +760,9 @@ class ReluAttack(Attack):
 
     def _stalled(self, layer: list[_Row], signs: list[int | None]) -> bool:
         """Whether more lines cannot help the open layer: the last ``STALL_LINES`` lines drawn for its orientations
-        (those after the first through kinks no row explains) added no row or weight to it and resolved no orientation.  Layers
-        above the first only (the first's orientations come from the next layer's surfaces: ``_orient_expansive``)."""
+        (those after the first through kinks no row explains) added no row or weight to it and resolved no
+        orientation.  Layers above the first only (the first's orientations come from the next layer's surfaces:
+        ``_orient_expansive``)."""
         if not self._known.layers:
             return False
         best, idle = self._idle.get(len(self._known.layers), ((-1, -1, -1), 0))
@@ -1504,12 +1505,12 @@ class ReluAttack(Attack):
     def _predicted_kinks(self, line: Line, lo: float, hi: float, A, a, seen: _Rows) -> tuple[list[Kink], list[Piece]]:
         """The kinks of the region's rows met on two segments already (with values, and a kink at 2/3 of the searched
         segments' crossings of their planes at least: a deeper neuron's piece met twice in one cell is not), where
-        their planes cross this segment (computed, no query): the two sides of each predicted crossing are read (2 points, a gradient each; a value only for a
-        new piece), and a jump along the row's normal between them is its kink, as a confirmed guess of the search
-        is; the segment's ends too.  The search then only works the gaps between them that still hold a change.  With
-        values the two sides are 2^-30 of the segment apart and the kink is where the pieces' lines meet; with
-        gradients only, the sides are 4 x the row's own error (``_row_errors``, over its rate along the segment) from
-        the predicted crossing, and the kink is there, within that error."""
+        their planes cross this segment (computed, no query): the two sides of each predicted crossing are read
+        (2 points, a gradient each; a value only for a new piece), and a jump along the row's normal between them is
+        its kink, as a confirmed guess of the search is; the segment's ends too.  The search then only works the gaps
+        between them that still hold a change.  With values the two sides are 2^-30 of the segment apart and the kink
+        is where the pieces' lines meet; with gradients only, the sides are 4 x the row's own error (``_row_errors``,
+        over its rate along the segment) from the predicted crossing, and the kink is there, within that error."""
         rows = [r for r in seen.rows if len(r.segments) >= 2]
         if "value" in self._probe.kinds:  # a deeper neuron's piece met twice, crossed elsewhere without a kink, is not
             self._hit_rates(rows)  # predicted (with gradients only a wrong prediction costs 2 points, a search ~30)
