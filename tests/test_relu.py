@@ -95,7 +95,9 @@ def test_cli_attack_relu_writes_json(tmp_path):
     res = CliRunner().invoke(app, ["attack", "relu", "--mode", "gradient", "--target", "builtin:deep?d=8&widths=16,8,1&seed=0",
                                    "--json", str(out)])
     doc = json.loads(out.read_text())
-    assert doc["status"] != "complete" and doc["details"]["verification"]["points"] == 4096
+    check = doc["details"]["verification"]
+    assert check["points"] == 4096 and doc["details"]["verifications_missed"] >= 1
+    assert (doc["status"] == "complete") == (check["gradient_error"] <= check["tolerance"])
 
 
 def test_zoo_deep_entry_builds_as_carlini():
@@ -618,11 +620,15 @@ def test_layer_three_neuron_on_only_far_out_is_found_and_completed_20_10_8_8_1()
 def test_a_neuron_no_line_met_is_caught_by_the_verification_8_16_8_1_gradient():
     # a second-layer neuron active on 0.42% of the inputs, met by no line: the 256 points verified before let gradient
     # mode read `complete` with a model 2.3e-2 off; 4096 fresh points catch it (failed, never complete).  The attack
-    # now goes on from the refuted verification and meets the neuron, but does not make it a row: partial, residual
+    # now goes on from the refuted verification and meets the neuron: `complete` only where that holds over 10^4 inputs
+    # (lines through the kinks no row explains make it a row; with other rounding it can stay partial, its residual)
     target, r = _run("builtin:deep?d=8&widths=16,8,1&seed=0", "gradient")
-    assert r.status == "partial" and "residual on 4096 fresh points" in r.message
     assert r.details["verification"]["points"] == 4096 and r.details["verifications_missed"] >= 1
-    assert r.metrics["worst_output_error_relative"] > 1e-3
+    if r.status == "complete":
+        assert r.metrics["worst_output_error_relative"] <= 1e-9
+    else:
+        assert r.status == "partial" and "residual on 4096 fresh points" in r.message
+        assert r.metrics["worst_output_error_relative"] > 1e-3
 
 
 def test_a_kink_met_at_a_grazing_angle_is_on_the_recovered_neuron_within_its_own_error():
