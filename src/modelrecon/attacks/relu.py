@@ -1089,9 +1089,7 @@ class ReluAttack(Attack):
         (``_search_short``, from the ends read)."""
         ends: list[Piece] = []
         if "value" in self._probe.kinds:
-            ends = self._probe.glance(line, [-1.0, 1.0])
-            self._probe.fill(line, ends[:1], [()])
-            self._probe.fill(line, ends[1:], [(ends[0],)])
+            ends = self._read_ends(line, -1.0, 1.0)
             kink = self._kink_between(row, line, *ends)
             if kink is not None:
                 self._kinks.append(kink)
@@ -1118,6 +1116,13 @@ class ReluAttack(Attack):
             return kink
         self._known.memo.pop(("pulled", id(kink)), None)  # not kept: its id may be taken by another kink
         return None
+
+    def _read_ends(self, line: Line, lo: float, hi: float) -> list[Piece]:
+        """A line's two ends: a gradient each, a value for the first, for the second only where it starts a new piece."""
+        ends = self._probe.glance(line, [lo, hi])
+        self._probe.fill(line, ends[:1], [()])
+        self._probe.fill(line, ends[1:], [(ends[0],)])
+        return ends
 
     def _search_short(self, line: Line, ends: list[Piece] | None = None) -> None:
         """A targeted search: every kink of the line on [-1, 1], the known neurons' read at their predicted
@@ -1487,10 +1492,8 @@ class ReluAttack(Attack):
             if hi - lo <= 0:
                 continue
             given, read = self._predicted_kinks(line, lo, hi, A, a, seen)
-            if not read:  # the ends: a value for the second only where it starts a new piece
-                read = self._probe.glance(line, [lo, hi])
-                self._probe.fill(line, read[:1], [()])
-                self._probe.fill(line, read[1:], [(read[0],)])
+            if not read:
+                read = self._read_ends(line, lo, hi)
             found, pieces = critical_points(self._probe, line, lo, hi, pieces=read, known=given,
                                             max_points=self.max_points_per_line)
             self._segment_log.setdefault(key, []).append((line, lo, hi, np.array([k.t for k in found])))
@@ -1564,20 +1567,24 @@ class ReluAttack(Attack):
             size = float(np.linalg.norm(jump))
             return size > 0 and np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) <= SAME_ROW * size
 
+        def fill(across: dict) -> list[Piece]:  # a value for the first piece of each run of equal gradients (but
+            # across a crossing in ``across``: continuous there, on its own slope after it), the others from its line
+            first = [p for i, p in enumerate(pieces) if id(p) not in across
+                     and (i == 0 or not self._probe.same_gradient(pieces[i - 1], p))]
+            self._probe.fill(line, first, [()] * len(first))
+            for prev, p in zip(pieces[:-1], pieces[1:]):
+                if p.f is not None:
+                    continue
+                if id(p) in across:
+                    left, tj = across[id(p)]
+                    p.f = self._probe.value_on(left, tj, line) + float(p.g @ line.v) * (p.t - tj)
+                else:
+                    self._probe.fill(line, [p], [(prev,)])
+            return first
+
         across = {id(right): (left, t[j]) for j, left, right in zip(alone, read[::2], read[1::2])
                   if values and right.f is None and along(j, left, right)}
-        # a value for the first piece of each run of equal gradients, the others from its line
-        first = [p for i, p in enumerate(pieces) if id(p) not in across
-                 and (i == 0 or not self._probe.same_gradient(pieces[i - 1], p))]
-        self._probe.fill(line, first, [()] * len(first))
-        for prev, p in zip(pieces[:-1], pieces[1:]):
-            if p.f is not None:
-                continue
-            if id(p) in across:
-                left, tj = across[id(p)]
-                p.f = self._probe.value_on(left, tj, line) + float(p.g @ line.v) * (p.t - tj)
-            else:
-                self._probe.fill(line, [p], [(prev,)])
+        first = fill(across)
         ends_, dep, asked_ids = [], False, {id(p) for p in first}
         for i, p in enumerate(pieces):  # the end of each run of values that follow from a crossing's
             follows = id(p) in across or (dep and id(p) not in asked_ids and self._probe.same_gradient(pieces[i - 1], p))
@@ -1591,11 +1598,7 @@ class ReluAttack(Attack):
             if any(abs(a.f - p.f) > self._probe._value_tol(a, p, line) for a, p in zip(asked, ends_)):
                 for p in pieces:
                     p.f = None
-                first = [p for i, p in enumerate(pieces) if i == 0 or not self._probe.same_gradient(pieces[i - 1], p)]
-                self._probe.fill(line, first, [()] * len(first))
-                for prev, p in zip(pieces[:-1], pieces[1:]):
-                    if p.f is None:
-                        self._probe.fill(line, [p], [(prev,)])
+                fill({})
         kinks = []
         for j, left, right in zip(alone, read[::2], read[1::2]):
             if not along(j, left, right):
