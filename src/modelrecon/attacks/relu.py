@@ -79,6 +79,11 @@ TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuro
 # only they are charged to the attack (a neuron active on 1.3% of inputs shows in them with probability 96%)
 VERIFY_FIRST = 256
 VERIFY_RETRIES = 2  # verifications that missed, each followed by a line through its worst point
+# a fold's far probes (``_unfold``): rays per output and sign of its pass-through part, radii in frame radii, and
+# the tries per layer (each a round of probes and, where one misses, two lines)
+UNFOLD_RAYS = 2
+UNFOLD_RADII = (16.0, 1024.0)
+UNFOLD_TRIES = 2
 
 
 def relu_network(layers: list[tuple[np.ndarray, np.ndarray]]) -> nn.Sequential:
@@ -608,10 +613,12 @@ class ReluAttack(Attack):
         centre, _ = self._frame
         return float(np.linalg.norm(line.x0 - centre) / np.linalg.norm(line.v))
 
-    def _search(self, through: np.ndarray | None = None) -> None:
+    def _search(self, through: np.ndarray | None = None, along: np.ndarray | None = None) -> None:
         line = self._new_line()
         if through is not None:
             line.x0 = np.asarray(through, dtype=np.float64)
+        if along is not None:
+            line.v = np.asarray(along, dtype=np.float64)
         extent = self._extent(line)
         predict = self._known_kinks if "value" in self._probe.kinds else self._first_layer_crossings
         kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line,
@@ -641,7 +648,8 @@ class ReluAttack(Attack):
         """Peel layers from the first until every kink lies on a recovered neuron; the output layer then.  None when
         a layer has no neuron; new lines or targeted searches as rows are incomplete or orientations unresolved."""
         while True:
-            unexplained = [k for k in self._kinks if not self._on_known(k, self._known.layers)]
+            unexplained = [k for k in self._kinks if self._far.get(id(k), 0) <= len(self._known.layers)
+                           and not self._on_known(k, self._known.layers)]
             if self._known.layers:  # layer l >= 2: whole rows from kinks where every known neuron is active
                 unexplained += self._search_region()
             given = self._expansive_rows(unexplained) if len(self._known.layers) == 1 else None
@@ -658,6 +666,8 @@ class ReluAttack(Attack):
             for r in rows:
                 if r.traced is None and (len(r.kinks) >= 2 or not self._known.layers):
                     r.traced = self._trace(r)
+                if not r.traced and any(id(k) in self._unfolded for k, _ in r.kinks):
+                    r.traced = True  # the fold's row, its kink's jump along it (``_unfold``)
             layer = self._independent([r for r in rows if r.traced])
             if self._known.layers:
                 layer = self._drop_deeper(self._independent_rows(layer))
@@ -715,6 +725,7 @@ class ReluAttack(Attack):
                     signs = self._orient_expansive(W, b, rest, signs, info)
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
             details["layers"].append(info)
+            n_problems = len(problems)
             if info["orientation_unresolved"]:  # on the last layer too: another line may show its neurons
                 if self._known.layers and self._more_segments():
                     details["layers"].pop()
@@ -734,6 +745,11 @@ class ReluAttack(Attack):
                     W, b, errors = np.vstack([W, np.eye(f)]), np.append(b, np.zeros(f)), np.append(errors, np.zeros(f))
                     signs, unresolved = signs + [1] * f, unresolved + [False] * f
                 out_W, out_b, bias_known = self._output_layer(signs, W, b, fold=f)
+                if fold and self._unfold(W * np.array(signs)[:, None], b * np.array(signs), out_W, out_b, f, errors,
+                                         unresolved):
+                    details["layers"].pop()  # the folded neuron met far out: the layer peeled again with it
+                    del problems[n_problems:]
+                    continue
                 # a row no output depends on (a neuron counted twice, or one whose every path is cut) goes
                 live = np.abs(out_W).max(axis=0) > SAME_ROW * max(float(np.abs(out_W).max()), np.finfo(float).tiny)
                 if not live.all():
@@ -935,6 +951,161 @@ class ReluAttack(Attack):
                         "explains (as a neuron active at every sample, never seen to switch, gives), folded in; that "
                         "neuron's own row is not recovered, and the model holds only where the part is linear")
 
+    def _unfold(self, W: np.ndarray, b: np.ndarray, out_W: np.ndarray, out_b: np.ndarray, f: int,
+                errors: np.ndarray, unresolved: list[bool]) -> bool:
+        """Test a fold (``_peel``) where it would fail, and meet the folded neuron there.  Its pass-through part (the
+        outputs' weights on the layer below, ``out_W[:, -f:]``) is the folded neuron's row times its output weight,
+        plus multiples of the layer's other rows; far out along a ray where that part falls fastest (or rises: the
+        weight's sign is unknown) the neuron may turn off.  The rays come from the known layers alone (``_rays``; no
+        query); one gradient at each ray's far points is compared with the folded model's.  Where one misses,
+        something the model lacks switched between the box and there: a line through that point along its ray (back
+        past the box) meets it, and a line through each new kink no row explains meets its neuron again (two kinks
+        of one neuron make a row).  True where lines were searched (the layer is peeled again); False where every far
+        point agrees (the fold stays, ``partial``), fewer than 2 lines are left or lines may not leave the box."""
+        key = len(self._known.layers)
+        tries = self._unfold_tries.get(key, 0)
+        if self._inside or tries >= UNFOLD_TRIES or self._n_lines + 2 > self.max_lines:  # its line, and one more
+            return False
+        self._unfold_tries[key] = tries + 1
+        rng = np.random.default_rng([self.seed, 2, tries])  # its own draws: the lines' stream stays as without it
+        rays = np.array([u for c in self._folded_rows(W, out_W, f, unresolved, rng) for sign in (1.0, -1.0)
+                         for u in self._rays(sign * c, rng)])
+        if not len(rays):
+            return False
+        centre, width = self._frame
+        layers = self._known.layers + [(W, b), (out_W, out_b)]
+
+        def misses(X):  # where the folded model's gradient is not the target's (a gradient each)
+            got = self._probe.ask(X, (self._probe.grad_kind,))
+            ok, _, worst = self._compare(layers, True, X, {self._probe.grad_kind: got["g"]})
+            return None if ok else int(np.argmin(np.linalg.norm(X - worst, axis=1)))
+
+        on = 0.0  # radii in frame radii: where the model holds (the box's centre), where it was seen to miss
+        for radius in UNFOLD_RADII:
+            i = misses(centre + radius * math.sqrt(self._d) * width * rays)
+            if i is not None:
+                break
+            on = radius
+        else:
+            return False
+        u, off = rays[i] * math.sqrt(self._d) * width, radius
+        while off > 2 * max(on, 1.0):  # narrowed to a factor of 2 (1 where the model held only at the centre)
+            mid = math.sqrt(off * max(on, 1.0)) if on else off / 4
+            if misses(centre + mid * u[None]) is None:
+                on = mid
+            else:
+                off = mid
+        n = len(self._kinks)  # a line from where the model holds to where it misses: the thing missed in between
+        self._search(through=centre + (on + off) / 2 * u, along=(off - on) / 2 * u)
+        rows, row_errors = self._known.layers + [(W[:-f], b[:-f])], self._known.errors + [errors[:-f]]
+        new = [k for k in self._kinks[n:] if not self._on_known(k, rows, row_errors)]
+        for k in new[:max(0, self.max_lines - self._n_lines)]:
+            self._search(through=k.x)
+        if len(out_W) > 1:  # the folded neuron's row is known from the fold: its kink, where the jump is along it
+            rows = self._folded_rows(W, out_W, f, unresolved, np.random.default_rng([self.seed, 2, tries]))
+            for k in self._kinks[n:]:
+                c = self._along_folded(k, rows)
+                if c is not None:
+                    self._unfolded[id(k)] = (key, c)
+        for k in self._kinks[n:]:  # met far out, where the cells are wide cones: a deeper neuron's piece there passes
+            self._far[id(k)] = key  # a lower layer's trace (cause 2 of "Seeds"), so they serve this layer and deeper
+        return True
+
+    def _folded_rows(self, W: np.ndarray, out_W: np.ndarray, f: int, unresolved: list[bool],
+                     rng: np.random.Generator) -> np.ndarray:
+        """The folded neuron's row on the layer below, up to scale, from the fold's output weights.  Output k's
+        pass-through part is v_k w (w the folded neuron's row, v_k its output weight) minus the open rows r whose true
+        orientation is the other one, each times its fitted weight on relu(z_r) (relu(-z) = relu(z) - z, and z is
+        linear in the layer below).  The set of such open rows that makes the outputs' parts parallel (two outputs
+        or more) gives w: the right singular vectors of the parts that carry weight there (one folded neuron: one).
+        Every set is tried up to 12 open rows; beyond, sets one flip from the best so far, from random starts (a set
+        that makes the parts parallel to SAME_ROW ends the search).  With one output nothing tells the sets apart:
+        each set's part is a candidate (up to 3 open rows, else the part as fitted)."""
+        n = len(unresolved) - f
+        opened = np.flatnonzero(np.array(unresolved[:n], bool))
+        M, alpha, rows = out_W[:, n:], out_W[:, opened], W[opened]
+
+        def part(c):
+            return M + alpha[:, list(c)] @ rows[list(c)]
+
+        if len(M) == 1:
+            sets = [()] if len(opened) > 3 else \
+                [c for k in range(len(opened) + 1) for c in itertools.combinations(range(len(opened)), k)]
+            return np.array([part(c)[0] for c in sets])
+
+        def spread(c):  # how far the outputs' parts are from parallel
+            sv = np.linalg.svd(part(c), compute_uv=False)
+            return sv[1] / max(sv[0], np.finfo(float).tiny)
+
+        if len(opened) <= 12:
+            best = min((c for k in range(len(opened) + 1) for c in itertools.combinations(range(len(opened)), k)),
+                       key=spread)
+        else:
+            best, least = (), spread(())
+            for start in range(32):
+                c = set(np.flatnonzero(rng.random(len(opened)) < 0.5)) if start else set()
+                now = spread(tuple(c))
+                while True:
+                    now_, flip = min((spread(tuple(c ^ {i})), i) for i in range(len(opened)))
+                    if now_ >= now:
+                        break
+                    c ^= {flip}
+                    now = now_
+                if now < least:
+                    best, least = tuple(sorted(c)), now
+                if least <= SAME_ROW:
+                    break
+        _, sv, Vt = np.linalg.svd(part(best), full_matrices=False)
+        return Vt[sv > SAME_ROW * sv[0]]
+
+    def _along_folded(self, k: Kink, rows: np.ndarray) -> np.ndarray | None:
+        """The folded neuron's row (of ``rows``, from ``_folded_rows``) whose input gradient at the kink is along the
+        kink's jump (at least 2 units active below, and a jump off every known neuron's), or None."""
+        if self._on_known(k, self._known.layers):
+            return None
+        zs = [z[0] for z in self._known.pre(k.x[None])]
+        top = zs[-1] > 0
+        if top.sum() < 2:
+            return None
+        G = self._known.cell_gradients(k.x, zs)[-1] * top[:, None]
+        for c in rows:
+            normal = G.T @ c
+            size = np.linalg.norm(normal) * np.linalg.norm(k.jump)
+            if size > 0 and abs(float(normal @ k.jump)) >= (1 - SAME_ROW) * size:
+                return c
+        return None
+
+    def _rays(self, c: np.ndarray, rng: np.random.Generator, samples: int = 1024, steps: int = 32) -> list[np.ndarray]:
+        """Unit directions u along which c . a(t u) grows far out, a the known layers' top activations (``UNFOLD_RAYS``
+        of them; no query).  Far out the biases vanish: a(t u) = t G u in u's cell (the known layers without biases);
+        from the best of random directions, the cell's own best direction G^T c is taken while it does better."""
+        def ray(U):  # a(u) without biases, and each one's Jacobian
+            A, G = U, np.broadcast_to(np.eye(self._d), (len(U), self._d, self._d))
+            for Wl, _ in self._known.layers:
+                Z = A @ Wl.T
+                on = Z > 0
+                A, G = Z * on, (Wl[None] * on[:, :, None]) @ G
+            return A, G
+
+        U = rng.normal(size=(samples, self._d))
+        U /= np.linalg.norm(U, axis=1, keepdims=True)
+        values = ray(U)[0] @ c
+        rays: list[np.ndarray] = []
+        for i in np.argsort(-values)[:4 * UNFOLD_RAYS]:
+            u, value = U[i], values[i]
+            for _ in range(steps):
+                g = ray(u[None])[1][0].T @ c
+                if not np.linalg.norm(g) > 0:
+                    break
+                step = g / np.linalg.norm(g)
+                better = float(ray(step[None])[0][0] @ c)
+                if better <= value * (1 + 1e-12):
+                    break
+                u, value = step, better
+            if value > 0 and not any(np.allclose(u, r, rtol=0.0, atol=1e-9) for r in rays):
+                rays.append(u)
+        return rays[:UNFOLD_RAYS]
+
     def _note_incomplete(self, info: dict[str, Any], incomplete: list[int], problems: list[str]) -> None:
         if incomplete:
             info["rows_incomplete"] = incomplete
@@ -998,7 +1169,12 @@ class ReluAttack(Attack):
             x = k.x
             zs = [z[0] for z in known.pre(x[None])]
             u, resid = known.pullback(k.jump, zs)
+            layer, folded = self._unfolded.get(id(k), (None, None))
+            if layer == len(known.layers):  # a folded neuron's kink: its whole row from the fold (``_unfold``)
+                u, resid = folded, 0.0
             support = zs[-1] > 0 if zs else np.ones(known.width, bool)
+            if layer == len(known.layers):
+                support = np.ones(known.width, bool)
             if resid > SAME_ROW:  # the jump is not a combination of the known layer's active units
                 self._inconsistent += 1
                 known.memo[key] = None
@@ -2074,6 +2250,9 @@ class ReluAttack(Attack):
         self._quiet: dict[int, int] = {}
         self._extra_segments: dict[int, int] = {}
         self._idle: dict[int, tuple[tuple[int, ...], int]] = {}  # per open layer: its best progress, lines since
+        self._unfold_tries: dict[int, int] = {}  # per layer: rounds of a fold's far probes (``_unfold``)
+        self._unfolded: dict[int, tuple[int, np.ndarray]] = {}  # kinks of a folded neuron: layer count, its row
+        self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
                                    "region": "input box" if self._inside else "R^d"}
         status, problems = "complete", []
@@ -2099,8 +2278,9 @@ class ReluAttack(Attack):
                         continue
                     problems.append(f"{len(self._stray)} kinks lie on no recovered neuron's surface (a neuron "
                                     "seen but not recovered)")
-                if problems or self._n_lines >= self.max_lines:
-                    break
+                folded = any("folded" in info for info in details["layers"])
+                if (problems and not folded) or self._n_lines >= self.max_lines:
+                    break  # (a fold is checked too: where its neuron does switch, a line through the miss meets it)
                 ok, _, worst = self._verify(self._known.layers + [(out_W, out_b)], bias_known, self.checks, "attack")
                 if ok and retries < VERIFY_RETRIES and self._n_lines < self.max_lines:
                     verified = self._verify(self._known.layers + [(out_W, out_b)], bias_known, self.verify, "verify",
