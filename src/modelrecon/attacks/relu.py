@@ -968,8 +968,8 @@ class ReluAttack(Attack):
             return False
         self._unfold_tries[key] = tries + 1
         rng = np.random.default_rng([self.seed, 2, tries])  # its own draws: the lines' stream stays as without it
-        rays = np.array([u for c in self._folded_rows(W, out_W, f, unresolved, rng) for sign in (1.0, -1.0)
-                         for u in self._rays(sign * c, rng)])
+        folded = self._folded_rows(W, out_W, f, unresolved, rng)
+        rays = np.array([u for c in folded for sign in (1.0, -1.0) for u in self._rays(sign * c, rng)])
         if not len(rays):
             return False
         centre, width = self._frame
@@ -1002,9 +1002,8 @@ class ReluAttack(Attack):
         for k in new[:max(0, self.max_lines - self._n_lines)]:
             self._search(through=k.x)
         if len(out_W) > 1:  # the folded neuron's row is known from the fold: its kink, where the jump is along it
-            rows = self._folded_rows(W, out_W, f, unresolved, np.random.default_rng([self.seed, 2, tries]))
             for k in self._kinks[n:]:
-                c = self._along_folded(k, rows)
+                c = self._along_folded(k, folded)
                 if c is not None:
                     self._unfolded[id(k)] = (key, c)
         for k in self._kinks[n:]:  # met far out, where the cells are wide cones: a deeper neuron's piece there passes
@@ -1077,28 +1076,37 @@ class ReluAttack(Attack):
 
     def _rays(self, c: np.ndarray, rng: np.random.Generator, samples: int = 1024, steps: int = 32) -> list[np.ndarray]:
         """Unit directions u along which c . a(t u) grows far out, a the known layers' top activations (``UNFOLD_RAYS``
-        of them; no query).  Far out the biases vanish: a(t u) = t G u in u's cell (the known layers without biases);
-        from the best of random directions, the cell's own best direction G^T c is taken while it does better."""
-        def ray(U):  # a(u) without biases, and each one's Jacobian
-            A, G = U, np.broadcast_to(np.eye(self._d), (len(U), self._d, self._d))
+        of them; no query).  Far out the biases vanish: a(t u) = t a(u) with the known layers without biases, linear in
+        u's cell; from the best of random directions, the cell's own best direction (the gradient of c . a there) is
+        taken while it does better."""
+        def ray(U):  # a(u) without biases
             for Wl, _ in self._known.layers:
-                Z = A @ Wl.T
-                on = Z > 0
-                A, G = Z * on, (Wl[None] * on[:, :, None]) @ G
-            return A, G
+                U = np.maximum(U @ Wl.T, 0.0)
+            return U
+
+        def gradient(u):  # of c . a(u) in u's cell (no biases)
+            ons, a = [], u
+            for Wl, _ in self._known.layers:
+                z = Wl @ a
+                ons.append(z > 0)
+                a = z * ons[-1]
+            g = c
+            for (Wl, _), on in zip(reversed(self._known.layers), reversed(ons)):
+                g = Wl.T @ (g * on)
+            return g
 
         U = rng.normal(size=(samples, self._d))
         U /= np.linalg.norm(U, axis=1, keepdims=True)
-        values = ray(U)[0] @ c
+        values = ray(U) @ c
         rays: list[np.ndarray] = []
         for i in np.argsort(-values)[:4 * UNFOLD_RAYS]:
             u, value = U[i], values[i]
             for _ in range(steps):
-                g = ray(u[None])[1][0].T @ c
+                g = gradient(u)
                 if not np.linalg.norm(g) > 0:
                     break
                 step = g / np.linalg.norm(g)
-                better = float(ray(step[None])[0][0] @ c)
+                better = float(ray(step[None])[0] @ c)
                 if better <= value * (1 + 1e-12):
                     break
                 u, value = step, better
