@@ -68,6 +68,7 @@ NETWORKS = [
     ("784-128-1", "builtin:deep?d=784&widths=128,1&seed=0", "2^21.5 (paper, ~100k params)"),
     ("784-16x2-1", "builtin:deep?d=784&widths=16,16,1&init=random&seed=0", ""),
     ("784-64x2-1", "builtin:deep?d=784&widths=64,64,1&init=random&seed=0", ""),
+    ("784-64x2-1 s4", "builtin:deep?d=784&widths=64,64,1&init=random&seed=4", ""),
     ("784-256x2-1", "builtin:deep?d=784&widths=256,256,1&init=random&seed=0", ""),
     ("784-256-256-10", "builtin:deep?d=784&widths=256,256,10&init=random&seed=0", ""),
     ("100-64x3-10", "builtin:deep?d=100&widths=64,64,64,10&init=random&seed=0", ""),

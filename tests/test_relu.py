@@ -775,6 +775,52 @@ def test_region_corner_segments_start_at_the_diagonal_read_once_20_10_8_8_1(monk
     assert r.queries["total"] / 26 <= 30
 
 
+def test_values_asked_past_read_crossings_feed_the_output_fit_784_64x2_1_seed_4(monkeypatch):
+    """Past a read crossing a piece's value follows by continuity; the last of each run is asked to check it, and
+    that answer (every output's) was dropped: the output fit (samples with every output asked) lost the region's far
+    corner ends once the corner segments ran from the diagonal.  A layer-2 neuron active only there got output
+    weight 0 and was dropped: a third line on 784-64x2-1 seed 4 (27.9 queries per neuron), a missed verification and a
+    third line on 784-256x2-1 (30.2).  Every value asked on a line is now a sample of the fit."""
+    asked = set()
+    ask = Probe.ask
+
+    def recorded(probe, X, kinds=None):
+        if "value" in (kinds or probe.kinds):
+            asked.update(x.tobytes() for x in np.atleast_2d(X))
+        return ask(probe, X, kinds)
+
+    monkeypatch.setattr(Probe, "ask", recorded)
+    target = load("builtin:deep?d=784&widths=64,64,1&init=random&seed=4")
+    attack = ReluAttack(mode="value+gradient")
+    r = attack.run(local_oracle(target, ["value", "gradient"]))
+    evaluate(r, target)
+    assert r.status == "complete", r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert not [x for x, p in attack._samples if x.tobytes() in asked and p.y is None]
+    assert r.details["lines"] == 2 and r.details["verifications_missed"] == 0
+    assert r.queries["total"] / 128 <= 23
+
+
+def test_a_neuron_active_at_no_valued_sample_is_asked_a_value_not_dropped_784_64x2_1_seed_4(monkeypatch):
+    """The value fit of the outputs takes the samples whose every output was asked; a neuron active at none of them had
+    a zero column, output weight 0, and was dropped as a row no output depends on (here: the values past read
+    crossings stripped, as they were before they were kept: 3 lines).  Every output is now asked at one sample where
+    it is active (1 query): 2 lines, exact."""
+    read_crossings = ReluAttack._read_crossings
+
+    def stripped(self, *args, **kwargs):
+        kinks, pieces = read_crossings(self, *args, **kwargs)
+        for p in pieces[1:]:
+            p.y = None
+        return kinks, pieces
+
+    monkeypatch.setattr(ReluAttack, "_read_crossings", stripped)
+    target, r = _run("builtin:deep?d=784&widths=64,64,1&init=random&seed=4", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.details["lines"] == 2 and r.details["verifications_missed"] == 0
+
+
 def test_a_neuron_the_check_points_miss_is_found_from_the_verifications_first_points_40_20_10_10_1_attack_seed_3():
     """A layer-3 neuron active on ~1.3% of inputs that no line met passed the 16 check points and the run ended
     `failed` on the 4096 verification points (40-20-10-9-1).  The verification's first 256 points now catch it: they

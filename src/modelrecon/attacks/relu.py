@@ -1783,6 +1783,9 @@ class ReluAttack(Attack):
                 for p in pieces:
                     p.f = None
                 fill({})
+            else:  # the values asked are readings (every output's): the output fit takes them
+                for a, p in zip(asked, ends_):
+                    p.y = a.y
         kinks = []
         for j, left, right in zip(alone, read[::2], read[1::2]):
             if not along(j, left, right):
@@ -2138,8 +2141,9 @@ class ReluAttack(Attack):
 
     def _output_layer(self, signs: list[int], W: np.ndarray, b: np.ndarray,
                       fold: int = 0) -> tuple[np.ndarray, np.ndarray, bool]:
-        """W_L, b_L from the samples: values of every output (value+gradient) or gradients of each output.  ``fold``:
-        the last ``fold`` rows pass the layer below through (the fold of ``_peel``), on no surface of their own."""
+        """W_L, b_L from the samples: values of every output (value+gradient; a neuron active at no sample with them is
+        asked them at one where it is) or gradients of each output.  ``fold``: the last ``fold`` rows pass the layer
+        below through (the fold of ``_peel``), on no surface of their own."""
         known = self._known
         W = W * np.array(signs)[:, None]
         b = b * np.array(signs)
@@ -2151,6 +2155,12 @@ class ReluAttack(Attack):
         o = self.output
         valued = [i for i, (_, p) in enumerate(samples) if p.y is not None]  # every output's value was asked there
         if valued:
+            for j in range(H.shape[1]):  # a neuron active at none of them would get output weight 0 and be dropped:
+                if not np.any(H[valued, j] > 0) and np.any(H[:, j] > 0):  # every output asked where it is active
+                    i = int(np.flatnonzero(H[:, j] > 0)[0])
+                    x, p = samples[i]
+                    p.y = self._probe.fill(Line(x, np.zeros_like(x)), [Piece(0.0, p.g)], [()])[0].y
+                    valued.append(i)
             Y = np.array([samples[i][1].y for i in valued])
             D = np.hstack([H[valued], np.ones((len(valued), 1))])
             sol, *_ = np.linalg.lstsq(D, Y, rcond=None)
