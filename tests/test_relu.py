@@ -620,6 +620,16 @@ def test_lines_that_add_nothing_to_the_open_layer_stop_and_the_fold_follows_24_1
     assert r.details["verification"]["value_error"] <= 1e-9
 
 
+def test_lines_for_open_orientations_go_through_kinks_no_row_explains_at_once_30_16_16_16_4():
+    """A line drawn for the open layer's orientations went at random until one had added nothing, and only then through
+    a kink no row explains (7 lines, 60.1 queries per neuron; 100-64x3-10: two random lines, 1,100 queries, before the
+    aimed ones met its missing neurons).  Now every such line goes through one (its neuron is met there again): 6 lines
+    here, still ``partial`` with the fold named, never ``complete``."""
+    target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient")
+    assert r.status == "partial" and "folded" in r.details["layers"][-1]
+    assert r.details["lines"] <= 6 and r.queries["total"] / 48 <= 58
+
+
 def test_rows_of_one_neuron_met_apart_are_merged_40_20_10_10_1_seed_1():
     """Two rows of one neuron first met where fewer than two units were active in common grow apart and were never
     compared again: layer 3 kept 13 rows (3 partial copies of whole ones, orientations open; partial after 24 lines,

@@ -774,9 +774,10 @@ class ReluAttack(Attack):
         return all(n <= b for n, b in zip(self._progress(layer, signs), best)) and idle >= STALL_LINES
 
     def _aim(self, layer: list[_Row], signs: list[int | None], rest: list[Kink]) -> np.ndarray | None:
-        """Where the next line for the open layer's orientations goes: at random while lines add to it; once one
-        added nothing, through a kink no row explains (its neuron, met there once, is met again: a neuron active
-        almost everywhere is met only far out, e.g. 100-64x3-10's layer-3 neuron 18).  Layers above the first only."""
+        """Where the next line for the open layer's orientations goes: through a kink no row explains (its neuron, met
+        there once, is met again: a neuron active almost everywhere is met only far out, e.g. 100-64x3-10's layer-3
+        neuron 18), another one after each line that added nothing; at random where there is none.  Layers above the
+        first only."""
         if not self._known.layers:
             return None
         key = len(self._known.layers)
@@ -784,7 +785,7 @@ class ReluAttack(Attack):
         now = self._progress(layer, signs)
         idle = idle + 1 if all(n <= b for n, b in zip(now, best)) else 0
         self._idle[key] = (tuple(max(n, b) for n, b in zip(now, best)), idle)
-        return rest[(idle - 1) % len(rest)].x if idle and rest else None
+        return rest[idle % len(rest)].x if rest else None
 
     def _not_first_layer(self) -> None:
         """Before the peel starts again from the first layer: a kink on a recovered deeper neuron's surface (and on no
