@@ -578,6 +578,16 @@ def test_targeted_kinks_read_at_their_ends_ask_no_value_24_10_8_6_2(monkeypatch)
         assert np.any(lo * hi <= 0)
 
 
+def test_targeted_kinks_read_at_their_ends_in_gradient_mode_24_10_8_6_2():
+    """Gradients alone settle a targeted line's kink at its two ends too (no value is used there): gradient mode
+    bisected every targeted line (143.0 queries per neuron here, none settled at its ends).  Exact as before."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", "gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert 0 < r.details["targeted_read_at_ends"] <= r.details["targeted_searches"]
+    assert r.queries["total"] / 24 <= 136
+
+
 def test_deeper_neurons_rows_are_dropped_as_combinations_of_the_sure_rows_24_10_8_6_2_seed_1():
     """Layer 2 of this net took 30 rows (22 of them layer-3 neurons' local rows from cells outside the all-active
     region); at their kinks they are combinations of the whole layer-2 rows active there (oriented first), and are

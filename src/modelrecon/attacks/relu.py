@@ -1088,23 +1088,20 @@ class ReluAttack(Attack):
         return searched
 
     def _search_across(self, row: _Row, line: Line) -> None:
-        """A targeted line across the row's surface, t in [-1, 1].  With values its two ends' gradients are read first
-        (2 points, no value): where both lie in one cell of the known layers and the jump between them, pulled back, is
-        the row's on its known units, that is its neuron's kink and no other neuron switched in between (a second jump
-        would add a row the pull-back does not match), placed where the row is zero (``_kink_between``); else their
-        values and the search (``_search_short``, from the ends read)."""
-        ends: list[Piece] = []
-        if "value" in self._probe.kinds:
-            ends = self._probe.glance(line, [-1.0, 1.0])
-            kink = self._kink_between(row, line, *ends)
-            if kink is not None:
-                self._kinks.append(kink)
-                self._samples += [(line.at(q.t), q) for q in ends]
-                self._targeted += 1
-                self._read_at_ends += 1
-                return
-            ends = self._read_ends(line, -1.0, 1.0, ends)
-        self._search_short(line, ends)
+        """A targeted line across the row's surface, t in [-1, 1].  Its two ends' gradients are read first (2 points, no
+        value, in either mode): where both lie in one cell of the known layers and the jump between them, pulled back,
+        is the row's on its known units, that is its neuron's kink and no other neuron switched in between (a second
+        jump would add a row the pull-back does not match), placed where the row is zero (``_kink_between``); else
+        their values (with values) and the search (``_search_short``, from the ends read)."""
+        ends = self._probe.glance(line, [-1.0, 1.0])
+        kink = self._kink_between(row, line, *ends)
+        if kink is not None:
+            self._kinks.append(kink)
+            self._samples += [(line.at(q.t), q) for q in ends]
+            self._targeted += 1
+            self._read_at_ends += 1
+            return
+        self._search_short(line, self._read_ends(line, -1.0, 1.0, ends))
 
     def _kink_between(self, row: _Row, line: Line, left: Piece, right: Piece) -> Kink | None:
         """The row's kink between two pieces of a line inside one cell of the known layers, if the jump between their
