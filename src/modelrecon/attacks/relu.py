@@ -309,14 +309,19 @@ class _Row:
 
     def match(self, support: np.ndarray, u: np.ndarray, b: float, scale: float) -> float | None:
         """The factor mapping a candidate onto this row on their common units, or None if they differ."""
+        lam = self.factor(support, u)
+        if lam is None or abs(b - lam * self.b) > SAME_ROW * scale:
+            return None
+        return lam
+
+    def factor(self, support: np.ndarray, u: np.ndarray) -> float | None:
+        """The factor mapping a candidate's weights onto this row's on their common units, or None if they differ."""
         common = support & self.support
         if common.sum() < min(2, support.sum()):
             return None
         wc, uc = self.w[common], u[common]
         lam = float(uc @ wc) / float(wc @ wc)
         if lam == 0 or np.linalg.norm(uc - lam * wc) > SAME_ROW * np.linalg.norm(uc):
-            return None
-        if abs(b - lam * self.b) > SAME_ROW * scale:
             return None
         return lam
 
@@ -785,9 +790,10 @@ class ReluAttack(Attack):
         return all(n <= b for n, b in zip(self._progress(layer, signs), best)) and idle >= STALL_LINES
 
     def _aim(self, layer: list[_Row], signs: list[int | None], rest: list[Kink]) -> np.ndarray | None:
-        """Where the next line for the open layer's orientations goes: at random while lines add to it; once one
-        added nothing, through a kink no row explains (its neuron, met there once, is met again: a neuron active
-        almost everywhere is met only far out, e.g. 100-64x3-10's layer-3 neuron 18).  Layers above the first only."""
+        """Where the next line for the open layer's orientations goes: through a kink no row explains (its neuron, met
+        there once, is met again: a neuron active almost everywhere is met only far out, e.g. 100-64x3-10's layer-3
+        neuron 18), another one after each line that added nothing; at random where there is none.  Layers above the
+        first only."""
         if not self._known.layers:
             return None
         key = len(self._known.layers)
@@ -795,7 +801,7 @@ class ReluAttack(Attack):
         now = self._progress(layer, signs)
         idle = idle + 1 if all(n <= b for n, b in zip(now, best)) else 0
         self._idle[key] = (tuple(max(n, b) for n, b in zip(now, best)), idle)
-        return rest[(idle - 1) % len(rest)].x if idle and rest else None
+        return rest[idle % len(rest)].x if rest else None
 
     def _not_first_layer(self) -> None:
         """Before the peel starts again from the first layer: a kink on a recovered deeper neuron's surface (and on no
@@ -1266,44 +1272,60 @@ class ReluAttack(Attack):
         return searched
 
     def _search_across(self, row: _Row, line: Line) -> None:
-        """A targeted line across the row's surface, t in [-1, 1].  With values its two ends are read first (2 points):
-        where both lie in one cell of the known layers and the jump between them, pulled back, is the row's on its
-        known units (and its bias at the point where the two pieces' lines meet), that is its neuron's kink and no other
-        neuron switched in between (a second jump would add a row the pull-back does not match); else the search
-        (``_search_short``, from the ends read)."""
-        ends: list[Piece] = []
-        if "value" in self._probe.kinds:
-            ends = self._read_ends(line, -1.0, 1.0)
-            kink = self._kink_between(row, line, *ends)
-            if kink is not None:
-                self._kinks.append(kink)
-                self._samples += [(line.at(q.t), q) for q in ends]
-                self._targeted += 1
-                self._read_at_ends += 1
-                return
-        self._search_short(line, ends)
+        """A targeted line across the row's surface, t in [-1, 1].  Its two ends' gradients are read first (2 points, no
+        value, in either mode): where both lie in one cell of the known layers and the jump between them, pulled back,
+        is the row's on its known units, that is its neuron's kink and no other neuron switched in between (a second
+        jump would add a row the pull-back does not match), placed where the row is zero (``_kink_between``); else
+        their values (with values) and the search (``_search_short``, from the ends read)."""
+        ends = self._probe.glance(line, [-1.0, 1.0])
+        kink = self._kink_between(row, line, *ends)
+        if kink is not None:
+            self._kinks.append(kink)
+            self._samples += [(line.at(q.t), q) for q in ends]
+            self._targeted += 1
+            self._read_at_ends += 1
+            return
+        self._search_short(line, self._read_ends(line, -1.0, 1.0, ends))
 
     def _kink_between(self, row: _Row, line: Line, left: Piece, right: Piece) -> Kink | None:
-        """The row's kink between two pieces of a line inside one cell of the known layers, where their values' lines
-        meet, if the jump between them pulled back matches the row; else None."""
-        if self._probe.same(left, right, line):
+        """The row's kink between two pieces of a line inside one cell of the known layers, if the jump between their
+        gradients pulled back matches the row on its known units; else None.  The jump gives the weights of the units
+        the row had not seen; with its bias (known) the row so completed is affine along the line, and the kink is where
+        it is zero, within the row's own error (``_row_errors``) over its rate there: the two ends' values are not
+        needed (the predicted crossings of gradient mode are placed the same way)."""
+        if self._probe.same_gradient(left, right):
             return None
-        zl, zr = (self._known.pre(line.at(q.t)[None]) for q in (left, right))
-        if any(np.any((a > 0) != (b > 0)) for a, b in zip(zl, zr)):
+        X = np.stack([line.at(left.t), line.at(right.t)])
+        zs = self._known.pre(X)
+        if any(np.any((z[0] > 0) != (z[1] > 0)) for z in zs):
             return None  # a known neuron switches in between
-        guess = self._probe.locate(left, right, line)
-        if guess is None:
+        zl = [z[0] for z in zs]
+        u, resid = self._known.pullback(right.g - left.g, zl)
+        support = zl[-1] > 0
+        lam = None if resid > SAME_ROW or not np.any(u) else row.factor(support, u)
+        error = float(self._row_errors([row])[0])
+        if lam is None or not np.isfinite(error):
             return None
-        kink = Kink(line, guess[0], left, right, guess[1])
+        w = row.w.copy()
+        w[support & ~row.support] = u[support & ~row.support] / lam
+        H = self._known.top(X)
+        z = H @ w + row.b
+        if not z[0] * z[1] < 0:
+            return None
+        t = left.t + float(z[0] / (z[0] - z[1])) * (right.t - left.t)
+        rate = abs(float(z[1] - z[0])) / (right.t - left.t)
+        error += EPS * float(np.abs(w) @ np.abs(H).max(axis=0) + abs(row.b))
+        kink = Kink(line, t, left, right, max(error / rate, 4 * EPS * (abs(t) + 1)))
         got = self._pulled(kink)
         if got is not None and row.match(*got[:4]) is not None:
             return kink
         self._known.memo.pop(("pulled", id(kink)), None)  # not kept: its id may be taken by another kink
         return None
 
-    def _read_ends(self, line: Line, lo: float, hi: float) -> list[Piece]:
-        """A line's two ends: a gradient each, a value for the first, for the second only where it starts a new piece."""
-        ends = self._probe.glance(line, [lo, hi])
+    def _read_ends(self, line: Line, lo: float, hi: float, ends: list[Piece] | None = None) -> list[Piece]:
+        """A line's two ends: a gradient each (unless read already), a value for the first, for the second only where
+        it starts a new piece."""
+        ends = self._probe.glance(line, [lo, hi]) if ends is None else ends
         self._probe.fill(line, ends[:1], [()])
         self._probe.fill(line, ends[1:], [(ends[0],)])
         return ends
