@@ -639,9 +639,11 @@ def test_a_folded_neuron_that_switches_in_a_corner_of_the_box_is_recovered_30_16
     """A layer-3 neuron on at 99.95% of inputs never switched on a line: folded, and the fold was wrong where it does
     switch (2.1e-2 of the scale off on 10^5 inputs, ``partial``).  15 rows' orientations open: the set of them that
     makes the 4 outputs' pass-through parts parallel is found by flips from random starts; a far point along its ray
-    misses, a line there meets the neuron: ``complete`` and exact."""
+    misses, a line there meets the neuron: ``complete`` and exact.  The lines for the open orientations go through a
+    kink no row explains at once, not after a random line that added nothing (70.0 queries per neuron that way)."""
     target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient")
     assert r.status == "complete", r.message
+    assert r.details["lines"] <= 8 and r.queries["total"] / 48 <= 66
     assert r.details["widths"] == [16, 16, 16]
     assert r.metrics["parameter_relative_error"] <= 1e-9
     assert r.metrics["worst_output_error_relative"] <= 1e-9
@@ -668,16 +670,6 @@ def test_lines_that_add_nothing_to_the_open_layer_stop_and_the_fold_follows_24_1
     assert r.details["layers"][-1]["folded"]["neurons"] == 5
     assert r.details["lines"] <= 6 and r.queries["total"] / 24 <= 45
     assert r.details["verification"]["value_error"] <= 1e-9
-
-
-def test_lines_for_open_orientations_go_through_kinks_no_row_explains_at_once_30_16_16_16_4():
-    """A line drawn for the open layer's orientations went at random until one had added nothing, and only then through
-    a kink no row explains (7 lines, 60.1 queries per neuron; 100-64x3-10: two random lines, 1,100 queries, before the
-    aimed ones met its missing neurons).  Now every such line goes through one (its neuron is met there again): 6 lines
-    here, still ``partial`` with the fold named, never ``complete``."""
-    target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient")
-    assert r.status == "partial" and "folded" in r.details["layers"][-1]
-    assert r.details["lines"] <= 6 and r.queries["total"] / 48 <= 58
 
 
 def test_rows_of_one_neuron_met_apart_are_merged_40_20_10_10_1_seed_1():
