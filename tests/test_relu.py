@@ -755,3 +755,15 @@ def test_a_deeper_piece_met_far_out_is_not_taken_into_layer_one_40_20_10_10_1_at
     assert r.status == "complete", r.message
     assert r.details["widths"] == [20, 10, 10]
     assert r.metrics["worst_output_error_relative"] <= 1e-9
+
+
+def test_patterns_that_give_no_unique_row_take_no_try_of_the_targeted_search_40_20_10_10_1_attack_seed_1():
+    """A layer-3 row missing one unit's weight had its 3 tries of ``_across_unit`` taken by the 3 patterns nearest its
+    kinks, each with more active layer-2 units than their input gradients span (a kink there gives no unique row; no
+    query asked): no targeted search was left, and 16 random lines were drawn until one met the neuron with that unit
+    on (3,158 queries, 79.0 per neuron).  Such patterns cost no try now: the fourth pattern's line completes the row."""
+    target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=0", "value+gradient", seed=1)
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [20, 10, 10] and r.details["lines"] <= 4
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.queries["total"] <= 40 * 35  # 32.8 per neuron measured; 79.0 before

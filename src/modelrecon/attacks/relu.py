@@ -1149,8 +1149,8 @@ class ReluAttack(Attack):
         kink on it, m active, completes its row.  None when no pattern is left to try (at most ``tries`` per unit)."""
         known = self._known
         key = (len(known.layers), id(row.kinks[0][0]), int(m))
-        done = self._crossed.setdefault(key, set())
-        if len(done) >= tries or not self._samples:
+        done = self._crossed.setdefault(key, {})  # pattern -> whether it took a try (one where a kink gives no unique
+        if sum(done.values()) >= tries or not self._samples:  # row costs none: 40-20-10-10-1 attack seed 1 met 3)
             return None
         X = np.array([x for x, _ in self._samples])
         zs_all = known.pre(X)
@@ -1170,9 +1170,8 @@ class ReluAttack(Attack):
             code = pattern.tobytes()
             if code in done:
                 continue
-            if len(done) >= tries:
+            if sum(done.values()) >= tries:
                 break
-            done.add(code)
             # the pre-activations of every known unit as affine maps of x in this pattern
             Zs, zs, A, a = [], [], np.eye(self._d), np.zeros(self._d)
             for (W, b), z in zip(known.layers, zs_all):
@@ -1182,7 +1181,8 @@ class ReluAttack(Attack):
                 act = z[i] > 0
                 A, a = A * act[:, None], a * act
             G = Zs[-1][top[i]]
-            if np.linalg.matrix_rank(G) < G.shape[0]:  # a kink here would not give a unique row
+            done[code] = bool(np.linalg.matrix_rank(G) == G.shape[0])
+            if not done[code]:  # a kink here would not give a unique row
                 continue
             k, k0 = row.w @ A, float(row.w @ a + row.b)  # the row's known part (its weight on m is 0)
             Z, z = np.vstack(Zs), np.concatenate(zs)
@@ -2057,7 +2057,7 @@ class ReluAttack(Attack):
         self._inconsistent = 0
         self._traced: dict[tuple[int, int], bool | None] = {}
         self._tried: set[tuple[int, int]] = set()
-        self._crossed: dict[tuple, set] = {}
+        self._crossed: dict[tuple, dict] = {}
         self._targeted = 0
         self._read_at_ends = 0  # targeted searches settled by their line's two ends
         self._combinations = 0
