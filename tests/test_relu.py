@@ -779,3 +779,23 @@ def test_a_restart_after_a_missed_check_traces_no_deeper_kink_as_a_first_layer_o
     assert r.details["lines"] > 2  # a restart happened
     assert r.queries["total"] <= 40 * 42  # 40.2 per neuron measured; 44.5 before
 
+
+def test_a_predicted_crossing_shown_alone_by_the_next_left_side_reads_no_right_side_24_10_8_6_2(monkeypatch):
+    """The region's predicted crossings read both sides of each (2 gradients a kink).  Where the next crossing's left
+    side (or the segment's end) shows the same crossing's jump alone (along its normal), no other kink lies between
+    and the right side is not read: fewer points than 2 a kink, the same kinks, exact."""
+    read = []
+    crossings = ReluAttack._read_crossings
+
+    def counted(attack, line, lo, hi, t, normals, delta=None, ends=True):
+        kinks, pieces = crossings(attack, line, lo, hi, t, normals, delta, ends)
+        if ends and pieces:
+            read.append((len(pieces) - 2, len(kinks)))  # the points read beside the segment's two ends
+        return kinks, pieces
+
+    monkeypatch.setattr(ReluAttack, "_read_crossings", counted)
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert read and sum(points for points, _ in read) < 2 * sum(kinks for _, kinks in read)
+    assert r.queries["total"] <= 24 * 28.5  # 28.2 per neuron measured; 28.8 before

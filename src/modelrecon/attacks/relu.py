@@ -1545,7 +1545,9 @@ class ReluAttack(Attack):
         Crossings closer than 4 sides' steps are left to the search.  With values, a side past a jump along its normal
         takes its value from the other side's line at t (the function is continuous there), not from a query; the last
         value of each run that follows is asked too, and where one differs (a row placed less well than its predictions
-        need) every value is asked."""
+        need) every value is asked.  With values and ``ends`` (the segment's only pieces), the left sides are read
+        first and a right side only where the next left side does not show the crossing's jump alone (or no change):
+        there the next left side is the kink's right piece (1 point a kink)."""
         values = delta is None
         if values:
             delta = np.full(len(t), 2.0 ** -30 * (hi - lo))
@@ -1558,14 +1560,27 @@ class ReluAttack(Attack):
                        & (gaps[1:] > 4 * np.maximum(near[1:-1], near[2:]))]
         if not len(alone):
             return [], []
-        sides = [t[j] + s_ * delta[j] for j in alone for s_ in (-1, 1)]
-        pieces = self._probe.glance(line, [lo] + sides + [hi] if ends else sides)
-        read = pieces[1:-1] if ends else pieces
 
         def along(j, left, right) -> bool:  # a jump along crossing j's normal: that surface's kink alone
             jump, normal = right.g - left.g, normals[j]
             size = float(np.linalg.norm(jump))
             return size > 0 and np.linalg.norm(jump - (jump @ normal) / (normal @ normal) * normal) <= SAME_ROW * size
+
+        if values and ends:  # the left sides first; a right side only where the next left side (or the end) does not
+            # show the crossing's kink alone, or no change at all, in between (a second kink there adds a jump across
+            # the normal; past a kink alone the surface goes on as its plane, so the kink is at the crossing)
+            lefts = self._probe.glance(line, [lo] + [t[j] - delta[j] for j in alone] + [hi])
+            shown = {i for i, j in enumerate(alone) if along(j, lefts[i + 1], lefts[i + 2])
+                     or self._probe.same_gradient(lefts[i + 1], lefts[i + 2])}
+            rest = [i for i in range(len(alone)) if i not in shown]
+            rights = dict(zip(rest, self._probe.glance(line, [t[alone[i]] + delta[alone[i]] for i in rest])))
+            pairs = [(j, lefts[i + 1], rights.get(i, lefts[i + 2])) for i, j in enumerate(alone)]
+            pieces = sorted(lefts + list(rights.values()), key=lambda p: p.t)
+        else:
+            sides = [t[j] + s_ * delta[j] for j in alone for s_ in (-1, 1)]
+            pieces = self._probe.glance(line, [lo] + sides + [hi] if ends else sides)
+            read = pieces[1:-1] if ends else pieces
+            pairs = list(zip(alone, read[::2], read[1::2]))
 
         def fill(across: dict) -> list[Piece]:  # a value for the first piece of each run of equal gradients (but
             # across a crossing in ``across``: continuous there, on its own slope after it), the others from its line
@@ -1582,7 +1597,7 @@ class ReluAttack(Attack):
                     self._probe.fill(line, [p], [(prev,)])
             return first
 
-        across = {id(right): (left, t[j]) for j, left, right in zip(alone, read[::2], read[1::2])
+        across = {id(right): (left, t[j]) for j, left, right in pairs
                   if values and right.f is None and along(j, left, right)}
         first = fill(across)
         ends_, dep, asked_ids = [], False, {id(p) for p in first}
@@ -1600,7 +1615,7 @@ class ReluAttack(Attack):
                     p.f = None
                 fill({})
         kinks = []
-        for j, left, right in zip(alone, read[::2], read[1::2]):
+        for j, left, right in pairs:
             if not along(j, left, right):
                 continue  # no kink, or not the surface's alone: the search works this gap
             if not values:  # where the row puts it, within its own error (the sides confirm the row switches there;
