@@ -799,3 +799,13 @@ def test_a_predicted_crossing_shown_alone_by_the_next_left_side_reads_no_right_s
     assert r.metrics["worst_output_error_relative"] <= 1e-9
     assert read and sum(points for points, _ in read) < 2 * sum(kinks for _, kinks in read)
     assert r.queries["total"] <= 24 * 28.5  # 28.2 per neuron measured; 28.8 before
+
+
+def test_infeasible_patterns_take_no_line_of_the_targeted_search_24_10_8_6_2_seed_2_attack_seed_4():
+    """``_across_unit``'s 3 tries per missing unit went to the first 3 patterns whose linear program had no point (no
+    query asked): the row stayed incomplete, random lines followed and the run ended `partial` (103.8 queries per
+    neuron).  A try is now a line given (at most 4 x as many linear programs): complete."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=2", "value+gradient", seed=4)
+    assert r.status == "complete", r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.queries["total"] <= 24 * 30  # 26.6 per neuron measured
