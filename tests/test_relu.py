@@ -769,17 +769,6 @@ def test_patterns_that_give_no_unique_row_take_no_try_of_the_targeted_search_40_
     assert r.queries["total"] <= 40 * 35  # 32.8 per neuron measured; 79.0 before
 
 
-def test_a_restart_after_a_missed_check_traces_no_deeper_kink_as_a_first_layer_one_40_20_10_10_1_attack_seed_4():
-    """A line through the point a check missed sends the peel back to the first layer; the kinks found since the last
-    restart on recovered deeper neurons were each traced again as first-layer candidates (2 points each: 1,781
-    queries, 44.5 per neuron).  As after a line through an unexplained kink, they are no such candidates now."""
-    target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=0", "value+gradient", seed=4)
-    assert r.status == "complete", r.message
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
-    assert r.details["lines"] > 2  # a restart happened
-    assert r.queries["total"] <= 40 * 42  # 40.2 per neuron measured; 44.5 before
-
-
 def test_a_predicted_crossing_shown_alone_by_the_next_left_side_reads_no_right_side_24_10_8_6_2(monkeypatch):
     """The region's predicted crossings read both sides of each (2 gradients a kink).  Where the next crossing's left
     side (or the segment's end) shows the same crossing's jump alone (along its normal), no other kink lies between

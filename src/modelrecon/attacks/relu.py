@@ -2107,7 +2107,6 @@ class ReluAttack(Attack):
             for _ in range(self.lines):
                 self._search()
             while True:  # peel; a complete model that misses the target on check points asks for another line
-                self._not_first_layer()  # peeled again from the first layer after a line: the deeper kinks known
                 self._known = _Known(self._d)
                 problems, details["layers"] = [], []
                 out = self._peel(details, problems)
