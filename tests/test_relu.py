@@ -881,3 +881,46 @@ def test_a_deeper_piece_met_far_out_is_not_taken_into_layer_one_40_20_10_10_1_at
     assert r.status == "complete", r.message
     assert r.details["widths"] == [20, 10, 10]
     assert r.metrics["worst_output_error_relative"] <= 1e-9
+
+
+def test_patterns_that_give_no_unique_row_take_no_try_of_the_targeted_search_40_20_10_10_1_attack_seed_1():
+    """A layer-3 row missing one unit's weight had its 3 tries of ``_across_unit`` taken by the 3 patterns nearest its
+    kinks, each with more active layer-2 units than their input gradients span (a kink there gives no unique row; no
+    query asked): no targeted search was left, and 16 random lines were drawn until one met the neuron with that unit
+    on (3,158 queries, 79.0 per neuron).  Such patterns cost no try now: the fourth pattern's line completes the row."""
+    target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=0", "value+gradient", seed=1)
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [20, 10, 10] and r.details["lines"] <= 4
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.queries["total"] <= 40 * 35  # 32.8 per neuron measured; 79.0 before
+
+
+def test_a_predicted_crossing_shown_alone_by_the_next_left_side_reads_no_right_side_24_10_8_6_2(monkeypatch):
+    """The region's predicted crossings read both sides of each (2 gradients a kink).  Where the next crossing's left
+    side (or the segment's end) shows the same crossing's jump alone (along its normal), no other kink lies between
+    and the right side is not read: fewer points than 2 a kink, the same kinks, exact."""
+    read = []
+    crossings = ReluAttack._read_crossings
+
+    def counted(attack, line, lo, hi, t, normals, delta=None, ends=True):
+        kinks, pieces = crossings(attack, line, lo, hi, t, normals, delta, ends)
+        if ends and pieces:
+            read.append((len(pieces) - 2, len(kinks)))  # the points read beside the segment's two ends
+        return kinks, pieces
+
+    monkeypatch.setattr(ReluAttack, "_read_crossings", counted)
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert read and sum(points for points, _ in read) < 2 * sum(kinks for _, kinks in read)
+    assert r.queries["total"] <= 24 * 28.5  # 28.2 per neuron measured; 28.8 before
+
+
+def test_infeasible_patterns_take_no_line_of_the_targeted_search_24_10_8_6_2_seed_2_attack_seed_4():
+    """``_across_unit``'s 3 tries per missing unit went to the first 3 patterns whose linear program had no point (no
+    query asked): the row stayed incomplete, random lines followed and the run ended `partial` (103.8 queries per
+    neuron).  A try is now a line given (at most 4 x as many linear programs): complete."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=2", "value+gradient", seed=4)
+    assert r.status == "complete", r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.queries["total"] <= 24 * 30  # 26.6 per neuron measured
