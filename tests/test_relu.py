@@ -924,3 +924,44 @@ def test_infeasible_patterns_take_no_line_of_the_targeted_search_24_10_8_6_2_see
     assert r.status == "complete", r.message
     assert r.metrics["worst_output_error_relative"] <= 1e-9
     assert r.queries["total"] <= 24 * 30  # 26.6 per neuron measured
+
+
+def test_region_samples_orient_a_wide_layer_and_flag_a_deeper_row():
+    """Where every unit below is active, a sample's pulled-back gradient is sum_i gain_i W_i over this layer's rows,
+    each gain zero where its neuron is inactive: in the true rows' coordinates every row's samples are zero on one
+    side of its plane only (its orientation), at every sample, not only at its kinks.  A deeper neuron's row (a mix of
+    the rows of one cell) standing in for one of them is zero where the row it replaced is inactive, on both sides of
+    its own plane: flagged.  The rows it mixes lose their zeros on the active side of the replaced row, never gain one
+    on their own active side (no orientation is wrong)."""
+    rng = np.random.default_rng(0)
+    n, S = 12, 400
+    W, b = rng.normal(size=(n, n)), rng.normal(size=n)
+    A = rng.exponential(size=(S, n))  # activations of the layer below, all active
+    sign = rng.choice([-1.0, 1.0], size=n)  # the true orientations: neuron i active where sign_i (W_i a + b_i) > 0
+    on = sign[:, None] * (W @ A.T + b[:, None]) > 0
+    gains = on * rng.normal(size=(n, S))
+    H = (W.T @ gains).T
+    size = np.linalg.norm(H, axis=1)
+    C = np.linalg.solve(W.T, H.T)
+    signs, flagged = ReluAttack._sample_verdicts(C, W, b, A, size)
+    assert signs == sign.astype(int).tolist() and not any(flagged)
+    cell = on[:, 0]
+    deeper = rng.normal(size=n) * cell @ W  # a deeper neuron's row in the cell of sample 0
+    m = int(np.flatnonzero(cell)[0])  # a row the deeper one mixes, replaced by it
+    W2, b2 = W.copy(), b.copy()
+    W2[m], b2[m] = deeper, float(rng.normal() * cell @ b)
+    C2 = np.linalg.solve(W2.T, H.T)
+    signs2, flagged2 = ReluAttack._sample_verdicts(C2, W2, b2, A, size)
+    assert flagged2[m] and sum(flagged2) == 1
+    assert all(s is None or s == sign[i] for i, s in enumerate(signs2) if i != m)
+
+
+def test_a_wide_layers_deeper_rows_are_dropped_by_the_regions_samples_100_16x3_10():
+    """Layer 2 as wide as layer 1: at kinks off the all-active region more rows are active than units below, so
+    neither the coefficients nor the span orient them, and the sure rows (a kink at every crossing by the region's
+    segments) held a deeper row crossed only near the corner segments' shared start; layer 2 kept 19 rows for 16 and
+    no orientation.  The region's samples orient the rows of one basis (swapping rows left open for other whole rows
+    while that orients more) and flag the deeper rows: layer 2 is its 16 neurons.  Never a false complete."""
+    target, r = _run("builtin:deep?d=100&widths=16,16,16,10&init=random&seed=0", "value+gradient")
+    assert r.details["widths"][:2] == [16, 16]
+    assert r.status != "complete" or r.metrics["worst_output_error_relative"] <= 1e-9

@@ -212,6 +212,7 @@ class _Known:
         # NaN: not known)
         self._pinv: np.ndarray | None = None
         self.memo: dict[tuple[str, int], Any] = {}
+        self._grads: dict[bytes, list[np.ndarray]] = {}  # cell gradients per pattern below the last layer
 
     @property
     def width(self) -> int:
@@ -220,7 +221,7 @@ class _Known:
     def add(self, W: np.ndarray, b: np.ndarray, errors: np.ndarray | None = None) -> None:
         self.layers.append((W, b))
         self.errors.append(np.full(len(b), np.nan) if errors is None else errors)
-        self.memo = {}
+        self.memo, self._grads = {}, {}
         if len(self.layers) == 1 and W.shape[0] <= W.shape[1]:
             self._pinv = np.linalg.pinv(W.T)
 
@@ -274,12 +275,23 @@ class _Known:
         return y, resid
 
     def cell_gradients(self, x: np.ndarray, zs: list[np.ndarray]) -> list[np.ndarray]:
-        """Input gradients of every known neuron in the cell of x, layer by layer (n_l x d)."""
+        """Input gradients of every known neuron in the cell of x, layer by layer (n_l x d; not to be written).  They depend
+        only on the activation pattern of the layers below the last: the last few patterns' are kept (a walk across a
+        wall of the last known layer, or from one kink towards each unit a row misses, stays in one; 3072-256-256:
+        each is a 256 x 256 x 3072 product)."""
+        key = b"".join((z > 0).tobytes() for z in zs[:-1])
+        if key in self._grads:
+            return self._grads[key]
         out, M = [], None
         for (W, _), z in zip(self.layers, zs):
             G = W if M is None else W @ M
+            if G is not W:
+                G.setflags(write=False)
             out.append(G)
             M = (z > 0)[:, None] * G
+        self._grads[key] = out
+        while len(self._grads) > 8:
+            del self._grads[next(iter(self._grads))]
         return out
 
     def slopes(self, v: np.ndarray, zs: list[np.ndarray]) -> list[np.ndarray]:
@@ -726,6 +738,8 @@ class ReluAttack(Attack):
                 signs = self._orient_by_span(layer)
                 if self._known.layers:
                     signs = [s_ if s_ is not None else r_ for s_, r_ in zip(self._orient_by_coefficients(layer), signs)]
+                    if None in signs:  # the region's samples (a wide layer's rows never met at an all-active kink)
+                        signs = [s_ if s_ is not None else r_ for s_, r_ in zip(signs, self._orient_by_samples(layer))]
                 elif None in signs and len(layer) > self._d:
                     signs = self._orient_expansive(W, b, rest, signs, info)
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
@@ -902,8 +916,13 @@ class ReluAttack(Attack):
             signs = self._orient_by_coefficients(sure)
             if None not in signs:
                 break
-        else:
-            return rows
+        else:  # a wide layer: at most kinks too few rows are active to decide; the region's samples decide instead
+            sure, signs, deeper = self._region_basis(whole)
+            sure, signs = [r for r, s_ in zip(sure, signs) if s_ is not None], [s_ for s_ in signs if s_ is not None]
+            rows = [r for r in rows if not any(r is q for q in deeper)]
+            rest = [r for r in rows if not any(r is q for q in sure)]
+            if not sure:
+                return rows
         known = self._known
         Wc = np.array([r.w for r in sure]) * np.array(signs)[:, None]
         bc = np.array([r.b for r in sure]) * np.array(signs)
@@ -914,6 +933,129 @@ class ReluAttack(Attack):
             else:
                 kept.append(row)
         return [r for r in rows if any(r is q for q in kept)]
+
+    def _region_basis(self, whole: list[_Row]) -> tuple[list[_Row], list[int | None], list[_Row]]:
+        """Independent whole rows (as many as the units below at most, in the order of ``_independent_rows``) oriented
+        by the region's samples (:meth:`_sample_verdicts`).  A deeper neuron's row among them stands in for a row m of
+        this layer that it mixes, and every row it mixes loses the zeros that orient it; where swapping a row left open
+        for another whole row (in the same span) orients more rows, the swap is made, until none does.  A row found
+        deeper is replaced by the next independent one, until none is.  The rows, their orientations (None:
+        undecided) and the rows found deeper.  No query."""
+        order = sorted(whole, key=lambda r: (-r.hits, -len(r.kinks)))
+        deeper: list[_Row] = []
+        got = self._region_samples()
+        while True:
+            basis: list[_Row] = []
+            span = _Span(self._known.width)
+            for r in order:
+                if len(basis) < self._known.width and not any(r is q for q in deeper) and not span.within(r.w):
+                    basis.append(r)
+                    span.add(r.w)
+            if not basis or got is None:
+                return basis, [None] * len(basis), deeper
+            Atop, H = got
+            W, b = np.array([r.w for r in basis]), np.array([r.b for r in basis])
+            C, _, rank, _ = np.linalg.lstsq(W.T, H.T, rcond=None)
+            if rank < len(basis):
+                return basis, [None] * len(basis), deeper
+            size = np.linalg.norm(H, axis=1)
+            fits = np.linalg.norm(W.T @ C - H.T, axis=0) <= SAME_ROW * size
+            signs, flagged = self._sample_verdicts(C[:, fits], W, b, Atop[fits], size[fits])
+            outside = [r for r in order if not any(r is q for q in basis) and not any(r is q for q in deeper)]
+            if outside:  # each outside row in the basis' coordinates (kept only where it lies in their span)
+                Wo = np.array([r.w for r in outside])
+                alpha, *_ = np.linalg.lstsq(W.T, Wo.T, rcond=None)
+                inside = np.linalg.norm(W.T @ alpha - Wo.T, axis=0) <= SAME_ROW * np.linalg.norm(Wo, axis=1)
+                outside, alpha = [r for r, k in zip(outside, inside) if k], alpha[:, inside]
+            C = C[:, fits]
+            while outside:
+                score = sum(s_ is not None for s_ in signs) - sum(flagged)
+                best = None
+                for j in [j for j, s_ in enumerate(signs) if s_ is None]:
+                    for k, o in enumerate(outside):
+                        if not abs(alpha[j, k]) > SAME_ROW * np.linalg.norm(alpha[:, k]):
+                            continue
+                        C2 = C - np.outer(alpha[:, k] / alpha[j, k], C[j])  # o = alpha . basis: row j for o
+                        C2[j] = C[j] / alpha[j, k]
+                        W2, b2 = W.copy(), b.copy()
+                        W2[j], b2[j] = o.w, o.b
+                        got2 = self._sample_verdicts(C2, W2, b2, Atop[fits], size[fits])
+                        gain = sum(s_ is not None for s_ in got2[0]) - sum(got2[1])
+                        if gain > score and (best is None or gain > best[0]):
+                            best = (gain, j, k, C2, W2, b2, got2)
+                if best is None:
+                    break
+                _, j, k, C, W, b, (signs, flagged) = best
+                a = alpha[:, k].copy()  # the other outside rows in the new basis' coordinates; the row out joins them
+                alpha = alpha - np.outer(a / a[j], alpha[j])
+                alpha[j] /= a[j]
+                out = np.zeros(len(basis))
+                out[j] = 1.0 / a[j]
+                out -= np.where(np.arange(len(basis)) == j, 0.0, a / a[j])
+                alpha[:, k] = out
+                basis[j], outside[k] = outside[k], basis[j]
+            if not any(flagged):
+                return basis, signs, deeper
+            deeper += [r for r, f in zip(basis, flagged) if f]
+
+    def _orient_by_samples(self, rows: list[_Row]) -> list[int | None]:
+        """Orientation of the whole rows, if independent, from the region's samples (:meth:`_sample_verdicts`); None
+        for the others."""
+        signs: list[int | None] = [None] * len(rows)
+        whole = np.flatnonzero([r.support.all() for r in rows])
+        got = self._region_samples()
+        if not len(whole) or got is None:
+            return signs
+        Atop, H = got
+        W, b = np.array([rows[i].w for i in whole]), np.array([rows[i].b for i in whole])
+        C, _, rank, _ = np.linalg.lstsq(W.T, H.T, rcond=None)
+        if rank < len(whole):  # dependent rows: the coefficients are not unique
+            return signs
+        size = np.linalg.norm(H, axis=1)
+        fits = np.linalg.norm(W.T @ C - H.T, axis=0) <= SAME_ROW * size
+        for i, s_ in zip(whole, self._sample_verdicts(C[:, fits], W, b, Atop[fits], size[fits])[0]):
+            signs[i] = s_
+        return signs
+
+    @staticmethod
+    def _sample_verdicts(C: np.ndarray, W: np.ndarray, b: np.ndarray, Atop: np.ndarray,
+                         size: np.ndarray) -> tuple[list[int | None], list[bool]]:
+        """Orientations from the samples where every known neuron is active (the region), C the coefficients of their
+        pulled-back gradients (norms ``size``) on independent rows W, b of this layer, at the samples whose gradient
+        lies in the rows' span: each neuron's coefficient is its downstream gain, zero (to rounding) wherever it is
+        inactive.  A row whose samples on one side of its plane all give zero and on the other side none is oriented
+        (the isolation sign test of :meth:`_orient_by_coefficients` at every sample, not only at its own kinks: a wide
+        layer's row never met at an all-active kink is oriented too).  A deeper neuron's row among them stands in for a
+        row m of this layer it mixes: its coefficient is zero where m is inactive, on both sides of its own plane;
+        such rows are flagged (second list; the others' zeros stay on one side of theirs)."""
+        zero = np.abs(C) * np.linalg.norm(W, axis=1)[:, None] <= SAME_ROW * size[None, :]
+        Z = W @ Atop.T + b[:, None]
+        clear = np.abs(Z) > SAME_ROW * (np.abs(W) @ np.abs(Atop.T) + np.abs(b)[:, None])
+        pos, neg = clear & (Z > 0), clear & (Z < 0)
+        zp, zn = np.sum(zero & pos, axis=1), np.sum(zero & neg, axis=1)
+        op, on = np.sum(~zero & pos, axis=1), np.sum(~zero & neg, axis=1)
+        flagged = [bool(f) for f in (zp > 0) & (zn > 0) & (op > 0) & (on > 0)]
+        signs: list[int | None] = [-1 if zp_ and not op_ and on_ and not zn_ else
+                                   1 if zn_ and not on_ and op_ and not zp_ else None
+                                   for zp_, zn_, op_, on_ in zip(zp, zn, op, on)]
+        return signs, flagged
+
+    def _region_samples(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The samples where every known neuron is active: their last known layer's activations and their gradients
+        pulled back onto it (where unique), kept until a layer is added (only new samples looked at)."""
+        memo = self._known.memo.setdefault("region_samples", [0, [], []])
+        if memo[0] < len(self._samples):
+            X = np.array([x for x, _ in self._samples[memo[0]:]])
+            zs_all = self._known.pre(X)
+            inside = np.all([np.all(z > 0, axis=1) for z in zs_all], axis=0)
+            for i in np.flatnonzero(inside):
+                zs = [z[i] for z in zs_all]
+                h, resid = self._pulled_sample(memo[0] + i, zs)
+                if resid <= SAME_ROW:
+                    memo[1].append(zs[-1])  # every unit active: its activation
+                    memo[2].append(h)
+            memo[0] = len(self._samples)
+        return (np.array(memo[1]), np.array(memo[2])) if memo[1] else None
 
     def _combination_of(self, row: _Row, Wc: np.ndarray, bc: np.ndarray) -> bool:
         """Whether the row is, at every one of its kinks, the same combination of the oriented rows Wc active there
