@@ -680,9 +680,14 @@ class ReluAttack(Attack):
                         self._traced_in_region[key] = self._trace_in_region(r)
                     if r.traced is None:
                         r.traced = self._traced_in_region[key]
+            first = _Span(self._d) if not self._known.layers else None  # the first-layer rows traced so far
             for r in rows:
+                if first is not None and r.traced is None and self._deeper_piece(r, first):
+                    r.traced = False
                 if r.traced is None and (len(r.kinks) >= 2 or not self._known.layers):
                     r.traced = self._trace(r)
+                if first is not None and r.traced:
+                    first.add(r.w)
                 if not r.traced and any(id(k) in self._unfolded for k, _ in r.kinks):
                     r.traced = True  # the fold's row, its kink's jump along it (``_unfold``)
             layer = self._independent([r for r in rows if r.traced])
@@ -1360,6 +1365,19 @@ class ReluAttack(Attack):
         for r in rows.rows:
             r.traced = None
         return list(rows.rows)
+
+    def _deeper_piece(self, row: _Row, first: _Span) -> bool:
+        """A first-layer candidate seen at one kink, not traced yet, whose row lies in the span of the first-layer rows
+        traced so far while they span less than the input space: a deeper neuron's jump there combines first-layer
+        rows, a first-layer row does not (probability zero).  Its verdict is kept with no query; the draw its trace's
+        first try would take is taken, so that the lines drawn after it stay as they were."""
+        kink = row.kinks[0][0]
+        if len(row.kinks) != 1 or (0, id(kink)) in self._traced or first.Q.shape[1] >= self._d or \
+                not first.within(row.w):
+            return False
+        self._traced[0, id(kink)] = False
+        self._rng.normal(size=self._d)
+        return True
 
     def _trace(self, row: _Row) -> bool:
         """Follow the row's surface inside the known cell of one of its kinks to a far point and look for a kink
