@@ -1421,9 +1421,9 @@ class ReluAttack(Attack):
         jump would add a row the pull-back does not match), placed where the row is zero (``_kink_between``).  Where
         their jump combines the known layer's active units but another neuron also switched in between (a jump that
         does not combine them is no sum of next-layer kinks: 41 of 136 such lines on 100-64x3-10, each with one kink
-        near t = 0 the row does not match, which two more points would not settle), the same from two more points +-BRACKET
-        around t = 0 (the line is drawn across the row's known surface there; the unit it has not seen moves the kink
-        only a little: on 100-64x3-10 90% of them within |t| < 0.02, while the other neurons' kinks lie anywhere).
+        near t = 0 the row does not match, which two more points would not settle), the same from two more points
+        +-BRACKET around t = 0 (the line is drawn across the row's known surface there; the unit it has not seen
+        moves the kink only a little: on 100-64x3-10 90% of them within |t| < 0.02, other neurons' kinks anywhere).
         Else the values of the pieces read (with values) and the search (``_search_short``, from them)."""
         ends = self._probe.glance(line, [-1.0, 1.0])
         kink = self._kink_between(row, line, *ends)
@@ -2458,7 +2458,7 @@ class ReluAttack(Attack):
         self._tried: set[tuple[int, int]] = set()
         self._crossed: dict[tuple, dict] = {}
         self._targeted = 0
-        self._read_at_ends = 0  # targeted searches settled by their line's two ends
+        self._read_at_ends = 0  # targeted searches settled by their line's ends (or two points around t = 0)
         self._combinations = 0
         self._expansive: ExpansiveOrientation | None = None
         self._expansive_signs: list[int | None] = []
