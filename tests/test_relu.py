@@ -1013,16 +1013,3 @@ def test_first_layer_candidates_in_the_traced_rows_span_take_no_trace_and_leave_
     assert r.details["widths"] == [20, 10, 10]
     assert r.metrics["worst_output_error_relative"] <= 1e-9
     assert r.queries["total"] <= 40 * 30.5  # 29.9 per neuron measured (1,196); 31.1 (1,245) before
-
-
-def test_a_partial_row_beside_as_many_whole_rows_as_units_below_is_deeper_100_32x3_10():
-    """Layer 2 as wide as layer 1: once its whole rows are as many as the units below and independent, they are its
-    neurons, and a partial row seen in one cell of it (as many oriented rows active there as units, so no kink tests
-    it) is a deeper neuron's once its missing units were searched for.  On 100-32x3-10 seed 3 layer 2 kept 7-8 such
-    rows beside its 32 peel after peel, each searched again (6,372 queries on the merged code without this rule);
-    now 6,069, and the result stays exact."""
-    target, r = _run("builtin:deep?d=100&widths=32,32,32,10&init=random&seed=3", "value+gradient")
-    assert r.status == "complete", r.message
-    assert r.details["widths"] == [32, 32, 32]
-    assert r.queries["total"] <= 6200
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
