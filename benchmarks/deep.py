@@ -72,6 +72,7 @@ NETWORKS = [
     ("784-256x2-1", "builtin:deep?d=784&widths=256,256,1&init=random&seed=0", ""),
     ("784-256-256-10", "builtin:deep?d=784&widths=256,256,10&init=random&seed=0", ""),
     ("100-64x3-10", "builtin:deep?d=100&widths=64,64,64,10&init=random&seed=0", ""),
+    ("3072-64x3-10", "builtin:deep?d=3072&widths=64,64,64,10&init=random&seed=0", ""),
     ("3072-256x3-10", "builtin:deep?d=3072&widths=256,256,256,10&init=random&seed=0", ""),
 ]
 QUICK = ["10-10-10-1", "784-32-1", "784-16x2-1", "digits 64-32x2-10"]
