@@ -22,6 +22,17 @@ def _run(spec, mode, **kw):
     return target, result
 
 
+def _run_exact(spec):
+    """value+gradient on ``spec``: the attack (its state read by the test) and its result, complete and exact."""
+    target = load(spec)
+    attack = ReluAttack(mode="value+gradient")
+    result = attack.run(local_oracle(target, ["value", "gradient"]))
+    evaluate(result, target)
+    assert result.status == "complete", result.message
+    assert result.metrics["worst_output_error_relative"] <= 1e-9
+    return attack, result
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_two_layer_network_with_k_outputs_is_exact(mode):
     target, r = _run("builtin:deep?d=16&widths=8,3&init=random&seed=4", mode)
@@ -550,6 +561,19 @@ def test_targeted_searches_read_the_kink_from_their_two_ends(spec, hidden, befor
     assert r.queries["total"] / hidden <= before - 3
 
 
+def _assert_settled_without_values(target, r, settled, values):
+    """The run complete and exact; kinks settled, no value asked for any, each on a true layer-3 neuron's surface
+    within its half-width along its line."""
+    assert r.status == "complete", r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert settled and values == [0] * len(settled)
+    (W1, b1), (W2, b2), (W3, b3) = [(np.asarray(W), np.asarray(b)) for W, b in target.truth["layers"][:3]]
+    for k in settled:
+        def z3(t):
+            return np.maximum(np.maximum(k.line.at(t) @ W1.T + b1, 0) @ W2.T + b2, 0) @ W3.T + b3
+        assert np.any(z3(k.t - k.width) * z3(k.t + k.width) <= 0)
+
+
 def test_targeted_kinks_read_at_their_ends_ask_no_value_24_10_8_6_2(monkeypatch):
     """A targeted line's two ends settle the kink from their gradients alone: the jump pulled back gives the row's
     missing weights, its bias is known, and the kink is where the row so completed is zero, within the row's own error
@@ -567,15 +591,7 @@ def test_targeted_kinks_read_at_their_ends_ask_no_value_24_10_8_6_2(monkeypatch)
 
     monkeypatch.setattr(ReluAttack, "_search_across", counted)
     target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", "value+gradient")
-    assert r.status == "complete", r.message
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
-    assert settled and values == [0] * len(settled)
-    (W1, b1), (W2, b2), (W3, b3) = [(np.asarray(W), np.asarray(b)) for W, b in target.truth["layers"][:3]]
-    for k in settled:  # each on a true layer-3 neuron's surface, within its half-width along its line
-        def z3(t):
-            return np.maximum(np.maximum(k.line.at(t) @ W1.T + b1, 0) @ W2.T + b2, 0) @ W3.T + b3
-        lo, hi = z3(k.t - k.width), z3(k.t + k.width)
-        assert np.any(lo * hi <= 0)
+    _assert_settled_without_values(target, r, settled, values)
 
 
 def test_targeted_kinks_read_at_two_points_around_the_lines_middle_when_its_ends_hold_another_kink_24_10_8_6_2(
@@ -603,14 +619,7 @@ def test_targeted_kinks_read_at_two_points_around_the_lines_middle_when_its_ends
     monkeypatch.setattr(ReluAttack, "_kink_between", recorded)
     monkeypatch.setattr(ReluAttack, "_search_across", counted)
     target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", "value+gradient")
-    assert r.status == "complete", r.message
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
-    assert settled and values == [0] * len(settled)
-    (W1, b1), (W2, b2), (W3, b3) = [(np.asarray(W), np.asarray(b)) for W, b in target.truth["layers"][:3]]
-    for k in settled:
-        def z3(t):
-            return np.maximum(np.maximum(k.line.at(t) @ W1.T + b1, 0) @ W2.T + b2, 0) @ W3.T + b3
-        assert np.any(z3(k.t - k.width) * z3(k.t + k.width) <= 0)
+    _assert_settled_without_values(target, r, settled, values)
     assert r.queries["total"] <= 650
 
 
@@ -838,12 +847,7 @@ def test_region_corner_segments_start_at_the_diagonal_read_once_20_10_8_8_1(monk
         return ask(probe, X, kinds)
 
     monkeypatch.setattr(Probe, "ask", counted)
-    target = load("builtin:deep?d=20&widths=10,8,8,1&init=random&seed=0")
-    attack = ReluAttack(mode="value+gradient")
-    r = attack.run(local_oracle(target, ["value", "gradient"]))
-    evaluate(r, target)
-    assert r.status == "complete", r.message
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    attack, r = _run_exact("builtin:deep?d=20&widths=10,8,8,1&init=random&seed=0")
     corners = attack._segment_log[1][:r.details["widths"][0]]
     starts = {line.x0.tobytes() for line, *_ in corners}
     assert len(corners) > 2 and len(starts) == 1
@@ -866,12 +870,7 @@ def test_values_asked_past_read_crossings_feed_the_output_fit_784_64x2_1_seed_4(
         return ask(probe, X, kinds)
 
     monkeypatch.setattr(Probe, "ask", recorded)
-    target = load("builtin:deep?d=784&widths=64,64,1&init=random&seed=4")
-    attack = ReluAttack(mode="value+gradient")
-    r = attack.run(local_oracle(target, ["value", "gradient"]))
-    evaluate(r, target)
-    assert r.status == "complete", r.message
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    attack, r = _run_exact("builtin:deep?d=784&widths=64,64,1&init=random&seed=4")
     assert not [x for x, p in attack._samples if x.tobytes() in asked and p.y is None]
     assert r.details["lines"] == 2 and r.details["verifications_missed"] == 0
     assert r.queries["total"] / 128 <= 23
