@@ -959,21 +959,18 @@ class ReluAttack(Attack):
                     span.add(r.w)
             if not basis or got is None:
                 return basis, [None] * len(basis), deeper
-            Atop, H = got
             W, b = np.array([r.w for r in basis]), np.array([r.b for r in basis])
-            C, _, rank, _ = np.linalg.lstsq(W.T, H.T, rcond=None)
-            if rank < len(basis):
+            coefficients = self._sample_coefficients(W, got)
+            if coefficients is None:
                 return basis, [None] * len(basis), deeper
-            size = np.linalg.norm(H, axis=1)
-            fits = np.linalg.norm(W.T @ C - H.T, axis=0) <= SAME_ROW * size
-            signs, flagged = self._sample_verdicts(C[:, fits], W, b, Atop[fits], size[fits])
+            C, Atop, size = coefficients
+            signs, flagged = self._sample_verdicts(C, W, b, Atop, size)
             outside = [r for r in order if not any(r is q for q in basis) and not any(r is q for q in deeper)]
             if outside:  # each outside row in the basis' coordinates (kept only where it lies in their span)
                 Wo = np.array([r.w for r in outside])
                 alpha, *_ = np.linalg.lstsq(W.T, Wo.T, rcond=None)
                 inside = np.linalg.norm(W.T @ alpha - Wo.T, axis=0) <= SAME_ROW * np.linalg.norm(Wo, axis=1)
                 outside, alpha = [r for r, k in zip(outside, inside) if k], alpha[:, inside]
-            C = C[:, fits]
             while outside:
                 score = sum(s_ is not None for s_ in signs) - sum(flagged)
                 best = None
@@ -985,7 +982,7 @@ class ReluAttack(Attack):
                         C2[j] = C[j] / alpha[j, k]
                         W2, b2 = W.copy(), b.copy()
                         W2[j], b2[j] = o.w, o.b
-                        got2 = self._sample_verdicts(C2, W2, b2, Atop[fits], size[fits])
+                        got2 = self._sample_verdicts(C2, W2, b2, Atop, size)
                         gain = sum(s_ is not None for s_ in got2[0]) - sum(got2[1])
                         if gain > score and (best is None or gain > best[0]):
                             best = (gain, j, k, C2, W2, b2, got2)
@@ -1012,16 +1009,27 @@ class ReluAttack(Attack):
         got = self._region_samples()
         if not len(whole) or got is None:
             return signs
-        Atop, H = got
         W, b = np.array([rows[i].w for i in whole]), np.array([rows[i].b for i in whole])
-        C, _, rank, _ = np.linalg.lstsq(W.T, H.T, rcond=None)
-        if rank < len(whole):  # dependent rows: the coefficients are not unique
+        coefficients = self._sample_coefficients(W, got)
+        if coefficients is None:
             return signs
-        size = np.linalg.norm(H, axis=1)
-        fits = np.linalg.norm(W.T @ C - H.T, axis=0) <= SAME_ROW * size
-        for i, s_ in zip(whole, self._sample_verdicts(C[:, fits], W, b, Atop[fits], size[fits])[0]):
+        C, Atop, size = coefficients
+        for i, s_ in zip(whole, self._sample_verdicts(C, W, b, Atop, size)[0]):
             signs[i] = s_
         return signs
+
+    @staticmethod
+    def _sample_coefficients(W: np.ndarray, got: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...] | None:
+        """The region's samples (``got``: activations, pulled-back gradients) on independent rows W: the gradients'
+        coefficients on the rows, the activations and the gradients' norms, at the samples whose gradient lies in the
+        rows' span.  None where the rows are dependent (the coefficients are not unique)."""
+        Atop, H = got
+        C, _, rank, _ = np.linalg.lstsq(W.T, H.T, rcond=None)
+        if rank < len(W):
+            return None
+        size = np.linalg.norm(H, axis=1)
+        fits = np.linalg.norm(W.T @ C - H.T, axis=0) <= SAME_ROW * size
+        return C[:, fits], Atop[fits], size[fits]
 
     @staticmethod
     def _sample_verdicts(C: np.ndarray, W: np.ndarray, b: np.ndarray, Atop: np.ndarray,
