@@ -1012,3 +1012,27 @@ def test_first_layer_candidates_in_the_traced_rows_span_take_no_trace_and_leave_
     assert r.details["widths"] == [20, 10, 10]
     assert r.metrics["worst_output_error_relative"] <= 1e-9
     assert r.queries["total"] <= 40 * 30.5  # 29.9 per neuron measured (1,196); 31.1 (1,245) before
+
+
+def test_a_layer_2_neuron_on_almost_everywhere_is_not_dropped_for_a_deeper_row_it_mixes_24_10_8_6_2_seed_3(monkeypatch):
+    """Layer-2 neuron 1 is on at 99.99% of inputs: its row is met at 2 kinks only, and a layer-3 row mixing it with 4
+    other layer-2 rows (9 kinks, every region segment crossing its plane with a kink: the rows it mixes keep one pattern
+    there) ranked first.  The always-on neuron's row, in their span, was dropped as a combination; layer 2 then
+    kept the deeper row, lost 3 true rows and its orientations, and the run ended ``partial`` at 143 queries per neuron
+    after 24 lines.  Now the circuit's planes are crossed where another member is on its other side: the deeper row's
+    surface has moved there, and it gives way.  ``complete`` and exact, layer 2 whole."""
+    swaps = []
+    deeper_in_circuit = ReluAttack._deeper_in_circuit
+
+    def spied(self, row, kept):
+        got = deeper_in_circuit(self, row, kept)
+        swaps.append(got)
+        return got
+
+    monkeypatch.setattr(ReluAttack, "_deeper_in_circuit", spied)
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=3", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [10, 8, 6]
+    assert any(s is not None for s in swaps)
+    assert r.metrics["parameter_relative_error"] <= 1e-9
+    assert r.metrics["worst_output_error_relative"] <= 1e-9

@@ -902,10 +902,76 @@ class ReluAttack(Attack):
             if (kept and len(kept) < self._known.width and row.support.all() and all(r.support.all() for r in kept)
                     and span.within(row.w)):
                 self._combinations += 1
+                deeper = self._deeper_in_circuit(row, kept)
+                if deeper is not None:  # a kept row found deeper gives way to this one (the span stays the same)
+                    kept[deeper] = row
                 continue
             kept.append(row)
             span.add(row.w)
         return kept
+
+    def _deeper_in_circuit(self, row: _Row, kept: list[_Row]) -> int | None:
+        """Which kept row is deeper, where ``row`` lies in their span: of the circuit (``row`` and the kept rows it
+        combines) one is a deeper neuron's row, seen where the others it mixes keep one pattern (24-10-8-6-2 s3: a
+        layer-3 row mixing a layer-2 neuron on at 99.99% ranked before that neuron's own row, met at 2 kinks).  Each
+        member's plane is crossed where another member is on the side opposite to the one it holds at the member's
+        kinks (``_flat_across``): a neuron of this layer switches there, a deeper one's surface has moved.  The index
+        of the one kept member that does not, where ``row`` and every other member do; else None (``row`` goes)."""
+        W = np.array([r.w for r in kept])
+        alpha, *_ = np.linalg.lstsq(W.T, row.w, rcond=None)
+        circuit = [i for i in np.flatnonzero(np.abs(alpha) > SAME_ROW * np.linalg.norm(alpha))]
+        members = [row] + [kept[i] for i in circuit]
+        if len(members) < 3 or not self._flat_across(row, members):
+            return None
+        failed = [i for i in circuit if not self._flat_across(kept[i], members)]
+        return failed[0] if len(failed) == 1 else None
+
+    def _flat_across(self, q: _Row, members: list[_Row]) -> bool:
+        """Whether q's plane carries a kink along its normal in the all-active region where another member of its
+        circuit is on the other side than at all of q's kinks (one linear program, 2 points; remembered).  True also,
+        with no query, where some member is on both sides at q's kinks: a deeper neuron's row mixes only members on
+        one side at all its kinks.  False where no such point exists or no kink is there (its gain may be zero)."""
+        key = (self._row_key(q), tuple(sorted(self._row_key(p) for p in members)))
+        if key in self._flat:
+            return self._flat[key]
+        A, a, Z, z, _ = self._region()
+        tops = np.array([np.maximum(zs[-1], 0.0) for _, zs in q.kinks])
+        self._flat[key] = False
+        for p in members:
+            if p is q:
+                continue
+            sides = np.sign(tops @ p.w + p.b)
+            if np.any(sides != sides[0]):
+                self._flat[key] = True
+                break
+        else:
+            for p in members:
+                if p is q:
+                    continue
+                sides = np.sign(tops @ p.w + p.b)
+                y = self._plane_point(A.T @ q.w, q.w @ a + q.b, -sides[0] * (A.T @ p.w), -sides[0] * (p.w @ a + p.b),
+                                      Z, z)
+                if y is None:
+                    continue
+                normal = A.T @ q.w
+                self._flat[key] = bool(self._kink_across(y, normal / np.linalg.norm(normal),
+                                                         float(np.linalg.norm(y)) + 1.0))
+                break
+        return self._flat[key]
+
+    def _plane_point(self, n: np.ndarray, c: float, m: np.ndarray, e: float, Z, z) -> np.ndarray | None:
+        """A point on the plane n . x + c = 0 with m . x + e > 0, in the all-active region (Z x + z > 0), as far from
+        those walls as the linear program finds (within ``_bounds``), or None."""
+        walls = np.vstack([Z, m[None]])
+        offsets = np.append(z, e)
+        norms = np.maximum(np.linalg.norm(walls, axis=1), np.finfo(float).tiny)
+        lo, hi = self._bounds()
+        cost = np.zeros(self._d + 1)
+        cost[-1] = -1.0
+        res = linprog(cost, A_ub=np.hstack([-walls / norms[:, None], np.ones((len(walls), 1))]), b_ub=offsets / norms,
+                      A_eq=np.append(n, 0.0)[None], b_eq=[-c], bounds=[(lo, hi)] * self._d + [(None, None)],
+                      method="highs")
+        return res.x[:self._d] if res.status == 0 and res.x[-1] > 0 else None
 
     def _drop_deeper(self, rows: list[_Row]) -> list[_Row]:
         """Drop rows that are a deeper neuron's local linearisation.  The rows whose planes carry a kink at every one of
@@ -2494,6 +2560,7 @@ class ReluAttack(Attack):
         self._segments: dict[int, int] = {}
         self._segment_log: dict[int, list] = {}
         self._traced_in_region: dict[tuple, bool | None] = {}
+        self._flat: dict[tuple, bool] = {}  # ``_flat_across``'s verdicts per row and circuit
         self._corner_order: dict[int, np.ndarray] = {}
         self._region_rows: dict[int, _Rows] = {}
         self._quiet: dict[int, int] = {}
