@@ -895,7 +895,8 @@ class ReluAttack(Attack):
         """Inside the region a deeper neuron's surface is, within one cell of this layer, a combination of this layer's
         rows (without the biases); this layer's own rows are independent as long as they number at most the units
         below.  Rows whose hyperplanes carry kinks on more segments go first; a row in the span of those kept is
-        dropped while fewer than the units below are kept."""
+        dropped while fewer than the units below are kept, or replaces the one kept row found deeper
+        (``_deeper_in_circuit``)."""
         kept: list[_Row] = []
         span = _Span(self._known.width)
         for row in sorted(rows, key=lambda r: (-r.hits, -len(r.kinks))):
@@ -913,50 +914,52 @@ class ReluAttack(Attack):
     def _deeper_in_circuit(self, row: _Row, kept: list[_Row]) -> int | None:
         """Which kept row is deeper, where ``row`` lies in their span: of the circuit (``row`` and the kept rows it
         combines) one is a deeper neuron's row, seen where the others it mixes keep one pattern (24-10-8-6-2 s3: a
-        layer-3 row mixing a layer-2 neuron on at 99.99% ranked before that neuron's own row, met at 2 kinks).  Each
-        member's plane is crossed where another member is on the side opposite to the one it holds at the member's
-        kinks (``_flat_across``): a neuron of this layer switches there, a deeper one's surface has moved.  The index
-        of the one kept member that does not, where ``row`` and every other member do; else None (``row`` goes)."""
+        layer-3 row mixing a layer-2 neuron on at 99.99% ranked before that neuron's own row, met at 2 kinks).  A
+        deeper row mixes only members on one side at all its kinks (``_sides``); where one kept member is left so,
+        its plane and ``row``'s are crossed where another member is on its other side (``_flat_across``): a neuron of
+        this layer switches there, a deeper one's surface has moved.  The index of the one kept member that does not,
+        where ``row`` does; else None (``row`` goes)."""
         W = np.array([r.w for r in kept])
         alpha, *_ = np.linalg.lstsq(W.T, row.w, rcond=None)
-        circuit = [i for i in np.flatnonzero(np.abs(alpha) > SAME_ROW * np.linalg.norm(alpha))]
+        circuit = np.flatnonzero(np.abs(alpha) > SAME_ROW * np.linalg.norm(alpha))
         members = [row] + [kept[i] for i in circuit]
-        if len(members) < 3 or not self._flat_across(row, members):
+        suspects = [i for i in circuit if self._sides(kept[i], members) is not None]
+        if len(members) < 3 or not suspects or not self._flat_across(row, members):
             return None
-        failed = [i for i in circuit if not self._flat_across(kept[i], members)]
+        failed = [i for i in suspects if not self._flat_across(kept[i], members)]
         return failed[0] if len(failed) == 1 else None
+
+    @staticmethod
+    def _sides(q: _Row, members: list[_Row]) -> list[tuple[_Row, float]] | None:
+        """The side of its plane (+1 or -1) each other member holds at all of q's kinks, or None where one holds both
+        (q is then no deeper row mixing them all: that row mixes only units active at all its kinks)."""
+        tops = np.array([np.maximum(zs[-1], 0.0) for _, zs in q.kinks])
+        out = []
+        for p in members:
+            if p is not q:
+                sides = np.sign(tops @ p.w + p.b)
+                if np.any(sides != sides[0]):
+                    return None
+                out.append((p, float(sides[0])))
+        return out
 
     def _flat_across(self, q: _Row, members: list[_Row]) -> bool:
         """Whether q's plane carries a kink along its normal in the all-active region where another member of its
-        circuit is on the other side than at all of q's kinks (one linear program, 2 points; remembered).  True also,
-        with no query, where some member is on both sides at q's kinks: a deeper neuron's row mixes only members on
-        one side at all its kinks.  False where no such point exists or no kink is there (its gain may be zero)."""
+        circuit is on the other side than at all of q's kinks (one linear program, 2 points; remembered).  True with
+        no query where ``_sides`` rules q out; False where no such point exists or no kink is there (its gain may be
+        zero)."""
         key = (self._row_key(q), tuple(sorted(self._row_key(p) for p in members)))
-        if key in self._flat:
-            return self._flat[key]
-        A, a, Z, z, _ = self._region()
-        tops = np.array([np.maximum(zs[-1], 0.0) for _, zs in q.kinks])
-        self._flat[key] = False
-        for p in members:
-            if p is q:
-                continue
-            sides = np.sign(tops @ p.w + p.b)
-            if np.any(sides != sides[0]):
-                self._flat[key] = True
-                break
-        else:
-            for p in members:
-                if p is q:
-                    continue
-                sides = np.sign(tops @ p.w + p.b)
-                y = self._plane_point(A.T @ q.w, q.w @ a + q.b, -sides[0] * (A.T @ p.w), -sides[0] * (p.w @ a + p.b),
-                                      Z, z)
-                if y is None:
-                    continue
-                normal = A.T @ q.w
-                self._flat[key] = bool(self._kink_across(y, normal / np.linalg.norm(normal),
-                                                         float(np.linalg.norm(y)) + 1.0))
-                break
+        if key not in self._flat:
+            sides = self._sides(q, members)
+            self._flat[key] = sides is None
+            A, a, Z, z, _ = self._region()
+            normal = A.T @ q.w
+            for p, side in sides or []:
+                y = self._plane_point(normal, q.w @ a + q.b, -side * (A.T @ p.w), -side * (p.w @ a + p.b), Z, z)
+                if y is not None:
+                    self._flat[key] = bool(self._kink_across(y, normal / np.linalg.norm(normal),
+                                                             float(np.linalg.norm(y)) + 1.0))
+                    break
         return self._flat[key]
 
     def _plane_point(self, n: np.ndarray, c: float, m: np.ndarray, e: float, Z, z) -> np.ndarray | None:
