@@ -1551,8 +1551,7 @@ class ReluAttack(Attack):
 
         if spent() or not self._samples:
             return None
-        X = np.array([x for x, _ in self._samples])
-        zs_all = known.pre(X)
+        X, zs_all = self._samples_pre()
         top = zs_all[-1] > 0
         fits = top[:, m] & ~np.any(top & ~row.support & (np.arange(known.width) != m), axis=1)
         lo, hi = self._bounds()
@@ -1617,6 +1616,18 @@ class ReluAttack(Attack):
             done[code] = 2
             return Line(x0, 0.9 * reach * normal)
         return None
+
+    def _samples_pre(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Every sample's point and the known layers' pre-activations there, kept until a layer is added (only new
+        samples computed: ``_across_unit`` asks for them per row and unit, 10^4 samples and more in gradient mode)."""
+        memo = self._known.memo.setdefault("samples_pre", [0, [], []])
+        if memo[0] < len(self._samples):
+            X = np.array([x for x, _ in self._samples[memo[0]:]])
+            memo[1].append(X)
+            memo[2].append(self._known.pre(X))
+            memo[0] = len(self._samples)
+            memo[1], memo[2] = [np.vstack(memo[1])], [[np.vstack(z) for z in zip(*memo[2])]]
+        return memo[1][0], memo[2][0]
 
     def _walk(self, row: _Row, x: np.ndarray, m: int, segments: int = 32):
         """From x on the row's surface, along the surface towards unit m's surface (computed, no queries): the point
