@@ -1036,3 +1036,14 @@ def test_the_hand_written_10_8_8_8_1_with_neurons_on_at_every_sample_is_partial_
     assert r.details["widths"][:2] == [8, 8]
     assert "units passing layer 2 through" in r.message and "miss the weights" in r.message
     assert "residual on 4096 fresh points" in r.message
+
+
+def test_no_targeted_search_above_a_layer_kept_unoriented_hand_written_10_8_8_8_1_seed_0():
+    """Seed 0's layer 2 keeps 3 deeper rows beside its 8 and leaves 8 of the 11 unoriented; layer 3's rows, pulled
+    back through those activations, are all incomplete, and the 1,024 targeted searches went to them (9,390 queries,
+    55,279 in gradient mode).  Above a layer kept with orientations unresolved no targeted search is made: the same
+    honest `partial`, the open layer named, in 2,689 queries."""
+    target, r = _run("factories:HandWrittenDeepRelu?seed=0", "value+gradient")
+    assert r.status == "partial"
+    assert "layer 2: orientation of neurons" in r.message and "residual on 4096 fresh points" in r.message
+    assert r.queries["total"] <= 3596  # before the aimed lines and unfold probes of stop 17; 9,390 before this
