@@ -1411,9 +1411,10 @@ class ReluAttack(Attack):
         """Look for kinks of the row's neuron where units it has not yet seen active are on, one for each such unit:
         walk along its surface from one of its kinks (cell by cell, while the cells' active units are ones its row
         knows) to that unit's surface, step across it and search a short line along the normal there, the unit held
-        on (``_across_unit`` where no walk gets there).  Whether it searched.  None below a layer kept with orientations
-        unresolved (the run is ``partial`` already, and the rows above it are pulled back through wrong activations:
-        the hand-written 10-8-8-8-1 seed 0 spent its 1,024 searches there, 39,564 queries in gradient mode)."""
+        on (``_across_unit`` where no walk gets there).  Whether it searched.  No search above a layer kept with
+        orientations unresolved (the run is ``partial`` already, and the rows above it are pulled back through wrong
+        activations: the hand-written 10-8-8-8-1 seed 0 spent its 1,024 searches there, 39,564 queries in gradient
+        mode)."""
         if not self._known.layers or self._known.open:
             return False
         searched = False
@@ -1624,14 +1625,14 @@ class ReluAttack(Attack):
     def _samples_pre(self) -> tuple[np.ndarray, list[np.ndarray]]:
         """Every sample's point and the known layers' pre-activations there, kept until a layer is added (only new
         samples computed: ``_across_unit`` asks for them per row and unit, 10^4 samples and more in gradient mode)."""
-        memo = self._known.memo.setdefault("samples_pre", [0, [], []])
+        memo = self._known.memo.setdefault("samples_pre", [0, np.zeros((0, self._d)), None])
         if memo[0] < len(self._samples):
             X = np.array([x for x, _ in self._samples[memo[0]:]])
-            memo[1].append(X)
-            memo[2].append(self._known.pre(X))
+            zs = self._known.pre(X)
+            memo[1] = np.vstack([memo[1], X])
+            memo[2] = zs if memo[2] is None else [np.vstack([old, new]) for old, new in zip(memo[2], zs)]
             memo[0] = len(self._samples)
-            memo[1], memo[2] = [np.vstack(memo[1])], [[np.vstack(z) for z in zip(*memo[2])]]
-        return memo[1][0], memo[2][0]
+        return memo[1], memo[2]
 
     def _walk(self, row: _Row, x: np.ndarray, m: int, segments: int = 32):
         """From x on the row's surface, along the surface towards unit m's surface (computed, no queries): the point
