@@ -1040,6 +1040,7 @@ def test_a_layer_2_neuron_on_almost_everywhere_is_not_dropped_for_a_deeper_row_i
     assert r.metrics["parameter_relative_error"] <= 1e-9
     assert r.metrics["worst_output_error_relative"] <= 1e-9
 
+
 @pytest.mark.parametrize("mode", MODES)
 def test_the_hand_written_10_8_8_8_1_seed_1_is_exact(mode):
     """The network users bring first (named layers, functional relu, torch's default initialisation): seed 1, whose
