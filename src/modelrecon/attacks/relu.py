@@ -637,7 +637,7 @@ class ReluAttack(Attack):
             line.x0 = np.asarray(through, dtype=np.float64)
         if along is not None:
             line.v = np.asarray(along, dtype=np.float64)
-        if cell and through is not None and self._known.layers:
+        if cell and through is not None and self._known.layers and "value" in self._probe.kinds:
             self._search_cell(line)
             return
         extent = self._extent(line)
@@ -650,7 +650,8 @@ class ReluAttack(Attack):
 
     def _search_cell(self, line: Line) -> None:
         """A line through a kink no row explains, searched only within the known layers' cell there (no known neuron
-        switches on it): the kink's neuron is met there again, which makes its row a candidate of two kinks."""
+        switches on it): the kink's neuron is met there again, which makes its row a candidate of two kinks.  With values
+        only (gradient mode kept whole lines: 8-16-8-1 went from complete, 153.5 queries per neuron, to partial)."""
         zs = [z[0] for z in self._known.pre(line.x0[None])]
         z, rate = np.concatenate(zs), np.concatenate(self._known.slopes(line.v, zs))
         with np.errstate(divide="ignore", invalid="ignore"):
