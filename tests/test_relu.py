@@ -1074,3 +1074,14 @@ def test_no_targeted_search_above_a_layer_kept_unoriented_hand_written_10_8_8_8_
     assert r.status == "partial"
     assert "layer 2: orientation of neurons" in r.message and "residual on 4096 fresh points" in r.message
     assert r.queries["total"] <= 3596  # before the aimed lines and unfold probes of stop 17; 9,390 before this
+
+
+def test_lines_aimed_through_kinks_no_row_explains_are_searched_within_their_cell_8_16_8_1():
+    """A line aimed through a kink no row explains (its neuron met there once) was searched end to end like a random
+    line (~500 queries on 100-64x3-10; here 151.2 queries per neuron, 17 lines).  Searched only within the known
+    layers' cell around that kink (no known neuron switches on it), it meets the neuron again there, which makes its
+    row a candidate of two kinks, for a few queries: complete and exact as before."""
+    target, r = _run("builtin:deep?d=8&widths=16,8,1&seed=0", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.queries["total"] / 24 <= 80

@@ -632,16 +632,35 @@ class ReluAttack(Attack):
         centre, _ = self._frame
         return float(np.linalg.norm(line.x0 - centre) / np.linalg.norm(line.v))
 
-    def _search(self, through: np.ndarray | None = None, along: np.ndarray | None = None) -> None:
+    def _search(self, through: np.ndarray | None = None, along: np.ndarray | None = None, cell: bool = False) -> None:
         line = self._new_line()
         if through is not None:
             line.x0 = np.asarray(through, dtype=np.float64)
         if along is not None:
             line.v = np.asarray(along, dtype=np.float64)
+        if cell and through is not None and self._known.layers and "value" in self._probe.kinds:
+            self._search_cell(line)
+            return
         extent = self._extent(line)
         predict = self._known_kinks if "value" in self._probe.kinds else self._first_layer_crossings
         kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line,
                                        predict=lambda lo, hi: predict(line, lo, hi), scale=self._line_scale(line))
+        self._kinks += kinks
+        self._samples += [(line.at(p.t), p) for p in pieces]
+        self._n_lines += 1
+
+    def _search_cell(self, line: Line) -> None:
+        """A line through a kink no row explains, searched only within the known layers' cell there (no known neuron
+        switches on it): the kink's neuron is met there again, which makes its row a candidate of two kinks.  With values
+        only (gradient mode kept whole lines: 8-16-8-1 went from complete, 153.5 queries per neuron, to partial)."""
+        zs = [z[0] for z in self._known.pre(line.x0[None])]
+        z, rate = np.concatenate(zs), np.concatenate(self._known.slopes(line.v, zs))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            room = float(np.min(np.where(rate != 0, np.abs(z / rate), np.inf)))
+        if self._inside:
+            room = min(room, self._to_wall(line.x0, room * line.v) * room, self._to_wall(line.x0, -room * line.v) * room)
+        line.v = line.v * (room * (1 - 2.0 ** -20))
+        kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
         self._kinks += kinks
         self._samples += [(line.at(p.t), p) for p in pieces]
         self._n_lines += 1
@@ -757,7 +776,7 @@ class ReluAttack(Attack):
                     details["layers"].pop()
                     continue
                 if self._n_lines < self.max_lines and not self._stalled(layer, signs):
-                    self._search(through=self._aim(layer, signs, rest))
+                    self._search(through=self._aim(layer, signs, rest), cell=True)
                     details["layers"].pop()
                     continue
                 if rest or given is not None:  # the last layer's are named below, once its dead rows are dropped
