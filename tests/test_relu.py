@@ -623,6 +623,27 @@ def test_targeted_kinks_read_at_two_points_around_the_lines_middle_when_its_ends
     assert r.queries["total"] <= 650
 
 
+def test_gradient_mode_brackets_no_targeted_line_and_keeps_no_deeper_rows_30_16_16_16_4(monkeypatch):
+    """Gradients alone at +-BRACKET around a targeted line's middle settled, on this net, kinks of layer-3 neurons (129
+    of 132) as the kinks of layer-3 pieces taken for layer-2 rows: layer 2 kept 53 rows for 16, ``partial`` at 2,162
+    queries per neuron.  The two points are read with values only: ``complete`` and exact (408.9 per neuron)."""
+    bracketed = []
+    kink_between = ReluAttack._kink_between
+
+    def recorded(self, row, line, left, right):
+        bracketed.append((left.t, right.t) == (-BRACKET, BRACKET))
+        return kink_between(self, row, line, left, right)
+
+    monkeypatch.setattr(ReluAttack, "_kink_between", recorded)
+    target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "gradient")
+    assert not any(bracketed)
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [16, 16, 16]
+    assert r.metrics["parameter_relative_error"] <= 1e-9
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.queries["total"] / 48 <= 420
+
+
 def test_targeted_kinks_read_at_their_ends_in_gradient_mode_24_10_8_6_2():
     """Gradients alone settle a targeted line's kink at its two ends too (no value is used there): gradient mode
     bisected every targeted line (143.0 queries per neuron here, none settled at its ends).  Exact as before."""
@@ -754,6 +775,17 @@ def test_a_neuron_no_line_met_is_caught_by_the_verification_8_16_8_1_gradient():
     else:
         assert r.status == "partial" and "residual on 4096 fresh points" in r.message
         assert r.metrics["worst_output_error_relative"] > 1e-3
+
+
+def test_lines_for_open_orientations_go_along_the_aimed_kinks_jump_8_16_8_1():
+    """Layer-2 neuron 1 (on at 0.42% of inputs) is recovered only where the expansive first layer's surface following
+    starts from a kink of it that works, and lines through its kinks in random directions met one after 17 lines (151.2
+    queries per neuron).  Along the aimed kink's jump (its surface's normal there): ``complete`` after 8 lines."""
+    target, r = _run("builtin:deep?d=8&widths=16,8,1&seed=0", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [16, 8]
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    assert r.details["lines"] <= 8 and r.queries["total"] / 24 <= 75
 
 
 def test_a_kink_met_at_a_grazing_angle_is_on_the_recovered_neuron_within_its_own_error():
