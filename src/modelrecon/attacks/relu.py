@@ -776,7 +776,7 @@ class ReluAttack(Attack):
                     details["layers"].pop()
                     continue
                 if self._n_lines < self.max_lines and not self._stalled(layer, signs):
-                    self._search(*self._aim(layer, signs, rest), cell=True)
+                    self._search(through=self._aim(layer, signs, rest), cell=True)
                     details["layers"].pop()
                     continue
                 if rest or given is not None:  # the last layer's are named below, once its dead rows are dropped
@@ -830,26 +830,19 @@ class ReluAttack(Attack):
         best, idle = self._idle.get(len(self._known.layers), ((-1, -1, -1), 0))
         return all(n <= b for n, b in zip(self._progress(layer, signs), best)) and idle >= STALL_LINES
 
-    def _aim(self, layer: list[_Row], signs: list[int | None], rest: list[Kink]) -> tuple[np.ndarray | None, ...]:
-        """Where the next line for the open layer's orientations goes (a point and a direction): through a kink no row
-        explains (its neuron, met there once, is met again: a neuron active almost everywhere is met only far out,
-        e.g. 100-64x3-10's layer-3 neuron 18), another one after each line that added nothing, along its jump (its
-        surface's normal there: 8-16-8-1's 0.42%-active layer-2 neuron was recovered after 8 lines, not 17); at random
-        where there is none.  Layers above the first only."""
+    def _aim(self, layer: list[_Row], signs: list[int | None], rest: list[Kink]) -> np.ndarray | None:
+        """Where the next line for the open layer's orientations goes: through a kink no row explains (its neuron, met
+        there once, is met again: a neuron active almost everywhere is met only far out, e.g. 100-64x3-10's layer-3
+        neuron 18), another one after each line that added nothing; at random where there is none.  Layers above the
+        first only."""
         if not self._known.layers:
-            return None, None
+            return None
         key = len(self._known.layers)
         best, idle = self._idle.get(key, ((-1, -1, -1), 0))
         now = self._progress(layer, signs)
         idle = idle + 1 if all(n <= b for n, b in zip(now, best)) else 0
         self._idle[key] = (tuple(max(n, b) for n, b in zip(now, best)), idle)
-        if not rest:
-            return None, None
-        kink = rest[idle % len(rest)]
-        jumps = np.reshape(kink.jump, (-1, self._d))
-        normal = jumps[int(np.argmax(np.linalg.norm(jumps, axis=1)))]
-        size = float(np.linalg.norm(normal))
-        return kink.x, (normal * (self._frame[1] / size) if size > 0 else None)
+        return rest[idle % len(rest)].x if rest else None
 
     def _not_first_layer(self) -> None:
         """Before the peel starts again from the first layer: a kink on a recovered deeper neuron's surface (and on no
