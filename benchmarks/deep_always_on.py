@@ -19,6 +19,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--units", default="0,3,5", help="layer-2 neurons, comma-separated")
     ap.add_argument("--times", default="5,50", help="multiples of the always-on shift, comma-separated")
+    ap.add_argument("--modes", default="value+gradient", help="comma-separated: value+gradient, gradient")
     ap.add_argument("--inputs", type=int, default=100_000, help="random inputs for the worst output error")
     ap.add_argument("--timeout", type=int, default=600)
     args = ap.parse_args()
@@ -30,5 +31,6 @@ if __name__ == "__main__":
     for unit in args.units.split(","):
         for times in args.times.split(","):
             spec = f"factories:deep_with_unit_always_on?unit={unit}&times={times}"
-            print(fmt(run(f"24-10-8-6-2 unit {unit} x{times}", spec, "value+gradient", args.inputs, args.timeout), "",
-                      False), flush=True)
+            for mode in args.modes.split(","):
+                print(fmt(run(f"24-10-8-6-2 unit {unit} x{times}", spec, mode, args.inputs, args.timeout), "", False),
+                      flush=True)
