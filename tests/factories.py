@@ -133,3 +133,24 @@ def label_net(d: int = 6, h: int = 5, k: int = 3, seed: int = 0) -> nn.Module:
             return self.net(x).argmax(dim=1)
 
     return Argmax()
+
+
+def deep_with_unit_always_on(d: int = 24, widths: tuple = (10, 8, 6, 2), seed: int = 0, layer: int = 2,
+                             unit: int = 3, times: float = 5.0) -> nn.Module:
+    """The builtin ``deep`` network (init=random, the same weights) with the bias of ``unit`` of hidden ``layer``
+    raised ``times`` the shift that makes it on at every one of 10^5 standard normal inputs (an inner neuron that no
+    line in the box sees switch)."""
+    import numpy as np
+
+    from modelrecon.targets.zoo import build_deep
+
+    *hidden, k = widths
+    model = build_deep(d, list(hidden), k, "random", seed, 0, 0.5)
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        a = torch.as_tensor(np.random.default_rng(7).normal(size=(100_000, d)))
+        for lin in linears[:layer - 1]:
+            a = torch.relu(lin(a))
+        z = linears[layer - 1](a)[:, unit]
+        linears[layer - 1].bias[unit] += times * max(0.0, -float(z.min()))
+    return model

@@ -1038,6 +1038,19 @@ def test_first_layer_candidates_in_the_traced_rows_span_take_no_trace_and_leave_
     assert r.queries["total"] <= 40 * 30.5  # 29.9 per neuron measured (1,196); 31.1 (1,245) before
 
 
+
+def _returns(monkeypatch, name):
+    """What ``ReluAttack.<name>`` returns, call by call (a list filled as the attack runs)."""
+    got, method = [], getattr(ReluAttack, name)
+
+    def spied(self, *args):
+        got.append(method(self, *args))
+        return got[-1]
+
+    monkeypatch.setattr(ReluAttack, name, spied)
+    return got
+
+
 def test_a_layer_2_neuron_on_almost_everywhere_is_not_dropped_for_a_deeper_row_it_mixes_24_10_8_6_2_seed_3(monkeypatch):
     """Layer-2 neuron 1 is on at 99.99% of inputs: its row is met at 2 kinks only, and a layer-3 row mixing it with 4
     other layer-2 rows (9 kinks, every region segment crossing its plane with a kink: the rows it mixes keep one pattern
@@ -1045,15 +1058,7 @@ def test_a_layer_2_neuron_on_almost_everywhere_is_not_dropped_for_a_deeper_row_i
     kept the deeper row, lost 3 true rows and its orientations, and the run ended ``partial`` at 143 queries per neuron
     after 24 lines.  Now the circuit's planes are crossed where another member is on its other side: the deeper row's
     surface has moved there, and it gives way.  ``complete`` and exact, layer 2 whole."""
-    swaps = []
-    deeper_in_circuit = ReluAttack._deeper_in_circuit
-
-    def spied(self, row, kept):
-        got = deeper_in_circuit(self, row, kept)
-        swaps.append(got)
-        return got
-
-    monkeypatch.setattr(ReluAttack, "_deeper_in_circuit", spied)
+    swaps = _returns(monkeypatch, "_deeper_in_circuit")
     target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=3", "value+gradient")
     assert r.status == "complete", r.message
     assert r.details["widths"] == [10, 8, 6]
@@ -1106,3 +1111,31 @@ def test_lines_aimed_through_kinks_no_row_explains_are_searched_within_their_cel
     assert r.status == "complete", r.message
     assert r.metrics["worst_output_error_relative"] <= 1e-9
     assert r.queries["total"] / 24 <= 80
+
+
+def test_an_inner_neuron_on_at_every_input_is_read_from_the_next_layers_kinks_and_met_far_out(monkeypatch):
+    """24-10-8-6-2 seed 0 with layer-2 neuron 3 on at every one of 10^5 inputs (its bias raised 5x past that point,
+    ``factories.deep_with_unit_always_on``) ended ``partial`` at 2,973 queries (24 lines, residual 1): no line saw it
+    switch, a layer-3 row stood in its place.  Its row is read from layer 3's kinks (off the span of the other rows,
+    rank 1; the off side of each row's plane agreeing), the deeper row left out gives way, and a line along the rays
+    where the row falls meets its kink far out: ``complete`` and exact."""
+    read = _returns(monkeypatch, "_missing_row")
+    target, r = _run("factories:deep_with_unit_always_on?unit=3&times=5", "value+gradient")
+    assert r.status == "complete", r.message
+    assert r.details["widths"] == [10, 8, 6]
+    assert any(got is not None and got[1] is not None for got in read)
+    assert r.metrics["parameter_relative_error"] <= 1e-9
+    assert r.metrics["worst_output_error_relative"] <= 1e-9
+
+
+@pytest.mark.parametrize("unit", [0, 3])
+def test_an_inner_neuron_on_at_every_input_whose_row_is_not_read_ends_partial_never_complete(unit):
+    """The same net with layer-2 neuron 0 or 3 raised 50x past the point where it is on at every input: layer 3's
+    kinks where every layer-1 unit is active are too few (one) or leave a row's off side unseen, so the row is not
+    read: ``partial``, layer 2's orientations open and the verified residual named, the model off by the whole scale
+    (docs/deep.md, helper i15in2)."""
+    target, r = _run(f"factories:deep_with_unit_always_on?unit={unit}&times=50", "value+gradient")
+    assert r.status == "partial", r.message
+    assert "layer 2: orientation of neurons" in r.message and "residual on 4096 fresh points" in r.message
+    assert r.details["verification"]["value_error"] > 0.1
+    assert r.metrics["worst_output_error_relative"] > 0.1

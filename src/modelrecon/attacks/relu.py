@@ -711,7 +711,7 @@ class ReluAttack(Attack):
                     first.add(r.w)
                 if not r.traced and any(id(k) in self._unfolded for k, _ in r.kinks):
                     r.traced = True  # the fold's row, its kink's jump along it (``_unfold``)
-            layer = self._independent([r for r in rows if r.traced])
+            layer = self._independent([r for r in rows if r.traced and not self._left_out(r)])
             if self._known.layers:
                 layer = self._drop_deeper(self._independent_rows(layer))
             incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
@@ -777,6 +777,9 @@ class ReluAttack(Attack):
                     continue
                 if self._n_lines < self.max_lines and not self._stalled(layer, signs):
                     self._search(through=self._aim(layer, signs, rest), cell=True)
+                    details["layers"].pop()
+                    continue
+                if self._known.layers and self._meet_missing(W, b, rest):
                     details["layers"].pop()
                     continue
                 if rest or given is not None:  # the last layer's are named below, once its dead rows are dropped
@@ -1365,6 +1368,91 @@ class ReluAttack(Attack):
             if value > 0 and not any(np.allclose(u, r, rtol=0.0, atol=1e-9) for r in rays):
                 rays.append(u)
         return rays[:UNFOLD_RAYS]
+
+    def _missing_row(self, W: np.ndarray, b: np.ndarray, kinks: list[Kink]) -> tuple[np.ndarray, int | None] | None:
+        """The row (on the layer below, up to sign and scale) of a neuron of the open layer that no line saw switch
+        (on at every input met), read from the next layer's kinks; None where they do not give it.  At a deeper kink
+        where every unit below is active, the jump pulled back is sum_i v_i w_i over the open layer's active neurons,
+        the missing one (row w) among them: the part off the span of the open layer's rows is along w's, the same at
+        every such kink (rank 1).  Scaled to 1 there, its coefficient on a row w_i is c_i + v_i/v_w where neuron i is
+        active and c_i (w = that part + sum_i c_i w_i) where it is off: the side of each row's plane where every kink
+        agrees (and the other does not) is its off side, and gives c_i.  A deeper row kept in the open layer holds w too (nothing is left off
+        the span): each row is left out in turn, and the one whose absence gives a reading other than itself is
+        returned with it."""
+        pieces = []
+        for k in kinks:
+            zs = [z[0] for z in self._known.pre(k.x[None])]
+            if not (zs[-1] > 0).all():
+                continue
+            u, resid = self._known.pullback(k.jump, zs)
+            if resid <= SAME_ROW and np.any(u):
+                pieces.append((u / np.linalg.norm(u), self._known.top(k.x[None])[0]))
+        if len(pieces) < 3:
+            return None
+        U, Acts = np.array([u for u, _ in pieces]), np.array([a for _, a in pieces])
+        for out in [None, *range(len(W))]:
+            keep = np.ones(len(W), bool) if out is None else np.arange(len(W)) != out
+            Wk, bk = W[keep], b[keep]
+            coef = np.linalg.lstsq(Wk.T, U.T, rcond=None)[0].T
+            S = U - coef @ Wk
+            off = np.linalg.norm(S, axis=1) > SAME_ROW
+            if off.sum() < 3:
+                continue
+            _, sv, Vt = np.linalg.svd(S[off], full_matrices=False)
+            if sv[1] > SAME_ROW * sv[0]:
+                continue
+            e = Vt[0]
+            C = coef[off] / (S[off] @ e)[:, None]
+            on = (Acts[off] @ Wk.T + bk) > 0
+            c = []
+            for i in range(len(Wk)):
+                agree = [float(np.median(v)) for v in (C[on[:, i], i], C[~on[:, i], i])
+                         if len(v) >= 2 and np.ptp(v) <= SAME_ROW * max(float(np.abs(v).max()), 1.0)]
+                if min(on[:, i].sum(), (~on[:, i]).sum()) < 2 or len(agree) != 1:
+                    break  # (both sides seen: one side's few pieces, one deeper neuron's, agree by themselves)
+                c.append(agree[0])
+            else:
+                w = e + np.array(c) @ Wk
+                if out is None or abs(float(w @ W[out])) < (1 - SAME_ROW) * np.linalg.norm(w) * np.linalg.norm(W[out]):
+                    return w, out  # (a row of the layer left out reads as itself: active at every piece)
+        return None
+
+    def _meet_missing(self, W: np.ndarray, b: np.ndarray, kinks: list[Kink]) -> bool:
+        """A line towards where a neuron of the open layer missing from it turns off (``_missing_row``; at most
+        ``UNFOLD_TRIES`` per layer, with a line left and lines free to leave the box): along the rays where its row
+        falls fastest through the known layers (``_rays``, either sign) from the frame's centre out to
+        ``UNFOLD_RADII[-1]`` frame radii; a kink there whose jump is along the row's input gradient gets that whole
+        row, its bias from the kink (as a folded neuron's: ``_along_folded``); a kept row whose absence gave the
+        reading is deeper (``_left_out``).  True where a line was searched."""
+        key = len(self._known.layers)
+        tries = self._missing_tries.get(key, 0)
+        if self._inside or tries >= UNFOLD_TRIES or self._n_lines >= self.max_lines:
+            return False
+        got = self._missing_row(W, b, kinks)
+        if got is None:
+            return False
+        w, out = got
+        self._missing_tries[key] = tries + 1
+        if out is not None:
+            self._deeper.setdefault(key, []).append(np.append(W[out], b[out]))
+        rng = np.random.default_rng([self.seed, 3, tries])
+        rays = [u for sign in (1.0, -1.0) for u in self._rays(sign * w, rng)[:1]]
+        centre, width = self._frame
+        n = len(self._kinks)
+        for u in rays[:max(0, self.max_lines - self._n_lines)]:
+            far = UNFOLD_RADII[-1] * math.sqrt(self._d) * width * u
+            self._search(through=centre + far / 2, along=far / 2)
+        for k in self._kinks[n:]:
+            if self._along_folded(k, w[None]) is not None:
+                self._unfolded[id(k)] = (key, w)
+                self._far[id(k)] = key
+        return True
+
+    def _left_out(self, row: _Row) -> bool:
+        """Whether the row (with its bias) is one ``_meet_missing`` found deeper at this layer."""
+        v = np.append(row.w, row.b)
+        return any(abs(float(v @ q)) >= (1 - SAME_ROW) * np.linalg.norm(v) * np.linalg.norm(q)
+                   for q in self._deeper.get(len(self._known.layers), []))
 
     def _note_incomplete(self, info: dict[str, Any], incomplete: list[int], problems: list[str]) -> None:
         if incomplete:
@@ -2607,6 +2695,8 @@ class ReluAttack(Attack):
         self._extra_segments: dict[int, int] = {}
         self._idle: dict[int, tuple[tuple[int, ...], int]] = {}  # per open layer: its best progress, lines since
         self._unfold_tries: dict[int, int] = {}  # per layer: rounds of a fold's far probes (``_unfold``)
+        self._missing_tries: dict[int, int] = {}  # per layer: lines towards a missing neuron (``_meet_missing``)
+        self._deeper: dict[int, list[np.ndarray]] = {}  # per layer: (row, bias) of kept rows found deeper there
         self._unfolded: dict[int, tuple[int, np.ndarray]] = {}  # kinks of a folded neuron: layer count, its row
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
