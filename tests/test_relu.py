@@ -1012,3 +1012,17 @@ def test_first_layer_candidates_in_the_traced_rows_span_take_no_trace_and_leave_
     assert r.details["widths"] == [20, 10, 10]
     assert r.metrics["worst_output_error_relative"] <= 1e-9
     assert r.queries["total"] <= 40 * 30.5  # 29.9 per neuron measured (1,196); 31.1 (1,245) before
+
+
+def test_a_partial_row_beside_a_full_layer_of_whole_rows_is_dropped_at_once_3072_128x3_10():
+    """3072-128x3-10's layer 2 holds its 128 neurons as whole rows at its first peel, independent, as many as the units
+    below; a partial row beside them that no kink tests (every kink's active oriented rows span it) is a deeper
+    neuron's, seen in one cell of layer 2.  It was kept (layer 2: 129 rows, an orientation open) and its searches for
+    the units it misses spent the targeted budget that layer 3 needed; it is dropped at once now, with no query.  Two
+    lines and no targeted search keep the run short; the result stays partial (layer 3 is not found in two lines)
+    and never reads as complete.  About 40 s of CPU."""
+    target, r = _run("builtin:deep?d=3072&widths=128,128,128,10&init=random&seed=0", "value+gradient",
+                     max_lines=2, max_targeted=0)
+    assert r.details["layers"][1]["neurons"] == 128  # 129 before: one partial deeper row kept
+    assert r.details["layers"][1]["orientation_unresolved"] == []
+    assert r.status != "complete" or r.metrics["worst_output_error_relative"] <= 1e-9
