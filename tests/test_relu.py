@@ -1139,3 +1139,17 @@ def test_an_inner_neuron_on_at_every_input_whose_row_is_not_read_ends_partial_ne
     assert "layer 2: orientation of neurons" in r.message and "residual on 4096 fresh points" in r.message
     assert r.details["verification"]["value_error"] > 0.1
     assert r.metrics["worst_output_error_relative"] > 0.1
+
+
+def test_a_partial_row_beside_a_full_layer_of_whole_rows_is_dropped_at_once_3072_128x3_10():
+    """3072-128x3-10's layer 2 holds its 128 neurons as whole rows at its first peel, independent, as many as the units
+    below; a partial row beside them that no kink tests (every kink's active oriented rows span it) is a deeper
+    neuron's, seen in one cell of layer 2.  It was kept (layer 2: 129 rows, an orientation open) and its searches for
+    the units it misses spent the targeted budget that layer 3 needed; it is dropped at once now, with no query.  Two
+    lines and no targeted search keep the run short; the result stays partial (layer 3 is not found in two lines)
+    and never reads as complete.  About 40 s of CPU."""
+    target, r = _run("builtin:deep?d=3072&widths=128,128,128,10&init=random&seed=0", "value+gradient",
+                     max_lines=2, max_targeted=0)
+    assert r.details["layers"][1]["neurons"] == 128  # 129 before: one partial deeper row kept
+    assert r.details["layers"][1]["orientation_unresolved"] == []
+    assert r.status != "complete" or r.metrics["worst_output_error_relative"] <= 1e-9

@@ -1006,7 +1006,11 @@ class ReluAttack(Attack):
         which of them are active at another row's kink.  A deeper neuron's row there is a combination of the active
         ones (restricted to the units active below; its bias also holds its own), with the same coefficients at all
         its kinks (:meth:`_combination_of`), which a row of this layer is not.  Needed where the span tests stop (this
-        layer as wide as the one below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons)."""
+        layer as wide as the one below: 100-64-64-64-10 kept 14 rows of layer 3 as layer-2 neurons).  Where the whole
+        rows are as many as the units below and independent, they are this layer's neurons (one
+        more would make it wider than the layer below, its plane met by the region's segments as a whole row too): a
+        partial row that no kink tests is then a deeper neuron's, dropped before its searches spend the targeted
+        budget (3072-128x3-10 kept 31, and its layer 3 found no budget left)."""
         whole = [r for r in rows if r.support.all()]
         for sure in ([r for r in whole if r.crossed >= 3 and r.hits == 1.0], whole):  # or every whole row, if
             rest = [r for r in rows if not any(r is q for q in sure)]                 # those orient where the sure
@@ -1025,12 +1029,19 @@ class ReluAttack(Attack):
         known = self._known
         Wc = np.array([r.w for r in sure]) * np.array(signs)[:, None]
         bc = np.array([r.b for r in sure]) * np.array(signs)
-        kept = list(sure)
+        kept, untested = list(sure), []
         for row in rest:
-            if self._combination_of(row, Wc, bc):
+            verdict = self._combination_of(row, Wc, bc)
+            if verdict:
                 self._combinations += 1
+            elif verdict is None and not row.support.all():
+                untested.append(row)
             else:
                 kept.append(row)
+        if untested and len(whole) == known.width and np.linalg.matrix_rank(np.array([r.w for r in whole])) == known.width:
+            self._combinations += len(untested)  # the layer's neurons are its whole rows: a partial row is deeper
+        else:
+            kept += untested
         return [r for r in rows if any(r is q for q in kept)]
 
     def _region_basis(self, whole: list[_Row]) -> tuple[list[_Row], list[int | None], list[_Row]]:
@@ -1164,12 +1175,12 @@ class ReluAttack(Attack):
             memo[0] = len(self._samples)
         return (np.array(memo[1]), np.array(memo[2])) if memo[1] else None
 
-    def _combination_of(self, row: _Row, Wc: np.ndarray, bc: np.ndarray) -> bool:
+    def _combination_of(self, row: _Row, Wc: np.ndarray, bc: np.ndarray) -> bool | None:
         """Whether the row is, at every one of its kinks, the same combination of the oriented rows Wc active there
         (restricted to the units active below): one set of coefficients for all its kinks, as a deeper neuron's
         downstream weights are (its row was merged across them).  Decided only where the kinks' equations say
         something: more of them than the active rows take (the stacked system does not span every row on the units
-        seen; a single kink's does where more rows than units are active)."""
+        seen; a single kink's does where more rows than units are active); None where they do not."""
         known = self._known
         blocks: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         for kink, zs in row.kinks:
@@ -1180,12 +1191,12 @@ class ReluAttack(Attack):
                 continue  # on a sure row's surface too: which of them is active is not clear
             blocks.setdefault(support.tobytes() + (zc > 0).tobytes(), (support, zc > 0))
         if not blocks:
-            return False
+            return None
         units = np.flatnonzero(row.support)
         M = np.vstack([(Wc * on[:, None])[:, support].T for support, on in blocks.values()])
         P = np.vstack([np.eye(len(row.w))[support][:, units] for support, _ in blocks.values()])
         if np.linalg.matrix_rank(np.hstack([M, P])) <= np.linalg.matrix_rank(M):
-            return False  # the active rows span every row on these units: no test
+            return None  # the active rows span every row on these units: no test
         u = np.concatenate([row.w[support] for support, _ in blocks.values()])
         c, *_ = np.linalg.lstsq(M, u, rcond=None)
         return bool(np.linalg.norm(M @ c - u) <= SAME_ROW * np.linalg.norm(u))
