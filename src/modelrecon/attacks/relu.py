@@ -926,17 +926,21 @@ class ReluAttack(Attack):
         rows (without the biases); this layer's own rows are independent as long as they number at most the units
         below.  Rows whose hyperplanes carry kinks on more segments go first; a row in the span of those kept is
         dropped while fewer than the units below are kept, or replaces the one kept row found deeper
-        (``_deeper_in_circuit``)."""
+        (``_deeper_in_circuit``).  Once as many are kept (every whole row is then in their span), a whole row is kept
+        beside them (a layer wider than the one below) only where its own plane carries a kink where another member of
+        its circuit has switched (``_flat_across``): a deeper row's surface has moved there (hand-written 10-8-8-8-1
+        seed 0: 3 rows of layer-3 neurons met once each, where layer-2 units on at 0.5% switch, were kept)."""
         kept: list[_Row] = []
         span = _Span(self._known.width)
         for row in sorted(rows, key=lambda r: (not self._met_far(r), -r.hits, -len(r.kinks))):
-            if (kept and len(kept) < self._known.width and row.support.all() and all(r.support.all() for r in kept)
-                    and span.within(row.w)):
-                self._combinations += 1
+            if kept and row.support.all() and all(r.support.all() for r in kept) and span.within(row.w):
+                full = len(kept) >= self._known.width
                 deeper = self._deeper_in_circuit(row, kept)
                 if deeper is not None:  # a kept row found deeper gives way to this one (the span stays the same)
                     kept[deeper] = row
-                continue
+                if deeper is not None or not full or not self._crossed_with_kink(row, kept):
+                    self._combinations += 1
+                    continue
             kept.append(row)
             span.add(row.w)
         return kept
@@ -958,6 +962,15 @@ class ReluAttack(Attack):
             return None
         failed = [i for i in suspects if not self._flat_across(kept[i], members)]
         return failed[0] if len(failed) == 1 else None
+
+    def _crossed_with_kink(self, row: _Row, kept: list[_Row]) -> bool:
+        """Whether ``row``'s plane carries a kink where another member of its circuit (``row`` and the kept rows it
+        combines) is on the other side than at all its kinks (``_flat_across``); False for a row parallel to a kept
+        one."""
+        W = np.array([r.w for r in kept])
+        alpha, *_ = np.linalg.lstsq(W.T, row.w, rcond=None)
+        circuit = np.flatnonzero(np.abs(alpha) > SAME_ROW * np.linalg.norm(alpha))
+        return len(circuit) >= 2 and self._flat_across(row, [row] + [kept[i] for i in circuit])
 
     @staticmethod
     def _sides(q: _Row, members: list[_Row]) -> list[tuple[_Row, float]] | None:
