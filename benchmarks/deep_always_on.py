@@ -32,5 +32,5 @@ if __name__ == "__main__":
         for times in args.times.split(","):
             spec = f"factories:deep_with_unit_always_on?unit={unit}&times={times}"
             for mode in args.modes.split(","):
-                print(fmt(run(f"24-10-8-6-2 unit {unit} x{times}", spec, mode, args.inputs, args.timeout), "", False),
-                      flush=True)
+                row = run(f"24-10-8-6-2 unit {unit} x{times}", spec, mode, args.inputs, args.timeout)
+                print(fmt(row, "", False), flush=True)

@@ -1,14 +1,14 @@
 """Benchmark: the hand-written 10-8-8-8-1 with torch's default initialisation (``tests/factories.py``
 HandWrittenDeepRelu, external.py's ``deep-relu``), the network users bring first, per seed and mode.
 
-    cd tests && OMP_NUM_THREADS=1 nice -n 10 python ../benchmarks/deep_handwritten.py --seeds 0,1,2,3 --inputs 100000
-    cd tests && OMP_NUM_THREADS=1 nice -n 10 python ../benchmarks/deep_handwritten.py --activity   # the truth only
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/deep_handwritten.py --seeds 0,1,2,3 --inputs 100000
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/deep_handwritten.py --activity   # the truth only
 
 Two tables.  The truth (``--activity``): per hidden neuron, the fraction of standard normal inputs where it is
 active, and at radius 100 (inputs 100 times as large: where it turns on far out); a neuron active nowhere at any
 radius is dead on R^d and has no effect on the function.  The attack: status, queries, distinct points, worst
 output error over ``--inputs`` standard normal inputs relative to the output scale, wall and CPU time, the message.
-Run from tests/ (the target spec ``factories:HandWrittenDeepRelu`` imports tests/factories.py).
+The target spec ``factories:HandWrittenDeepRelu`` imports tests/factories.py (put on the path here).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.getcwd())
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
 
 from deep import KINDS, run  # noqa: E402
 

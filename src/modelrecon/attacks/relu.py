@@ -651,14 +651,16 @@ class ReluAttack(Attack):
 
     def _search_cell(self, line: Line) -> None:
         """A line through a kink no row explains, searched only within the known layers' cell there (no known neuron
-        switches on it): the kink's neuron is met there again, which makes its row a candidate of two kinks.  With values
-        only (gradient mode kept whole lines: 8-16-8-1 went from complete, 153.5 queries per neuron, to partial)."""
+        switches on it): the kink's neuron is met there again, which makes its row a candidate of two kinks.  With
+        values only (gradient mode kept whole lines: 8-16-8-1 went from complete, 153.5 queries per neuron, to
+        partial)."""
         zs = [z[0] for z in self._known.pre(line.x0[None])]
         z, rate = np.concatenate(zs), np.concatenate(self._known.slopes(line.v, zs))
         with np.errstate(divide="ignore", invalid="ignore"):
             room = float(np.min(np.where(rate != 0, np.abs(z / rate), np.inf)))
         if self._inside:
-            room = min(room, self._to_wall(line.x0, room * line.v) * room, self._to_wall(line.x0, -room * line.v) * room)
+            room = min(room, self._to_wall(line.x0, room * line.v) * room,
+                       self._to_wall(line.x0, -room * line.v) * room)
         line.v = line.v * (room * (1 - 2.0 ** -20))
         kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
         self._kinks += kinks
@@ -955,9 +957,7 @@ class ReluAttack(Attack):
         its plane and ``row``'s are crossed where another member is on its other side (``_flat_across``): a neuron of
         this layer switches there, a deeper one's surface has moved.  The index of the one kept member that does not,
         where ``row`` does; else None (``row`` goes)."""
-        W = np.array([r.w for r in kept])
-        alpha, *_ = np.linalg.lstsq(W.T, row.w, rcond=None)
-        circuit = np.flatnonzero(np.abs(alpha) > SAME_ROW * np.linalg.norm(alpha))
+        circuit = self._circuit(row, kept)
         members = [row] + [kept[i] for i in circuit]
         suspects = [i for i in circuit if self._sides(kept[i], members) is not None]
         if len(members) < 3 or not suspects or not self._flat_across(row, members):
@@ -969,10 +969,14 @@ class ReluAttack(Attack):
         """Whether ``row``'s plane carries a kink where another member of its circuit (``row`` and the kept rows it
         combines) is on the other side than at all its kinks (``_flat_across``); False for a row parallel to a kept
         one."""
-        W = np.array([r.w for r in kept])
-        alpha, *_ = np.linalg.lstsq(W.T, row.w, rcond=None)
-        circuit = np.flatnonzero(np.abs(alpha) > SAME_ROW * np.linalg.norm(alpha))
+        circuit = self._circuit(row, kept)
         return len(circuit) >= 2 and self._flat_across(row, [row] + [kept[i] for i in circuit])
+
+    @staticmethod
+    def _circuit(row: _Row, kept: list[_Row]) -> np.ndarray:
+        """The indices of the kept rows that ``row`` (in their span) combines."""
+        alpha, *_ = np.linalg.lstsq(np.array([r.w for r in kept]).T, row.w, rcond=None)
+        return np.flatnonzero(np.abs(alpha) > SAME_ROW * np.linalg.norm(alpha))
 
     @staticmethod
     def _sides(q: _Row, members: list[_Row]) -> list[tuple[_Row, float]] | None:
@@ -1059,7 +1063,8 @@ class ReluAttack(Attack):
                 untested.append(row)
             else:
                 kept.append(row)
-        if untested and len(whole) == known.width and np.linalg.matrix_rank(np.array([r.w for r in whole])) == known.width:
+        full = len(whole) == known.width and np.linalg.matrix_rank(np.array([r.w for r in whole])) == known.width
+        if untested and full:
             self._combinations += len(untested)  # the layer's neurons are its whole rows: a partial row is deeper
         else:
             kept += untested
@@ -1408,9 +1413,9 @@ class ReluAttack(Attack):
         the missing one (row w) among them: the part off the span of the open layer's rows is along w's, the same at
         every such kink (rank 1).  Scaled to 1 there, its coefficient on a row w_i is c_i + v_i/v_w where neuron i is
         active and c_i (w = that part + sum_i c_i w_i) where it is off: the side of each row's plane where every kink
-        agrees (and the other does not) is its off side, and gives c_i.  A deeper row kept in the open layer holds w too (nothing is left off
-        the span): each row is left out in turn, and the one whose absence gives a reading other than itself is
-        returned with it."""
+        agrees (and the other does not) is its off side, and gives c_i.  A deeper row kept in the open layer holds w
+        too (nothing is left off the span): each row is left out in turn, and the one whose absence gives a reading
+        other than itself is returned with it."""
         pieces = []
         for k in kinks:
             zs = [z[0] for z in self._known.pre(k.x[None])]
