@@ -1038,7 +1038,6 @@ def test_first_layer_candidates_in_the_traced_rows_span_take_no_trace_and_leave_
     assert r.queries["total"] <= 40 * 30.5  # 29.9 per neuron measured (1,196); 31.1 (1,245) before
 
 
-
 def _returns(monkeypatch, name):
     """What ``ReluAttack.<name>`` returns, call by call (a list filled as the attack runs)."""
     got, method = [], getattr(ReluAttack, name)
@@ -1122,13 +1121,12 @@ def test_an_inner_neuron_on_at_every_input_is_read_from_the_next_layers_kinks_an
     assert r.metrics["worst_output_error_relative"] <= 1e-9
 
 
-@pytest.mark.parametrize("unit", [0])
-def test_an_inner_neuron_on_at_every_input_whose_row_is_not_read_ends_partial_never_complete(unit):
+def test_an_inner_neuron_on_at_every_input_whose_row_is_not_read_ends_partial_never_complete():
     """The same net with layer-2 neuron 0 raised 50x past the point where it is on at every input: layer 3's kinks
     where every layer-1 unit is active are too few (one) or leave a row's off side unseen, so the row is not read:
     ``partial``, layer 2's orientations open and the verified residual named, the model off by the whole scale
     (docs/deep.md, helper i15in2; neuron 3 x50, partial too before ``_met_far``, is now complete: the test above)."""
-    target, r = _run(f"factories:deep_with_unit_always_on?unit={unit}&times=50", "value+gradient")
+    target, r = _run("factories:deep_with_unit_always_on?unit=0&times=50", "value+gradient")
     assert r.status == "partial", r.message
     assert "layer 2: orientation of neurons" in r.message and "residual on 4096 fresh points" in r.message
     assert r.details["verification"]["value_error"] > 0.1
