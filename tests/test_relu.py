@@ -1159,3 +1159,16 @@ def test_deeper_rows_beside_a_full_layer_are_dropped_hand_written_10_8_8_8_1_see
     assert r.details["widths"] == [8, 8, 6]
     assert r.metrics["worst_output_error_relative"] <= 1e-9
     assert r.queries["total"] <= (700 if mode == "value+gradient" else 3600)
+
+
+def test_no_targeted_search_above_a_layer_kept_unoriented(monkeypatch):
+    """The hand-written 10-8-8-8-1 seed 0 with its deeper rows kept beside the full layer 2 (the crossing test
+    switched off: 11 rows, 8 of them unoriented): layer 3's rows, pulled back through those activations, were all
+    incomplete and took the 1,024 targeted searches (9,390 queries at stop 17; 64 searches, 2,758 queries on stop 18's
+    code without the rule).  Above a layer kept with orientations unresolved no targeted search is made: the same
+    honest ``partial``, the open layer named, 6 searches (layer 2's own, before it was kept), 2,462 queries."""
+    monkeypatch.setattr(ReluAttack, "_crossed_with_kink", lambda self, row, kept: True)
+    target, r = _run("factories:HandWrittenDeepRelu?seed=0", "value+gradient")
+    assert r.status == "partial", r.message
+    assert "layer 2: orientation of neurons" in r.message
+    assert r.details["targeted_searches"] <= 8
