@@ -33,6 +33,14 @@ def _run_exact(spec):
     return attack, result
 
 
+def _assert_exact(result, widths):
+    """``complete``, the hidden widths recovered, and exact: parameters and outputs within 1e-9 of their scale."""
+    assert result.status == "complete", result.message
+    assert result.details["widths"] == widths
+    assert result.metrics["parameter_relative_error"] <= 1e-9
+    assert result.metrics["worst_output_error_relative"] <= 1e-9
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_two_layer_network_with_k_outputs_is_exact(mode):
     target, r = _run("builtin:deep?d=16&widths=8,3&init=random&seed=4", mode)
@@ -120,10 +128,7 @@ def test_zoo_deep_entry_builds_as_carlini():
 
 def test_carlini_depth_three_network_10_10_10_1_is_exact():
     target, r = _run("builtin:deep?d=10&widths=10,10,1&seed=0", "value+gradient")
-    assert r.status == "complete", r.message
-    assert r.details["widths"] == [10, 10]
-    assert r.metrics["parameter_relative_error"] <= 1e-9
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    _assert_exact(r, [10, 10])
 
 
 def test_queries_per_neuron_10_10_10_1_stay_low():
@@ -637,10 +642,7 @@ def test_gradient_mode_brackets_no_targeted_line_and_keeps_no_deeper_rows_30_16_
     monkeypatch.setattr(ReluAttack, "_kink_between", recorded)
     target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "gradient")
     assert not any(bracketed)
-    assert r.status == "complete", r.message
-    assert r.details["widths"] == [16, 16, 16]
-    assert r.metrics["parameter_relative_error"] <= 1e-9
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    _assert_exact(r, [16, 16, 16])
     assert r.queries["total"] / 48 <= 420
 
 
@@ -743,10 +745,7 @@ def test_rows_of_one_neuron_met_apart_are_merged_40_20_10_10_1_seed_1():
     compared again: layer 3 kept 13 rows (3 partial copies of whole ones, orientations open; partial after 24 lines,
     202 queries per neuron).  Rows are now merged with each other as kinks come in: exact from the first 2 lines."""
     target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=1", "value+gradient")
-    assert r.status == "complete", r.message
-    assert r.details["widths"] == [20, 10, 10]
-    assert r.metrics["parameter_relative_error"] <= 1e-9
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
+    _assert_exact(r, [20, 10, 10])
     assert r.queries["total"] / 40 <= 60
 
 
@@ -1059,11 +1058,8 @@ def test_a_layer_2_neuron_on_almost_everywhere_is_not_dropped_for_a_deeper_row_i
     surface has moved there, and it gives way.  ``complete`` and exact, layer 2 whole."""
     swaps = _returns(monkeypatch, "_deeper_in_circuit")
     target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=3", "value+gradient")
-    assert r.status == "complete", r.message
-    assert r.details["widths"] == [10, 8, 6]
+    _assert_exact(r, [10, 8, 6])
     assert any(s is not None for s in swaps)
-    assert r.metrics["parameter_relative_error"] <= 1e-9
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -1113,12 +1109,9 @@ def test_an_inner_neuron_on_at_every_input_is_read_from_the_next_layers_kinks_an
     partial before, complete too (its row met far out by the fold's lines, ``_unfold``)."""
     read = _returns(monkeypatch, "_missing_row")
     target, r = _run(f"factories:deep_with_unit_always_on?unit=3&times={times}", "value+gradient")
-    assert r.status == "complete", r.message
-    assert r.details["widths"] == [10, 8, 6]
+    _assert_exact(r, [10, 8, 6])
     if times == 5:  # (x50: its row is not read; the fold's far lines meet it, ``_unfold``)
         assert any(got is not None and got[1] is not None for got in read)
-    assert r.metrics["parameter_relative_error"] <= 1e-9
-    assert r.metrics["worst_output_error_relative"] <= 1e-9
 
 
 def test_an_inner_neuron_on_at_every_input_whose_row_is_not_read_ends_partial_never_complete():
