@@ -76,8 +76,9 @@ SEGMENTS_QUIET = 3
 # lines in a row that add no row and resolve no orientation of the open layer before lines count as spent there
 STALL_LINES = 2
 TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
-# a verification the attack may go on from is asked in two parts, this many points first: where they already miss,
-# only they are charged to the attack (a neuron active on 1.3% of inputs shows in them with probability 96%)
+# a verification the attack may go on from asks this many points first, in blocks of the check's size and gradients
+# only, until a block misses: only the points asked up to it are charged to the attack (a neuron active on 1.3% of
+# inputs shows in 256 points with probability 96%); where none misses, their values and the rest follow
 VERIFY_FIRST = 256
 VERIFY_RETRIES = 2  # verifications that missed, each followed by a line through its worst point
 # a fold's far probes (``_unfold``): rays per output and sign of its pass-through part, radii in frame radii, and
@@ -2770,8 +2771,7 @@ class ReluAttack(Attack):
                                             first=VERIFY_FIRST)
                     ok, report, worst = verified
                     if not ok:  # a neuron the check points missed: its answers are the attack's now, and go on
-                        kinds = self._verify_kinds
-                        self._oracle.ledger.recharge(kinds, report["points"], "verify", "attack")
+                        self._oracle.ledger.recharge((self._probe.grad_kind,), report["points"], "verify", "attack")
                         self._probe.points += report["points"]
                         retries += 1
                         verified = None
@@ -2850,7 +2850,8 @@ class ReluAttack(Attack):
         and of the gradients.  Also the point where it is worst (a line through it finds what was missed).  The
         points: uniform in the box kept to; with a box the lines left, half there and half Gaussian around it (one
         box width per coordinate); else standard Gaussian.  With ``first``, those points are asked first and the
-        rest only where they pass (the report's ``points``: how many were asked)."""
+        rest only where they pass: those in blocks of ``checks`` points, gradients only, until a block misses (the
+        report's ``points``: how many gradients were asked then), then their values and the rest."""
         o = self._oracle
         lo, hi = self._box
         X = self._rng.uniform(lo, hi, (n, self._d)) if o.input_box else self._rng.normal(size=(n, self._d))
@@ -2859,13 +2860,19 @@ class ReluAttack(Attack):
             X[n // 2:] = centre + width * self._rng.normal(size=(n - n // 2, self._d))
         kinds = self._verify_kinds
         with o.ledger.phase(phase):
-            if first is not None and first < n:  # the first points alone, then the rest where they pass
-                got = o.query(X[:first].reshape(first, *o.input_shape), kinds, self.output)
-                ok, report, worst = self._compare(layers, bias_known, X[:first], got)
-                if not ok:
-                    return ok, report, worst
-                rest = o.query(X[first:].reshape(n - first, *o.input_shape), kinds, self.output)
-                got = {k: np.concatenate([np.asarray(got[k]), np.asarray(rest[k])]) for k in kinds}
+            if first is not None and first < n:  # the first points' gradients block by block, until one misses
+                grad, block, asked = self._probe.grad_kind, self.checks, []
+                for s in range(0, first, block):
+                    part = o.query(X[s:s + block].reshape(-1, *o.input_shape), (grad,), self.output)
+                    ok, report, worst = self._compare(layers, bias_known, X[s:s + block], part)
+                    if not ok:
+                        report["points"] = min(s + block, first)
+                        return ok, report, worst
+                    asked.append(np.asarray(part[grad]))
+                others = tuple(k for k in kinds if k != grad)
+                got = o.query(X.reshape(n, *o.input_shape), others, self.output) if others else {}
+                rest = o.query(X[first:].reshape(n - first, *o.input_shape), (grad,), self.output)[grad]
+                got[grad] = np.concatenate(asked + [np.asarray(rest)])
             else:
                 got = o.query(X.reshape(n, *o.input_shape), kinds, self.output)
         if phase == "attack":
