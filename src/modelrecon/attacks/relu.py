@@ -2771,7 +2771,8 @@ class ReluAttack(Attack):
                                             first=VERIFY_FIRST)
                     ok, report, worst = verified
                     if not ok:  # a neuron the check points missed: its answers are the attack's now, and go on
-                        self._oracle.ledger.recharge((self._probe.grad_kind,), report["points"], "verify", "attack")
+                        asked = report.pop("kinds", self._verify_kinds)
+                        self._oracle.ledger.recharge(asked, report["points"], "verify", "attack")
                         self._probe.points += report["points"]
                         retries += 1
                         verified = None
@@ -2851,7 +2852,7 @@ class ReluAttack(Attack):
         points: uniform in the box kept to; with a box the lines left, half there and half Gaussian around it (one
         box width per coordinate); else standard Gaussian.  With ``first``, those points are asked first and the
         rest only where they pass: those in blocks of ``checks`` points, gradients only, until a block misses (the
-        report's ``points``: how many gradients were asked then), then their values and the rest."""
+        report's ``points`` and ``kinds``: what was asked then), then their values and the rest."""
         o = self._oracle
         lo, hi = self._box
         X = self._rng.uniform(lo, hi, (n, self._d)) if o.input_box else self._rng.normal(size=(n, self._d))
@@ -2866,7 +2867,7 @@ class ReluAttack(Attack):
                     part = o.query(X[s:s + block].reshape(-1, *o.input_shape), (grad,), self.output)
                     ok, report, worst = self._compare(layers, bias_known, X[s:s + block], part)
                     if not ok:
-                        report["points"] = min(s + block, first)
+                        report["points"], report["kinds"] = min(s + block, first), [grad]
                         return ok, report, worst
                     asked.append(np.asarray(part[grad]))
                 others = tuple(k for k in kinds if k != grad)
