@@ -2765,8 +2765,10 @@ class ReluAttack(Attack):
                 folded = any("folded" in info for info in details["layers"])
                 if (problems and not folded) or self._n_lines >= self.max_lines:
                     break  # (a fold is checked too: where its neuron does switch, a line through the miss meets it)
-                ok, _, worst = self._verify(self._known.layers + [(out_W, out_b)], bias_known, self.checks, "attack")
-                if ok and retries < VERIFY_RETRIES and self._n_lines < self.max_lines:
+                if retries >= VERIFY_RETRIES or self._n_lines >= self.max_lines:  # the check points alone
+                    ok, _, worst = self._verify(self._known.layers + [(out_W, out_b)], bias_known, self.checks,
+                                                "attack")
+                else:  # the verification itself (its first block is the check)
                     verified = self._verify(self._known.layers + [(out_W, out_b)], bias_known, self.verify, "verify",
                                             first=VERIFY_FIRST)
                     ok, report, worst = verified
