@@ -1165,3 +1165,24 @@ def test_no_targeted_search_above_a_layer_kept_unoriented(monkeypatch):
     assert r.status == "partial", r.message
     assert "layer 2: orientation of neurons" in r.message
     assert r.details["targeted_searches"] <= 8
+
+
+def test_a_verification_that_passes_asks_no_check_points_of_its_own_10_10_10_1():
+    """The attack asked 16 check points (values and gradients, 32 queries) before the verification's first points;
+    the verification's first block is the check now (gradients only, charged to the attack where it misses), so a
+    run whose model passes pays for no check."""
+    target, r = _run("builtin:deep?d=10&widths=10,10,1&seed=0", "value+gradient")
+    _assert_exact(r, [10, 10])
+    assert r.details["verifications_missed"] == 0
+    assert r.queries["total"] <= 20 * 17  # 16.5 per neuron measured; 18.1 with the check points
+    assert r.queries["verify"]["total"] == 2 * 4096
+
+
+def test_a_line_through_a_kink_no_row_explains_before_a_restart_is_searched_within_its_cell_40_20_10_10_1_seed_3():
+    """Where no row is left from the kinks of a layer, a line through one of them is searched and the peel starts again
+    from layer 1.  That line was searched whole (128 queries here: a layer-3 neuron, met once by the line through
+    the verification's worst point, met again); it is searched within the known layers' cell around the kink now,
+    as the lines aimed for open orientations are (6 queries)."""
+    target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=3", "value+gradient")
+    _assert_exact(r, [20, 10, 10])
+    assert r.queries["total"] <= 40 * 31  # 30.2 per neuron measured; 33.1 with the whole line (41.5 on stop 18)

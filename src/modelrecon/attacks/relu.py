@@ -726,7 +726,7 @@ class ReluAttack(Attack):
                 if self._n_lines < self.max_lines and not layer and unexplained and self._known.layers:
                     # no row from the kinks left: a line through one (its neuron, met there once, is met again) and
                     # the peel from the first layer (that neuron may belong to a layer already peeled)
-                    self._search(through=unexplained[self._n_lines % len(unexplained)].x)
+                    self._search(through=unexplained[self._n_lines % len(unexplained)].x, cell=True)
                     self._not_first_layer()
                     self._known = _Known(self._d)
                     problems.clear()
