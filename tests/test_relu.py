@@ -1186,3 +1186,32 @@ def test_a_line_through_a_kink_no_row_explains_before_a_restart_is_searched_with
     target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=3", "value+gradient")
     _assert_exact(r, [20, 10, 10])
     assert r.queries["total"] <= 40 * 31  # 30.2 per neuron measured; 33.1 with the whole line (41.5 on stop 18)
+
+
+def test_lines_before_restarts_alternate_cell_and_whole_so_a_kink_met_alone_does_not_spend_the_lines_8_16_8_1(
+        monkeypatch):
+    """A line within its cell through a kink no row explains meets only the unknown neurons there.  Where the line
+    through the verification's worst point is searched within its cell too (as this test makes it), 8-16-8-1 met a
+    kink of its missing layer-2 neuron that no row took, and each restart's cell line met only that kink again: 22
+    lines of 6 queries to ``max_lines``, ``partial``.  The line before a restart keeps to its cell only where the
+    last one was whole: ``complete``."""
+    verify, search = ReluAttack._verify, ReluAttack._search
+    worst = []
+
+    def recorded(attack, *args, **kwargs):
+        out = verify(attack, *args, **kwargs)
+        worst.append(out[2])
+        return out
+
+    def in_cell_first(attack, through=None, along=None, cell=False):
+        if through is not None and any(through is w for w in worst):
+            met = len(attack._kinks)
+            search(attack, through=through, cell=True)
+            if len(attack._kinks) > met:
+                return
+        search(attack, through=through, along=along, cell=cell)
+
+    monkeypatch.setattr(ReluAttack, "_verify", recorded)
+    monkeypatch.setattr(ReluAttack, "_search", in_cell_first)
+    target, r = _run("builtin:deep?d=8&widths=16,8,1&seed=0", "value+gradient")
+    _assert_exact(r, [16, 8])

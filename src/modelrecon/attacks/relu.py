@@ -726,7 +726,9 @@ class ReluAttack(Attack):
                 if self._n_lines < self.max_lines and not layer and unexplained and self._known.layers:
                     # no row from the kinks left: a line through one (its neuron, met there once, is met again) and
                     # the peel from the first layer (that neuron may belong to a layer already peeled)
-                    self._search(through=unexplained[self._n_lines % len(unexplained)].x, cell=True)
+                    # (within its cell, where the last such line was whole: a cell line can meet only that kink)
+                    self._restart_in_cell = not self._restart_in_cell
+                    self._search(through=unexplained[self._n_lines % len(unexplained)].x, cell=self._restart_in_cell)
                     self._not_first_layer()
                     self._known = _Known(self._d)
                     problems.clear()
@@ -2737,6 +2739,7 @@ class ReluAttack(Attack):
         self._deeper: dict[int, list[np.ndarray]] = {}  # per layer: (row, bias) of kept rows found deeper there
         self._unfolded: dict[int, tuple[int, np.ndarray]] = {}  # kinks of a folded neuron: layer count, its row
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
+        self._restart_in_cell = False  # whether the last line before a restart from layer 1 kept to its cell
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
                                    "region": "input box" if self._inside else "R^d"}
         status, problems = "complete", []
