@@ -676,8 +676,9 @@ def test_a_neuron_active_at_every_sample_is_folded_and_named_never_complete_24_1
     after 24 lines.  Once the lines are spent, that linear part is folded in (layer 2 passed through): the function is
     exact where the neuron is active, and the result says so -- ``partial``, the fold named, never ``complete``: the
     neuron's own row and bias are not recovered, and it does switch off far out (|x| ~ 10: 0.05% of the inputs).
-    (With lines left the fold is tested far out and the neuron met there: the next test; here none are left.)"""
-    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=1", "value+gradient", max_lines=5)
+    (With lines left the fold is tested far out and the neuron met there: the next test; here none are left.  With no
+    kink left to aim a line through, the fold is tested as soon as two lines are left: 3 lines here, not 5.)"""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=1", "value+gradient", max_lines=3)
     assert r.status == "partial"
     folded = r.details["layers"][-1]["folded"]
     assert folded["neurons"] == 5 and folded["units_passed_through"] >= 1
@@ -717,6 +718,18 @@ def test_a_folded_neuron_that_switches_in_a_corner_of_the_box_is_recovered_30_16
     assert r.metrics["worst_output_error_relative"] <= 1e-9
 
 
+def test_deeper_rows_beside_a_full_layer_take_no_search_and_a_fold_is_tested_far_out_first_30_16_16_16_4():
+    """Two costs of 30-16-16-16-4 (57.0 queries per neuron).  Layer 2's 16 whole rows were full, but a 17th whole row
+    (a layer-3 neuron's, which ``_combination_of`` drops) kept the partial rows of layer-3 pieces from being dropped:
+    8 targeted searches, 387 queries, completed them as layer-2 candidates.  Layer 3's neuron on at 99.9% was met only
+    after 3 random lines (486 queries) stalled the layer, by the fold's far probes (``_unfold``); with no kink left to
+    aim a line through, the fold is tested far out first: 38.8 per neuron, 41 targeted searches, 5 lines."""
+    target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient")
+    _assert_exact(r, [16, 16, 16])
+    assert r.details["targeted_searches"] <= 45 and r.details["lines"] <= 5
+    assert r.queries["total"] / 48 <= 40
+
+
 def test_a_fold_the_verification_refutes_goes_on_from_its_worst_point_40_20_10_10_1_seed_3_attack_seed_1():
     """A layer-3 neuron on at 98.9% of inputs, one layer-3 row missing: the fold was named and the run ended there,
     never checked (``partial``, 1.1 of the scale off).  A folded model is checked now as any other: the verification's
@@ -728,11 +741,13 @@ def test_a_fold_the_verification_refutes_goes_on_from_its_worst_point_40_20_10_1
     assert r.metrics["worst_output_error_relative"] <= 1e-9
 
 
-def test_lines_that_add_nothing_to_the_open_layer_stop_and_the_fold_follows_24_10_8_6_2_seed_1():
+def test_lines_that_add_nothing_to_the_open_layer_stop_and_the_fold_follows_24_10_8_6_2_seed_1(monkeypatch):
     """The neuron active at every sample is never met: lines 3-24 added no row and resolved no orientation of layer 3
     (2,732 queries, 114 per neuron).  Once two lines in a row (the second through a kink no row explains) add nothing,
     lines count as spent for that layer: the fold follows after 5 lines, the same verified error, still ``partial``
-    (with lines left the fold is tested far out: 2 lines more, ``complete``, the test above)."""
+    (with lines left the fold is tested far out: 2 lines more, ``complete``, the test above; so here the fold holds
+    far out, as where the neuron never switches: ``_unfold`` finds no miss)."""
+    monkeypatch.setattr(ReluAttack, "_unfold", lambda self, *args: False)
     target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=1", "value+gradient", max_lines=6)
     assert r.status == "partial"
     assert r.details["layers"][-1]["folded"]["neurons"] == 5
