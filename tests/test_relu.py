@@ -1165,3 +1165,14 @@ def test_no_targeted_search_above_a_layer_kept_unoriented(monkeypatch):
     assert r.status == "partial", r.message
     assert "layer 2: orientation of neurons" in r.message
     assert r.details["targeted_searches"] <= 8
+
+
+def test_a_layers_missing_weights_beyond_the_targeted_budget_are_searched_all_at_once_40_20_10_10_1():
+    """With 8 targeted searches for more missing (row, unit) weights than that, one search per unit left rows partial
+    (`partial`, 3,526 queries); each row's missing units are now switched on together on one line across its surface
+    (``_complete(at_once)``, ``_across_unit`` with several units), and one kink completes the row: `complete`, exact,
+    933 queries.  (3072-128x3-10's layer 3: 117 partial rows, 1,538 missing weights, all whole after 167 searches,
+    1,586 one unit at a time.)"""
+    target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=0", "value+gradient", max_targeted=8)
+    _assert_exact(r, [20, 10, 10])
+    assert r.queries["total"] <= 1100
