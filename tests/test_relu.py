@@ -1230,3 +1230,13 @@ def test_lines_before_restarts_alternate_cell_and_whole_so_a_kink_met_alone_does
     monkeypatch.setattr(ReluAttack, "_search", in_cell_first)
     target, r = _run("builtin:deep?d=8&widths=16,8,1&seed=0", "value+gradient")
     _assert_exact(r, [16, 8])
+
+def test_a_layers_missing_weights_beyond_the_targeted_budget_are_searched_all_at_once_40_20_10_10_1():
+    """With 8 targeted searches for more missing (row, unit) weights than that, one search per unit left rows partial
+    (`partial`, 3,526 queries); each row's missing units are now switched on together on one line across its surface
+    (``_complete(at_once)``, ``_across_unit`` with several units), and one kink completes the row: `complete`, exact,
+    933 queries.  (3072-128x3-10's layer 3: 117 partial rows, 1,538 missing weights, all whole after 167 searches,
+    1,586 one unit at a time.)"""
+    target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=0", "value+gradient", max_targeted=8)
+    _assert_exact(r, [20, 10, 10])
+    assert r.queries["total"] <= 1100

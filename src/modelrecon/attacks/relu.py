@@ -718,7 +718,8 @@ class ReluAttack(Attack):
             if self._known.layers:
                 layer = self._drop_deeper(self._independent_rows(layer))
             incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
-            if incomplete and any([self._complete(layer[i]) for i in incomplete]):
+            at_once = sum(int(np.sum(~layer[i].support)) for i in incomplete) > self.max_targeted - self._targeted
+            if incomplete and any([self._complete(layer[i], at_once) for i in incomplete]):
                 continue
             if not layer or incomplete:
                 if self._known.layers and self._more_segments():
@@ -1634,16 +1635,24 @@ class ReluAttack(Attack):
                 return self._traced[layer, id(kink)]
         return False
 
-    def _complete(self, row: _Row) -> bool:
+    def _complete(self, row: _Row, at_once: bool = False) -> bool:
         """Look for kinks of the row's neuron where units it has not yet seen active are on, one for each such unit:
         walk along its surface from one of its kinks (cell by cell, while the cells' active units are ones its row
         knows) to that unit's surface, step across it and search a short line along the normal there, the unit held
         on (``_across_unit`` where no walk gets there).  Whether it searched.  No search above a layer kept with
         orientations unresolved (the run is ``partial`` already, and the rows above it are pulled back through wrong
         activations: the hand-written 10-8-8-8-1 seed 0 spent its 1,024 searches there, 39,564 queries in gradient
-        mode)."""
+        mode).  ``at_once`` (the layer's missing weights outnumber the targeted searches left: 3072-128x3-10's layer 3,
+        117 partial rows, 1,538 weights): first one line across the surface with every missing unit just on
+        (``_across_unit``), which completes the row with one kink."""
         if not self._known.layers or self._known.open:
             return False
+        missing = np.flatnonzero(~row.support)
+        if at_once and len(missing) > 1 and self._targeted < self.max_targeted:
+            line = self._across_unit(row, missing)
+            if line is not None:
+                self._search_across(row, line)
+                return True
         searched = False
         for m in np.flatnonzero(~row.support):
             if self._targeted >= self.max_targeted:
@@ -1769,15 +1778,18 @@ class ReluAttack(Attack):
         self._samples += [(line.at(q.t), q) for q in pieces]
         self._targeted += 1
 
-    def _across_unit(self, row: _Row, m: int, tries: int = 3) -> Line | None:
+    def _across_unit(self, row: _Row, m: int | np.ndarray, tries: int = 3) -> Line | None:
         """Where the walk along the surface does not reach unit m: a short line across the row's surface in a cell
         where m is just active (a linear program per activation pattern of the known layers, taken from samples
         where m is active and the row knows every other active unit, none asked for: the point on the surface of the
         row's known part farthest from every other known wall, m within a fifth of that distance); the neuron's
         kink on it, m active, completes its row.  None when no pattern is left to try (at most ``tries`` lines per unit,
-        and 4 x as many linear programs; a pattern where a kink would give no unique row takes neither)."""
+        and 4 x as many linear programs; a pattern where a kink would give no unique row takes neither).  Several
+        units m at once (an array): every one just active (within a fifth of that distance over their number, so that
+        together they move the surface no more than one does), from samples where one of them is."""
         known = self._known
-        key = (len(known.layers), id(row.kinks[0][0]), int(m))
+        ms = np.atleast_1d(m)
+        key = (len(known.layers), id(row.kinks[0][0]), tuple(int(u) for u in ms))
         done = self._crossed.setdefault(key, {})  # pattern -> 0: no unique row there, 1: a linear program, 2: a line
 
         def spent() -> bool:  # (40-20-10-10-1 attack seed 1 met 3 patterns of the first kind, seed 0 3 infeasible ones)
@@ -1787,7 +1799,7 @@ class ReluAttack(Attack):
             return None
         X, zs_all = self._samples_pre()
         top = zs_all[-1] > 0
-        fits = top[:, m] & ~np.any(top & ~row.support & (np.arange(known.width) != m), axis=1)
+        fits = top[:, ms].any(axis=1) & ~np.any(top & ~row.support & ~np.isin(np.arange(known.width), ms), axis=1)
         lo, hi = self._bounds()
         if not self._inside:  # out to twice as far as the row's kinks (a neuron active only far out has its surface
             centre, _ = self._frame  # there: 20-10-8-8-1's layer-3 neuron on no standard normal input)
@@ -1805,14 +1817,14 @@ class ReluAttack(Attack):
             if spent():
                 break
             # the pre-activations of every known unit as affine maps of x in this pattern
-            Zs, zs, A, a = [], [], np.eye(self._d), np.zeros(self._d)
+            Zs, zs, A, a = [], [], None, None
             for (W, b), z in zip(known.layers, zs_all):
-                A, a = W @ A, W @ a + b
+                A, a = (W, b) if A is None else (W @ A, W @ a + b)  # (not W @ I: 3072^2 x 128 products)
                 Zs.append(A)
                 zs.append(a)
                 act = z[i] > 0
                 A, a = A * act[:, None], a * act
-            G = Zs[-1][top[i]]
+            G = Zs[-1][top[i] | np.isin(np.arange(known.width), ms)]
             done[code] = int(np.linalg.matrix_rank(G) == G.shape[0])
             if not done[code]:  # a kink here would not give a unique row
                 continue
@@ -1820,14 +1832,16 @@ class ReluAttack(Attack):
             Z, z = np.vstack(Zs), np.concatenate(zs)
             norms = np.maximum(np.linalg.norm(Z, axis=1), np.finfo(float).tiny)
             sign = np.where(pattern, 1.0, -1.0)
-            j = Z.shape[0] - known.width + m  # unit m among the stacked pre-activations
-            # maximise s: every other unit keeps its state by s (distance), m is active by s/20 .. s/5, k.x + k0 = 0
+            j = Z.shape[0] - known.width + ms  # the units m among the stacked pre-activations
+            # maximise s: every other unit keeps its state by s (distance), each m is active by s/20 .. s/5 (over their
+            # number), k.x + k0 = 0
             others = np.ones(len(Z), bool)
             others[j] = False
+            ones = np.ones((len(j), 1)) / len(j)
             A_ub = np.vstack([np.hstack([-(sign / norms)[others, None] * Z[others], np.ones((others.sum(), 1))]),
-                              np.hstack([-Z[j:j + 1] / norms[j], [[0.05]]]),
-                              np.hstack([Z[j:j + 1] / norms[j], [[-0.2]]])])
-            b_ub = np.concatenate([(sign * z / norms)[others], [z[j] / norms[j]], [-z[j] / norms[j]]])
+                              np.hstack([-Z[j] / norms[j, None], 0.05 * ones]),
+                              np.hstack([Z[j] / norms[j, None], -0.2 * ones])])
+            b_ub = np.concatenate([(sign * z / norms)[others], z[j] / norms[j], -z[j] / norms[j]])
             c = np.zeros(self._d + 1)
             c[-1] = -1.0
             res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=np.append(k, 0.0)[None], b_eq=[-k0],
@@ -1835,7 +1849,11 @@ class ReluAttack(Attack):
             if res.status != 0 or not res.x[-1] > 0:
                 continue
             x0, room = res.x[:self._d], float(res.x[-1])
-            normal = k - (k @ Z[j]) / max(float(Z[j] @ Z[j]), np.finfo(float).tiny) * Z[j]  # m held on along it
+            if len(j) == 1:  # m held on along it
+                normal = k - (k @ Z[j[0]]) / max(float(Z[j[0]] @ Z[j[0]]), np.finfo(float).tiny) * Z[j[0]]
+            else:
+                Q = np.linalg.qr(Z[j].T)[0]
+                normal = k - Q @ (Q.T @ k)
             if not np.linalg.norm(normal) > 0:
                 continue
             normal = normal / np.linalg.norm(normal)
