@@ -1231,6 +1231,7 @@ def test_lines_before_restarts_alternate_cell_and_whole_so_a_kink_met_alone_does
     target, r = _run("builtin:deep?d=8&widths=16,8,1&seed=0", "value+gradient")
     _assert_exact(r, [16, 8])
 
+
 def test_a_layers_missing_weights_beyond_the_targeted_budget_are_searched_all_at_once_40_20_10_10_1():
     """With 8 targeted searches for more missing (row, unit) weights than that, one search per unit left rows partial
     (`partial`, 3,526 queries); each row's missing units are now switched on together on one line across its surface
