@@ -1241,3 +1241,42 @@ def test_a_layers_missing_weights_beyond_the_targeted_budget_are_searched_all_at
     target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=0", "value+gradient", max_targeted=8)
     _assert_exact(r, [20, 10, 10])
     assert r.queries["total"] <= 1100
+
+
+def test_a_folded_row_under_many_open_rows_is_read_row_by_row_not_searched():
+    """The fold's row from its pass-through parts with more open rows than the set search can try (100-64x3-10 attack
+    seed 1 folded with all 63 rows of layer 3 open; the search's 32 random starts did not find the set and the fold
+    stayed, ``partial``): read row by row (``_folded_row_exact``), exactly."""
+    rng = np.random.default_rng(0)
+    units, n, k = 24, 23, 5
+    W, w = rng.normal(size=(n, units)), rng.normal(size=units)
+    alpha, v = rng.normal(size=(k, n)), rng.normal(size=k)
+    flipped = rng.random(n) < 0.5  # open rows whose true orientation is the other one
+    out_W = np.hstack([alpha, np.outer(v, w) - alpha[:, flipped] @ W[flipped]])
+    attack = ReluAttack()
+    got = attack._folded_rows(np.vstack([W, np.eye(units)]), out_W, units, [True] * n + [False] * units, rng)
+    assert got.shape == (1, units)
+    assert abs(float(got[0] @ w)) >= (1 - 1e-12) * np.linalg.norm(w)
+
+
+def test_a_layer_is_not_stalled_while_a_kink_no_row_explains_has_had_no_line_through_it():
+    """The stall rule (``_stalled``) waits for a line through every kink no row explains (``_unaimed``; value+gradient
+    mode, where that line is searched within its cell, a few queries).  100-64x3-10 attack seed 1 met layer-3 neuron 15
+    once, on the last random line before the stall, went on without it and ended ``partial``; with that line it meets
+    the neuron again (a row of two kinks) and ends ``complete`` (``benchmarks/deep.py --attack-seeds``)."""
+    from types import SimpleNamespace
+
+    attack = ReluAttack()
+    attack._probe = SimpleNamespace(kinds=("value", "gradient"))
+    attack._known = SimpleNamespace(layers=[None])
+    attack._idle, attack._aimed = {1: ((1, 1, 1), 2)}, set()  # two lines in a row that added nothing
+    met_once, in_region = SimpleNamespace(x=np.arange(3.0)), SimpleNamespace(x=np.ones(3))
+    attack._drawn = {id(met_once)}  # met on a random line drawn for the open layer
+    assert attack._stalled([], [], [in_region])  # a kink of the region's segments takes no line
+    assert not attack._stalled([], [], [in_region, met_once])
+    assert attack._aim([], [], [in_region, met_once]) is met_once.x
+    assert attack._stalled([], [], [in_region, met_once])  # one line through it: the stall rule as before
+    attack._probe = SimpleNamespace(kinds=("gradient",))  # gradient mode: such a line is a whole one, as before
+    again = SimpleNamespace(x=np.zeros(3))
+    attack._drawn.add(id(again))
+    assert attack._stalled([], [], [again])

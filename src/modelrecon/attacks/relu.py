@@ -754,7 +754,7 @@ class ReluAttack(Attack):
             # the last hidden layer: the outputs are linear in its activations (a few stray kinks, e.g. two neurons
             # switching within one localisation, do not make another layer; the verification has the last word)
             signs, residual = self._final_fit(layer, decisive=not rest)
-            stalled = self._n_lines >= self.max_lines or self._stalled(layer, signs)
+            stalled = self._n_lines >= self.max_lines or self._stalled(layer, signs, rest)
             # no kink left to aim a line through: the fold is tested far out first (``_unfold``; 30-16-16-16-4's
             # layer-3 neuron on at 99.9% was met so only after 3 random lines, 486 queries), lines only where it holds
             early = not (stalled or rest or self._inside) and bool(self._known.layers) and \
@@ -786,8 +786,12 @@ class ReluAttack(Attack):
                 if self._known.layers and self._more_segments():
                     details["layers"].pop()
                     continue
-                if self._n_lines < self.max_lines and not self._stalled(layer, signs) and not (fold and early):
-                    self._search(through=self._aim(layer, signs, rest), cell=True)
+                if self._n_lines < self.max_lines and not self._stalled(layer, signs, rest) and not (fold and early):
+                    through, n_kinks = self._aim(layer, signs, rest), len(self._kinks)
+                    self._search(through=through, cell=True)
+                    # a random line's kinks may each have a line (``_unaimed``); an aimed line's count as aimed at
+                    # (8-16-8-1 met one neuron again and again on them)
+                    (self._drawn if through is None else self._aimed).update(id(k) for k in self._kinks[n_kinks:])
                     details["layers"].pop()
                     continue
                 if self._known.layers and self._meet_missing(W, b, rest):
@@ -839,15 +843,27 @@ class ReluAttack(Attack):
         """What lines have given the open layer: its rows, the orientations resolved, the weights known."""
         return len(layer), sum(s is not None for s in signs), sum(int(r.support.sum()) for r in layer)
 
-    def _stalled(self, layer: list[_Row], signs: list[int | None]) -> bool:
+    def _stalled(self, layer: list[_Row], signs: list[int | None], rest: list[Kink]) -> bool:
         """Whether more lines cannot help the open layer: the last ``STALL_LINES`` lines drawn for its orientations
         (those after the first through kinks no row explains) added no row or weight to it and resolved no
-        orientation.  Layers above the first only (the first's orientations come from the next layer's surfaces:
-        ``_orient_expansive``)."""
+        orientation, and no kink no row explains is left that no line went through (``_unaimed``).  Layers above the
+        first only (the first's orientations come from the next layer's surfaces: ``_orient_expansive``)."""
         if not self._known.layers:
             return False
         best, idle = self._idle.get(len(self._known.layers), ((-1, -1, -1), 0))
-        return all(n <= b for n, b in zip(self._progress(layer, signs), best)) and idle >= STALL_LINES
+        return all(n <= b for n, b in zip(self._progress(layer, signs), best)) and idle >= STALL_LINES and \
+            self._unaimed(rest) is None
+
+    def _unaimed(self, rest: list[Kink]) -> Kink | None:
+        """A kink no row explains that no line has gone through yet, met on a random line drawn for the open layer
+        (value+gradient mode, where that line is searched within its cell, a few queries): its neuron, met there once,
+        is met again there and makes a row of two kinks.  Not the region's kinks: 24-10-8-6-2 with a layer-2 unit on
+        everywhere (x5) spent its lines on them before its stall, where that unit's row is read (``_meet_missing``).
+        100-64x3-10 attack seed 1 met layer-3 neuron 15 once, on the last random line before the stall, and went on
+        without it (the peel then restarted from layer 1 and went wrong: ``partial``)."""
+        if "value" not in self._probe.kinds:
+            return None
+        return next((k for k in rest if id(k) in self._drawn and id(k) not in self._aimed), None)
 
     def _aim(self, layer: list[_Row], signs: list[int | None], rest: list[Kink]) -> np.ndarray | None:
         """Where the next line for the open layer's orientations goes: through a kink no row explains (its neuron, met
@@ -861,7 +877,11 @@ class ReluAttack(Attack):
         now = self._progress(layer, signs)
         idle = idle + 1 if all(n <= b for n, b in zip(now, best)) else 0
         self._idle[key] = (tuple(max(n, b) for n, b in zip(now, best)), idle)
-        return rest[idle % len(rest)].x if rest else None
+        kink = (self._unaimed(rest) if idle >= STALL_LINES else None) or (rest[idle % len(rest)] if rest else None)
+        if kink is None:
+            return None
+        self._aimed.add(id(kink))
+        return kink.x
 
     def _not_first_layer(self) -> None:
         """Before the peel starts again from the first layer: a kink on a recovered deeper neuron's surface (and on no
@@ -1343,6 +1363,10 @@ class ReluAttack(Attack):
             sv = np.linalg.svd(part(c), compute_uv=False)
             return sv[1] / max(sv[0], np.finfo(float).tiny)
 
+        if len(opened) > 12:
+            exact = self._folded_row_exact(W[:n], out_W, f, opened)
+            if exact is not None:
+                return exact[None]
         if len(opened) <= 12:
             best = min((c for k in range(len(opened) + 1) for c in itertools.combinations(range(len(opened)), k)),
                        key=spread)
@@ -1363,6 +1387,42 @@ class ReluAttack(Attack):
                     break
         _, sv, Vt = np.linalg.svd(part(best), full_matrices=False)
         return Vt[sv > SAME_ROW * sv[0]]
+
+    @staticmethod
+    def _folded_row_exact(W: np.ndarray, out_W: np.ndarray, f: int, opened: np.ndarray) -> np.ndarray | None:
+        """The folded neuron's row w read row by row, with no search over sets (``_folded_rows`` with many open rows:
+        100-64x3-10 attack seed 1 folded with all 63 rows of layer 3 open).  Where the layer's rows are independent
+        and fewer than the units below, the outputs' pass-through parts M_k off the rows' span are v_k times w's part
+        off it (rank 1: gives v, w's part e, both up to scale); on each row r the parts' coefficients are
+        m_r = v c_r - s_r alpha_r (w = e + sum_r c_r w_r; s_r = 1 where r is open and its true orientation the other
+        one), and of s_r in {0, 1} exactly one must make m_r + s_r alpha_r parallel to v (within SAME_ROW): each row
+        decides alone.  None where a step does not decide (then the search)."""
+        M = out_W[:, -f:]
+        if len(W) >= f or np.linalg.matrix_rank(W) < len(W):
+            return None
+        _, _, Vt = np.linalg.svd(W)
+        Q = Vt[len(W):]  # the complement of the rows' span
+        U, sv, Vq = np.linalg.svd(M @ Q.T, full_matrices=False)
+        if not sv[0] > 0 or (len(sv) > 1 and sv[1] > SAME_ROW * sv[0]):
+            return None
+        v, e = U[:, 0] * sv[0], Vq[0] @ Q
+        coef = np.linalg.lstsq(W.T, (M - np.outer(v, e)).T, rcond=None)[0]  # m_r, one column per output
+        alpha = np.zeros_like(coef)
+        alpha[opened] = out_W[:, opened].T
+        c = np.zeros(len(W))
+        for r in range(len(W)):
+            fits = []
+            for s_ in ((0.0, 1.0) if r in opened else (0.0,)):
+                m = coef[r] + s_ * alpha[r]
+                c_r = float(m @ v) / float(v @ v)
+                scale = max(float(np.linalg.norm(coef[r])), float(np.linalg.norm(alpha[r])), abs(c_r) * sv[0])
+                if np.linalg.norm(m - c_r * v) <= SAME_ROW * max(scale, np.finfo(float).tiny):
+                    fits.append(c_r)
+            if len(fits) != 1:
+                return None
+            c[r] = fits[0]
+        w = e + c @ W
+        return w / np.linalg.norm(w)
 
     def _along_folded(self, k: Kink, rows: np.ndarray) -> np.ndarray | None:
         """The folded neuron's row (of ``rows``, from ``_folded_rows``) whose input gradient at the kink is along the
@@ -2763,6 +2823,8 @@ class ReluAttack(Attack):
         self._quiet: dict[int, int] = {}
         self._extra_segments: dict[int, int] = {}
         self._idle: dict[int, tuple[tuple[int, ...], int]] = {}  # per open layer: its best progress, lines since
+        self._aimed: set[int] = set()  # kinks no row explained that a line went through (``_aim``)
+        self._drawn: set[int] = set()  # kinks of the random lines drawn for an open layer (``_unaimed``)
         self._unfold_tries: dict[int, int] = {}  # per layer: rounds of a fold's far probes (``_unfold``)
         self._missing_tries: dict[int, int] = {}  # per layer: lines towards a missing neuron (``_meet_missing``)
         self._deeper: dict[int, list[np.ndarray]] = {}  # per layer: (row, bias) of kept rows found deeper there
