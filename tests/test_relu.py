@@ -730,6 +730,16 @@ def test_deeper_rows_beside_a_full_layer_take_no_search_and_a_fold_is_tested_far
     assert r.queries["total"] / 48 <= 40
 
 
+def test_the_folds_lines_through_new_kinks_keep_to_their_cell_from_layer_3_on_30_16_16_16_4():
+    """The fold's line far out (``_unfold``) meets new kinks no row explains; a whole line through each (~160 queries
+    on 30-16-16-16-4, 38.1 per neuron) is searched within its cell where the fold is of layer 3 or deeper: 34.1 per
+    neuron.  A fold of layer 2 keeps whole lines (the inner always-on test above, x50, went partial with cell lines:
+    their few kinks left layer 4 a neuron short)."""
+    target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient")
+    _assert_exact(r, [16, 16, 16])
+    assert r.queries["total"] / 48 <= 36
+
+
 def test_a_fold_the_verification_refutes_goes_on_from_its_worst_point_40_20_10_10_1_seed_3_attack_seed_1():
     """A layer-3 neuron on at 98.9% of inputs, one layer-3 row missing: the fold was named and the run ended there,
     never checked (``partial``, 1.1 of the scale off).  A folded model is checked now as any other: the verification's

@@ -1326,8 +1326,8 @@ class ReluAttack(Attack):
         self._search(through=centre + (on + off) / 2 * u, along=(off - on) / 2 * u)
         rows, row_errors = self._known.layers + [(W[:-f], b[:-f])], self._known.errors + [errors[:-f]]
         new = [k for k in self._kinks[n:] if not self._on_known(k, rows, row_errors)]
-        for k in new[:max(0, self.max_lines - self._n_lines)]:
-            self._search(through=k.x)
+        for k in new[:max(0, self.max_lines - self._n_lines)]:  # within its cell from layer 3 on; a fold of layer 2
+            self._search(through=k.x, cell=key >= 2)  # keeps whole lines: their other kinks serve the deeper layers
         if len(out_W) > 1:  # the folded neuron's row is known from the fold: its kink, where the jump is along it
             for k in self._kinks[n:]:
                 c = self._along_folded(k, folded)
