@@ -1230,13 +1230,3 @@ def test_lines_before_restarts_alternate_cell_and_whole_so_a_kink_met_alone_does
     monkeypatch.setattr(ReluAttack, "_search", in_cell_first)
     target, r = _run("builtin:deep?d=8&widths=16,8,1&seed=0", "value+gradient")
     _assert_exact(r, [16, 8])
-
-
-def test_a_line_for_the_last_layers_missing_rows_goes_through_the_sample_its_fit_misses_most_10_20_20_1():
-    """10-20-20-1 had 17 of its 20 layer-2 rows after its first two lines, no kink left unexplained, and the output fit
-    failing: 4 random lines (448 queries) found the last 3 rows.  A line through the sample the failed fit misses most
-    (a missing neuron is active there) finds them at once."""
-    target, r = _run("builtin:deep?d=10&widths=20,20,1&seed=0", "value+gradient")
-    _assert_exact(r, [20, 20])
-    assert r.details["lines"] == 3  # 6 with random lines
-    assert r.queries["total"] <= 40 * 24  # 22.5 per neuron measured; 30.1 with random lines
