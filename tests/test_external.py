@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from modelrecon.attacks.linear import LinearAttack
+from modelrecon.attacks.relu import ReluAttack
 from modelrecon.attacks.relu2 import Relu2Attack
 from modelrecon.attacks.span import SpanRecovery
 from modelrecon.attacks.surrogate import SurrogateAttack
@@ -319,8 +320,6 @@ def test_linear_model_of_an_image_shaped_target_is_evaluated_and_saved(tmp_path)
 # -- the deep attacks on models as users bring them ------------------------------------------
 def test_deep_attack_on_one_input_ends_partial_not_in_an_oracle_error():
     """d = 1: the trace within a first-layer surface (a point) divided by a zero norm and asked NaN inputs."""
-    from modelrecon.attacks.relu import ReluAttack
-
     r = ReluAttack(mode="value+gradient").run(local_oracle(load("factories:mlp_needing_arguments?d=1&hidden=4"),
                                                            ["value", "gradient"]))
     assert r.status == "partial" and "orientation" in r.message
@@ -361,6 +360,12 @@ def test_value_mode_on_a_target_answering_nan_fails_at_once():
     from modelrecon.attacks.relu_value import DeepValueAttack
 
     r = DeepValueAttack().run(local_oracle(load("factories:nan_net"), ["value"]))
+    assert r.status == "failed" and "NaN" in r.message and r.queries["total"] < 100
+
+
+def test_value_and_gradient_mode_on_a_target_answering_nan_fails_at_once():
+    """The deep attack's probe took NaN values for pieces: 51,013 queries, then 'more than 50000 points on one line'."""
+    r = ReluAttack(mode="value+gradient").run(local_oracle(load("factories:nan_net"), ["value", "gradient"]))
     assert r.status == "failed" and "NaN" in r.message and r.queries["total"] < 100
 
 

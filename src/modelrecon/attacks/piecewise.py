@@ -111,6 +111,9 @@ class Probe:
             out["g"] = np.asarray(got[self.grad_kind], dtype=np.float64).reshape(len(X), -1)
         if "value" in got:
             out["f"] = np.asarray(got["value"], dtype=np.float64).reshape(len(X), -1)
+        bad = ~np.all([np.isfinite(a).all(axis=1) for a in out.values()], axis=0)
+        if bad.any():  # a ReLU network answers finite numbers everywhere (a broken export answered NaN on a half-space)
+            raise NotPiecewiseLinear(f"it answered NaN or Inf at {int(bad.sum())} of {len(X)} points")
         return out
 
     def read(self, line: Line, ts, kinds: tuple[str, ...] | None = None) -> list[Piece]:
