@@ -1290,3 +1290,41 @@ def test_a_layer_is_not_stalled_while_a_kink_no_row_explains_has_had_no_line_thr
     again = SimpleNamespace(x=np.zeros(3))
     attack._drawn.add(id(again))
     assert attack._stalled([], [], [again])
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15 (helper i15line): a value taken by continuity across a predicted "
+                   "crossing (rows ~1e-11 off) differs from a queried one on the same piece by more than the value "
+                   "tolerance, and the search bisects that gap to a kink where no neuron switches (docs/deep.md)")
+def test_known_neurons_read_at_their_predicted_crossings_add_no_kink_where_none_switches():
+    # the line 10-20-20-1 attack seed 2 drew through the sample its failed fit missed most (helper i15f10's cut);
+    # its hidden layers known to within 1e-11 (as recovered): kinks at t = +-0.99999999999, next to the doubling's
+    # first ends (read in full), on no neuron's surface (without the noise: none)
+    from modelrecon.attacks.piecewise import Line, search_line
+    from modelrecon.attacks.relu import _GradientFirstProbe, _Known
+
+    target = load("builtin:deep?d=10&widths=20,20,1&seed=0")
+    layers = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in target.truth["layers"][:-1]]
+    line = Line(np.array([-0.07073733043113346, -0.08991518524631674, -0.022369709487116717, -0.015901081402188457,
+                          0.09191979845011279, 0.06080328544196701, 0.05819818053860803, -0.04137038554525867,
+                          0.027489322969408536, 0.004316345847028733]),
+                np.array([0.5369888897505865, 0.07417849092024456, -0.5924948772421077, -0.23686562926253502,
+                          0.1366319172092029, 0.135964407772673, -0.48543245576919436, -0.03081353413372997,
+                          0.08792479080876882, 0.13230821994580472]))
+    rng = np.random.default_rng(2)
+    attack = ReluAttack()
+    attack._probe = _GradientFirstProbe(local_oracle(target, ["value", "gradient"]))
+    attack._d, attack._known, attack._expansive = 10, _Known(10), None
+    attack._known.layers = [(W * (1 + 1e-11 * rng.normal(size=W.shape)), b * (1 + 1e-11 * rng.normal(size=b.shape)))
+                            for W, b in layers]
+    kinks, _, _ = search_line(attack._probe, line, None, scale=16.0,
+                              predict=lambda lo, hi: attack._known_kinks(line, lo, hi))
+
+    def nearest_surface(x):  # |pre-activation| of the neuron nearest to switching at x (the true network)
+        h, z_min = x, np.inf
+        for W, b in layers:
+            z = W @ h + b
+            z_min, h = min(z_min, np.abs(z).min()), np.maximum(z, 0)
+        return z_min
+
+    assert len(kinks) == 45
+    assert all(nearest_surface(k.x) < 1e-6 for k in kinks), [k.t for k in kinks if nearest_surface(k.x) >= 1e-6]
