@@ -289,8 +289,9 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
             for a, b in gaps:
                 if (a.t, b.t) in found or probe.same(a, b, line):
                     continue
-                if narrow(a, b):
-                    kinks.append(Kink(line, (a.t + b.t) / 2, a, b, (b.t - a.t) / 2))
+                if narrow(a, b):  # one gradient on both sides: the values' own error, not a neuron switching
+                    if not probe.same_gradient(a, b):
+                        kinks.append(Kink(line, (a.t + b.t) / 2, a, b, (b.t - a.t) / 2))
                     continue
                 guess = probe.locate(a, b, line)
                 if guess is not None and a.t < guess[0] - guess[1] and guess[0] + guess[1] < b.t:
