@@ -1363,14 +1363,13 @@ class ReluAttack(Attack):
             sv = np.linalg.svd(part(c), compute_uv=False)
             return sv[1] / max(sv[0], np.finfo(float).tiny)
 
-        if len(opened) > 12:
-            exact = self._folded_row_exact(W[:n], out_W, f, opened)
-            if exact is not None:
-                return exact[None]
         if len(opened) <= 12:
             best = min((c for k in range(len(opened) + 1) for c in itertools.combinations(range(len(opened)), k)),
                        key=spread)
         else:
+            exact = self._folded_row_exact(W[:n], out_W, f, opened)
+            if exact is not None:
+                return exact[None]
             best, least = (), spread(())
             for start in range(32):
                 c = set(np.flatnonzero(rng.random(len(opened)) < 0.5)) if start else set()
@@ -1714,7 +1713,7 @@ class ReluAttack(Attack):
                 self._search_across(row, line)
                 return True
         searched = False
-        for m in np.flatnonzero(~row.support):
+        for m in missing:
             if self._targeted >= self.max_targeted:
                 break
             line = None
