@@ -1326,3 +1326,20 @@ def test_known_neurons_read_at_their_predicted_crossings_add_no_kink_where_none_
 
     assert len(kinks) == 45
     assert all(nearest_surface(k.x) < 1e-6 for k in kinks), [k.t for k in kinks if nearest_surface(k.x) >= 1e-6]
+
+
+def test_a_line_for_the_last_layers_missing_rows_goes_through_the_sample_its_fit_misses_most_10_20_20_1():
+    """10-20-20-1 had 17 of its 20 layer-2 rows after its first two lines, no kink left unexplained, and the output fit
+    failing: 4 random lines (448 queries) found the last 3 rows.  A line through the sample the failed fit misses most
+    (a missing neuron is active there) finds them at once."""
+    target, r = _run("builtin:deep?d=10&widths=20,20,1&seed=0", "value+gradient")
+    _assert_exact(r, [20, 20])
+    assert r.details["lines"] == 3  # 6 with random lines
+    assert r.queries["total"] <= 40 * 24  # 22.5 per neuron measured; 30.1 with random lines
+
+
+def test_the_line_through_the_sample_the_fit_misses_most_meets_8_16_8_1s_rare_neuron_attack_seed_4():
+    """8-16-8-1 attack seed 4 ended `partial` (8-16-7-1, layer 2's orientations open) after random lines met no new
+    layer-2 neuron; through the sample the failed fit misses most, `complete` (51.7 queries per neuron measured)."""
+    target, r = _run("builtin:deep?d=8&widths=16,8,1&seed=0", "value+gradient", seed=4)
+    _assert_exact(r, [16, 8])

@@ -788,7 +788,12 @@ class ReluAttack(Attack):
                     continue
                 if self._n_lines < self.max_lines and not self._stalled(layer, signs, rest) and not (fold and early):
                     through, n_kinks = self._aim(layer, signs, rest), len(self._kinks)
-                    self._search(through=through, cell=True)
+                    if through is None and self._misfit is not None and self._known.layers and \
+                            not self._idle[len(self._known.layers)][1]:
+                        # no kink left, the last line added to the layer: a whole line through the sample the fit
+                        self._search(through=self._misfit)  # misses most (its missing neuron is on); else at random
+                    else:
+                        self._search(through=through, cell=True)
                     # a random line's kinks may each have a line (``_unaimed``); an aimed line's count as aimed at
                     # (8-16-8-1 met one neuron again and again on them)
                     (self._drawn if through is None else self._aimed).update(id(k) for k in self._kinks[n_kinks:])
@@ -2596,6 +2601,8 @@ class ReluAttack(Attack):
         ``fold``: the last known layer's activations as features too (a neuron of this layer active at every sample
         is a linear map of them there; the pulled-back gradient path only: ``_foldable``)."""
         known = self._known
+        if decisive and not fold:
+            self._misfit = None
         W = np.array([r.w for r in rows])
         b = np.array([r.b for r in rows])
         n = len(rows)
@@ -2630,8 +2637,11 @@ class ReluAttack(Attack):
         Wpos, Wneg = W.T / colscale[:n], -W.T / colscale[n:2 * n]
         Rpos, Rneg = (Rw / colscale[:n], -Rw / colscale[n:2 * n]) if Q is not None else (None, None)
 
+        at = [0]  # the sample whose equations are yielded
+
         def equations(build: bool = True):
             for i in np.flatnonzero(clean):
+                at[0] = i
                 zs = [z[i] for z in zs_all]
                 sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
                 if Q is not None:
@@ -2667,6 +2677,8 @@ class ReluAttack(Attack):
             if bound > SAME_ROW:
                 return [None] * n, bound
         sol, residual = _lstsq_normal(equations, 2 * n + 1 + f)
+        if decisive and not fold and residual > SAME_ROW:
+            self._misfit = self._worst_sample(equations, sol, at, X)
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
@@ -2677,6 +2689,15 @@ class ReluAttack(Attack):
             else:
                 signs.append(1 if abs(a_) >= abs(b_) else -1)
         return signs, residual
+
+    @staticmethod
+    def _worst_sample(equations, sol: np.ndarray, at: list[int], X: np.ndarray) -> np.ndarray:
+        """The sample whose equations the fit misses most: a neuron of the layer not yet found is active there (where
+        it is off, the rows found explain the sample)."""
+        misses: dict[int, float] = {}
+        for E, y in equations():
+            misses[at[0]] = misses.get(at[0], 0.0) + float(np.sum((E @ sol - y) ** 2))
+        return X[max(misses, key=misses.get)]
 
     def _clear(self, X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Samples off every neuron's surface by more than the neurons' own precision (points read within a hair
@@ -2830,6 +2851,7 @@ class ReluAttack(Attack):
         self._unfolded: dict[int, tuple[int, np.ndarray]] = {}  # kinks of a folded neuron: layer count, its row
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         self._restart_in_cell = False  # whether the last line before a restart from layer 1 kept to its cell
+        self._misfit: np.ndarray | None = None  # the sample the last hidden layer's failed fit explains worst
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
                                    "region": "input box" if self._inside else "R^d"}
         status, problems = "complete", []
