@@ -56,6 +56,8 @@ class Piece:
     f: float | None = None
     y: np.ndarray | None = None  # the values of every output (value probes)
     err: float | None = None  # the gradient's rounding, when the probe knows it (else ulps of its largest entry)
+    f_err: float | None = None  # a bound on the value's error where it was not read but followed from another's
+    # (a predicted crossing's: its misplacement times the slope's jump; NaN: not known), else the reading's rounding
 
 
 @dataclass
@@ -192,8 +194,9 @@ class ValueGradientProbe(Probe):
         if not self.same_gradient(a, b):
             return False
         # the same gradient on both ends and a value on the same affine piece: no neuron switched on and off between
+        # (a value that followed from another's is known within its own bound, ``f_err``, besides its rounding)
         predicted = a.f + (a.g @ line.v) * (b.t - a.t)
-        return abs(b.f - predicted) <= self._value_tol(a, b, line)
+        return abs(b.f - predicted) <= self._value_tol(a, b, line) + (a.f_err or 0.0) + (b.f_err or 0.0)
 
     def locate(self, a: Piece, b: Piece, line: Line) -> tuple[float, float] | None:
         sa, sb = float(a.g @ line.v), float(b.g @ line.v)
@@ -229,7 +232,7 @@ class LazyValueGradientProbe(ValueGradientProbe):
             if q is None:
                 unknown.append(p)
             else:
-                p.f = self.value_on(q, p.t, line)
+                p.f, p.f_err = self.value_on(q, p.t, line), q.f_err
         if unknown:
             f = self.ask(line.at(np.array([p.t for p in unknown])), ("value",))["f"]
             for p, row in zip(unknown, f):
