@@ -1363,3 +1363,21 @@ def test_values_followed_across_predicted_crossings_carry_their_bound_and_cost_n
     assert queries <= exact_queries, (queries, exact_queries)  # was 280 against 108
     followed = [p.f_err for p in pieces if p.f_err is not None]
     assert followed and all(0 < e < 1e-8 for e in followed)  # bounded, and no NaN read as one
+
+
+def test_a_value_followed_with_no_bound_is_read_before_its_gap_is_bisected():
+    # i15f10's line, the rows' errors not known (``_Known.errors`` empty: no bound, as for the rows orient.py reads
+    # without kinks): the 5 gaps of one gradient whose values disagree only through a followed value were bisected
+    # down to the resolution (172 points for no kink); now that value is read first (a value query, no new point)
+    from modelrecon.attacks.piecewise import search_line
+
+    points = []
+    for noise_seed in (2, None):
+        attack, line, layers = _i15f10_line(noise_seed)
+        if noise_seed is None:
+            attack._known.layers = layers
+        kinks, _, _ = search_line(attack._probe, line, None, scale=16.0,
+                                  predict=lambda lo, hi: attack._known_kinks(line, lo, hi))
+        assert len(kinks) == 45
+        points.append(attack._probe.points)
+    assert points[0] == points[1], points  # was 272 against 100

@@ -57,7 +57,7 @@ class Piece:
     y: np.ndarray | None = None  # the values of every output (value probes)
     err: float | None = None  # the gradient's rounding, when the probe knows it (else ulps of its largest entry)
     f_err: float | None = None  # a bound on the value's error where it was not read but followed from another's
-    # (a predicted crossing's: its misplacement times the slope's jump; NaN: not known), else the reading's rounding
+    # (a predicted crossing's: its misplacement times the slope's jump; NaN: not known); None: read (its rounding)
 
 
 @dataclass
@@ -194,9 +194,11 @@ class ValueGradientProbe(Probe):
         if not self.same_gradient(a, b):
             return False
         # the same gradient on both ends and a value on the same affine piece: no neuron switched on and off between
-        # (a value that followed from another's is known within its own bound, ``f_err``, besides its rounding)
+        # (a value that followed from another's is known within its own bound, ``f_err``, besides its rounding; with
+        # no bound known, as a reading: where that fails, ``critical_points`` reads it before it bisects)
         predicted = a.f + (a.g @ line.v) * (b.t - a.t)
-        return abs(b.f - predicted) <= self._value_tol(a, b, line) + (a.f_err or 0.0) + (b.f_err or 0.0)
+        slack = sum(p.f_err for p in (a, b) if p.f_err is not None and not np.isnan(p.f_err))
+        return abs(b.f - predicted) <= self._value_tol(a, b, line) + slack
 
     def locate(self, a: Piece, b: Piece, line: Line) -> tuple[float, float] | None:
         sa, sb = float(a.g @ line.v), float(b.g @ line.v)
@@ -264,7 +266,9 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
     """Every kink of ``line`` between t = lo and hi, and the pieces read on the way (sorted by t).
 
     ``pieces`` already read on the line are reused; ``known`` kinks, each between two of them, are taken as found
-    (the gap between their two sides is not searched again).  A gap narrower than ``resolution`` of the line's extent
+    (the gap between their two sides is not searched again).  A gap of one gradient whose values disagree only
+    through a value that followed from another's (``Piece.f_err`` not None) has that value read first (a query of
+    the point's value, no new point), and is then worked as any other.  A gap narrower than ``resolution`` of the line's extent
     (``relative_to="position"``: of its own |t|, at least 1) that still holds a change is one kink (several
     neurons switching there at once are reported as one).  The gaps are worked on in rounds, one query per round.
     On an exhausted budget the ``QueryBudgetExceeded`` carries ``found``: the kinks and pieces found so far.
@@ -288,9 +292,13 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
         while gaps:
             if probe.points - start > max_points:
                 raise NotPiecewiseLinear(f"more than {max_points} points on one line without isolating its kinks")
-            checks, halves = [], []
+            checks, halves, followed, again = [], [], {}, []
             for a, b in gaps:
                 if (a.t, b.t) in found or probe.same(a, b, line):
+                    continue
+                if probe.same_gradient(a, b) and (a.f_err is not None or b.f_err is not None):
+                    followed.update((id(p), p) for p in (a, b) if p.f_err is not None)
+                    again.append((a, b))
                     continue
                 if narrow(a, b):  # one gradient on both sides: the values' own error, not a neuron switching
                     if not probe.same_gradient(a, b):
@@ -301,7 +309,10 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
                     checks.append((a, b, *guess))
                 else:
                     halves.append((a, b))
-            gaps = []
+            for p in followed.values():
+                p.f = p.f_err = None
+            probe.fill(line, list(followed.values()), [()] * len(followed))
+            gaps = again
             for (a, b, t, delta), (single, got) in zip(checks, probe.confirm(line, checks)):
                 for p in got:
                     have[p.t] = p

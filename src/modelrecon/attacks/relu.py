@@ -2272,8 +2272,8 @@ class ReluAttack(Attack):
         Crossings closer than 4 sides' steps are left to the search.  With values, a side past a jump along its normal
         takes its value from the other side's line at t (the function is continuous there), not from a query, off by at
         most the slope's jump times ``spread[j]`` (the crossing's misplacement along the line) on top of the left side's
-        own (``Piece.f_err``: the search tells pieces apart within it; a row with no error of its own gives no bound,
-        and the value is compared as a reading's); the last value of each run that follows is asked too, and where one
+        own (``Piece.f_err``: the search tells pieces apart within it; a row with no error of its own gives none, NaN:
+        the search reads the value where it matters); the last value of each run that follows is asked too, and where one
         differs (a row placed less well than its predictions need) every value is asked.  With values and ``ends`` (the
         segment's only pieces), the left sides are read first and a right side only where the next left side does not
         show the crossing's jump alone (or no change): there the next left side is the kink's right piece (1 point a
@@ -2324,7 +2324,7 @@ class ReluAttack(Attack):
                 if id(p) in across:
                     left, tj, jump = across[id(p)]
                     p.f = self._probe.value_on(left, tj, line) + float(p.g @ line.v) * (p.t - tj)
-                    p.f_err = None if np.isnan(jump) else (left.f_err or 0.0) + jump
+                    p.f_err = (left.f_err or 0.0) + jump
                 else:
                     self._probe.fill(line, [p], [(prev,)])
             return first
