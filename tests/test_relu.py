@@ -1381,3 +1381,21 @@ def test_a_value_followed_with_no_bound_is_read_before_its_gap_is_bisected():
         assert len(kinks) == 45
         points.append(attack._probe.points)
     assert points[0] == points[1], points  # was 272 against 100
+
+
+def test_a_piece_inside_a_known_kinks_bracket_makes_no_second_kink():
+    # a known kink (taken as found) with a piece read between its two sides (i15line: shown by hand, never met in a
+    # run): the two gaps around that piece were searched again, and the one crossing came back as two kinks
+    from modelrecon.attacks.piecewise import LazyValueGradientProbe, Line, critical_points
+
+    target = load("builtin:deep?d=4&widths=3,1&seed=0")
+    rng = np.random.default_rng(1)
+    line = Line(rng.normal(size=4), rng.normal(size=4))
+    probe = LazyValueGradientProbe(local_oracle(target, ["value", "gradient"]))
+    kinks, _ = critical_points(probe, line, -8.0, 8.0)
+    k = kinks[len(kinks) // 2]
+    inside = probe.read_between(line, [(k.left.t + k.right.t) / 2], [(k.left, k.right)])
+    again, pieces = critical_points(probe, line, -8.0, 8.0, pieces=[k.left, k.right] + inside, known=[k])
+    assert len(again) == len(kinks), [q.t for q in again]  # was 4 for 3, the middle one twice
+    assert all(abs(a.t - b.t) <= a.width + b.width for a, b in zip(again, kinks))
+    assert inside[0] in pieces  # still returned as read

@@ -26,6 +26,7 @@ rounds (one batch of queries per round); :func:`reach` grows a search interval s
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -266,17 +267,23 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
     """Every kink of ``line`` between t = lo and hi, and the pieces read on the way (sorted by t).
 
     ``pieces`` already read on the line are reused; ``known`` kinks, each between two of them, are taken as found
-    (the gap between their two sides is not searched again).  A gap of one gradient whose values disagree only
-    through a value that followed from another's (``Piece.f_err`` not None) has that value read first (a query of
-    the point's value, no new point), and is then worked as any other.  A gap narrower than ``resolution`` of the line's extent
-    (``relative_to="position"``: of its own |t|, at least 1) that still holds a change is one kink (several
-    neurons switching there at once are reported as one).  The gaps are worked on in rounds, one query per round.
+    (the gap between their two sides is not searched again, nor a piece read between them).  A gap of one gradient
+    whose values disagree only through a value that followed from another's (``Piece.f_err`` not None) has that
+    value read first (a query of the point's value, no new point), and is then worked as any other.  A gap narrower
+    than ``resolution`` of the line's extent (``relative_to="position"``: of its own |t|, at least 1) that still
+    holds a change is one kink (several neurons switching there at once are reported as one).  The gaps are worked
+    on in rounds, one query per round.
     On an exhausted budget the ``QueryBudgetExceeded`` carries ``found``: the kinks and pieces found so far.
     """
     have = {p.t: p for p in (pieces or [])}
     kinks: list[Kink] = list(known or [])
     found = {(k.left.t, k.right.t) for k in kinks}
+    brackets = sorted(found)
     span = hi - lo
+
+    def bracketed(t: float) -> bool:  # strictly between a known kink's two sides: that kink's gap
+        i = bisect.bisect_left(brackets, (t,)) - 1
+        return i >= 0 and brackets[i][0] < t < brackets[i][1]
 
     def narrow(a: Piece, b: Piece) -> bool:
         scale = span if relative_to == "span" else max(abs(a.t), abs(b.t), 1.0)
@@ -287,7 +294,7 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
         ends = [t for t in (lo, hi) if t not in have]
         for p in probe.read(line, ends):
             have[p.t] = p
-        ordered = [have[t] for t in sorted(have) if lo <= t <= hi]
+        ordered = [have[t] for t in sorted(have) if lo <= t <= hi and not bracketed(t)]
         gaps = list(zip(ordered[:-1], ordered[1:]))
         while gaps:
             if probe.points - start > max_points:

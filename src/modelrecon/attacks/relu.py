@@ -2273,11 +2273,11 @@ class ReluAttack(Attack):
         takes its value from the other side's line at t (the function is continuous there), not from a query, off by at
         most the slope's jump times ``spread[j]`` (the crossing's misplacement along the line) on top of the left side's
         own (``Piece.f_err``: the search tells pieces apart within it; a row with no error of its own gives none, NaN:
-        the search reads the value where it matters); the last value of each run that follows is asked too, and where one
-        differs (a row placed less well than its predictions need) every value is asked.  With values and ``ends`` (the
-        segment's only pieces), the left sides are read first and a right side only where the next left side does not
-        show the crossing's jump alone (or no change): there the next left side is the kink's right piece (1 point a
-        kink)."""
+        the search reads the value where it matters); the last value of each run that follows is asked too, and where
+        one differs (a row placed less well than its predictions need) every value is asked.  With values and ``ends``
+        (the segment's only pieces), the left sides are read first and a right side only where the next left side does
+        not show the crossing's jump alone (or no change): there the next left side is the kink's right piece (1 point
+        a kink)."""
         values = delta is None
         if values:
             delta = np.full(len(t), 2.0 ** -30 * (hi - lo))
@@ -2329,8 +2329,8 @@ class ReluAttack(Attack):
                     self._probe.fill(line, [p], [(prev,)])
             return first
 
-        across = {id(right): (left, t[j], abs(float((right.g - left.g) @ line.v)) * spread[j]) for j, left, right in pairs
-                  if values and right.f is None and along(j, left, right)}
+        across = {id(right): (left, t[j], abs(float((right.g - left.g) @ line.v)) * spread[j])
+                  for j, left, right in pairs if values and right.f is None and along(j, left, right)}
         first = fill(across)
         ends_, dep, asked_ids = [], False, {id(p) for p in first}
         for i, p in enumerate(pieces):  # the end of each run of values that follow from a crossing's
@@ -2396,7 +2396,8 @@ class ReluAttack(Attack):
             normals.append(known.layers[0][0][unit] if layer == 0 else known.cell_gradients(x, zs)[layer][unit])
             ts.append(t + ahead[i])
             W, b = known.layers[layer]  # the layer's inputs at the crossing (affine in t within the cell)
-            below = np.abs(line.at(ts[-1]) if layer == 0 else np.maximum(zs[layer - 1] + ahead[i] * slopes[layer - 1], 0))
+            below = np.abs(line.at(ts[-1]) if layer == 0
+                           else np.maximum(zs[layer - 1] + ahead[i] * slopes[layer - 1], 0.0))
             own = errors[layer][unit] + (W.shape[1] + 1) * EPS * (np.abs(W[unit]) @ below + abs(b[unit]))
             spread.append(own / abs(rate[i]))
             t = ts[-1] + step
