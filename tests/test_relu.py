@@ -42,6 +42,8 @@ def _assert_exact(result, widths):
 
 
 @pytest.mark.parametrize("mode", MODES)
+
+
 def test_two_layer_network_with_k_outputs_is_exact(mode):
     target, r = _run("builtin:deep?d=16&widths=8,3&init=random&seed=4", mode)
     assert r.status == "complete", r.message
@@ -66,6 +68,8 @@ def test_carlini_network_784_32_1_is_exact():
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("spec", ["builtin:deep?d=20&widths=10,10,1&init=random&seed=1",
                                   "builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0"])
+
+
 def test_deeper_networks_are_never_complete_with_a_wrong_model(spec, mode):
     target, r = _run(spec, mode, max_lines=5)
     if r.status == "complete":
@@ -290,6 +294,8 @@ def test_first_layer_neuron_seen_once_is_traced_784_16_16_1():
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+
+
 def test_lines_leaving_the_box_are_searched_at_their_own_scale_784_16_16_1(seed):
     """Lines were searched on [-2, 2] only (the pieces at -/+1 and -/+2 agreed) while a 784-d line crosses the first
     layer at |t| 3-20: one kink on two lines, one neuron, partial.  The doubling now covers the line's own scale."""
@@ -555,6 +561,8 @@ def test_row_missing_a_unit_is_completed_across_that_unit_24_10_8_6_2_seed_2():
 
 @pytest.mark.parametrize("spec, hidden, before", [("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", 24, 37.4),
                                                    ("builtin:deep?d=20&widths=10,8,8,1&init=random&seed=0", 26, 44.3)])
+
+
 def test_targeted_searches_read_the_kink_from_their_two_ends(spec, hidden, before):
     """A targeted line across a row's surface, the missing unit held on along it, lies in one cell of the known
     layers: its two ends (2 points) give the neuron's kink where the pull-back of their jump is the row's (a full
@@ -985,8 +993,8 @@ def test_a_predicted_crossing_shown_alone_by_the_next_left_side_reads_no_right_s
     read = []
     crossings = ReluAttack._read_crossings
 
-    def counted(attack, line, lo, hi, t, normals, delta=None, ends=True):
-        kinks, pieces = crossings(attack, line, lo, hi, t, normals, delta, ends)
+    def counted(attack, line, lo, hi, t, normals, delta=None, ends=True, **kw):
+        kinks, pieces = crossings(attack, line, lo, hi, t, normals, delta, ends, **kw)
         if ends and pieces:
             read.append((len(pieces) - 2, len(kinks)))  # the points read beside the segment's two ends
         return kinks, pieces
@@ -1088,6 +1096,8 @@ def test_a_layer_2_neuron_on_almost_everywhere_is_not_dropped_for_a_deeper_row_i
 
 
 @pytest.mark.parametrize("mode", MODES)
+
+
 def test_the_hand_written_10_8_8_8_1_seed_1_is_exact(mode):
     """The network users bring first (named layers, functional relu, torch's default initialisation): seed 1, whose
     layer-3 neurons all switch somewhere in reach of the lines, is recovered whole in both modes."""
@@ -1099,6 +1109,8 @@ def test_the_hand_written_10_8_8_8_1_seed_1_is_exact(mode):
 
 
 @pytest.mark.parametrize("seed", [2, 3])
+
+
 def test_the_hand_written_10_8_8_8_1_with_neurons_on_at_every_sample_is_partial_and_says_why(seed):
     """Seeds 2 and 3: layer-3 neurons on at every sample (seed 2's neuron 7 on all of R^d), and rows that miss their
     weight on a layer-2 unit whose active region their surface meets in under 1.5% of it (seed 2: unit 1, seed 3:
@@ -1123,6 +1135,8 @@ def test_lines_aimed_through_kinks_no_row_explains_are_searched_within_their_cel
 
 
 @pytest.mark.parametrize("times", [5, 50])
+
+
 def test_an_inner_neuron_on_at_every_input_is_read_from_the_next_layers_kinks_and_met_far_out(monkeypatch, times):
     """24-10-8-6-2 seed 0 with layer-2 neuron 3 on at every one of 10^5 inputs (its bias raised 5x past that point,
     ``factories.deep_with_unit_always_on``) ended ``partial`` at 2,973 queries (24 lines, residual 1): no line saw it
@@ -1166,6 +1180,8 @@ def test_a_partial_row_beside_a_full_layer_of_whole_rows_is_dropped_at_once_3072
 
 
 @pytest.mark.parametrize("mode", MODES)
+
+
 def test_deeper_rows_beside_a_full_layer_are_dropped_hand_written_10_8_8_8_1_seed_0(mode):
     """Seed 0's layer 2 kept 3 rows of layer-3 neurons (each met once, where layer-2 units on at 0.5% switch) beside
     its 8: every whole row lies in the span of 8 independent rows, and the span test stopped at 8 (`partial`,
@@ -1292,12 +1308,10 @@ def test_a_layer_is_not_stalled_while_a_kink_no_row_explains_has_had_no_line_thr
     assert attack._stalled([], [], [again])
 
 
-def test_known_neurons_read_at_their_predicted_crossings_add_no_kink_where_none_switches():
-    # the line 10-20-20-1 attack seed 2 drew through the sample its failed fit missed most (helper i15f10's cut);
-    # its hidden layers known to within 1e-11 (as recovered): kinks at t = +-0.99999999999, next to the doubling's
-    # first ends (read in full), on no neuron's surface (without the noise: none): a value taken by continuity,
-    # 6e-13 off the true one, made a gap of one gradient that the search bisected to a kink (issue 15, i15line)
-    from modelrecon.attacks.piecewise import Line, search_line
+def _i15f10_line(noise_seed: int):
+    """The line 10-20-20-1 attack seed 2 drew through the sample its failed fit missed most (helper i15f10's cut), and
+    an attack whose hidden layers are the true ones, each entry off by a relative 1e-11 (as recovered)."""
+    from modelrecon.attacks.piecewise import Line
     from modelrecon.attacks.relu import _GradientFirstProbe, _Known
 
     target = load("builtin:deep?d=10&widths=20,20,1&seed=0")
@@ -1308,12 +1322,22 @@ def test_known_neurons_read_at_their_predicted_crossings_add_no_kink_where_none_
                 np.array([0.5369888897505865, 0.07417849092024456, -0.5924948772421077, -0.23686562926253502,
                           0.1366319172092029, 0.135964407772673, -0.48543245576919436, -0.03081353413372997,
                           0.08792479080876882, 0.13230821994580472]))
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(noise_seed)
     attack = ReluAttack()
     attack._probe = _GradientFirstProbe(local_oracle(target, ["value", "gradient"]))
     attack._d, attack._known, attack._expansive = 10, _Known(10), None
     attack._known.layers = [(W * (1 + 1e-11 * rng.normal(size=W.shape)), b * (1 + 1e-11 * rng.normal(size=b.shape)))
                             for W, b in layers]
+    return attack, line, layers
+
+
+def test_known_neurons_read_at_their_predicted_crossings_add_no_kink_where_none_switches():
+    # i15f10's line, its hidden layers known to within 1e-11: kinks at t = +-0.99999999999, next to the doubling's
+    # first ends (read in full), on no neuron's surface (without the noise: none): a value taken by continuity,
+    # 6e-13 off the true one, made a gap of one gradient that the search bisected to a kink (issue 15, i15line)
+    from modelrecon.attacks.piecewise import search_line
+
+    attack, line, layers = _i15f10_line(2)
     kinks, _, _ = search_line(attack._probe, line, None, scale=16.0,
                               predict=lambda lo, hi: attack._known_kinks(line, lo, hi))
 
@@ -1343,3 +1367,68 @@ def test_the_line_through_the_sample_the_fit_misses_most_meets_8_16_8_1s_rare_ne
     layer-2 neuron; through the sample the failed fit misses most, `complete` (51.7 queries per neuron measured)."""
     target, r = _run("builtin:deep?d=8&widths=16,8,1&seed=0", "value+gradient", seed=4)
     _assert_exact(r, [16, 8])
+
+
+def test_values_followed_across_predicted_crossings_carry_their_bound_and_cost_no_bisection():
+    # i15f10's line again, the rows' own errors known (``_Known.errors``, as ``_row_errors`` measures them; here each
+    # row's largest pre-activation error along the line): the values that follow across the 43 predicted crossings
+    # drift by up to 2.7e-12 (each crossing misplaced by its row's error, times the slope's jump), more than a
+    # reading's tolerance; without a bound, 5 gaps of one gradient were bisected down to the resolution for no kink
+    # (280 queries on the line, 108 with the exact rows).  Each such value carries its bound now (``Piece.f_err``).
+    from modelrecon.attacks.piecewise import search_line
+    from modelrecon.attacks.relu import _Known
+
+    def search(noise_seed):
+        attack, line, layers = _i15f10_line(noise_seed)
+        if noise_seed is None:
+            attack._known.layers = layers
+        exact = _Known(10)
+        exact.layers = layers
+        X = line.at(np.linspace(-16.0, 16.0, 4097))
+        attack._known.errors = [np.abs(z - z_true).max(axis=0) for z, z_true in zip(attack._known.pre(X), exact.pre(X))]
+        kinks, pieces, _ = search_line(attack._probe, line, None, scale=16.0,
+                                       predict=lambda lo, hi: attack._known_kinks(line, lo, hi))
+        return kinks, pieces, attack._probe.oracle.ledger.total()
+
+    kinks, pieces, queries = search(2)
+    _, _, exact_queries = search(None)
+    assert len(kinks) == 45
+    assert queries <= exact_queries, (queries, exact_queries)  # was 280 against 108
+    followed = [p.f_err for p in pieces if p.f_err is not None]
+    assert followed and all(0 < e < 1e-8 for e in followed)  # bounded, and no NaN read as one
+
+
+def test_a_value_followed_with_no_bound_is_read_before_its_gap_is_bisected():
+    # i15f10's line, the rows' errors not known (``_Known.errors`` empty: no bound, as for the rows orient.py reads
+    # without kinks): the 5 gaps of one gradient whose values disagree only through a followed value were bisected
+    # down to the resolution (172 points for no kink); now that value is read first (a value query, no new point)
+    from modelrecon.attacks.piecewise import search_line
+
+    points = []
+    for noise_seed in (2, None):
+        attack, line, layers = _i15f10_line(noise_seed)
+        if noise_seed is None:
+            attack._known.layers = layers
+        kinks, _, _ = search_line(attack._probe, line, None, scale=16.0,
+                                  predict=lambda lo, hi: attack._known_kinks(line, lo, hi))
+        assert len(kinks) == 45
+        points.append(attack._probe.points)
+    assert points[0] == points[1], points  # was 272 against 100
+
+
+def test_a_piece_inside_a_known_kinks_bracket_makes_no_second_kink():
+    # a known kink (taken as found) with a piece read between its two sides (i15line: shown by hand, never met in a
+    # run): the two gaps around that piece were searched again, and the one crossing came back as two kinks
+    from modelrecon.attacks.piecewise import LazyValueGradientProbe, Line, critical_points
+
+    target = load("builtin:deep?d=4&widths=3,1&seed=0")
+    rng = np.random.default_rng(1)
+    line = Line(rng.normal(size=4), rng.normal(size=4))
+    probe = LazyValueGradientProbe(local_oracle(target, ["value", "gradient"]))
+    kinks, _ = critical_points(probe, line, -8.0, 8.0)
+    k = kinks[len(kinks) // 2]
+    inside = probe.read_between(line, [(k.left.t + k.right.t) / 2], [(k.left, k.right)])
+    again, pieces = critical_points(probe, line, -8.0, 8.0, pieces=[k.left, k.right] + inside, known=[k])
+    assert len(again) == len(kinks), [q.t for q in again]  # was 4 for 3, the middle one twice
+    assert all(abs(a.t - b.t) <= a.width + b.width for a, b in zip(again, kinks))
+    assert inside[0] in pieces  # still returned as read

@@ -26,6 +26,7 @@ rounds (one batch of queries per round); :func:`reach` grows a search interval s
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,8 @@ class Piece:
     f: float | None = None
     y: np.ndarray | None = None  # the values of every output (value probes)
     err: float | None = None  # the gradient's rounding, when the probe knows it (else ulps of its largest entry)
+    f_err: float | None = None  # a bound on the value's error where it was not read but followed from another's
+    # (a predicted crossing's: its misplacement times the slope's jump; NaN: not known); None: read (its rounding)
 
 
 @dataclass
@@ -192,8 +195,11 @@ class ValueGradientProbe(Probe):
         if not self.same_gradient(a, b):
             return False
         # the same gradient on both ends and a value on the same affine piece: no neuron switched on and off between
+        # (a value that followed from another's is known within its own bound, ``f_err``, besides its rounding; with
+        # no bound known, as a reading: where that fails, ``critical_points`` reads it before it bisects)
         predicted = a.f + (a.g @ line.v) * (b.t - a.t)
-        return abs(b.f - predicted) <= self._value_tol(a, b, line)
+        slack = sum(p.f_err for p in (a, b) if p.f_err is not None and not np.isnan(p.f_err))
+        return abs(b.f - predicted) <= self._value_tol(a, b, line) + slack
 
     def locate(self, a: Piece, b: Piece, line: Line) -> tuple[float, float] | None:
         sa, sb = float(a.g @ line.v), float(b.g @ line.v)
@@ -229,7 +235,7 @@ class LazyValueGradientProbe(ValueGradientProbe):
             if q is None:
                 unknown.append(p)
             else:
-                p.f = self.value_on(q, p.t, line)
+                p.f, p.f_err = self.value_on(q, p.t, line), q.f_err
         if unknown:
             f = self.ask(line.at(np.array([p.t for p in unknown])), ("value",))["f"]
             for p, row in zip(unknown, f):
@@ -261,15 +267,23 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
     """Every kink of ``line`` between t = lo and hi, and the pieces read on the way (sorted by t).
 
     ``pieces`` already read on the line are reused; ``known`` kinks, each between two of them, are taken as found
-    (the gap between their two sides is not searched again).  A gap narrower than ``resolution`` of the line's extent
-    (``relative_to="position"``: of its own |t|, at least 1) that still holds a change is one kink (several
-    neurons switching there at once are reported as one).  The gaps are worked on in rounds, one query per round.
+    (the gap between their two sides is not searched again, nor a piece read between them).  A gap of one gradient
+    whose values disagree only through a value that followed from another's (``Piece.f_err`` not None) has that
+    value read first (a query of the point's value, no new point), and is then worked as any other.  A gap narrower
+    than ``resolution`` of the line's extent (``relative_to="position"``: of its own |t|, at least 1) that still
+    holds a change is one kink (several neurons switching there at once are reported as one).  The gaps are worked
+    on in rounds, one query per round.
     On an exhausted budget the ``QueryBudgetExceeded`` carries ``found``: the kinks and pieces found so far.
     """
     have = {p.t: p for p in (pieces or [])}
     kinks: list[Kink] = list(known or [])
     found = {(k.left.t, k.right.t) for k in kinks}
+    brackets = sorted(found)
     span = hi - lo
+
+    def bracketed(t: float) -> bool:  # strictly between a known kink's two sides: that kink's gap
+        i = bisect.bisect_left(brackets, (t,)) - 1
+        return i >= 0 and brackets[i][0] < t < brackets[i][1]
 
     def narrow(a: Piece, b: Piece) -> bool:
         scale = span if relative_to == "span" else max(abs(a.t), abs(b.t), 1.0)
@@ -280,14 +294,18 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
         ends = [t for t in (lo, hi) if t not in have]
         for p in probe.read(line, ends):
             have[p.t] = p
-        ordered = [have[t] for t in sorted(have) if lo <= t <= hi]
+        ordered = [have[t] for t in sorted(have) if lo <= t <= hi and not bracketed(t)]
         gaps = list(zip(ordered[:-1], ordered[1:]))
         while gaps:
             if probe.points - start > max_points:
                 raise NotPiecewiseLinear(f"more than {max_points} points on one line without isolating its kinks")
-            checks, halves = [], []
+            checks, halves, followed, again = [], [], {}, []
             for a, b in gaps:
                 if (a.t, b.t) in found or probe.same(a, b, line):
+                    continue
+                if probe.same_gradient(a, b) and (a.f_err is not None or b.f_err is not None):
+                    followed.update((id(p), p) for p in (a, b) if p.f_err is not None)
+                    again.append((a, b))
                     continue
                 if narrow(a, b):  # one gradient on both sides: the values' own error, not a neuron switching
                     if not probe.same_gradient(a, b):
@@ -298,7 +316,10 @@ def critical_points(probe: Probe, line: Line, lo: float, hi: float, pieces: list
                     checks.append((a, b, *guess))
                 else:
                     halves.append((a, b))
-            gaps = []
+            for p in followed.values():
+                p.f = p.f_err = None
+            probe.fill(line, list(followed.values()), [()] * len(followed))
+            gaps = again
             for (a, b, t, delta), (single, got) in zip(checks, probe.confirm(line, checks)):
                 for p in got:
                     have[p.t] = p

@@ -2247,37 +2247,46 @@ class ReluAttack(Attack):
             rows = [r for r in rows if 3 * r.hits >= 2]
         if not rows:
             return [], []
-        errors = None if "value" in self._probe.kinds else self._row_errors(rows)
+        errors = self._row_errors(rows)
         return self._crossings(line, lo, hi, np.array([r.w for r in rows]), np.array([r.b for r in rows]), errors, A, a)
 
     def _crossings(self, line: Line, lo: float, hi: float, W, b, errors, A, a) -> tuple[list[Kink], list[Piece]]:
         """Rows (W, b on y = A x + a; A None: on x) read at their predicted crossings of the line
-        (``_read_crossings``); ``errors``: the rows' own (gradient mode: the sides 4 x that error over the row's rate
-        from the crossing), None with values."""
+        (``_read_crossings``); ``errors``: the rows' own (``_row_errors``): with it and the rounding of computing the
+        row, the crossing's misplacement along the line is that error over the row's rate (gradient mode: the sides are
+        4 x that from the crossing; with values, a value that follows across the crossing is off by at most that times
+        the slope's jump)."""
         v, y0 = (line.v, line.x0) if A is None else (A @ line.v, A @ line.x0 + a)
         rate = W @ v
         with np.errstate(divide="ignore", invalid="ignore"):
             t = -(W @ y0 + b) / rate
             y = y0 + t[:, None] * v
-            delta = None if errors is None else 4 * (errors + EPS * np.sum(np.abs(W) * np.abs(y), axis=1)) / np.abs(rate)
-        return self._read_crossings(line, lo, hi, t, W if A is None else W @ A, delta)
+            spread = (errors + EPS * np.sum(np.abs(W) * np.abs(y), axis=1)) / np.abs(rate)
+        if "value" in self._probe.kinds:
+            return self._read_crossings(line, lo, hi, t, W if A is None else W @ A, spread=spread)
+        return self._read_crossings(line, lo, hi, t, W if A is None else W @ A, 4 * spread)
 
     def _read_crossings(self, line: Line, lo: float, hi: float, t: np.ndarray, normals: np.ndarray,
-                        delta: np.ndarray | None = None, ends: bool = True) -> tuple[list[Kink], list[Piece]]:
+                        delta: np.ndarray | None = None, ends: bool = True,
+                        spread: np.ndarray | None = None) -> tuple[list[Kink], list[Piece]]:
         """Kinks predicted at line positions t (surfaces with these input-space normals there): the two sides of each
         crossing inside (lo, hi) are read (2 points, a gradient each; a value only for a new piece; the ends too, where
         ``ends``), and a jump along the normal between them is that surface's kink, as a confirmed guess of the search
         is.  With values (``delta`` None) the sides are 2^-30 of (lo, hi) apart and the kink is where their lines
         meet; with gradients only, the sides are delta[j] from crossing j and the kink is there, within delta[j] / 4.
         Crossings closer than 4 sides' steps are left to the search.  With values, a side past a jump along its normal
-        takes its value from the other side's line at t (the function is continuous there), not from a query; the last
-        value of each run that follows is asked too, and where one differs (a row placed less well than its predictions
-        need) every value is asked.  With values and ``ends`` (the segment's only pieces), the left sides are read
-        first and a right side only where the next left side does not show the crossing's jump alone (or no change):
-        there the next left side is the kink's right piece (1 point a kink)."""
+        takes its value from the other side's line at t (the function is continuous there), not from a query, off by at
+        most the slope's jump times ``spread[j]`` (the crossing's misplacement along the line) on top of the left side's
+        own (``Piece.f_err``: the search tells pieces apart within it; a row with no error of its own gives none, NaN:
+        the search reads the value where it matters); the last value of each run that follows is asked too, and where
+        one differs (a row placed less well than its predictions need) every value is asked.  With values and ``ends``
+        (the segment's only pieces), the left sides are read first and a right side only where the next left side does
+        not show the crossing's jump alone (or no change): there the next left side is the kink's right piece (1 point
+        a kink)."""
         values = delta is None
         if values:
             delta = np.full(len(t), 2.0 ** -30 * (hi - lo))
+            spread = np.full(len(t), np.nan) if spread is None else spread
         with np.errstate(invalid="ignore"):
             inside = np.flatnonzero(np.isfinite(t) & (lo + 4 * delta < t) & (t < hi - 4 * delta))
         inside = inside[np.argsort(t[inside])]
@@ -2318,14 +2327,15 @@ class ReluAttack(Attack):
                 if p.f is not None:
                     continue
                 if id(p) in across:
-                    left, tj = across[id(p)]
+                    left, tj, jump = across[id(p)]
                     p.f = self._probe.value_on(left, tj, line) + float(p.g @ line.v) * (p.t - tj)
+                    p.f_err = (left.f_err or 0.0) + jump
                 else:
                     self._probe.fill(line, [p], [(prev,)])
             return first
 
-        across = {id(right): (left, t[j]) for j, left, right in pairs
-                  if values and right.f is None and along(j, left, right)}
+        across = {id(right): (left, t[j], abs(float((right.g - left.g) @ line.v)) * spread[j])
+                  for j, left, right in pairs if values and right.f is None and along(j, left, right)}
         first = fill(across)
         ends_, dep, asked_ids = [], False, {id(p) for p in first}
         for i, p in enumerate(pieces):  # the end of each run of values that follow from a crossing's
@@ -2339,7 +2349,7 @@ class ReluAttack(Attack):
             asked = self._probe.fill(line, [Piece(p.t, p.g) for p in ends_], [()] * len(ends_))
             if any(abs(a.f - p.f) > self._probe._value_tol(a, p, line) for a, p in zip(asked, ends_)):
                 for p in pieces:
-                    p.f = None
+                    p.f = p.f_err = None
                 fill({})
             else:  # the values asked are readings (every output's): the output fit takes them
                 for a, p in zip(asked, ends_):
@@ -2360,22 +2370,27 @@ class ReluAttack(Attack):
         """The kinks of the known neurons on a new line (value+gradient mode): their crossings between lo and hi,
         computed cell by cell along it (no query), read as the region's predicted ones (``_read_crossings``); the
         line's search then works only the gaps between them that still hold a change (unknown neurons' kinks).  Above
-        an expansive first layer, the next layer's rows followed along their surfaces are known too."""
+        an expansive first layer, the next layer's rows followed along their surfaces are known too.  Each crossing is
+        misplaced along the line by at most its row's own error (``_Known.errors``; NaN where not known: no bound) and
+        the rounding of computing it, over its rate: the values that follow across it are known within that."""
         if not self._known.layers or "value" not in self._probe.kinds:
             return [], []
         known = _Known(self._d)
         known.layers = list(self._known.layers)
+        errors = list(self._known.errors) + [np.full(len(b), np.nan) for _, b in known.layers[len(self._known.errors):]]
         o = self._expansive
         if (len(known.layers) == 1 and o is not None and o.out.next_W is not None
                 and o.W.shape == known.layers[0][0].shape and np.allclose(
                     np.abs(o.W), np.abs(known.layers[0][0]), rtol=0.0, atol=SAME_ROW * float(np.abs(o.W).max()))):
             known.layers.append((o.out.next_W, o.out.next_b))
+            errors.append(np.full(len(o.out.next_b), np.nan))
         step = 2.0 ** -28 * (hi - lo)  # past a crossing, more than the sides' steps
-        ts, normals, t = [], [], lo
+        ts, normals, spread, t = [], [], [], lo
         for _ in range(64 * sum(len(b) for _, b in known.layers)):
             x = line.at(t)
             zs = [z[0] for z in known.pre(x[None])]
-            z, rate = np.concatenate(zs), np.concatenate(known.slopes(line.v, zs))
+            slopes = known.slopes(line.v, zs)
+            z, rate = np.concatenate(zs), np.concatenate(slopes)
             with np.errstate(divide="ignore", invalid="ignore"):
                 ahead = np.where(z * rate < 0, -z / rate, np.inf)
             i = int(np.argmin(ahead))
@@ -2385,10 +2400,15 @@ class ReluAttack(Attack):
             unit = i - sum(len(b) for _, b in known.layers[:layer])
             normals.append(known.layers[0][0][unit] if layer == 0 else known.cell_gradients(x, zs)[layer][unit])
             ts.append(t + ahead[i])
+            W, b = known.layers[layer]  # the layer's inputs at the crossing (affine in t within the cell)
+            below = np.abs(line.at(ts[-1]) if layer == 0
+                           else np.maximum(zs[layer - 1] + ahead[i] * slopes[layer - 1], 0.0))
+            own = errors[layer][unit] + (W.shape[1] + 1) * EPS * (np.abs(W[unit]) @ below + abs(b[unit]))
+            spread.append(own / abs(rate[i]))
             t = ts[-1] + step
         if not ts:
             return [], []
-        return self._read_crossings(line, lo, hi, np.array(ts), np.array(normals), ends=False)
+        return self._read_crossings(line, lo, hi, np.array(ts), np.array(normals), ends=False, spread=np.array(spread))
 
     def _recurs(self, found: list[Kink], seen: _Rows, segment: int) -> bool:
         """Whether a row among these kinks' (pulled back) is met on a second segment for the first time: while that
