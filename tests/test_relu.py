@@ -607,12 +607,25 @@ def test_targeted_kinks_read_at_their_ends_ask_no_value_24_10_8_6_2(monkeypatch)
     _assert_settled_without_values(target, r, settled, values)
 
 
+def test_a_row_missing_several_units_is_completed_by_one_line_with_all_of_them_on_24_10_8_6_2_seed_2():
+    """A partial row missing more than one unit: one line across its surface with every missing unit just on comes
+    first (one kink completes the row), not one line per unit.  It was done only where a layer's missing weights
+    outnumbered the targeted searches left; this net spent 24 targeted searches (643 queries), 100-64x3-10 592 (7,620
+    queries, 39.7 per neuron; 168 and 33.8 now).  Exact as before."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=2", "value+gradient")
+    _assert_exact(r, [10, 8, 6])
+    assert r.details["targeted_searches"] <= 12
+    assert r.queries["total"] <= 620
+
+
 def test_targeted_kinks_read_at_two_points_around_the_lines_middle_when_its_ends_hold_another_kink_24_10_8_6_2(
         monkeypatch):
     """Where a targeted line's two ends hold another neuron's kink besides the row's, two more gradients +-BRACKET
     around t = 0 (where the line crosses the row's known surface) settle the row's kink as the ends would (the line was
     searched: ~10 more queries; on 100-64x3-10 the targeted searches 2,649 -> 1,711 queries).  No value asked for it,
-    each such kink on a true layer-3 surface within its half-width, exact as before (659 queries before)."""
+    each such kink on a true layer-3 surface within its half-width, exact as before.  Seed 3 (547 queries at stop 19):
+    on seed 0 (659 queries before this cut, 650 pinned) the rows are now completed with every missing unit on at once,
+    and no targeted line needs the two points."""
     settled, values = [], []
     kink_between, search_across = ReluAttack._kink_between, ReluAttack._search_across
 
@@ -631,9 +644,9 @@ def test_targeted_kinks_read_at_two_points_around_the_lines_middle_when_its_ends
 
     monkeypatch.setattr(ReluAttack, "_kink_between", recorded)
     monkeypatch.setattr(ReluAttack, "_search_across", counted)
-    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", "value+gradient")
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=3", "value+gradient")
     _assert_settled_without_values(target, r, settled, values)
-    assert r.queries["total"] <= 650
+    assert r.queries["total"] <= 547
 
 
 def test_gradient_mode_brackets_no_targeted_line_and_keeps_no_deeper_rows_30_16_16_16_4(monkeypatch):
@@ -1115,12 +1128,16 @@ def test_the_hand_written_10_8_8_8_1_with_neurons_on_at_every_sample_is_partial_
     """Seeds 2 and 3: layer-3 neurons on at every sample (seed 2's neuron 7 on all of R^d), and rows that miss their
     weight on a layer-2 unit whose active region their surface meets in under 1.5% of it (seed 2: unit 1, seed 3:
     unit 4, read from the truth).  The run ends folded, `partial`, naming the pass-through units and the rows'
-    missing weights, its residual stated; never `complete`."""
+    missing weights, its verification stated; never `complete`.  With every missing unit of a layer-3 row held on at
+    once (helper i20big) seed 2's rows are whole and seed 3 misses two, and both folded models pass the verification
+    (errors ~1e-14 of the scale; before, a residual stated): still `partial`, the fold holding only where
+    the passed-through part is linear."""
     target, r = _run(f"factories:HandWrittenDeepRelu?seed={seed}", "value+gradient")
     assert r.status == "partial", r.message
     assert r.details["widths"][:2] == [8, 8]
-    assert "units passing layer 2 through" in r.message and "miss the weights" in r.message
-    assert "residual on 4096 fresh points" in r.message
+    assert "units passing layer 2 through" in r.message
+    assert ("miss the weights" in r.message) == (seed == 3)
+    assert "the folded model verified on 4096 fresh points" in r.message
 
 
 def test_lines_aimed_through_kinks_no_row_explains_are_searched_within_their_cell_8_16_8_1():
