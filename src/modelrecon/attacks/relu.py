@@ -67,6 +67,8 @@ EXACT = 1e-9
 # differ by O(1): rows closer than this (relative) are one neuron
 SAME_ROW = 1e-6
 TRACE_TRIES = 3
+SPAN_LP = 4  # inputs per first-layer unit from which _across_unit searches the first layer's span (3072-wide
+# inputs); below it the program in x is cheap and keeps its wider room (the small networks' runs unchanged)
 BRACKET = 2.0 ** -5  # a targeted line's second pair of points, around t = 0 where it crosses the row's known surface
 TRACE_POINTS = 1  # far points of a surface checked per try
 # segments of the all-active region searched at least, and the run of segments meeting no plane for the second time
@@ -201,6 +203,28 @@ def _spans_all(B: np.ndarray) -> bool:
     alone: a third of a full SVD's work)."""
     s = np.linalg.svd(B, compute_uv=False)
     return len(s) == B.shape[0] and s[0] > 0 and int(np.sum(s > EPS * max(B.shape) * s[0])) == B.shape[0]
+
+
+def _in_span(B: np.ndarray, A_ub: np.ndarray, b_ub: np.ndarray, k: np.ndarray, k0: float, lo: Any,
+             hi: Any) -> tuple[np.ndarray, float] | None:
+    """``_across_unit``'s linear program (max s: A_ub [y, s] <= b_ub, k y = -k0) with x = c' + B y: c' the frame's
+    centre off the span of B (where every known pre-activation is its bias), y in B's coordinates (r + 1 variables, not
+    d + 1: 3,073 on 3072-wide inputs), within the box around the centre's coordinates that x = c' + B y cannot leave
+    the frame [lo, hi] from (its half-width over the L1 norm of B's rows).  Less room than the program in x finds in
+    the frame's far corners, and no point outside it.  The point and s; None where there is none."""
+    d = B.shape[0]
+    lo, hi = np.broadcast_to(lo, d).astype(float), np.broadcast_to(hi, d).astype(float)
+    centre = (lo + hi) / 2
+    yc = B.T @ centre
+    base = centre - B @ yc
+    half = float(np.min((hi - lo) / 2 / np.maximum(np.abs(B).sum(axis=1), np.finfo(float).tiny)))
+    c = np.zeros(B.shape[1] + 1)
+    c[-1] = -1.0
+    res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=np.append(k, 0.0)[None], b_eq=[-k0],
+                  bounds=list(zip(yc - half, yc + half)) + [(0, None)], method="highs")
+    if res.status != 0 or not res.x[-1] > 0:
+        return None
+    return np.clip(base + B @ res.x[:-1], lo, hi), float(res.x[-1])
 
 
 class _Known:
@@ -1872,6 +1896,7 @@ class ReluAttack(Attack):
             centre, _ = self._frame  # there: 20-10-8-8-1's layer-3 neuron on no standard normal input)
             far = 2 * max(float(np.abs(k.x - centre).max()) for k, _ in row.kinks)
             lo, hi = min(lo, centre - far), max(hi, centre + far)
+        B = None if self._inside else self._span_basis()  # (an input box: the program in x keeps to it)
         near = np.flatnonzero(fits)  # patterns nearest the row's kinks first (where its surface is)
         K = np.array([k.x for k, _ in row.kinks])
         near = near[np.argsort(np.min(np.sum(X[near] ** 2, axis=1)[:, None] - 2 * X[near] @ K.T
@@ -1886,13 +1911,14 @@ class ReluAttack(Attack):
             # the pre-activations of every known unit as affine maps of x in this pattern
             Zs, zs, A, a = [], [], None, None
             for (W, b), z in zip(known.layers, zs_all):
-                A, a = (W, b) if A is None else (W @ A, W @ a + b)  # (not W @ I: 3072^2 x 128 products)
+                A, a = (W if B is None else W @ B, b) if A is None else (W @ A, W @ a + b)  # (not W @ I: 3072^2 x 128)
                 Zs.append(A)
                 zs.append(a)
                 act = z[i] > 0
                 A, a = A * act[:, None], a * act
-            G = Zs[-1][top[i] | np.isin(np.arange(known.width), ms)]
-            done[code] = int(np.linalg.matrix_rank(G) == G.shape[0])
+            G = Zs[-1][top[i] | np.isin(np.arange(known.width), ms)]  # (in y: the rank's tolerance of x's d columns)
+            done[code] = int(np.linalg.matrix_rank(G, rtol=None if B is None else max(G.shape[0], self._d) * EPS)
+                             == G.shape[0])
             if not done[code]:  # a kink here would not give a unique row
                 continue
             k, k0 = row.w @ A, float(row.w @ a + row.b)  # the row's known part (its weight on m is 0)
@@ -1909,13 +1935,17 @@ class ReluAttack(Attack):
                               np.hstack([-Z[j] / norms[j, None], 0.05 * ones]),
                               np.hstack([Z[j] / norms[j, None], -0.2 * ones])])
             b_ub = np.concatenate([(sign * z / norms)[others], z[j] / norms[j], -z[j] / norms[j]])
-            c = np.zeros(self._d + 1)
-            c[-1] = -1.0
-            res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=np.append(k, 0.0)[None], b_eq=[-k0],
-                          bounds=[(lo, hi)] * self._d + [(0, None)], method="highs")
-            if res.status != 0 or not res.x[-1] > 0:
+            if B is None:
+                c = np.zeros(self._d + 1)
+                c[-1] = -1.0
+                res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=np.append(k, 0.0)[None], b_eq=[-k0],
+                              bounds=[(lo, hi)] * self._d + [(0, None)], method="highs")
+                found = None if res.status != 0 or not res.x[-1] > 0 else (res.x[:self._d], float(res.x[-1]))
+            else:
+                found = _in_span(B, A_ub, b_ub, k, k0, lo, hi)
+            if found is None:
                 continue
-            x0, room = res.x[:self._d], float(res.x[-1])
+            x0, room = found
             if len(j) == 1:  # m held on along it
                 normal = k - (k @ Z[j[0]]) / max(float(Z[j[0]] @ Z[j[0]]), np.finfo(float).tiny) * Z[j[0]]
             else:
@@ -1924,6 +1954,8 @@ class ReluAttack(Attack):
             if not np.linalg.norm(normal) > 0:
                 continue
             normal = normal / np.linalg.norm(normal)
+            if B is not None:
+                normal = B @ normal
             reach = room
             if self._inside:  # the segment stays inside the box
                 with np.errstate(divide="ignore", invalid="ignore"):
@@ -1935,6 +1967,18 @@ class ReluAttack(Attack):
             done[code] = 2
             return Line(x0, 0.9 * reach * normal)
         return None
+
+    def _span_basis(self) -> np.ndarray | None:
+        """An orthonormal basis (d x r) of the first layer's row span, where it is at most 1 / ``SPAN_LP`` of the
+        inputs' (3072 inputs, 256 units): every known pre-activation reads x only through it, so ``_across_unit``'s
+        linear programs search x there (``_in_span``); else None."""
+        W = self._known.layers[0][0]
+        memo = self._known.memo.get("span_basis")
+        if memo is None or memo[0] is not W:
+            Q, R = np.linalg.qr(W.T)
+            r = int(np.sum(np.abs(np.diag(R)) > np.abs(np.diag(R)).max() * max(W.shape) * EPS))
+            memo = self._known.memo["span_basis"] = (W, Q if r == W.shape[0] and SPAN_LP * r <= self._d else None)
+        return memo[1]
 
     def _samples_pre(self) -> tuple[np.ndarray, list[np.ndarray]]:
         """Every sample's point and the known layers' pre-activations there, kept until a layer is added (only new
@@ -2135,10 +2179,10 @@ class ReluAttack(Attack):
         """Where every known neuron is active the known layers are one affine map y = A x + a; Z x + z stacks every
         known pre-activation.  Also a point of the region far from its walls (linear program), or None."""
         if "region" not in self._known.memo:
-            A, a = np.eye(self._d), np.zeros(self._d)
+            A, a = None, None
             Zs, zs = [], []
             for W, b in self._known.layers:
-                A, a = W @ A, W @ a + b
+                A, a = (W.copy(), b.copy()) if A is None else (W @ A, W @ a + b)  # (not W @ I: 3072^2 x 256)
                 Zs.append(A)
                 zs.append(a)
             self._known.memo["region"] = A, a, np.vstack(Zs), np.concatenate(zs)
