@@ -397,7 +397,9 @@ class ExpansiveOrientation:
             z = W @ st["x"] + b
             todo = [i for i in np.flatnonzero(np.isnan(st["w"])) if i not in failed]
             if not todo:
-                return None
+                if not self._from_normal(st):
+                    return None
+                break
             i = min(todo, key=lambda i: abs(z[i]) / np.linalg.norm(W[i]))
             if not self._walk(st, i):
                 if st.get("inconsistent"):
@@ -420,6 +422,27 @@ class ExpansiveOrientation:
         u = W.T @ (w * a) - n
         c = -float(np.maximum(W @ st["x"] + b, 0.0) @ w - u @ st["x"])
         return SurfaceRow(w, u, c, st["x"].copy())
+
+    def _from_normal(self, st: dict) -> bool:
+        """The weights of walls the surface never crosses (8-16-8-1 attack seed 1: a layer-2 neuron on at 0.4% of
+        inputs, first-layer unit 12 on wherever it is), read from the surface's normal in its cell once every
+        orientation is resolved: there n = W^T (w o (a - delta)) exactly, so the unknown w_j of units oriented on
+        (a_j != delta_j) solve a least-squares system that must leave a relative residual <= TOL.  Whether it did."""
+        if None in self.out.signs:
+            return False
+        W, n, a, w = self.W, st["n"], st["a"], st["w"]
+        on = a.astype(float) - (np.array(self.out.signs) < 0)  # a - delta: +-1 where the oriented unit is on
+        U = np.flatnonzero(np.isnan(w))
+        if not np.all(on[U]):
+            return False
+        K = np.flatnonzero(~np.isnan(w))
+        rhs = n - W[K].T @ (w[K] * on[K])
+        B = W[U].T * on[U]
+        wu, *_ = np.linalg.lstsq(B, rhs, rcond=None)
+        if np.linalg.matrix_rank(B) < len(U) or np.linalg.norm(B @ wu - rhs) > TOL * np.linalg.norm(n):
+            return False
+        w[U] = wu
+        return True
 
     def _on_surface(self, r: SurfaceRow, x: np.ndarray) -> bool:
         size = np.abs(np.maximum(self.W @ x + self.b, 0.0)) @ np.abs(r.w) + np.abs(r.u) @ np.abs(x) + abs(r.c)

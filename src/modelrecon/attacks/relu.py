@@ -3035,8 +3035,8 @@ class ReluAttack(Attack):
         and of the gradients.  Also the point where it is worst (a line through it finds what was missed).  The
         points: uniform in the box kept to; with a box the lines left, half there and half Gaussian around it (one
         box width per coordinate); else standard Gaussian.  With ``first``, those points are asked first and the
-        rest only where they pass: those in blocks of ``checks`` points, gradients only, until a block misses (the
-        report's ``points`` and ``kinds``: what was asked then), then their values and the rest."""
+        rest only where they pass: the gradients in blocks of ``checks`` points, then in blocks doubling, until a block
+        misses (the report's ``points`` and ``kinds``: what was asked then), then the values."""
         o = self._oracle
         lo, hi = self._box
         X = self._rng.uniform(lo, hi, (n, self._d)) if o.input_box else self._rng.normal(size=(n, self._d))
@@ -3045,19 +3045,21 @@ class ReluAttack(Attack):
             X[n // 2:] = centre + width * self._rng.normal(size=(n - n // 2, self._d))
         kinds = self._verify_kinds
         with o.ledger.phase(phase):
-            if first is not None and first < n:  # the first points' gradients block by block, until one misses
-                grad, block, asked = self._probe.grad_kind, self.checks, []
-                for s in range(0, first, block):
-                    part = o.query(X[s:s + block].reshape(-1, *o.input_shape), (grad,), self.output)
-                    ok, report, worst = self._compare(layers, bias_known, X[s:s + block], part)
+            if first is not None and first < n:  # the gradients block by block, until one misses
+                grad, asked = self._probe.grad_kind, []
+                edges = list(range(0, first, self.checks)) + [first]
+                while edges[-1] < n:  # past the first points, blocks doubling (8-16-8-1 attack seed 1: 8,192)
+                    edges.append(min(2 * edges[-1], n))
+                for s, e in zip(edges, edges[1:]):
+                    part = o.query(X[s:e].reshape(-1, *o.input_shape), (grad,), self.output)
+                    ok, report, worst = self._compare(layers, bias_known, X[s:e], part)
                     if not ok:
-                        report["points"], report["kinds"] = min(s + block, first), [grad]
+                        report["points"], report["kinds"] = e, [grad]
                         return ok, report, worst
                     asked.append(np.asarray(part[grad]))
                 others = tuple(k for k in kinds if k != grad)
                 got = o.query(X.reshape(n, *o.input_shape), others, self.output) if others else {}
-                rest = o.query(X[first:].reshape(n - first, *o.input_shape), (grad,), self.output)[grad]
-                got[grad] = np.concatenate(asked + [np.asarray(rest)])
+                got[grad] = np.concatenate(asked)
             else:
                 got = o.query(X.reshape(n, *o.input_shape), kinds, self.output)
         if phase == "attack":
