@@ -824,7 +824,7 @@ class ReluAttack(Attack):
                     (self._drawn if through is None else self._aimed).update(id(k) for k in self._kinks[n_kinks:])
                     details["layers"].pop()
                     continue
-                if self._known.layers and self._meet_missing(W, b, rest):
+                if self._known.layers and (self._meet_missing(W, b, rest) or self._meet_fold_miss(W, b, errors)):
                     details["layers"].pop()
                     continue
                 if rest or given is not None:  # the last layer's are named below, once its dead rows are dropped
@@ -1587,6 +1587,29 @@ class ReluAttack(Attack):
             if self._along_folded(k, w[None]) is not None:
                 self._unfolded[id(k)] = (key, w)
                 self._far[id(k)] = key
+        return True
+
+    def _meet_fold_miss(self, W: np.ndarray, b: np.ndarray, errors: np.ndarray) -> bool:
+        """Where the layer stalled and its fold failed (``_peel``): the sample the fold's fit misses most is where a
+        neuron of the layer the fold takes as on everywhere is off (30-16-16-16-4 attack seed 4: layer-3 neuron 2, on
+        at every standard normal input, off at the two ends of a targeted line 28 frame radii out, the fold's fit 0.003
+        off).  A whole line from there through the frame's centre meets that neuron where it turns on, and a line
+        through each new kink no row explains meets it again, as ``_unfold``'s.  Once per layer, with lines free to
+        leave the box and two lines left.  True where lines were searched."""
+        key, x = len(self._known.layers), self._fold_misfit
+        if x is None or key in self._fold_misses or self._inside or self._n_lines + 2 > self.max_lines:
+            return False
+        self._fold_misses.add(key)
+        centre, width = self._frame
+        towards = centre - x
+        n = len(self._kinks)
+        self._search(through=x, along=towards * (width / np.linalg.norm(towards)))
+        rows, row_errors = self._known.layers + [(W, b)], self._known.errors + [errors]
+        new = [k for k in self._kinks[n:] if not self._on_known(k, rows, row_errors)]
+        for k in new[:max(0, self.max_lines - self._n_lines)]:
+            self._search(through=k.x, cell=True)
+        for k in self._kinks[n:]:  # met far out, as ``_unfold``'s
+            self._far[id(k)] = key
         return True
 
     def _left_out(self, row: _Row) -> bool:
@@ -2746,6 +2769,8 @@ class ReluAttack(Attack):
         sol, residual = _lstsq_normal(equations, 2 * n + 1 + f)
         if decisive and not fold and residual > SAME_ROW:
             self._misfit = self._worst_sample(equations, sol, at, X)
+        if fold:
+            self._fold_misfit = self._worst_sample(equations, sol, at, X) if residual > SAME_ROW else None
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
@@ -2919,6 +2944,8 @@ class ReluAttack(Attack):
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         self._restart_in_cell = False  # whether the last line before a restart from layer 1 kept to its cell
         self._misfit: np.ndarray | None = None  # the sample the last hidden layer's failed fit explains worst
+        self._fold_misfit: np.ndarray | None = None  # the sample the last failed fold's fit explains worst
+        self._fold_misses: set[int] = set()  # layers where a line went through it (``_meet_fold_miss``)
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
                                    "region": "input box" if self._inside else "R^d"}
         status, problems = "complete", []
