@@ -88,6 +88,7 @@ VERIFY_RETRIES = 2  # verifications that missed, each followed by a line through
 UNFOLD_RAYS = 2
 UNFOLD_RADII = (16.0, 1024.0)
 UNFOLD_TRIES = 2
+RAY_BATCHES = 16  # batches of random directions a fold's rays are drawn from until one grows (``_rays``; no query)
 
 
 def relu_network(layers: list[tuple[np.ndarray, np.ndarray]]) -> nn.Sequential:
@@ -784,6 +785,7 @@ class ReluAttack(Attack):
             # layer-3 neuron on at 99.9% was met so only after 3 random lines, 486 queries), lines only where it holds
             early = not (stalled or rest or self._inside) and bool(self._known.layers) and \
                 not self._unfold_tries.get(len(self._known.layers)) and self._n_lines + 2 <= self.max_lines
+            self._fold_misfit = None
             fold = None in signs and (stalled or early) and self._foldable()
             if fold:  # lines spent: a neuron active at every sample, never seen to switch, as a linear map (which
                 # also takes up relu(z) - relu(-z) = z: the orientations come from the kinks, or stay open)
@@ -824,7 +826,7 @@ class ReluAttack(Attack):
                     (self._drawn if through is None else self._aimed).update(id(k) for k in self._kinks[n_kinks:])
                     details["layers"].pop()
                     continue
-                if self._known.layers and (self._meet_missing(W, b, rest) or self._meet_fold_miss(W, b, errors)):
+                if self._known.layers and self._meet_missing(W, b, rest):
                     details["layers"].pop()
                     continue
                 if rest or given is not None:  # the last layer's are named below, once its dead rows are dropped
@@ -860,6 +862,11 @@ class ReluAttack(Attack):
                 info["orientation_unresolved"] = [i for i, u in enumerate(unresolved) if u]
                 if fold and live[-f:].any():
                     self._note_folded(info, live, f, problems)
+                if info["orientation_unresolved"] and not fold and self._known.layers and \
+                        self._meet_fold_miss(W, b, errors):
+                    details["layers"].pop()
+                    del problems[n_problems:]
+                    continue
                 if info["orientation_unresolved"]:
                     problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
                                     f"{info['orientation_unresolved']} not resolved")
@@ -1491,23 +1498,26 @@ class ReluAttack(Attack):
                 g = Wl.T @ (g * on)
             return g
 
-        U = rng.normal(size=(samples, self._d))
-        U /= np.linalg.norm(U, axis=1, keepdims=True)
-        values = ray(U) @ c
         rays: list[np.ndarray] = []
-        for i in np.argsort(-values)[:4 * UNFOLD_RAYS]:
-            u, value = U[i], values[i]
-            for _ in range(steps):
-                g = gradient(u)
-                if not np.linalg.norm(g) > 0:
-                    break
-                step = g / np.linalg.norm(g)
-                better = float(ray(step[None])[0] @ c)
-                if better <= value * (1 + 1e-12):
-                    break
-                u, value = step, better
-            if value > 0 and not any(np.allclose(u, r, rtol=0.0, atol=1e-9) for r in rays):
-                rays.append(u)
+        for _ in range(RAY_BATCHES):  # another batch only where none grows (a cone of 7e-4 of the sphere: the folded
+            U = rng.normal(size=(samples, self._d))  # 30-16-16-16-4 neuron's off side, attack seed 2)
+            U /= np.linalg.norm(U, axis=1, keepdims=True)
+            values = ray(U) @ c
+            for i in np.argsort(-values)[:4 * UNFOLD_RAYS]:
+                u, value = U[i], values[i]
+                for _ in range(steps):
+                    g = gradient(u)
+                    if not np.linalg.norm(g) > 0:
+                        break
+                    step = g / np.linalg.norm(g)
+                    better = float(ray(step[None])[0] @ c)
+                    if better <= value * (1 + 1e-12):
+                        break
+                    u, value = step, better
+                if value > 0 and not any(np.allclose(u, r, rtol=0.0, atol=1e-9) for r in rays):
+                    rays.append(u)
+            if rays:
+                break
         return rays[:UNFOLD_RAYS]
 
     def _missing_row(self, W: np.ndarray, b: np.ndarray, kinks: list[Kink]) -> tuple[np.ndarray, int | None] | None:
