@@ -1471,3 +1471,23 @@ def test_the_verification_past_its_first_points_asks_gradients_in_doubling_block
     _assert_exact(r, [16, 8])
     assert r.details["verifications_missed"] >= 1
     assert r.queries["total"] <= 24 * 60
+
+
+def test_a_failed_folds_worst_sample_gets_a_line_through_the_frames_centre_30_16_16_16_4_attack_seed_4():
+    """30-16-16-16-4 attack seed 4: layer-3 neuron 2 (on at every standard normal input) was met by no line; the at-once
+    completions read the two ends of a targeted line 28 frame radii out where it is off, so the fold's fit missed them
+    (0.003 off), no fold, the layer stalled: ``partial``, 30-16-16-15-4, every orientation open (38.4 queries per
+    neuron).  A line from the sample the fold misses most through the frame's centre meets the neuron: 42.0 measured."""
+    target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient", seed=4)
+    _assert_exact(r, [16, 16, 16])
+    assert r.queries["total"] <= 48 * 45
+
+
+def test_a_folds_rays_are_drawn_until_one_grows_30_16_16_16_4_attack_seed_2():
+    """30-16-16-16-4 attack seed 2: the fold's row was the missing layer-3 neuron 2's (on at every standard normal
+    input), but its off side far out is a cone of ~7e-4 of the sphere; none of ``_rays``' 1,024 random directions fell
+    in it, so no ray, no far probe, and the folded model passed until the verification's last doubling block missed
+    (4,096 of its gradients charged: 132.9 queries per neuron).  Batches are drawn until a ray grows: 32.7 measured."""
+    target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient", seed=2)
+    _assert_exact(r, [16, 16, 16])
+    assert r.queries["total"] <= 48 * 36

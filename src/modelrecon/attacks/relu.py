@@ -88,6 +88,7 @@ VERIFY_RETRIES = 2  # verifications that missed, each followed by a line through
 UNFOLD_RAYS = 2
 UNFOLD_RADII = (16.0, 1024.0)
 UNFOLD_TRIES = 2
+RAY_BATCHES = 16  # batches of random directions a fold's rays are drawn from until one grows (``_rays``; no query)
 
 
 def relu_network(layers: list[tuple[np.ndarray, np.ndarray]]) -> nn.Sequential:
@@ -784,6 +785,7 @@ class ReluAttack(Attack):
             # layer-3 neuron on at 99.9% was met so only after 3 random lines, 486 queries), lines only where it holds
             early = not (stalled or rest or self._inside) and bool(self._known.layers) and \
                 not self._unfold_tries.get(len(self._known.layers)) and self._n_lines + 2 <= self.max_lines
+            self._fold_misfit = None
             fold = None in signs and (stalled or early) and self._foldable()
             if fold:  # lines spent: a neuron active at every sample, never seen to switch, as a linear map (which
                 # also takes up relu(z) - relu(-z) = z: the orientations come from the kinks, or stay open)
@@ -860,6 +862,11 @@ class ReluAttack(Attack):
                 info["orientation_unresolved"] = [i for i, u in enumerate(unresolved) if u]
                 if fold and live[-f:].any():
                     self._note_folded(info, live, f, problems)
+                if info["orientation_unresolved"] and not fold and self._known.layers and \
+                        self._meet_fold_miss(W, b, errors):
+                    details["layers"].pop()
+                    del problems[n_problems:]
+                    continue
                 if info["orientation_unresolved"]:
                     problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
                                     f"{info['orientation_unresolved']} not resolved")
@@ -1491,23 +1498,26 @@ class ReluAttack(Attack):
                 g = Wl.T @ (g * on)
             return g
 
-        U = rng.normal(size=(samples, self._d))
-        U /= np.linalg.norm(U, axis=1, keepdims=True)
-        values = ray(U) @ c
         rays: list[np.ndarray] = []
-        for i in np.argsort(-values)[:4 * UNFOLD_RAYS]:
-            u, value = U[i], values[i]
-            for _ in range(steps):
-                g = gradient(u)
-                if not np.linalg.norm(g) > 0:
-                    break
-                step = g / np.linalg.norm(g)
-                better = float(ray(step[None])[0] @ c)
-                if better <= value * (1 + 1e-12):
-                    break
-                u, value = step, better
-            if value > 0 and not any(np.allclose(u, r, rtol=0.0, atol=1e-9) for r in rays):
-                rays.append(u)
+        for _ in range(RAY_BATCHES):  # another batch only where none grows (a cone of 7e-4 of the sphere: the folded
+            U = rng.normal(size=(samples, self._d))  # 30-16-16-16-4 neuron's off side, attack seed 2)
+            U /= np.linalg.norm(U, axis=1, keepdims=True)
+            values = ray(U) @ c
+            for i in np.argsort(-values)[:4 * UNFOLD_RAYS]:
+                u, value = U[i], values[i]
+                for _ in range(steps):
+                    g = gradient(u)
+                    if not np.linalg.norm(g) > 0:
+                        break
+                    step = g / np.linalg.norm(g)
+                    better = float(ray(step[None])[0] @ c)
+                    if better <= value * (1 + 1e-12):
+                        break
+                    u, value = step, better
+                if value > 0 and not any(np.allclose(u, r, rtol=0.0, atol=1e-9) for r in rays):
+                    rays.append(u)
+            if rays:
+                break
         return rays[:UNFOLD_RAYS]
 
     def _missing_row(self, W: np.ndarray, b: np.ndarray, kinks: list[Kink]) -> tuple[np.ndarray, int | None] | None:
@@ -1587,6 +1597,29 @@ class ReluAttack(Attack):
             if self._along_folded(k, w[None]) is not None:
                 self._unfolded[id(k)] = (key, w)
                 self._far[id(k)] = key
+        return True
+
+    def _meet_fold_miss(self, W: np.ndarray, b: np.ndarray, errors: np.ndarray) -> bool:
+        """Where the layer stalled and its fold failed (``_peel``): the sample the fold's fit misses most is where a
+        neuron of the layer the fold takes as on everywhere is off (30-16-16-16-4 attack seed 4: layer-3 neuron 2, on
+        at every standard normal input, off at the two ends of a targeted line 28 frame radii out, the fold's fit 0.003
+        off).  A whole line from there through the frame's centre meets that neuron where it turns on, and a line
+        through each new kink no row explains meets it again, as ``_unfold``'s.  Once per layer, with lines free to
+        leave the box and two lines left.  True where lines were searched."""
+        key, x = len(self._known.layers), self._fold_misfit
+        if x is None or key in self._fold_misses or self._inside or self._n_lines + 2 > self.max_lines:
+            return False
+        self._fold_misses.add(key)
+        centre, width = self._frame
+        towards = centre - x
+        n = len(self._kinks)
+        self._search(through=x, along=towards * (width / np.linalg.norm(towards)))
+        rows, row_errors = self._known.layers + [(W, b)], self._known.errors + [errors]
+        new = [k for k in self._kinks[n:] if not self._on_known(k, rows, row_errors)]
+        for k in new[:max(0, self.max_lines - self._n_lines)]:
+            self._search(through=k.x, cell=True)
+        for k in self._kinks[n:]:  # met far out, as ``_unfold``'s
+            self._far[id(k)] = key
         return True
 
     def _left_out(self, row: _Row) -> bool:
@@ -2746,6 +2779,8 @@ class ReluAttack(Attack):
         sol, residual = _lstsq_normal(equations, 2 * n + 1 + f)
         if decisive and not fold and residual > SAME_ROW:
             self._misfit = self._worst_sample(equations, sol, at, X)
+        if fold:
+            self._fold_misfit = self._worst_sample(equations, sol, at, X) if residual > SAME_ROW else None
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
@@ -2919,6 +2954,8 @@ class ReluAttack(Attack):
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         self._restart_in_cell = False  # whether the last line before a restart from layer 1 kept to its cell
         self._misfit: np.ndarray | None = None  # the sample the last hidden layer's failed fit explains worst
+        self._fold_misfit: np.ndarray | None = None  # the sample the last failed fold's fit explains worst
+        self._fold_misses: set[int] = set()  # layers where a line went through it (``_meet_fold_miss``)
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
                                    "region": "input box" if self._inside else "R^d"}
         status, problems = "complete", []
