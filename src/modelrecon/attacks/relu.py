@@ -2342,9 +2342,10 @@ class ReluAttack(Attack):
             t = -(W @ y0 + b) / rate
             y = y0 + t[:, None] * v
             spread = (errors + EPS * np.sum(np.abs(W) * np.abs(y), axis=1)) / np.abs(rate)
+        normals = W if A is None else W @ A
         if "value" in self._probe.kinds:
-            return self._read_crossings(line, lo, hi, t, W if A is None else W @ A, spread=spread)
-        return self._read_crossings(line, lo, hi, t, W if A is None else W @ A, 4 * spread)
+            return self._read_crossings(line, lo, hi, t, normals, spread=spread)
+        return self._read_crossings(line, lo, hi, t, normals, 4 * spread)
 
     def _read_crossings(self, line: Line, lo: float, hi: float, t: np.ndarray, normals: np.ndarray,
                         delta: np.ndarray | None = None, ends: bool = True,
