@@ -206,6 +206,19 @@ def _spans_all(B: np.ndarray) -> bool:
     return len(s) == B.shape[0] and s[0] > 0 and int(np.sum(s > EPS * max(B.shape) * s[0])) == B.shape[0]
 
 
+def _rounding(W: np.ndarray, b: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A bound on the floating-point error of the rows' pre-activations W y + b (in their units), y a bound on the
+    inputs' magnitudes (per row, or one for all).  A dot product of n terms plus the bias, summed in any order (BLAS
+    blocks and fuses), is within gamma_{n+1} (|W| |y| + |b|) of its exact value (Higham, Accuracy and Stability of
+    Numerical Algorithms, 3.1), gamma_k = k u / (1 - k u), u = EPS / 2: (n + 1) EPS bounds gamma_{n+1} while
+    (n + 1) u <= 1/2.  A crossing t = -(W y0 + b) / (W v) of the line y0 + t v: the row's exact pre-activation at the
+    computed t is the numerator's error plus t times the rate's (gamma_n |W| |v|) plus the division's (u |t| |W v|),
+    at most gamma_{n+1} (|W| (|y0| + |t| |v|) + |b|) to first order (the factor 2 of EPS over u covers the second):
+    pass y = |y0| + |t| |v|; over the row's rate it bounds the crossing's misplacement along the line.  The inputs'
+    own rounding (the layers below, the region's map) is theirs, not in it."""
+    return (W.shape[-1] + 1) * EPS * (np.sum(np.abs(W) * y, axis=-1) + np.abs(b))
+
+
 def _in_span(B: np.ndarray, A_ub: np.ndarray, b_ub: np.ndarray, k: np.ndarray, k0: float, lo: Any,
              hi: Any) -> tuple[np.ndarray, float] | None:
     """``_across_unit``'s linear program (max s: A_ub [y, s] <= b_ub, k y = -k0) with x = c' + B y: c' the frame's
@@ -1658,7 +1671,7 @@ class ReluAttack(Attack):
         a = x
         for (W, b), z, rate, err in zip(rows, zs, rates, errors):
             slope = np.abs(rate)
-            own = err + (W.shape[1] + 1) * EPS * (np.abs(W) @ np.abs(a) + np.abs(b)) + 2 * k.width * slope
+            own = err + _rounding(W, b, np.abs(a)) + 2 * k.width * slope
             if np.any(np.abs(z[0]) <= np.where(np.isnan(err), (2 * k.width + 1e-9 * (1 + abs(k.t))) * slope, own)):
                 return True
             a = np.maximum(z[0], 0.0)
@@ -2333,15 +2346,14 @@ class ReluAttack(Attack):
     def _crossings(self, line: Line, lo: float, hi: float, W, b, errors, A, a) -> tuple[list[Kink], list[Piece]]:
         """Rows (W, b on y = A x + a; A None: on x) read at their predicted crossings of the line
         (``_read_crossings``); ``errors``: the rows' own (``_row_errors``): with it and the rounding of computing the
-        row, the crossing's misplacement along the line is that error over the row's rate (gradient mode: the sides are
+        crossing (``_rounding``), the crossing's misplacement along the line is that error over the row's rate (gradient mode: the sides are
         4 x that from the crossing; with values, a value that follows across the crossing is off by at most that times
         the slope's jump)."""
         v, y0 = (line.v, line.x0) if A is None else (A @ line.v, A @ line.x0 + a)
         rate = W @ v
         with np.errstate(divide="ignore", invalid="ignore"):
             t = -(W @ y0 + b) / rate
-            y = y0 + t[:, None] * v
-            spread = (errors + EPS * np.sum(np.abs(W) * np.abs(y), axis=1)) / np.abs(rate)
+            spread = (errors + _rounding(W, b, np.abs(y0) + np.abs(t)[:, None] * np.abs(v))) / np.abs(rate)
         normals = W if A is None else W @ A
         if "value" in self._probe.kinds:
             return self._read_crossings(line, lo, hi, t, normals, spread=spread)
@@ -2453,7 +2465,7 @@ class ReluAttack(Attack):
         line's search then works only the gaps between them that still hold a change (unknown neurons' kinks).  Above
         an expansive first layer, the next layer's rows followed along their surfaces are known too.  Each crossing is
         misplaced along the line by at most its row's own error (``_Known.errors``; NaN where not known: no bound) and
-        the rounding of computing it, over its rate: the values that follow across it are known within that."""
+        the rounding of computing it (``_rounding``), over its rate: the values that follow across it are known within that."""
         if not self._known.layers or "value" not in self._probe.kinds:
             return [], []
         known = _Known(self._d)
@@ -2481,11 +2493,11 @@ class ReluAttack(Attack):
             unit = i - sum(len(b) for _, b in known.layers[:layer])
             normals.append(known.layers[0][0][unit] if layer == 0 else known.cell_gradients(x, zs)[layer][unit])
             ts.append(t + ahead[i])
-            W, b = known.layers[layer]  # the layer's inputs at the crossing (affine in t within the cell)
-            below = np.abs(line.at(ts[-1]) if layer == 0
-                           else np.maximum(zs[layer - 1] + ahead[i] * slopes[layer - 1], 0.0))
-            own = errors[layer][unit] + (W.shape[1] + 1) * EPS * (np.abs(W[unit]) @ below + abs(b[unit]))
-            spread.append(own / abs(rate[i]))
+            W, b = known.layers[layer]  # the layer's inputs at x and their rates along the line (the cell's)
+            y0, v = ((x, line.v) if layer == 0
+                     else (np.maximum(zs[layer - 1], 0.0), (zs[layer - 1] > 0) * slopes[layer - 1]))
+            own = errors[layer][unit] + _rounding(W[unit], b[unit], np.abs(y0) + ahead[i] * np.abs(v))
+            spread.append(own / abs(rate[i]) + EPS * abs(ts[-1]))  # (and t + ahead's own rounding)
             t = ts[-1] + step
         if not ts:
             return [], []
