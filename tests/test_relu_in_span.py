@@ -1,8 +1,8 @@
-"""``_across_unit``'s linear program searched in the first layer's row span (``relu._in_span``)."""
+"""``_across_unit``'s linear program (``relu._across_program``): in x, and in the first layer's row span."""
 import numpy as np
 from scipy.optimize import linprog
 
-from modelrecon.attacks.relu import _in_span
+from modelrecon.attacks.relu import _across_program
 
 
 def _program(seed: int, shift: float = 0.0, d: int = 60, width: int = 6):
@@ -35,24 +35,34 @@ def _check(point, room, A_x, b, k, k0, lo, hi):
     assert np.all(point >= lo) and np.all(point <= hi)
 
 
-def test_in_span_finds_the_full_programs_room_where_the_frame_does_not_cut():
+def test_across_program_in_span_finds_the_full_programs_room_where_the_frame_does_not_cut():
     for seed in range(3):
         B, A_x, b, k, k0 = _program(seed)
         A_y = np.hstack([A_x[:, :-1] @ B, A_x[:, -1:]])
         _, room_full = _full(A_x, b, k, k0, -3.0, 3.0)
-        point, room = _in_span(B, A_y, b, B.T @ k, k0, -3.0, 3.0)
+        point, room = _across_program(A_y, b, B.T @ k, k0, -3.0, 3.0, B)
         _check(point, room, A_x, b, k, k0, -3.0, 3.0)
         assert room > 0 and abs(room - room_full) <= 1e-9 * room_full
 
 
-def test_in_span_keeps_to_the_frame_with_less_room_where_it_cuts():
+def test_across_program_in_span_keeps_to_the_frame_with_less_room_where_it_cuts():
     """The slab centred far out: the point stays in the frame, every constraint met, s at most the program's in x;
     none where the slab misses the frame."""
     B, A_x, b, k, k0 = _program(0, 0.2)
     A_y = np.hstack([A_x[:, :-1] @ B, A_x[:, -1:]])
     _, room_full = _full(A_x, b, k, k0, -0.2, 0.2)
-    point, room = _in_span(B, A_y, b, B.T @ k, k0, -0.2, 0.2)
+    point, room = _across_program(A_y, b, B.T @ k, k0, -0.2, 0.2, B)
     _check(point, room, A_x, b, k, k0, -0.2, 0.2)
     assert 0 < room < 0.5 * room_full  # 0.044 for 0.115
     B, A_x, b, k, k0 = _program(0, 2.0)  # no point of the slab in this frame
-    assert _in_span(B, np.hstack([A_x[:, :-1] @ B, A_x[:, -1:]]), b, B.T @ k, k0, -0.5, 0.5) is None
+    assert _across_program(np.hstack([A_x[:, :-1] @ B, A_x[:, -1:]]), b, B.T @ k, k0, -0.5, 0.5, B) is None
+
+
+def test_across_program_in_x_is_the_program_over_the_frame_bit_for_bit():
+    """B None (B = I): the program in x over the frame itself, the same point and s as linprog's, to the bit."""
+    for seed, (lo, hi) in zip(range(3), [(-3.0, 3.0), (-0.2, 0.2), (-1.0, 2.0)]):
+        _, A_x, b, k, k0 = _program(seed, 0.2 * seed)
+        point, room = _across_program(A_x, b, k, k0, lo, hi)
+        full = _full(A_x, b, k, k0, lo, hi)
+        _check(point, room, A_x, b, k, k0, lo, hi)
+        assert point.tobytes() == full[0].tobytes() and room == full[1]

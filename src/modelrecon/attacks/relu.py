@@ -219,26 +219,32 @@ def _rounding(W: np.ndarray, b: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (W.shape[-1] + 1) * EPS * (np.sum(np.abs(W) * y, axis=-1) + np.abs(b))
 
 
-def _in_span(B: np.ndarray, A_ub: np.ndarray, b_ub: np.ndarray, k: np.ndarray, k0: float, lo: Any,
-             hi: Any) -> tuple[np.ndarray, float] | None:
-    """``_across_unit``'s linear program (max s: A_ub [y, s] <= b_ub, k y = -k0) with x = c' + B y: c' the frame's
-    centre off the span of B (where every known pre-activation is its bias), y in B's coordinates (r + 1 variables, not
-    d + 1: 3,073 on 3072-wide inputs), within the box around the centre's coordinates that x = c' + B y cannot leave
-    the frame [lo, hi] from (its half-width over the L1 norm of B's rows).  Less room than the program in x finds in
-    the frame's far corners, and no point outside it.  The point and s; None where there is none."""
-    d = B.shape[0]
+def _across_program(A_ub: np.ndarray, b_ub: np.ndarray, k: np.ndarray, k0: float, lo: Any, hi: Any,
+                    B: np.ndarray | None = None) -> tuple[np.ndarray, float] | None:
+    """``_across_unit``'s linear program: max s over A_ub [y, s] <= b_ub, k y = -k0, x = c' + B y.  B None is B = I
+    (c' = 0, y = x: d + 1 variables, the frame [lo, hi] itself as the box).  Else B is an orthonormal basis of the
+    first layer's row span, c' the frame's centre off it (where every known pre-activation is its bias), y in B's
+    coordinates (r + 1 variables, not d + 1: 3,073 on 3072-wide inputs), within the box around the centre's
+    coordinates that x cannot leave the frame from (its half-width over the L1 norm of B's rows): less room than the
+    program in x finds in the frame's far corners, and no point outside it.  The point x and s; None where there is
+    none."""
+    d = len(k) if B is None else B.shape[0]
     lo, hi = np.broadcast_to(lo, d).astype(float), np.broadcast_to(hi, d).astype(float)
-    centre = (lo + hi) / 2
-    yc = B.T @ centre
-    base = centre - B @ yc
-    half = float(np.min((hi - lo) / 2 / np.maximum(np.abs(B).sum(axis=1), np.finfo(float).tiny)))
-    c = np.zeros(B.shape[1] + 1)
+    if B is None:
+        bounds = list(zip(lo, hi))
+    else:
+        centre = (lo + hi) / 2
+        yc = B.T @ centre
+        half = float(np.min((hi - lo) / 2 / np.maximum(np.abs(B).sum(axis=1), np.finfo(float).tiny)))
+        bounds = list(zip(yc - half, yc + half))
+    c = np.zeros(len(k) + 1)
     c[-1] = -1.0
-    res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=np.append(k, 0.0)[None], b_eq=[-k0],
-                  bounds=list(zip(yc - half, yc + half)) + [(0, None)], method="highs")
+    res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=np.append(k, 0.0)[None], b_eq=[-k0], bounds=bounds + [(0, None)],
+                  method="highs")
     if res.status != 0 or not res.x[-1] > 0:
         return None
-    return np.clip(base + B @ res.x[:-1], lo, hi), float(res.x[-1])
+    y = res.x[:-1]
+    return np.clip(y if B is None else centre - B @ yc + B @ y, lo, hi), float(res.x[-1])
 
 
 class _Known:
@@ -1981,14 +1987,7 @@ class ReluAttack(Attack):
                               np.hstack([-Z[j] / norms[j, None], 0.05 * ones]),
                               np.hstack([Z[j] / norms[j, None], -0.2 * ones])])
             b_ub = np.concatenate([(sign * z / norms)[others], z[j] / norms[j], -z[j] / norms[j]])
-            if B is None:
-                c = np.zeros(self._d + 1)
-                c[-1] = -1.0
-                res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=np.append(k, 0.0)[None], b_eq=[-k0],
-                              bounds=[(lo, hi)] * self._d + [(0, None)], method="highs")
-                found = None if res.status != 0 or not res.x[-1] > 0 else (res.x[:self._d], float(res.x[-1]))
-            else:
-                found = _in_span(B, A_ub, b_ub, k, k0, lo, hi)
+            found = _across_program(A_ub, b_ub, k, k0, lo, hi, B)
             if found is None:
                 continue
             x0, room = found
@@ -2017,7 +2016,7 @@ class ReluAttack(Attack):
     def _span_basis(self) -> np.ndarray | None:
         """An orthonormal basis (d x r) of the first layer's row span, where it is at most 1 / ``SPAN_LP`` of the
         inputs' (3072 inputs, 256 units): every known pre-activation reads x only through it, so ``_across_unit``'s
-        linear programs search x there (``_in_span``); else None."""
+        linear programs search x there (``_across_program``); else None."""
         W = self._known.layers[0][0]
         memo = self._known.memo.get("span_basis")
         if memo is None or memo[0] is not W:
