@@ -1416,6 +1416,47 @@ def test_values_followed_across_predicted_crossings_carry_their_bound_and_cost_n
     assert followed and all(0 < e < 1e-8 for e in followed)  # bounded, and no NaN read as one
 
 
+def test_a_chains_last_value_asked_within_its_bound_keeps_the_values_that_followed():
+    # i15f10's line, noise seed 0, the rows' errors given: the last value of a chain followed across predicted
+    # crossings, asked, differed from the followed one by more than a reading's tolerance but within its bound
+    # (``Piece.f_err``), and every value of the line was asked: 154 queries against the exact rows' 108
+    from modelrecon.attacks.piecewise import search_line
+    from modelrecon.attacks.relu import _Known
+
+    attack, line, layers = _i15f10_line(0)
+    exact = _Known(10)
+    exact.layers = layers
+    X = line.at(np.linspace(-16.0, 16.0, 4097))
+    attack._known.errors = [np.abs(z - z_true).max(axis=0) for z, z_true in zip(attack._known.pre(X), exact.pre(X))]
+    kinks, _, _ = search_line(attack._probe, line, None, scale=16.0,
+                              predict=lambda lo, hi: attack._known_kinks(line, lo, hi))
+    assert len(kinks) == 45
+    assert attack._probe.oracle.ledger.total() == 108  # was 154
+
+
+def test_kinks_read_at_predicted_crossings_are_placed_within_their_rows_error_not_their_sides_bracket():
+    # i15f10's line, rows off by 1e-11, their errors given: each kink read at a known neuron's predicted crossing
+    # (``_known_kinks``) is placed (``Kink.loc``) within its crossing's misplacement, far inside its sides' bracket
+    # (2^-30 of the segment, which made ``_row_errors`` loose), and the true network switches within it
+    from modelrecon.attacks.relu import _Known
+
+    attack, line, layers = _i15f10_line(2)
+    exact = _Known(10)
+    exact.layers = layers
+    X = line.at(np.linspace(-16.0, 16.0, 4097))
+    attack._known.errors = [np.abs(z - z_true).max(axis=0) for z, z_true in zip(attack._known.pre(X), exact.pre(X))]
+    kinks, _ = attack._known_kinks(line, -16.0, 16.0)
+    assert len(kinks) > 30
+
+    def pattern(t):
+        return np.concatenate([z[0] > 0 for z in exact.pre(line.at(t)[None])])
+
+    for k in kinks:
+        assert k.loc is not None and k.loc < k.width, (k.t, k.loc, k.width)
+        assert np.any(pattern(k.t - k.loc) != pattern(k.t + k.loc)), k.t  # (3 to 100 x the true misplacement)
+    assert np.median([k.loc / k.width for k in kinks]) < 0.02  # 0.01
+
+
 def test_a_value_followed_with_no_bound_is_read_before_its_gap_is_bisected():
     # i15f10's line, the rows' errors not known (``_Known.errors`` empty: no bound, as for the rows orient.py reads
     # without kinks): the 5 gaps of one gradient whose values disagree only through a followed value were bisected

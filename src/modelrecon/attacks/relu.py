@@ -1685,9 +1685,9 @@ class ReluAttack(Attack):
 
     def _row_errors(self, rows: list[_Row]) -> np.ndarray:
         """Each row's pre-activation error, from its own kinks: the true surface passes within a kink's half-width of
-        it along its line, so |z(x_k)| + |rate along the line| x half-width bounds the recovered row's error at x_k
-        (its bias read at one kink, its weights pulled back from jumps); the largest over the row's kinks (NaN for a
-        row given without kinks)."""
+        it along its line (or where its sides' lines place it, ``Kink.loc``, where tighter), so |z(x_k)| + |rate along
+        the line| x half-width bounds the recovered row's error at x_k (its bias read at one kink, its weights pulled
+        back from jumps); the largest over the row's kinks (NaN for a row given without kinks)."""
         known, out = self._known, np.full(len(rows), np.nan)
         for i, row in enumerate(rows):
             if not row.kinks:
@@ -1696,7 +1696,7 @@ class ReluAttack(Attack):
             V = np.array([kink.line.v for kink, _ in row.kinks])
             if known.layers:
                 V = np.array([(zs[-1] > 0) * known.slopes(kink.line.v, zs)[-1] for kink, zs in row.kinks])
-            widths = np.array([kink.width for kink, _ in row.kinks])
+            widths = np.array([kink.width if kink.loc is None else min(kink.loc, kink.width) for kink, _ in row.kinks])
             out[i] = float(np.max(np.abs(known.top(X) @ row.w + row.b) + np.abs(V @ row.w) * widths))
         return out
 
@@ -2439,7 +2439,8 @@ class ReluAttack(Attack):
             ends_.append(pieces[-1])
         if ends_:
             asked = self._probe.fill(line, [Piece(p.t, p.g) for p in ends_], [()] * len(ends_))
-            if any(abs(a.f - p.f) > self._probe._value_tol(a, p, line) for a, p in zip(asked, ends_)):
+            if any(not abs(a.f - p.f) <= self._probe._value_tol(a, p, line) + np.nan_to_num(p.f_err or 0.0)
+                   for a, p in zip(asked, ends_)):  # (within the followed value's bound, where known, they stand)
                 for p in pieces:
                     p.f = p.f_err = None
                 fill({})
@@ -2455,8 +2456,18 @@ class ReluAttack(Attack):
                 continue
             guess = self._probe.locate(left, right, line)
             if guess is not None and left.t < guess[0] < right.t:
-                kinks.append(Kink(line, guess[0], left, right, delta[j]))
+                kinks.append(Kink(line, guess[0], left, right, delta[j],
+                                  self._placed(left, right, line, spread[j])))
         return kinks, pieces
+
+    def _placed(self, left: Piece, right: Piece, line: Line, spread: float) -> float | None:
+        """How far from where its sides' lines meet a kink read at a predicted crossing lies (``Kink.loc``): where the
+        right side's value followed from the left side's line through the crossing, the lines meet there by
+        construction and the kink is as well placed as the crossing (``spread``: its row's error and rounding over its
+        rate; NaN: None); where it was read, as the lines place it (``placed``)."""
+        if right.f_err is None:
+            return self._probe.placed(left, right, line)
+        return float(spread) if np.isfinite(spread) else None
 
     def _known_kinks(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
         """The kinks of the known neurons on a new line (value+gradient mode): their crossings between lo and hi,
