@@ -900,6 +900,37 @@ def test_rows_merged_incrementally_as_a_merge_of_all_of_them():
     assert len(rows.rows) < 6 * 15
 
 
+def test_a_row_met_where_one_unit_was_active_merges_with_its_whole_row_met_after_it():
+    """A row seen where one unit was active matched a later kink's whole row only as the candidate: ``_Rows.merge``
+    compares a row with those before it, and two common units were asked of the whole row.  Every unit of the smaller
+    support now suffices either way round; another neuron's row (its bias off) is not merged."""
+    from modelrecon.attacks.relu import _Rows
+
+    rng = np.random.default_rng(2)
+    w, b, other = rng.normal(size=8), 1.3, rng.normal(size=8)
+    one = np.zeros(8, bool)
+    one[5] = True
+    rows = _Rows(8)
+    rows.add(one, np.where(one, -2.0 * w, 0.0), -2.0 * b, 1.0, None, None)
+    rows.add(np.ones(8, bool), other, 0.7, 1.0, None, None)
+    rows.add(np.ones(8, bool), 0.5 * w, 0.5 * b, 1.0, None, None)
+    rows.merge()
+    assert len(rows.rows) == 2
+    merged = rows.rows[0]
+    assert merged.support.all() and len(merged.kinks) == 2
+    assert np.allclose(merged.w, -2.0 * w) and np.isclose(merged.b, -2.0 * b)
+
+
+def test_a_row_met_where_one_unit_was_active_merges_24_10_8_6_2_s2_attack_seed_1():
+    """24-10-8-6-2 s2 attack seed 1: layer-3 neuron 1's kinks where only layer-2 unit 5 was active made a row of one
+    weight, listed before the neuron's whole row and never merged with it (the merge asked two common units of the
+    later row); no targeted search completes it, 21 random lines were spent on it and the layer was folded:
+    ``partial`` (108.2 queries per neuron).  Merged: 25.8 measured."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=2", "value+gradient", seed=1)
+    _assert_exact(r, [10, 8, 6])
+    assert r.queries["total"] <= 24 * 30
+
+
 def test_region_corner_segments_start_at_the_diagonal_read_once_20_10_8_8_1(monkeypatch):
     """Every corner segment of the region ran from its corner to the diagonal y = s 1 of the layer below, one point
     for all of them, read anew each time (a gradient and a value: 2 queries a segment; 30.4 queries per neuron).
@@ -1514,14 +1545,15 @@ def test_the_verification_past_its_first_points_asks_gradients_in_doubling_block
     assert r.queries["total"] <= 24 * 60
 
 
-def test_a_failed_folds_worst_sample_gets_a_line_through_the_frames_centre_30_16_16_16_4_attack_seed_4():
+def test_a_failed_folds_worst_sample_aims_the_next_line_30_16_16_16_4_attack_seed_4():
     """30-16-16-16-4 attack seed 4: layer-3 neuron 2 (on at every standard normal input) was met by no line; the at-once
     completions read the two ends of a targeted line 28 frame radii out where it is off, so the fold's fit missed them
     (0.003 off), no fold, the layer stalled: ``partial``, 30-16-16-15-4, every orientation open (38.4 queries per
-    neuron).  A line from the sample the fold misses most through the frame's centre meets the neuron: 42.0 measured."""
+    neuron).  The failed fold's worst sample (where that neuron is off) aims the next whole line, which crosses the
+    neuron's surface next to it: 32.5 measured."""
     target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient", seed=4)
     _assert_exact(r, [16, 16, 16])
-    assert r.queries["total"] <= 48 * 45
+    assert r.queries["total"] <= 48 * 36
 
 
 def test_a_folds_rays_are_drawn_until_one_grows_30_16_16_16_4_attack_seed_2():
