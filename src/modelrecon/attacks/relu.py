@@ -77,6 +77,7 @@ SEGMENTS_MIN = 4
 SEGMENTS_QUIET = 3
 # lines in a row that add no row and resolve no orientation of the open layer before lines count as spent there
 STALL_LINES = 2
+WIDE_LAYER = 64  # units below from which a candidate of layer 3 or deeper met at one kink is traced
 TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
 # a verification the attack may go on from asks this many points first, in blocks of the check's size and gradients
 # only, until a block misses: only the points asked up to it are charged to the attack (a neuron active on 1.3% of
@@ -733,8 +734,7 @@ class ReluAttack(Attack):
             for r in rows:
                 if first is not None and r.traced is None and self._deeper_piece(r, first):
                     r.traced = False
-                # rows of one kink too, but on layer 2 (3072-128x3-10: layer 3's first peel 117 -> 124 of its 128)
-                if r.traced is None and (len(r.kinks) >= 2 or len(self._known.layers) != 1):
+                if r.traced is None and (len(r.kinks) >= 2 or self._one_kink_traced()):
                     r.traced = self._trace(r)
                 if first is not None and r.traced:
                     first.add(r.w)
@@ -876,6 +876,13 @@ class ReluAttack(Attack):
                 return out_W, out_b, bias_known
             self._note_incomplete(info, incomplete, problems)
             self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
+
+    def _one_kink_traced(self) -> bool:
+        """Whether a candidate met at one kink is traced: on layer 1, and from layer 3 on above a layer of at least
+        ``WIDE_LAYER`` units (3072-128x3-10: layer 3's first peel 117 -> 124 rows of its 128, its missing neurons met
+        once each; on narrower nets the traces and completions of such rows cost more than the lines that meet them
+        again: 24-10-8-6-2 seed 2, 605 -> 663 queries)."""
+        return not self._known.layers or (len(self._known.layers) >= 2 and self._known.width >= WIDE_LAYER)
 
     def _progress(self, layer: list[_Row], signs: list[int | None]) -> tuple[int, ...]:
         """What lines have given the open layer: its rows, the orientations resolved, the weights known."""
