@@ -1564,3 +1564,35 @@ def test_a_folds_rays_are_drawn_until_one_grows_30_16_16_16_4_attack_seed_2():
     target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient", seed=2)
     _assert_exact(r, [16, 16, 16])
     assert r.queries["total"] <= 48 * 36
+
+
+def _true_layer(target, x):
+    """The (0-based) layer of the true neuron whose surface x lies on: the smallest pre-activation relative to its
+    scale."""
+    a, best = x, (np.inf, None)
+    for layer, (W, b) in enumerate(target.truth["layers"][:-1]):
+        z = W @ a + b
+        ratio = np.abs(z) / (np.abs(W) @ np.abs(a) + np.abs(b))
+        if ratio.min() < best[0]:
+            best = (float(ratio.min()), layer)
+        a = np.maximum(z, 0.0)
+    return best[1]
+
+
+def test_a_kink_on_a_recovered_deeper_neuron_is_no_candidate_of_any_layer_below_it_20_10_8_8_1():
+    """Before the peel starts again, a kink on a recovered neuron of layer l (and on none below) takes the trace verdict
+    False at every layer below l, with no query: never a kink of a lower layer's neuron (read from the true network),
+    and layer 3's kinks are marked off layer 2 too (before: off layer 1 only)."""
+    target = load("builtin:deep?d=20&widths=10,8,8,1&init=random&seed=0")
+    attack = ReluAttack(mode="value+gradient")
+    result = attack.run(local_oracle(target, ["value", "gradient"]))
+    assert result.status == "complete", result.message
+    attack._traced = {}
+    attack._not_lower_layer()
+    kinks = {id(k): k for k in attack._kinks}
+    marked = collections.Counter()
+    for (j, key), verdict in attack._traced.items():
+        assert verdict is False
+        assert _true_layer(target, kinks[key].x) > j
+        marked[j] += 1
+    assert marked[0] > marked[1] > 0, marked  # layer 3's kinks are marked off layer 2 too

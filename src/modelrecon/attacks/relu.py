@@ -77,6 +77,7 @@ SEGMENTS_MIN = 4
 SEGMENTS_QUIET = 3
 # lines in a row that add no row and resolve no orientation of the open layer before lines count as spent there
 STALL_LINES = 2
+WIDE_LAYER = 64  # units below from which a candidate of layer 3 or deeper met at one kink is traced
 TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
 # a verification the attack may go on from asks this many points first, in blocks of the check's size and gradients
 # only, until a block misses: only the points asked up to it are charged to the attack (a neuron active on 1.3% of
@@ -754,7 +755,7 @@ class ReluAttack(Attack):
             for r in rows:
                 if first is not None and r.traced is None and self._deeper_piece(r, first):
                     r.traced = False
-                if r.traced is None and (len(r.kinks) >= 2 or not self._known.layers):
+                if r.traced is None and (len(r.kinks) >= 2 or self._one_kink_traced()):
                     r.traced = self._trace(r)
                 if first is not None and r.traced:
                     first.add(r.w)
@@ -777,7 +778,7 @@ class ReluAttack(Attack):
                     # (within its cell, where the last such line was whole: a cell line can meet only that kink)
                     self._restart_in_cell = not self._restart_in_cell
                     self._search(through=unexplained[self._n_lines % len(unexplained)].x, cell=self._restart_in_cell)
-                    self._not_first_layer()
+                    self._not_lower_layer()
                     self._known = _Known(self._d)
                     problems.clear()
                     details["layers"].clear()
@@ -891,6 +892,13 @@ class ReluAttack(Attack):
             self._note_incomplete(info, incomplete, problems)
             self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
 
+    def _one_kink_traced(self) -> bool:
+        """Whether a candidate met at one kink is traced: on layer 1, and from layer 3 on above a layer of at least
+        ``WIDE_LAYER`` units (3072-128x3-10: layer 3's first peel 117 -> 124 rows of its 128, its missing neurons met
+        once each; on narrower nets the traces and completions of such rows cost more than the lines that meet them
+        again: 24-10-8-6-2 seed 2, 605 -> 663 queries)."""
+        return not self._known.layers or (len(self._known.layers) >= 2 and self._known.width >= WIDE_LAYER)
+
     def _progress(self, layer: list[_Row], signs: list[int | None]) -> tuple[int, ...]:
         """What lines have given the open layer: its rows, the orientations resolved, the weights known."""
         return len(layer), sum(s is not None for s in signs), sum(int(r.support.sum()) for r in layer)
@@ -935,15 +943,20 @@ class ReluAttack(Attack):
         self._aimed.add(id(kink))
         return kink.x
 
-    def _not_first_layer(self) -> None:
-        """Before the peel starts again from the first layer: a kink on a recovered deeper neuron's surface (and on no
-        first-layer neuron's) is no first-layer candidate; its trace verdict is set so, with no query (a kink of a
-        neuron missing from layer 1 lies on a deeper neuron's surface with probability zero)."""
+    def _not_lower_layer(self) -> None:
+        """Before the peel starts again from the first layer: a kink on a recovered neuron's surface of layer l (and on
+        no neuron's of the layers below) is no candidate of those layers; its trace verdicts there are set so, with no
+        query (a kink of a neuron missing from a lower layer lies on a deeper neuron's surface with probability zero).
+        Layer 2 could otherwise take layer 3's completion kinks, many in one cell of layer 2, as rows of two kinks and
+        more (i15wide5's 3072-128x3-10 with one-kink rows traced from layer 3 on: layer 2 held 142 rows, 14 partial)."""
         layers, errors = self._known.layers, self._known.errors
         for k in self._kinks:
-            if (0, id(k)) not in self._traced and len(layers) > 1 and self._on_known(k, layers) and \
-                    not self._on_known(k, layers[:1], errors[:1]):
-                self._traced[0, id(k)] = False
+            if len(layers) < 2 or not self._on_known(k, layers):
+                continue
+            for j in range(len(layers) - 1):
+                if self._on_known(k, layers[:j + 1], errors[:j + 1]):
+                    break
+                self._traced.setdefault((j, id(k)), False)
 
     def _orient_expansive(self, W: np.ndarray, b: np.ndarray, seeds: list[Kink], signs: list[int | None],
                           info: dict[str, Any]) -> list[int | None]:
