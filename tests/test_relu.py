@@ -42,8 +42,6 @@ def _assert_exact(result, widths):
 
 
 @pytest.mark.parametrize("mode", MODES)
-
-
 def test_two_layer_network_with_k_outputs_is_exact(mode):
     target, r = _run("builtin:deep?d=16&widths=8,3&init=random&seed=4", mode)
     assert r.status == "complete", r.message
@@ -294,8 +292,6 @@ def test_first_layer_neuron_seen_once_is_traced_784_16_16_1():
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-
-
 def test_lines_leaving_the_box_are_searched_at_their_own_scale_784_16_16_1(seed):
     """Lines were searched on [-2, 2] only (the pieces at -/+1 and -/+2 agreed) while a 784-d line crosses the first
     layer at |t| 3-20: one kink on two lines, one neuron, partial.  The doubling now covers the line's own scale."""
@@ -1140,8 +1136,6 @@ def test_a_layer_2_neuron_on_almost_everywhere_is_not_dropped_for_a_deeper_row_i
 
 
 @pytest.mark.parametrize("mode", MODES)
-
-
 def test_the_hand_written_10_8_8_8_1_seed_1_is_exact(mode):
     """The network users bring first (named layers, functional relu, torch's default initialisation): seed 1, whose
     layer-3 neurons all switch somewhere in reach of the lines, is recovered whole in both modes."""
@@ -1153,8 +1147,6 @@ def test_the_hand_written_10_8_8_8_1_seed_1_is_exact(mode):
 
 
 @pytest.mark.parametrize("seed", [2, 3])
-
-
 def test_the_hand_written_10_8_8_8_1_with_neurons_on_at_every_sample_is_partial_and_says_why(seed):
     """Seeds 2 and 3: layer-3 neurons on at every sample (seed 2's neuron 7 on all of R^d), and rows that miss their
     weight on a layer-2 unit whose active region their surface meets in under 1.5% of it (seed 2: unit 1, seed 3:
@@ -1183,8 +1175,6 @@ def test_lines_aimed_through_kinks_no_row_explains_are_searched_within_their_cel
 
 
 @pytest.mark.parametrize("times", [5, 50])
-
-
 def test_an_inner_neuron_on_at_every_input_is_read_from_the_next_layers_kinks_and_met_far_out(monkeypatch, times):
     """24-10-8-6-2 seed 0 with layer-2 neuron 3 on at every one of 10^5 inputs (its bias raised 5x past that point,
     ``factories.deep_with_unit_always_on``) ended ``partial`` at 2,973 queries (24 lines, residual 1): no line saw it
@@ -1228,8 +1218,6 @@ def test_a_partial_row_beside_a_full_layer_of_whole_rows_is_dropped_at_once_3072
 
 
 @pytest.mark.parametrize("mode", MODES)
-
-
 def test_deeper_rows_beside_a_full_layer_are_dropped_hand_written_10_8_8_8_1_seed_0(mode):
     """Seed 0's layer 2 kept 3 rows of layer-3 neurons (each met once, where layer-2 units on at 0.5% switch) beside
     its 8: every whole row lies in the span of 8 independent rows, and the span test stopped at 8 (`partial`,

@@ -105,11 +105,12 @@ def test_depth_three_carlini_net_complete():
 
 def test_expansive_first_layer_is_not_complete():
     """Wider than the input: no step moves one first-layer neuron alone; the second layer is followed across the
-    first layer's walls, but the model falls short of the precision asked and it says so (error, reason)."""
+    first layer's walls, but the model falls short of the precision asked (or its signs stay open) and it says so."""
     t = load("builtin:deep?d=5&widths=10,10,1")
     result = DeepValueAttack(seed=0).run(local_oracle(t, ["value"]))
     assert result.status != "complete"
-    assert "x the tolerance" in result.message and "expansive first layer" in result.message
+    assert "expansive first layer" in result.message
+    assert "x the tolerance" in result.message or "signs not resolved" in result.message
 
 
 def test_rounded_answers_status_agrees_with_verified_error():

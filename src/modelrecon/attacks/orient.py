@@ -486,6 +486,7 @@ class ExpansiveOrientation:
 
     def _solve(self) -> None:
         W, b, rows = self.W, self.b, self.out.rows
+        self.out.next_W = self.out.next_b = None  # a solve that leaves a sign open leaves no next layer of older rows
         if not rows:
             return
         A = np.vstack([W.T * r.w[None, :] / np.abs(r.w).max() for r in rows])

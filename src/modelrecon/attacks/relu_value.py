@@ -354,10 +354,10 @@ class DeepValueAttack(Attack):
             if out.next_W is not None:
                 s = np.array(out.signs, dtype=float)
                 Wo, bo = W1 * s[:, None], b1 * s
-                for i in range(len(out.rows)):  # rows keep their index across solves: each is refitted once
-                    if i not in refitted:
-                        refitted[i] = self._refit_surface(Wo, bo, out.next_W, out.next_b, i)
-                    out.next_W[i], out.next_b[i] = refitted[i]
+                for j in range(len(out.rows)):  # rows keep their index across solves: each is refitted once
+                    if j not in refitted:
+                        refitted[j] = self._refit_surface(Wo, bo, out.next_W, out.next_b, j)
+                    out.next_W[j], out.next_b[j] = refitted[j]
                 X, Y = p.cache()
                 H = np.maximum(X @ Wo.T + bo, 0.0)
                 if orient_last(H, out.next_W, out.next_b, Y, self._rel_tol())[1] <= 1e3 * p.noise + self.precision * p.scale:
