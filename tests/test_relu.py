@@ -1584,3 +1584,34 @@ def test_a_kink_on_a_recovered_deeper_neuron_is_no_candidate_of_any_layer_below_
         assert _true_layer(target, kinks[key].x) > j
         marked[j] += 1
     assert marked[0] > marked[1] > 0, marked  # layer 3's kinks are marked off layer 2 too
+
+
+def test_samples_pre_grows_in_place_and_the_fit_reuses_its_own_products():
+    """``_samples_pre`` keeps its arrays by doubling (no copy of every sample per new pair): after samples come in
+    batches, its points are the samples' and each batch's pre-activations are those computed for it, bit for bit; a
+    view returned before stays as it was.  ``_clear`` given the products its caller has is ``_clear`` computing them."""
+    from modelrecon.attacks.relu import _Known
+
+    rng = np.random.default_rng(0)
+    d = 12
+    attack = ReluAttack(mode="value+gradient")
+    attack._d, attack._known, attack._samples = d, _Known(d), []
+    attack._known.layers = [(rng.normal(size=(8, d)), rng.normal(size=8)),
+                            (rng.normal(size=(5, 8)), rng.normal(size=5))]
+    batches, views = [], []
+    for size in (1, 2, 3, 7, 1, 20, 5):
+        X = rng.normal(size=(size, d))
+        attack._samples += [(x, None) for x in X]
+        batches.append(attack._known.pre(X))
+        X_, zs_ = attack._samples_pre()
+        views.append(([X_, *zs_], [X_.copy(), *(z.copy() for z in zs_)]))
+    X, zs = attack._samples_pre()
+    assert np.array_equal(X, np.array([x for x, _ in attack._samples]))
+    for layer in range(2):
+        assert np.array_equal(zs[layer], np.vstack([batch[layer] for batch in batches]))
+    for live, copies in views:
+        assert all(np.array_equal(v, c) for v, c in zip(live, copies))
+    W, b = rng.normal(size=(4, 5)), rng.normal(size=4)
+    zs_all = attack._known.pre(X)
+    Z = np.maximum(zs_all[-1], 0.0) @ W.T + b
+    assert np.array_equal(attack._clear(X, W, b, zs_all + [Z]), attack._clear(X, W, b))

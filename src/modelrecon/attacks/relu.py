@@ -207,7 +207,7 @@ def _spans_all(B: np.ndarray) -> bool:
     return len(s) == B.shape[0] and s[0] > 0 and int(np.sum(s > EPS * max(B.shape) * s[0])) == B.shape[0]
 
 
-def _rounding(W: np.ndarray, b: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _rounding(W: np.ndarray, b: np.ndarray, y: np.ndarray, abs_W: np.ndarray | None = None) -> np.ndarray:
     """A bound on the floating-point error of the rows' pre-activations W y + b (in their units), y a bound on the
     inputs' magnitudes (per row, or one for all).  A dot product of n terms plus the bias, summed in any order (BLAS
     blocks and fuses), is within gamma_{n+1} (|W| |y| + |b|) of its exact value (Higham, Accuracy and Stability of
@@ -216,8 +216,9 @@ def _rounding(W: np.ndarray, b: np.ndarray, y: np.ndarray) -> np.ndarray:
     computed t is the numerator's error plus t times the rate's (gamma_n |W| |v|) plus the division's (u |t| |W v|),
     at most gamma_{n+1} (|W| (|y0| + |t| |v|) + |b|) to first order (the factor 2 of EPS over u covers the second):
     pass y = |y0| + |t| |v|; over the row's rate it bounds the crossing's misplacement along the line.  The inputs'
-    own rounding (the layers below, the region's map) is theirs, not in it."""
-    return (W.shape[-1] + 1) * EPS * (np.sum(np.abs(W) * y, axis=-1) + np.abs(b))
+    own rounding (the layers below, the region's map) is theirs, not in it.  ``abs_W``: |W| where the caller keeps it."""
+    abs_W = np.abs(W) if abs_W is None else abs_W
+    return (W.shape[-1] + 1) * EPS * ((abs_W @ y if np.ndim(y) == 1 else np.sum(abs_W * y, axis=-1)) + np.abs(b))
 
 
 def _across_program(A_ub: np.ndarray, b_ub: np.ndarray, k: np.ndarray, k0: float, lo: Any, hi: Any,
@@ -615,6 +616,7 @@ class ReluAttack(Attack):
         self.max_points_per_line = max_points_per_line
         self.max_targeted = max_targeted  # targeted searches at most: each adds kinks, and so new places to search
         self.inside_box = inside_box  # keep every query in the declared box even where the oracle answers outside it
+        self._abs_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # ``_abs``
 
     # ------------------------------------------------------------------ setup
     def _plan(self, oracle: Oracle) -> Probe:
@@ -1663,11 +1665,21 @@ class ReluAttack(Attack):
         a = x
         for (W, b), z, rate, err in zip(rows, zs, rates, errors):
             slope = np.abs(rate)
-            own = err + _rounding(W, b, np.abs(a)) + 2 * k.width * slope
+            own = err + _rounding(W, b, np.abs(a), self._abs(W)) + 2 * k.width * slope
             if np.any(np.abs(z[0]) <= np.where(np.isnan(err), (2 * k.width + 1e-9 * (1 + abs(k.t))) * slope, own)):
                 return True
             a = np.maximum(z[0], 0.0)
         return False
+
+    def _abs(self, W: np.ndarray) -> np.ndarray:
+        """|W|, kept for the last few weight matrices asked (``_on_known`` asks it per kink: 3072-256x3-10's first
+        layer is 6 MB)."""
+        got = self._abs_of.get(id(W))
+        if got is None or got[0] is not W:
+            got = self._abs_of[id(W)] = (W, np.abs(W))
+            while len(self._abs_of) > 8:
+                del self._abs_of[next(iter(self._abs_of))]
+        return got[1]
 
     def _row_errors(self, rows: list[_Row]) -> np.ndarray:
         """Each row's pre-activation error, from its own kinks: the true surface passes within a kink's half-width of
@@ -1708,7 +1720,7 @@ class ReluAttack(Attack):
             elif not support.any() or not np.any(u):
                 known.memo[key] = None
             else:
-                a = known.top(x[None])[0]
+                a = np.maximum(zs[-1], 0.0) if zs else x  # known.top(x), bit for bit
                 u = u / np.linalg.norm(u)
                 b = -float(u @ a)
                 known.memo[key] = (support, u, b, float(np.abs(u) @ np.abs(a)) + abs(b) + EPS, zs)
@@ -1936,9 +1948,11 @@ class ReluAttack(Attack):
             lo, hi = min(lo, centre - far), max(hi, centre + far)
         B = None if self._inside else self._span_basis()  # (an input box: the program in x keeps to it)
         near = np.flatnonzero(fits)  # patterns nearest the row's kinks first (where its surface is)
-        K = np.array([k.x for k, _ in row.kinks])
-        near = near[np.argsort(np.min(np.sum(X[near] ** 2, axis=1)[:, None] - 2 * X[near] @ K.T
+        K, Xn = np.array([k.x for k, _ in row.kinks]), X[near]
+        near = near[np.argsort(np.min(np.sum(Xn ** 2, axis=1)[:, None] - 2 * Xn @ K.T
                                       + np.sum(K ** 2, axis=1)[None, :], axis=1), kind="stable")]
+        del Xn
+        WB = None if B is None else self._known.memo["span_W"]
         for i in near:
             pattern = np.concatenate([z[i] > 0 for z in zs_all])
             code = pattern.tobytes()
@@ -1949,7 +1963,7 @@ class ReluAttack(Attack):
             # the pre-activations of every known unit as affine maps of x in this pattern
             Zs, zs, A, a = [], [], None, None
             for (W, b), z in zip(known.layers, zs_all):
-                A, a = (W if B is None else W @ B, b) if A is None else (W @ A, W @ a + b)  # (not W @ I: 3072^2 x 128)
+                A, a = (W if B is None else WB, b) if A is None else (W @ A, W @ a + b)  # (not W @ I: 3072^2 x 128)
                 Zs.append(A)
                 zs.append(a)
                 act = z[i] > 0
@@ -2009,19 +2023,29 @@ class ReluAttack(Attack):
             Q, R = np.linalg.qr(W.T)
             r = int(np.sum(np.abs(np.diag(R)) > np.abs(np.diag(R)).max() * max(W.shape) * EPS))
             memo = self._known.memo["span_basis"] = (W, Q if r == W.shape[0] and SPAN_LP * r <= self._d else None)
+            self._known.memo["span_W"] = None if memo[1] is None else W @ memo[1]  # the first layer in the span
         return memo[1]
 
     def _samples_pre(self) -> tuple[np.ndarray, list[np.ndarray]]:
         """Every sample's point and the known layers' pre-activations there, kept until a layer is added (only new
-        samples computed: ``_across_unit`` asks for them per row and unit, 10^4 samples and more in gradient mode)."""
+        samples computed: ``_across_unit`` asks for them per row and unit, 10^4 samples and more in gradient mode).
+        The arrays grow by doubling (a copy of every sample's d coordinates per new pair of samples cost 3072-256x3-10
+        a sixth of its CPU); views of their first rows are returned."""
         memo = self._known.memo.setdefault("samples_pre", [0, np.zeros((0, self._d)), None])
-        if memo[0] < len(self._samples):
-            X = np.array([x for x, _ in self._samples[memo[0]:]])
+        n, new = memo[0], len(self._samples)
+        if n < new:
+            X = np.array([x for x, _ in self._samples[n:]])
             zs = self._known.pre(X)
-            memo[1] = np.vstack([memo[1], X])
-            memo[2] = zs if memo[2] is None else [np.vstack([old, new]) for old, new in zip(memo[2], zs)]
-            memo[0] = len(self._samples)
-        return memo[1], memo[2]
+            if memo[2] is None or new > len(memo[1]):  # room for twice as many
+                grown = [np.empty((2 * new, M.shape[1])) for M in [X] + zs]
+                if memo[2] is not None:
+                    for M, old in zip(grown, [memo[1]] + memo[2]):
+                        M[:n] = old[:n]
+                memo[1], memo[2] = grown[0], grown[1:]
+            for M, part in zip([memo[1]] + memo[2], [X] + zs):
+                M[n:new] = part
+            memo[0] = new
+        return memo[1][:memo[0]], [z[:memo[0]] for z in memo[2]]
 
     def _walk(self, row: _Row, x: np.ndarray, m: int, segments: int = 32):
         """From x on the row's surface, along the surface towards unit m's surface (computed, no queries): the point
@@ -2649,17 +2673,20 @@ class ReluAttack(Attack):
         # every row's span and that of Q^T h off the others' columns of R (n equations, not d)
         Q, Rw = np.linalg.qr(Wr.T) if not known.layers and len(rows) < known.width else (None, None)
         bases: dict[bytes, _Basis | None] = {}  # every row's columns on the units active below, once per pattern
+        sign = np.zeros(len(rows))  # signs, 0 for None
+        zrows: dict[int, np.ndarray] = {}  # the rows' pre-activations per kink (the same for every sweep)
         for sweep in range(3):
             changed = False
             for j, row in enumerate(rows):
                 if signs[j] is not None:
                     continue
                 for kink, zs in row.kinks:
-                    x = kink.x
-                    a = known.top(x[None])[0]
-                    zrow = Wr @ a + br
-                    others = [i for i in range(len(rows)) if i != j and (
-                        signs[i] is None if sweep == 0 else (signs[i] is None or signs[i] * zrow[i] > 0))]
+                    if id(kink) not in zrows:
+                        zrows[id(kink)] = Wr @ known.top(kink.x[None])[0] + br
+                    zrow = zrows[id(kink)]
+                    on = (sign == 0) if sweep == 0 else (sign == 0) | (sign * zrow > 0)
+                    on[j] = False
+                    others = np.flatnonzero(on).tolist()
                     gl, gr = self._pulled_sides(kink, zs)
                     sup = zs[-1] > 0 if zs else np.ones(known.width, bool)
                     H = np.stack([gl[sup], gr[sup]], axis=1)
@@ -2667,8 +2694,6 @@ class ReluAttack(Attack):
                     if Q is not None:
                         Hq = Q.T @ H
                         off, H = np.sum((H - Q @ Hq) ** 2, axis=0), Hq
-                    on = np.zeros(len(rows), bool)
-                    on[others] = True
                     memo_key = (id(kink), np.packbits(on).tobytes())
                     if memo_key not in done:
                         resid2 = np.sum(H ** 2, axis=0)
@@ -2697,6 +2722,7 @@ class ReluAttack(Attack):
                             float(row.w @ kink.line.v)
                         # z+ rises along the line with this slope: inactive on the left means active for z+ > 0
                         signs[j] = (1 if slope > 0 else -1) * (1 if inactive_left else -1)
+                        sign[j] = signs[j]
                         changed = True
                         break
             if not changed and sweep > 0:
@@ -2717,14 +2743,15 @@ class ReluAttack(Attack):
         n = len(rows)
         X = np.array([x for x, _ in self._samples])
         P = [p for _, p in self._samples]
-        A = known.top(X)
-        Z = A @ W.T + b
         zs_all = known.pre(X)
+        A = np.maximum(zs_all[-1], 0.0) if zs_all else X  # known.top(X), bit for bit
+        Z = A @ W.T + b
         # a row with weights never seen (units not active at its kinks) is right only where those units are off
         top = zs_all[-1] > 0 if zs_all else np.ones((len(X), known.width), bool)
         missing = np.array([~r.support for r in rows])
         # (a count of active units a row misses per sample and row: one product, not an N x n x width mask)
-        clean = ~np.any(top.astype(np.float64) @ missing.T.astype(np.float64) > 0, axis=1) & self._clear(X, W, b)
+        clean = ~np.any(top.astype(np.float64) @ missing.T.astype(np.float64) > 0, axis=1) & \
+            self._clear(X, W, b, zs_all + [Z])
         if not clean.any():  # no sample is clear of every surface where every row is known: nothing to fit
             return [None] * n, math.inf
         values = any(p.f is not None for p in P)
@@ -2769,17 +2796,17 @@ class ReluAttack(Attack):
                     h, resid = self._pulled_sample(i, zs)
                     if math.isfinite(resid):  # else the gradient does not determine the top layer's coefficients here
                         block = None
-                        if build:
+                        if build:  # (two boolean indexings, not np.ix_: the same entries, less overhead per sample)
                             block = np.zeros((int(sup.sum()), 2 * n + 1 + f))
-                            block[:, :n][:, Z[i] > 0] = Wpos[np.ix_(sup, Z[i] > 0)]
-                            block[:, n:2 * n][:, Z[i] < 0] = Wneg[np.ix_(sup, Z[i] < 0)]
+                            block[:, :n][:, Z[i] > 0] = Wpos[sup][:, Z[i] > 0]
+                            block[:, n:2 * n][:, Z[i] < 0] = Wneg[sup][:, Z[i] < 0]
                             if fold:  # d(m.a)/da on the active units: m itself
                                 block[np.arange(len(block)), 2 * n + 1 + np.flatnonzero(sup)] = \
                                     1.0 / colscale[2 * n + 1:][sup]
                         yield block, h[sup]
                 if P[i].f is not None:
-                    yield (np.hstack([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0], A[i] if fold else []])[None]
-                           / colscale, np.array([P[i].f]))
+                    yield (np.concatenate([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0],
+                                           A[i] if fold else []])[None] / colscale, np.array([P[i].f]))
 
         if not decisive:
             bound = _residual_bound(equations, 2 * n + 1)
@@ -2808,15 +2835,14 @@ class ReluAttack(Attack):
             misses[at[0]] = misses.get(at[0], 0.0) + float(np.sum((E @ sol - y) ** 2))
         return X[max(misses, key=misses.get)]
 
-    def _clear(self, X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _clear(self, X: np.ndarray, W: np.ndarray, b: np.ndarray, zs: list[np.ndarray] | None = None) -> np.ndarray:
         """Samples off every neuron's surface by more than the neurons' own precision (points read within a hair
-        of a kink, where the recovered state could differ from the true one, are left out of the fits)."""
-        known = _Known(self._d)
-        known.layers = list(self._known.layers) + [(W, b)]
+        of a kink, where the recovered state could differ from the true one, are left out of the fits).  ``zs``: the
+        pre-activations at X of the known layers and of W, b, where the caller has them (the same products)."""
         ok = np.ones(len(X), bool)
         a = X
-        for Wl, bl in known.layers:
-            z = a @ Wl.T + bl
+        for l, (Wl, bl) in enumerate(list(self._known.layers) + [(W, b)]):
+            z = a @ Wl.T + bl if zs is None else zs[l]
             size = np.abs(a) @ np.abs(Wl.T) + np.abs(bl)
             ok &= np.all(np.abs(z) > SAME_ROW * size, axis=1)
             a = np.maximum(z, 0.0)
