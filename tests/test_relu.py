@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelrecon.attacks.piecewise import Probe
-from modelrecon.attacks.relu import BRACKET, ReluAttack
+from modelrecon.attacks.relu import BRACKET, ReluAttack, _Known
 from modelrecon.cli import app
 from modelrecon.evaluate import evaluate
 from modelrecon.oracle import OracleError, local_oracle
@@ -1615,3 +1615,27 @@ def test_samples_pre_grows_in_place_and_the_fit_reuses_its_own_products():
     zs_all = attack._known.pre(X)
     Z = np.maximum(zs_all[-1], 0.0) @ W.T + b
     assert np.array_equal(attack._clear(X, W, b, zs_all + [Z]), attack._clear(X, W, b))
+
+
+def test_kinks_whose_layer_2_coefficients_are_not_unique_give_an_exact_row_two_at_a_time_20_10_10_10_1():
+    """At a kink where more layer-2 units are on than layer-1 units the jump's row on layer 2 is not unique (``_pulled``
+    gives None); two such kinks of one layer-3 neuron give it (``_stacked``).  Here the peel of layer 3 is run anew on
+    those kinks alone, above the run's own two first layers: each row has two kinks or more, all on one true layer-3
+    neuron, and is the run's own (complete, verified) row of that neuron on its units."""
+    target = load("builtin:deep?d=20&widths=10,10,10,1&init=random&seed=0")
+    attack = ReluAttack(mode="value+gradient")
+    assert attack.run(local_oracle(target, ["value", "gradient"])).status == "complete"
+    done, known = attack._known, _Known(20)
+    for (W, b), errors in zip(done.layers[:2], done.errors[:2]):
+        known.add(W, b, errors)
+    attack._known = known
+    kinks = [k for k in attack._kinks
+             if np.isinf(known.pullback(k.jump, [z[0] for z in known.pre(k.x[None])])[1])]
+    rows = attack._candidates(kinks)
+    assert len(known.memo["ambiguous"]) >= 10 and rows
+    W3 = done.layers[2][0]
+    for row in rows:
+        assert len(row.kinks) >= 2 and {_true_layer(target, k.x) for k, _ in row.kinks} == {2}
+        w = row.w[row.support] / np.linalg.norm(row.w[row.support])
+        V = W3[:, row.support] / np.linalg.norm(W3[:, row.support], axis=1)[:, None]
+        assert np.min(np.linalg.norm(w[None] - np.sign(V @ w)[:, None] * V, axis=1)) <= 1e-9

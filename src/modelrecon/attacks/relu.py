@@ -289,15 +289,16 @@ class _Known:
             a = np.maximum(a @ W.T + b, 0.0)
         return a
 
-    def pullback(self, vec: np.ndarray, zs: list[np.ndarray]) -> tuple[np.ndarray, float]:
-        """Coefficients y on the last known layer's active units with J^T y = vec (J: Jacobian of its
-        activations), and the relative residual: infinite where y is not unique (the active units' input gradients
-        are dependent, e.g. more active units than active ones below).  Layer 0 (no known layer): vec itself."""
-        if not self.layers:
+    def pullback(self, vec: np.ndarray, zs: list[np.ndarray], depth: int | None = None) -> tuple[np.ndarray, float]:
+        """Coefficients y on the last known layer's active units (on layer ``depth``'s, if given) with J^T y = vec (J:
+        Jacobian of its activations), and the relative residual: infinite where y is not unique (the active units'
+        input gradients are dependent, e.g. more active units than active ones below).  Layer 0 (no known layer): vec
+        itself."""
+        if not self.layers or depth == 0:
             return vec.copy(), 0.0
         y, resid = vec, 0.0
         prev_active = None
-        for i, ((W, _), z) in enumerate(zip(self.layers, zs)):
+        for i, ((W, _), z) in enumerate(zip(self.layers[:depth], zs)):
             active = z > 0
             if i == 0:
                 if self._pinv is not None:
@@ -1717,6 +1718,10 @@ class ReluAttack(Attack):
             if resid > SAME_ROW:  # the jump is not a combination of the known layer's active units
                 self._inconsistent += 1
                 known.memo[key] = None
+                if math.isinf(resid) and layer is None and len(known.layers) >= 2:
+                    y, below = known.pullback(k.jump, zs, depth=len(known.layers) - 1)
+                    if below <= SAME_ROW and np.any(y):  # unique on the layer below: ``_stacked`` pairs it
+                        known.memo.setdefault("ambiguous", []).append((k, zs, *self._rows_of(zs, y)))
             elif not support.any() or not np.any(u):
                 known.memo[key] = None
             else:
@@ -1739,10 +1744,77 @@ class ReluAttack(Attack):
             if got is not None:
                 support, u, b, scale, zs = got
                 rows.add(support, u, b, scale, k, zs)
+        self._stacked(rows)
         rows.merge()
         for r in rows.rows:
             r.traced = None
         return list(rows.rows)
+
+    def _stacked(self, rows: _Rows) -> None:
+        """Rows from the kinks whose jump is no unique combination of the known layer's active units (more of them on
+        than below: ``_pulled`` gives None), two kinks at a time.  At kink a the row u satisfies M_a u = c_a y_a (M_a:
+        the last known layer's weights from the units on below it to its units on, y_a the jump pulled back below,
+        unique there): u lies in a subspace (``_rows_of``); two kinks of one neuron share one line of rows where the
+        equations outnumber the unknowns, two neurons' kinks none (probability zero).  The row is added, with both
+        kinks, where it matches no row, or a row found so: a neuron with a row of its own is left as it was
+        (3072-128x3-10: layer-3 neurons 12 and 85 met only at such kinks; 12 found so at the first peel)."""
+        memo = self._known.memo
+        pool, tried = memo.get("ambiguous", []), memo.setdefault("stacked", 0)
+        memo["stacked"] = len(pool)
+        own = memo.setdefault("stacked_rows", [])  # the rows found so
+        for j in range(tried, len(pool)):
+            for i in range(j):
+                got = self._stack(pool[i], pool[j])
+                if got is None:
+                    continue
+                support, u = got
+                (ka, za, *_), (kb, zb, *_) = pool[i], pool[j]
+                tops = self._known.top(np.stack([ka.x, kb.x]))
+                b = -float(u @ tops[0])
+                scales = np.abs(tops) @ np.abs(u) + abs(b) + EPS
+                if abs(float(u @ tops[1]) + b) > SAME_ROW * scales[1]:
+                    continue  # not on one surface
+                at, _ = rows.find(support, u, b, float(scales[0]))
+                if at is not None and not any(r is rows.rows[at] for r in own):
+                    continue
+                own.append(rows.add(support, u, b, float(scales[0]), ka, za))
+                rows.add(support, u, -float(u @ tops[1]), float(scales[1]), kb, zb)
+
+    def _rows_of(self, zs: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, ...]:
+        """At a kink pulled back to y on the layer below the last known one: the last layer's units on (A), M, the
+        constraints C (M u = c y, y projected out of M: C u_A = 0) and an orthonormal basis E (width x k) of the rows
+        meeting them (zero off A; with c = 0 among them where M has a null space)."""
+        W = self._known.layers[-1][0]
+        A, below = zs[-1] > 0, zs[-2] > 0
+        M = W[np.ix_(A, below)].T
+        yb = y[below] / np.linalg.norm(y[below])
+        C = M - np.outer(yb, yb @ M)
+        _, s, Vt = np.linalg.svd(C)
+        rank = int(np.sum(s > s[0] * max(C.shape) * np.finfo(float).eps)) if len(s) else 0
+        E = np.zeros((len(A), Vt.shape[0] - rank))
+        E[A] = Vt[rank:].T
+        return A, M, C, E
+
+    @staticmethod
+    def _stack(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray] | None:
+        """The row (support, unit u) two such kinks share, or None: u = E_a z + f (f on the units on at b only) with
+        C_b u = 0, where that system has more equations than unknowns and a null space of one dimension (singular
+        values within SAME_ROW of the largest), c non-zero at both (M u = 0: two kinks in one cell)."""
+        (_, _, Aa, Ma, _, Ea), (_, _, Ab, Mb, Cb, _) = a, b
+        extra = np.flatnonzero(Ab & ~Aa)
+        G = np.hstack([Cb @ Ea[Ab], Cb[:, np.searchsorted(np.flatnonzero(Ab), extra)]])
+        if G.shape[0] <= G.shape[1] or not G.any():
+            return None
+        _, s, Vt = np.linalg.svd(G, full_matrices=False)
+        if np.sum(s <= SAME_ROW * s[0]) != 1:
+            return None
+        v = Vt[-1]
+        u = Ea @ v[:Ea.shape[1]]
+        u[extra] = v[Ea.shape[1]:]
+        if not all(np.linalg.norm(M @ u[A]) > SAME_ROW * np.linalg.norm(M, 2) * np.linalg.norm(u)
+                   for M, A in ((Ma, Aa), (Mb, Ab))):
+            return None
+        return Aa | Ab, u / np.linalg.norm(u)
 
     def _deeper_piece(self, row: _Row, first: _Span) -> bool:
         """A first-layer candidate seen at one kink, not traced yet, whose row lies in the span of the first-layer rows
