@@ -1344,6 +1344,29 @@ def test_a_layer_is_not_stalled_while_a_kink_no_row_explains_has_had_no_line_thr
     assert attack._stalled([], [], [again])
 
 
+def test_partial_rows_beside_a_full_layer_ask_the_regions_segments_before_any_targeted_search():
+    """Where partial rows no sure row combines stand beside a full layer (``_drop_deeper``), the region is searched
+    further (its quiet count reset, one more segment allowed) before ``_complete`` spends targeted searches, for at most
+    ``BESIDE_FULL_ROUNDS`` rounds per layer.  100-64x3-10 attack seed 3 took two layer-3 neurons for layer-2 neurons
+    never crossed in the region, and spent its 1,024 searches on their partial rows (``benchmarks/deep.py
+    --attack-seeds 3``: ``partial`` before, ``complete`` after; 40 s CPU, too slow for the suite)."""
+    from types import SimpleNamespace
+
+    from modelrecon.attacks.relu import BESIDE_FULL_ROUNDS
+
+    attack = ReluAttack()
+    attack._known = SimpleNamespace(layers=[None])
+    attack._beside_full, attack._extra_segments, attack._quiet = {}, {1: 2}, {1: 3}
+    assert not attack._segments_beside_full()  # no partial row beside a full layer: the searches as before
+    attack._beside_full[1] = 1
+    for n in range(BESIDE_FULL_ROUNDS):
+        assert attack._segments_beside_full()
+        assert attack._extra_segments[1] == 3 + n and attack._quiet[1] == 0
+        attack._quiet[1] = 3  # the round's segments ran until the region was quiet again
+    assert not attack._segments_beside_full()
+    assert attack._extra_segments[1] == 2 + BESIDE_FULL_ROUNDS and attack._quiet[1] == 3
+
+
 def _i15f10_line(noise_seed: int):
     """The line 10-20-20-1 attack seed 2 drew through the sample its failed fit missed most (helper i15f10's cut), and
     an attack whose hidden layers are the true ones, each entry off by a relative 1e-11 (as recovered)."""
