@@ -1367,6 +1367,15 @@ def test_partial_rows_beside_a_full_layer_ask_the_regions_segments_before_any_ta
     assert attack._extra_segments[1] == 2 + BESIDE_FULL_ROUNDS and attack._quiet[1] == 3
 
 
+def _given_errors(attack, line, layers):
+    """The attack's rows given their true errors along the line (the largest over 4097 points of it); the exact rows."""
+    exact = _Known(10)
+    exact.layers = layers
+    X = line.at(np.linspace(-16.0, 16.0, 4097))
+    attack._known.errors = [np.abs(z - z_true).max(axis=0) for z, z_true in zip(attack._known.pre(X), exact.pre(X))]
+    return exact
+
+
 def _i15f10_line(noise_seed: int):
     """The line 10-20-20-1 attack seed 2 drew through the sample its failed fit missed most (helper i15f10's cut), and
     an attack whose hidden layers are the true ones, each entry off by a relative 1e-11 (as recovered)."""
@@ -1436,16 +1445,12 @@ def test_values_followed_across_predicted_crossings_carry_their_bound_and_cost_n
     # reading's tolerance; without a bound, 5 gaps of one gradient were bisected down to the resolution for no kink
     # (280 queries on the line, 108 with the exact rows).  Each such value carries its bound now (``Piece.f_err``).
     from modelrecon.attacks.piecewise import search_line
-    from modelrecon.attacks.relu import _Known
 
     def search(noise_seed):
         attack, line, layers = _i15f10_line(noise_seed)
         if noise_seed is None:
             attack._known.layers = layers
-        exact = _Known(10)
-        exact.layers = layers
-        X = line.at(np.linspace(-16.0, 16.0, 4097))
-        attack._known.errors = [np.abs(z - z_true).max(axis=0) for z, z_true in zip(attack._known.pre(X), exact.pre(X))]
+        _given_errors(attack, line, layers)
         kinks, pieces, _ = search_line(attack._probe, line, None, scale=16.0,
                                        predict=lambda lo, hi: attack._known_kinks(line, lo, hi))
         return kinks, pieces, attack._probe.oracle.ledger.total()
@@ -1463,13 +1468,9 @@ def test_a_chains_last_value_asked_within_its_bound_keeps_the_values_that_follow
     # crossings, asked, differed from the followed one by more than a reading's tolerance but within its bound
     # (``Piece.f_err``), and every value of the line was asked: 154 queries against the exact rows' 108
     from modelrecon.attacks.piecewise import search_line
-    from modelrecon.attacks.relu import _Known
 
     attack, line, layers = _i15f10_line(0)
-    exact = _Known(10)
-    exact.layers = layers
-    X = line.at(np.linspace(-16.0, 16.0, 4097))
-    attack._known.errors = [np.abs(z - z_true).max(axis=0) for z, z_true in zip(attack._known.pre(X), exact.pre(X))]
+    _given_errors(attack, line, layers)
     kinks, _, _ = search_line(attack._probe, line, None, scale=16.0,
                               predict=lambda lo, hi: attack._known_kinks(line, lo, hi))
     assert len(kinks) == 45
@@ -1480,13 +1481,8 @@ def test_kinks_read_at_predicted_crossings_are_placed_within_their_rows_error_no
     # i15f10's line, rows off by 1e-11, their errors given: each kink read at a known neuron's predicted crossing
     # (``_known_kinks``) is placed (``Kink.loc``) within its crossing's misplacement, far inside its sides' bracket
     # (2^-30 of the segment, which made ``_row_errors`` loose), and the true network switches within it
-    from modelrecon.attacks.relu import _Known
-
     attack, line, layers = _i15f10_line(2)
-    exact = _Known(10)
-    exact.layers = layers
-    X = line.at(np.linspace(-16.0, 16.0, 4097))
-    attack._known.errors = [np.abs(z - z_true).max(axis=0) for z, z_true in zip(attack._known.pre(X), exact.pre(X))]
+    exact = _given_errors(attack, line, layers)
     kinks, _ = attack._known_kinks(line, -16.0, 16.0)
     assert len(kinks) > 30
 
