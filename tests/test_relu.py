@@ -1658,3 +1658,23 @@ def test_kinks_whose_layer_2_coefficients_are_not_unique_give_an_exact_row_two_a
         w = row.w[row.support] / np.linalg.norm(row.w[row.support])
         V = W3[:, row.support] / np.linalg.norm(W3[:, row.support], axis=1)[:, None]
         assert np.min(np.linalg.norm(w[None] - np.sign(V @ w)[:, None] * V, axis=1)) <= 1e-9
+
+
+def test_a_second_layer_wider_than_the_first_keeps_exactly_its_own_rows_8_6_12_6_1():
+    """Layer 2 (12 units) above layer 1 (6): a layer-3 neuron's trace across layer 1's walls alone passes where it
+    stays in one cell of layer 2, and its partial rows took 52 places in layer 2 (8-6-64-1, 15,842 queries).  Traced
+    past a sure row's wall (``_across_sure``) they are dropped: layer 2 is the 12 true neurons, each recovered
+    surface (its pre-activation at random inputs) the true one's up to scale and sign within 1e-9."""
+    target = load("builtin:deep?d=8&widths=6,12,6,1")
+    attack = ReluAttack(mode="value+gradient")
+    result = attack.run(local_oracle(target, ["value", "gradient"]))
+    assert result.details["widths"][:2] == [6, 12]
+    X = np.random.default_rng(0).normal(size=(4000, 8))
+
+    def layer_2(layers):
+        (W1, b1), (W2, b2) = layers[:2]
+        Z = np.maximum(X @ W1.T + b1, 0.0) @ W2.T + b2
+        return Z / np.linalg.norm(Z, axis=0)
+
+    C = np.abs(layer_2(attack._known.layers).T @ layer_2(target.truth["layers"]))
+    assert sorted(C.argmax(axis=1)) == list(range(12)) and np.all(1.0 - C.max(axis=1) <= 1e-9)
