@@ -79,6 +79,7 @@ SEGMENTS_QUIET = 3
 STALL_LINES = 2
 BESIDE_FULL_ROUNDS = 2  # rounds of the region's segments asked for where partial rows stand beside a full layer
 WIDE_LAYER = 64  # units below from which a candidate of layer 3 or deeper met at one kink is traced
+SURE_WALLS = 2  # sure rows' planes ``_past_sure_at`` crosses (one may be a deeper row's, its plane met 3 times in one cell)
 TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
 # a verification the attack may go on from asks this many points first, in blocks of the check's size and gradients
 # only, until a block misses: only the points asked up to it are charged to the attack (a neuron active on 1.3% of
@@ -2192,8 +2193,9 @@ class ReluAttack(Attack):
         """A layer wider than the one below: where the sure rows (whole, a kink at every one of at least 3 crossings by
         the region's segments) outnumber the units below, every other row taken so far is traced past a sure row's
         wall.  There a deeper neuron's surface bends (its pre-activation gains that neuron's term), this layer's does
-        not: the row is kept only where a kink along its plane's normal is met past such a wall (``_past_sure_at``, at
-        most ``TRACE_TRIES`` of its kinks; a row no walk takes past one keeps its verdict).  A deeper row's trace
+        not: the row is kept only where a kink along its plane's normal is met past such walls (``_past_sure_at``) from
+        most of its first ``TRACE_TRIES`` kinks whose walk gets there (a row no walk takes there keeps its verdict; a
+        deeper row among the sure ones can let a deeper row's walk pass once).  A deeper row's trace
         across the known walls alone passes where it stays in one cell of this layer (8-6-12-6-1: 118 of 254 traces
         of layer-3 kinks; 52 layer-3 rows were taken into layer 2)."""
         sure = [r for r in rows if r.support.all() and r.crossed >= 3 and r.hits == 1.0]
@@ -2210,17 +2212,18 @@ class ReluAttack(Attack):
                 if key not in self._past_sure:
                     self._past_sure[key] = self._past_sure_at(r, kink, zs, Ws, bs)
                 verdicts.append(self._past_sure[key])
-            if any(v is not None for v in verdicts):
-                r.traced = any(verdicts)
+            decided = [v for v in verdicts if v is not None]
+            if decided:
+                r.traced = 2 * sum(decided) > len(decided)
 
     def _past_sure_at(self, row: _Row, kink: Kink, zs, Ws: np.ndarray, bs: np.ndarray) -> bool | None:
         """Walk along the row's surface from the kink (a random direction within it, across the known walls) until it
-        crosses a sure row's plane (Ws, bs on the last known layer's activations), then half a cell on: a kink along
-        the normal there (True), none or one across another direction (False); None where the walk does not get past
-        one (the row not known there, or more than ``TRACE_WALLS`` + the sure rows' count walls first)."""
+        has crossed ``SURE_WALLS`` sure rows' planes (Ws, bs on the last known layer's activations), then half a cell
+        on: a kink along the normal there (True), none or one across another direction (False); None where the walk
+        does not get past them (the row not known there, or more than ``TRACE_WALLS`` + the sure rows' count walls)."""
         known = self._known
         x, direction = kink.x, self._sure_rng.normal(size=self._d)
-        past = False
+        past = 0  # sure rows' planes crossed
         for _ in range(TRACE_WALLS + len(Ws) + 1):
             zs = [z[0] for z in known.pre(x[None])]
             top = zs[-1] > 0
@@ -2244,11 +2247,11 @@ class ReluAttack(Attack):
             reach = min(steps)
             if not np.isfinite(reach):
                 return None
-            if past:
+            if past == SURE_WALLS:
                 scale = float(np.linalg.norm(kink.line.v)) * max(1.0, abs(kink.t))
                 return bool(self._kink_across(x + 0.5 * reach * p, normal, scale))
             x = x + reach * (1 + 1e-6) * p
-            past = steps[1] <= steps[0]
+            past += steps[1] <= steps[0]
         return None
 
     def _far_out(self, row: _Row) -> bool:
