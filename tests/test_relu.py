@@ -1662,8 +1662,8 @@ def test_kinks_whose_layer_2_coefficients_are_not_unique_give_an_exact_row_two_a
 
 def test_a_second_layer_wider_than_the_first_keeps_exactly_its_own_rows_8_6_12_6_1():
     """Layer 2 (12 units) above layer 1 (6): a layer-3 neuron's trace across layer 1's walls alone passes where it
-    stays in one cell of layer 2, and its partial rows took 52 places in layer 2 (8-6-64-1, 15,842 queries).  Traced
-    past a sure row's wall (``_across_sure``) they are dropped: layer 2 is the 12 true neurons, each recovered
+    stays in one cell of layer 2, and its partial rows took 52 places in layer 2 (8-6-64-1, 15,842 queries).  Walked
+    past two sure rows' planes (``_across_sure``) they are dropped: layer 2 is the 12 true neurons, each recovered
     surface (its pre-activation at random inputs) the true one's up to scale and sign within 1e-9."""
     target = load("builtin:deep?d=8&widths=6,12,6,1")
     attack = ReluAttack(mode="value+gradient")
