@@ -701,27 +701,6 @@ class ReluAttack(Attack):
         self._samples += [(line.at(p.t), p) for p in pieces]
         self._n_lines += 1
 
-    def _search_misfit(self) -> None:
-        """In place of a whole line through the sample the last hidden layer's fit misses most (a neuron missing from
-        the layer is on there, as a rule): the segment from it to the nearest sample the fit explains (``_worst_sample``;
-        that neuron off there, as a rule), which then crosses the missing neuron's surface; searched between the two,
-        the known layers' crossings read at their predictions (``_known_kinks``), the first sample's piece taken as
-        read.  The random line it replaces is drawn all the same (the lines after it stay as they were).  10-20-20-1:
-        the same 3 missing rows for 817 queries in place of 856."""
-        self._new_line()
-        (x, start), y = self._misfit, self._explained
-        line = Line(x, y - x)
-        given, read = self._known_kinks(line, 0.0, 1.0)
-        first = Piece(0.0, start.g, start.f, start.y, start.err, start.f_err)
-        if first.f is None:
-            self._probe.fill(line, [first], [()])
-        (end,) = self._probe.fill(line, self._probe.glance(line, [1.0]), [(read[-1] if read else first,)])
-        kinks, pieces = critical_points(self._probe, line, 0.0, 1.0, pieces=[first, *read, end], known=given,
-                                        max_points=self.max_points_per_line)
-        self._kinks += kinks
-        self._samples += [(line.at(p.t), p) for p in pieces[1:]]
-        self._n_lines += 1
-
     def _search_cell(self, line: Line) -> None:
         """A line through a kink no row explains, searched only within the known layers' cell there (no known neuron
         switches on it): the kink's neuron is met there again, which makes its row a candidate of two kinks.  With
@@ -864,8 +843,8 @@ class ReluAttack(Attack):
                     through, n_kinks = self._aim(layer, signs, rest), len(self._kinks)
                     if through is None and self._misfit is not None and self._known.layers and \
                             not self._idle[len(self._known.layers)][1]:
-                        # no kink left, the last line added to the layer: the segment from the sample the fit
-                        self._search_misfit()  # misses most (its missing neuron on) to one it explains; else at random
+                        # no kink left, the last line added to the layer: a whole line through the sample the fit
+                        self._search(through=self._misfit)  # misses most (its missing neuron is on); else at random
                     else:
                         self._search(through=through, cell=True)
                     # a random line's kinks may each have a line (``_unaimed``); an aimed line's count as aimed at
@@ -2928,8 +2907,7 @@ class ReluAttack(Attack):
                 return [None] * n, bound
         sol, residual = _lstsq_normal(equations, 2 * n + 1 + f)
         if decisive and residual > SAME_ROW:  # a failed fold's too: where a neuron it took as on is off (30-16-16-16-4
-            worst, explained = self._worst_sample(equations, sol, at, X)  # attack seed 4: the next line met it
-            self._misfit, self._explained = self._samples[worst], X[explained]  # there)
+            self._misfit = self._worst_sample(equations, sol, at, X)  # attack seed 4: the next line met it there)
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
@@ -2942,18 +2920,13 @@ class ReluAttack(Attack):
         return signs, residual
 
     @staticmethod
-    def _worst_sample(equations, sol: np.ndarray, at: list[int], X: np.ndarray) -> tuple[int, int]:
+    def _worst_sample(equations, sol: np.ndarray, at: list[int], X: np.ndarray) -> np.ndarray:
         """The sample whose equations the fit misses most: a neuron of the layer not yet found is active there (where
-        it is off, the rows found explain the sample); and the sample nearest it among those missed least (below
-        the median miss: that neuron off there)."""
+        it is off, the rows found explain the sample)."""
         misses: dict[int, float] = {}
         for E, y in equations():
             misses[at[0]] = misses.get(at[0], 0.0) + float(np.sum((E @ sol - y) ** 2))
-        idx = np.array(list(misses))
-        miss = np.array([misses[i] for i in idx])
-        worst = idx[np.argmax(miss)]
-        low = idx[miss <= np.median(miss)]
-        return worst, low[np.argmin(np.linalg.norm(X[low] - X[worst], axis=1))]
+        return X[max(misses, key=misses.get)]
 
     def _clear(self, X: np.ndarray, W: np.ndarray, b: np.ndarray, zs: list[np.ndarray] | None = None) -> np.ndarray:
         """Samples off every neuron's surface by more than the neurons' own precision (points read within a hair
@@ -3107,9 +3080,7 @@ class ReluAttack(Attack):
         self._unfolded: dict[int, tuple[int, np.ndarray]] = {}  # kinks of a folded neuron: layer count, its row
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         self._restart_in_cell = False  # whether the last line before a restart from layer 1 kept to its cell
-        self._misfit: tuple[np.ndarray, Piece] | None = None  # the sample the last hidden layer's failed fit (or
-        # fold) explains worst, and its piece
-        self._explained: np.ndarray | None = None  # the sample nearest it among those the fit explains (``_worst_sample``)
+        self._misfit: np.ndarray | None = None  # the sample the last hidden layer's failed fit (or fold) explains worst
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
                                    "region": "input box" if self._inside else "R^d"}
         status, problems = "complete", []
