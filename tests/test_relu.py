@@ -1573,6 +1573,26 @@ def test_a_folds_rays_are_drawn_until_one_grows_30_16_16_16_4_attack_seed_2():
     assert r.queries["total"] <= 48 * 36
 
 
+def test_a_kink_off_the_first_layers_span_peels_again_from_layer_one_24_10_8_6_2_s1_attack_seed_9():
+    """24-10-8-6-2 s1 attack seed 9: first-layer neuron 1 (on at a third of inputs) had no kink on the first two lines,
+    so layer 1 was kept with 9 rows; its kinks met later lay on no row, the layers above were peeled through it
+    (24-9-16-7-2, ``partial``, 151.0 queries per neuron).  A kink whose jump is off the known first layer's row span
+    (every gradient of the network lies in it) makes the peel start again from layer 1: 27.0 measured."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=1", "value+gradient", seed=9)
+    _assert_exact(r, [10, 8, 6])
+    assert r.queries["total"] <= 24 * 32
+
+
+def test_a_row_dropped_for_two_deeper_rows_is_taken_back_24_10_8_6_2_s3_attack_seed_7():
+    """24-10-8-6-2 s3 attack seed 7: layer-2 neuron 1 (on at every input, met at 2 kinks) was, with its bias, a
+    combination of the other rows and two layer-3 rows kept before it, and was dropped; one of those layer-3 rows then
+    stood in its place, three true rows were dropped for it, and the run ended ``partial`` (24-10-16-1-2, 199.7 queries
+    per neuron).  ``_independent`` runs again without the rows ``_independent_rows`` finds deeper: 22.4 measured."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=3", "value+gradient", seed=7)
+    _assert_exact(r, [10, 8, 6])
+    assert r.queries["total"] <= 24 * 30
+
+
 def _true_layer(target, x):
     """The (0-based) layer of the true neuron whose surface x lies on: the smallest pre-activation relative to its
     scale."""
