@@ -1183,12 +1183,31 @@ def test_an_inner_neuron_on_at_every_input_is_read_from_the_next_layers_kinks_an
     where the row falls meets its kink far out: ``complete`` and exact.  With the cell-limited aimed lines the row met
     far out (hit rate 0 in the region) lost its place to another deeper row mixing it (3 cell kinks, hit rate 0.5):
     ``partial`` at 2,502 queries (x5) until rows met far out ranked first (``_met_far``): 959 queries (x5); x50,
-    partial before, complete too (its row met far out by the fold's lines, ``_unfold``)."""
+    partial before, complete too (its row met far out by the fold's lines, ``_unfold``).  Since ``_layer_rows`` the x5
+    row, met at its own two far kinks on the first lines, is completed from them (564 queries, the test below); the span
+    tests are run once here, as before, so that a layer-3 row stands in its place and its row is read from layer 3's
+    kinks."""
     read = _returns(monkeypatch, "_missing_row")
+
+    def once(self, traced):  # ``_independent`` not run again without the rows ``_independent_rows`` finds deeper
+        kept = self._independent(traced)
+        return self._drop_deeper(self._independent_rows(kept)) if self._known.layers else kept
+
+    monkeypatch.setattr(ReluAttack, "_layer_rows", once)
     target, r = _run(f"factories:deep_with_unit_always_on?unit=3&times={times}", "value+gradient")
     _assert_exact(r, [10, 8, 6])
     if times == 5:  # (x50: its row is not read; the fold's far lines meet it, ``_unfold``)
         assert any(got is not None and got[1] is not None for got in read)
+
+
+def test_an_inner_neuron_on_at_every_input_met_at_two_far_kinks_keeps_its_row():
+    """The x5 net above: layer-2 neuron 3's row, partial from its two kinks far out on the first lines, stood beside a
+    layer-3 row (neuron 4's, one kink) the span tests kept in layer 2, and the run went through ``_missing_row`` (922
+    queries).  With ``_independent`` run again without the rows ``_independent_rows`` finds deeper, a later pass finds
+    that row deeper, and neuron 3's own row is completed: 564 measured, no row read."""
+    target, r = _run("factories:deep_with_unit_always_on?unit=3&times=5", "value+gradient")
+    _assert_exact(r, [10, 8, 6])
+    assert r.queries["total"] <= 24 * 30
 
 
 def test_an_inner_neuron_on_at_every_input_whose_row_is_not_read_ends_partial_never_complete():
