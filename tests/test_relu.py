@@ -1183,12 +1183,31 @@ def test_an_inner_neuron_on_at_every_input_is_read_from_the_next_layers_kinks_an
     where the row falls meets its kink far out: ``complete`` and exact.  With the cell-limited aimed lines the row met
     far out (hit rate 0 in the region) lost its place to another deeper row mixing it (3 cell kinks, hit rate 0.5):
     ``partial`` at 2,502 queries (x5) until rows met far out ranked first (``_met_far``): 959 queries (x5); x50,
-    partial before, complete too (its row met far out by the fold's lines, ``_unfold``)."""
+    partial before, complete too (its row met far out by the fold's lines, ``_unfold``).  Since ``_layer_rows`` the x5
+    row, met at its own two far kinks on the first lines, is completed from them (564 queries, the test below); the span
+    tests are run once here, as before, so that a layer-3 row stands in its place and its row is read from layer 3's
+    kinks."""
     read = _returns(monkeypatch, "_missing_row")
+
+    def once(self, traced):  # ``_independent`` not run again without the rows ``_independent_rows`` finds deeper
+        kept = self._independent(traced)
+        return self._drop_deeper(self._independent_rows(kept)) if self._known.layers else kept
+
+    monkeypatch.setattr(ReluAttack, "_layer_rows", once)
     target, r = _run(f"factories:deep_with_unit_always_on?unit=3&times={times}", "value+gradient")
     _assert_exact(r, [10, 8, 6])
     if times == 5:  # (x50: its row is not read; the fold's far lines meet it, ``_unfold``)
         assert any(got is not None and got[1] is not None for got in read)
+
+
+def test_an_inner_neuron_on_at_every_input_met_at_two_far_kinks_keeps_its_row():
+    """The x5 net above: layer-2 neuron 3's row, partial from its two kinks far out on the first lines, stood beside a
+    layer-3 row (neuron 4's, one kink) the span tests kept in layer 2, and the run went through ``_missing_row`` (922
+    queries).  With ``_independent`` run again without the rows ``_independent_rows`` finds deeper, a later pass finds
+    that row deeper, and neuron 3's own row is completed: 564 measured, no row read."""
+    target, r = _run("factories:deep_with_unit_always_on?unit=3&times=5", "value+gradient")
+    _assert_exact(r, [10, 8, 6])
+    assert r.queries["total"] <= 24 * 30
 
 
 def test_an_inner_neuron_on_at_every_input_whose_row_is_not_read_ends_partial_never_complete():
@@ -1571,6 +1590,26 @@ def test_a_folds_rays_are_drawn_until_one_grows_30_16_16_16_4_attack_seed_2():
     target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient", seed=2)
     _assert_exact(r, [16, 16, 16])
     assert r.queries["total"] <= 48 * 36
+
+
+def test_a_kink_off_the_first_layers_span_peels_again_from_layer_one_24_10_8_6_2_s1_attack_seed_9():
+    """24-10-8-6-2 s1 attack seed 9: first-layer neuron 1 (on at a third of inputs) had no kink on the first two lines,
+    so layer 1 was kept with 9 rows; its kinks met later lay on no row, the layers above were peeled through it
+    (24-9-16-7-2, ``partial``, 151.0 queries per neuron).  A kink whose jump is off the known first layer's row span
+    (every gradient of the network lies in it) makes the peel start again from layer 1: 27.0 measured."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=1", "value+gradient", seed=9)
+    _assert_exact(r, [10, 8, 6])
+    assert r.queries["total"] <= 24 * 32
+
+
+def test_a_row_dropped_for_two_deeper_rows_is_taken_back_24_10_8_6_2_s3_attack_seed_7():
+    """24-10-8-6-2 s3 attack seed 7: layer-2 neuron 1 (on at every input, met at 2 kinks) was, with its bias, a
+    combination of the other rows and two layer-3 rows kept before it, and was dropped; one of those layer-3 rows then
+    stood in its place, three true rows were dropped for it, and the run ended ``partial`` (24-10-16-1-2, 199.7 queries
+    per neuron).  ``_independent`` runs again without the rows ``_independent_rows`` finds deeper: 22.4 measured."""
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=3", "value+gradient", seed=7)
+    _assert_exact(r, [10, 8, 6])
+    assert r.queries["total"] <= 24 * 30
 
 
 def _true_layer(target, x):

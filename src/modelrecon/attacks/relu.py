@@ -264,6 +264,7 @@ class _Known:
         self.open = False  # a layer kept with orientations unresolved (``ReluAttack._complete`` searches no more)
         self.memo: dict[tuple[str, int], Any] = {}
         self._grads: dict[bytes, list[np.ndarray]] = {}  # cell gradients per pattern below the last layer
+        self.spanned: set[int] = set()  # kinks tested against the first layer's row span (``_off_first_span``)
 
     @property
     def width(self) -> int:
@@ -275,6 +276,14 @@ class _Known:
         self.memo, self._grads = {}, {}
         if len(self.layers) == 1 and W.shape[0] <= W.shape[1]:
             self._pinv = np.linalg.pinv(W.T)
+
+    def off_first_span(self, J: np.ndarray) -> np.ndarray:
+        """Per row of J: whether it lies off the first layer's row span (relative residual above SAME_ROW); none where
+        that layer has more rows than inputs (``_pinv`` not kept) or none is known."""
+        if self._pinv is None:
+            return np.zeros(len(J), bool)
+        W = self.layers[0][0]
+        return np.linalg.norm(J - (J @ self._pinv.T) @ W, axis=1) > SAME_ROW * np.linalg.norm(J, axis=1)
 
     def pre(self, X: np.ndarray) -> list[np.ndarray]:
         """Pre-activations of every known layer at the rows of X."""
@@ -743,6 +752,11 @@ class ReluAttack(Attack):
         while True:
             unexplained = [k for k in self._kinks if self._far.get(id(k), 0) <= len(self._known.layers)
                            and not self._on_known(k, self._known.layers)]
+            if self._off_first_span(unexplained):  # a first-layer neuron no line met before layer 1 was kept
+                self._known = _Known(self._d)
+                problems.clear()
+                details["layers"].clear()
+                continue
             if self._known.layers:  # layer l >= 2: whole rows from kinks where every known neuron is active
                 unexplained += self._search_region()
             given = self._expansive_rows(unexplained) if len(self._known.layers) == 1 else None
@@ -768,9 +782,7 @@ class ReluAttack(Attack):
                     r.traced = True  # the fold's row, its kink's jump along it (``_unfold``)
             if self._known.layers:
                 self._across_sure(rows)
-            layer = self._independent([r for r in rows if r.traced and not self._left_out(r)])
-            if self._known.layers:
-                layer = self._drop_deeper(self._independent_rows(layer))
+            layer = self._layer_rows([r for r in rows if r.traced and not self._left_out(r)])
             incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
             at_once = ("value" in self._probe.kinds and len(self._known.layers) >= 2) or \
                 sum(int(np.sum(~layer[i].support)) for i in incomplete) > self.max_targeted - self._targeted
@@ -900,6 +912,23 @@ class ReluAttack(Attack):
             self._note_incomplete(info, incomplete, problems)
             self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
 
+    def _off_first_span(self, kinks: list[Kink]) -> bool:
+        """Whether a kink's jump lies off the first layer's row span, first seen now: every gradient of the network lies
+        in the span of its first layer's rows, so where the known first layer has fewer rows than inputs, such a kink
+        belongs to a first-layer neuron no line met before that layer was kept, or is a deeper neuron's where that
+        neuron is on (24-10-8-6-2 s1 attack seed 9: first-layer neuron 1 had no kink on the first two lines; its own
+        kinks, met from line 5 on, lay on no row and the layers above were peeled through it).  Each kink is tested
+        once per first layer, and one found so makes the peel start again from layer 1 (where its kinks now are)."""
+        known = self._known
+        fresh = [k for k in kinks if id(k) not in known.spanned]
+        known.spanned.update(id(k) for k in fresh)
+        if not fresh:
+            return False
+        off = known.off_first_span(np.array([k.jump for k in fresh]))
+        new = [id(k) for k, o in zip(fresh, off) if o and id(k) not in self._off_span]
+        self._off_span.update(new)
+        return bool(new)
+
     def _one_kink_traced(self) -> bool:
         """Whether a candidate met at one kink is traced: on layer 1, and from layer 3 on above a layer of at least
         ``WIDE_LAYER`` units (3072-128x3-10: layer 3's first peel 117 -> 124 rows of its 128, its missing neurons met
@@ -1023,6 +1052,25 @@ class ReluAttack(Attack):
             if row.support.all():
                 span.add(v)
         return kept
+
+    def _layer_rows(self, traced: list[_Row]) -> list[_Row]:
+        """The layer's rows of the traced ones: ``_independent``, then from layer 2 on ``_independent_rows`` and
+        ``_drop_deeper``.  A row ``_independent`` drops may combine (with biases) two deeper rows it kept, which
+        ``_independent_rows`` drops next; so while ``_independent_rows`` drops a row, ``_independent`` runs again
+        without it (24-10-8-6-2 s3 attack seed 7: layer-2 neuron 1, on at every input, dropped for two layer-3 rows,
+        one of which then stood in its place)."""
+        start, deeper = self._combinations, []
+        while True:
+            self._combinations = start + len(deeper)  # each row counted once, in the last pass or as found deeper
+            kept = self._independent(traced)
+            if not self._known.layers:
+                return kept
+            rows = self._independent_rows(kept)
+            found = [r for r in kept if not any(r is q for q in rows)]
+            if not found or len(kept) == len(traced):
+                return self._drop_deeper(rows)
+            deeper += found
+            traced = [r for r in traced if not any(r is q for q in found)]
 
     def _met_far(self, row: _Row) -> bool:
         """Whether the row holds a kink met far out along it (``_unfold``, ``_meet_missing``): a neuron on (or off)
@@ -3149,6 +3197,7 @@ class ReluAttack(Attack):
         self._deeper: dict[int, list[np.ndarray]] = {}  # per layer: (row, bias) of kept rows found deeper there
         self._unfolded: dict[int, tuple[int, np.ndarray]] = {}  # kinks of a folded neuron: layer count, its row
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
+        self._off_span: set[int] = set()  # kinks whose jump lay off a known first layer's span (``_off_first_span``)
         self._restart_in_cell = False  # whether the last line before a restart from layer 1 kept to its cell
         self._misfit: np.ndarray | None = None  # the sample the last hidden layer's failed fit (or fold) explains worst
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
