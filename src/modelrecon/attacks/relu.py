@@ -1791,13 +1791,8 @@ class ReluAttack(Attack):
         pool, tried = memo.get("ambiguous", []), memo.setdefault("stacked", 0)
         memo["stacked"] = len(pool)
         own = memo.setdefault("stacked_rows", [])  # the rows found so
-        if len(pool) > tried:  # the pairs whose system can have more equations than unknowns (``_stack``'s test,
-            # on counts alone): rows of C_b > columns of E_a + units on at b only
-            on = np.array([p[2] for p in pool], dtype=np.float64)
-            dims = np.array([p[5].shape[1] for p in pool])
         for j in range(tried, len(pool)):
-            extra = on[j].sum() - on[:j] @ on[j]
-            for i in np.flatnonzero(pool[j][4].shape[0] > dims[:j] + extra):
+            for i in range(j):
                 got = self._stack(pool[i], pool[j])
                 if got is None:
                     continue
@@ -1836,10 +1831,8 @@ class ReluAttack(Attack):
         values within SAME_ROW of the largest), c non-zero at both (M u = 0: two kinks in one cell)."""
         (_, _, Aa, Ma, _, Ea), (_, _, Ab, Mb, Cb, _) = a, b
         extra = np.flatnonzero(Ab & ~Aa)
-        if Cb.shape[0] <= Ea.shape[1] + len(extra):  # G's shape, before its product
-            return None
         G = np.hstack([Cb @ Ea[Ab], Cb[:, np.searchsorted(np.flatnonzero(Ab), extra)]])
-        if not G.any():
+        if G.shape[0] <= G.shape[1] or not G.any():
             return None
         _, s, Vt = np.linalg.svd(G, full_matrices=False)
         if np.sum(s <= SAME_ROW * s[0]) != 1:
