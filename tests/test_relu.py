@@ -896,6 +896,39 @@ def test_rows_merged_incrementally_as_a_merge_of_all_of_them():
     assert len(rows.rows) < 6 * 15
 
 
+def test_rows_single_precision_filter_keeps_every_row_the_double_estimate_passes():
+    """``_Rows.find`` reads the Gram products in single precision first: every row whose double estimate passes
+    (rows of one direction perturbed up to 30x the estimate's threshold, at 256 units, on random supports, among
+    random rows; most with other biases, so that they stay apart) is kept, and ``find`` returns the first row
+    ``_Row.match`` accepts, as a loop over every row does."""
+    from modelrecon.attacks.relu import SAME_ROW, _Rows
+
+    rng = np.random.default_rng(3)
+    n = 256
+    w = rng.normal(size=n)
+    rows, passed = _Rows(n), 0
+    for i in range(400):
+        support = rng.random(n) < rng.uniform(0.05, 0.9)
+        u = w + rng.normal(size=n) * rng.choice([0.0, 1e-6, 1e-5, 3e-5, 1e-4]) if i % 2 else rng.normal(size=n)
+        b = 0.0 if i % 10 == 1 else rng.normal()  # (another bias: kept apart from the rows of w)
+        rows.add(support, np.where(support, rng.uniform(0.5, 2) * u, 0.0), b, 1.0, None, None)
+    for _ in range(50):
+        support = rng.random(n) < 0.5
+        u = np.where(support, w + rng.normal(size=n) * rng.choice([1e-6, 1e-5, 3e-5]), 0.0)
+        s = support.astype(np.float64)
+        uc = u * s
+        r = len(rows.rows)
+        ww, uw, uu = rows._W2[:r] @ s, rows._W[:r] @ uc, rows._S[:r] @ (uc * uc)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            passes = (ww > 0) & (uu - uw * (uw / ww) <= (10 * SAME_ROW) ** 2 * uu)
+        kept = rows._cosine_near(slice(0, r), s, uc)
+        assert kept[passes].all() and kept.sum() < r / 2
+        passed += int(passes.sum())
+        first = next((i for i, row in enumerate(rows.rows) if row.match(support, u, 0.0, 1.0) is not None), None)
+        assert rows.find(support, u, 0.0, 1.0)[0] == first
+    assert passed > 100
+
+
 def test_a_row_met_where_one_unit_was_active_merges_with_its_whole_row_met_after_it():
     """A row seen where one unit was active matched a later kink's whole row only as the candidate: ``_Rows.merge``
     compares a row with those before it, and two common units were asked of the whole row.  Every unit of the smaller
