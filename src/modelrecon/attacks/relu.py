@@ -1827,8 +1827,9 @@ class ReluAttack(Attack):
     def _stepped_off(self, rest: list[Kink]) -> bool:
         """Rows of neurons met only at kinks with no unique row (``_stacked`` pairs two; a neuron met once stays
         without one): from each such kink no row explains, once, a walk along its surface (``_step_off``).  From
-        layer 3 on above a layer of ``WIDE_LAYER`` units (where one-kink rows are traced); whether a row was added."""
-        if not self._one_kink_traced() or len(self._known.layers) < 2:
+        layer 3 on above a layer of ``WIDE_LAYER`` units (where one-kink rows are traced), with values (as
+        ``_search_cell``; gradient mode not measured); whether a row was added."""
+        if not self._one_kink_traced() or len(self._known.layers) < 2 or "value" not in self._probe.kinds:
             return False
         memo = self._known.memo
         left = {id(k) for k in rest} - self._stepped
