@@ -804,7 +804,7 @@ class ReluAttack(Attack):
             errors = self._row_errors(layer)
             rest = [k for k in unexplained
                     if not self._on_known(k, self._known.layers + [(W, b)], self._known.errors + [errors])]
-            if rest and self._stepped_off(rest):
+            if rest and not incomplete and self._stepped_off(rest):
                 continue
             info = {"neurons": len(layer), "kinks_used": sum(len(r.kinks) for r in layer),
                     "candidates_rejected": len(rows) - len(layer)}
@@ -1826,7 +1826,9 @@ class ReluAttack(Attack):
 
     def _stepped_off(self, rest: list[Kink]) -> bool:
         """Rows of neurons met only at kinks with no unique row (``_stacked`` pairs two; a neuron met once stays
-        without one): from each such kink no row explains, once, a walk along its surface (``_step_off``).  From
+        without one): once the open layer's rows are whole, from each such kink no row explains, once, a walk along
+        its surface (``_step_off``; with rows still partial many kinks are unexplained: 3072-128x3-10 with no
+        targeted search walked from them for minutes).  From
         layer 3 on above a layer of ``WIDE_LAYER`` units (where one-kink rows are traced), with values (as
         ``_search_cell``; gradient mode not measured); whether a row was added."""
         if not self._one_kink_traced() or len(self._known.layers) < 2 or "value" not in self._probe.kinds:
