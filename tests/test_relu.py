@@ -1750,3 +1750,30 @@ def test_a_second_layer_wider_than_the_first_keeps_exactly_its_own_rows_8_6_12_6
 
     C = np.abs(layer_2(attack._known.layers).T @ layer_2(target.truth["layers"]))
     assert sorted(C.argmax(axis=1)) == list(range(12)) and np.all(1.0 - C.max(axis=1) <= 1e-9)
+
+
+def test_a_kink_with_no_unique_layer_2_row_gives_its_row_alone_by_a_walk_along_its_surface_20_10_10_10_1():
+    """At a kink of a layer-3 neuron where more layer-2 units are on than layer-1 units its row is not unique; a walk
+    along its surface across walls of known units (``_step_off``, counted queries) meets the neuron again in other cells
+    until the kinks' equations leave one row.  Each such kink of the run, alone: a row, all its kinks on one true
+    layer-3 neuron, equal to the run's own (complete, verified) row of that neuron on its units."""
+    target = load("builtin:deep?d=20&widths=10,10,10,1&init=random&seed=0")
+    attack = ReluAttack(mode="value+gradient")
+    assert attack.run(local_oracle(target, ["value", "gradient"])).status == "complete"
+    done, known = attack._known, _Known(20)
+    for (W, b), errors in zip(done.layers[:2], done.errors[:2]):
+        known.add(W, b, errors)
+    attack._known = known
+    kinks = [k for k in attack._kinks if _true_layer(target, k.x) == 2 and
+             np.isinf(known.pullback(k.jump, [z[0] for z in known.pre(k.x[None])])[1])]
+    attack._candidates(kinks)
+    pool, W3 = known.memo["ambiguous"], done.layers[2][0]
+    assert len(pool) >= 10
+    before = attack._oracle.ledger.total()
+    for entry in pool:
+        support, u, walked = attack._step_off(entry)
+        assert len(walked) >= 2 and {_true_layer(target, k.x) for k, _ in walked} == {2}
+        w = u[support] / np.linalg.norm(u[support])
+        V = W3[:, support] / np.linalg.norm(W3[:, support], axis=1)[:, None]
+        assert np.min(np.linalg.norm(w[None] - np.sign(V @ w)[:, None] * V, axis=1)) <= 1e-9
+    assert attack._oracle.ledger.total() > before

@@ -80,6 +80,8 @@ STALL_LINES = 2
 BESIDE_FULL_ROUNDS = 2  # rounds of the region's segments asked for where partial rows stand beside a full layer
 WIDE_LAYER = 64  # units below from which a candidate of layer 3 or deeper met at one kink is traced
 SURE_WALLS = 2  # sure rows' planes ``_past_sure_at`` crosses (one may be a deeper row's, its plane met 3 times in one cell)
+STEP_INTO = 0.25  # how far into the next cell a walk's step goes, of the way to its next wall (``_step_off``)
+STEP_WALLS = 32  # walls a walk along the surface of a kink with no unique row crosses at most (``_step_off``)
 TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
 # a verification the attack may go on from asks this many points first, in blocks of the check's size and gradients
 # only, until a block misses: only the points asked up to it are charged to the attack (a neuron active on 1.3% of
@@ -842,6 +844,8 @@ class ReluAttack(Attack):
             errors = self._row_errors(layer)
             rest = [k for k in unexplained
                     if not self._on_known(k, self._known.layers + [(W, b)], self._known.errors + [errors])]
+            if rest and not incomplete and self._stepped_off(rest):
+                continue
             info = {"neurons": len(layer), "kinks_used": sum(len(r.kinks) for r in layer),
                     "candidates_rejected": len(rows) - len(layer)}
             # the last hidden layer: the outputs are linear in its activations (a few stray kinks, e.g. two neurons
@@ -1895,6 +1899,145 @@ class ReluAttack(Attack):
                    for M, A in ((Ma, Aa), (Mb, Ab))):
             return None
         return Aa | Ab, u / np.linalg.norm(u)
+
+    def _stepped_off(self, rest: list[Kink]) -> bool:
+        """Rows of neurons met only at kinks with no unique row (``_stacked`` pairs two; a neuron met once stays
+        without one): once the open layer's rows are whole, from each such kink no row explains, once, a walk along
+        its surface (``_step_off``; with rows still partial many kinks are unexplained: 3072-128x3-10 with no
+        targeted search walked from them for minutes).  From
+        layer 3 on above a layer of ``WIDE_LAYER`` units (where one-kink rows are traced), with values (as
+        ``_search_cell``; gradient mode not measured); whether a row was added."""
+        if not self._one_kink_traced() or len(self._known.layers) < 2 or "value" not in self._probe.kinds:
+            return False
+        memo = self._known.memo
+        left = {id(k) for k in rest} - self._stepped
+        added = False
+        for entry in [e for e in memo.get("ambiguous", []) if id(e[0]) in left]:
+            self._stepped.add(id(entry[0]))
+            got = self._step_off(entry)
+            if got is None:
+                continue
+            support, u, kinks = got
+            tops = self._known.top(np.stack([k.x for k, _ in kinks]))
+            rows, seen = memo["rows"], memo["rows_from"]
+            for (k, zs), top in zip(kinks, tops):
+                seen.add(id(k))
+                rows.add(support, u, -float(u @ top), float(np.abs(u) @ np.abs(top)) + abs(float(u @ top)) + EPS,
+                         k, zs)
+            added = True
+        return added
+
+    def _step_off(self, entry: tuple) -> tuple[np.ndarray, np.ndarray, list[tuple[Kink, list]]] | None:
+        """A row from one kink with no unique row and kinks of its neuron met nearby, or None.  From the kink, along
+        its plane (normal: the jump) across the nearest wall of a known unit whose crossing adds an equation (a unit
+        of the last known layer turning off, one below it turning on; each wall once), ``STEP_INTO`` of the way on to
+        the next wall; there a line within the cell, along the normal less its part across the wall (it stays past
+        the wall), finds the kinks (its queries).  The surface bends along the wall: the kink whose jump lies in the
+        span of the normal and the wall's gradient, pulled back below, gives M u = c y in the new cell (``_rows_of``).
+        Every wall adds about one equation; the kinks' equations together (u on the union of their units on) leave one
+        line of rows: the row, its bias the same at every kink (else None: another neuron's kink was taken).  At most
+        ``STEP_WALLS`` walls."""
+        known = self._known
+        kink, zs, *_ = entry
+        x, normal = kink.x, kink.jump / np.linalg.norm(kink.jump)
+        kinks, systems, crossed = [(kink, zs)], [entry[2:]], set()
+        for _ in range(STEP_WALLS):
+            got = self._stacked_walk(kinks, systems)
+            if got is not None:
+                return (*got, kinks) if got[0] is not None else None
+            grads = known.cell_gradients(x, zs)
+            best, p = math.inf, None
+            for li, (z, G) in enumerate(zip(zs, grads)):
+                if li < len(zs) - 2:
+                    continue
+                helps = z > 0 if li == len(zs) - 1 else z < 0
+                for m in np.flatnonzero(helps):
+                    if (li, int(m)) in crossed:
+                        continue
+                    g = G[m] - (G[m] @ normal) * normal
+                    size = float(np.linalg.norm(g))
+                    if size > 0 and abs(float(z[m])) / size < best:
+                        best, p = abs(float(z[m])) / size, -np.sign(z[m]) * g / size
+            if p is None:
+                return None
+            reach, hit = math.inf, None
+            for li, (z, G) in enumerate(zip(zs, grads)):
+                r = G @ p
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    steps = np.where(z * r < 0, -z / r, np.inf)
+                m = int(np.argmin(steps))
+                if steps[m] < reach:
+                    reach, hit = float(steps[m]), (li, m)
+            crossed.add(hit)
+            wall = grads[hit[0]][hit[1]] / np.linalg.norm(grads[hit[0]][hit[1]])
+            v = normal - (normal @ wall) * wall  # along the wall: the line stays past it
+            v /= np.linalg.norm(v)
+            y = x + reach * (1 + 1e-6) * p
+            zy = [z[0] for z in known.pre(y[None])]
+            ahead = math.inf
+            for z, G in zip(zy, known.cell_gradients(y, zy)):
+                r = G @ p
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ahead = min(ahead, float(np.min(np.where(z * r < 0, -z / r, np.inf))))
+            if not np.isfinite(ahead):
+                return None
+            q = y + STEP_INTO * ahead * p
+            zq = [z[0] for z in known.pre(q[None])]
+            z, rate = np.concatenate(zq), np.concatenate(known.slopes(v, zq))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                room = float(np.min(np.where(rate != 0, np.abs(z / rate), np.inf)))
+            if not np.isfinite(room) or self._outside(np.stack([q - room * v, q + room * v])):
+                return None
+            line = Line(q, v * (room * (1 - 2.0 ** -20)))
+            found, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
+            self._kinks += found
+            self._stepped.update(id(k_) for k_ in found)  # walked from by no other walk
+            self._samples += [(line.at(p_.t), p_) for p_ in pieces]
+            plane = np.stack([normal, wall - (wall @ normal) * normal])
+            plane[1] /= np.linalg.norm(plane[1])
+            bent = [k_ for k_ in found  # the surface bends along the wall: its new normal in their span
+                    if np.linalg.norm(k_.jump - plane.T @ (plane @ k_.jump)) <= SAME_ROW * np.linalg.norm(k_.jump)]
+            if not bent:  # not met within the cell there: another wall
+                continue
+            new = min(bent, key=lambda k_: abs(k_.t))
+            zn = [z[0] for z in known.pre(new.x[None])]
+            yb, below = known.pullback(new.jump, zn, depth=len(known.layers) - 1)
+            if not below <= SAME_ROW or not np.linalg.norm(yb[zn[-2] > 0]) > SAME_ROW * np.linalg.norm(yb):
+                continue
+            zs = zn
+            kinks.append((new, zs))
+            systems.append(self._rows_of(zs, yb))
+            x, normal = new.x, new.jump / np.linalg.norm(new.jump)
+        return None
+
+    def _stacked_walk(self, kinks: list, systems: list) -> tuple | None:
+        """The row the walk's kinks share (support, unit u), (None, None) where they share none (another neuron's kink
+        was met), None where their equations leave more than one line of rows."""
+        support = np.logical_or.reduce([A for A, *_ in systems])
+        at = np.flatnonzero(support)
+        G = np.zeros((sum(C.shape[0] for _, _, C, _ in systems), len(at)))
+        i = 0
+        for A, _, C, _ in systems:
+            G[i:i + C.shape[0], np.searchsorted(at, np.flatnonzero(A))] = C
+            i += C.shape[0]
+        if G.shape[0] <= G.shape[1] or len(systems) < 2:
+            return None
+        _, s, Vt = np.linalg.svd(G, full_matrices=False)
+        null = int(np.sum(s <= SAME_ROW * s[0]))
+        if null > 1:
+            return None
+        if null == 0:
+            return None, None
+        u = np.zeros(len(support))
+        u[at] = Vt[-1] / np.linalg.norm(Vt[-1])
+        if not all(np.linalg.norm(M @ u[A]) > SAME_ROW * np.linalg.norm(M, 2) for A, M, _, _ in systems):
+            return None, None
+        tops = self._known.top(np.stack([k.x for k, _ in kinks]))
+        vals = tops @ u
+        scales = np.abs(tops) @ np.abs(u) + np.abs(vals[0]) + EPS
+        if np.any(np.abs(vals - vals[0]) > SAME_ROW * scales):
+            return None, None
+        return support, u
 
     def _deeper_piece(self, row: _Row, first: _Span) -> bool:
         """A first-layer candidate seen at one kink, not traced yet, whose row lies in the span of the first-layer rows
@@ -3221,6 +3364,7 @@ class ReluAttack(Attack):
         self._missing_tries: dict[int, int] = {}  # per layer: lines towards a missing neuron (``_meet_missing``)
         self._deeper: dict[int, list[np.ndarray]] = {}  # per layer: (row, bias) of kept rows found deeper there
         self._unfolded: dict[int, tuple[int, np.ndarray]] = {}  # kinks of a folded neuron: layer count, its row
+        self._stepped: set[int] = set()  # kinks with no unique row walked from (``_stepped_off``)
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         self._off_span: set[int] = set()  # kinks whose jump lay off a known first layer's span (``_off_first_span``)
         self._restart_in_cell = False  # whether the last line before a restart from layer 1 kept to its cell
