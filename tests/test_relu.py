@@ -929,6 +929,35 @@ def test_rows_single_precision_filter_keeps_every_row_the_double_estimate_passes
     assert passed > 100
 
 
+def test_stack_decides_from_the_singular_values_alone_as_the_full_svd_does():
+    """``ReluAttack._stack`` takes the singular values alone first and the full SVD only where a count of one within
+    ``STACK_SLACK``'s rounding margin is possible: on systems whose two smallest singular values lie at, just inside,
+    just outside and far from the threshold, it returns what the full SVD's test gives (the same row bit for bit,
+    or None)."""
+    from modelrecon.attacks.relu import SAME_ROW
+
+    rng = np.random.default_rng(5)
+    m, k = 30, 12
+    A, Ea, Mx = np.ones(k, bool), np.eye(k), rng.normal(size=(k, k))
+    near = [SAME_ROW * (1 + f) for f in (-1e-3, -1e-12, 0.0, 1e-12, 1e-3)]
+    found = none = 0
+    for lo in near + [1e-9, 1e-3]:
+        for second in near + [1e-9, 0.3]:
+            Q1, _ = np.linalg.qr(rng.normal(size=(m, k)))
+            Q2, _ = np.linalg.qr(rng.normal(size=(k, k)))
+            G = Q1 @ np.diag(np.r_[1.0, rng.uniform(0.01, 1, k - 3), second, lo]) @ Q2.T
+            got = ReluAttack._stack((None, None, A, Mx, None, Ea), (None, None, A, Mx, G, None))
+            _, s, Vt = np.linalg.svd(G, full_matrices=False)
+            if np.sum(s <= SAME_ROW * s[0]) != 1:
+                assert got is None
+                none += 1
+                continue
+            u = Ea @ Vt[-1]
+            assert got is not None and np.array_equal(got[1], u / np.linalg.norm(u)) and got[0].all()
+            found += 1
+    assert found >= 10 and none >= 10
+
+
 def test_a_row_met_where_one_unit_was_active_merges_with_its_whole_row_met_after_it():
     """A row seen where one unit was active matched a later kink's whole row only as the candidate: ``_Rows.merge``
     compares a row with those before it, and two common units were asked of the whole row.  Every unit of the smaller

@@ -66,6 +66,10 @@ EXACT = 1e-9
 # two row estimates of the same neuron agree to about the precision of the pulled-back jumps; distinct neurons
 # differ by O(1): rows closer than this (relative) are one neuron
 SAME_ROW = 1e-6
+# _stack's singular values alone and those of its full SVD each lie within p(n) eps |G| of the exact ones (backward
+# stable): the count is decided from the values alone where none lies within STACK_SLACK max(G.shape) eps s_0 of
+# its threshold
+STACK_SLACK = 1e3
 TRACE_TRIES = 3
 SPAN_LP = 4  # inputs per first-layer unit from which _across_unit searches the first layer's span (3072-wide
 # inputs); below it the program in x is cheap and keeps its wider room (the small networks' runs unchanged)
@@ -1889,6 +1893,10 @@ class ReluAttack(Attack):
         G = np.hstack([Cb @ Ea[Ab], Cb[:, np.searchsorted(np.flatnonzero(Ab), extra)]])
         if G.shape[0] <= G.shape[1] or not G.any():
             return None
+        s = np.linalg.svd(G, compute_uv=False)
+        slack = 2 * STACK_SLACK * max(G.shape) * np.finfo(float).eps * s[0]
+        if not np.sum(s <= SAME_ROW * s[0] + slack) or np.sum(s <= SAME_ROW * s[0] - slack) >= 2:
+            return None  # the full SVD's count is not one either
         _, s, Vt = np.linalg.svd(G, full_matrices=False)
         if np.sum(s <= SAME_ROW * s[0]) != 1:
             return None
