@@ -80,6 +80,7 @@ STALL_LINES = 2
 BESIDE_FULL_ROUNDS = 2  # rounds of the region's segments asked for where partial rows stand beside a full layer
 WIDE_LAYER = 64  # units below from which a candidate of layer 3 or deeper met at one kink is traced
 SUPPORT_SUBSETS = 20000  # sets of rows _orient_by_support tests per pattern below (n choose m - 1)
+SUPPORT_PATTERNS = 64  # patterns below whose sets' normals _orient_by_support keeps
 SURE_WALLS = 2  # sure rows' planes ``_past_sure_at`` crosses (one may be a deeper row's, its plane met 3 times in one cell)
 TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
 # a verification the attack may go on from asks this many points first, in blocks of the check's size and gradients
@@ -214,10 +215,10 @@ def _subset_normals(W: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     subsets = np.zeros((len(combos), n), bool)
     subsets[np.arange(len(combos))[:, None], combos] = True
     Wn = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), np.finfo(float).tiny)
-    _, sv, Vt = np.linalg.svd(Wn[combos], full_matrices=True)
-    N = Vt[:, -1, :]
+    Q, R = np.linalg.qr(np.swapaxes(Wn[combos], 1, 2), mode="complete")  # m x m and m x (m - 1) per set
+    N = Q[:, :, -1]
     if m > 1:
-        N[sv[:, -1] <= 1e3 * SAME_ROW] = 0.0
+        N[np.abs(np.diagonal(R, axis1=1, axis2=2)).min(axis=1) <= 1e3 * SAME_ROW] = 0.0
     return subsets, N
 
 
@@ -1298,14 +1299,16 @@ class ReluAttack(Attack):
         Z = A @ W.T + b
         clear = np.all(np.abs(Z) > SAME_ROW * (np.abs(A) @ np.abs(W.T) + np.abs(b)), axis=1)
         votes = np.zeros((len(whole), 2), int)  # per row: samples saying +1, -1
-        normals: dict[bytes, tuple[np.ndarray, np.ndarray] | None] = {}
+        normals = self._known.memo.setdefault("support_normals", {})  # per pattern's rows, the last few (peels repeat)
         for i in np.flatnonzero(clear):
             act = zs_all[-1][i] > 0
             m = int(act.sum())
-            key = act.tobytes()
+            key = act.tobytes() + W[:, act].tobytes()
             if key not in normals:
                 normals[key] = _subset_normals(W[:, act]) if 2 <= m <= len(whole) and \
                     math.comb(len(whole), m - 1) <= SUPPORT_SUBSETS else None
+                while len(normals) > SUPPORT_PATTERNS:
+                    del normals[next(iter(normals))]
             if normals[key] is None:
                 continue
             subsets, N = normals[key]
@@ -1325,14 +1328,19 @@ class ReluAttack(Attack):
         if not votes.any() or np.any(votes.min(axis=1) > 0):
             return signs  # no sample decides, or the samples disagree (a deeper row among the layer's, or a chance fit)
         s = np.where(votes[:, 0] > 0, 1.0, -1.0)
-        for i in np.flatnonzero(clear):  # every sample's gradient in the span of the rows active there so oriented
+        groups: dict[bytes, list[np.ndarray]] = {}  # every sample's gradient in the span of the rows so oriented
+        for i in np.flatnonzero(clear):  # active there, per pattern (below, and of the layer)
             h, resid = self._pulled_sample(i, [z[i] for z in zs_all])
-            if resid > SAME_ROW:
-                continue
-            act, on = zs_all[-1][i] > 0, s * Z[i] > 0
-            B = W[np.ix_(on, act)].T
-            c = np.linalg.lstsq(B, h[act], rcond=None)[0] if on.any() else np.zeros(0)
-            if np.linalg.norm(B @ c - h[act]) > SAME_ROW * np.linalg.norm(h[act]):
+            if resid <= SAME_ROW:
+                act, on = zs_all[-1][i] > 0, s * Z[i] > 0
+                groups.setdefault(act.tobytes() + on.tobytes(), [act, on]).append(h[act])
+        for act, on, *H in groups.values():
+            Hm = np.array(H).T
+            Q = np.zeros((len(Hm), 0))
+            if on.any():  # an orthonormal basis of the active rows' span (their rank as lstsq takes it)
+                U, sv, _ = np.linalg.svd(W[np.ix_(on, act)].T, full_matrices=False)
+                Q = U[:, sv > sv[0] * np.finfo(float).eps * max(len(Hm), int(on.sum()))]
+            if np.any(np.linalg.norm(Hm - Q @ (Q.T @ Hm), axis=0) > SAME_ROW * np.linalg.norm(Hm, axis=0)):
                 return signs
         for k, j in enumerate(whole):
             signs[j] = int(s[k])
