@@ -206,8 +206,7 @@ def _left_inverse(B: np.ndarray) -> np.ndarray | None:
 
 def _subset_normals(W: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Every set of m - 1 of the rows W (n x m), as a boolean mask per set, and the unit normal of each set's span
-    (a vector in R^m; zero where the set's rows are dependent, so that no gradient is taken to lie in its span).
-    None where there is no such set."""
+    (a vector in R^m; NaN where the set's rows are dependent: no test there).  None where there is no such set."""
     n, m = W.shape
     combos = np.array(list(itertools.combinations(range(n), m - 1)), dtype=int).reshape(-1, m - 1)
     if not len(combos):
@@ -218,7 +217,7 @@ def _subset_normals(W: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     Q, R = np.linalg.qr(np.swapaxes(Wn[combos], 1, 2), mode="complete")  # m x m and m x (m - 1) per set
     N = Q[:, :, -1]
     if m > 1:
-        N[np.abs(np.diagonal(R, axis1=1, axis2=2)).min(axis=1) <= 1e3 * SAME_ROW] = 0.0
+        N[np.abs(np.diagonal(R, axis1=1, axis2=2)).min(axis=1) <= 1e3 * SAME_ROW] = np.nan
     return subsets, N
 
 
@@ -1292,9 +1291,8 @@ class ReluAttack(Attack):
         whole = np.flatnonzero([r.support.all() for r in rows])
         if len(whole) <= 1 or not self._samples:
             return signs
-        known = self._known
         W, b = np.array([rows[i].w for i in whole]), np.array([rows[i].b for i in whole])
-        X, zs_all = self._samples_pre()
+        zs_all = self._samples_pre()[1]
         A = np.maximum(zs_all[-1], 0.0)
         Z = A @ W.T + b
         clear = np.all(np.abs(Z) > SAME_ROW * (np.abs(A) @ np.abs(W.T) + np.abs(b)), axis=1)
@@ -1317,11 +1315,11 @@ class ReluAttack(Attack):
             if resid > SAME_ROW or size == 0.0:
                 continue
             res = np.abs(N @ h[act]) / size
-            fits = res <= EXACT
+            fits, tested = res <= EXACT, ~np.isnan(res)
             if not fits.any() or np.any(~fits & (res <= SAME_ROW)):
                 continue  # the gradient spans every unit's worth of rows, or the sample is not clear-cut
             on = np.all(subsets[fits], axis=0)  # the rows in every set that holds it
-            if not on.any() or not np.array_equal(fits, np.all(subsets[:, on], axis=1)):
+            if not on.any() or not np.array_equal(fits[tested], np.all(subsets[np.ix_(tested, on)], axis=1)):
                 continue  # the sets that hold it are not exactly those containing one set
             side = Z[i] > 0
             votes[np.arange(len(whole)), np.where(on == side, 0, 1)] += 1
