@@ -1765,7 +1765,8 @@ def test_a_second_layer_wider_than_the_first_keeps_exactly_its_own_rows_8_6_12_6
     """Layer 2 (12 units) above layer 1 (6): a layer-3 neuron's trace across layer 1's walls alone passes where it
     stays in one cell of layer 2, and its partial rows took 52 places in layer 2 (8-6-64-1, 15,842 queries).  Walked
     past two sure rows' planes (``_across_sure``) they are dropped: layer 2 is the 12 true neurons, each recovered
-    surface (its pre-activation at random inputs) the true one's up to scale and sign within 1e-9."""
+    pre-activation at random inputs the true one's up to a positive scale within 1e-9 (oriented by
+    ``_orient_by_support``; layer 3 stays incomplete, the run ``partial``)."""
     target = load("builtin:deep?d=8&widths=6,12,6,1")
     attack = ReluAttack(mode="value+gradient")
     result = attack.run(local_oracle(target, ["value", "gradient"]))
@@ -1777,8 +1778,9 @@ def test_a_second_layer_wider_than_the_first_keeps_exactly_its_own_rows_8_6_12_6
         Z = np.maximum(X @ W1.T + b1, 0.0) @ W2.T + b2
         return Z / np.linalg.norm(Z, axis=0)
 
-    C = np.abs(layer_2(attack._known.layers).T @ layer_2(target.truth["layers"]))
+    C = layer_2(attack._known.layers).T @ layer_2(target.truth["layers"])
     assert sorted(C.argmax(axis=1)) == list(range(12)) and np.all(1.0 - C.max(axis=1) <= 1e-9)
+    assert result.details["layers"][1]["orientation_unresolved"] == []  # and each oriented right (C, not |C|)
 
 
 def test_a_kink_with_no_unique_layer_2_row_gives_its_row_alone_by_a_walk_along_its_surface_20_10_10_10_1():
@@ -1806,3 +1808,12 @@ def test_a_kink_with_no_unique_layer_2_row_gives_its_row_alone_by_a_walk_along_i
         V = W3[:, support] / np.linalg.norm(W3[:, support], axis=1)[:, None]
         assert np.min(np.linalg.norm(w[None] - np.sign(V @ w)[:, None] * V, axis=1)) <= 1e-9
     assert attack._oracle.ledger.total() > before
+
+
+def test_a_layer_wider_than_the_one_below_is_oriented_by_its_samples_active_sets():
+    """16-8-10-8-1: layer 2 (10 units above 8) is never independent at a kink; at a sample where fewer of its neurons
+    are on than units below, the gradient lies in the span of exactly those rows (``_orient_by_support``), which
+    orients every one (the run was ``partial``, 16-8-10-14-1, its orientations open).  ``complete`` and exact."""
+    attack, result = _run_exact("builtin:deep?d=16&widths=8,10,8,1")
+    assert result.details["widths"] == [8, 10, 8]
+    assert result.details["layers"][1]["orientation_unresolved"] == []

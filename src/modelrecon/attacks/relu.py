@@ -83,6 +83,8 @@ SEGMENTS_QUIET = 3
 STALL_LINES = 2
 BESIDE_FULL_ROUNDS = 2  # rounds of the region's segments asked for where partial rows stand beside a full layer
 WIDE_LAYER = 64  # units below from which a candidate of layer 3 or deeper met at one kink is traced
+SUPPORT_SUBSETS = 20000  # sets of rows _orient_by_support tests per pattern below (n choose m - 1)
+SUPPORT_PATTERNS = 64  # patterns below whose sets' normals _orient_by_support keeps
 SURE_WALLS = 2  # sure rows' planes ``_past_sure_at`` crosses (one may be a deeper row's, its plane met 3 times in one cell)
 STEP_INTO = 0.25  # how far into the next cell a walk's step goes, of the way to its next wall (``_step_off``)
 STEP_WALLS = 32  # walls a walk along the surface of a kink with no unique row crosses at most (``_step_off``)
@@ -206,6 +208,23 @@ def _left_inverse(B: np.ndarray) -> np.ndarray | None:
     if not len(s) or np.sum(s > s.max() * max(B.shape) * EPS) < B.shape[1]:
         return None
     return (Vt.T / s) @ U.T
+
+
+def _subset_normals(W: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every set of m - 1 of the rows W (n x m), as a boolean mask per set, and the unit normal of each set's span
+    (a vector in R^m; NaN where the set's rows are dependent: no test there).  None where there is no such set."""
+    n, m = W.shape
+    combos = np.array(list(itertools.combinations(range(n), m - 1)), dtype=int).reshape(-1, m - 1)
+    if not len(combos):
+        return None
+    subsets = np.zeros((len(combos), n), bool)
+    subsets[np.arange(len(combos))[:, None], combos] = True
+    Wn = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), np.finfo(float).tiny)
+    Q, R = np.linalg.qr(np.swapaxes(Wn[combos], 1, 2), mode="complete")  # m x m and m x (m - 1) per set
+    N = Q[:, :, -1]
+    if m > 1:
+        N[np.abs(np.diagonal(R, axis1=1, axis2=2)).min(axis=1) <= 1e3 * SAME_ROW] = np.nan
+    return subsets, N
 
 
 def _spans_all(B: np.ndarray) -> bool:
@@ -878,6 +897,8 @@ class ReluAttack(Attack):
                     signs = [s_ if s_ is not None else r_ for s_, r_ in zip(self._orient_by_coefficients(layer), signs)]
                     if None in signs:  # the region's samples (a wide layer's rows never met at an all-active kink)
                         signs = [s_ if s_ is not None else r_ for s_, r_ in zip(signs, self._orient_by_samples(layer))]
+                    if None in signs and len(layer) > self._known.width:
+                        signs = [s_ if s_ is not None else r_ for s_, r_ in zip(signs, self._orient_by_support(layer))]
                 elif None in signs and len(layer) > self._d:
                     signs = self._orient_expansive(W, b, rest, signs, info)
             info["orientation_unresolved"] = [i for i, s in enumerate(signs) if s is None]
@@ -1337,6 +1358,71 @@ class ReluAttack(Attack):
         C, Atop, size = coefficients
         for i, s_ in zip(whole, self._sample_verdicts(C, W, b, Atop, size)[0]):
             signs[i] = s_
+        return signs
+
+    def _orient_by_support(self, rows: list[_Row]) -> list[int | None]:
+        """Orientation of the whole rows of a layer wider than the one below, from the samples where fewer of its
+        neurons are active than units below: a sample's gradient, pulled back onto the active units below, is a
+        combination of the active neurons' rows with their downstream gains as coefficients, and the rows being in
+        general position, the smallest set of rows whose span holds it is that active set (every set of one fewer rows
+        than units that holds it contains it).  A neuron in that set is active on its side of its plane at the sample;
+        one out of it is inactive there, or has no gain.  A row is oriented where some sample shows it active and every
+        sample's verdict agrees; None for the others.  No query."""
+        signs: list[int | None] = [None] * len(rows)
+        whole = np.flatnonzero([r.support.all() for r in rows])
+        if len(whole) <= 1 or not self._samples:
+            return signs
+        W, b = np.array([rows[i].w for i in whole]), np.array([rows[i].b for i in whole])
+        zs_all = self._samples_pre()[1]
+        A = np.maximum(zs_all[-1], 0.0)
+        Z = A @ W.T + b
+        clear = np.all(np.abs(Z) > SAME_ROW * (np.abs(A) @ np.abs(W.T) + np.abs(b)), axis=1)
+        votes = np.zeros((len(whole), 2), int)  # per row: samples saying +1, -1
+        normals = self._known.memo.setdefault("support_normals", {})  # per pattern's rows, the last few (peels repeat)
+        for i in np.flatnonzero(clear):
+            act = zs_all[-1][i] > 0
+            m = int(act.sum())
+            key = act.tobytes() + W[:, act].tobytes()
+            if key not in normals:
+                normals[key] = _subset_normals(W[:, act]) if 2 <= m <= len(whole) and \
+                    math.comb(len(whole), m - 1) <= SUPPORT_SUBSETS else None
+                while len(normals) > SUPPORT_PATTERNS:
+                    del normals[next(iter(normals))]
+            if normals[key] is None:
+                continue
+            subsets, N = normals[key]
+            h, resid = self._pulled_sample(i, [z[i] for z in zs_all])
+            size = float(np.linalg.norm(h[act]))
+            if resid > SAME_ROW or size == 0.0:
+                continue
+            res = np.abs(N @ h[act]) / size
+            fits, tested = res <= EXACT, ~np.isnan(res)
+            if not fits.any() or np.any(~fits & (res <= SAME_ROW)):
+                continue  # the gradient spans every unit's worth of rows, or the sample is not clear-cut
+            on = np.all(subsets[fits], axis=0)  # the rows in every set that holds it
+            if not on.any() or not np.array_equal(fits[tested], np.all(subsets[np.ix_(tested, on)], axis=1)):
+                continue  # the sets that hold it are not exactly those containing one set
+            side = Z[i] > 0
+            votes[np.arange(len(whole)), np.where(on == side, 0, 1)] += 1
+        if not votes.any() or np.any(votes.min(axis=1) > 0):
+            return signs  # no sample decides, or the samples disagree (a deeper row among the layer's, or a chance fit)
+        s = np.where(votes[:, 0] > 0, 1.0, -1.0)
+        groups: dict[bytes, list[np.ndarray]] = {}  # every sample's gradient in the span of the rows so oriented
+        for i in np.flatnonzero(clear):  # active there, per pattern (below, and of the layer)
+            h, resid = self._pulled_sample(i, [z[i] for z in zs_all])
+            if resid <= SAME_ROW:
+                act, on = zs_all[-1][i] > 0, s * Z[i] > 0
+                groups.setdefault(act.tobytes() + on.tobytes(), [act, on]).append(h[act])
+        for act, on, *H in groups.values():
+            Hm = np.array(H).T
+            Q = np.zeros((len(Hm), 0))
+            if on.any():  # an orthonormal basis of the active rows' span (their rank as lstsq takes it)
+                U, sv, _ = np.linalg.svd(W[np.ix_(on, act)].T, full_matrices=False)
+                Q = U[:, sv > sv[0] * np.finfo(float).eps * max(len(Hm), int(on.sum()))]
+            if np.any(np.linalg.norm(Hm - Q @ (Q.T @ Hm), axis=0) > SAME_ROW * np.linalg.norm(Hm, axis=0)):
+                return signs
+        for k, j in enumerate(whole):
+            signs[j] = int(s[k])
         return signs
 
     @staticmethod
