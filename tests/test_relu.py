@@ -1737,11 +1737,9 @@ def test_samples_pre_grows_in_place_and_the_fit_reuses_its_own_products():
     assert np.array_equal(attack._clear(X, W, b, zs_all + [Z]), attack._clear(X, W, b))
 
 
-def test_kinks_whose_layer_2_coefficients_are_not_unique_give_an_exact_row_two_at_a_time_20_10_10_10_1():
-    """At a kink where more layer-2 units are on than layer-1 units the jump's row on layer 2 is not unique (``_pulled``
-    gives None); two such kinks of one layer-3 neuron give it (``_stacked``).  Here the peel of layer 3 is run anew on
-    those kinks alone, above the run's own two first layers: each row has two kinks or more, all on one true layer-3
-    neuron, and is the run's own (complete, verified) row of that neuron on its units."""
+def _layer_3_anew_on_kinks_with_no_unique_row_20_10_10_10_1():
+    """20-10-10-10-1 seed 0 run to `complete`, its attack given back its own two first layers only, and the kinks of the
+    run whose jump has no unique row on layer 2: (target, attack, the run's layer-3 weights, those kinks)."""
     target = load("builtin:deep?d=20&widths=10,10,10,1&init=random&seed=0")
     attack = ReluAttack(mode="value+gradient")
     assert attack.run(local_oracle(target, ["value", "gradient"])).status == "complete"
@@ -1751,14 +1749,27 @@ def test_kinks_whose_layer_2_coefficients_are_not_unique_give_an_exact_row_two_a
     attack._known = known
     kinks = [k for k in attack._kinks
              if np.isinf(known.pullback(k.jump, [z[0] for z in known.pre(k.x[None])])[1])]
+    return target, attack, done.layers[2][0], kinks
+
+
+def _a_row_of(W, support, u) -> bool:
+    """Whether u on the support is, up to scale and sign, one of W's rows there within 1e-9."""
+    w = u[support] / np.linalg.norm(u[support])
+    V = W[:, support] / np.linalg.norm(W[:, support], axis=1)[:, None]
+    return np.min(np.linalg.norm(w[None] - np.sign(V @ w)[:, None] * V, axis=1)) <= 1e-9
+
+
+def test_kinks_whose_layer_2_coefficients_are_not_unique_give_an_exact_row_two_at_a_time_20_10_10_10_1():
+    """At a kink where more layer-2 units are on than layer-1 units the jump's row on layer 2 is not unique (``_pulled``
+    gives None); two such kinks of one layer-3 neuron give it (``_stacked``).  Here the peel of layer 3 is run anew on
+    those kinks alone, above the run's own two first layers: each row has two kinks or more, all on one true layer-3
+    neuron, and is the run's own (complete, verified) row of that neuron on its units."""
+    target, attack, W3, kinks = _layer_3_anew_on_kinks_with_no_unique_row_20_10_10_10_1()
     rows = attack._candidates(kinks)
-    assert len(known.memo["ambiguous"]) >= 10 and rows
-    W3 = done.layers[2][0]
+    assert len(attack._known.memo["ambiguous"]) >= 10 and rows
     for row in rows:
         assert len(row.kinks) >= 2 and {_true_layer(target, k.x) for k, _ in row.kinks} == {2}
-        w = row.w[row.support] / np.linalg.norm(row.w[row.support])
-        V = W3[:, row.support] / np.linalg.norm(W3[:, row.support], axis=1)[:, None]
-        assert np.min(np.linalg.norm(w[None] - np.sign(V @ w)[:, None] * V, axis=1)) <= 1e-9
+        assert _a_row_of(W3, row.support, row.w)
 
 
 def test_a_second_layer_wider_than_the_first_keeps_exactly_its_own_rows_8_6_12_6_1():
@@ -1788,25 +1799,15 @@ def test_a_kink_with_no_unique_layer_2_row_gives_its_row_alone_by_a_walk_along_i
     along its surface across walls of known units (``_step_off``, counted queries) meets the neuron again in other cells
     until the kinks' equations leave one row.  Each such kink of the run, alone: a row, all its kinks on one true
     layer-3 neuron, equal to the run's own (complete, verified) row of that neuron on its units."""
-    target = load("builtin:deep?d=20&widths=10,10,10,1&init=random&seed=0")
-    attack = ReluAttack(mode="value+gradient")
-    assert attack.run(local_oracle(target, ["value", "gradient"])).status == "complete"
-    done, known = attack._known, _Known(20)
-    for (W, b), errors in zip(done.layers[:2], done.errors[:2]):
-        known.add(W, b, errors)
-    attack._known = known
-    kinks = [k for k in attack._kinks if _true_layer(target, k.x) == 2 and
-             np.isinf(known.pullback(k.jump, [z[0] for z in known.pre(k.x[None])])[1])]
-    attack._candidates(kinks)
-    pool, W3 = known.memo["ambiguous"], done.layers[2][0]
+    target, attack, W3, kinks = _layer_3_anew_on_kinks_with_no_unique_row_20_10_10_10_1()
+    attack._candidates([k for k in kinks if _true_layer(target, k.x) == 2])
+    pool = attack._known.memo["ambiguous"]
     assert len(pool) >= 10
     before = attack._oracle.ledger.total()
     for entry in pool:
         support, u, walked = attack._step_off(entry)
         assert len(walked) >= 2 and {_true_layer(target, k.x) for k, _ in walked} == {2}
-        w = u[support] / np.linalg.norm(u[support])
-        V = W3[:, support] / np.linalg.norm(W3[:, support], axis=1)[:, None]
-        assert np.min(np.linalg.norm(w[None] - np.sign(V @ w)[:, None] * V, axis=1)) <= 1e-9
+        assert _a_row_of(W3, support, u)
     assert attack._oracle.ledger.total() > before
 
 
