@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.linalg import orth
 from scipy.optimize import linprog
 from torch import nn
 
@@ -1415,10 +1416,7 @@ class ReluAttack(Attack):
                 groups.setdefault(act.tobytes() + on.tobytes(), [act, on]).append(h[act])
         for act, on, *H in groups.values():
             Hm = np.array(H).T
-            Q = np.zeros((len(Hm), 0))
-            if on.any():  # an orthonormal basis of the active rows' span (their rank as lstsq takes it)
-                U, sv, _ = np.linalg.svd(W[np.ix_(on, act)].T, full_matrices=False)
-                Q = U[:, sv > sv[0] * np.finfo(float).eps * max(len(Hm), int(on.sum()))]
+            Q = orth(W[np.ix_(on, act)].T) if on.any() else np.zeros((len(Hm), 0))  # the active rows' span
             if np.any(np.linalg.norm(Hm - Q @ (Q.T @ Hm), axis=0) > SAME_ROW * np.linalg.norm(Hm, axis=0)):
                 return signs
         for k, j in enumerate(whole):
