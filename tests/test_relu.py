@@ -1664,6 +1664,23 @@ def test_a_kink_off_the_first_layers_span_peels_again_from_layer_one_24_10_8_6_2
     assert r.queries["total"] <= 24 * 32
 
 
+def test_a_step_across_a_surface_from_a_known_wall_is_undecided_24_10_8_6_2_attack_seed_4():
+    """24-10-8-6-2 attack seed 4: the trace of layer-3 neuron 3's exact row from its first kink walked along the
+    surface onto a first-layer wall (every step shrinking: the surface folds back across it) and read that point as
+    a kink across another direction (False), the row's verdict for 12 more lines (41.8 queries per neuron).  No step
+    from a known wall stays short of it: undecided, no query, and the row's next kink decides (23.4 measured)."""
+    from types import SimpleNamespace
+
+    attack = ReluAttack()
+    attack._known, attack._inside = _Known(3), False
+    attack._known.layers = [(np.eye(3), np.zeros(3))]
+    attack._probe = SimpleNamespace(ask=lambda *a: pytest.fail("no point is asked on a known wall"))
+    assert attack._kink_across(np.array([0.0, 1.0, 1.0]), np.array([1.0, 1.0, 0.0]) / np.sqrt(2), 1.0) is None
+    target, r = _run("builtin:deep?d=24&widths=10,8,6,2&init=random&seed=0", "value+gradient", seed=4)
+    _assert_exact(r, [10, 8, 6])
+    assert r.queries["total"] <= 24 * 30
+
+
 def test_a_row_dropped_for_two_deeper_rows_is_taken_back_24_10_8_6_2_s3_attack_seed_7():
     """24-10-8-6-2 s3 attack seed 7: layer-2 neuron 1 (on at every input, met at 2 kinks) was, with its bias, a
     combination of the other rows and two layer-3 rows kept before it, and was dropped; one of those layer-3 rows then
