@@ -1681,17 +1681,6 @@ def test_a_step_across_a_surface_from_a_known_wall_is_undecided_24_10_8_6_2_atta
     assert r.queries["total"] <= 24 * 30
 
 
-def test_kinks_with_no_unique_row_paired_join_the_row_they_match_30_16_16_16_4_attack_seed_5():
-    """30-16-16-16-4 attack seed 5: layer-3 neuron 7 had a row from one kink (10 of 16 weights, never traced) and
-    three more kinks where fewer first-layer units are on than layer-2 units, no unique row each; paired
-    (``_stacked``) they gave its row but, matching a row not found so, were left out, and 18 lines (every other one
-    within the cell of such a kink, meeting it again) went by until two more unique kinks (55.5 queries per neuron).
-    Merged into the row they match: 34.7 measured."""
-    target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient", seed=5)
-    _assert_exact(r, [16, 16, 16])
-    assert r.queries["total"] <= 48 * 40
-
-
 def test_a_row_dropped_for_two_deeper_rows_is_taken_back_24_10_8_6_2_s3_attack_seed_7():
     """24-10-8-6-2 s3 attack seed 7: layer-2 neuron 1 (on at every input, met at 2 kinks) was, with its bias, a
     combination of the other rows and two layer-3 rows kept before it, and was dropped; one of those layer-3 rows then

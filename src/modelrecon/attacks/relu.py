@@ -1927,15 +1927,13 @@ class ReluAttack(Attack):
         than below: ``_pulled`` gives None), two kinks at a time.  At kink a the row u satisfies M_a u = c_a y_a (M_a:
         the last known layer's weights from the units on below it to its units on, y_a the jump pulled back below,
         unique there): u lies in a subspace (``_rows_of``); two kinks of one neuron share one line of rows where the
-        equations outnumber the unknowns, two neurons' kinks none (probability zero).  The row is added with both
-        kinks, or they are merged into the row it matches (3072-128x3-10: layer-3 neurons 12 and 85 met only at such
-        kinks; 12 found so at the first peel).  A row met at one unique kink gains them so and is traced
-        (30-16-16-16-4 attack seed 5: layer-3 neuron 7, on where few first-layer units are, met at one such kink
-        from line 2 and at 3 others, again and again on 18 lines, until two more unique ones on line 21)."""
+        equations outnumber the unknowns, two neurons' kinks none (probability zero).  The row is added, with both
+        kinks, where it matches no row, or a row found so: a neuron with a row of its own is left as it was
+        (3072-128x3-10: layer-3 neurons 12 and 85 met only at such kinks; 12 found so at the first peel)."""
         memo = self._known.memo
         pool, tried = memo.get("ambiguous", []), memo.setdefault("stacked", 0)
         memo["stacked"] = len(pool)
-        placed = memo.setdefault("stacked_kinks", set())  # each kink into one row once
+        own = memo.setdefault("stacked_rows", [])  # the rows found so
         for j in range(tried, len(pool)):
             for i in range(j):
                 got = self._stack(pool[i], pool[j])
@@ -1948,10 +1946,11 @@ class ReluAttack(Attack):
                 scales = np.abs(tops) @ np.abs(u) + abs(b) + EPS
                 if abs(float(u @ tops[1]) + b) > SAME_ROW * scales[1]:
                     continue  # not on one surface
-                for k, zk, bk, scale in ((ka, za, b, scales[0]), (kb, zb, -float(u @ tops[1]), scales[1])):
-                    if id(k) not in placed:
-                        placed.add(id(k))
-                        rows.add(support, u, bk, float(scale), k, zk)
+                at, _ = rows.find(support, u, b, float(scales[0]))
+                if at is not None and not any(r is rows.rows[at] for r in own):
+                    continue
+                own.append(rows.add(support, u, b, float(scales[0]), ka, za))
+                rows.add(support, u, -float(u @ tops[1]), float(scales[1]), kb, zb)
 
     def _rows_of(self, zs: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, ...]:
         """At a kink pulled back to y on the layer below the last known one: the last layer's units on (A), M, the
