@@ -958,6 +958,36 @@ def test_stack_decides_from_the_singular_values_alone_as_the_full_svd_does():
     assert found >= 10 and none >= 10
 
 
+def test_stack_takes_no_svd_where_the_gram_certificate_holds(monkeypatch):
+    """``ReluAttack._stack``'s Cholesky test of G^T G less ``STACK_GRAM`` SAME_ROW |G|_F squared: where every singular
+    value lies clearly above that it returns None with no SVD (the SVD's count within SAME_ROW s_0 is zero there);
+    where the smallest lies below it the factorisation fails and the SVDs decide as before."""
+    from modelrecon.attacks.relu import SAME_ROW, STACK_GRAM
+
+    calls = []
+    svd = np.linalg.svd
+    monkeypatch.setattr(np.linalg, "svd", lambda *a, **k: calls.append(1) or svd(*a, **k))
+    rng = np.random.default_rng(7)
+    m, k = 40, 16
+    A, Ea, Mx = np.ones(k, bool), np.eye(k), rng.normal(size=(k, k))
+    skipped = 0
+    for lo in (0.0, 1e-9, 0.5 * SAME_ROW, 0.9 * STACK_GRAM * SAME_ROW, 1.1 * STACK_GRAM * SAME_ROW, 1e-5, 1e-3, 0.2):
+        Q1, _ = np.linalg.qr(rng.normal(size=(m, k)))
+        Q2, _ = np.linalg.qr(rng.normal(size=(k, k)))
+        s = np.r_[1.0, rng.uniform(0.1, 1, k - 2), 0.0]
+        s[-1] = lo * np.linalg.norm(s)  # the smallest singular value, relative to |G|_F
+        G = Q1 @ np.diag(s) @ Q2.T
+        calls.clear()
+        got = ReluAttack._stack((None, None, A, Mx, None, Ea), (None, None, A, Mx, G, None))
+        exact = svd(G, compute_uv=False)
+        if lo < STACK_GRAM * SAME_ROW:
+            assert calls  # the certificate cannot hold
+        else:
+            assert got is None and not np.any(exact <= SAME_ROW * exact[0])
+            skipped += not calls
+    assert skipped == 4  # every system clearly above the threshold decided without an SVD
+
+
 def test_a_row_met_where_one_unit_was_active_merges_with_its_whole_row_met_after_it():
     """A row seen where one unit was active matched a later kink's whole row only as the candidate: ``_Rows.merge``
     compares a row with those before it, and two common units were asked of the whole row.  Every unit of the smaller
@@ -1723,6 +1753,40 @@ def test_a_kink_on_a_recovered_deeper_neuron_is_no_candidate_of_any_layer_below_
     assert marked[0] > marked[1] > 0, marked  # layer 3's kinks are marked off layer 2 too
 
 
+def test_a_piece_met_as_sample_and_kink_side_is_pulled_back_once():
+    """``_pulled_gradient``: a piece's gradient that is a sample's and a kink's side is pulled back once per known
+    layers and pattern below, the result ``_Known.pullback``'s bit for bit; the same values in another array, or the
+    same array at another pattern, are pulled back anew; a layer added forgets it."""
+    from modelrecon.attacks.piecewise import Kink, Line, Piece
+
+    rng = np.random.default_rng(3)
+    d = 10
+    attack = ReluAttack(mode="value+gradient")
+    attack._d, attack._known = d, _Known(d)
+    attack._known.add(rng.normal(size=(6, d)), rng.normal(size=6))
+    attack._known.add(rng.normal(size=(4, 6)), rng.normal(size=4))
+    left, right = Piece(0.0, rng.normal(size=d)), Piece(1.0, rng.normal(size=d))
+    kink = Kink(Line(rng.normal(size=d), rng.normal(size=d)), 0.5, left, right, 1e-9)
+    attack._samples = [(kink.x, right), (kink.x, Piece(1.0, right.g.copy()))]
+    zs = [z[0] for z in attack._known.pre(kink.x[None])]
+    calls = []
+    pullback = attack._known.pullback
+    attack._known.pullback = lambda g, zs_, depth=None: calls.append(g) or pullback(g, zs_, depth)
+    gl, gr = attack._pulled_sides(kink, zs)
+    h, resid = attack._pulled_sample(0, zs)
+    assert h is gr and len(calls) == 2  # the sample's piece is the kink's right side: not pulled back again
+    assert np.array_equal(h, pullback(right.g, zs)[0]) and resid == pullback(right.g, zs)[1]
+    h2, _ = attack._pulled_sample(1, zs)  # equal values in another array: pulled back anew, the same result
+    assert len(calls) == 3 and np.array_equal(h2, h)
+    flipped = [np.where(np.arange(len(z)) == 0, -z, z) for z in zs]
+    attack._pulled_gradient(right.g, flipped)
+    assert len(calls) == 4  # another pattern below
+    attack._known.add(rng.normal(size=(3, 4)), rng.normal(size=3))
+    attack._known.pullback = lambda g, zs_, depth=None: calls.append(g) or pullback(g, zs_, depth)
+    attack._pulled_gradient(right.g, [z[0] for z in attack._known.pre(kink.x[None])])
+    assert len(calls) == 5
+
+
 def test_samples_pre_grows_in_place_and_the_fit_reuses_its_own_products():
     """``_samples_pre`` keeps its arrays by doubling (no copy of every sample per new pair): after samples come in
     batches, its points are the samples' and each batch's pre-activations are those computed for it, bit for bit; a
@@ -1744,6 +1808,8 @@ def test_samples_pre_grows_in_place_and_the_fit_reuses_its_own_products():
         views.append(([X_, *zs_], [X_.copy(), *(z.copy() for z in zs_)]))
     X, zs = attack._samples_pre()
     assert np.array_equal(X, np.array([x for x, _ in attack._samples]))
+    near = np.array([0, 3, 4, 17, 38])  # the squared norms kept: as ``_across_unit``'s of its samples' copy
+    assert np.array_equal(attack._samples_norm2()[near], np.sum(X[near] ** 2, axis=1))
     for layer in range(2):
         assert np.array_equal(zs[layer], np.vstack([batch[layer] for batch in batches]))
     for live, copies in views:

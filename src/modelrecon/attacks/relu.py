@@ -71,6 +71,10 @@ SAME_ROW = 1e-6
 # stable): the count is decided from the values alone where none lies within STACK_SLACK max(G.shape) eps s_0 of
 # its threshold
 STACK_SLACK = 1e3
+# _stack's first test: a Cholesky factorisation of G^T G - ((STACK_GRAM SAME_ROW)^2 + 2 (m + n + 2) eps) |G|_F^2 I
+# succeeding puts every singular value of G (m x n) above STACK_GRAM SAME_ROW |G|_F >= STACK_GRAM SAME_ROW s_0 (the
+# Gram's and the factorisation's rounding are below (m + n + 2) eps |G|_F^2 / 2): the values' count is zero, no SVD
+STACK_GRAM = 2.0
 TRACE_TRIES = 3
 SPAN_LP = 4  # inputs per first-layer unit from which _across_unit searches the first layer's span (3072-wide
 # inputs); below it the program in x is cheap and keeps its wider room (the small networks' runs unchanged)
@@ -1977,6 +1981,15 @@ class ReluAttack(Attack):
         G = np.hstack([Cb @ Ea[Ab], Cb[:, np.searchsorted(np.flatnonzero(Ab), extra)]])
         if G.shape[0] <= G.shape[1] or not G.any():
             return None
+        size = float(np.linalg.norm(G))
+        gram = G.T @ G
+        gram[np.diag_indices_from(gram)] -= ((STACK_GRAM * SAME_ROW) ** 2 + 2 * (sum(G.shape) + 2) * EPS) * size ** 2
+        try:
+            if math.isfinite(size):
+                np.linalg.cholesky(gram)
+                return None  # every singular value far from SAME_ROW s_0: the values' count below is zero
+        except np.linalg.LinAlgError:
+            pass
         s = np.linalg.svd(G, compute_uv=False)
         slack = 2 * STACK_SLACK * max(G.shape) * np.finfo(float).eps * s[0]
         if not np.sum(s <= SAME_ROW * s[0] + slack) or np.sum(s <= SAME_ROW * s[0] - slack) >= 2:
@@ -2336,7 +2349,7 @@ class ReluAttack(Attack):
         B = None if self._inside else self._span_basis()  # (an input box: the program in x keeps to it)
         near = np.flatnonzero(fits)  # patterns nearest the row's kinks first (where its surface is)
         K, Xn = np.array([k.x for k, _ in row.kinks]), X[near]
-        near = near[np.argsort(np.min(np.sum(Xn ** 2, axis=1)[:, None] - 2 * Xn @ K.T
+        near = near[np.argsort(np.min(self._samples_norm2()[near][:, None] - 2 * Xn @ K.T
                                       + np.sum(K ** 2, axis=1)[None, :], axis=1), kind="stable")]
         del Xn
         WB = None if B is None else self._known.memo["span_W"]
@@ -2417,22 +2430,29 @@ class ReluAttack(Attack):
         """Every sample's point and the known layers' pre-activations there, kept until a layer is added (only new
         samples computed: ``_across_unit`` asks for them per row and unit, 10^4 samples and more in gradient mode).
         The arrays grow by doubling (a copy of every sample's d coordinates per new pair of samples cost 3072-256x3-10
-        a sixth of its CPU); views of their first rows are returned."""
+        a sixth of its CPU); views of their first rows are returned.  Each point's squared norm is kept beside them
+        (``_samples_norm2``)."""
         memo = self._known.memo.setdefault("samples_pre", [0, np.zeros((0, self._d)), None])
         n, new = memo[0], len(self._samples)
         if n < new:
             X = np.array([x for x, _ in self._samples[n:]])
-            zs = self._known.pre(X)
+            parts = [X, np.sum(X ** 2, axis=1)[:, None]] + self._known.pre(X)  # (each row's sum alone: as of X[near])
             if memo[2] is None or new > len(memo[1]):  # room for twice as many
-                grown = [np.empty((2 * new, M.shape[1])) for M in [X] + zs]
+                grown = [np.empty((2 * new, M.shape[1])) for M in parts]
                 if memo[2] is not None:
                     for M, old in zip(grown, [memo[1]] + memo[2]):
                         M[:n] = old[:n]
                 memo[1], memo[2] = grown[0], grown[1:]
-            for M, part in zip([memo[1]] + memo[2], [X] + zs):
+            for M, part in zip([memo[1]] + memo[2], parts):
                 M[n:new] = part
             memo[0] = new
-        return memo[1][:memo[0]], [z[:memo[0]] for z in memo[2]]
+        return memo[1][:memo[0]], [z[:memo[0]] for z in memo[2][1:]]
+
+    def _samples_norm2(self) -> np.ndarray:
+        """Every sample's squared norm (after ``_samples_pre``: ``_across_unit`` sorts them by distance per row and
+        unit, 3072 coordinates each)."""
+        memo = self._known.memo["samples_pre"]
+        return memo[2][0][:memo[0], 0]
 
     def _walk(self, row: _Row, x: np.ndarray, m: int, segments: int = 32):
         """From x on the row's surface, along the surface towards unit m's surface (computed, no queries): the point
@@ -3117,15 +3137,25 @@ class ReluAttack(Attack):
         layer is added)."""
         key = ("sample", i)
         if key not in self._known.memo:
-            self._known.memo[key] = self._known.pullback(self._samples[i][1].g, zs)
+            self._known.memo[key] = self._pulled_gradient(self._samples[i][1].g, zs)
         return self._known.memo[key]
+
+    def _pulled_gradient(self, g: np.ndarray, zs) -> tuple[np.ndarray, float]:
+        """A piece's gradient pulled back (``_Known.pullback``, which reads only the known layers and which units are
+        on), remembered per array and pattern until a layer is added: a sample's piece is often a kink's side, or
+        another sample's (100-64x3-10 asked 27% of its pull-backs twice)."""
+        key = ("gradient", id(g), b"".join((z > 0).tobytes() for z in zs))
+        got = self._known.memo.get(key)
+        if got is None or got[0] is not g:  # (the array held: its id is not reused)
+            got = self._known.memo[key] = (g, self._known.pullback(g, zs))
+        return got[1]
 
     def _pulled_sides(self, kink: Kink, zs) -> tuple[np.ndarray, np.ndarray]:
         """The gradients on the kink's two sides pulled back onto the last known layer's units (remembered until a
         layer is added)."""
         key = ("sides", id(kink))
         if key not in self._known.memo:
-            self._known.memo[key] = tuple(self._known.pullback(g, zs)[0] for g in (kink.left.g, kink.right.g))
+            self._known.memo[key] = tuple(self._pulled_gradient(g, zs)[0] for g in (kink.left.g, kink.right.g))
         return self._known.memo[key]
 
     def _orient_by_span(self, rows: list[_Row]) -> list[int | None]:
