@@ -988,8 +988,11 @@ class ReluAttack(Attack):
         """Whether a candidate met at one kink is traced: on layer 1, and from layer 3 on above a layer of at least
         ``WIDE_LAYER`` units (3072-128x3-10: layer 3's first peel 117 -> 124 rows of its 128, its missing neurons met
         once each; on narrower nets the traces and completions of such rows cost more than the lines that meet them
-        again: 24-10-8-6-2 seed 2, 605 -> 663 queries)."""
-        return not self._known.layers or (len(self._known.layers) >= 2 and self._known.width >= WIDE_LAYER)
+        again: 24-10-8-6-2 seed 2, 605 -> 663 queries); and above a layer wider than the one below (``_wider_below``:
+        8-6-12-6-1 s1's sixth layer-3 neuron was a one-kink row when the layer went in, and the restart after it let a
+        layer-3 row into layer 2)."""
+        return not self._known.layers or (len(self._known.layers) >= 2 and self._known.width >= WIDE_LAYER) or \
+            self._wider_below()
 
     def _wider_below(self) -> bool:
         """Whether the last known layer is wider than the one below it: there most kinks of the next layer have more
