@@ -2064,11 +2064,10 @@ class ReluAttack(Attack):
         """Rows of neurons met only at kinks with no unique row (``_stacked`` pairs two; a neuron met once stays
         without one): once the open layer's rows are whole, from each such kink no row explains, once, a walk along
         its surface (``_step_off``; with rows still partial many kinks are unexplained: 3072-128x3-10 with no
-        targeted search walked from them for minutes).  From layer 3 on above a layer of ``WIDE_LAYER`` units (where
-        one-kink rows are traced), with values (as ``_search_cell``; gradient mode not measured); whether a row was
-        added."""
-        if not (self._one_kink_traced() or self._wider_below()) or len(self._known.layers) < 2 or \
-                "value" not in self._probe.kinds:
+        targeted search walked from them for minutes).  Where one-kink rows are traced from layer 3 on (above
+        ``WIDE_LAYER`` units or a layer wider than the one below), with values (as ``_search_cell``; gradient mode not
+        measured); whether a row was added (the first walk that gives one ends the call)."""
+        if not self._one_kink_traced() or len(self._known.layers) < 2 or "value" not in self._probe.kinds:
             return False
         memo = self._known.memo
         left = {id(k) for k in rest} - self._stepped
