@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelrecon.attacks.piecewise import Probe
-from modelrecon.attacks.relu import BRACKET, ReluAttack, _Known
+from modelrecon.attacks.relu import BRACKET, ReluAttack, _Known, _Row
 from modelrecon.cli import app
 from modelrecon.evaluate import evaluate
 from modelrecon.oracle import OracleError, local_oracle
@@ -1860,7 +1860,7 @@ def test_a_second_layer_wider_than_the_first_keeps_exactly_its_own_rows_8_6_12_6
     stays in one cell of layer 2, and its partial rows took 52 places in layer 2 (8-6-64-1, 15,842 queries).  Walked
     past two sure rows' planes (``_across_sure``) they are dropped: layer 2 is the 12 true neurons, each recovered
     pre-activation at random inputs the true one's up to a positive scale within 1e-9 (oriented by
-    ``_orient_by_support``; layer 3 stays incomplete, the run ``partial``)."""
+    ``_orient_by_support``)."""
     target = load("builtin:deep?d=8&widths=6,12,6,1")
     attack = ReluAttack(mode="value+gradient")
     result = attack.run(local_oracle(target, ["value", "gradient"]))
@@ -1875,6 +1875,46 @@ def test_a_second_layer_wider_than_the_first_keeps_exactly_its_own_rows_8_6_12_6
     C = layer_2(attack._known.layers).T @ layer_2(target.truth["layers"])
     assert sorted(C.argmax(axis=1)) == list(range(12)) and np.all(1.0 - C.max(axis=1) <= 1e-9)
     assert result.details["layers"][1]["orientation_unresolved"] == []  # and each oriented right (C, not |C|)
+
+
+def test_layer_3_above_a_wider_layer_2_is_read_from_kinks_with_no_unique_row_8_6_12_6_1():
+    """Above a layer 2 of 12 units on 6, most layer-3 kinks have more layer-2 units on than layer-1 units (no unique
+    row); rows' known parts held complete them (``_completed_at``, ``_absorbed``) and a neuron met only there is walked
+    to (``_stepped_off``): ``complete`` and exact (was ``partial``, 8-6-12-5-1).  Each of the run's kinks with no unique
+    row, its neuron's row held without the units new there, gives those weights back within 1e-9; held as another
+    neuron's row it gives none."""
+    target = load("builtin:deep?d=8&widths=6,12,6,1")
+    attack = ReluAttack(mode="value+gradient")
+    result = attack.run(local_oracle(target, ["value", "gradient"]))
+    evaluate(result, target)
+    _assert_exact(result, [6, 12, 6])
+    W3, b3 = attack._known.layers[2]
+    known = _Known(8)
+    for (W, b), errors in zip(attack._known.layers[:2], attack._known.errors[:2]):
+        known.add(W, b, errors)
+    attack._known = known
+    checked = 0
+    for k in attack._kinks:
+        zs = [z[0] for z in known.pre(k.x[None])]
+        if not np.isinf(known.pullback(k.jump, zs)[1]):
+            continue
+        a = np.maximum(zs[-1], 0.0)
+        on = np.abs(W3 @ a + b3) / (np.abs(W3) @ a + np.abs(b3))
+        j = int(on.argmin())
+        new = np.flatnonzero(zs[-1] > 0)[:1]
+        if on[j] > 1e-9 or np.sum(zs[-2] > 0) < 2:
+            continue
+        for i in range(len(W3)):
+            support = np.ones(W3.shape[1], bool)
+            support[new] = False
+            row = _Row(support, W3[i] * support / np.linalg.norm(W3[i]), b3[i] / np.linalg.norm(W3[i]), k, zs)
+            w = attack._completed_at(row, k.jump, zs, 0)
+            if i == j:
+                assert w is not None and np.allclose(w, W3[i] / np.linalg.norm(W3[i]), rtol=0, atol=1e-9)
+                checked += 1
+            else:
+                assert w is None or abs(w @ a + row.b) > 1e-6 * (np.abs(w) @ a + abs(row.b))
+    assert checked >= 20
 
 
 def test_a_kink_with_no_unique_layer_2_row_gives_its_row_alone_by_a_walk_along_its_surface_20_10_10_10_1():

@@ -992,8 +992,17 @@ class ReluAttack(Attack):
         """Whether a candidate met at one kink is traced: on layer 1, and from layer 3 on above a layer of at least
         ``WIDE_LAYER`` units (3072-128x3-10: layer 3's first peel 117 -> 124 rows of its 128, its missing neurons met
         once each; on narrower nets the traces and completions of such rows cost more than the lines that meet them
-        again: 24-10-8-6-2 seed 2, 605 -> 663 queries)."""
-        return not self._known.layers or (len(self._known.layers) >= 2 and self._known.width >= WIDE_LAYER)
+        again: 24-10-8-6-2 seed 2, 605 -> 663 queries); and above a layer wider than the one below (``_wider_below``:
+        8-6-12-6-1 s1's sixth layer-3 neuron was a one-kink row when the layer went in, and the restart after it let a
+        layer-3 row into layer 2)."""
+        return not self._known.layers or (len(self._known.layers) >= 2 and self._known.width >= WIDE_LAYER) or \
+            self._wider_below()
+
+    def _wider_below(self) -> bool:
+        """Whether the last known layer is wider than the one below it: there most kinks of the next layer have more
+        units on than units on below, no unique row (8-6-12-6-1: layer-3 neuron 2 at none of its kinks)."""
+        layers = self._known.layers
+        return len(layers) >= 2 and layers[-1][0].shape[0] > layers[-2][0].shape[0]
 
     def _progress(self, layer: list[_Row], signs: list[int | None]) -> tuple[int, ...]:
         """What lines have given the open layer: its rows, the orientations resolved, the weights known."""
@@ -1922,9 +1931,68 @@ class ReluAttack(Attack):
                 rows.add(support, u, b, scale, k, zs)
         self._stacked(rows)
         rows.merge()
+        self._absorbed(rows)
         for r in rows.rows:
             r.traced = None
         return list(rows.rows)
+
+    def _absorbed(self, rows: _Rows) -> None:
+        """Above a layer wider than the one below (``_wider_below``), the kinks with no unique row (``_pulled``'s
+        pool) absorbed into the partial rows they complete (``_completed_at``, their bias checked), each pool kink tried
+        once per row and support; merged again where a row grew."""
+        if not self._wider_below():
+            return
+        memo = self._known.memo
+        pool, tried = memo.get("ambiguous", []), memo.setdefault("absorbed", set())
+        grown = False
+        for k, zs, *_ in pool:
+            if ("in", id(k)) in tried:
+                continue
+            for i, row in enumerate(rows.rows):
+                if row.support.all() or (id(k), id(row), int(row.support.sum())) in tried:
+                    continue
+                tried.add((id(k), id(row), int(row.support.sum())))
+                w = self._completed_at(row, k.jump, zs, 0)
+                a = np.maximum(zs[-1], 0.0)
+                if w is None or abs(float(w @ a) + row.b) > SAME_ROW * (float(np.abs(w) @ a) + abs(row.b) + EPS):
+                    continue  # not its neuron's kink, or the row so completed is not zero there
+                row.absorb(zs[-1] > 0, w, row.b, 1.0, k, zs)
+                rows._store(i)
+                tried.add(("in", id(k)))
+                grown = True
+                break
+        if grown:
+            rows.merge()
+
+    def _completed_at(self, row: _Row, jump: np.ndarray, zs: list[np.ndarray], spare: int) -> np.ndarray | None:
+        """The row's weights completed on the units on in a cell (known pre-activations zs) from a jump there with no
+        unique row on them (more on than units on below), or None where the jump is not the row's neuron's.  The jump
+        pulled back one layer less is y (unique there); the row is on the units on below M u = c y (M: the last known
+        layer's weights from the units on below to its units on), so with its known part r held: M_new u_new - c y =
+        -M_old r_old, unique where the unknowns (u_new, c) are at least ``spare`` fewer than the equations (a residual
+        <= SAME_ROW), c non-zero.  (A caller with no spare equation checks the bias: the row so completed zero at the
+        kink.)"""
+        known = self._known
+        if len(known.layers) < 2:
+            return None
+        A, below = zs[-1] > 0, zs[-2] > 0
+        new, old = A & ~row.support, A & row.support
+        if not new.any() or not old.any() or int(new.sum()) + 1 + spare > int(below.sum()):
+            return None
+        y, resid = known.pullback(jump, zs, depth=len(known.layers) - 1)
+        if resid > SAME_ROW or not np.any(y[below]):
+            return None
+        W = known.layers[-1][0]
+        yb = y[below] / np.linalg.norm(y[below])
+        B = np.column_stack([W[np.ix_(new, below)].T, -yb])
+        rhs = -W[np.ix_(old, below)].T @ row.w[old]
+        sol, _, rank, _ = np.linalg.lstsq(B, rhs, rcond=None)
+        if rank < B.shape[1] or not np.linalg.norm(B @ sol - rhs) <= SAME_ROW * np.linalg.norm(rhs) or \
+                not abs(sol[-1]) > SAME_ROW * np.linalg.norm(sol):
+            return None
+        w = row.w.copy()
+        w[new] = sol[:-1]
+        return w
 
     def _stacked(self, rows: _Rows) -> None:
         """Rows from the kinks whose jump is no unique combination of the known layer's active units (more of them on
@@ -2009,14 +2077,13 @@ class ReluAttack(Attack):
         """Rows of neurons met only at kinks with no unique row (``_stacked`` pairs two; a neuron met once stays
         without one): once the open layer's rows are whole, from each such kink no row explains, once, a walk along
         its surface (``_step_off``; with rows still partial many kinks are unexplained: 3072-128x3-10 with no
-        targeted search walked from them for minutes).  From layer 3 on above a layer of ``WIDE_LAYER`` units (where
-        one-kink rows are traced), with values (as ``_search_cell``; gradient mode not measured); whether a row was
-        added."""
+        targeted search walked from them for minutes).  Where one-kink rows are traced from layer 3 on (above
+        ``WIDE_LAYER`` units or a layer wider than the one below), with values (as ``_search_cell``; gradient mode not
+        measured); whether a row was added (the first walk that gives one ends the call)."""
         if not self._one_kink_traced() or len(self._known.layers) < 2 or "value" not in self._probe.kinds:
             return False
         memo = self._known.memo
         left = {id(k) for k in rest} - self._stepped
-        added = False
         for entry in [e for e in memo.get("ambiguous", []) if id(e[0]) in left]:
             self._stepped.add(id(entry[0]))
             got = self._step_off(entry)
@@ -2029,8 +2096,8 @@ class ReluAttack(Attack):
                 seen.add(id(k))
                 rows.add(support, u, -float(u @ top), float(np.abs(u) @ np.abs(top)) + abs(float(u @ top)) + EPS,
                          k, zs)
-            added = True
-        return added
+            return True  # the peel again: the kinks the new row explains are walked from by none
+        return False
 
     def _step_off(self, entry: tuple) -> tuple[np.ndarray, np.ndarray, list[tuple[Kink, list]]] | None:
         """A row from one kink with no unique row and kinks of its neuron met nearby, or None.  From the kink, along
@@ -2091,8 +2158,9 @@ class ReluAttack(Attack):
             z, rate = np.concatenate(zq), np.concatenate(known.slopes(v, zq))
             with np.errstate(divide="ignore", invalid="ignore"):
                 room = float(np.min(np.where(rate != 0, np.abs(z / rate), np.inf)))
-            if not np.isfinite(room) or self._outside(np.stack([q - room * v, q + room * v])):
-                return None
+            if not room > SAME_ROW * (1 + float(np.abs(q).max())) or \
+                    self._outside(np.stack([q - room * v, q + room * v])):
+                return None  # (a cell too thin to search: 8-6-12-6-1 stuck at a corner, 18 lines of length 1e-11)
             line = Line(q, v * (room * (1 - 2.0 ** -20)))
             found, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
             self._kinks += found
@@ -2264,7 +2332,8 @@ class ReluAttack(Attack):
         gradients pulled back matches the row on its known units; else None.  The jump gives the weights of the units
         the row had not seen; with its bias (known) the row so completed is affine along the line, and the kink is where
         it is zero, within the row's own error (``_row_errors``) over its rate there: the two ends' values are not
-        needed (the predicted crossings of gradient mode are placed the same way)."""
+        needed (the predicted crossings of gradient mode are placed the same way).  Above a layer wider than the one
+        below, a jump with no unique row there completes the row's known part instead (``_completed_at``)."""
         if self._probe.same_gradient(left, right):
             return None
         X = np.stack([line.at(left.t), line.at(right.t)])
@@ -2274,12 +2343,19 @@ class ReluAttack(Attack):
         zl = [z[0] for z in zs]
         u, resid = self._known.pullback(right.g - left.g, zl)
         support = zl[-1] > 0
-        lam = None if resid > SAME_ROW or not np.any(u) else row.factor(support, u)
         error = float(self._row_errors([row])[0])
-        if lam is None or not np.isfinite(error):
+        if not np.isfinite(error):
             return None
-        w = row.w.copy()
-        w[support & ~row.support] = u[support & ~row.support] / lam
+        if math.isinf(resid) and self._wider_below():  # no unique row on the units on: the row's known part held
+            w = self._completed_at(row, right.g - left.g, zl, 1)
+            if w is None:
+                return None
+        else:
+            lam = None if resid > SAME_ROW or not np.any(u) else row.factor(support, u)
+            if lam is None:
+                return None
+            w = row.w.copy()
+            w[support & ~row.support] = u[support & ~row.support] / lam
         H = self._known.top(X)
         z = H @ w + row.b
         if not z[0] * z[1] < 0:
@@ -2288,6 +2364,8 @@ class ReluAttack(Attack):
         rate = abs(float(z[1] - z[0])) / (right.t - left.t)
         error += EPS * float(np.abs(w) @ np.abs(H).max(axis=0) + abs(row.b))
         kink = Kink(line, t, left, right, max(error / rate, 4 * EPS * (abs(t) + 1)))
+        if math.isinf(resid):  # (checked by ``_completed_at``'s spare equation)
+            return kink
         got = self._pulled(kink)
         if got is not None and row.match(*got[:4]) is not None:
             return kink
@@ -2332,11 +2410,14 @@ class ReluAttack(Attack):
         ms = np.atleast_1d(m)
         key = (len(known.layers), id(row.kinks[0][0]), tuple(int(u) for u in ms))
         done = self._crossed.setdefault(key, {})  # pattern -> 0: no unique row there, 1: a linear program, 2: a line
+        # (3, 4: the same where the row's known part is held, a budget of their own)
 
-        def spent() -> bool:  # (40-20-10-10-1 attack seed 1 met 3 patterns of the first kind, seed 0 3 infeasible ones)
-            return sum(v == 2 for v in done.values()) >= tries or sum(v > 0 for v in done.values()) >= 4 * tries
+        def spent(held: bool = False) -> bool:  # (40-20-10-10-1 attack seed 1 met 3 patterns of the first kind, seed 0
+            lines, programs = (4, (3, 4)) if held else (2, (1, 2))  # 3 infeasible ones)
+            return sum(v == lines for v in done.values()) >= tries or \
+                sum(v in programs for v in done.values()) >= 4 * tries
 
-        if spent() or not self._samples:
+        if (spent() and not self._wider_below()) or (spent() and spent(True)) or not self._samples:
             return None
         X, zs_all = self._samples_pre()
         top = zs_all[-1] > 0
@@ -2353,13 +2434,18 @@ class ReluAttack(Attack):
                                       + np.sum(K ** 2, axis=1)[None, :], axis=1), kind="stable")]
         del Xn
         WB = None if B is None else self._known.memo["span_W"]
-        for i in near:
+        # then, above a layer wider than the one below (few patterns give a unique row), the patterns where the jump
+        # completes the row's known part (``_completed_at``, a spare equation: m and c fewer than the units on below)
+        passes = [(i, False) for i in near] + ([(i, True) for i in near] if self._wider_below() else [])
+        for i, held in passes:
             pattern = np.concatenate([z[i] > 0 for z in zs_all])
             code = pattern.tobytes()
-            if code in done:
+            if code in done and not (held and done[code] == 0 and len(ms) + 2 <= np.sum(zs_all[-2][i] > 0)):
                 continue
-            if spent():
-                break
+            if spent(held):
+                if held or len(passes) == len(near):
+                    break
+                continue
             # the pre-activations of every known unit as affine maps of x in this pattern
             Zs, zs, A, a = [], [], None, None
             for (W, b), z in zip(known.layers, zs_all):
@@ -2369,9 +2455,9 @@ class ReluAttack(Attack):
                 act = z[i] > 0
                 A, a = A * act[:, None], a * act
             G = Zs[-1][top[i] | np.isin(np.arange(known.width), ms)]  # (in y: the rank's tolerance of x's d columns)
-            done[code] = int(np.linalg.matrix_rank(G, rtol=None if B is None else max(G.shape[0], self._d) * EPS)
-                             == G.shape[0])
-            if not done[code]:  # a kink here would not give a unique row
+            done[code] = 3 if held else \
+                int(np.linalg.matrix_rank(G, rtol=None if B is None else max(G.shape[0], self._d) * EPS) == G.shape[0])
+            if not done[code]:  # a kink here would give no unique row
                 continue
             k, k0 = row.w @ A, float(row.w @ a + row.b)  # the row's known part (its weight on m is 0)
             Z, z = np.vstack(Zs), np.concatenate(zs)
@@ -2409,7 +2495,7 @@ class ReluAttack(Attack):
                 reach = min(reach, float(steps.min()))
             if not reach > 0:
                 continue
-            done[code] = 2
+            done[code] = 4 if held else 2
             return Line(x0, 0.9 * reach * normal)
         return None
 
