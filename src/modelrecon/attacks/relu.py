@@ -847,10 +847,10 @@ class ReluAttack(Attack):
                 self._across_sure(rows)
             layer = self._layer_rows([r for r in rows if r.traced and not self._left_out(r)])
             incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
-            at_once = ("value" in self._probe.kinds and len(self._known.layers) >= 2) or \
-                sum(int(np.sum(~layer[i].support)) for i in incomplete) > self.max_targeted - self._targeted
+            short = sum(int(np.sum(~layer[i].support)) for i in incomplete) > self.max_targeted - self._targeted
+            at_once = ("value" in self._probe.kinds and len(self._known.layers) >= 2) or short
             if incomplete and (self._segments_beside_full() or
-                               any([self._complete(layer[i], at_once) for i in incomplete])):
+                               any([self._complete(layer[i], at_once, short) for i in incomplete])):
                 continue
             if not layer or incomplete:
                 if self._known.layers and self._more_segments():
@@ -2173,7 +2173,7 @@ class ReluAttack(Attack):
                 return self._traced[layer, id(kink)]
         return False
 
-    def _complete(self, row: _Row, at_once: bool = False) -> bool:
+    def _complete(self, row: _Row, at_once: bool = False, parts: bool = False) -> bool:
         """Look for kinks of the row's neuron where units it has not yet seen active are on, one for each such unit:
         walk along its surface from one of its kinks (cell by cell, while the cells' active units are ones its row
         knows) to that unit's surface, step across it and search a short line along the normal there, the unit held
@@ -2183,15 +2183,16 @@ class ReluAttack(Attack):
         mode).  ``at_once`` (with values from layer 3 on, or where the layer's missing weights outnumber the targeted
         searches left: 3072-128x3-10's layer 3, 117 partial rows, 1,538 weights): first one line across the surface
         with every missing unit just on (``_across_unit``), which completes the row with one kink (100-64x3-10's
-        targeted searches 592 -> 168), else with each of their halves, quarters, ... in turn, ``PART_TRIES`` lines each
-        (``_halves``; the first that gives a line is searched; 20-10-10-10-1 seed 0's targeted searches 23 -> 15);
+        targeted searches 592 -> 168), else (``parts``: where the layer's missing weights outnumber the searches left)
+        with each of their halves, quarters, ... in turn, ``PART_TRIES`` lines each (``_halves``; the first that gives a
+        line is searched; everywhere, 16-8-10-8-1 went partial);
         not in gradient mode, where the hand-written 10-8-8-8-1 seed 1 took 4,356 -> 6,846 queries, nor on layer 2,
         where 24-10-8-6-2 with an inner neuron always on went partial)."""
         if not self._known.layers or self._known.open:
             return False
         missing = np.flatnonzero(~row.support)
         if at_once and len(missing) > 1 and self._targeted < self.max_targeted:
-            for group in _halves(missing):  # all of them, else halves, quarters, ... (one line per call)
+            for group in _halves(missing) if parts else [missing]:  # else halves, quarters, ... (one line per call)
                 line = self._across_unit(row, group, tries=3 if len(group) == len(missing) else PART_TRIES)
                 if line is not None:
                     self._search_across(row, line)
