@@ -614,6 +614,27 @@ def test_a_row_missing_several_units_is_completed_by_one_line_with_all_of_them_o
     assert r.queries["total"] <= 620
 
 
+def test_a_row_whose_missing_units_fit_no_pattern_together_is_completed_by_halves_20_10_10_10_1(monkeypatch):
+    """Where a layer's missing weights outnumber the targeted searches left and no pattern has every missing unit of a
+    row just on at once, its halves, quarters, ... are searched at once before one line per unit (``_halves``): with 16
+    searches this net was ``partial`` (3,533 queries); now ``complete`` with 15 (861 queries).  3072-256x3-10's layer
+    3 spent its 1,024 searches one unit at a time.  Exact as before."""
+    groups = []
+    across_unit = ReluAttack._across_unit
+
+    def recorded(self, row, m, tries=3):
+        line = across_unit(self, row, m, tries)
+        if line is not None and 1 < np.size(m) < int(np.sum(~row.support)):
+            groups.append(np.size(m))
+        return line
+
+    monkeypatch.setattr(ReluAttack, "_across_unit", recorded)
+    target, r = _run("builtin:deep?d=20&widths=10,10,10,1&init=random&seed=0", "value+gradient", max_targeted=16)
+    _assert_exact(r, [10, 10, 10])
+    assert groups  # some row completed from a part of its missing units at once
+    assert r.queries["total"] <= 870
+
+
 def test_targeted_kinks_read_at_two_points_around_the_lines_middle_when_its_ends_hold_another_kink_24_10_8_6_2(
         monkeypatch):
     """Where a targeted line's two ends hold another neuron's kink besides the row's, two more gradients +-BRACKET

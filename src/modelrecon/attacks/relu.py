@@ -91,6 +91,8 @@ WIDE_LAYER = 64  # units below from which a candidate of layer 3 or deeper met a
 SUPPORT_SUBSETS = 20000  # sets of rows _orient_by_support tests per pattern below (n choose m - 1)
 SUPPORT_PATTERNS = 64  # patterns below whose sets' normals _orient_by_support keeps
 SURE_WALLS = 2  # sure rows' planes ``_past_sure_at`` crosses (one may be a deeper row's, its plane met 3 times in one cell)
+AT_ONCE_MIN = 2  # the smallest group of a row's missing units searched at once (``_halves``)
+PART_TRIES = 1  # lines per such group (``_across_unit``'s tries; 4 x as many linear programs)
 STEP_INTO = 0.25  # how far into the next cell a walk's step goes, of the way to its next wall (``_step_off``)
 STEP_WALLS = 32  # walls a walk along the surface of a kink with no unique row crosses at most (``_step_off``)
 TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
@@ -251,6 +253,16 @@ def _rounding(W: np.ndarray, b: np.ndarray, y: np.ndarray, abs_W: np.ndarray | N
     own rounding (the layers below, the region's map) is theirs, not in it.  ``abs_W``: |W| where the caller keeps it."""
     abs_W = np.abs(W) if abs_W is None else abs_W
     return (W.shape[-1] + 1) * EPS * ((abs_W @ y if np.ndim(y) == 1 else np.sum(abs_W * y, axis=-1)) + np.abs(b))
+
+
+def _halves(units: np.ndarray) -> list[np.ndarray]:
+    """The units, then their halves, quarters, ... down to groups of ``AT_ONCE_MIN`` (``_complete``'s lines with every
+    unit of a group just on, where the whole set fits no pattern)."""
+    groups, parts = [], 1
+    while len(units) >= AT_ONCE_MIN * parts:
+        groups += np.array_split(units, parts)
+        parts *= 2
+    return groups
 
 
 def _across_program(A_ub: np.ndarray, b_ub: np.ndarray, k: np.ndarray, k0: float, lo: Any, hi: Any,
@@ -839,10 +851,10 @@ class ReluAttack(Attack):
                 self._across_sure(rows)
             layer = self._layer_rows([r for r in rows if r.traced and not self._left_out(r)])
             incomplete = [i for i, r in enumerate(layer) if not r.support.all()]
-            at_once = ("value" in self._probe.kinds and len(self._known.layers) >= 2) or \
-                sum(int(np.sum(~layer[i].support)) for i in incomplete) > self.max_targeted - self._targeted
+            short = sum(int(np.sum(~layer[i].support)) for i in incomplete) > self.max_targeted - self._targeted
+            at_once = ("value" in self._probe.kinds and len(self._known.layers) >= 2) or short
             if incomplete and (self._segments_beside_full() or
-                               any([self._complete(layer[i], at_once) for i in incomplete])):
+                               any([self._complete(layer[i], at_once, short) for i in incomplete])):
                 continue
             if not layer or incomplete:
                 if self._known.layers and self._more_segments():
@@ -2242,7 +2254,7 @@ class ReluAttack(Attack):
                 return self._traced[layer, id(kink)]
         return False
 
-    def _complete(self, row: _Row, at_once: bool = False) -> bool:
+    def _complete(self, row: _Row, at_once: bool = False, parts: bool = False) -> bool:
         """Look for kinks of the row's neuron where units it has not yet seen active are on, one for each such unit:
         walk along its surface from one of its kinks (cell by cell, while the cells' active units are ones its row
         knows) to that unit's surface, step across it and search a short line along the normal there, the unit held
@@ -2252,16 +2264,20 @@ class ReluAttack(Attack):
         mode).  ``at_once`` (with values from layer 3 on, or where the layer's missing weights outnumber the targeted
         searches left: 3072-128x3-10's layer 3, 117 partial rows, 1,538 weights): first one line across the surface
         with every missing unit just on (``_across_unit``), which completes the row with one kink (100-64x3-10's
-        targeted searches 592 -> 168; not in gradient mode, where the hand-written 10-8-8-8-1 seed 1 took 4,356 ->
-        6,846 queries, nor on layer 2, where 24-10-8-6-2 with an inner neuron always on went partial)."""
+        targeted searches 592 -> 168), else (``parts``: where the layer's missing weights outnumber the searches left)
+        with each of their halves, quarters, ... in turn, ``PART_TRIES`` lines each (``_halves``; the first that gives a
+        line is searched; everywhere, 16-8-10-8-1 went partial);
+        not in gradient mode, where the hand-written 10-8-8-8-1 seed 1 took 4,356 -> 6,846 queries, nor on layer 2,
+        where 24-10-8-6-2 with an inner neuron always on went partial)."""
         if not self._known.layers or self._known.open:
             return False
         missing = np.flatnonzero(~row.support)
         if at_once and len(missing) > 1 and self._targeted < self.max_targeted:
-            line = self._across_unit(row, missing)
-            if line is not None:
-                self._search_across(row, line)
-                return True
+            for group in _halves(missing) if parts else [missing]:  # else halves, quarters, ... (one line per call)
+                line = self._across_unit(row, group, tries=3 if len(group) == len(missing) else PART_TRIES)
+                if line is not None:
+                    self._search_across(row, line)
+                    return True
         searched = False
         for m in missing:
             if self._targeted >= self.max_targeted:
