@@ -2773,7 +2773,7 @@ class ReluAttack(Attack):
             if i >= min(h, SEGMENTS_MIN) + extra and self._quiet.get(key, 0) >= SEGMENTS_QUIET:
                 break
             far = "value" in self._probe.kinds and self._planes_quiet.get(key, 0) >= SEGMENTS_QUIET and \
-                sum(len(r.segments) >= 2 and 3 * r.hits >= 2 for r in seen.rows) >= h
+                not self._beside_full.get(key) and sum(len(r.segments) >= 2 and 3 * r.hits >= 2 for r in seen.rows) >= h
             line, lo, hi = self._segment(A, a, Z, z, xc, int(order[i]) if i < h else None,
                                          FAR_START if far else 0.0)
             self._segments[key] = i + 1
