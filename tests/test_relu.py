@@ -1974,3 +1974,23 @@ def test_a_layer_wider_than_the_one_below_is_oriented_by_its_samples_active_sets
     attack, result = _run_exact("builtin:deep?d=16&widths=8,10,8,1")
     assert result.details["widths"] == [8, 10, 8]
     assert result.details["layers"][1]["orientation_unresolved"] == []
+
+
+def test_a_deeper_plane_kept_in_a_wider_layer_2_is_left_out_as_a_dead_unit_20_10_11_10_1():
+    """20-10-11-10-1 keeps a layer-3 plane among layer 2's sure rows (a kink at each of its 3 and 4 crossings of the
+    region); every layer-3 row weighs it at zero, so it is left out (``_drop_dead_below``) and the widths are the
+    true ones (was 20-10-12-10-1).  On a hand-made net a first-layer unit weighed at zero by layer 2 goes, the function
+    the same."""
+    target, result = _run("builtin:deep?d=20&widths=10,11,10,1", "value+gradient")
+    _assert_exact(result, [10, 11, 10])
+    assert len(result.details["layers"][1]["dropped_without_output_weight"]) == 1
+    attack, known = ReluAttack(), _Known(3)
+    rng = np.random.default_rng(0)
+    known.add(rng.normal(size=(4, 3)), rng.normal(size=4))
+    known.add(rng.normal(size=(3, 4)) * [1, 1, 0, 1], rng.normal(size=3))
+    known.add(rng.normal(size=(2, 3)), rng.normal(size=2))
+    X = rng.normal(size=(50, 3))
+    top = known.top(X)
+    attack._known = known
+    attack._drop_dead_below({"layers": [{}, {}, {}]})
+    assert [W.shape[0] for W, _ in known.layers] == [3, 3, 2] and np.allclose(known.top(X), top, rtol=0, atol=1e-12)
