@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelrecon.attacks.piecewise import Probe
-from modelrecon.attacks.relu import BRACKET, FAR_START, ReluAttack, _Known, _Row
+from modelrecon.attacks.relu import BRACKET, ReluAttack, _Known, _Row
 from modelrecon.cli import app
 from modelrecon.evaluate import evaluate
 from modelrecon.oracle import OracleError, local_oracle
@@ -1059,18 +1059,6 @@ def test_region_corner_segments_start_at_the_diagonal_read_once_20_10_8_8_1(monk
     assert len(corners) > 2 and len(starts) == 1
     assert asked[starts.pop()] == 2  # its gradient, then its value
     assert r.queries["total"] / 26 <= 30
-
-
-def test_region_corner_segments_search_their_far_part_once_no_plane_recurs_30_16_16_16_4():
-    """30-16-16-16-4: every layer-2 plane had recurred by the region's 6th corner segment, but its 16 segments all ran
-    from the diagonal, whose neighbourhood every one crosses again (32.4 queries per neuron).  Once 3 segments in a
-    row met no plane on a second segment for the first time, the corners' segments start half way (``FAR_START``):
-    the layer-3 neuron only a late corner meets (on at every standard normal input) is met there, at 0.6-0.7 of it."""
-    attack, r = _run_exact("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0")
-    assert r.details["widths"] == [16, 16, 16]
-    starts = [lo for _, lo, _, _ in attack._segment_log[1][:16]]
-    assert starts[:4] == [0.0] * 4 and sum(lo >= FAR_START for lo in starts) >= 3
-    assert r.queries["total"] <= 48 * 30
 
 
 def test_values_asked_past_read_crossings_feed_the_output_fit_784_64x2_1_seed_4(monkeypatch):

@@ -84,10 +84,6 @@ TRACE_POINTS = 1  # far points of a surface checked per try
 # that ends the search (before every corner of the last known layer has its segment)
 SEGMENTS_MIN = 4
 SEGMENTS_QUIET = 3
-# with values, once the region's planes (rows met on two segments, a kink at 2/3 of their crossings at least) are as
-# many as the units below and SEGMENTS_QUIET segments in a row met no plane on a second segment for the first time,
-# the corners' segments start this far along (their near parts, from the shared diagonal point, cross planes met)
-FAR_START = 0.5
 # lines in a row that add no row and resolve no orientation of the open layer before lines count as spent there
 STALL_LINES = 2
 BESIDE_FULL_ROUNDS = 2  # rounds of the region's segments asked for where partial rows stand beside a full layer
@@ -2863,7 +2859,7 @@ class ReluAttack(Attack):
             self._centers[key] = res.x[:self._d] if res.status == 0 and res.x[-1] > 0 else None
         return A, a, Z, z, self._centers[key]
 
-    def _segment(self, A, a, Z, z, xc: np.ndarray, corner: int | None, start: float = 0.0) -> tuple[Line, float, float]:
+    def _segment(self, A, a, Z, z, xc: np.ndarray, corner: int | None) -> tuple[Line, float, float]:
         """A segment inside the region, clipped where a known neuron would switch (Carlini et al.'s restriction to one
         activation pattern).  One known layer of full row rank: the region is the whole positive orthant of its
         coordinates y, and ``corner`` i runs from the diagonal y = s 1 to near the corner y = s e_i (a hyperplane
@@ -2878,7 +2874,7 @@ class ReluAttack(Attack):
             ys = [scale * np.ones(h), scale * (h * np.eye(h)[corner] + 0.01)]
             x0 = xc + U @ (ys[0] - yc)
             line = Line(x0, U @ (ys[1] - ys[0]))
-            span = (start, 1.0)
+            span = (0.0, 1.0)
         else:
             U = U if U is not None else np.linalg.pinv(A)
             far = 4 * scale * math.sqrt(h)
@@ -2911,8 +2907,8 @@ class ReluAttack(Attack):
         key = len(self._known.layers)
         if len(self._corner_order.get(key, ())) not in (0, self._known.width):  # the layers below were peeled anew
             for state in (self._centers, self._corner_order, self._region_rows, self._segments, self._segment_log,
-                          self._quiet, self._planes_quiet):  # with another width: another region (40-20-10-10-1,
-                state.pop(key, None)  # attack seed 1)
+                          self._quiet):  # with another width: another region (40-20-10-10-1, attack seed 1)
+                state.pop(key, None)
         A, a, Z, z, xc = self._region()
         kinks: list[Kink] = []
         if xc is None:
@@ -2925,10 +2921,7 @@ class ReluAttack(Attack):
             i = self._segments[key]
             if i >= min(h, SEGMENTS_MIN) + extra and self._quiet.get(key, 0) >= SEGMENTS_QUIET:
                 break
-            far = "value" in self._probe.kinds and self._planes_quiet.get(key, 0) >= SEGMENTS_QUIET and \
-                not self._beside_full.get(key) and sum(len(r.segments) >= 2 and 3 * r.hits >= 2 for r in seen.rows) >= h
-            line, lo, hi = self._segment(A, a, Z, z, xc, int(order[i]) if i < h else None,
-                                         FAR_START if far else 0.0)
+            line, lo, hi = self._segment(A, a, Z, z, xc, int(order[i]) if i < h else None)
             self._segments[key] = i + 1
             if hi - lo <= 0:
                 continue
@@ -2943,10 +2936,7 @@ class ReluAttack(Attack):
             self._kinks += found
             self._samples += [(line.at(q.t), q) for q in pieces]
             kinks += found
-            new = self._recurs(found, seen, i)
-            self._hit_rates(new)  # (a plane: a kink at 2/3 of its crossings at least, as ``_predicted_kinks`` reads)
-            self._planes_quiet[key] = 0 if any(3 * r.hits >= 2 for r in new) else self._planes_quiet.get(key, 0) + 1
-            self._quiet[key] = 0 if new else self._quiet.get(key, 0) + 1
+            self._quiet[key] = 0 if self._recurs(found, seen, i) else self._quiet.get(key, 0) + 1
         return kinks
 
     def _predicted_kinks(self, line: Line, lo: float, hi: float, A, a, seen: _Rows) -> tuple[list[Kink], list[Piece]]:
@@ -3138,10 +3128,11 @@ class ReluAttack(Attack):
             return [], []
         return self._read_crossings(line, lo, hi, np.array(ts), np.array(normals), ends=False, spread=np.array(spread))
 
-    def _recurs(self, found: list[Kink], seen: _Rows, segment: int) -> list[_Row]:
-        """The rows among these kinks' (pulled back) met on a second segment for the first time: while there are any
-        the region's planes are still being found (Carlini et al.'s clustering of partial rows, on whole rows)."""
-        new = []
+    def _recurs(self, found: list[Kink], seen: _Rows, segment: int) -> bool:
+        """Whether a row among these kinks' (pulled back) is met on a second segment for the first time: while that
+        happens the region's planes are still being found (Carlini et al.'s clustering of partial rows, on whole
+        rows)."""
+        new = False
         for k in found:
             got = self._pulled(k)
             if got is None:
@@ -3151,8 +3142,7 @@ class ReluAttack(Attack):
             if i is None:
                 seen.add(sup, u, b, scale, k, zs).segments = {segment}
             elif segment not in seen.rows[i].segments:
-                if len(seen.rows[i].segments) == 1:
-                    new.append(seen.rows[i])
+                new |= len(seen.rows[i].segments) == 1
                 seen.rows[i].segments.add(segment)
         return new
 
@@ -3620,7 +3610,6 @@ class ReluAttack(Attack):
         self._corner_order: dict[int, np.ndarray] = {}
         self._region_rows: dict[int, _Rows] = {}
         self._quiet: dict[int, int] = {}
-        self._planes_quiet: dict[int, int] = {}  # per region: segments in a row whose recurring rows are no plane's
         self._extra_segments: dict[int, int] = {}
         self._beside_full: dict[int, int] = {}  # per layer: 1 where partial rows stood beside a full layer, then rounds
         self._idle: dict[int, tuple[tuple[int, ...], int]] = {}  # per open layer: its best progress, lines since
