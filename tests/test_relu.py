@@ -1448,31 +1448,6 @@ def test_partial_rows_beside_a_full_layer_ask_the_regions_segments_before_any_ta
     assert attack._extra_segments[1] == 2 + BESIDE_FULL_ROUNDS and attack._quiet[1] == 3
 
 
-def test_a_layer_peeled_anew_keeps_the_last_peels_order_of_the_same_rows():
-    """A hidden layer peeled again from layer 1 (after a verification missed a neuron) with the same rows in another
-    order is put back in the order the last peel kept them (the region above it, its rows and segments, is in that
-    layer's units); other rows, or the same ones with a sign turned, stay as they are.  100-64x3-10 attack seed 4:
-    58 of its 64 first-layer rows moved and the layer-2 region was searched again (``benchmarks/deep.py
-    --attack-seeds 4``; too slow for the suite)."""
-    from types import SimpleNamespace
-
-    rng = np.random.default_rng(0)
-    W, b, errors = rng.normal(size=(6, 4)), rng.normal(size=6), rng.uniform(size=6)
-    attack = ReluAttack()
-    attack._known, attack._peeled = SimpleNamespace(layers=[]), {}
-    assert all(x is y for x, y in zip(attack._in_peeled_order(W, b, errors), (W, b, errors)))  # the first peel
-    perm = rng.permutation(6)
-    got = attack._in_peeled_order(2.0 * W[perm], b[perm], errors[perm])  # the same rows, scaled, in another order
-    np.testing.assert_array_equal(got[0], 2.0 * W)
-    np.testing.assert_array_equal(got[1], b)
-    np.testing.assert_array_equal(got[2], errors)
-    turned = W.copy()
-    turned[2] *= -1
-    np.testing.assert_array_equal(attack._in_peeled_order(turned[perm], b[perm], errors[perm])[0], turned[perm])
-    other = rng.normal(size=(6, 4))
-    np.testing.assert_array_equal(attack._in_peeled_order(other, b, errors)[0], other)
-
-
 def _given_errors(attack, line, layers):
     """The attack's rows given their true errors along the line (the largest over 4097 points of it); the exact rows."""
     exact = _Known(10)

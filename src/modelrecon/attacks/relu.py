@@ -965,30 +965,7 @@ class ReluAttack(Attack):
                 self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
                 return out_W, out_b, bias_known
             self._note_incomplete(info, incomplete, problems)
-            W, b = W * np.array(signs)[:, None], b * np.array(signs)
-            if not incomplete:  # (the info names incomplete rows by their index)
-                W, b, errors = self._in_peeled_order(W, b, errors)
-            self._known.add(W, b, errors)
-
-    def _in_peeled_order(self, W: np.ndarray, b: np.ndarray, errors: np.ndarray) -> tuple:
-        """A hidden layer's rows in the order the last peel kept them at this depth, where they are the same rows (each
-        within ``SAME_ROW`` in cosine of one row kept then, one to one, with the same sign): the region searched above
-        it is kept across a peel from layer 1 (its rows, corners and segments are in that layer's units), and a layer
-        peeled anew in another order made it stale (100-64x3-10 attack seed 4: after a verification missed a neuron,
-        its first layer came back bit for bit the same with 58 of 64 rows moved, and the layer-2 region asked 22
-        segments, 4,406 queries, again).  Else as they are."""
-        key = len(self._known.layers)
-        last = self._peeled.get(key)
-        self._peeled[key] = W
-        if last is None or last.shape != W.shape:
-            return W, b, errors
-        cos = (W / np.linalg.norm(W, axis=1)[:, None]) @ (last / np.linalg.norm(last, axis=1)[:, None]).T
-        at = np.argmax(cos, axis=1)
-        if not (np.all(cos[np.arange(len(at)), at] >= 1 - SAME_ROW) and len(set(at.tolist())) == len(at)):
-            return W, b, errors
-        order = np.argsort(at)
-        self._peeled[key] = W[order]
-        return W[order], b[order], errors[order]
+            self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
 
     def _off_first_span(self, kinks: list[Kink]) -> bool:
         """Whether a kink's jump lies off the first layer's row span, first seen now: every gradient of the network lies
@@ -3485,7 +3462,6 @@ class ReluAttack(Attack):
         self._stepped: set[int] = set()  # kinks with no unique row walked from (``_stepped_off``)
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         self._off_span: set[int] = set()  # kinks whose jump lay off a known first layer's span (``_off_first_span``)
-        self._peeled: dict[int, np.ndarray] = {}  # per depth: the hidden layer's rows the last peel kept there
         self._restart_in_cell = False  # whether the last line before a restart from layer 1 kept to its cell
         self._misfit: np.ndarray | None = None  # the sample the last hidden layer's failed fit (or fold) explains worst
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
