@@ -2294,7 +2294,7 @@ class ReluAttack(Attack):
         with every missing unit just on (``_across_unit``), which completes the row with one kink (100-64x3-10's
         targeted searches 592 -> 168), else (``parts``: where the layer's missing weights outnumber the searches left)
         with each of their halves, quarters, ... in turn, ``PART_TRIES`` lines each (``_halves``; the first that gives a
-        line is searched; everywhere, 16-8-10-8-1 went partial);
+        line is searched; everywhere, 8-6-12-6-1 and 20-10-11-10-1 go partial);
         not in gradient mode, where the hand-written 10-8-8-8-1 seed 1 took 4,356 -> 6,846 queries, nor on layer 2,
         where 24-10-8-6-2 with an inner neuron always on went partial)."""
         if not self._known.layers or self._known.open:
