@@ -2292,11 +2292,11 @@ class ReluAttack(Attack):
         mode).  ``at_once`` (with values from layer 3 on, or where the layer's missing weights outnumber the targeted
         searches left: 3072-128x3-10's layer 3, 117 partial rows, 1,538 weights): first one line across the surface
         with every missing unit just on (``_across_unit``), which completes the row with one kink (100-64x3-10's
-        targeted searches 592 -> 168), else (``parts``: where the layer's missing weights outnumber the searches left)
-        with each of their halves, quarters, ... in turn, ``PART_TRIES`` lines each (``_halves``; the first that gives a
-        line is searched; everywhere, 8-6-12-6-1 and 20-10-11-10-1 go partial);
-        not in gradient mode, where the hand-written 10-8-8-8-1 seed 1 took 4,356 -> 6,846 queries, nor on layer 2,
-        where 24-10-8-6-2 with an inner neuron always on went partial)."""
+        targeted searches 592 -> 168; not in gradient mode, where the hand-written 10-8-8-8-1 seed 1 took 4,356 ->
+        6,846 queries, nor on layer 2, where 24-10-8-6-2 with an inner neuron always on went partial).  ``parts`` (the
+        layer's missing weights outnumber the searches left): where no line has them all on, their halves, quarters,
+        ... in turn, ``PART_TRIES`` lines each (``_halves``), the first that gives a line searched (on every layer,
+        8-6-12-6-1 and 20-10-11-10-1 went partial)."""
         if not self._known.layers or self._known.open:
             return False
         missing = np.flatnonzero(~row.support)
@@ -2461,7 +2461,7 @@ class ReluAttack(Attack):
             return sum(v == lines for v in done.values()) >= tries or \
                 sum(v in programs for v in done.values()) >= 4 * tries
 
-        if (spent() and not self._wider_below()) or (spent() and spent(True)) or not self._samples:
+        if (spent() and (not self._wider_below() or spent(True))) or not self._samples:
             return None
         X, zs_all = self._samples_pre()
         top = zs_all[-1] > 0
