@@ -635,6 +635,27 @@ def test_a_row_whose_missing_units_fit_no_pattern_together_is_completed_by_halve
     assert r.queries["total"] <= 870
 
 
+def test_across_unit_sorts_only_the_samples_nearest_in_the_first_layers_span_48_12_12_12_1(monkeypatch):
+    """In the first layer's span (48 inputs, 12 units: ``SPAN_LP``), ``_across_unit`` sorts by distance in x only the
+    ``NEAR_FIRST`` samples nearest the row's kinks in the first layer's pre-activations (3072-256x3-10: ~25,000
+    samples of 3072 coordinates per call).  With ``NEAR_FIRST`` = 16 here (up to 290 fitting samples) the run asks
+    as many queries as with every sample sorted, complete and exact."""
+    from modelrecon.attacks import relu
+
+    spec = "builtin:deep?d=48&widths=12,12,12,1&init=random&seed=0"
+    monkeypatch.setattr(relu, "NEAR_FIRST", 10 ** 9)
+    _, whole = _run(spec, "value+gradient")
+    cut = []
+    argpartition = np.argpartition
+    monkeypatch.setattr(relu, "NEAR_FIRST", 16)
+    monkeypatch.setattr(np, "argpartition", lambda a, k, *args, **kw: cut.append(len(a)) or argpartition(a, k, *args, **kw))
+    _, r = _run(spec, "value+gradient")
+    monkeypatch.undo()
+    _assert_exact(r, [12, 12, 12])
+    assert cut and max(cut) > 16  # the cut taken
+    assert r.queries["total"] == whole.queries["total"]
+
+
 def test_targeted_kinks_read_at_two_points_around_the_lines_middle_when_its_ends_hold_another_kink_24_10_8_6_2(
         monkeypatch):
     """Where a targeted line's two ends hold another neuron's kink besides the row's, two more gradients +-BRACKET
