@@ -1331,8 +1331,8 @@ def test_every_ask_for_a_segment_is_answered_by_one_20_10_10_10_1_with_a_layer_3
     answered, pending = [], []  # per ask: whether the next region's search searched a segment
     more, region = ReluAttack._more_segments, ReluAttack._search_region
 
-    def asked(self, *args, **kwargs):
-        got = more(self, *args, **kwargs)
+    def asked(self):
+        got = more(self)
         if got:
             pending.append(self._segments.get(len(self._known.layers), 0))
         return got

@@ -931,7 +931,7 @@ class ReluAttack(Attack):
             details["layers"].append(info)
             n_problems = len(problems)
             if info["orientation_unresolved"]:  # on the last layer too: another line may show its neurons
-                if self._known.layers and self._more_segments(skip=fold):
+                if self._known.layers and self._more_segments():
                     details["layers"].pop()
                     continue
                 if self._n_lines < self.max_lines and not self._stalled(layer, signs, rest) and not (fold and early):
@@ -3202,22 +3202,20 @@ class ReluAttack(Attack):
         """A row's identity across peels (the layer and its first kink)."""
         return len(self._known.layers), id(row.kinks[0][0])
 
-    def _more_segments(self, skip: bool = False) -> bool:
+    def _more_segments(self) -> bool:
         """Ask for another random segment of the current region (at most as many as it has corners, plus 8, and none
         once 6 segments in a row met no plane on a second segment for the first time: the region has shown its planes,
-        and what is missing lies outside it).  ``skip`` (a fold that holds): the asks the region would answer with no
-        segment are skipped, to the first that searches one, or none."""
+        and what is missing lies outside it)."""
         key = len(self._known.layers)
         extra, cap = self._extra_segments.get(key, 0), self._known.width + 8
         if extra >= cap or self._quiet.get(key, 0) >= 2 * SEGMENTS_QUIET:
             return False
         # an ask the region answers with no segment (no region; or quiet, until the asks pass the segments searched:
-        # ``_search_region``) runs the peel again with no query (100-64x3-10 with a layer-3 neuron on everywhere: 72
-        # runs, the fold fitted in each, ~1.4 s of CPU per run); not a no-op elsewhere (the runs' random draws:
-        # skipped on layer 2 of 24-10-8-6-2 they took 578 -> 587 queries), so only after a fold
-        if skip and key in self._centers and self._centers[key] is None:
+        # ``_search_region``) only ran the peel again, no query (100-64x3-10 with a layer-3 neuron on everywhere:
+        # 72 runs, ~1.4 s of CPU each): skipped, to the first ask that searches, or none
+        if key in self._centers and self._centers[key] is None:
             extra = cap
-        elif skip and self._quiet.get(key, 0) >= SEGMENTS_QUIET:
+        elif self._quiet.get(key, 0) >= SEGMENTS_QUIET:
             extra = max(extra, self._segments.get(key, 0) - min(self._known.width, SEGMENTS_MIN))
         if extra >= cap:
             self._extra_segments[key] = cap
