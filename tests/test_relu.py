@@ -1323,35 +1323,6 @@ def test_an_inner_neuron_on_at_every_input_met_at_two_far_kinks_keeps_its_row():
     assert r.queries["total"] <= 24 * 30
 
 
-def test_every_ask_for_a_segment_is_answered_by_one_20_10_10_10_1_with_a_layer_3_neuron_on_everywhere(monkeypatch):
-    """A layer-3 neuron on at every input (``deep_with_unit_always_on``, layer 3, x5): the fold holds and layer 3's
-    orientations stay open, so the peel asked for more of the region's segments, but the region was quiet and searched
-    none until the asks passed the segments it had searched: 18 asks, each a run of the peel with no query.  Those asks
-    are skipped now (``_more_segments``): the same run, query for query (1,050), complete and exact."""
-    answered, pending = [], []  # per ask: whether the next region's search searched a segment
-    more, region = ReluAttack._more_segments, ReluAttack._search_region
-
-    def asked(self):
-        got = more(self)
-        if got:
-            pending.append(self._segments.get(len(self._known.layers), 0))
-        return got
-
-    def searched(self):
-        kinks = region(self)
-        if pending:
-            answered.append(self._segments.get(len(self._known.layers), 0) > pending.pop())
-        return kinks
-
-    monkeypatch.setattr(ReluAttack, "_more_segments", asked)
-    monkeypatch.setattr(ReluAttack, "_search_region", searched)
-    target, r = _run("factories:deep_with_unit_always_on?d=20&widths=(10,10,10,1)&layer=3&unit=0&times=5",
-                     "value+gradient")
-    _assert_exact(r, [10, 10, 10])
-    assert r.queries["total"] == 1050
-    assert all(answered) and not pending
-
-
 def test_an_inner_neuron_on_at_every_input_whose_row_is_not_read_ends_partial_never_complete():
     """The same net with layer-2 neuron 0 raised 50x past the point where it is on at every input: layer 3's kinks
     where every layer-1 unit is active are too few (one) or leave a row's off side unseen, so the row is not read:

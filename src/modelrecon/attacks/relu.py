@@ -3207,18 +3207,8 @@ class ReluAttack(Attack):
         once 6 segments in a row met no plane on a second segment for the first time: the region has shown its planes,
         and what is missing lies outside it)."""
         key = len(self._known.layers)
-        extra, cap = self._extra_segments.get(key, 0), self._known.width + 8
-        if extra >= cap or self._quiet.get(key, 0) >= 2 * SEGMENTS_QUIET:
-            return False
-        # an ask the region answers with no segment (no region; or quiet, until the asks pass the segments searched:
-        # ``_search_region``) only ran the peel again, no query (100-64x3-10 with a layer-3 neuron on everywhere:
-        # 72 runs, ~1.4 s of CPU each): skipped, to the first ask that searches, or none
-        if key in self._centers and self._centers[key] is None:
-            extra = cap
-        elif self._quiet.get(key, 0) >= SEGMENTS_QUIET:
-            extra = max(extra, self._segments.get(key, 0) - min(self._known.width, SEGMENTS_MIN))
-        if extra >= cap:
-            self._extra_segments[key] = cap
+        extra = self._extra_segments.get(key, 0)
+        if extra >= self._known.width + 8 or self._quiet.get(key, 0) >= 2 * SEGMENTS_QUIET:
             return False
         self._extra_segments[key] = extra + 1
         return True
