@@ -2296,7 +2296,7 @@ class ReluAttack(Attack):
         6,846 queries, nor on layer 2, where 24-10-8-6-2 with an inner neuron always on went partial).  ``parts`` (the
         layer's missing weights outnumber the searches left): where no line has them all on, their halves, quarters,
         ... in turn, ``PART_TRIES`` lines each (``_halves``), the first that gives a line searched (on every layer,
-        8-6-12-6-1 and 20-10-11-10-1 went partial)."""
+        20-10-11-10-1 goes partial: the peel after a missed verification takes layer-3 planes into layer 2)."""
         if not self._known.layers or self._known.open:
             return False
         missing = np.flatnonzero(~row.support)
