@@ -1985,6 +1985,16 @@ def test_a_layer_wider_than_the_one_below_is_oriented_by_its_samples_active_sets
     assert result.details["layers"][1]["orientation_unresolved"] == []
 
 
+def test_across_units_budget_is_renewed_once_the_row_learns_a_unit_8_6_12_6_1():
+    """8-6-12-6-1 with 12 targeted searches takes the halves (the missing weights outnumber the searches left): a
+    layer-3 row's unit 3, tried while unit 0 was missing (its samples with 0 off), spent ``_across_unit``'s budget; it
+    is counted afresh once the row knows 0, and the patterns with both on give the line (was ``partial``, 2,430
+    queries): ``complete`` and exact."""
+    result = _run("builtin:deep?d=8&widths=6,12,6,1", "value+gradient", max_targeted=12)[1]
+    _assert_exact(result, [6, 12, 6])
+    assert result.details["targeted_searches"] <= 12
+
+
 def test_a_deeper_plane_kept_in_a_wider_layer_2_is_left_out_as_a_dead_unit_20_10_11_10_1():
     """20-10-11-10-1 keeps a layer-3 plane among layer 2's sure rows (a kink at each of its 3 and 4 crossings of the
     region); every layer-3 row weighs it at zero, so it is left out (``_drop_dead_below``) and the widths are the

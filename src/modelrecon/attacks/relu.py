@@ -2298,7 +2298,7 @@ class ReluAttack(Attack):
         6,846 queries, nor on layer 2, where 24-10-8-6-2 with an inner neuron always on went partial).  ``parts`` (the
         layer's missing weights outnumber the searches left): where no line has them all on, their halves, quarters,
         ... in turn, ``PART_TRIES`` lines each (``_halves``), the first that gives a line searched (on every layer,
-        8-6-12-6-1 and 20-10-11-10-1 went partial)."""
+        20-10-11-10-1 goes partial: the peel after a missed verification takes layer-3 planes into layer 2)."""
         if not self._known.layers or self._known.open:
             return False
         missing = np.flatnonzero(~row.support)
@@ -2457,11 +2457,17 @@ class ReluAttack(Attack):
         key = (len(known.layers), id(row.kinks[0][0]), tuple(int(u) for u in ms))
         done = self._crossed.setdefault(key, {})  # pattern -> 0: no unique row there, 1: a linear program, 2: a line
         # (3, 4: the same where the row's known part is held, a budget of their own)
+        # the budget counts the patterns tried since the row last learned a unit (its samples must have every other
+        # missing unit off: 8-6-12-6-1's unit 3, tried while unit 0 was missing, spent it on patterns with 0 off)
+        support, before = self._crossed_since.get(key, (row.support, {}))
+        if np.any(row.support & ~support):
+            support, before = row.support, dict(done)
+        self._crossed_since[key] = (support | row.support, before)
 
         def spent(held: bool = False) -> bool:  # (40-20-10-10-1 attack seed 1 met 3 patterns of the first kind, seed 0
             lines, programs = (4, (3, 4)) if held else (2, (1, 2))  # 3 infeasible ones)
-            return sum(v == lines for v in done.values()) >= tries or \
-                sum(v in programs for v in done.values()) >= 4 * tries
+            since = [v for c, v in done.items() if before.get(c) != v]
+            return sum(v == lines for v in since) >= tries or sum(v in programs for v in since) >= 4 * tries
 
         if (spent() and (not self._wider_below() or spent(True))) or not self._samples:
             return None
@@ -3604,6 +3610,7 @@ class ReluAttack(Attack):
         self._traced: dict[tuple[int, int], bool | None] = {}
         self._tried: set[tuple[int, int]] = set()
         self._crossed: dict[tuple, dict] = {}
+        self._crossed_since: dict[tuple, tuple[np.ndarray, dict]] = {}  # ``_across_unit``'s budget: since which support
         self._targeted = 0
         self._read_at_ends = 0  # targeted searches settled by their line's ends (or two points around t = 0)
         self._combinations = 0
