@@ -439,6 +439,55 @@ def test_normal_equations_refined_once_match_the_streamed_qr():
             assert residual == pytest.approx(ref_residual, rel=1e-6, abs=1e-13)
 
 
+def test_pulled_fit_grown_by_new_samples_matches_the_rebuilt_normal_equations():
+    """The last layer's pull-back fit kept per row set (``_PulledFit``) and grown by new samples gives what
+    ``_lstsq_normal`` gives from every sample's scaled rows at once: the solution, the residual and the sample it misses
+    most; with a fold's columns (dependent: relu(z) - relu(-z) = z) from the streamed R factor, as there."""
+    from modelrecon.attacks.relu import _lstsq_normal, _PulledFit
+
+    rng = np.random.default_rng(0)
+    n, width, N = 4, 7, 300
+    W, c = rng.normal(size=(n, width)), rng.normal(size=n)
+    for fold in (False, True):
+        A = np.maximum(rng.normal(size=(N, width)), 0.0)
+        top, Z = A > 0, A @ W.T
+        clean = rng.random(N) > 0.1
+        H = rng.normal(size=(N, width))
+        f = [float(rng.normal()) if rng.random() < 0.7 else None for _ in range(N)]
+        colscale = np.concatenate([np.abs(W).max(axis=1), np.abs(W).max(axis=1), [1.0]] +
+                                  ([np.maximum(A.max(axis=0), 1.0)] if fold else []))
+        m = len(colscale)
+        for y_of in (lambda i: H[i], lambda i: W.T @ (c * (Z[i] > 0))):  # a fit missed, then an exact one
+            at = [0]
+
+            def blocks():
+                for i in np.flatnonzero(clean):
+                    at[0] = i
+                    E = np.hstack([(Z[i] > 0) * W.T, -1.0 * (Z[i] < 0) * W.T, np.zeros((width, 1))] +
+                                  ([np.eye(width)] if fold else []))[top[i]]
+                    yield E / colscale, y_of(i)[top[i]]
+                    if f[i] is not None:
+                        yield (np.concatenate([np.maximum(Z[i], 0), np.maximum(-Z[i], 0), [1.0]] +
+                                              ([A[i]] if fold else []))[None] / colscale, np.array([f[i]]))
+
+            ref, ref_residual = _lstsq_normal(blocks, m)
+            fit = _PulledFit(W, width, fold)
+            for upto in (120, N):  # grown in two steps, fitted after each
+                fit.grow(clean[:upto], Z, A, top, lambda i: (y_of(i), 0.0), lambda i: f[i])
+                sol, residual = fit.solve(colscale)
+            assert np.allclose(sol, ref, rtol=1e-9, atol=1e-12) or fold  # (fold: a minimum-norm solution's rounding)
+            for E, y in blocks():
+                assert np.allclose(E @ sol, E @ ref, rtol=0, atol=1e-9)
+            assert residual == pytest.approx(ref_residual, rel=1e-6, abs=1e-13)
+            if ref_residual < 1e-3:  # exact: every sample's miss is rounding
+                assert residual < 1e-12
+                continue
+            misses: dict[int, float] = {}
+            for E, y in blocks():
+                misses[at[0]] = misses.get(at[0], 0.0) + float(np.sum((E @ ref - y) ** 2))
+            assert fit.worst(sol, colscale) == max(misses, key=misses.get)
+
+
 def test_residuals_off_subsets_of_a_basis_match_least_squares():
     """Orientation by span reads, per kink, the residual of both sides' gradients off the span of some rows' columns:
     from one SVD of all the columns (``_Basis``) it equals lstsq's on the subset, for any subset left out; dependent

@@ -661,6 +661,97 @@ class _Basis:
         return resid2 + np.sum(c * np.linalg.solve(self.N[np.ix_(left_out, left_out)], c), axis=0)
 
 
+class _PulledFit:
+    """The last layer's fit on the pull-back path (``ReluAttack._final_fit``), kept per row set until a layer is
+    added: each clean sample's pulled gradient on its active units, its rows' signs and its value, the normal
+    equations of the unscaled columns and, once asked, their streamed R factor, grown by the samples new since the
+    last fit (100-64x3-10 attack seed 1 fitted its last layer 151 times, a fold's fit each second time), not rebuilt.
+    A column scaled by s: G / (s s^T), E^T y / s, R / s; the refinement and the residual read the rows."""
+
+    def __init__(self, W: np.ndarray, width: int, fold: bool):
+        # a sample's gradient rows: unit u's (W[:, u], -W[:, u], 0, e_u) on the columns its signs leave on
+        self.cols = np.hstack([W.T, -W.T, np.zeros((width, 1))] + ([np.eye(width)] if fold else []))
+        m = self.cols.shape[1]
+        self.seen, self.clean, self.fold = 0, np.zeros(0, bool), fold
+        self.G, self.rhs, self.ynorm2 = np.zeros((m, m)), np.zeros(m), 0.0
+        self.at, self.on, self.sup, self.H = np.zeros(0, int), np.zeros((0, m), bool), np.zeros((0, width), bool), \
+            np.zeros((0, width))
+        self.vat, self.V, self.f = np.zeros(0, int), np.zeros((0, m)), np.zeros(0)
+        self.R, self.factored = np.zeros((0, m + 1)), (0, 0)  # R of the rows of the first (gradient, value) samples
+
+    def _blocks(self, g0: int, v0: int, chunk: int = 4096):
+        """The unscaled rows (E, y) of the gradient samples from g0 on and of the values from v0 on, a chunk at a
+        time."""
+        ii, uu = np.nonzero(self.sup[g0:])
+        ii += g0
+        for k in range(0, len(ii), chunk):
+            yield self.cols[uu[k:k + chunk]] * self.on[ii[k:k + chunk]], self.H[ii[k:k + chunk], uu[k:k + chunk]]
+        if v0 < len(self.f):
+            yield self.V[v0:], self.f[v0:]
+
+    def grow(self, clean: np.ndarray, Z: np.ndarray, A: np.ndarray, sup: np.ndarray, pulled, values) -> None:
+        """Add the samples from ``seen`` on: ``clean`` over every sample, Z and A their rows' and the last known
+        layer's (pre-)activations, ``sup`` its units on, ``pulled(i)`` sample i's pulled gradient and its residual
+        (not finite: no gradient rows), ``values(i)`` its value or None."""
+        new = np.flatnonzero(clean[self.seen:]) + self.seen
+        g0, v0, self.seen, self.clean = len(self.at), len(self.vat), len(clean), clean.copy()
+        at = np.array([i for i in new if math.isfinite(pulled(i)[1])], dtype=int)
+        vat = np.array([i for i in new if values(i) is not None], dtype=int)
+        width = self.cols.shape[0]
+        on = np.hstack([Z[at] > 0, Z[at] < 0, np.zeros((len(at), 1), bool), np.ones((len(at), width * self.fold), bool)])
+        H = np.array([pulled(i)[0] for i in at]).reshape(-1, width) * sup[at]
+        V = np.hstack([np.maximum(Z[vat], 0), np.maximum(-Z[vat], 0), np.ones((len(vat), 1))] +
+                      ([A[vat]] if self.fold else []))
+        self.at, self.on, self.sup, self.H = np.concatenate([self.at, at]), np.vstack([self.on, on]), \
+            np.vstack([self.sup, sup[at]]), np.vstack([self.H, H])
+        self.vat, self.V = np.concatenate([self.vat, vat]), np.vstack([self.V, V])
+        self.f = np.concatenate([self.f, np.array([values(i) for i in vat], dtype=float)])
+        for E, y in self._blocks(g0, v0):
+            self.G += E.T @ E
+            self.rhs += E.T @ y
+            self.ynorm2 += float(y @ y)
+
+    def _misses(self, sol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' residuals at the unscaled solution: per gradient sample and unit, per value."""
+        return (self.H - (self.on * sol) @ self.cols.T) * self.sup, self.f - self.V @ sol
+
+    def solve(self, colscale: np.ndarray) -> tuple[np.ndarray, float]:
+        """``_lstsq_normal``'s solution (of the scaled columns) and relative residual: from the normal equations,
+        refined once, or where their condition is too poor (a fold's columns: relu(z) - relu(-z) = z is linear in
+        them), ``_lstsq_stream``'s from the R factor."""
+        m = len(colscale)
+        G, rhs = self.G / np.outer(colscale, colscale), self.rhs / colscale
+        live = np.diag(G) > 0
+        if not live.any():
+            return np.zeros(m), 1.0 if self.ynorm2 > 0 else 0.0
+        Gl = G[np.ix_(live, live)]
+        w = np.linalg.eigvalsh(Gl)
+        if not w[0] > 0 or (w[-1] / w[0] * EPS) ** 2 > SAME_ROW / 100:
+            for E, y in self._blocks(*self.factored):
+                self.R = np.linalg.qr(np.vstack([self.R, np.hstack([E, y[:, None]])]), mode="r")
+            self.factored = (len(self.at), len(self.vat))
+            sol, residual2 = _solve_factored(self.R / np.append(colscale, 1.0), m)
+        else:
+            sol = np.zeros(m)
+            sol[live] = np.linalg.solve(Gl, rhs[live])
+            rg, rv = self._misses(sol / colscale)
+            correction = (np.sum((rg @ self.cols) * self.on, axis=0) + rv @ self.V) / colscale
+            sol[live] += np.linalg.solve(Gl, correction[live])
+            rg, rv = self._misses(sol / colscale)
+            residual2 = float(np.sum(rg ** 2) + rv @ rv)
+        return sol, math.sqrt(residual2 / max(self.ynorm2, np.finfo(float).tiny ** 2))
+
+    def worst(self, sol: np.ndarray, colscale: np.ndarray) -> int:
+        """The sample whose rows the scaled solution misses most (the first such)."""
+        rg, rv = self._misses(sol / colscale)
+        misses = np.full(self.seen, -1.0)
+        misses[self.at] = 0.0
+        misses[self.vat] = 0.0
+        np.add.at(misses, self.at, np.sum(rg ** 2, axis=1))
+        np.add.at(misses, self.vat, rv ** 2)
+        return int(np.argmax(misses))
+
+
 class _GradientFirstProbe(LazyValueGradientProbe):
     """value+gradient mode: a kink confirmed by the gradients on both sides, a gradient first and a value only for
     a new piece (a point whose gradient is a neighbouring piece's takes its value from that piece's line), the right
@@ -3505,9 +3596,16 @@ class ReluAttack(Attack):
             bound = _residual_bound(equations, 2 * n + 1)
             if bound > SAME_ROW:
                 return [None] * n, bound
-        sol, residual = _lstsq_normal(equations, 2 * n + 1 + f)
+        kept = None
+        if Q is None and not expansive:  # the pull-back's normal equations kept, grown by the new samples
+            kept = self._pulled_fit(W, b, fold, clean, Z, A, top, zs_all)
+            sol, residual = kept.solve(colscale)
+        else:
+            sol, residual = _lstsq_normal(equations, 2 * n + 1 + f)
         if decisive and residual > SAME_ROW:  # a failed fold's too: where a neuron it took as on is off (30-16-16-16-4
-            self._misfit = self._worst_sample(equations, sol, at, X)  # attack seed 4: the next line met it there)
+            # attack seed 4: the next line met it there)
+            self._misfit = X[kept.worst(sol, colscale)] if kept is not None else \
+                self._worst_sample(equations, sol, at, X)
         sol /= colscale
         alpha, beta = sol[:n], sol[n:2 * n]
         signs: list[int | None] = []
@@ -3518,6 +3616,23 @@ class ReluAttack(Attack):
             else:
                 signs.append(1 if abs(a_) >= abs(b_) else -1)
         return signs, residual
+
+    def _pulled_fit(self, W: np.ndarray, b: np.ndarray, fold: bool, clean: np.ndarray, Z: np.ndarray, A: np.ndarray,
+                    top: np.ndarray, zs_all: list[np.ndarray]) -> _PulledFit:
+        """The last layer's fit for these rows (``_PulledFit``), kept for the last two row sets (a layer's fit and
+        its fold's) until a layer is added and grown by the samples new since; built anew where an old sample's
+        clearance changed."""
+        kept = self._known.memo.setdefault("pulled_fit", {})
+        key = (W.tobytes(), b.tobytes(), fold)
+        fit = kept.pop(key, None)
+        if fit is None or not np.array_equal(fit.clean, clean[:fit.seen]):
+            fit = _PulledFit(W, self._known.width, fold)
+        kept[key] = fit
+        while len(kept) > 2:
+            del kept[next(iter(kept))]
+        fit.grow(clean, Z, A, top, lambda i: self._pulled_sample(i, [z[i] for z in zs_all]),
+                 lambda i: self._samples[i][1].f)
+        return fit
 
     @staticmethod
     def _worst_sample(equations, sol: np.ndarray, at: list[int], X: np.ndarray) -> np.ndarray:
