@@ -2031,8 +2031,7 @@ class ReluAttack(Attack):
             layer[j].w[m], layer[j].support[m] = v * s[j], True
             W[j, m] = v
         off: list[tuple[int, int]] = []
-        lo, hi = self._box if self._inside else (self._frame[0] - OFF_WIDTHS * self._frame[1],
-                                                 self._frame[0] + OFF_WIDTHS * self._frame[1])
+        lo, hi = self._off_box()
         for j in incomplete:
             left = np.flatnonzero(~layer[j].support)
             if len(left) and all(_max_where_on(known.layers, W[j], float(b[j]), int(m), lo, hi) < 0 for m in left):
@@ -2044,6 +2043,14 @@ class ReluAttack(Attack):
             info["missing_off"] = [list(q) for q in off]
         return bool(read or off)
 
+    def _off_box(self) -> tuple[float, float]:
+        """Bounds of ``_read_missing``'s mixed-integer programs' points: the box kept to, else ``OFF_WIDTHS`` widths
+        around the frame's centre."""
+        if self._inside:
+            return self._box
+        centre, width = self._frame
+        return centre - OFF_WIDTHS * width, centre + OFF_WIDTHS * width
+
     def _apart(self, undetermined: list[tuple[int, int]], W: np.ndarray, b: np.ndarray) -> bool:
         """A point asked (value and gradient, a sample) for each weight w_jm the samples leave undetermined (rows that
         share unit m are on together wherever the samples have m on: only the sum of their products read): a cell
@@ -2052,9 +2059,7 @@ class ReluAttack(Attack):
         apart by t (where a_m is small, the known parts decide which rows are on), a linear program.  Whether a
         point was asked."""
         known = self._known
-        lo, hi = self._frame[0] - OFF_WIDTHS * self._frame[1], self._frame[0] + OFF_WIDTHS * self._frame[1]
-        if self._inside:
-            lo, hi = self._box
+        lo, hi = self._off_box()
         asked = False
         for j, m in undetermined:
             others = [j2 for j2, m2 in undetermined if m2 == m and j2 != j]
@@ -2062,6 +2067,7 @@ class ReluAttack(Attack):
             if x0 is None:
                 continue
             pattern = np.concatenate([z[0] > 0 for z in known.pre(x0[None])])
+            pattern[len(pattern) - known.width + m] = True  # (x0 may lie on m's wall)
             G, c, at = np.eye(self._d), np.zeros(self._d), 0
             rows_, rhs = [], []
             for Wl, bl in known.layers:
