@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.linalg import orth
-from scipy.optimize import linprog
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from torch import nn
 
 from modelrecon.attacks import Attack
@@ -109,6 +109,7 @@ UNFOLD_RAYS = 2
 UNFOLD_RADII = (16.0, 1024.0)
 UNFOLD_TRIES = 2
 RAY_BATCHES = 16  # batches of random directions a fold's rays are drawn from until one grows (``_rays``; no query)
+OFF_WIDTHS = 8.0  # frame widths around its centre where a row's known part is shown off on a unit's active set
 
 
 def relu_network(layers: list[tuple[np.ndarray, np.ndarray]]) -> nn.Sequential:
@@ -206,6 +207,94 @@ def _residual_bound(make_blocks, m: int, chunk: int = 4096) -> float:
         for _, y in itertools.islice(make_blocks(False), used, None):
             ynorm2 += float(y @ y)
     return math.sqrt(residual2 / max(ynorm2, np.finfo(float).tiny ** 2))
+
+
+def _relu_program(layers: list[tuple[np.ndarray, np.ndarray]], lo: float, hi: float, extra: int = 0):
+    """The known layers over x in [lo, hi]^d as mixed-integer constraints: each ReLU switching within its interval
+    bounds (big-M) as a binary.  Variables: x, then each layer's activations and switches, then ``extra`` free ones.
+    Returns the constraint rows, their lower and upper sides, the variables' bounds and integrality, and the indices
+    of the top layer's activations and of the layer's below it."""
+    d = layers[0][0].shape[1]
+    nvar = d + 2 * sum(W.shape[0] for W, _ in layers) + extra
+    rows, rhs_lo, rhs_hi = [], [], []
+    var_lo, var_hi = np.full(nvar, float(lo)), np.full(nvar, float(hi))
+    var_lo[nvar - extra:], var_hi[nvar - extra:] = -np.inf, np.inf
+    integral = np.zeros(nvar)
+    la, ua, prev, at = np.full(d, float(lo)), np.full(d, float(hi)), np.arange(d), d
+    below = prev
+    for W, b in layers:
+        n = len(b)
+        zl = np.maximum(W, 0) @ la + np.minimum(W, 0) @ ua + b
+        zu = np.maximum(W, 0) @ ua + np.minimum(W, 0) @ la + b
+        a, s = at + np.arange(n), at + n + np.arange(n)
+        var_lo[a], var_hi[a] = 0.0, np.maximum(zu, 0.0)
+        var_lo[s], var_hi[s] = 0.0, np.where((zl < 0) & (zu > 0), 1.0, 0.0)
+        integral[s] = 1
+        for k in range(n):
+            if zu[k] <= 0:
+                continue
+            r = np.zeros(nvar)  # a - z
+            r[a[k]], r[prev] = 1.0, -W[k]
+            if zl[k] >= 0:
+                rows.append(r), rhs_lo.append(b[k]), rhs_hi.append(b[k])
+                continue
+            rows.append(r), rhs_lo.append(b[k]), rhs_hi.append(np.inf)  # a >= z
+            r2 = r.copy()  # a <= z - zl (1 - s)
+            r2[s[k]] = -zl[k]
+            rows.append(r2), rhs_lo.append(-np.inf), rhs_hi.append(b[k] - zl[k])
+            r3 = np.zeros(nvar)  # a <= zu s
+            r3[a[k]], r3[s[k]] = 1.0, -zu[k]
+            rows.append(r3), rhs_lo.append(-np.inf), rhs_hi.append(0.0)
+        below = prev
+        la, ua, prev, at = np.maximum(zl, 0.0), np.maximum(zu, 0.0), a, at + 2 * n
+    return rows, rhs_lo, rhs_hi, var_lo, var_hi, integral, prev, below
+
+
+def _max_where_on(layers: list[tuple[np.ndarray, np.ndarray]], c: np.ndarray, c0: float, m: int, lo: float,
+                  hi: float) -> float:
+    """The largest c . a + c0 over x in [lo, hi]^d where unit m of the top layer is on (its pre-activation >= 0), a the
+    top layer's activations (``_relu_program``); +inf where the solver does not prove its optimum, -inf where m is on
+    nowhere there."""
+    rows, rhs_lo, rhs_hi, var_lo, var_hi, integral, top, below = _relu_program(layers, lo, hi)
+    W, b = layers[-1]
+    r = np.zeros(len(var_lo))  # unit m on: W_m . a_below + b_m >= 0
+    r[below] = W[m]
+    rows.append(r), rhs_lo.append(-b[m]), rhs_hi.append(np.inf)
+    cost = np.zeros(len(var_lo))
+    cost[top] = -c
+    res = milp(cost, constraints=LinearConstraint(np.array(rows), rhs_lo, rhs_hi), integrality=integral,
+               bounds=Bounds(var_lo, var_hi), options={"mip_rel_gap": 0.0})
+    if res.status == 2:
+        return -math.inf
+    return -float(res.mip_dual_bound) + c0 if res.status == 0 else math.inf  # (the bound: above every solution's)
+
+
+def _apart_where_on(layers: list[tuple[np.ndarray, np.ndarray]], W: np.ndarray, b: np.ndarray, j: int,
+                    others: list[int], m: int, lo: float, hi: float) -> np.ndarray | None:
+    """A point of [lo, hi]^d where unit m of the top layer is on by at most t, the affine map W a + b of the top
+    layer's activations is at least t in row j and at most -t in the rows ``others``, t > 0 the largest
+    (``_relu_program``); None where there is none."""
+    rows, rhs_lo, rhs_hi, var_lo, var_hi, integral, top, below = _relu_program(layers, lo, hi, extra=1)
+    Wl, bl = layers[-1]
+    nvar = len(var_lo)
+    r = np.zeros(nvar)  # 0 <= z_m <= t
+    r[below], r[-1] = Wl[m], -1.0
+    rows.append(r), rhs_lo.append(-np.inf), rhs_hi.append(-bl[m])
+    r = np.zeros(nvar)
+    r[below] = Wl[m]
+    rows.append(r), rhs_lo.append(-bl[m]), rhs_hi.append(np.inf)
+    for k, sign in [(j, 1.0)] + [(o, -1.0) for o in others]:  # sign (W_k a + b_k) >= t
+        r = np.zeros(nvar)
+        r[top], r[-1] = sign * W[k], -1.0
+        rows.append(r), rhs_lo.append(-sign * b[k]), rhs_hi.append(np.inf)
+    cost = np.zeros(nvar)
+    cost[-1] = -1.0
+    var_hi[-1] = hi - lo
+    res = milp(cost, constraints=LinearConstraint(np.array(rows), rhs_lo, rhs_hi), integrality=integral,
+               bounds=Bounds(var_lo, var_hi))
+    if res.status != 0 or not res.x[-1] > 0:
+        return None
+    return res.x[:layers[0][0].shape[1]]
 
 
 def _left_inverse(B: np.ndarray) -> np.ndarray | None:
@@ -1065,6 +1154,10 @@ class ReluAttack(Attack):
                 if fold:  # the layer below passed through (relu(a) = a for a >= 0): the outputs' linear part in it
                     W, b, errors = np.vstack([W, np.eye(f)]), np.append(b, np.zeros(f)), np.append(errors, np.zeros(f))
                     signs, unresolved = signs + [1] * f, unresolved + [False] * f
+                if incomplete and not fold and self._wider_below() and \
+                        self._read_missing(layer, signs, incomplete, info):
+                    W = np.array([r.w for r in layer])
+                    incomplete = [i for i in incomplete if not layer[i].support.all()]
                 out_W, out_b, bias_known = self._output_layer(signs, W, b, fold=f)
                 if fold and self._unfold(W * np.array(signs)[:, None], b * np.array(signs), out_W, out_b, f, errors,
                                          unresolved):
@@ -2004,6 +2097,139 @@ class ReluAttack(Attack):
             info["rows_incomplete"] = incomplete
             problems.append(f"layer {len(self._known.layers) + 1}: rows of neurons {incomplete} miss the weights from "
                             "units never seen active at their kinks")
+
+    def _read_missing(self, layer: list[_Row], signs: list[int | None], incomplete: list[int],
+                      info: dict[str, Any]) -> bool:
+        """The last hidden layer's missing weights where no kink gives them (above a layer wider than the one below:
+        10-8-16-8-1's layer-2 unit on at 0.6% of inputs, never on at the kinks of four layer-3 rows).  (b) Read: the
+        samples' values and pulled-back gradients (no query) fitted with the output weights c and one unknown
+        p = c_j w_jm per missing weight, its column a_m (value) or e_m (gradient) where row j's known part is on; taken
+        where the system has independent columns, its residual is <= ``SAME_ROW``, c_j is not zero and the rows
+        so completed are on where their known parts are at every sample.  (a) Shown not to act: row j's known part
+        (the weights read included) is below 0 wherever unit m is on within ``OFF_WIDTHS`` of the frame
+        (``_max_where_on``, exact from the known layers); then any w_jm <= 0 gives the same function and 0 is taken
+        (a w_jm > 0 that turned the neuron on there would put its surface across m's active cells, kinks the
+        searches did not meet there; the verification checks).  Whether a weight was set."""
+        known = self._known
+        s = np.array([g or 1 for g in signs], float)
+        W = np.array([r.w for r in layer]) * s[:, None]
+        b = np.array([r.b for r in layer]) * s
+        n = len(layer)
+        pairs = [(j, int(m)) for j in incomplete for m in np.flatnonzero(~layer[j].support)]
+        read: dict[tuple[int, int], float] = {}
+        for tries in range(2):  # the samples; then with a point for each weight they leave undetermined
+            X = np.array([x for x, _ in self._samples])
+            P = [p for _, p in self._samples]
+            zs_all = known.pre(X)
+            A = np.maximum(zs_all[-1], 0.0)
+            Z = A @ W.T + b
+            on = Z > 0
+            use = self._clear(X, W, b, zs_all + [Z])
+            got = [(j, m) for j, m in pairs if np.any(on[use, j] & (A[use, m] > 0))]
+            if not got:
+                break
+            scale = np.concatenate([np.maximum(np.abs(Z[use]).max(axis=0), np.finfo(float).tiny), [1.0],
+                                    [max(float(A[use, m].max()), np.finfo(float).tiny) for _, m in got]])
+            E, y = [], []
+            for i in np.flatnonzero(use):
+                sup = A[i] > 0
+                h, resid = self._pulled_sample(i, [z[i] for z in zs_all])
+                if math.isfinite(resid):
+                    block = np.zeros((int(sup.sum()), n + 1 + len(got)))
+                    block[:, :n] = W[:, sup].T * on[i]
+                    for k, (j, m) in enumerate(got):
+                        if on[i, j] and sup[m]:
+                            block[int(np.sum(sup[:m])), n + 1 + k] = 1.0
+                    E.append(block), y.append(h[sup])
+                if P[i].f is not None:
+                    E.append(np.concatenate([np.maximum(Z[i], 0.0), [1.0], [A[i, m] * on[i, j] for j, m in got]])[None])
+                    y.append(np.array([P[i].f]))
+            E, y = np.vstack(E) / scale, np.concatenate(y)
+            U, sv, Vt = np.linalg.svd(E, full_matrices=False)
+            rank = int(np.sum(sv > sv[0] * max(E.shape) * np.finfo(float).eps))  # (numpy's ``matrix_rank`` test)
+            sol = Vt[:rank].T @ ((U[:, :rank].T @ y) / sv[:rank])  # the minimum-norm solution
+            free = np.abs(Vt[rank:]).max(axis=0) > SAME_ROW if rank < len(sv) else np.zeros(len(sv), bool)
+            resid = float(np.linalg.norm(E @ sol - y) / max(np.linalg.norm(y), np.finfo(float).tiny))
+            sol /= scale
+            c = sol[:n]
+            w = {q: sol[n + 1 + k] / c[q[0]] for k, q in enumerate(got)  # each weight the samples determine
+                 if not free[n + 1 + k] and not free[q[0]] and abs(c[q[0]]) > SAME_ROW * np.abs(c).max()}
+            read = {}
+            if resid <= SAME_ROW and w:
+                Wn = W.copy()
+                for (j, m), v in w.items():
+                    Wn[j, m] = v
+                rows_read = sorted({j for j, _ in w})
+                if np.array_equal(A[use] @ Wn[rows_read].T + b[rows_read] > 0, on[use][:, rows_read]):
+                    read = w  # (the states the fit assumed)
+            undetermined = [q for k, q in enumerate(got) if free[n + 1 + k]]
+            if tries or resid > SAME_ROW or not undetermined or not self._apart(undetermined, W, b):
+                break
+        for (j, m), v in read.items():
+            layer[j].w[m], layer[j].support[m] = v * s[j], True
+            W[j, m] = v
+        off: list[tuple[int, int]] = []
+        lo, hi = self._off_box()
+        for j in incomplete:
+            left = np.flatnonzero(~layer[j].support)
+            if len(left) and all(_max_where_on(known.layers, W[j], float(b[j]), int(m), lo, hi) < 0 for m in left):
+                layer[j].support[left] = True  # (its weights there stay 0)
+                off += [(j, int(m)) for m in left]
+        if read:
+            info["missing_read"] = [list(q) for q in read]
+        if off:
+            info["missing_off"] = [list(q) for q in off]
+        return bool(read or off)
+
+    def _off_box(self) -> tuple[float, float]:
+        """Bounds of ``_read_missing``'s mixed-integer programs' points: the box kept to, else ``OFF_WIDTHS`` widths
+        around the frame's centre."""
+        if self._inside:
+            return self._box
+        centre, width = self._frame
+        return centre - OFF_WIDTHS * width, centre + OFF_WIDTHS * width
+
+    def _apart(self, undetermined: list[tuple[int, int]], W: np.ndarray, b: np.ndarray) -> bool:
+        """A point asked (value and gradient, a sample) for each weight w_jm the samples leave undetermined (rows that
+        share unit m are on together wherever the samples have m on: only the sum of their products read): a cell
+        where m is on and row j's known part on, the other such rows' off (``_apart_where_on``), then the point of
+        that cell farthest from its walls (by t of each unit's slope), m on by at most t and the rows' known parts
+        apart by t (where a_m is small, the known parts decide which rows are on), a linear program.  Whether a
+        point was asked."""
+        known = self._known
+        lo, hi = self._off_box()
+        asked = False
+        for j, m in undetermined:
+            others = [j2 for j2, m2 in undetermined if m2 == m and j2 != j]
+            x0 = _apart_where_on(known.layers, W, b, j, others, m, lo, hi)
+            if x0 is None:
+                continue
+            pattern = np.concatenate([z[0] > 0 for z in known.pre(x0[None])])
+            pattern[len(pattern) - known.width + m] = True  # (x0 may lie on m's wall)
+            G, c, at = np.eye(self._d), np.zeros(self._d), 0
+            rows_, rhs = [], []
+            for Wl, bl in known.layers:
+                Gz, cz = Wl @ G, Wl @ c + bl
+                on_l = pattern[at:at + len(bl)]
+                sg = np.where(on_l, 1.0, -1.0)
+                rows_.append(np.hstack([-sg[:, None] * Gz, np.linalg.norm(Gz, axis=1)[:, None]]))
+                rhs.append(sg * cz)
+                G, c, at = Gz * on_l[:, None], cz * on_l, at + len(bl)
+            gm, cm = -rows_[-1][m, :-1], rhs[-1][m]  # unit m's pre-activation in the cell: gm . x + cm
+            rows_.append(np.append(gm, -np.linalg.norm(gm))[None]), rhs.append(np.array([-cm]))  # m on by <= t
+            gK, cK = W @ G, W @ c + b
+            for j2, sign in [(j, 1.0)] + [(o, -1.0) for o in others]:
+                rows_.append(np.append(-sign * gK[j2], np.linalg.norm(gK[j2]))[None])
+                rhs.append(np.array([sign * cK[j2]]))
+            cost = np.zeros(self._d + 1)
+            cost[-1] = -1.0
+            res = linprog(cost, A_ub=np.vstack(rows_), b_ub=np.concatenate(rhs),
+                          bounds=[(lo, hi)] * self._d + [(0.0, hi - lo)], method="highs")
+            if res.status == 0 and -res.fun > SAME_ROW * (hi - lo):
+                x = res.x[:-1]
+                self._samples.append((x, self._probe.read(Line(x, np.zeros_like(x)), [0.0])[0]))
+                asked = True
+        return asked
 
     def _on_known(self, k: Kink, rows: list[tuple[np.ndarray, np.ndarray]],
                   errors: list[np.ndarray] | None = None) -> bool:
