@@ -1569,44 +1569,6 @@ def test_partial_rows_beside_a_full_layer_ask_the_regions_segments_before_any_ta
     assert attack._extra_segments[1] == 2 + BESIDE_FULL_ROUNDS and attack._quiet[1] == 3
 
 
-def test_a_layer_peeled_anew_in_another_order_keeps_the_region_above_it_in_its_units():
-    """A hidden layer peeled again from layer 1 (after a verification missed a neuron) with the same rows in another
-    order keeps that order, and the region searched above it (its rows, corners, kinks' pre-activations) is put in it:
-    a row met before is found again on the new units, and the corners run to the same units.  A layer with a row that
-    changed leaves the region as it was.  100-64x3-10 attack seed 4: 58 of its 64 first-layer rows moved and the stale
-    layer-2 region was searched again (``benchmarks/deep.py --attack-seeds 4``; too slow for the suite)."""
-    from types import SimpleNamespace
-
-    from modelrecon.attacks.relu import _Rows
-
-    rng = np.random.default_rng(0)
-    d, h = 5, 4
-    W, b, errors = rng.normal(size=(h, d)), rng.normal(size=h), rng.uniform(size=h)
-    attack = ReluAttack()
-    attack._known, attack._peeled, attack._region_rows, attack._corner_order = _Known(d), {}, {}, {}
-    attack._add_layer(W, b, errors)
-    seen, kink, zs = _Rows(h), SimpleNamespace(), [rng.normal(size=h)]
-    u, c = np.array([1.0, -2.0, 0.0, 0.5]), 0.3
-    support = np.array([True, True, False, True])
-    seen.add(support, u, c, 1.0, kink, zs)
-    attack._region_rows[1], attack._corner_order[1] = seen, np.array([2, 0, 3, 1])
-    perm = np.array([3, 1, 0, 2])  # the new unit j is the old unit perm[j]
-    attack._known = _Known(d)
-    attack._add_layer(W[perm], b[perm], errors[perm])
-    assert attack._known.layers[0][0] is not W and np.array_equal(attack._known.layers[0][0], W[perm])
-    row = seen.rows[0]
-    np.testing.assert_array_equal(row.w, u[perm])
-    np.testing.assert_array_equal(row.support, support[perm])
-    np.testing.assert_array_equal(row.kinks[0][1][0], zs[0][perm])
-    assert seen.find(support[perm], 3.0 * u[perm], 3.0 * c, 1.0)[0] == 0
-    np.testing.assert_array_equal(W[perm][attack._corner_order[1]], W[[2, 0, 3, 1]])
-    attack._known = _Known(d)
-    changed = W[perm].copy()
-    changed[0, 0] += 1e-3
-    attack._add_layer(changed[[1, 0, 2, 3]], b[perm][[1, 0, 2, 3]], errors)
-    np.testing.assert_array_equal(row.w, u[perm])
-
-
 def _given_errors(attack, line, layers):
     """The attack's rows given their true errors along the line (the largest over 4097 points of it); the exact rows."""
     exact = _Known(10)

@@ -620,17 +620,6 @@ class _Rows:
         self._store(i)
         return self.rows[i]
 
-    @property
-    def width(self) -> int:
-        return self._W.shape[1]
-
-    def reorder(self, order: np.ndarray) -> None:
-        """The rows on their units in another order: unit j is now the old unit order[j]."""
-        for row in self.rows:
-            row.w, row.support = row.w[order], row.support[order]
-        self._W, self._W2, self._S = (M[:, order] for M in (self._W, self._W2, self._S))
-        self._single = self._single[:, :, order]
-
     def _store(self, i: int) -> None:
         row = self.rows[i]
         self._changed.add(id(row))
@@ -1184,46 +1173,12 @@ class ReluAttack(Attack):
                     problems.append(f"layer {len(self._known.layers) + 1}: orientation of neurons "
                                     f"{info['orientation_unresolved']} not resolved")
                 self._note_incomplete(info, incomplete, problems)
-                self._add_layer(W * np.array(signs)[:, None], b * np.array(signs), errors)
+                self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
                 if not problems:
                     self._drop_dead_below(details)
                 return out_W, out_b, bias_known
             self._note_incomplete(info, incomplete, problems)
-            self._add_layer(W * np.array(signs)[:, None], b * np.array(signs), errors)
-
-    def _add_layer(self, W: np.ndarray, b: np.ndarray, errors: np.ndarray) -> None:
-        """Add a hidden layer; where it is the last peel's layer at this depth with its rows in another order (each
-        row and bias within ``SAME_ROW`` of one kept then, one to one), the region searched above it, kept across
-        peels (its rows and corners are in this layer's units, its kinks' pre-activations in every layer's), is put in
-        the new order: 100-64x3-10 attack seed 4 peeled its first layer again after a verification missed a neuron,
-        bit for bit the same with 58 of 64 rows moved, and its layer-2 region, stale, asked 22 segments (4,406 queries)
-        again.  The layer itself keeps the order it was peeled in."""
-        depth = len(self._known.layers)
-        last, self._peeled[depth] = self._peeled.get(depth), (W, b)
-        if last is not None and last[0].shape == W.shape:
-            L, c = last
-            unit = np.linalg.norm(L, axis=1)[:, None]
-            at = np.argmax((W / np.linalg.norm(W, axis=1)[:, None]) @ (L / unit).T, axis=1)
-            size = unit[at, 0]
-            same = ((np.linalg.norm(W - L[at], axis=1) <= SAME_ROW * size)
-                    & (np.abs(b - c[at]) <= SAME_ROW * (size + np.abs(c[at]))))
-            if same.all() and len(set(at.tolist())) == len(at) and np.any(at != np.arange(len(at))):
-                self._region_in_order(depth, at)
-        self._known.add(W, b, errors)
-
-    def _region_in_order(self, depth: int, order: np.ndarray) -> None:
-        """The saved regions above hidden layer ``depth`` with its unit j the old unit order[j]."""
-        new = np.argsort(order)  # the old unit u's new index
-        for key, seen in self._region_rows.items():
-            if key <= depth:
-                continue
-            for row in seen.rows:
-                row.kinks = [(k, zs if len(zs) <= depth else [*zs[:depth], zs[depth][order], *zs[depth + 1:]])
-                             for k, zs in row.kinks]
-            if key == depth + 1 and seen.width == len(order):
-                seen.reorder(order)
-        if len(self._corner_order.get(depth + 1, ())) == len(order):
-            self._corner_order[depth + 1] = new[self._corner_order[depth + 1]]
+            self._known.add(W * np.array(signs)[:, None], b * np.array(signs), errors)
 
     def _drop_dead_below(self, details: dict[str, Any]) -> None:
         """Leave out a hidden unit below the last hidden layer that every row of the next layer weighs at zero (at
@@ -4025,7 +3980,6 @@ class ReluAttack(Attack):
         self._stepped: set[int] = set()  # kinks with no unique row walked from (``_stepped_off``)
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         self._off_span: set[int] = set()  # kinks whose jump lay off a known first layer's span (``_off_first_span``)
-        self._peeled: dict[int, tuple] = {}  # per depth: the hidden layer (W, b) the last peel added there
         self._restart_in_cell = False  # whether the last line before a restart from layer 1 kept to its cell
         self._misfit: np.ndarray | None = None  # the sample the last hidden layer's failed fit (or fold) explains worst
         details: dict[str, Any] = {"mode": self.mode, "layers": [],
