@@ -2015,7 +2015,7 @@ class ReluAttack(Attack):
         ``UNFOLD_TRIES`` per layer, with a line left and lines free to leave the box): along the rays where its row
         falls fastest through the known layers (``_rays``, either sign) from the frame's centre out to
         ``UNFOLD_RADII[-1]`` frame radii; a kink there whose jump is along the row's input gradient gets that whole
-        row where its jump gives none of its own (``_pulled``), its bias from the kink (as a folded neuron's: ``_along_folded``); a kept row whose absence gave the
+        row, its bias from the kink (as a folded neuron's: ``_along_folded``); a kept row whose absence gave the
         reading is deeper (``_left_out``).  True where a line was searched."""
         key = len(self._known.layers)
         tries = self._missing_tries.get(key, 0)
@@ -2254,12 +2254,10 @@ class ReluAttack(Attack):
             zs = [z[0] for z in known.pre(x[None])]
             u, resid = known.pullback(k.jump, zs)
             layer, folded = self._unfolded.get(id(k), (None, None))
-            support = zs[-1] > 0 if zs else np.ones(known.width, bool)
-            # a folded neuron's kink (``_unfold``, ``_meet_missing``) takes that whole row only where its jump gives
-            # no unique row of its own: the row's part off the active units is unchecked there (100-64x3-10 with
-            # layer-3 unit 2 x5: wrong, a second row of the neuron met later never merged)
-            if layer == len(known.layers) and resid > SAME_ROW:
+            if layer == len(known.layers):  # a folded neuron's kink: its whole row from the fold (``_unfold``)
                 u, resid = folded, 0.0
+            support = zs[-1] > 0 if zs else np.ones(known.width, bool)
+            if layer == len(known.layers):
                 support = np.ones(known.width, bool)
             if resid > SAME_ROW:  # the jump is not a combination of the known layer's active units
                 self._inconsistent += 1
