@@ -93,8 +93,7 @@ SUPPORT_PATTERNS = 64  # patterns below whose sets' normals _orient_by_support k
 SURE_WALLS = 2  # sure rows' planes ``_past_sure_at`` crosses (one may be a deeper row's, its plane met 3 times in one cell)
 AT_ONCE_MIN = 2  # the smallest group of a row's missing units searched at once (``_halves``)
 PART_TRIES = 1  # lines per such group (``_across_unit``'s tries; 4 x as many linear programs)
-NEAR_FIRST = 512  # samples _across_unit sorts by their distance in x to the row's kinks, the nearest in the first
-# layer's span (its pre-activations) first; the rest after them
+NEAR_FIRST = 512  # samples _across_unit sorts by distance in x, picked first in the first layer's pre-activations
 STEP_INTO = 0.25  # how far into the next cell a walk's step goes, of the way to its next wall (``_step_off``)
 STEP_WALLS = 32  # walls a walk along the surface of a kink with no unique row crosses at most (``_step_off``)
 TRACE_WALLS = 3  # known walls a trace crosses along the surface (a deeper neuron's piece ends at layer l's walls)
@@ -2800,10 +2799,12 @@ class ReluAttack(Attack):
         near = np.flatnonzero(fits)  # patterns nearest the row's kinks first (where its surface is)
         K = np.array([k.x for k, _ in row.kinks])
         rest = near[:0]
-        if B is not None and len(near) > NEAR_FIRST:  # only the NEAR_FIRST nearest in the first layer's
-            P, Pk = zs_all[0][near], known.pre(K)[0]  # pre-activations sorted in x (3072-256x3-10: ~25,000 samples
-            first = np.argpartition(np.min(np.sum(P ** 2, axis=1)[:, None] - 2 * P @ Pk.T  # of 3072 coordinates
-                                           + np.sum(Pk ** 2, axis=1)[None, :], axis=1), NEAR_FIRST)  # per call)
+        # in the span, only the NEAR_FIRST nearest in the first layer's pre-activations are sorted in x (3072-256x3-10:
+        # ~25,000 samples of 3072 coordinates per call)
+        if B is not None and len(near) > NEAR_FIRST:
+            P, Pk = zs_all[0][near], known.pre(K)[0]
+            first = np.argpartition(np.min(np.sum(P ** 2, axis=1)[:, None] - 2 * P @ Pk.T
+                                           + np.sum(Pk ** 2, axis=1)[None, :], axis=1), NEAR_FIRST)
             near, rest = near[np.sort(first[:NEAR_FIRST])], near[np.sort(first[NEAR_FIRST:])]
         Xn = X[near]
         near = near[np.argsort(np.min(self._samples_norm2()[near][:, None] - 2 * Xn @ K.T
