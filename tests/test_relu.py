@@ -951,6 +951,48 @@ def test_a_kink_met_at_a_grazing_angle_is_on_the_recovered_neuron_within_its_own
     assert not attack._on_known(on, layers, [np.zeros(1)])  # without the row's error it is not recognised
 
 
+def test_kinks_off_the_next_layer_kept_per_kink_and_layer_match_on_known():
+    """``_off_next`` (the peel's kinks left unexplained by a candidate layer, kept per kink and per layer) gives what
+    ``_on_known`` gives with that layer added, with no known layer and with two; again from its memo, for a copy of the
+    layer, and for the layer with one row moved (another key)."""
+    from modelrecon.attacks.piecewise import Kink, Line, Piece
+
+    rng = np.random.default_rng(3)
+    d, widths = 6, [5, 4]
+    attack = ReluAttack(mode="gradient")
+    attack._d = d
+
+    def kink_at(x, width=1e-11):
+        v = rng.normal(size=d)
+        return Kink(Line(x, v / np.linalg.norm(v)), 0.0, Piece(-width, np.zeros(d)), Piece(width, np.zeros(d)), width)
+
+    for depth in (0, 2):
+        attack._known, attack._abs_of = _Known(d), {}
+        xs = rng.normal(size=(30, d))
+        for i, width in enumerate(widths[:depth]):
+            W = rng.normal(size=(width, attack._known.width))
+            b = rng.normal(size=width)
+            b[0] = -W[0] @ attack._known.top(xs[i][None])[0]  # xs[i] on a known neuron's surface
+            attack._known.add(W, b, np.full(width, 1e-12))
+        W, b = rng.normal(size=(3, attack._known.width)), rng.normal(size=3)
+        b[:2] = -np.sum(W[:2] * attack._known.top(xs[5:7]), axis=1)  # xs[5], xs[6] on the next layer's
+        kinks = [kink_at(x) for x in xs]
+        for errors in (np.array([1e-12, np.nan, 1e-12]), np.array([np.nan, 1e-12, np.nan])):
+            layers, errs = attack._known.layers + [(W, b)], attack._known.errors + [errors]
+            expect = [k for k in kinks if not attack._on_known(k, layers, errs)]
+            assert kinks[5] not in expect and kinks[6] not in expect and len(expect) >= 20
+            if depth:
+                assert kinks[0] not in expect and kinks[1] not in expect
+            assert attack._off_next(kinks, W, b, errors) == expect
+            assert attack._off_next(kinks[::-1], W.copy(), b.copy(), errors.copy()) == expect[::-1]
+            moved = b.copy()
+            moved[0] += 1.0
+            layers[-1] = (W, moved)
+            assert attack._off_next(kinks, W, moved, errors) == \
+                [k for k in kinks if not attack._on_known(k, layers, errs)]
+        assert sum(key[0] == "next" for key in attack._known.memo) == 4
+
+
 def test_gradient_mode_784_16x2_1_is_exact_with_grazing_kinks_on_known_neurons():
     # gradient mode reads its rows to ~31 bits; kinks on a first-layer surface met at a grazing angle were taken for
     # a neuron not recovered (partial after 24 peels, 6,608 queries): within the rows' own error they are on it
