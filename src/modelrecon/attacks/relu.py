@@ -4016,7 +4016,8 @@ class ReluAttack(Attack):
         self._unfold_tries: dict[int, int] = {}  # per layer: rounds of a fold's far probes (``_unfold``)
         self._missing_tries: dict[int, int] = {}  # per layer: lines towards a missing neuron (``_meet_missing``)
         self._deeper: dict[int, list[np.ndarray]] = {}  # per layer: (row, bias) of kept rows found deeper there
-        self._unfolded: dict[int, tuple[int, np.ndarray]] = {}  # kinks of a folded neuron: layer count, its row
+        self._unfolded: dict[int, tuple[int, np.ndarray, tuple]] = {}  # kinks of a folded neuron: layer count, its
+        # row, the known layers it was read on (``_carried``)
         self._stepped: set[int] = set()  # kinks with no unique row walked from (``_stepped_off``)
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         self._off_span: set[int] = set()  # kinks whose jump lay off a known first layer's span (``_off_first_span``)
