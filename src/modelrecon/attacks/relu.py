@@ -1809,7 +1809,7 @@ class ReluAttack(Attack):
             for k in self._kinks[n:]:
                 c = self._along_folded(k, folded)
                 if c is not None:
-                    self._unfolded[id(k)] = (key, c)
+                    self._unfolded[id(k)] = (key, c, tuple(self._known.layers))
         for k in self._kinks[n:]:  # met far out, where the cells are wide cones: a deeper neuron's piece there passes
             self._far[id(k)] = key  # a lower layer's trace (cause 2 of "Seeds"), so they serve this layer and deeper
         return True
@@ -2035,7 +2035,7 @@ class ReluAttack(Attack):
             self._search(through=centre + far / 2, along=far / 2)
         for k in self._kinks[n:]:
             if self._along_folded(k, w[None]) is not None:
-                self._unfolded[id(k)] = (key, w)
+                self._unfolded[id(k)] = (key, w, tuple(self._known.layers))
                 self._far[id(k)] = key
         return True
 
@@ -2289,12 +2289,12 @@ class ReluAttack(Attack):
             x = k.x
             zs = [z[0] for z in known.pre(x[None])]
             u, resid = known.pullback(k.jump, zs)
-            layer, folded = self._unfolded.get(id(k), (None, None))
-            if layer == len(known.layers):  # a folded neuron's kink: its whole row from the fold (``_unfold``)
-                u, resid = folded, 0.0
             support = zs[-1] > 0 if zs else np.ones(known.width, bool)
-            if layer == len(known.layers):
-                support = np.ones(known.width, bool)
+            layer, folded, below = self._unfolded.get(id(k), (None, None, ()))
+            if layer == len(known.layers):  # a folded neuron's kink (``_unfold``, ``_meet_missing``)
+                folded = self._carried(folded, below)
+                if folded is not None:
+                    u, resid, support = self._with_fold(u, resid, support, folded)
             if resid > SAME_ROW:  # the jump is not a combination of the known layer's active units
                 self._inconsistent += 1
                 known.memo[key] = None
@@ -2310,6 +2310,45 @@ class ReluAttack(Attack):
                 b = -float(u @ a)
                 known.memo[key] = (support, u, b, float(np.abs(u) @ np.abs(a)) + abs(b) + EPS, zs)
         return known.memo[key]
+
+    def _carried(self, c: np.ndarray, below: tuple) -> np.ndarray | None:
+        """The fold's row c, read on the top units of the known layers ``below``, on the known layers' top units now: a
+        peel begun again from the first layer orders and scales the units otherwise (100-64x3-10 with layer-3 unit 2
+        x5: the row read before, taken on the new order, was wrong on every unit).  Each unit now is matched to the one
+        before whose pre-activations at the kinks' points are a positive multiple of its (no query); None where a unit
+        has no match or one that c weighs is left out."""
+        layers = self._known.layers
+        if len(below) == len(layers) and all(W is V and b is e for (W, b), (V, e) in zip(layers, below)):
+            return c
+        X = np.array([k.x for k in self._kinks])
+        Z, a = self._known.pre(X)[-1], X
+        for W, b in below:  # the pre-activations of the layers the row was read on
+            Zb = a @ W.T + b
+            a = np.maximum(Zb, 0.0)
+        norms = np.maximum(np.linalg.norm(Zb, axis=0), np.finfo(float).tiny)
+        out, used = np.zeros(Z.shape[1]), np.zeros(len(c), bool)
+        for j in range(Z.shape[1]):
+            i = int(np.argmax((Zb.T @ Z[:, j]) / norms))
+            s = float(Zb[:, i] @ Z[:, j]) / norms[i] ** 2
+            if not s > 0 or np.linalg.norm(Z[:, j] - s * Zb[:, i]) > SAME_ROW * np.linalg.norm(Z[:, j]) or used[i]:
+                return None
+            out[j], used[i] = c[i] / s, True
+        return out if not np.any(c[~used]) else None
+
+    @staticmethod
+    def _with_fold(u: np.ndarray, resid: float, support: np.ndarray,
+                   folded: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """A folded neuron's kink's row (u, residual, support): the fold's whole row where the jump gives no unique
+        row of its own; where it does, the jump's row on its active units and the fold's weights (scaled to it) on
+        the units the jump leaves open, or the jump's row alone where the fold's disagrees with it there (then the
+        fold's part off those units is not to be trusted either)."""
+        if resid > SAME_ROW:
+            return folded, 0.0, np.ones(len(folded), bool)
+        f = folded[support]
+        lam = float(u[support] @ f) / max(float(f @ f), np.finfo(float).tiny)
+        if np.linalg.norm(u[support] - lam * f) > SAME_ROW * np.linalg.norm(u[support]):
+            return u, resid, support
+        return np.where(support, u, lam * folded), resid, np.ones(len(folded), bool)
 
     def _candidates(self, kinks: list[Kink]) -> list[_Row]:
         """Rows of the next layer from the kinks not on known neurons, merged per neuron (kept until a layer is added:
@@ -4014,7 +4053,8 @@ class ReluAttack(Attack):
         self._unfold_tries: dict[int, int] = {}  # per layer: rounds of a fold's far probes (``_unfold``)
         self._missing_tries: dict[int, int] = {}  # per layer: lines towards a missing neuron (``_meet_missing``)
         self._deeper: dict[int, list[np.ndarray]] = {}  # per layer: (row, bias) of kept rows found deeper there
-        self._unfolded: dict[int, tuple[int, np.ndarray]] = {}  # kinks of a folded neuron: layer count, its row
+        self._unfolded: dict[int, tuple[int, np.ndarray, tuple]] = {}  # kinks of a folded neuron: layer count, its
+        # row, the known layers it was read on (``_carried``)
         self._stepped: set[int] = set()  # kinks with no unique row walked from (``_stepped_off``)
         self._far: dict[int, int] = {}  # kinks of ``_unfold``'s lines: the known layers' count they serve from
         self._off_span: set[int] = set()  # kinks whose jump lay off a known first layer's span (``_off_first_span``)
