@@ -904,6 +904,14 @@ def test_the_folds_lines_through_new_kinks_keep_to_their_cell_from_layer_3_on_30
     assert r.queries["total"] / 48 <= 36
 
 
+def test_the_folds_line_from_layer_3_on_is_its_stretch_from_where_the_model_holds_to_where_it_misses_30_16_16_16_4():
+    """The fold's line (``_unfold``) from the ray's point where the folded model holds to where it misses is searched
+    on that stretch alone (``_search_stretch``), not on back past the box: 30-16-16-16-4 32.4 -> 30.3 per neuron."""
+    target, r = _run("builtin:deep?d=30&widths=16,16,16,4&init=random&seed=0", "value+gradient")
+    _assert_exact(r, [16, 16, 16])
+    assert r.queries["total"] / 48 <= 31
+
+
 def test_a_fold_the_verification_refutes_goes_on_from_its_worst_point_40_20_10_10_1_seed_3_attack_seed_1():
     """A layer-3 neuron on at 98.9% of inputs, one layer-3 row missing: the fold was named and the run ended there,
     never checked (``partial``, 1.1 of the scale off).  A folded model is checked now as any other: the verification's
