@@ -1,4 +1,5 @@
 import collections
+import itertools
 import json
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelrecon.attacks.piecewise import Probe
-from modelrecon.attacks.relu import BRACKET, ReluAttack, _apart_where_on, _Known, _max_where_on, _Row
+from modelrecon.attacks.relu import BRACKET, ReluAttack, _apart_where_on, _Known, _least_over_box, _max_where_on, _Row
 from modelrecon.cli import app
 from modelrecon.evaluate import evaluate
 from modelrecon.oracle import OracleError, local_oracle
@@ -2093,3 +2094,37 @@ def test_missing_weights_above_a_wider_layer_read_or_shown_off_10_8_16_8_1():
     x = _apart_where_on(layers, V, v, 0, [1], 0, -2.0, 2.0)
     z, a = known.pre(x[None])[-1][0], known.top(x[None])[0]
     assert z[0] >= -1e-9 and V[0] @ a + v[0] > 0 and V[1] @ a + v[1] < 0 and z[0] <= V[0] @ a + v[0] + 1e-9
+
+
+def test_a_fold_above_a_wider_layer_written_as_a_neuron_on_everywhere():
+    """A fold's pass-through part (one output, three open rows, row 1 truly mirrored) over a hand-made 3-4-5 net
+    (layer 2 wider than layer 1) whose folded neuron has nonnegative weights, so is on at every input: some set of the
+    open rows, mirrored, makes the part a row the known layers keep >= 0 everywhere (``_fold_as_neuron``, its
+    program ``_least_over_box``), and the network with that neuron is the folded one at every input (their
+    difference a constant out to radius 1e3).  A part that some direction takes below 0 whatever the set is refused."""
+    rng = np.random.default_rng(3)
+    known = _Known(3)
+    for W, b in ((rng.normal(size=(4, 3)), rng.normal(size=4)), (rng.normal(size=(5, 4)), rng.normal(size=5))):
+        known.add(W, b)
+    attack = ReluAttack(mode="value+gradient")
+    attack._known, attack._d = known, 3
+    rows, bias, alpha = rng.normal(size=(3, 5)), rng.normal(size=3), np.array([0.8, -1.1, 0.5])
+    w_true, v = np.abs(rng.normal(size=5)), 0.7
+    out_W = np.concatenate([alpha, v * w_true - alpha[1] * rows[1]])[None]
+    open_rows = [True, True, True] + [False] * 5
+    w, b_on, flipped = attack._fold_as_neuron(rows, out_W, 5, open_rows)
+    X = rng.normal(size=(20000, 3)) * np.logspace(-1, 3, 20000)[:, None]
+    A = known.top(X)
+    assert np.min(A @ w + b_on) >= 0.0
+    Z = A @ rows.T + bias
+    folded = np.maximum(Z, 0) @ alpha + A @ out_W[0, 3:]
+    s = np.array([-1.0 if r in flipped else 1.0 for r in range(3)])
+    part = out_W[0, 3:] + sum(alpha[r] * rows[r] for r in flipped)
+    model = np.maximum(s * Z, 0) @ alpha + float(part @ w) * np.maximum(A @ w + b_on, 0)
+    assert np.ptp(model - folded) <= 1e-9 * np.abs(folded).max()
+    assert _least_over_box([(W, np.zeros_like(b)) for W, b in known.layers], w, -1.0, 1.0) >= -1e-9
+    out_W[0, 3:] = 10.0 * np.array([1.0, -1.0, 1.0, -1.0, 1.0])  # either sign of every set's part falls below 0
+    parts = [out_W[0, 3:] + sum(alpha[r] * rows[r] for r in c) for k in range(4)
+             for c in itertools.combinations(range(3), k)]
+    assert all(np.min(A @ p) < 0 < np.max(A @ p) for p in parts)
+    assert attack._fold_as_neuron(rows, out_W, 5, open_rows) is None
