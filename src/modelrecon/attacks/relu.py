@@ -1171,8 +1171,9 @@ class ReluAttack(Attack):
                     details["layers"].pop()
                     del problems[n_problems:]
                     continue
-                on = self._fold_as_neuron(W[:-f], out_W, f, unresolved) if fold else None
+                on = self._fold_as_neuron(W[:-f], out_W, f, unresolved) if fold and not incomplete else None
                 if on is not None:  # the folded part is a neuron on everywhere: the layer with it, the outputs refitted
+                    # (every row whole: a row missing a weight leaves the model partial, the fold named as before)
                     w_on, b_on, flipped = on
                     signs = [-s_ if i in flipped else s_ for i, s_ in enumerate(signs[:-f])] + [1]
                     W, b = np.vstack([W[:-f], w_on]), np.append(b[:-f], b_on)
@@ -1764,9 +1765,11 @@ class ReluAttack(Attack):
         return bool(np.linalg.norm(M @ c - u) <= SAME_ROW * np.linalg.norm(u))
 
     def _foldable(self) -> bool:
-        """Whether ``_final_fit`` can fold: the layer peeled has a known layer below (above a layer wider than its
-        input, the rows' input gradients path, the fold's columns the known top layer's)."""
-        return bool(self._known.layers)
+        """Whether ``_final_fit`` can fold: the layer peeled has a known layer below, none of them wider than its input
+        (the pulled-back gradient path), or the last wider than the one below (``_wider_below``; the rows' input
+        gradients path, the fold's columns the top layer's)."""
+        return bool(self._known.layers) and (
+            all(Wl.shape[0] <= Wl.shape[1] for Wl, _ in self._known.layers) or self._wider_below())
 
     def _note_folded(self, info: dict[str, Any], live: np.ndarray, f: int, problems: list[str]) -> None:
         """A fold is never a recovery: the folded neuron's row and bias are not identifiable where it never switches
