@@ -1,4 +1,5 @@
 import collections
+import itertools
 import json
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelrecon.attacks.piecewise import Probe
-from modelrecon.attacks.relu import BRACKET, ReluAttack, _apart_where_on, _Known, _max_where_on, _Row
+from modelrecon.attacks.relu import BRACKET, ReluAttack, _apart_where_on, _Known, _least_over_box, _max_where_on, _Row
 from modelrecon.cli import app
 from modelrecon.evaluate import evaluate
 from modelrecon.oracle import OracleError, local_oracle
@@ -1436,19 +1437,25 @@ def test_the_hand_written_10_8_8_8_1_seed_1_is_exact(mode):
 
 
 @pytest.mark.parametrize("seed", [2, 3])
-def test_the_hand_written_10_8_8_8_1_with_neurons_on_at_every_sample_is_partial_and_says_why(seed):
+def test_the_hand_written_10_8_8_8_1_with_neurons_on_at_every_sample_is_written_or_partial_and_says_why(seed):
     """Seeds 2 and 3: layer-3 neurons on at every sample (seed 2's neuron 7 on all of R^d), and rows that miss their
     weight on a layer-2 unit whose active region their surface meets in under 1.5% of it (seed 2: unit 1, seed 3:
-    unit 4, read from the truth).  The run ends folded, `partial`, naming the pass-through units and the rows'
-    missing weights, its verification stated; never `complete`.  With every missing unit of a layer-3 row held on at
-    once (helper i20big) seed 2's rows are whole and seed 3 misses two, and both folded models pass the verification
-    (errors ~1e-14 of the scale; before, a residual stated): still `partial`, the fold holding only where
-    the passed-through part is linear."""
+    unit 4, read from the truth).  With every missing unit of a layer-3 row held on at once (helper i20big) seed 2's
+    rows are whole and seed 3 misses two, and both folded models pass the verification.  Seed 2's fold, no far point
+    breaking it, is written as a neuron on at every input (``_fold_as_neuron``: a set of open rows mirrored makes the
+    pass-through part >= 0 on the known layers without biases): `complete`, the function exact (that neuron's bias,
+    and which rows are mirrored, are not identifiable; the parameters are not compared).  Seed 3 ends folded,
+    `partial`, naming the pass-through units and the rows' missing weights, its verification stated."""
     target, r = _run(f"factories:HandWrittenDeepRelu?seed={seed}", "value+gradient")
-    assert r.status == "partial", r.message
     assert r.details["widths"][:2] == [8, 8]
+    if seed == 2:
+        assert r.status == "complete" and r.details["widths"] == [8, 8, 8], r.message
+        assert r.metrics["worst_output_error_relative"] <= 1e-9
+        assert "on_everywhere" in r.details["layers"][2]
+        return
+    assert r.status == "partial", r.message
     assert "units passing layer 2 through" in r.message
-    assert ("miss the weights" in r.message) == (seed == 3)
+    assert "miss the weights" in r.message
     assert "the folded model verified on 4096 fresh points" in r.message
 
 
@@ -2199,3 +2206,37 @@ def test_missing_weights_above_a_wider_layer_read_or_shown_off_10_8_16_8_1():
     x = _apart_where_on(layers, V, v, 0, [1], 0, -2.0, 2.0)
     z, a = known.pre(x[None])[-1][0], known.top(x[None])[0]
     assert z[0] >= -1e-9 and V[0] @ a + v[0] > 0 and V[1] @ a + v[1] < 0 and z[0] <= V[0] @ a + v[0] + 1e-9
+
+
+def test_a_fold_above_a_wider_layer_written_as_a_neuron_on_everywhere():
+    """A fold's pass-through part (one output, three open rows, row 1 truly mirrored) over a hand-made 3-4-5 net
+    (layer 2 wider than layer 1) whose folded neuron has nonnegative weights, so is on at every input: some set of the
+    open rows, mirrored, makes the part a row the known layers keep >= 0 everywhere (``_fold_as_neuron``, its
+    program ``_least_over_box``), and the network with that neuron is the folded one at every input (their
+    difference a constant out to radius 1e3).  A part that some direction takes below 0 whatever the set is refused."""
+    rng = np.random.default_rng(3)
+    known = _Known(3)
+    for W, b in ((rng.normal(size=(4, 3)), rng.normal(size=4)), (rng.normal(size=(5, 4)), rng.normal(size=5))):
+        known.add(W, b)
+    attack = ReluAttack(mode="value+gradient")
+    attack._known, attack._d = known, 3
+    rows, bias, alpha = rng.normal(size=(3, 5)), rng.normal(size=3), np.array([0.8, -1.1, 0.5])
+    w_true, v = np.abs(rng.normal(size=5)), 0.7
+    out_W = np.concatenate([alpha, v * w_true - alpha[1] * rows[1]])[None]
+    open_rows = [True, True, True] + [False] * 5
+    w, b_on, flipped = attack._fold_as_neuron(rows, out_W, 5, open_rows)
+    X = rng.normal(size=(20000, 3)) * np.logspace(-1, 3, 20000)[:, None]
+    A = known.top(X)
+    assert np.min(A @ w + b_on) >= 0.0
+    Z = A @ rows.T + bias
+    folded = np.maximum(Z, 0) @ alpha + A @ out_W[0, 3:]
+    s = np.array([-1.0 if r in flipped else 1.0 for r in range(3)])
+    part = out_W[0, 3:] + sum(alpha[r] * rows[r] for r in flipped)
+    model = np.maximum(s * Z, 0) @ alpha + float(part @ w) * np.maximum(A @ w + b_on, 0)
+    assert np.ptp(model - folded) <= 1e-9 * np.abs(folded).max()
+    assert _least_over_box([(W, np.zeros_like(b)) for W, b in known.layers], w, -1.0, 1.0) >= -1e-9
+    out_W[0, 3:] = 10.0 * np.array([1.0, -1.0, 1.0, -1.0, 1.0])  # either sign of every set's part falls below 0
+    parts = [out_W[0, 3:] + sum(alpha[r] * rows[r] for r in c) for k in range(4)
+             for c in itertools.combinations(range(3), k)]
+    assert all(np.min(A @ p) < 0 < np.max(A @ p) for p in parts)
+    assert attack._fold_as_neuron(rows, out_W, 5, open_rows) is None

@@ -108,6 +108,9 @@ VERIFY_RETRIES = 2  # verifications that missed, each followed by a line through
 UNFOLD_RAYS = 2
 UNFOLD_RADII = (16.0, 1024.0)
 UNFOLD_TRIES = 2
+FOLD_OPEN = 3  # one output: open rows up to which every set of them gives the folded row a candidate (``_folded_rows``)
+FOLD_OPEN_WIDE = 6  # the same above a layer wider than the one below (24-10-12-8-1: 6 open rows, the rare neuron met)
+ON_EVERYWHERE_OPEN = 8  # open rows up to which every set of them is tried for a fold's neuron on everywhere
 RAY_BATCHES = 16  # batches of random directions a fold's rays are drawn from until one grows (``_rays``; no query)
 OFF_WIDTHS = 8.0  # frame widths around its centre where a row's known part is shown off on a unit's active set
 
@@ -267,6 +270,17 @@ def _max_where_on(layers: list[tuple[np.ndarray, np.ndarray]], c: np.ndarray, c0
     if res.status == 2:
         return -math.inf
     return -float(res.mip_dual_bound) + c0 if res.status == 0 else math.inf  # (the bound: above every solution's)
+
+
+def _least_over_box(layers: list[tuple[np.ndarray, np.ndarray]], c: np.ndarray, lo: float, hi: float) -> float:
+    """The smallest c . a over x in [lo, hi]^d, a the top layer's activations (``_relu_program``): the solver's proven
+    bound (below every solution's), -inf where it does not prove its optimum."""
+    rows, rhs_lo, rhs_hi, var_lo, var_hi, integral, top, _ = _relu_program(layers, lo, hi)
+    cost = np.zeros(len(var_lo))
+    cost[top] = c
+    res = milp(cost, constraints=LinearConstraint(np.array(rows), rhs_lo, rhs_hi), integrality=integral,
+               bounds=Bounds(var_lo, var_hi), options={"mip_rel_gap": 0.0})
+    return float(res.mip_dual_bound) if res.status == 0 else -math.inf
 
 
 def _apart_where_on(layers: list[tuple[np.ndarray, np.ndarray]], W: np.ndarray, b: np.ndarray, j: int,
@@ -1168,6 +1182,16 @@ class ReluAttack(Attack):
                     details["layers"].pop()
                     del problems[n_problems:]
                     continue
+                on = self._fold_as_neuron(W[:-f], out_W, f, unresolved) if fold and not incomplete else None
+                if on is not None:  # the folded part is a neuron on everywhere: the layer with it, the outputs refitted
+                    # (every row whole: a row missing a weight leaves the model partial, the fold named as before)
+                    w_on, b_on, flipped = on
+                    signs = [-s_ if i in flipped else s_ for i, s_ in enumerate(signs[:-f])] + [1]
+                    W, b = np.vstack([W[:-f], w_on]), np.append(b[:-f], b_on)
+                    errors, unresolved = np.append(errors[:-f], 0.0), [False] * len(b)
+                    info["on_everywhere"] = {"row": len(b) - 1, "flipped": sorted(flipped)}
+                    fold, f = False, 0
+                    out_W, out_b, bias_known = self._output_layer(signs, W, b)
                 # a row no output depends on (a neuron counted twice, or one whose every path is cut) goes
                 live = np.abs(out_W).max(axis=0) > SAME_ROW * max(float(np.abs(out_W).max()), np.finfo(float).tiny)
                 if not live.all():
@@ -1753,8 +1777,10 @@ class ReluAttack(Attack):
 
     def _foldable(self) -> bool:
         """Whether ``_final_fit`` can fold: the layer peeled has a known layer below, none of them wider than its input
-        (the pulled-back gradient path)."""
-        return bool(self._known.layers) and all(Wl.shape[0] <= Wl.shape[1] for Wl, _ in self._known.layers)
+        (the pulled-back gradient path), or the last wider than the one below (``_wider_below``; the rows' input
+        gradients path, the fold's columns the top layer's)."""
+        return bool(self._known.layers) and (
+            all(Wl.shape[0] <= Wl.shape[1] for Wl, _ in self._known.layers) or self._wider_below())
 
     def _note_folded(self, info: dict[str, Any], live: np.ndarray, f: int, problems: list[str]) -> None:
         """A fold is never a recovery: the folded neuron's row and bias are not identifiable where it never switches
@@ -1829,6 +1855,48 @@ class ReluAttack(Attack):
             self._far[id(k)] = key  # a lower layer's trace (cause 2 of "Seeds"), so they serve this layer and deeper
         return True
 
+    def _fold_as_neuron(self, W: np.ndarray, out_W: np.ndarray, f: int,
+                        unresolved: list[bool]) -> tuple[np.ndarray, float, set[int]] | None:
+        """A fold that ``_unfold`` could not break written as one neuron of the layer on at every input.  For a set S
+        of open rows taken mirrored (``_folded_rows``' parts; every set up to ``ON_EVERYWHERE_OPEN`` open rows) the
+        outputs' pass-through part is v w (rank one), and w . a0 >= 0 over the whole input space, a0 the known layers
+        without biases (w . a0 is positively homogeneous: its least over [-1, 1]^d, a mixed-integer program's proven
+        bound, is 0 there and below 0 otherwise; within ``SAME_ROW`` of its largest over the box).  With the biases,
+        |a - a0| <= e elementwise (e_1 = |b_1|, e_l = |W_l| e_(l-1) + |b_l|), so w . a + |w| . e >= 0 at every x:
+        relu of it is itself, and the network with that neuron is the folded one at every input (its bias is not
+        identifiable, the neuron never switching: this one, and the rows of S mirrored, give the same function).
+        Returns w, its bias and S, or None where no set gives such a row."""
+        n = len(unresolved) - f
+        opened = np.flatnonzero(np.array(unresolved[:n], bool))
+        if len(opened) > ON_EVERYWHERE_OPEN:
+            return None
+        layers = self._known.layers
+        bare = [(Wl, np.zeros_like(bl)) for Wl, bl in layers]
+        U = np.random.default_rng([self.seed, 13]).normal(size=(1024, self._d))  # directions: a cheap test first
+        A0 = U
+        for Wl, _ in bare:
+            A0 = np.maximum(A0 @ Wl.T, 0.0)
+        e = np.zeros(0)
+        for Wl, bl in layers:
+            e = np.abs(bl) + (np.abs(Wl) @ e if len(e) else 0.0)
+        top_hi = np.full(self._d, 1.0)  # the top layer's largest activations over the box, bias-free
+        for Wl, _ in bare:
+            top_hi = np.abs(Wl) @ top_hi
+        M, alpha, rows = out_W[:, n:], out_W[:, opened], W[opened]
+        for k in range(len(opened) + 1):
+            for c in itertools.combinations(range(len(opened)), k):
+                part = M + alpha[:, list(c)] @ rows[list(c)]
+                _, sv, Vt = np.linalg.svd(part, full_matrices=False)
+                if not sv[0] > 0 or (len(sv) > 1 and sv[1] > SAME_ROW * sv[0]):
+                    continue
+                for w in (Vt[0], -Vt[0]):
+                    scale = float(np.abs(w) @ top_hi)
+                    if (A0 @ w).min() < -SAME_ROW * scale * np.sqrt(self._d) or \
+                            _least_over_box(bare, w, -1.0, 1.0) < -SAME_ROW * scale:
+                        continue
+                    return w, float(np.abs(w) @ e), {int(opened[i]) for i in c}
+        return None
+
     def _folded_rows(self, W: np.ndarray, out_W: np.ndarray, f: int, unresolved: list[bool],
                      rng: np.random.Generator) -> np.ndarray:
         """The folded neuron's row on the layer below, up to scale, from the fold's output weights.  Output k's
@@ -1838,7 +1906,8 @@ class ReluAttack(Attack):
         or more) gives w: the right singular vectors of the parts that carry weight there (one folded neuron: one).
         Every set is tried up to 12 open rows; beyond, sets one flip from the best so far, from random starts (a set
         that makes the parts parallel to SAME_ROW ends the search).  With one output nothing tells the sets apart:
-        each set's part is a candidate (up to 3 open rows, else the part as fitted)."""
+        each set's part is a candidate (up to ``FOLD_OPEN`` open rows, ``FOLD_OPEN_WIDE`` above a wider layer, else the
+        part as fitted)."""
         n = len(unresolved) - f
         opened = np.flatnonzero(np.array(unresolved[:n], bool))
         M, alpha, rows = out_W[:, n:], out_W[:, opened], W[opened]
@@ -1847,7 +1916,7 @@ class ReluAttack(Attack):
             return M + alpha[:, list(c)] @ rows[list(c)]
 
         if len(M) == 1:
-            sets = [()] if len(opened) > 3 else \
+            sets = [()] if len(opened) > (FOLD_OPEN_WIDE if self._wider_below() else FOLD_OPEN) else \
                 [c for k in range(len(opened) + 1) for c in itertools.combinations(range(len(opened)), k)]
             return np.array([part(c)[0] for c in sets])
 
@@ -3846,9 +3915,10 @@ class ReluAttack(Attack):
                         block[:n, n:2 * n][:, Z[i] < 0] = Rneg[:, Z[i] < 0]
                     yield block, np.append(gq, np.linalg.norm(P[i].g - Q @ gq))
                 elif expansive:  # the pull-back is not unique: the rows' input gradients instead
-                    R = (W @ (known.cell_gradients(X[i], zs)[-1] * sup[:, None])).T
-                    yield (np.hstack([(Z[i] > 0) * R, -1.0 * (Z[i] < 0) * R, np.zeros((self._d, 1))]) / colscale,
-                           P[i].g)
+                    J = known.cell_gradients(X[i], zs)[-1] * sup[:, None]
+                    R = (W @ J).T
+                    yield (np.hstack([(Z[i] > 0) * R, -1.0 * (Z[i] < 0) * R, np.zeros((self._d, 1))] +
+                                     ([J.T] if fold else [])) / colscale, P[i].g)  # (the fold's: d(m.a)/dx = J^T m)
                 else:
                     h, resid = self._pulled_sample(i, zs)
                     if math.isfinite(resid):  # else the gradient does not determine the top layer's coefficients here
