@@ -428,7 +428,7 @@ def _across_program(A_ub: np.ndarray, b_ub: np.ndarray, k: np.ndarray, k0: float
     coordinates that x cannot leave the frame from (its half-width over the L1 norm of B's rows): less room than the
     program in x finds in the frame's far corners, and no point outside it.  ``rays``: multipliers over A_ub's rows
     kept from the row's earlier infeasible programs; where one refutes this program (``_refutes``) HiGHS is not run
-    (3072-128x3-10: 232 of its 364 programs infeasible, 107 refuted so).  (The point x and s, or None where there is
+    (3072-128x3-10: 232 of its 364 programs infeasible, 107 refuted so, the same queries).  (The point x and s, or None where there is
     none; HiGHS's Farkas multipliers over A_ub's rows where it found none, else None.)"""
     d = len(k) if B is None else B.shape[0]
     lo, hi = np.broadcast_to(lo, d).astype(float), np.broadcast_to(hi, d).astype(float)
