@@ -53,8 +53,6 @@ import numpy as np
 import torch
 from scipy.linalg import orth
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
-from scipy.optimize._highspy import _core as _highs  # scipy's own HiGHS, as linprog(method="highs") runs it
-from scipy.sparse import csc_array
 from torch import nn
 
 from modelrecon.attacks import Attack
@@ -96,7 +94,6 @@ SUPPORT_PATTERNS = 64  # patterns below whose sets' normals _orient_by_support k
 SURE_WALLS = 2  # sure rows' planes ``_past_sure_at`` crosses (one may be a deeper row's, its plane met 3 times in one cell)
 AT_ONCE_MIN = 2  # the smallest group of a row's missing units searched at once (``_halves``)
 PART_TRIES = 1  # lines per such group (``_across_unit``'s tries; 4 x as many linear programs)
-FARKAS_SLACK = 1e-6  # a kept Farkas ray refutes an _across_unit program only by this much over HiGHS's tolerance
 NEAR_FIRST = 512  # samples _across_unit sorts by distance in x, picked first in the first layer's pre-activations
 STEP_INTO = 0.25  # how far into the next cell a walk's step goes, of the way to its next wall (``_step_off``)
 STEP_WALLS = 32  # walls a walk along the surface of a kink with no unique row crosses at most (``_step_off``)
@@ -373,98 +370,32 @@ def _halves(units: np.ndarray) -> list[np.ndarray]:
     return groups
 
 
-def _highs_program(c: np.ndarray, A_ub: np.ndarray, b_ub: np.ndarray, k: np.ndarray, k0: float,
-                   bounds: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``linprog(c, A_ub, b_ub, A_eq=[k], b_eq=[-k0], bounds, method="highs")``'s solve, the same model and options
-    on scipy's own HiGHS (private: ``scipy.optimize._highspy._core``), and HiGHS's dual ray where it is infeasible:
-    (x where linprog's status would be 0, else None; the ray over [A_ub; k]'s rows where HiGHS gives one, else
-    None)."""
-    A = csc_array(np.vstack([A_ub, np.append(k, 0.0)[None]]))
-    inf = _highs.kHighsInf
-    lhs = np.append(np.full(len(b_ub), -inf), -k0)
-    rhs = np.append(b_ub, -k0)
-    lb, ub = np.clip(bounds, -inf, inf).T.copy()
-    lp = _highs.HighsLp()
-    lp.num_col_, lp.num_row_ = len(c), len(rhs)
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = len(c), len(rhs)
-    lp.a_matrix_.format_ = _highs.MatrixFormat.kColwise
-    lp.col_cost_, lp.col_lower_, lp.col_upper_, lp.row_lower_, lp.row_upper_ = c, lb, ub, lhs, rhs
-    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = A.indptr, A.indices, A.data
-    highs = _highs._Highs()
-    options = _highs.HighsOptions()
-    options.presolve, options.log_to_console, options.output_flag = "on", False, False
-    options.highs_debug_level = _highs.HighsDebugLevel.kHighsDebugLevelNone
-    options.simplex_strategy = _highs.simplex_constants.SimplexStrategy.kSimplexStrategyDual
-    highs.passOptions(options)
-    highs.passModel(lp)
-    if highs.run() == _highs.HighsStatus.kError:
-        return None, None
-    status = highs.getModelStatus()
-    if status == _highs.HighsModelStatus.kInfeasible:
-        _, has, ray = highs.getDualRay()
-        return None, np.asarray(ray) if has else None
-    if status != _highs.HighsModelStatus.kOptimal:
-        return None, None
-    x = np.array(highs.getSolution().col_value)
-    row = np.array(highs.getSolution().row_value)
-    tol = np.sqrt(1e-9) * 10  # linprog's check of HiGHS's point (``_check_result``): else its status is 4
-    if (np.isnan(x).any() or np.any(x < bounds[:, 0] - tol) or np.any(x > bounds[:, 1] + tol)
-            or np.any(rhs[:-1] - row[:-1] < -tol) or abs(rhs[-1] - row[-1]) > tol):
-        return None, None
-    return x, None
-
-
-def _refutes(lam: np.ndarray, A_ub: np.ndarray, b_ub: np.ndarray, k: np.ndarray, k0: float,
-             bounds: np.ndarray) -> bool:
-    """Whether lam >= 0 over A_ub's rows, with the best multiplier of k y = -k0, proves A_ub [y, s] <= b_ub,
-    k y = -k0, y in its box, s >= 0 empty: lam A_ub's s column >= 0 and, for all y in the box, lam (A_ub y - b_ub)
-    + mu (k y + k0) > 0 by ``FARKAS_SLACK`` times every row's weight (a point that breaks each row by HiGHS's
-    tolerance, 1e-7, cannot be found there either).  The best mu is one of the breakpoints of the box's minimum."""
-    g = lam @ A_ub
-    if not g[-1] >= 0:
-        return False
-    l, u = bounds[:-1, 0], bounds[:-1, 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mus = np.append(-g[:-1] / k, 0.0)
-    mus = mus[np.isfinite(mus)]
-    G = g[:-1][None, :] + mus[:, None] * k[None, :]
-    gap = np.sum(np.minimum(G * l, G * u), axis=1) - lam @ b_ub + mus * k0
-    weight = lam.sum() + np.abs(mus) * np.linalg.norm(k) + np.abs(G).sum(axis=1) + abs(lam @ b_ub) + np.abs(mus * k0)
-    return bool(np.any(gap > FARKAS_SLACK * weight))
-
-
 def _across_program(A_ub: np.ndarray, b_ub: np.ndarray, k: np.ndarray, k0: float, lo: Any, hi: Any,
-                    B: np.ndarray | None = None, rays: list[np.ndarray] = ()
-                    ) -> tuple[tuple[np.ndarray, float] | None, np.ndarray | None]:
+                    B: np.ndarray | None = None) -> tuple[np.ndarray, float] | None:
     """``_across_unit``'s linear program: max s over A_ub [y, s] <= b_ub, k y = -k0, x = c' + B y.  B None is B = I
     (c' = 0, y = x: d + 1 variables, the frame [lo, hi] itself as the box).  Else B is an orthonormal basis of the
     first layer's row span, c' the frame's centre off it (where every known pre-activation is its bias), y in B's
     coordinates (r + 1 variables, not d + 1: 3,073 on 3072-wide inputs), within the box around the centre's
     coordinates that x cannot leave the frame from (its half-width over the L1 norm of B's rows): less room than the
-    program in x finds in the frame's far corners, and no point outside it.  ``rays``: multipliers over A_ub's rows
-    kept from the row's earlier infeasible programs; where one refutes this program (``_refutes``) HiGHS is not run
-    (3072-128x3-10: 232 of its 364 programs infeasible, 107 refuted so, the same queries).  (The point x and s, or None where there is
-    none; HiGHS's Farkas multipliers over A_ub's rows where it found none, else None.)"""
+    program in x finds in the frame's far corners, and no point outside it.  The point x and s; None where there is
+    none."""
     d = len(k) if B is None else B.shape[0]
     lo, hi = np.broadcast_to(lo, d).astype(float), np.broadcast_to(hi, d).astype(float)
     if B is None:
-        box = np.stack([lo, hi], axis=1)
+        bounds = list(zip(lo, hi))
     else:
         centre = (lo + hi) / 2
         yc = B.T @ centre
         half = float(np.min((hi - lo) / 2 / np.maximum(np.abs(B).sum(axis=1), np.finfo(float).tiny)))
-        box = np.stack([yc - half, yc + half], axis=1)
-    bounds = np.vstack([box, [0.0, np.inf]])
-    if any(_refutes(lam, A_ub, b_ub, k, k0, bounds) for lam in rays):
-        return None, None
+        bounds = list(zip(yc - half, yc + half))
     c = np.zeros(len(k) + 1)
     c[-1] = -1.0
-    x, ray = _highs_program(c, A_ub, b_ub, k, k0, bounds)
-    if x is None or not x[-1] > 0:
-        # HiGHS's ray is <= 0 on rows bounded above (its sign convention): their multipliers are its negation
-        return None, None if ray is None else np.maximum(-ray[:-1], 0.0)
-    y = x[:-1]
-    return (np.clip(y if B is None else centre - B @ yc + B @ y, lo, hi), float(x[-1])), None
+    res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=np.append(k, 0.0)[None], b_eq=[-k0], bounds=bounds + [(0, None)],
+                  method="highs")
+    if res.status != 0 or not res.x[-1] > 0:
+        return None
+    y = res.x[:-1]
+    return np.clip(y if B is None else centre - B @ yc + B @ y, lo, hi), float(res.x[-1])
 
 
 class _Known:
@@ -3080,15 +3011,7 @@ class ReluAttack(Attack):
                               np.hstack([-Z[j] / norms[j, None], 0.05 * ones]),
                               np.hstack([Z[j] / norms[j, None], -0.2 * ones])])
             b_ub = np.concatenate([(sign * z / norms)[others], z[j] / norms[j], -z[j] / norms[j]])
-            # the row's earlier Farkas rays, their multipliers carried over by unit and by side of its wall
-            kept = self._farkas.setdefault((*key[:2], len(Z)), [])
-            found, ray = _across_program(A_ub, b_ub, k, k0, lo, hi, B, [
-                np.concatenate([np.where(pattern, on, off)[others], on[j], off[j]]) for on, off in kept])
-            if ray is not None:
-                on, off, n = np.zeros(len(Z)), np.zeros(len(Z)), int(others.sum())
-                on[others & pattern], off[others & ~pattern] = ray[:n][pattern[others]], ray[:n][~pattern[others]]
-                on[j], off[j] = ray[n:n + len(j)], ray[n + len(j):]
-                kept.append((on, off))
+            found = _across_program(A_ub, b_ub, k, k0, lo, hi, B)
             if found is None:
                 continue
             x0, room = found
@@ -4190,7 +4113,6 @@ class ReluAttack(Attack):
         self._traced: dict[tuple[int, int], bool | None] = {}
         self._tried: set[tuple[int, int]] = set()
         self._crossed: dict[tuple, dict] = {}
-        self._farkas: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}  # per row: ``_across_unit``'s Farkas rays
         self._crossed_since: dict[tuple, tuple[np.ndarray, dict]] = {}  # ``_across_unit``'s budget: since which support
         self._targeted = 0
         self._read_at_ends = 0  # targeted searches settled by their line's ends (or two points around t = 0)
