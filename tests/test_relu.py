@@ -1500,7 +1500,8 @@ def test_a_line_through_a_kink_no_row_explains_before_a_restart_is_searched_with
     as the lines aimed for open orientations are (6 queries)."""
     target, r = _run("builtin:deep?d=40&widths=20,10,10,1&seed=3", "value+gradient")
     _assert_exact(r, [20, 10, 10])
-    assert r.queries["total"] <= 40 * 31  # 30.2 per neuron measured; 33.1 with the whole line (41.5 on stop 18)
+    assert r.queries["total"] <= 40 * 32  # 31.9 per neuron measured (30.2 before the corners' order was drawn once
+    # per region, i25rng); 33.1 with the whole line (41.5 on stop 18)
 
 
 def test_lines_before_restarts_alternate_cell_and_whole_so_a_kink_met_alone_does_not_spend_the_lines_8_16_8_1(
@@ -2106,12 +2107,14 @@ def test_missing_weights_above_a_wider_layer_read_or_shown_off_10_8_16_8_1():
     unit on at 19%) from the samples alone, and two rows whose known part is below 0 wherever the unit is on (a
     mixed-integer program) keep weight 0 there (``_read_missing``).  The function is exact (was partial, residual
     4.4e-2); those two weights are the truth's only where the function shows them, so the parameters are not compared.
-    On a hand-made net the program's maximum bounds every sampled point's, and its apart point is what it asks for."""
+    On a hand-made net the program's maximum bounds every sampled point's, and its apart point is what it asks for.
+    Since the corners' order is drawn once per region (i25rng) the run meets more at kinks: one weight read, (3, 12),
+    two kept at 0, (6, 15) and (7, 15); 3,177 queries measured."""
     target, result = _run("builtin:deep?d=10&widths=8,16,8,1", "value+gradient")
     assert result.status == "complete" and result.details["widths"] == [8, 16, 8], result.message
     assert result.metrics["worst_output_error_relative"] <= 1e-9
     info = result.details["layers"][2]
-    assert len(info["missing_read"]) == 3 and len(info["missing_off"]) == 2 and "rows_incomplete" not in info
+    assert len(info["missing_read"]) == 1 and len(info["missing_off"]) == 2 and "rows_incomplete" not in info
     rng = np.random.default_rng(0)
     layers = [(rng.normal(size=(4, 3)), rng.normal(size=4)), (rng.normal(size=(5, 4)), rng.normal(size=5))]
     known = _Known(3)
