@@ -3409,9 +3409,7 @@ class ReluAttack(Attack):
             return kinks
         h = len(a)
         extra = self._extra_segments.get(key, 0)
-        if key not in self._corner_order:  # drawn once per region (a re-run of the peel draws nothing here)
-            self._corner_order[key] = self._rng.permutation(h)
-        order = self._corner_order[key]
+        order = self._corner_order.setdefault(key, self._rng.permutation(h))
         seen = self._region_rows.setdefault(key, _Rows(h))
         while self._segments.setdefault(key, 0) < h + extra:
             i = self._segments[key]
@@ -3701,20 +3699,10 @@ class ReluAttack(Attack):
     def _more_segments(self) -> bool:
         """Ask for another random segment of the current region (at most as many as it has corners, plus 8, and none
         once 6 segments in a row met no plane on a second segment for the first time: the region has shown its planes,
-        and what is missing lies outside it).  The asks the region would answer with no segment (no region; or quiet,
-        until the asks pass the segments searched: ``_search_region``) are counted at once, to the first that searches
-        one, or none: each only re-ran the peel, with no query and no draw (100-64x3-10 with a layer-3 neuron on
-        everywhere: up to 72 runs, ~1.3 s of CPU each)."""
+        and what is missing lies outside it)."""
         key = len(self._known.layers)
-        extra, cap = self._extra_segments.get(key, 0), self._known.width + 8
-        if extra >= cap or self._quiet.get(key, 0) >= 2 * SEGMENTS_QUIET:
-            return False
-        if key in self._centers and self._centers[key] is None:
-            extra = cap
-        elif self._quiet.get(key, 0) >= SEGMENTS_QUIET:
-            extra = max(extra, self._segments.get(key, 0) - min(self._known.width, SEGMENTS_MIN))
-        if extra >= cap:
-            self._extra_segments[key] = cap
+        extra = self._extra_segments.get(key, 0)
+        if extra >= self._known.width + 8 or self._quiet.get(key, 0) >= 2 * SEGMENTS_QUIET:
             return False
         self._extra_segments[key] = extra + 1
         return True
