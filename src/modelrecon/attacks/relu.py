@@ -111,6 +111,7 @@ UNFOLD_TRIES = 2
 FOLD_OPEN = 3  # one output: open rows up to which every set of them gives the folded row a candidate (``_folded_rows``)
 FOLD_OPEN_WIDE = 6  # the same above a layer wider than the one below (24-10-12-8-1: 6 open rows, the rare neuron met)
 ON_EVERYWHERE_OPEN = 8  # open rows up to which every set of them is tried for a fold's neuron on everywhere
+CARRY_POINTS = 256  # kinks' points, evenly spread over them, that ``_carried`` matches a re-peeled layer's units on
 RAY_BATCHES = 16  # batches of random directions a fold's rays are drawn from until one grows (``_rays``; no query)
 OFF_WIDTHS = 8.0  # frame widths around its centre where a row's known part is shown off on a unit's active set
 
@@ -2399,12 +2400,14 @@ class ReluAttack(Attack):
         """The fold's row c, read on the top units of the known layers ``below``, on the known layers' top units now: a
         peel begun again from the first layer orders and scales the units otherwise (100-64x3-10 with layer-3 unit 2
         x5: the row read before, taken on the new order, was wrong on every unit).  Each unit now is matched to the one
-        before whose pre-activations at the kinks' points are a positive multiple of its (no query); None where a unit
-        has no match or one that c weighs is left out."""
+        before whose pre-activations at up to ``CARRY_POINTS`` kinks' points (spread over the kinks, whose number grows
+        with the run) are a positive multiple of its (no query); None where a unit has no match or one that c weighs is
+        left out."""
         layers = self._known.layers
         if len(below) == len(layers) and all(W is V and b is e for (W, b), (V, e) in zip(layers, below)):
             return c
-        X = np.array([k.x for k in self._kinks])
+        picked = np.unique(np.linspace(0, len(self._kinks) - 1, min(len(self._kinks), CARRY_POINTS)).astype(int))
+        X = np.array([self._kinks[i].x for i in picked])
         Z, a = self._known.pre(X)[-1], X
         for W, b in below:  # the pre-activations of the layers the row was read on
             Zb = a @ W.T + b
