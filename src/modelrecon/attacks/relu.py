@@ -980,6 +980,11 @@ class ReluAttack(Attack):
         predict = self._known_kinks if "value" in self._probe.kinds else self._first_layer_crossings
         kinks, pieces, _ = search_line(self._probe, line, extent, max_points=self.max_points_per_line,
                                        predict=lambda lo, hi: predict(line, lo, hi), scale=self._line_scale(line))
+        self._keep_line(line, kinks, pieces)
+
+    def _keep_line(self, line: Line, kinks: list[Kink], pieces: list[Piece]) -> None:
+        """A searched line's kinks and samples kept, the line counted (``_search``, ``_search_cell``,
+        ``_search_stretch``)."""
         self._kinks += kinks
         self._samples += [(line.at(p.t), p) for p in pieces]
         self._n_lines += 1
@@ -998,9 +1003,7 @@ class ReluAttack(Attack):
                        self._to_wall(line.x0, -room * line.v) * room)
         line.v = line.v * (room * (1 - 2.0 ** -20))
         kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, max_points=self.max_points_per_line)
-        self._kinks += kinks
-        self._samples += [(line.at(p.t), p) for p in pieces]
-        self._n_lines += 1
+        self._keep_line(line, kinks, pieces)
 
     def _search_stretch(self, line: Line) -> None:
         """A line searched on t in [-1, 1] only, the known neurons' kinks read at their predicted crossings
@@ -1009,9 +1012,7 @@ class ReluAttack(Attack):
         given, read = self._known_kinks(line, -1.0, 1.0)
         kinks, pieces = critical_points(self._probe, line, -1.0, 1.0, pieces=read, known=given,
                                         max_points=self.max_points_per_line)
-        self._kinks += kinks
-        self._samples += [(line.at(q.t), q) for q in pieces]
-        self._n_lines += 1
+        self._keep_line(line, kinks, pieces)
 
     def _first_layer_crossings(self, line: Line, lo: float, hi: float) -> tuple[list[Kink], list[Piece]]:
         """Gradient mode: a new line's kinks on the first layer's rows (known, or candidates from the kinks so far),
